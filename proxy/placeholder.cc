@@ -1,0 +1,1 @@
+// Keeps wrench_proxy a non-empty library while proxy/ is young.

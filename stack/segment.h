@@ -1,0 +1,43 @@
+// A whole TCP/IP datagram as the TUN device carries it: an IPv4 or IPv6 header and
+// a TCP segment. The edge between bytes and the plain structs everything else uses.
+#pragma once
+
+#include <cstdint>
+#include <variant>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "stack/ip.h"
+#include "stack/tcp_wire.h"
+
+namespace wrench::stack {
+
+struct Segment {
+  std::variant<Ipv4Repr, Ipv6Repr> ip;
+  TcpRepr tcp;
+
+  const IpAddress& src() const;
+  const IpAddress& dst() const;
+  bool is_v6() const { return ip.index() == 1; }
+  uint8_t ttl() const;  // TTL or hop limit
+  void set_ttl(uint8_t ttl);
+  // IP header + TCP header + payload.
+  size_t BufferLen() const;
+  bool operator==(const Segment&) const = default;
+};
+
+struct ParseOptions {
+  bool verify_checksums = true;
+};
+
+// Parses an IPv4 or IPv6 datagram carrying TCP. Refuses, with a reason: truncated
+// headers, bad lengths, bad checksums, fragments, other protocols, unsupported
+// IPv6 extension headers.
+absl::StatusOr<Segment> ParseSegment(absl::Span<const uint8_t> datagram,
+                                     ParseOptions opts = {});
+
+// Emits the datagram into `out` (at least seg.BufferLen() bytes), computing the IP
+// payload length, the IPv4 header checksum and the TCP checksum. Returns bytes written.
+absl::StatusOr<size_t> EmitSegment(const Segment& seg, absl::Span<uint8_t> out);
+
+}  // namespace wrench::stack

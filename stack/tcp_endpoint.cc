@@ -1,0 +1,1 @@
+// tcp_endpoint: implementation pending.

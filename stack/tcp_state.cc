@@ -1,0 +1,1 @@
+// tcp_state: implementation pending.
