@@ -72,8 +72,13 @@ absl::StatusOr<Ipv4Repr> ParseIpv4(absl::Span<const uint8_t> bytes,
                                    absl::Span<const uint8_t>* payload,
                                    bool verify_checksum = true);
 // Writes the header (total length and checksum filled in) at the start of `out`,
-// which must hold repr.header_len() bytes. Returns the header length.
+// which must hold repr.header_len() bytes. Returns the header length (0, writing
+// nothing, when out is too short, the options are not a multiple of 4 up to 40 bytes,
+// or the total length would pass 65535).
 size_t EmitIpv4(const Ipv4Repr& repr, absl::Span<uint8_t> out);
+
+// One-line summaries for logs and test failure messages.
+std::ostream& operator<<(std::ostream& os, const Ipv4Repr& r);
 
 // RFC 8200 fixed header. Hop-by-hop, routing and destination options headers are
 // skipped on parse (and not kept); fragment, AH, ESP and unknown ones are refused.
@@ -91,6 +96,10 @@ struct Ipv6Repr {
 
 absl::StatusOr<Ipv6Repr> ParseIpv6(absl::Span<const uint8_t> bytes,
                                    absl::Span<const uint8_t>* payload);
+// Writes the 40-byte fixed header (no extension headers); returns 40, or 0 when `out`
+// is shorter.
 size_t EmitIpv6(const Ipv6Repr& repr, absl::Span<uint8_t> out);
+
+std::ostream& operator<<(std::ostream& os, const Ipv6Repr& r);
 
 }  // namespace wrench::stack
