@@ -1,1 +1,0 @@
-// Keeps wrench_proxy a non-empty library while proxy/ is young.
