@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -219,6 +220,15 @@ bool Ipv4Repr::operator==(const Ipv4Repr& o) const {
 
 absl::StatusOr<Ipv4Repr> ParseIpv4(absl::Span<const uint8_t> bytes,
                                    absl::Span<const uint8_t>* payload, bool verify_checksum) {
+  // Filled where it is returned (NRVO): no copy of the repr on the way out.
+  absl::StatusOr<Ipv4Repr> result(absl::in_place);
+  absl::Status s = ParseIpv4Into(bytes, &*result, payload, verify_checksum);
+  if (!s.ok()) result = std::move(s);
+  return result;
+}
+
+absl::Status ParseIpv4Into(absl::Span<const uint8_t> bytes, Ipv4Repr* repr,
+                           absl::Span<const uint8_t>* payload, bool verify_checksum) {
   if (bytes.size() < 20) return Truncated("IPv4 header", bytes.size(), 20);
   const uint8_t* p = bytes.data();
   if ((p[0] >> 4) != 4) {
@@ -245,7 +255,7 @@ absl::StatusOr<Ipv4Repr> ParseIpv4(absl::Span<const uint8_t> bytes,
     return absl::InvalidArgumentError(
         absl::StrFormat("bad IPv4 header checksum (0x%04x)", Get16(p + 10)));
   }
-  Ipv4Repr r;
+  Ipv4Repr& r = *repr;
   r.dscp_ecn = p[1];
   r.ident = Get16(p + 4);
   // The reserved flag bit (RFC 791, "must be zero") is ignored, not refused.
@@ -260,7 +270,7 @@ absl::StatusOr<Ipv4Repr> ParseIpv4(absl::Span<const uint8_t> bytes,
   r.options = bytes.subspan(20, header_len - 20);
   r.payload_len = static_cast<uint16_t>(total_len - header_len);
   if (payload != nullptr) *payload = bytes.subspan(header_len, total_len - header_len);
-  return r;
+  return absl::OkStatus();
 }
 
 // Writes nothing and returns 0 when the preconditions do not hold (out too short,
@@ -293,6 +303,14 @@ size_t EmitIpv4(const Ipv4Repr& repr, absl::Span<uint8_t> out) {
 
 absl::StatusOr<Ipv6Repr> ParseIpv6(absl::Span<const uint8_t> bytes,
                                    absl::Span<const uint8_t>* payload) {
+  absl::StatusOr<Ipv6Repr> result(absl::in_place);
+  absl::Status s = ParseIpv6Into(bytes, &*result, payload);
+  if (!s.ok()) result = std::move(s);
+  return result;
+}
+
+absl::Status ParseIpv6Into(absl::Span<const uint8_t> bytes, Ipv6Repr* repr,
+                           absl::Span<const uint8_t>* payload) {
   if (bytes.size() < 40) return Truncated("IPv6 header", bytes.size(), 40);
   const uint8_t* p = bytes.data();
   if ((p[0] >> 4) != 6) {
@@ -308,7 +326,7 @@ absl::StatusOr<Ipv6Repr> ParseIpv6(absl::Span<const uint8_t> bytes,
         "IPv6 payload length %d exceeds datagram (%d bytes after the 40-byte header)", plen,
         bytes.size() - 40));
   }
-  Ipv6Repr r;
+  Ipv6Repr& r = *repr;
   r.traffic_class = static_cast<uint8_t>(((p[0] & 0x0f) << 4) | (p[1] >> 4));
   r.flow_label = (uint32_t{p[1] & 0x0fu} << 16) | (uint32_t{p[2]} << 8) | p[3];
   r.hop_limit = p[7];
@@ -356,7 +374,7 @@ absl::StatusOr<Ipv6Repr> ParseIpv6(absl::Span<const uint8_t> bytes,
   r.next_header = nh;
   r.payload_len = static_cast<uint16_t>(end - off);
   if (payload != nullptr) *payload = bytes.subspan(off, end - off);
-  return r;
+  return absl::OkStatus();
 }
 
 // Writes nothing and returns 0 when `out` is shorter than 40 bytes.

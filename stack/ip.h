@@ -9,6 +9,7 @@
 #include <ostream>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
@@ -71,6 +72,11 @@ struct Ipv4Repr {
 absl::StatusOr<Ipv4Repr> ParseIpv4(absl::Span<const uint8_t> bytes,
                                    absl::Span<const uint8_t>* payload,
                                    bool verify_checksum = true);
+// As ParseIpv4, filling *repr in place: ParseSegment's hot path uses it to build
+// the Segment where it will be returned instead of copying reprs through StatusOr.
+// On error *repr is unspecified.
+absl::Status ParseIpv4Into(absl::Span<const uint8_t> bytes, Ipv4Repr* repr,
+                           absl::Span<const uint8_t>* payload, bool verify_checksum = true);
 // Writes the header (total length and checksum filled in) at the start of `out`,
 // which must hold repr.header_len() bytes. Returns the header length (0, writing
 // nothing, when out is too short, the options are not a multiple of 4 up to 40 bytes,
@@ -96,6 +102,9 @@ struct Ipv6Repr {
 
 absl::StatusOr<Ipv6Repr> ParseIpv6(absl::Span<const uint8_t> bytes,
                                    absl::Span<const uint8_t>* payload);
+// As ParseIpv6, filling *repr in place (see ParseIpv4Into).
+absl::Status ParseIpv6Into(absl::Span<const uint8_t> bytes, Ipv6Repr* repr,
+                           absl::Span<const uint8_t>* payload);
 // Writes the 40-byte fixed header (no extension headers); returns 40, or 0 when `out`
 // is shorter.
 size_t EmitIpv6(const Ipv6Repr& repr, absl::Span<uint8_t> out);

@@ -1,1 +1,144 @@
-// segment: implementation pending.
+// Whole TCP/IP datagrams: dispatch on the IP version nibble, refuse what the proxy
+// does not handle (fragments, other protocols), then hand the IP payload to the TCP
+// parser; emit writes both headers and both checksums.
+#include "stack/segment.h"
+
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_format.h"
+
+namespace wrench::stack {
+namespace {
+
+absl::Status NotTcp(uint8_t protocol) {
+  return absl::InvalidArgumentError(absl::StrFormat("protocol %d is not TCP", protocol));
+}
+
+}  // namespace
+
+const IpAddress& Segment::src() const {
+  if (const auto* v4 = std::get_if<Ipv4Repr>(&ip)) return v4->src;
+  return std::get<Ipv6Repr>(ip).src;
+}
+
+const IpAddress& Segment::dst() const {
+  if (const auto* v4 = std::get_if<Ipv4Repr>(&ip)) return v4->dst;
+  return std::get<Ipv6Repr>(ip).dst;
+}
+
+uint8_t Segment::ttl() const {
+  if (const auto* v4 = std::get_if<Ipv4Repr>(&ip)) return v4->ttl;
+  return std::get<Ipv6Repr>(ip).hop_limit;
+}
+
+void Segment::set_ttl(uint8_t ttl) {
+  if (auto* v4 = std::get_if<Ipv4Repr>(&ip)) {
+    v4->ttl = ttl;
+  } else {
+    std::get<Ipv6Repr>(ip).hop_limit = ttl;
+  }
+}
+
+size_t Segment::BufferLen() const {
+  size_t ip_len = std::visit([](const auto& h) { return h.header_len(); }, ip);
+  return ip_len + tcp.header_len() + tcp.payload.size();
+}
+
+namespace {
+
+// Fills *seg in place; ParseSegment builds it where it is returned.
+absl::Status ParseInto(absl::Span<const uint8_t> datagram, ParseOptions opts, Segment* seg) {
+  if (datagram.empty()) return absl::InvalidArgumentError("empty datagram");
+  int version = datagram[0] >> 4;
+  absl::Span<const uint8_t> payload;
+  if (version == 4) {
+    auto& v4 = seg->ip.emplace<Ipv4Repr>();
+    absl::Status s = ParseIpv4Into(datagram, &v4, &payload, opts.verify_checksums);
+    if (!s.ok()) return s;
+    // The proxy terminates TCP and does not reassemble (RFC 791 §3.2): a fragment
+    // would reach the TCP parser as a partial segment.
+    if (v4.more_fragments || v4.fragment_offset != 0) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "IPv4 fragment (offset %d, %s) not supported", v4.fragment_offset * 8,
+          v4.more_fragments ? "more fragments" : "last fragment"));
+    }
+    if (v4.protocol != kIpProtoTcp) return NotTcp(v4.protocol);
+  } else if (version == 6) {
+    auto& v6 = seg->ip.emplace<Ipv6Repr>();
+    absl::Status s = ParseIpv6Into(datagram, &v6, &payload);
+    if (!s.ok()) return s;
+    if (v6.next_header != kIpProtoTcp) return NotTcp(v6.next_header);
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("not an IP packet (version %d)", version));
+  }
+  return ParseTcpInto(payload, seg->src(), seg->dst(), &seg->tcp, opts.verify_checksums);
+}
+
+}  // namespace
+
+absl::StatusOr<Segment> ParseSegment(absl::Span<const uint8_t> datagram, ParseOptions opts) {
+  absl::StatusOr<Segment> result(absl::in_place);
+  absl::Status s = ParseInto(datagram, opts, &*result);
+  if (!s.ok()) result = std::move(s);
+  return result;
+}
+
+absl::StatusOr<size_t> EmitSegment(const Segment& seg, absl::Span<uint8_t> out) {
+  size_t need = seg.BufferLen();
+  if (out.size() < need) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("output buffer too small (%d bytes, need %d)", out.size(), need));
+  }
+  size_t tcp_len = seg.tcp.header_len() + seg.tcp.payload.size();
+  size_t ip_len = 0;
+  if (const auto* v4 = std::get_if<Ipv4Repr>(&seg.ip)) {
+    if (v4->src.is_v6() || v4->dst.is_v6()) {
+      return absl::InvalidArgumentError("IPv4 header with an IPv6 address");
+    }
+    if (v4->options.size() % 4 != 0 || v4->options.size() > 40) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "IPv4 options of %d bytes (need a multiple of 4, at most 40)", v4->options.size()));
+    }
+    if (v4->header_len() + tcp_len > 0xffff) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "datagram of %d bytes exceeds the IPv4 maximum 65535", v4->header_len() + tcp_len));
+    }
+    Ipv4Repr h = *v4;
+    h.payload_len = static_cast<uint16_t>(tcp_len);
+    ip_len = EmitIpv4(h, out);
+  } else {
+    const auto& v6 = std::get<Ipv6Repr>(seg.ip);
+    if (!v6.src.is_v6() || !v6.dst.is_v6()) {
+      return absl::InvalidArgumentError("IPv6 header with an IPv4 address");
+    }
+    if (tcp_len > 0xffff) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "TCP segment of %d bytes exceeds the IPv6 payload maximum 65535 (no jumbograms)",
+          tcp_len));
+    }
+    Ipv6Repr h = v6;
+    h.payload_len = static_cast<uint16_t>(tcp_len);
+    ip_len = EmitIpv6(h, out);
+  }
+  auto written = EmitTcp(seg.tcp, seg.src(), seg.dst(), out.subspan(ip_len));
+  if (!written.ok()) return written.status();
+  return ip_len + *written;
+}
+
+std::ostream& operator<<(std::ostream& os, const Segment& s) {
+  auto endpoint = [&os](const IpAddress& a, uint16_t port) {
+    if (a.is_v6()) {
+      os << '[' << a << "]:" << port;
+    } else {
+      os << a << ':' << port;
+    }
+  };
+  endpoint(s.src(), s.tcp.src_port);
+  os << " > ";
+  endpoint(s.dst(), s.tcp.dst_port);
+  return os << ' ' << s.tcp;
+}
+
+}  // namespace wrench::stack

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <ostream>
 #include <variant>
 
 #include "absl/status/statusor.h"
@@ -39,5 +40,9 @@ absl::StatusOr<Segment> ParseSegment(absl::Span<const uint8_t> datagram,
 // Emits the datagram into `out` (at least seg.BufferLen() bytes), computing the IP
 // payload length, the IPv4 header checksum and the TCP checksum. Returns bytes written.
 absl::StatusOr<size_t> EmitSegment(const Segment& seg, absl::Span<uint8_t> out);
+
+// "10.0.0.1:40000 > 10.0.0.2:80 S. 0:0(0) win 65535 <mss 1460>" (IPv6 addresses in
+// brackets): the TCP one-liner of tcp_wire.h with the endpoints in front.
+std::ostream& operator<<(std::ostream& os, const Segment& s);
 
 }  // namespace wrench::stack

@@ -9,6 +9,7 @@
 #include <ostream>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
@@ -125,6 +126,11 @@ class IpAddress;
 // option length, bad checksum.
 absl::StatusOr<TcpRepr> ParseTcp(absl::Span<const uint8_t> bytes, const IpAddress& src,
                                  const IpAddress& dst, bool verify_checksum = true);
+
+// As ParseTcp, filling *repr in place (ParseSegment's hot path; see ParseIpv4Into).
+// *repr must be default-initialized (options empty); on error it is unspecified.
+absl::Status ParseTcpInto(absl::Span<const uint8_t> bytes, const IpAddress& src,
+                          const IpAddress& dst, TcpRepr* repr, bool verify_checksum = true);
 
 // Writes header, options and payload into `out` (at least header_len() +
 // payload.size() bytes) and fills in data offset and checksum. Returns bytes
