@@ -1,1 +1,1038 @@
-// tcp_endpoint: implementation pending.
+// The TCP endpoint state machine. Segment processing follows RFC 9293 §3.10.7
+// step by step (one function per step), with RFC 5961 for RST, SYN and ACK
+// acceptance, RFC 6298 for the retransmission timer, RFC 7323 for window scaling
+// and timestamps, RFC 5681 for congestion control and fast retransmit.
+#include "stack/tcp_endpoint.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+
+namespace wrench::stack {
+namespace {
+
+// SipHash-2-4 (Aumasson & Bernstein), the keyed hash RFC 6528 asks for as F().
+uint64_t Rotl(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
+
+uint64_t SipHash24(const std::array<uint64_t, 2>& key, absl::Span<const uint8_t> in) {
+  uint64_t v0 = 0x736f6d6570736575ULL ^ key[0], v1 = 0x646f72616e646f6dULL ^ key[1];
+  uint64_t v2 = 0x6c7967656e657261ULL ^ key[0], v3 = 0x7465646279746573ULL ^ key[1];
+  auto round = [&] {
+    v0 += v1; v1 = Rotl(v1, 13); v1 ^= v0; v0 = Rotl(v0, 32);
+    v2 += v3; v3 = Rotl(v3, 16); v3 ^= v2;
+    v0 += v3; v3 = Rotl(v3, 21); v3 ^= v0;
+    v2 += v1; v1 = Rotl(v1, 17); v1 ^= v2; v2 = Rotl(v2, 32);
+  };
+  size_t full = in.size() / 8 * 8;
+  for (size_t i = 0; i < full; i += 8) {
+    uint64_t m;
+    std::memcpy(&m, in.data() + i, 8);
+    v3 ^= m; round(); round(); v0 ^= m;
+  }
+  uint64_t last = static_cast<uint64_t>(in.size()) << 56;
+  for (size_t i = full; i < in.size(); ++i) last |= static_cast<uint64_t>(in[i]) << (8 * (i - full));
+  v3 ^= last; round(); round(); v0 ^= last;
+  v2 ^= 0xff;
+  round(); round(); round(); round();
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
+const std::array<uint64_t, 2>& ProcessSecret() {
+  static const std::array<uint64_t, 2> secret = [] {
+    absl::BitGen gen;
+    return std::array<uint64_t, 2>{absl::Uniform<uint64_t>(gen), absl::Uniform<uint64_t>(gen)};
+  }();
+  return secret;
+}
+
+// States in which the peer may still send us data (RFC 9293 §3.10.7.4 step 7).
+bool AcceptsText(TcpState s) {
+  return s == TcpState::kEstablished || s == TcpState::kFinWait1 || s == TcpState::kFinWait2;
+}
+
+constexpr uint32_t kTimestampOptionLen = 12;  // with its two NOPs of padding
+
+}  // namespace
+
+uint32_t Rfc6528Isn(const FourTuple& t, Instant now, const std::array<uint64_t, 2>& secret) {
+  uint8_t buf[36];
+  size_t n = 0;
+  auto put = [&](absl::Span<const uint8_t> b) {
+    std::memcpy(buf + n, b.data(), b.size());
+    n += b.size();
+  };
+  put(t.local_addr.bytes());
+  put(t.remote_addr.bytes());
+  uint8_t ports[4] = {uint8_t(t.local_port >> 8), uint8_t(t.local_port), uint8_t(t.remote_port >> 8),
+                      uint8_t(t.remote_port)};
+  put(ports);
+  // M: a timer ticking every 4 microseconds (RFC 6528 §3).
+  uint32_t m = static_cast<uint32_t>(absl::ToInt64Microseconds(now - absl::UnixEpoch()) / 4);
+  return m + static_cast<uint32_t>(SipHash24(secret, {buf, n}));
+}
+
+absl::string_view CloseReasonName(CloseReason r) {
+  switch (r) {
+    case CloseReason::kNone: return "none";
+    case CloseReason::kNormal: return "normal";
+    case CloseReason::kAborted: return "aborted";
+    case CloseReason::kReset: return "reset";
+    case CloseReason::kRefused: return "refused";
+    case CloseReason::kTimeout: return "timeout";
+  }
+  return "?";
+}
+
+TcpEndpoint::TcpEndpoint(TcpConfig config)
+    : cfg_(std::move(config)),
+      snd_buf_(std::max<size_t>(cfg_.send_buffer, 1)),
+      rcv_buf_(std::max<size_t>(cfg_.recv_buffer, 1)) {
+  tcb_.rto = cfg_.initial_rto;
+  cfg_.max_ooo_ranges = std::min(cfg_.max_ooo_ranges, ooo_.size());
+  // The smallest shift that lets the whole receive buffer be advertised (RFC 7323 §2.3).
+  uint8_t ws = 0;
+  while (ws < 14 && (rcv_buf_.capacity() >> ws) > 0xffff) ++ws;
+  tcb_.rcv_wscale = cfg_.window_scaling ? ws : 0;
+  if (!cfg_.window_scaling) rcv_buf_ = RingBuffer(std::min<size_t>(rcv_buf_.capacity(), 0xffff));
+}
+
+// ---------------------------------------------------------------------------
+// Application calls.
+
+absl::Status TcpEndpoint::Connect(Instant now) {
+  if (state_ != TcpState::kClosed) {
+    return absl::FailedPreconditionError(absl::StrCat("connect in ", StateName(state_)));
+  }
+  passive_ = false;
+  tcb_.iss = SeqNum(cfg_.isn ? cfg_.isn(cfg_.tuple, now) : Rfc6528Isn(cfg_.tuple, now, ProcessSecret()));
+  ts_offset_ = tcb_.iss.raw() * 2654435761u;
+  tcb_.snd_una = tcb_.iss;
+  tcb_.snd_nxt = tcb_.iss;
+  send_cursor_ = tcb_.iss;
+  syn_needs_send_ = true;
+  SetState(now, TcpState::kSynSent, "active open");
+  return absl::OkStatus();
+}
+
+absl::Status TcpEndpoint::Listen(Instant now) {
+  if (state_ != TcpState::kClosed) {
+    return absl::FailedPreconditionError(absl::StrCat("listen in ", StateName(state_)));
+  }
+  passive_ = true;
+  SetState(now, TcpState::kListen, "passive open");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> TcpEndpoint::Send(absl::Span<const uint8_t> data) {
+  switch (state_) {
+    case TcpState::kSynSent:
+    case TcpState::kSynReceived:
+    case TcpState::kEstablished:
+    case TcpState::kCloseWait:
+      if (fin_requested_) break;
+      return snd_buf_.Append(data);
+    default:
+      break;
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("cannot send in ", StateName(state_), fin_requested_ ? " after close" : ""));
+}
+
+size_t TcpEndpoint::Receive(absl::Span<uint8_t> out) {
+  size_t n = rcv_buf_.Read(out);
+  bytes_received_ += n;
+  if (n > 0) MaybeWindowUpdate();
+  return n;
+}
+
+// RFC 9293 §3.8.6.2.2 (receiver SWS avoidance): announce a larger window only when
+// it has grown by min(half the buffer, one segment) since we last advertised it.
+void TcpEndpoint::MaybeWindowUpdate() {
+  if (!AcceptsText(state_)) return;
+  uint32_t wnd = ReceiveWindow();
+  uint32_t adv = (wnd >> tcb_.rcv_wscale) << tcb_.rcv_wscale;
+  SeqNum edge = tcb_.rcv_nxt + adv;
+  uint32_t threshold = static_cast<uint32_t>(std::min<size_t>(rcv_buf_.capacity() / 2, cfg_.mss));
+  if (edge - last_adv_edge_ >= static_cast<int32_t>(threshold)) window_update_needed_ = true;
+}
+
+absl::Status TcpEndpoint::Close(Instant now) {
+  switch (state_) {
+    case TcpState::kClosed:
+      return absl::FailedPreconditionError("connection does not exist");
+    case TcpState::kListen:
+    case TcpState::kSynSent:
+      Terminate(now, CloseReason::kNormal, "close");
+      return absl::OkStatus();
+    case TcpState::kSynReceived:
+    case TcpState::kEstablished:
+    case TcpState::kCloseWait:
+      fin_requested_ = true;
+      fin_seq_ = DataStartSeq() + static_cast<uint32_t>(snd_buf_.size());
+      SetState(now, state_ == TcpState::kCloseWait ? TcpState::kLastAck : TcpState::kFinWait1,
+               "close");
+      return absl::OkStatus();
+    default:
+      return absl::FailedPreconditionError("connection closing");
+  }
+}
+
+void TcpEndpoint::Abort(Instant now) {
+  switch (state_) {
+    case TcpState::kSynReceived:
+    case TcpState::kEstablished:
+    case TcpState::kFinWait1:
+    case TcpState::kFinWait2:
+    case TcpState::kCloseWait: {
+      // RFC 9293 §3.10.5: <SEQ=SND.NXT><CTL=RST>.
+      TcpRepr fake;
+      fake.src_port = cfg_.tuple.remote_port;
+      fake.dst_port = cfg_.tuple.local_port;
+      QueueRst(fake, tcb_.snd_nxt, std::nullopt);
+      Terminate(now, CloseReason::kAborted, "abort");
+      return;
+    }
+    case TcpState::kClosed:
+      return;
+    default:
+      Terminate(now, CloseReason::kAborted, "abort");
+      return;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// SEGMENT ARRIVES (RFC 9293 §3.10.7).
+
+void TcpEndpoint::OnSegment(Instant now, const TcpRepr& seg) {
+  switch (state_) {
+    case TcpState::kClosed:
+      SegmentArrivesClosed(seg);
+      return;
+    case TcpState::kListen:
+      SegmentArrivesListen(now, seg);
+      return;
+    case TcpState::kSynSent:
+      SegmentArrivesSynSent(now, seg);
+      return;
+    default:
+      break;
+  }
+  if (state_ == TcpState::kSynReceived && seg.flags.has(kSyn | kAck) && seg.seq == tcb_.irs &&
+      seg.ack == tcb_.snd_nxt) {
+    // Simultaneous open (RFC 9293 Figure 8, line 6): the peer's SYN-ACK repeats
+    // its SYN and acknowledges ours. Take it as the ACK of our SYN, with no reply.
+    TcpRepr ack = seg;
+    ack.flags = seg.flags.without(kSyn);
+    ack.seq = seg.seq + 1;
+    ack.payload = {};
+    if (CheckAckField(now, ack)) CheckFinBit(now, ack);
+    return;
+  }
+  if (!CheckSequenceNumber(now, seg)) return;
+  if (ReceiveWindow() == 0 && seg.seg_len() > 0 && !seg.flags.has(kRst)) {
+    // Accepted only for its ACK (see CheckSequenceNumber): drop text and FIN.
+    TcpRepr stripped = seg;
+    stripped.payload = {};
+    stripped.flags = seg.flags.without(kFin | kSyn);
+    ack_needed_ = true;
+    CheckAckField(now, stripped);
+    return;
+  }
+  if (!CheckRstBit(now, seg)) return;
+  // Third, security and precedence: not used (RFC 9293 §3.10.7.4 "third").
+  if (!CheckSynBit(now, seg)) return;
+  if (!CheckAckField(now, seg)) return;
+  // Sixth, URG: the urgent pointer is carried on the wire but not acted upon.
+  ProcessSegmentText(now, seg);
+  CheckFinBit(now, seg);
+}
+
+// §3.10.7.1: all data in the segment is discarded; an incoming RST is discarded; any
+// other segment gets a RST in answer.
+void TcpEndpoint::SegmentArrivesClosed(const TcpRepr& seg) {
+  if (seg.flags.has(kRst)) return;
+  if (seg.flags.has(kAck)) {
+    QueueRst(seg, seg.ack, std::nullopt);
+  } else {
+    QueueRst(seg, SeqNum(0), seg.seq + seg.seg_len());
+  }
+}
+
+// §3.10.7.2.
+void TcpEndpoint::SegmentArrivesListen(Instant now, const TcpRepr& seg) {
+  if (seg.flags.has(kRst)) return;
+  if (seg.flags.has(kAck)) {
+    QueueRst(seg, seg.ack, std::nullopt);
+    return;
+  }
+  if (!seg.flags.has(kSyn)) return;
+  cfg_.tuple.remote_port = seg.src_port;
+  tcb_.irs = seg.seq;
+  tcb_.rcv_nxt = seg.seq + 1;
+  tcb_.iss = SeqNum(cfg_.isn ? cfg_.isn(cfg_.tuple, now) : Rfc6528Isn(cfg_.tuple, now, ProcessSecret()));
+  ts_offset_ = tcb_.iss.raw() * 2654435761u;
+  tcb_.snd_una = tcb_.iss;
+  tcb_.snd_nxt = tcb_.iss;
+  send_cursor_ = tcb_.iss;
+  AcceptSynOptions(seg);
+  // RFC 7323 §2.2: the window of a SYN segment is never scaled.
+  tcb_.snd_wnd = seg.window;
+  tcb_.snd_wl1 = seg.seq;
+  tcb_.snd_wl2 = seg.ack;
+  max_snd_wnd_ = tcb_.snd_wnd;
+  syn_needs_send_ = true;
+  // Data on a SYN is not kept: it is not acknowledged, so the peer sends it again.
+  SetState(now, TcpState::kSynReceived, "SYN received");
+}
+
+// §3.10.7.3.
+void TcpEndpoint::SegmentArrivesSynSent(Instant now, const TcpRepr& seg) {
+  bool ack_ok = false;
+  if (seg.flags.has(kAck)) {
+    // First: SEG.ACK =< ISS or SEG.ACK > SND.NXT is unacceptable.
+    if (seg.ack <= tcb_.iss || seg.ack > tcb_.snd_nxt) {
+      if (!seg.flags.has(kRst)) QueueRst(seg, seg.ack, std::nullopt);
+      return;
+    }
+    ack_ok = tcb_.snd_una < seg.ack && seg.ack <= tcb_.snd_nxt;
+  }
+  // Second: a RST is acceptable only if it acknowledges our SYN (RFC 5961 §3.2).
+  if (seg.flags.has(kRst)) {
+    if (ack_ok) {
+      Terminate(now, CloseReason::kRefused, "RST received", "connection refused");
+    }
+    return;
+  }
+  // Fourth: the SYN bit.
+  if (!seg.flags.has(kSyn)) return;
+  tcb_.irs = seg.seq;
+  tcb_.rcv_nxt = seg.seq + 1;
+  AcceptSynOptions(seg);
+  UpdateTimestamps(seg);
+  tcb_.snd_wnd = seg.window;  // a SYN's window is never scaled
+  tcb_.snd_wl1 = seg.seq;
+  tcb_.snd_wl2 = seg.ack;
+  max_snd_wnd_ = tcb_.snd_wnd;
+  if (ack_ok) {
+    AdvanceUna(now, seg.ack, seg);
+    ack_needed_ = true;
+    SetState(now, TcpState::kEstablished, "SYN-ACK received");
+    return;
+  }
+  // Simultaneous open: answer with SYN-ACK, <SEQ=ISS><ACK=RCV.NXT>.
+  syn_needs_send_ = true;
+  SetState(now, TcpState::kSynReceived, "SYN received (simultaneous open)");
+}
+
+// First: is the segment inside the receive window (§3.10.7.4, the four cases)?
+bool TcpEndpoint::CheckSequenceNumber(Instant now, const TcpRepr& seg) {
+  // A retransmitted SYN while we are in SYN-RECEIVED: our SYN-ACK was lost, so
+  // send it again now rather than wait for our own timer (as Linux does).
+  if (state_ == TcpState::kSynReceived && seg.flags.has(kSyn) && !seg.flags.has(kAck) &&
+      seg.seq == tcb_.irs) {
+    syn_needs_send_ = true;
+    return false;
+  }
+  uint32_t wnd = ReceiveWindow();
+  uint32_t len = seg.seg_len();
+  SeqNum nxt = tcb_.rcv_nxt;
+  bool ok;
+  if (len == 0) {
+    ok = wnd == 0 ? seg.seq == nxt : InWindow(seg.seq, nxt, nxt + wnd);
+  } else {
+    ok = wnd != 0 && (InWindow(seg.seq, nxt, nxt + wnd) || InWindow(seg.seq + (len - 1), nxt, nxt + wnd));
+  }
+  // "If the RCV.WND is zero, no segments will be acceptable, but special allowance
+  // should be made to accept valid ACKs, URGs, and RSTs": a zero-window segment at
+  // RCV.NXT still goes through, its text and FIN are dropped in steps seven and eight.
+  if (!ok && wnd == 0 && seg.seq == nxt) ok = true;
+  if (ok) {
+    UpdateTimestamps(seg);
+    return true;
+  }
+  if (seg.flags.has(kRst)) return false;
+  ack_needed_ = true;
+  // TIME-WAIT: "The only thing that can arrive in this state is a retransmission of
+  // the remote FIN. Acknowledge it, and restart the 2 MSL timeout."
+  if (state_ == TcpState::kTimeWait && seg.flags.has(kFin)) {
+    time_wait_deadline_ = now + 2 * cfg_.msl;
+  }
+  return false;
+}
+
+// Second: RST (RFC 5961 §3.2): reset only on an exact match with RCV.NXT, answer a
+// RST elsewhere in the window with a challenge ACK.
+bool TcpEndpoint::CheckRstBit(Instant now, const TcpRepr& seg) {
+  if (!seg.flags.has(kRst)) return true;
+  if (seg.seq != tcb_.rcv_nxt) {
+    if (ChallengeAckAllowed(now)) ack_needed_ = true;
+    return false;
+  }
+  switch (state_) {
+    case TcpState::kSynReceived:
+      if (passive_) {
+        // "If this connection was initiated with a passive OPEN, then return this
+        // connection to the LISTEN state."
+        snd_buf_.Consume(snd_buf_.size());
+        rto_deadline_ = kNever;
+        retries_ = 0;
+        syn_needs_send_ = false;
+        ack_needed_ = false;
+        SetState(now, TcpState::kListen, "RST received");
+      } else {
+        Terminate(now, CloseReason::kRefused, "RST received", "connection refused");
+      }
+      return false;
+    case TcpState::kEstablished:
+    case TcpState::kFinWait1:
+    case TcpState::kFinWait2:
+    case TcpState::kCloseWait:
+      Terminate(now, CloseReason::kReset, "RST received", "connection reset by peer");
+      return false;
+    default:  // CLOSING, LAST-ACK, TIME-WAIT
+      Terminate(now, CloseReason::kReset, "RST received");
+      return false;
+  }
+}
+
+// Fourth: a SYN in a synchronized state gets a challenge ACK (RFC 5961 §4.2); in
+// SYN-RECEIVED after a passive open the connection goes back to LISTEN.
+bool TcpEndpoint::CheckSynBit(Instant now, const TcpRepr& seg) {
+  if (!seg.flags.has(kSyn)) return true;
+  if (state_ == TcpState::kSynReceived && passive_) {
+    rto_deadline_ = kNever;
+    retries_ = 0;
+    syn_needs_send_ = false;
+    SetState(now, TcpState::kListen, "SYN in window");
+    return false;
+  }
+  if (ChallengeAckAllowed(now)) ack_needed_ = true;
+  return false;
+}
+
+// Fifth: the ACK field.
+bool TcpEndpoint::CheckAckField(Instant now, const TcpRepr& seg) {
+  if (!seg.flags.has(kAck)) return false;
+  if (state_ == TcpState::kSynReceived) {
+    if (!(tcb_.snd_una < seg.ack && seg.ack <= tcb_.snd_nxt)) {
+      QueueRst(seg, seg.ack, std::nullopt);
+      return false;
+    }
+    tcb_.snd_wnd = static_cast<uint32_t>(seg.window) << tcb_.snd_wscale;
+    tcb_.snd_wl1 = seg.seq;
+    tcb_.snd_wl2 = seg.ack;
+    max_snd_wnd_ = std::max(max_snd_wnd_, tcb_.snd_wnd);
+    AdvanceUna(now, seg.ack, seg);
+    SetState(now, TcpState::kEstablished, "ACK of SYN");
+  }
+  // RFC 5961 §5.2: acceptable is SND.UNA - MAX.SND.WND =< SEG.ACK =< SND.NXT.
+  if (seg.ack > tcb_.snd_nxt) {
+    ack_needed_ = true;
+    return false;
+  }
+  if (seg.ack < tcb_.snd_una - max_snd_wnd_) {
+    if (ChallengeAckAllowed(now)) ack_needed_ = true;
+    return false;
+  }
+  unanswered_probes_ = 0;
+  uint32_t scaled_wnd = static_cast<uint32_t>(seg.window) << tcb_.snd_wscale;
+  if (seg.ack > tcb_.snd_una) {
+    dup_acks_ = 0;
+    AdvanceUna(now, seg.ack, seg);
+  } else if (seg.ack == tcb_.snd_una && seg.payload.empty() && !seg.flags.any(kSyn | kFin) &&
+             scaled_wnd == tcb_.snd_wnd && tcb_.snd_una != tcb_.snd_nxt) {
+    // RFC 5681 §3.2: the third duplicate ACK triggers a fast retransmit.
+    if (++dup_acks_ == 3 && !in_recovery_) EnterRecovery(now, /*timeout=*/false);
+  }
+  UpdateSendWindow(seg);
+
+  switch (state_) {
+    case TcpState::kFinWait1:
+      if (FinAcked()) SetState(now, TcpState::kFinWait2, "FIN acked");
+      break;
+    case TcpState::kClosing:
+      if (FinAcked()) {
+        time_wait_deadline_ = now + 2 * cfg_.msl;
+        rto_deadline_ = kNever;
+        SetState(now, TcpState::kTimeWait, "FIN acked");
+      }
+      return false;
+    case TcpState::kLastAck:
+      if (FinAcked()) {
+        Terminate(now, CloseReason::kNormal, "FIN acked");
+        return false;
+      }
+      break;
+    default:
+      break;
+  }
+  return true;
+}
+
+// Seventh: segment text, in ESTABLISHED, FIN-WAIT-1 and FIN-WAIT-2 only.
+void TcpEndpoint::ProcessSegmentText(Instant now, const TcpRepr& seg) {
+  (void)now;
+  if (seg.payload.empty() || !AcceptsText(state_)) return;
+  SeqNum seq = seg.seq;
+  absl::Span<const uint8_t> data = seg.payload;
+  // Trim what we already have, then what lies beyond the window.
+  if (seq < tcb_.rcv_nxt) {
+    uint32_t old = static_cast<uint32_t>(tcb_.rcv_nxt - seq);
+    if (old >= data.size()) {
+      ack_needed_ = true;
+      return;
+    }
+    data.remove_prefix(old);
+    seq = tcb_.rcv_nxt;
+  }
+  uint32_t wnd = ReceiveWindow();
+  uint32_t offset = static_cast<uint32_t>(seq - tcb_.rcv_nxt);
+  if (offset >= wnd) {
+    ack_needed_ = true;
+    return;
+  }
+  if (data.size() > wnd - offset) data = data.first(wnd - offset);
+  ack_needed_ = true;
+  if (offset == 0) {
+    rcv_buf_.WriteAt(rcv_buf_.size(), data);
+    rcv_buf_.Commit(data.size());
+    tcb_.rcv_nxt += static_cast<uint32_t>(data.size());
+    DeliverInOrder();
+  } else {
+    HoldOutOfOrder(seq, data);
+    // RFC 5681 §4.2: an out-of-order segment gets an immediate duplicate ACK of
+    // its own, even when several arrive before the next Poll.
+    if (dup_acks_owed_ < 8) ++dup_acks_owed_;
+  }
+}
+
+// Moves held out-of-order ranges that RCV.NXT has reached into the readable bytes.
+void TcpEndpoint::DeliverInOrder() {
+  size_t drop = 0;
+  while (drop < ooo_count_ && ooo_[drop].left <= tcb_.rcv_nxt) {
+    if (ooo_[drop].right > tcb_.rcv_nxt) {
+      uint32_t n = static_cast<uint32_t>(ooo_[drop].right - tcb_.rcv_nxt);
+      rcv_buf_.Commit(n);
+      tcb_.rcv_nxt += n;
+    }
+    ++drop;
+  }
+  if (drop > 0) {
+    std::move(ooo_.begin() + drop, ooo_.begin() + ooo_count_, ooo_.begin());
+    ooo_count_ -= drop;
+  }
+}
+
+bool TcpEndpoint::HoldOutOfOrder(SeqNum seq, absl::Span<const uint8_t> data) {
+  SeqNum left = seq, right = seq + static_cast<uint32_t>(data.size());
+  // Find the insertion point and merge with every range it touches.
+  size_t i = 0;
+  while (i < ooo_count_ && ooo_[i].right < left) ++i;
+  size_t j = i;
+  while (j < ooo_count_ && ooo_[j].left <= right) {
+    left = Min(left, ooo_[j].left);
+    right = Max(right, ooo_[j].right);
+    ++j;
+  }
+  size_t merged = j - i;
+  if (merged == 0 && ooo_count_ >= cfg_.max_ooo_ranges) return false;  // bounded: drop it
+  rcv_buf_.WriteAt(rcv_buf_.size() + static_cast<uint32_t>(seq - tcb_.rcv_nxt), data);
+  if (merged == 0) {
+    std::move_backward(ooo_.begin() + i, ooo_.begin() + ooo_count_, ooo_.begin() + ooo_count_ + 1);
+    ++ooo_count_;
+  } else if (merged > 1) {
+    std::move(ooo_.begin() + j, ooo_.begin() + ooo_count_, ooo_.begin() + i + 1);
+    ooo_count_ -= merged - 1;
+  }
+  ooo_[i] = {left, right};
+  return true;
+}
+
+// Eighth: the FIN bit.
+void TcpEndpoint::CheckFinBit(Instant now, const TcpRepr& seg) {
+  if (!seg.flags.has(kFin)) {
+    if (ooo_fin_ && *ooo_fin_ == tcb_.rcv_nxt) {
+      // The data a FIN overtook has arrived: the FIN takes effect now.
+    } else {
+      return;
+    }
+  } else {
+    SeqNum fin = seg.seq + static_cast<uint32_t>(seg.payload.size());
+    if (fin > tcb_.rcv_nxt) {
+      // Data before the FIN is missing: remember the FIN until it is in.
+      if (fin - tcb_.rcv_nxt <= static_cast<int32_t>(ReceiveWindow())) ooo_fin_ = fin;
+      return;
+    }
+    if (fin < tcb_.rcv_nxt) return;  // a FIN we have already taken (it was acked above)
+  }
+  ooo_fin_.reset();
+  switch (state_) {
+    case TcpState::kCloseWait:
+    case TcpState::kClosing:
+    case TcpState::kLastAck:
+      return;  // "Remain in the ... state": our RCV.NXT is already past the peer's FIN
+    default:
+      break;
+  }
+  tcb_.rcv_nxt += 1;
+  fin_received_ = true;
+  ack_needed_ = true;
+  switch (state_) {
+    case TcpState::kSynReceived:
+    case TcpState::kEstablished:
+      SetState(now, TcpState::kCloseWait, "FIN received");
+      break;
+    case TcpState::kFinWait1:
+      if (FinAcked()) {
+        time_wait_deadline_ = now + 2 * cfg_.msl;
+        rto_deadline_ = kNever;
+        SetState(now, TcpState::kTimeWait, "FIN received");
+      } else {
+        SetState(now, TcpState::kClosing, "FIN received (simultaneous close)");
+      }
+      break;
+    case TcpState::kFinWait2:
+      time_wait_deadline_ = now + 2 * cfg_.msl;
+      rto_deadline_ = kNever;
+      SetState(now, TcpState::kTimeWait, "FIN received");
+      break;
+    case TcpState::kTimeWait:
+      time_wait_deadline_ = now + 2 * cfg_.msl;
+      break;
+    default:
+      break;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Helpers of segment processing.
+
+void TcpEndpoint::AcceptSynOptions(const TcpRepr& seg) {
+  const TcpOptions& o = seg.options;
+  // RFC 9293 §3.7.1: without the option, assume 536 (IPv4) / 1220 (IPv6).
+  uint16_t peer_mss = o.mss.value_or(cfg_.tuple.remote_addr.is_v6() ? 1220 : 536);
+  tcb_.wscale_ok = cfg_.window_scaling && o.window_scale.has_value();
+  if (tcb_.wscale_ok) {
+    tcb_.snd_wscale = std::min<uint8_t>(*o.window_scale, 14);  // RFC 7323 §2.3
+  } else {
+    tcb_.snd_wscale = 0;
+    tcb_.rcv_wscale = 0;
+  }
+  tcb_.sack_ok = cfg_.sack && o.sack_permitted;
+  tcb_.ts_ok = cfg_.timestamps && o.timestamps.has_value();
+  if (tcb_.ts_ok) ts_recent_ = o.timestamps->value;
+  uint32_t mss = std::min<uint32_t>(peer_mss, cfg_.mss);
+  if (tcb_.ts_ok) mss -= std::min(mss - 1, kTimestampOptionLen);
+  tcb_.snd_mss = static_cast<uint16_t>(std::max<uint32_t>(mss, 1));
+  // RFC 5681 §3.1 / RFC 6928: initial window min(10*MSS, max(2*MSS, 14600)).
+  tcb_.cwnd = std::min<uint32_t>(10 * tcb_.snd_mss, std::max<uint32_t>(2 * tcb_.snd_mss, 14600));
+  tcb_.ssthresh = 0x7fffffff;
+}
+
+// RFC 7323 §4.3: TS.Recent follows the newest TSval of a segment at the left edge.
+void TcpEndpoint::UpdateTimestamps(const TcpRepr& seg) {
+  if (!tcb_.ts_ok || !seg.options.timestamps) return;
+  uint32_t val = seg.options.timestamps->value;
+  if (static_cast<int32_t>(val - ts_recent_) >= 0 && seg.seq <= last_ack_sent_) ts_recent_ = val;
+}
+
+void TcpEndpoint::AdvanceUna(Instant now, SeqNum ack, const TcpRepr& seg) {
+  SeqNum data_start = DataStartSeq();
+  uint32_t newly = static_cast<uint32_t>(ack - tcb_.snd_una);
+  if (ack > data_start) {
+    size_t n = std::min<size_t>(static_cast<uint32_t>(ack - data_start), snd_buf_.size());
+    snd_buf_.Consume(n);
+    bytes_acked_ += n;
+  }
+  tcb_.snd_una = ack;
+  if (send_cursor_ < ack) send_cursor_ = ack;
+  retries_ = 0;
+
+  // RTT sample: from the echoed timestamp, else from the timed segment (Karn's
+  // algorithm: never from a retransmitted one).
+  if (tcb_.ts_ok && seg.options.timestamps && seg.options.timestamps->echo != 0) {
+    int32_t ms = static_cast<int32_t>(TsNow(now) - seg.options.timestamps->echo);
+    if (ms >= 0) UpdateRtt(now, absl::Milliseconds(ms));
+  } else if (rtt_timing_ && ack >= rtt_seq_) {
+    rtt_timing_ = false;
+    UpdateRtt(now, now - rtt_start_);
+  }
+
+  // Congestion window (RFC 5681 §3.1), and NewReno partial ACKs (RFC 6582).
+  if (in_recovery_) {
+    if (ack >= recover_) {
+      in_recovery_ = false;
+      tcb_.cwnd = tcb_.ssthresh;
+    } else {
+      retransmit_one_ = true;
+    }
+  } else if (ack <= data_start) {
+    // Only our SYN was acknowledged: no data left the network.
+  } else if (tcb_.cwnd < tcb_.ssthresh) {
+    tcb_.cwnd += std::min<uint32_t>(newly, tcb_.snd_mss);
+  } else {
+    tcb_.cwnd += std::max<uint32_t>(1, uint32_t(tcb_.snd_mss) * tcb_.snd_mss / std::max<uint32_t>(tcb_.cwnd, 1));
+  }
+  tcb_.cwnd = std::min<uint32_t>(tcb_.cwnd, 0x3fffffff);
+
+  // RFC 6298 §5.2 / §5.3.
+  if (tcb_.snd_una == tcb_.snd_nxt) {
+    rto_deadline_ = kNever;
+  } else {
+    RestartRetransmitTimer(now);
+  }
+}
+
+// §3.10.7.4 fifth: update the send window from segments that are not older than
+// the one it was last taken from.
+void TcpEndpoint::UpdateSendWindow(const TcpRepr& seg) {
+  if (!(tcb_.snd_una <= seg.ack && seg.ack <= tcb_.snd_nxt)) return;
+  if (tcb_.snd_wl1 < seg.seq || (tcb_.snd_wl1 == seg.seq && tcb_.snd_wl2 <= seg.ack)) {
+    tcb_.snd_wnd = static_cast<uint32_t>(seg.window) << tcb_.snd_wscale;
+    tcb_.snd_wl1 = seg.seq;
+    tcb_.snd_wl2 = seg.ack;
+    max_snd_wnd_ = std::max(max_snd_wnd_, tcb_.snd_wnd);
+    if (tcb_.snd_wnd > 0) {
+      persist_deadline_ = kNever;
+      persist_backoff_ = absl::ZeroDuration();
+    }
+  }
+}
+
+bool TcpEndpoint::ChallengeAckAllowed(Instant now) {
+  if (now - challenge_window_start_ >= absl::Seconds(1)) {
+    challenge_window_start_ = now;
+    challenge_acks_in_window_ = 0;
+  }
+  if (challenge_acks_in_window_ >= cfg_.challenge_ack_limit) return false;
+  ++challenge_acks_in_window_;
+  return true;
+}
+
+void TcpEndpoint::QueueRst(const TcpRepr& answering, SeqNum seq, std::optional<SeqNum> ack) {
+  if (rst_count_ == rst_queue_.size()) return;  // bounded: a flood gets some answers
+  rst_queue_[rst_count_++] = {answering.dst_port, answering.src_port, seq, ack};
+}
+
+void TcpEndpoint::SetState(Instant now, TcpState to, absl::string_view cause) {
+  TcpState from = state_;
+  state_ = to;
+  if (observer_) observer_({from, to, cause, now});
+}
+
+void TcpEndpoint::Terminate(Instant now, CloseReason why, absl::string_view cause, std::string error) {
+  rto_deadline_ = persist_deadline_ = time_wait_deadline_ = kNever;
+  syn_needs_send_ = ack_needed_ = window_update_needed_ = probe_due_ = retransmit_one_ = false;
+  close_reason_ = why;
+  error_ = std::move(error);
+  if (why == CloseReason::kReset || why == CloseReason::kRefused || why == CloseReason::kAborted ||
+      why == CloseReason::kTimeout) {
+    // RFC 9293: on reset or abort, queued sends and receives are flushed.
+    snd_buf_.Consume(snd_buf_.size());
+  }
+  if (state_ != TcpState::kClosed) SetState(now, TcpState::kClosed, cause);
+}
+
+// ---------------------------------------------------------------------------
+// Timers.
+
+void TcpEndpoint::OnTick(Instant now) {
+  if (now >= time_wait_deadline_) {
+    Terminate(now, CloseReason::kNormal, "2MSL timeout");
+    return;
+  }
+  if (now >= rto_deadline_) OnRetransmitTimeout(now);
+  if (now >= persist_deadline_) OnPersistTimeout(now);
+}
+
+void TcpEndpoint::OnRetransmitTimeout(Instant now) {
+  bool handshake = state_ == TcpState::kSynSent || state_ == TcpState::kSynReceived;
+  int limit = handshake ? cfg_.syn_retries : cfg_.max_retries;
+  if (++retries_ > limit) {
+    Terminate(now, CloseReason::kTimeout, "retransmission limit",
+              absl::StrCat("connection timed out: no answer after ", limit,
+                           handshake ? (state_ == TcpState::kSynSent ? " SYN" : " SYN-ACK")
+                                     : " segment",
+                           " retransmissions"));
+    return;
+  }
+  ++retransmissions_total_;
+  rtt_timing_ = false;
+  // RFC 6298 §5.5: back off the timer.
+  tcb_.rto = std::min(tcb_.rto * 2, cfg_.max_rto);
+  rto_deadline_ = now + tcb_.rto;
+  if (handshake || !SynAcked()) {
+    syn_needs_send_ = true;
+    return;
+  }
+  EnterRecovery(now, /*timeout=*/true);
+}
+
+void TcpEndpoint::EnterRecovery(Instant now, bool timeout) {
+  (void)now;
+  // RFC 5681 §3.1 eq. (4).
+  tcb_.ssthresh = std::max<uint32_t>(FlightSize() / 2, 2u * tcb_.snd_mss);
+  if (timeout) {
+    // Go back to SND.UNA and slow-start from one segment.
+    tcb_.cwnd = tcb_.snd_mss;
+    send_cursor_ = tcb_.snd_una;
+    in_recovery_ = false;
+    dup_acks_ = 0;
+  } else {
+    tcb_.cwnd = tcb_.ssthresh;
+    in_recovery_ = true;
+    recover_ = tcb_.snd_nxt;
+    retransmit_one_ = true;
+    ++retransmissions_total_;
+    rtt_timing_ = false;
+  }
+}
+
+// Zero-window probing (RFC 9293 §3.8.6.1) the way Linux does it: a segment one
+// below SND.UNA, which the peer must answer with an ACK carrying its window, so no
+// data waits beyond the window and the probes never count as lost data.
+void TcpEndpoint::OnPersistTimeout(Instant now) {
+  if (++unanswered_probes_ > cfg_.max_retries) {
+    Terminate(now, CloseReason::kTimeout, "retransmission limit",
+              absl::StrCat("connection timed out: ", cfg_.max_retries,
+                           " zero-window probes unanswered"));
+    return;
+  }
+  probe_due_ = true;
+  persist_backoff_ = std::min(persist_backoff_ * 2, cfg_.max_rto);
+  persist_deadline_ = now + persist_backoff_;
+}
+
+void TcpEndpoint::UpdateRtt(Instant now, Duration r) {
+  (void)now;
+  // RFC 6298 §2.2 and §2.3, alpha = 1/8, beta = 1/4, G = 1 ms.
+  if (!rtt_sampled_) {
+    tcb_.srtt = r;
+    tcb_.rttvar = r / 2;
+    rtt_sampled_ = true;
+  } else {
+    tcb_.rttvar = tcb_.rttvar * 3 / 4 + absl::AbsDuration(tcb_.srtt - r) / 4;
+    tcb_.srtt = tcb_.srtt * 7 / 8 + r / 8;
+  }
+  tcb_.rto = std::clamp(tcb_.srtt + std::max(absl::Milliseconds(1), 4 * tcb_.rttvar), cfg_.min_rto,
+                        cfg_.max_rto);
+}
+
+void TcpEndpoint::RestartRetransmitTimer(Instant now) { rto_deadline_ = now + tcb_.rto; }
+
+Instant TcpEndpoint::NextDeadline() const {
+  return std::min({rto_deadline_, persist_deadline_, time_wait_deadline_});
+}
+
+// ---------------------------------------------------------------------------
+// Output.
+
+SeqNum TcpEndpoint::DataStartSeq() const {
+  return tcb_.snd_una == tcb_.iss ? tcb_.iss + 1 : tcb_.snd_una;
+}
+
+uint32_t TcpEndpoint::FlightSize() const { return static_cast<uint32_t>(tcb_.snd_nxt - tcb_.snd_una); }
+
+uint32_t TcpEndpoint::ReceiveWindow() const {
+  return static_cast<uint32_t>(std::min<size_t>(rcv_buf_.free(), 0x3fffffff));
+}
+
+uint32_t TcpEndpoint::AdvertisedWindow() const {
+  return std::min<uint32_t>(ReceiveWindow() >> tcb_.rcv_wscale, 0xffff);
+}
+
+uint32_t TcpEndpoint::TsNow(Instant now) const {
+  return static_cast<uint32_t>(absl::ToInt64Milliseconds(now - absl::UnixEpoch())) + ts_offset_;
+}
+
+void TcpEndpoint::FillHeader(Instant now, TcpRepr& r, SeqNum seq, TcpFlags flags) {
+  r.src_port = cfg_.tuple.local_port;
+  r.dst_port = cfg_.tuple.remote_port;
+  r.seq = seq;
+  r.flags = flags;
+  if (flags.has(kAck)) {
+    r.ack = tcb_.rcv_nxt;
+    last_ack_sent_ = tcb_.rcv_nxt;
+  }
+  if (flags.has(kSyn)) {
+    r.window = static_cast<uint16_t>(std::min<uint32_t>(ReceiveWindow(), 0xffff));
+  } else {
+    r.window = static_cast<uint16_t>(AdvertisedWindow());
+  }
+  last_adv_edge_ = tcb_.rcv_nxt + (static_cast<uint32_t>(r.window) << (flags.has(kSyn) ? 0 : tcb_.rcv_wscale));
+  tcb_.rcv_wnd = static_cast<uint32_t>(r.window) << (flags.has(kSyn) ? 0 : tcb_.rcv_wscale);
+  bool syn = flags.has(kSyn);
+  bool synack = syn && flags.has(kAck);
+  if (syn) {
+    r.options.mss = cfg_.mss;
+    // In a SYN-ACK, offer only what the peer's SYN offered (RFC 7323 §1.3, RFC 2018 §2).
+    if (cfg_.window_scaling && (!synack || tcb_.wscale_ok)) r.options.window_scale = tcb_.rcv_wscale;
+    if (cfg_.sack && (!synack || tcb_.sack_ok)) r.options.sack_permitted = true;
+    if (cfg_.timestamps && (!synack || tcb_.ts_ok)) r.options.timestamps = Timestamps{TsNow(now), synack ? ts_recent_ : 0};
+  } else if (tcb_.ts_ok) {
+    r.options.timestamps = Timestamps{TsNow(now), ts_recent_};
+  }
+}
+
+void TcpEndpoint::FillSackBlocks(TcpRepr& r) const {
+  if (!tcb_.sack_ok || ooo_count_ == 0) return;
+  size_t room = tcb_.ts_ok ? 3 : 4;  // RFC 2018 §3: what fits beside the timestamps
+  size_t n = std::min(room, ooo_count_);
+  for (size_t i = 0; i < n; ++i) r.options.sack[i] = {ooo_[i].left, ooo_[i].right};
+  r.options.sack_count = static_cast<uint8_t>(n);
+}
+
+uint32_t TcpEndpoint::EmitAt(Instant now, SeqNum seq, uint32_t max_payload,
+                             absl::FunctionRef<void(const TcpRepr&)> emit) {
+  SeqNum data_start = DataStartSeq();
+  SeqNum data_end = data_start + static_cast<uint32_t>(snd_buf_.size());
+  TcpRepr r;
+  if (seq < data_end && seq >= data_start) {
+    r.payload = snd_buf_.Contiguous(static_cast<uint32_t>(seq - data_start),
+                                    std::min<uint32_t>(max_payload, tcb_.snd_mss));
+  }
+  uint32_t len = static_cast<uint32_t>(r.payload.size());
+  bool fin = fin_requested_ && seq + len == fin_seq_;
+  if (len == 0 && !fin) return 0;
+  TcpFlags flags(kAck);
+  if (len > 0 && seq + len == data_end) flags = flags.with(kPsh);
+  if (fin) flags = flags.with(kFin);
+  FillHeader(now, r, seq, flags);
+  FillSackBlocks(r);
+  emit(r);
+  uint32_t consumed = len + (fin ? 1 : 0);
+  if (seq + consumed > tcb_.snd_nxt) {
+    if (!rtt_timing_ && !tcb_.ts_ok && seq >= tcb_.snd_nxt) {
+      rtt_timing_ = true;
+      rtt_seq_ = seq + consumed;
+      rtt_start_ = now;
+    }
+    tcb_.snd_nxt = seq + consumed;
+  }
+  if (rto_deadline_ == kNever) RestartRetransmitTimer(now);
+  ack_needed_ = window_update_needed_ = false;
+  return consumed;
+}
+
+void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> emit) {
+  if (retransmit_one_) {
+    retransmit_one_ = false;
+    EmitAt(now, tcb_.snd_una == tcb_.iss ? tcb_.iss + 1 : tcb_.snd_una, tcb_.snd_mss, emit);
+  }
+  SeqNum end = DataStartSeq() + static_cast<uint32_t>(snd_buf_.size());
+  if (fin_requested_) end = fin_seq_ + 1;
+  uint32_t wnd = std::min(tcb_.snd_wnd, tcb_.cwnd);
+  SeqNum limit = tcb_.snd_una + wnd;
+  for (int guard = 0; send_cursor_ < end && guard < 4096; ++guard) {
+    int32_t room = limit - send_cursor_;
+    bool fin_only = fin_requested_ && send_cursor_ == fin_seq_;
+    if (room <= 0 && !fin_only) break;
+    // Sender SWS avoidance (RFC 9293 §3.8.6.2.1): while segments are in flight,
+    // do not cut a small segment just because the window ends; wait for ACKs.
+    uint32_t queued = static_cast<uint32_t>(end - send_cursor_);
+    if (!fin_only && static_cast<uint32_t>(room) < std::min<uint32_t>(queued, tcb_.snd_mss) &&
+        tcb_.snd_una != tcb_.snd_nxt) {
+      break;
+    }
+    uint32_t c = EmitAt(now, send_cursor_, room > 0 ? static_cast<uint32_t>(room) : 0, emit);
+    if (c == 0) break;
+    send_cursor_ += c;
+  }
+  // Zero window with data waiting and nothing in flight: start probing.
+  bool waiting = send_cursor_ < end && !(fin_requested_ && send_cursor_ == fin_seq_);
+  if (tcb_.snd_wnd == 0 && waiting && tcb_.snd_una == tcb_.snd_nxt && persist_deadline_ == kNever) {
+    persist_backoff_ = tcb_.rto;
+    persist_deadline_ = now + persist_backoff_;
+  }
+}
+
+bool TcpEndpoint::HasPendingOutput() const {
+  if (rst_count_ > 0) return true;
+  if (state_ == TcpState::kClosed || state_ == TcpState::kListen) return false;
+  if (syn_needs_send_ || ack_needed_ || window_update_needed_ || probe_due_ || retransmit_one_) return true;
+  if (!SynAcked()) return false;
+  SeqNum end = DataStartSeq() + static_cast<uint32_t>(snd_buf_.size());
+  if (fin_requested_) end = fin_seq_ + 1;
+  if (send_cursor_ >= end) return false;
+  if (fin_requested_ && send_cursor_ == fin_seq_) return true;
+  return send_cursor_ < tcb_.snd_una + std::min(tcb_.snd_wnd, tcb_.cwnd);
+}
+
+void TcpEndpoint::Poll(Instant now, absl::FunctionRef<void(const TcpRepr&)> emit) {
+  for (size_t i = 0; i < rst_count_; ++i) {
+    TcpRepr r;
+    r.src_port = rst_queue_[i].src_port;
+    r.dst_port = rst_queue_[i].dst_port;
+    r.seq = rst_queue_[i].seq;
+    r.flags = TcpFlags(kRst);
+    if (rst_queue_[i].ack) {
+      r.flags = r.flags.with(kAck);
+      r.ack = *rst_queue_[i].ack;
+    }
+    emit(r);
+  }
+  rst_count_ = 0;
+  if (state_ == TcpState::kClosed || state_ == TcpState::kListen) return;
+
+  if (syn_needs_send_) {
+    syn_needs_send_ = false;
+    TcpRepr r;
+    bool synack = state_ != TcpState::kSynSent;
+    FillHeader(now, r, tcb_.iss, synack ? TcpFlags(kSyn | kAck) : TcpFlags(kSyn));
+    emit(r);
+    if (tcb_.snd_nxt == tcb_.iss) {
+      // Karn: time only the first transmission of the SYN.
+      if (!tcb_.ts_ok && retries_ == 0) {
+        rtt_timing_ = true;
+        rtt_seq_ = tcb_.iss + 1;
+        rtt_start_ = now;
+      }
+      tcb_.snd_nxt = tcb_.iss + 1;
+    }
+    if (send_cursor_ == tcb_.iss) send_cursor_ = tcb_.iss + 1;
+    if (rto_deadline_ == kNever) RestartRetransmitTimer(now);
+    ack_needed_ = false;
+  }
+  if (state_ == TcpState::kSynSent) {
+    ack_needed_ = window_update_needed_ = false;
+    return;
+  }
+  if (probe_due_) {
+    probe_due_ = false;
+    TcpRepr r;
+    FillHeader(now, r, tcb_.snd_una - 1, TcpFlags(kAck));
+    emit(r);
+    ack_needed_ = false;
+  }
+  if (SynAcked()) {
+    switch (state_) {
+      case TcpState::kEstablished:
+      case TcpState::kCloseWait:
+      case TcpState::kFinWait1:
+      case TcpState::kClosing:
+      case TcpState::kLastAck:
+        EmitData(now, emit);
+        break;
+      default:
+        break;
+    }
+  }
+  for (; dup_acks_owed_ > 1; --dup_acks_owed_) {
+    TcpRepr r;
+    FillHeader(now, r, tcb_.snd_nxt, TcpFlags(kAck));
+    FillSackBlocks(r);
+    emit(r);
+  }
+  dup_acks_owed_ = 0;
+  if (ack_needed_ || window_update_needed_) {
+    TcpRepr r;
+    FillHeader(now, r, tcb_.snd_nxt, TcpFlags(kAck));
+    FillSackBlocks(r);
+    emit(r);
+    ack_needed_ = window_update_needed_ = false;
+  }
+}
+
+}  // namespace wrench::stack

@@ -1,0 +1,268 @@
+// The sans-I/O TCP endpoint (DESIGN.md "Sans-I/O endpoint"): one connection's
+// state machine per RFC 9293, driven by segments, ticks and application calls,
+// each with the current time. It owns no socket and no clock; what it wants to
+// send is pulled with Poll(), and NextDeadline() says when it next needs a tick.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "stack/ip.h"
+#include "stack/ring_buffer.h"
+#include "stack/seq.h"
+#include "stack/tcp_state.h"
+#include "stack/tcp_wire.h"
+#include "stack/time.h"
+
+namespace wrench::stack {
+
+struct FourTuple {
+  IpAddress local_addr;
+  uint16_t local_port = 0;
+  IpAddress remote_addr;
+  uint16_t remote_port = 0;
+  bool operator==(const FourTuple&) const = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const FourTuple& t) {
+    return H::combine(std::move(h), t.local_addr, t.local_port, t.remote_addr, t.remote_port);
+  }
+};
+
+// RFC 6528: ISN = M + F(4-tuple, secret), M a 4-microsecond clock and F SipHash-2-4
+// keyed with `secret`. Tests inject their own generator through TcpConfig::isn.
+uint32_t Rfc6528Isn(const FourTuple& t, Instant now, const std::array<uint64_t, 2>& secret);
+
+struct TcpConfig {
+  // Maximum segment size we accept (advertised in our SYN).
+  uint16_t mss = 1460;
+  // Bounded buffers, allocated once per connection.
+  size_t send_buffer = 256 * 1024;
+  size_t recv_buffer = 256 * 1024;
+  // Offered in our SYN; used only when the peer offers them too (RFC 7323, RFC 2018).
+  bool window_scaling = true;
+  bool sack = true;
+  bool timestamps = true;
+  // TIME-WAIT lasts 2·MSL (RFC 9293 §3.4.2 suggests MSL = 2 minutes; Linux
+  // holds TIME-WAIT for 60 s). Default 30 s, so TIME-WAIT is 60 s as on Linux.
+  Duration msl = absl::Seconds(30);
+  // RFC 6298: initial RTO 1 s, lower bound 1 s ("SHOULD"), upper bound at least 60 s.
+  Duration initial_rto = absl::Seconds(1);
+  Duration min_rto = absl::Seconds(1);
+  Duration max_rto = absl::Seconds(60);
+  // Retransmissions of one segment before the connection is given up (RFC 9293
+  // §3.8.3 R2). SYN and SYN-ACK have their own limit, as on Linux.
+  int syn_retries = 6;
+  int max_retries = 15;
+  // Out-of-order ranges held for reassembly; a segment making more is dropped.
+  size_t max_ooo_ranges = 16;
+  // RFC 5961 §7: challenge ACKs sent per second at most.
+  int challenge_ack_limit = 100;
+  // The connection's addresses, for the ISN and for logs only; the ports go on the wire.
+  FourTuple tuple;
+  // When set, replaces RFC 6528 ISN generation (tests make ISNs predictable).
+  std::function<uint32_t(const FourTuple&, Instant)> isn;
+};
+
+enum class CloseReason : uint8_t {
+  kNone,
+  kNormal,          // both FINs exchanged (and TIME-WAIT, where ours was first)
+  kAborted,         // the application aborted: we sent RST
+  kReset,           // the peer sent an acceptable RST
+  kRefused,         // RST in answer to our SYN
+  kTimeout,         // retransmission limit reached
+};
+
+absl::string_view CloseReasonName(CloseReason r);
+
+struct StateChange {
+  TcpState from;
+  TcpState to;
+  absl::string_view cause;  // a static string: "SYN received", "FIN acked", ...
+  Instant at;
+};
+
+class TcpEndpoint {
+ public:
+  using StateObserver = std::function<void(const StateChange&)>;
+
+  explicit TcpEndpoint(TcpConfig config);
+  TcpEndpoint(const TcpEndpoint&) = delete;
+  TcpEndpoint& operator=(const TcpEndpoint&) = delete;
+
+  void set_state_observer(StateObserver obs) { observer_ = std::move(obs); }
+
+  // --- application calls (RFC 9293 §3.10.1 - §3.10.6) ---
+  // Active open: CLOSED -> SYN-SENT.
+  absl::Status Connect(Instant now);
+  // Passive open: CLOSED -> LISTEN. The local port is config.tuple.local_port.
+  absl::Status Listen(Instant now);
+  // Queues bytes for sending; returns how many fit in the send buffer (0 when full).
+  // An error when the connection can no longer send (after Close, or closed).
+  absl::StatusOr<size_t> Send(absl::Span<const uint8_t> data);
+  // Reads received, in-order bytes. Reading opens the receive window.
+  size_t Receive(absl::Span<uint8_t> out);
+  // Sends FIN after all queued data (half-close: receiving goes on).
+  absl::Status Close(Instant now);
+  // Sends RST where the state has a peer, and goes to CLOSED at once.
+  void Abort(Instant now);
+
+  // --- network and time ---
+  void OnSegment(Instant now, const TcpRepr& seg);
+  void OnTick(Instant now);
+  // Hands every segment that is due now to `emit`. The repr's payload points into
+  // the send buffer and is valid only during the call.
+  void Poll(Instant now, absl::FunctionRef<void(const TcpRepr&)> emit);
+  // When the endpoint next needs OnTick (kNever when it has no timer running).
+  Instant NextDeadline() const;
+  // True when Poll would emit something now.
+  bool HasPendingOutput() const;
+
+  // --- observation ---
+  TcpState state() const { return state_; }
+  CloseReason close_reason() const { return close_reason_; }
+  // Human-readable reason the connection ended abnormally ("retransmission limit
+  // (6 SYN retries) reached"), empty otherwise.
+  const std::string& error() const { return error_; }
+  size_t readable() const { return rcv_buf_.size(); }
+  size_t send_queue() const { return snd_buf_.size(); }   // unacked + unsent bytes
+  size_t send_space() const { return snd_buf_.free(); }
+  // The peer's FIN arrived and every byte before it was read.
+  bool eof() const { return fin_received_ && rcv_buf_.empty(); }
+  bool fin_received() const { return fin_received_; }
+  const TcpConfig& config() const { return cfg_; }
+  const FourTuple& tuple() const { return cfg_.tuple; }
+
+  // The transmission control block, with RFC 9293 §3.3.1 names, for tests, logs
+  // and the fuzzers' invariant checks.
+  struct Tcb {
+    SeqNum snd_una, snd_nxt, iss;
+    uint32_t snd_wnd = 0;   // scaled
+    SeqNum snd_wl1, snd_wl2;
+    SeqNum rcv_nxt, irs;
+    uint32_t rcv_wnd = 0;   // what we advertise, scaled
+    uint8_t snd_wscale = 0, rcv_wscale = 0;
+    uint16_t snd_mss = 536;  // largest payload we send
+    bool wscale_ok = false, sack_ok = false, ts_ok = false;
+    Duration srtt = absl::ZeroDuration(), rttvar = absl::ZeroDuration(), rto;
+    uint32_t cwnd = 0, ssthresh = 0;
+  };
+  const Tcb& tcb() const { return tcb_; }
+  // Bytes delivered to the application so far, and sent by it.
+  uint64_t bytes_received() const { return bytes_received_; }
+  uint64_t bytes_acked() const { return bytes_acked_; }
+  int retransmissions() const { return retransmissions_total_; }
+
+ private:
+  // RFC 9293 §3.10.7 SEGMENT ARRIVES, one function per state group and step.
+  void SegmentArrivesClosed(const TcpRepr& seg);
+  void SegmentArrivesListen(Instant now, const TcpRepr& seg);
+  void SegmentArrivesSynSent(Instant now, const TcpRepr& seg);
+  bool CheckSequenceNumber(Instant now, const TcpRepr& seg);      // first
+  bool CheckRstBit(Instant now, const TcpRepr& seg);              // second
+  bool CheckSynBit(Instant now, const TcpRepr& seg);              // fourth
+  bool CheckAckField(Instant now, const TcpRepr& seg);            // fifth
+  void ProcessSegmentText(Instant now, const TcpRepr& seg);       // seventh
+  void CheckFinBit(Instant now, const TcpRepr& seg);              // eighth
+
+  void AcceptSynOptions(const TcpRepr& seg);
+  void UpdateTimestamps(const TcpRepr& seg);
+  void AdvanceUna(Instant now, SeqNum ack, const TcpRepr& seg);
+  void UpdateSendWindow(const TcpRepr& seg);
+  void DeliverInOrder();
+  bool HoldOutOfOrder(SeqNum seq, absl::Span<const uint8_t> data);
+  void QueueRst(const TcpRepr& answering, SeqNum seq, std::optional<SeqNum> ack);
+  void SetState(Instant now, TcpState to, absl::string_view cause);
+  void Terminate(Instant now, CloseReason why, absl::string_view cause, std::string error = {});
+
+  void OnRetransmitTimeout(Instant now);
+  void OnPersistTimeout(Instant now);
+  void UpdateRtt(Instant now, Duration sample);
+  void RestartRetransmitTimer(Instant now);
+  void EnterRecovery(Instant now, bool timeout);
+
+  bool SynSentOrAcked() const;
+  uint32_t FlightSize() const;
+  uint32_t AdvertisedWindow() const;  // scaled value for the header
+  uint32_t ReceiveWindow() const;     // bytes we can take beyond rcv_nxt
+  SeqNum DataStartSeq() const;        // sequence number of the first byte in snd_buf_
+  SeqNum SendLimitSeq() const;        // one past the last sequence number we may send
+  bool FinAcked() const { return fin_requested_ && tcb_.snd_una > fin_seq_; }
+  bool SynAcked() const { return tcb_.snd_una > tcb_.iss; }
+  uint32_t EmitAt(Instant now, SeqNum seq, uint32_t max_payload,
+                  absl::FunctionRef<void(const TcpRepr&)> emit);
+  uint32_t TsNow(Instant now) const;
+  void FillHeader(Instant now, TcpRepr& r, SeqNum seq, TcpFlags flags);
+  void FillSackBlocks(TcpRepr& r) const;
+  void EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> emit);
+  void MaybeWindowUpdate();
+  bool ChallengeAckAllowed(Instant now);
+
+  TcpConfig cfg_;
+  TcpState state_ = TcpState::kClosed;
+  Tcb tcb_;
+  StateObserver observer_;
+  CloseReason close_reason_ = CloseReason::kNone;
+  std::string error_;
+
+  RingBuffer snd_buf_;  // from DataStartSeq(): unacked, then unsent bytes
+  RingBuffer rcv_buf_;  // in-order bytes not yet read; out-of-order ones are written past size()
+  uint64_t bytes_received_ = 0, bytes_acked_ = 0;
+
+  // Out-of-order ranges held in rcv_buf_, sorted, relative to rcv_nxt at arrival.
+  struct Range { SeqNum left, right; };
+  std::array<Range, 32> ooo_{};
+  size_t ooo_count_ = 0;
+  std::optional<SeqNum> ooo_fin_;  // a FIN that arrived ahead of data
+
+  bool passive_ = false;
+  bool fin_requested_ = false;   // the application called Close
+  SeqNum fin_seq_;               // our FIN's sequence number, fixed by Close
+  bool fin_received_ = false;
+  bool syn_needs_send_ = false;  // SYN or SYN-ACK due now
+  bool ack_needed_ = false;
+  int dup_acks_owed_ = 0;
+  bool window_update_needed_ = false;
+  SeqNum send_cursor_;           // next sequence number to transmit (<= snd_nxt after a timeout)
+  uint32_t max_snd_wnd_ = 0;     // MAX.SND.WND, RFC 5961 §5.2
+
+  // Timers: one deadline each, all reported through NextDeadline().
+  Instant rto_deadline_ = kNever;
+  Instant persist_deadline_ = kNever;
+  Instant time_wait_deadline_ = kNever;
+  int retries_ = 0;               // consecutive timeouts of the oldest segment
+  int retransmissions_total_ = 0;
+  bool rtt_sampled_ = false;
+  bool rtt_timing_ = false;       // Karn: a segment is being timed
+  SeqNum rtt_seq_;
+  Instant rtt_start_;
+  Duration persist_backoff_;
+  bool probe_due_ = false;
+  int unanswered_probes_ = 0;
+  bool retransmit_one_ = false;   // fast retransmit / partial ACK: resend at SND.UNA
+  SeqNum last_adv_edge_;          // RCV.NXT + the window we last advertised
+  int dup_acks_ = 0;
+  bool in_recovery_ = false;
+  SeqNum recover_;
+
+  // Timestamps (RFC 7323).
+  uint32_t ts_offset_ = 0;
+  uint32_t ts_recent_ = 0;
+  SeqNum last_ack_sent_;
+
+  // Challenge ACK rate limit (RFC 5961 §7).
+  Instant challenge_window_start_ = absl::InfinitePast();
+  int challenge_acks_in_window_ = 0;
+
+  // RSTs owed to the peer (answers to segments for a connection that is not there).
+  struct RstOut { uint16_t src_port, dst_port; SeqNum seq; std::optional<SeqNum> ack; };
+  std::array<RstOut, 4> rst_queue_{};
+  size_t rst_count_ = 0;
+};
+
+}  // namespace wrench::stack
