@@ -251,9 +251,16 @@ absl::Status ParseIpv4Into(absl::Span<const uint8_t> bytes, Ipv4Repr* repr,
     return absl::InvalidArgumentError(absl::StrFormat(
         "IPv4 total length %d exceeds datagram (%d bytes)", total_len, bytes.size()));
   }
-  if (verify_checksum && InternetChecksum(bytes.first(header_len)) != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("bad IPv4 header checksum (0x%04x)", Get16(p + 10)));
+  if (verify_checksum) {
+    // RFC 791 §3.1: summed with its checksum field in place, a good header gives 0.
+    uint64_t sum = ChecksumAccumulate(bytes.first(header_len));
+    if (ChecksumFinish(sum) != 0) {
+      uint16_t field = Get16(p + 10);
+      // Adding the field's complement takes it back out: what it should have been.
+      uint16_t expected = ChecksumFinish(sum + static_cast<uint16_t>(~field));
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "bad IPv4 header checksum 0x%04x (expected 0x%04x)", field, expected));
+    }
   }
   Ipv4Repr& r = *repr;
   r.dscp_ecn = p[1];

@@ -79,7 +79,9 @@ struct RawOption {
 };
 
 // The options of one segment as plain fields. Layout details (NOP padding, order)
-// are not kept: Emit writes a canonical layout, so parse(emit(x)) == x.
+// are not kept: Emit writes a canonical layout, so parse(emit(x)) == x. The layout
+// is Linux's: MSS, SACK-permitted + timestamps, NOP + window scale, NOP NOP + SACK
+// blocks, then raw options, padded with EOL to a multiple of 4.
 struct TcpOptions {
   static constexpr size_t kMaxSackBlocks = 4;
   static constexpr size_t kMaxRawOptions = 4;
@@ -123,7 +125,8 @@ class IpAddress;
 // Checked parse of a TCP segment (header, options and payload; `bytes` is exactly
 // the IP payload). The checksum is verified against the pseudo-header of src/dst
 // when verify_checksum. Errors name what is wrong: truncated, bad data offset, bad
-// option length, bad checksum.
+// option length, bad checksum, more than kMaxRawOptions unknown options. A known
+// option that appears twice is not an error: the last one wins (as on Linux).
 absl::StatusOr<TcpRepr> ParseTcp(absl::Span<const uint8_t> bytes, const IpAddress& src,
                                  const IpAddress& dst, bool verify_checksum = true);
 

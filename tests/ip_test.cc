@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "stack/checksum.h"
@@ -308,6 +309,20 @@ TEST(Ipv4, RejectsBadHeaderChecksum) {
   auto d = SampleIpv4();
   d[8] = 63;  // ttl changed, checksum not updated
   EXPECT_THAT(ParseIpv4(d, nullptr), IsErrorWith("bad IPv4 header checksum"));
+}
+
+TEST(Ipv4, BadChecksumMessageNamesExpectedValue) {
+  auto d = SampleIpv4();
+  std::vector<uint8_t> good = d;
+  d[8] = 1;
+  FixIpv4Checksum(good);
+  FixIpv4Checksum(d);
+  uint16_t want = static_cast<uint16_t>((d[10] << 8) | d[11]);
+  d[10] = good[10];
+  d[11] = good[11];
+  EXPECT_THAT(ParseIpv4(d, nullptr), IsErrorWith(absl::StrFormat(
+                                         "bad IPv4 header checksum 0x%02x%02x (expected 0x%04x)",
+                                         good[10], good[11], want)));
 }
 
 TEST(Ipv4, SkipsChecksumWhenAsked) {
