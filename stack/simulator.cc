@@ -193,6 +193,7 @@ bool Simulator::RunUntil(const std::function<bool()>& pred, Duration limit, int 
   Flush();
   for (int step = 0; step < max_steps; ++step) {
     if (pred()) return true;
+    Flush();  // pred() may have called the endpoints (Send, Close...)
     Instant next = NextEvent();
     if (next > end) {
       now_ = end;

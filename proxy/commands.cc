@@ -1,0 +1,14 @@
+// The subcommand table (see commands.h).
+#include "proxy/commands.h"
+
+namespace wrench::proxy {
+
+const std::vector<Command>& Commands() {
+  static const std::vector<Command> commands = {
+      {"simulate", "run a connection between two simulated endpoints and print its ladder",
+       RunSimulate},
+  };
+  return commands;
+}
+
+}  // namespace wrench::proxy

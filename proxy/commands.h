@@ -1,0 +1,21 @@
+// The table of `wrench` subcommands. A subcommand is a function taking its own
+// argv (argv[0] is the subcommand's name) and returning the exit status.
+#pragma once
+
+#include <vector>
+
+namespace wrench::proxy {
+
+inline constexpr const char* kVersion = "0.1.0";
+
+struct Command {
+  const char* name;
+  const char* summary;
+  int (*run)(int argc, char** argv);
+};
+
+const std::vector<Command>& Commands();
+
+int RunSimulate(int argc, char** argv);
+
+}  // namespace wrench::proxy

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages wrench needs to build, test and run, skipping
+# those already present. Pinned toolchain: clang 14 (Debian 12's default clang,
+# with libFuzzer from libclang-rt-14-dev) and Boost 1.81 (libboost1.81-dev).
+set -euo pipefail
+
+packages=(
+  cmake ninja-build g++ clang-14 libclang-rt-14-dev lld-14 llvm-14
+  libabsl-dev libboost1.81-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libpcap-dev nlohmann-json3-dev
+  iproute2 python3 curl socat tshark zip
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  # tshark asks whether non-root users may capture; the default (no) is fine.
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
