@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <queue>
 #include <string>
 #include <vector>
 
@@ -65,6 +64,13 @@ class Simulator {
     Duration latency = absl::Milliseconds(1);
     uint64_t seed = 1;
     bool trace = true;
+    // Applications send the checkable pattern and verify every byte; off, they
+    // move bytes without looking (benchmarks).
+    bool check_data = true;
+    // Packets the link can hold before its pool grows (each with room for an
+    // Ethernet-sized payload). Sized up front, the link never allocates.
+    size_t preallocate_packets = 64;
+    size_t packet_room = 2048;
     Instant start = absl::UnixEpoch();
   };
 
@@ -142,7 +148,7 @@ class Simulator {
   std::function<LinkVerdict(Side, const TcpRepr&)> filter_;
   RandomFaults faults_;
   Interposer* interposer_ = nullptr;
-  std::priority_queue<InFlight, std::vector<InFlight>, std::greater<>> queue_;
+  std::vector<InFlight> queue_;  // a min-heap on (due, order)
   std::vector<Packet> slots_;
   std::vector<uint32_t> free_slots_;
   uint64_t order_ = 0;
@@ -152,7 +158,7 @@ class Simulator {
   std::vector<uint64_t> change_order_[2];
   uint64_t event_order_ = 0;
   void Record(Side from, const TcpRepr& seg, const LinkVerdict& v);
-  std::vector<uint8_t> scratch_;
+  std::vector<uint8_t> scratch_ = std::vector<uint8_t>(65536);
 };
 
 // "S. 0:0(0) ack 1 win 65535" with seq relative to `seq_base` and ack to `ack_base`.

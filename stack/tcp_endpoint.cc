@@ -647,6 +647,7 @@ void TcpEndpoint::AdvanceUna(Instant now, SeqNum ack, const TcpRepr& seg) {
     bytes_acked_ += n;
   }
   tcb_.snd_una = ack;
+  syn_acked_ = true;  // every advance of SND.UNA covers the SYN first
   if (send_cursor_ < ack) send_cursor_ = ack;
   retries_ = 0;
 
@@ -830,7 +831,7 @@ Instant TcpEndpoint::NextDeadline() const {
 // Output.
 
 SeqNum TcpEndpoint::DataStartSeq() const {
-  return tcb_.snd_una == tcb_.iss ? tcb_.iss + 1 : tcb_.snd_una;
+  return syn_acked_ ? tcb_.snd_una : tcb_.iss + 1;
 }
 
 uint32_t TcpEndpoint::FlightSize() const { return static_cast<uint32_t>(tcb_.snd_nxt - tcb_.snd_una); }
@@ -919,7 +920,7 @@ uint32_t TcpEndpoint::EmitAt(Instant now, SeqNum seq, uint32_t max_payload,
 void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> emit) {
   if (retransmit_one_) {
     retransmit_one_ = false;
-    EmitAt(now, tcb_.snd_una == tcb_.iss ? tcb_.iss + 1 : tcb_.snd_una, tcb_.snd_mss, emit);
+    EmitAt(now, DataStartSeq(), tcb_.snd_mss, emit);
   }
   SeqNum end = DataStartSeq() + static_cast<uint32_t>(snd_buf_.size());
   if (fin_requested_) end = fin_seq_ + 1;

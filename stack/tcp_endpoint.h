@@ -193,7 +193,8 @@ class TcpEndpoint {
   SeqNum DataStartSeq() const;        // sequence number of the first byte in snd_buf_
   SeqNum SendLimitSeq() const;        // one past the last sequence number we may send
   bool FinAcked() const { return fin_requested_ && tcb_.snd_una > fin_seq_; }
-  bool SynAcked() const { return tcb_.snd_una > tcb_.iss; }
+  // Not `snd_una > iss`: after 2^31 bytes that modular comparison turns false.
+  bool SynAcked() const { return syn_acked_; }
   uint32_t EmitAt(Instant now, SeqNum seq, uint32_t max_payload,
                   absl::FunctionRef<void(const TcpRepr&)> emit);
   uint32_t TsNow(Instant now) const;
@@ -221,6 +222,7 @@ class TcpEndpoint {
   std::optional<SeqNum> ooo_fin_;  // a FIN that arrived ahead of data
 
   bool passive_ = false;
+  bool syn_acked_ = false;
   bool fin_requested_ = false;   // the application called Close
   SeqNum fin_seq_;               // our FIN's sequence number, fixed by Close
   bool fin_received_ = false;

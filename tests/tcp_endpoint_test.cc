@@ -361,6 +361,25 @@ TEST_F(Conversation, BulkTransferBothWaysArrivesExactly) {
   EXPECT_EQ(sim().received_bad(A) + sim().received_bad(B), 0u);
 }
 
+TEST(TcpEndpointLong, TransferPastTwoGigabytesKeepsFlowing) {
+  // Past 2^31 bytes, SND.UNA and the ISN are more than half the sequence space
+  // apart: no comparison may involve the ISN any more.
+  TcpConfig a = Config(Side::kA), b = Config(Side::kB);
+  a.mss = b.mss = 65483;
+  a.send_buffer = b.recv_buffer = 4 << 20;
+  Simulator::Options o;
+  o.trace = false;
+  o.check_data = false;
+  o.latency = absl::Microseconds(50);
+  Simulator sim(a, b, o);
+  ASSERT_TRUE(sim.b().Listen(sim.now()).ok());
+  ASSERT_TRUE(sim.a().Connect(sim.now()).ok());
+  constexpr uint64_t kBytes = (1ull << 31) + (256ull << 20);
+  sim.StartTransfer(Side::kA, kBytes, true);
+  ASSERT_TRUE(sim.RunUntil([&] { return sim.received_ok(Side::kB) == kBytes && sim.b().eof(); },
+                           absl::Seconds(60)));
+}
+
 TEST_F(Conversation, ZeroWindowIsProbedAndReopens) {
   TcpConfig cb = Config(B);
   cb.recv_buffer = 8192;
