@@ -8,13 +8,13 @@
 #include "absl/time/time.h"
 #include "proxy/cli.h"
 #include "proxy/commands.h"
+#include "proxy/common_flags.h"
 #include "stack/simulator.h"
 
 ABSL_FLAG(uint64_t, request, 100, "bytes the client sends");
 ABSL_FLAG(uint64_t, response, 1000, "bytes the server sends back");
 ABSL_FLAG(absl::Duration, latency, absl::Milliseconds(10), "one-way link latency");
 ABSL_FLAG(std::string, closer, "client", "who closes first: client, server or both");
-ABSL_FLAG(uint64_t, seed, 1, "seed of the link's random faults");
 ABSL_FLAG(double, loss, 0, "probability that the link drops a segment");
 
 namespace wrench::proxy {

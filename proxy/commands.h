@@ -17,5 +17,6 @@ struct Command {
 const std::vector<Command>& Commands();
 
 int RunSimulate(int argc, char** argv);
+int RunProxy(int argc, char** argv);
 
 }  // namespace wrench::proxy

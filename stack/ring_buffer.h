@@ -1,12 +1,13 @@
 // A fixed-capacity byte ring, allocated once when a connection is set up. The
 // endpoint's send and receive buffers are rings, so the steady state allocates
-// nothing per segment. Offsets are relative to the oldest byte held.
+// nothing per segment. Offsets are relative to the oldest byte held. The storage
+// is not zero-filled: an idle connection's large buffers stay untouched pages.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <vector>
+#include <memory>
 
 #include "absl/types/span.h"
 
@@ -14,11 +15,11 @@ namespace wrench::stack {
 
 class RingBuffer {
  public:
-  explicit RingBuffer(size_t capacity) : buf_(capacity) {}
+  explicit RingBuffer(size_t capacity) : buf_(new uint8_t[capacity]), capacity_(capacity) {}
 
-  size_t capacity() const { return buf_.size(); }
+  size_t capacity() const { return capacity_; }
   size_t size() const { return size_; }
-  size_t free() const { return buf_.size() - size_; }
+  size_t free() const { return capacity_ - size_; }
   bool empty() const { return size_ == 0; }
 
   // Appends as much of `data` as fits; returns the number of bytes taken.
@@ -34,19 +35,19 @@ class RingBuffer {
   // must not exceed capacity().
   void WriteAt(size_t offset, absl::Span<const uint8_t> data) {
     size_t pos = Wrap(head_ + offset);
-    size_t first = std::min(data.size(), buf_.size() - pos);
+    size_t first = std::min(data.size(), capacity_ - pos);
     if (first) std::memcpy(&buf_[pos], data.data(), first);
     if (data.size() > first) std::memcpy(&buf_[0], data.data() + first, data.size() - first);
   }
 
   // Counts bytes already written by WriteAt as held (they become readable).
-  void Commit(size_t n) { size_ = std::min(buf_.size(), size_ + n); }
+  void Commit(size_t n) { size_ = std::min(capacity_, size_ + n); }
 
   // The longest contiguous run of held bytes starting at `offset`, at most `max` long.
   absl::Span<const uint8_t> Contiguous(size_t offset, size_t max) const {
     if (offset >= size_) return {};
     size_t pos = Wrap(head_ + offset);
-    size_t n = std::min({max, size_ - offset, buf_.size() - pos});
+    size_t n = std::min({max, size_ - offset, capacity_ - pos});
     return {&buf_[pos], n};
   }
 
@@ -76,9 +77,10 @@ class RingBuffer {
   }
 
  private:
-  size_t Wrap(size_t i) const { return i >= buf_.size() ? i - buf_.size() : i; }
+  size_t Wrap(size_t i) const { return i >= capacity_ ? i - capacity_ : i; }
 
-  std::vector<uint8_t> buf_;
+  std::unique_ptr<uint8_t[]> buf_;
+  size_t capacity_;
   size_t head_ = 0;
   size_t size_ = 0;
 };

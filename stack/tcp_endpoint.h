@@ -135,6 +135,8 @@ class TcpEndpoint {
   // The peer's FIN arrived and every byte before it was read.
   bool eof() const { return fin_received_ && rcv_buf_.empty(); }
   bool fin_received() const { return fin_received_; }
+  // Our FIN was acknowledged: every byte we sent arrived.
+  bool fin_acked() const { return FinAcked(); }
   const TcpConfig& config() const { return cfg_; }
   const FourTuple& tuple() const { return cfg_.tuple; }
 

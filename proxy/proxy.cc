@@ -1,0 +1,925 @@
+// The proxy's connection table, both legs and the relay between them (proxy.h).
+// Every entry point (a datagram, a timer, an upstream socket completion) ends by
+// servicing the connections it touched: endpoint output goes through the fault
+// engine to the TUN, bytes move between the legs, and the one timer is re-armed.
+#include "proxy/proxy.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "proxy/capture.h"
+
+namespace wrench::proxy {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using stack::Instant;
+using stack::IpAddress;
+using stack::Segment;
+using stack::TcpEndpoint;
+using stack::TcpRepr;
+using stack::TcpState;
+
+// ---------------------------------------------------------------------------
+// Mappings and time.
+
+namespace {
+
+absl::StatusOr<std::pair<std::string, uint16_t>> SplitHostPort(absl::string_view text,
+                                                               absl::string_view what) {
+  std::string host;
+  absl::string_view port;
+  if (!text.empty() && text[0] == '[') {
+    size_t close = text.find(']');
+    if (close == absl::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return absl::InvalidArgumentError(absl::StrCat(what, " \"", text, "\": expected [IPV6]:PORT"));
+    }
+    host = std::string(text.substr(1, close - 1));
+    port = text.substr(close + 2);
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == absl::string_view::npos || colon == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " \"", text, "\": expected HOST:PORT"));
+    }
+    host = std::string(text.substr(0, colon));
+    port = text.substr(colon + 1);
+  }
+  uint32_t p = 0;
+  if (!absl::SimpleAtoi(port, &p) || p == 0 || p > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " \"", text, "\": port \"", port, "\" is not a number from 1 to 65535"));
+  }
+  return std::make_pair(host, static_cast<uint16_t>(p));
+}
+
+std::string HostPort(const IpAddress& a, uint16_t port) {
+  return a.is_v6() ? absl::StrCat("[", a.ToString(), "]:", port) : absl::StrCat(a.ToString(), ":", port);
+}
+
+std::chrono::steady_clock::time_point ToSteady(Instant t) {
+  return std::chrono::steady_clock::time_point(
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          absl::ToChronoNanoseconds(t - absl::UnixEpoch())));
+}
+
+bool CanSend(TcpState s) {
+  return s == TcpState::kEstablished || s == TcpState::kCloseWait;
+}
+
+// A leg that ended by reset, abort or timeout before both byte streams were
+// complete. A RST in TIME-WAIT (RFC 9293 lets it end TIME-WAIT early) comes after
+// both FINs were exchanged and acknowledged: nothing is lost, nothing to relay.
+bool EndedAbnormally(const TcpEndpoint& ep) {
+  auto r = ep.close_reason();
+  bool abnormal = r == stack::CloseReason::kReset || r == stack::CloseReason::kAborted ||
+                  r == stack::CloseReason::kTimeout || r == stack::CloseReason::kRefused;
+  return ep.state() == TcpState::kClosed && abnormal && !(ep.fin_received() && ep.fin_acked());
+}
+
+}  // namespace
+
+absl::StatusOr<Mapping> ParseMapping(absl::string_view text) {
+  std::vector<absl::string_view> sides = absl::StrSplit(text, absl::MaxSplits('=', 1));
+  if (sides.size() != 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--map \"", text, "\": expected FRONT_IP:PORT=UPSTREAM_HOST:PORT"));
+  }
+  auto front = SplitHostPort(sides[0], "--map front");
+  if (!front.ok()) return front.status();
+  auto up = SplitHostPort(sides[1], "--map upstream");
+  if (!up.ok()) return up.status();
+  Mapping m;
+  m.text = std::string(text);
+  auto fa = IpAddress::Parse(front->first);
+  if (!fa) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--map \"", text, "\": front \"", front->first, "\" is not an IP address"));
+  }
+  m.front_addr = *fa;
+  m.front_port = front->second;
+  m.upstream_host = up->first;
+  m.upstream_port = up->second;
+  if (auto ua = IpAddress::Parse(up->first)) {
+    m.upstream_addr = *ua;
+    return m;
+  }
+  // A host name: resolve it now, once (the event loop never blocks on DNS).
+  asio::io_context io;
+  tcp::resolver resolver(io);
+  boost::system::error_code ec;
+  auto results = resolver.resolve(up->first, "", ec);
+  if (ec || results.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("--map \"", text, "\": cannot resolve \"",
+                                                   up->first, "\": ", ec.message()));
+  }
+  auto addr = results.begin()->endpoint().address();
+  if (addr.is_v4()) {
+    m.upstream_addr = IpAddress::V4(addr.to_v4().to_uint());
+  } else {
+    auto b = addr.to_v6().to_bytes();
+    std::array<uint8_t, 16> a;
+    std::copy(b.begin(), b.end(), a.begin());
+    m.upstream_addr = IpAddress::V6(a);
+  }
+  return m;
+}
+
+Instant MonotonicNow() {
+  return absl::UnixEpoch() + absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch());
+}
+
+// ---------------------------------------------------------------------------
+// Connections.
+
+struct Proxy::Leg {
+  Hook in_hook = Hook::kFromClient;
+  Hook out_hook = Hook::kToClient;
+  TupleKey key;  // remote: the peer; local: our side
+  std::unique_ptr<TcpEndpoint> ep;
+  bool eof_forwarded = false;    // its FIN became the other leg's FIN / shutdown
+  bool reset_forwarded = false;  // its reset became the other leg's reset
+};
+
+struct Proxy::Connection {
+  enum class Phase { kSynSeen, kConnecting, kOpen, kFailed };
+  uint64_t id = 0;
+  const Mapping* map = nullptr;
+  IpAddress upstream_addr;
+  uint16_t upstream_port = 0;
+  Phase phase = Phase::kSynSeen;
+  Leg client;
+  Leg server;  // upstream over the TUN
+  std::optional<TcpRepr> held_syn;  // the client's SYN, answered once upstream is up
+  Instant expire_at = stack::kNever;
+  uint64_t timer_gen = 0;
+  Instant scheduled_at = stack::kNever;
+
+  // Upstream through a kernel socket.
+  std::unique_ptr<tcp::socket> sock;
+  std::unique_ptr<asio::steady_timer> connect_timer;
+  std::vector<uint8_t> to_server;  // being written to the socket
+  std::vector<uint8_t> to_client;  // read from the socket, being handed to the client leg
+  size_t to_client_off = 0, to_client_len = 0;
+  bool writing = false, reading = false;
+  bool upstream_eof = false, shutdown_sent = false;
+  bool upstream_reset = false;
+
+  uint64_t bytes_to_server = 0, bytes_to_client = 0;
+};
+
+Proxy::Proxy(asio::io_context& io, DatagramSink& sink, FaultEngine& engine, ProxyOptions opts)
+    : io_(io), sink_(sink), engine_(engine), opts_(std::move(opts)), timer_(io) {
+  out_buf_.resize(65536 + 120);
+  relay_buf_.resize(64 * 1024);
+  engine_.set_decision_observer([this](const Decision& d) { decision_ = d; });
+}
+
+Proxy::~Proxy() {
+  engine_.set_decision_observer({});
+}
+
+const Mapping* Proxy::FindMapping(const IpAddress& addr, uint16_t port) const {
+  for (const Mapping& m : opts_.maps) {
+    if (m.front_addr == addr && m.front_port == port) return &m;
+  }
+  return nullptr;
+}
+
+Proxy::Leg* Proxy::FindLeg(const TupleKey& key, Connection** conn) {
+  auto it = by_tuple_.find(key);
+  if (it == by_tuple_.end()) return nullptr;
+  *conn = it->second.first;
+  return it->second.second;
+}
+
+void Proxy::Event(const Connection& c, const std::string& what) {
+  if (event_log_) {
+    event_log_(absl::StrCat("conn ", c.id, " ", HostPort(c.client.key.remote_addr, c.client.key.remote_port),
+                            " -> ", HostPort(c.client.key.local_addr, c.client.key.local_port), ": ", what));
+  }
+}
+
+Proxy::Connection* Proxy::NewConnection(const Segment& syn, const Mapping* map, IpAddress upstream_addr,
+                                        uint16_t upstream_port) {
+  auto c = std::make_unique<Connection>();
+  c->id = ++next_id_;
+  c->map = map;
+  c->upstream_addr = upstream_addr;
+  c->upstream_port = upstream_port;
+  c->client.in_hook = Hook::kFromClient;
+  c->client.out_hook = Hook::kToClient;
+  c->client.key = {syn.src(), syn.dst(), syn.tcp.src_port, syn.tcp.dst_port};
+  c->server.in_hook = Hook::kFromServer;
+  c->server.out_hook = Hook::kToServer;
+  // A SYN the rules drop leaves a connection that never starts; it goes away
+  // unless a retransmitted SYN gets through.
+  c->expire_at = MonotonicNow() + opts_.connect_timeout;
+  Connection* raw = c.get();
+  by_tuple_[c->client.key] = {raw, &raw->client};
+  conns_[raw->id] = std::move(c);
+  stats_.active = conns_.size();
+  return raw;
+}
+
+// ---------------------------------------------------------------------------
+// Inbound.
+
+void Proxy::OnDatagram(absl::Span<const uint8_t> datagram) {
+  ++stats_.datagrams_in;
+  Instant now = MonotonicNow();
+  auto parsed = stack::ParseSegment(datagram);
+  if (!parsed.ok()) {
+    // Not ours to answer (a kernel would drop it too); counted and logged.
+    if (stats_.bad_datagrams++ < 10 && event_log_) {
+      event_log_(absl::StrCat("dropped a datagram from the TUN: ", parsed.status().message()));
+    }
+    return;
+  }
+  const Segment& seg = *parsed;
+  if (pcap_) pcap_->Write(now, datagram);
+  TupleKey key{seg.src(), seg.dst(), seg.tcp.src_port, seg.tcp.dst_port};
+  Connection* c = nullptr;
+  if (Leg* leg = FindLeg(key, &c)) {
+    Inbound(*c, *leg, seg, datagram);
+  } else if (seg.tcp.flags.has(stack::kSyn) && !seg.tcp.flags.any(stack::kAck | stack::kRst) &&
+             !shutting_down_) {
+    const Mapping* map = FindMapping(seg.dst(), seg.tcp.dst_port);
+    if (map) {
+      c = NewConnection(seg, map, map->upstream_addr, map->upstream_port);
+    } else if (opts_.transparent) {
+      IpAddress target = seg.dst() == opts_.gateway_addr ? opts_.gateway_target : seg.dst();
+      c = NewConnection(seg, nullptr, target, seg.tcp.dst_port);
+    }
+    if (c) {
+      Inbound(*c, c->client, seg, datagram);
+    } else {
+      SendStrayRst(seg);
+    }
+  } else if (!seg.tcp.flags.has(stack::kRst)) {
+    SendStrayRst(seg);
+  }
+  PollEngine();
+  ArmTimer();
+}
+
+void Proxy::Inbound(Connection& c, Leg& leg, const Segment& seg, absl::Span<const uint8_t> bytes) {
+  Instant now = MonotonicNow();
+  TcpState before = leg.ep ? leg.ep->state() : (&leg == &c.client ? TcpState::kListen : TcpState::kClosed);
+  decision_.reset();
+  Verdict v = engine_.Offer(now, {c.id, leg.in_hook, before}, seg, bytes);
+  std::optional<Decision> decision = std::move(decision_);
+  decision_.reset();
+  if (v == Verdict::kPass) DeliverToLeg(c, leg, seg);
+  // The connection may be gone now (a RST ends it).
+  auto it = conns_.find(c.id);
+  std::optional<TcpState> after;
+  if (it != conns_.end() && leg.ep) after = leg.ep->state();
+  LogSegment(it != conns_.end() ? &c : nullptr, leg.in_hook, seg, before, after,
+             decision ? &*decision : nullptr);
+}
+
+void Proxy::DeliverToLeg(Connection& c, Leg& leg, const Segment& seg) {
+  Instant now = MonotonicNow();
+  if (!leg.ep) {
+    if (&leg != &c.client) return;
+    if (seg.tcp.flags.has(stack::kSyn) && !seg.tcp.flags.any(stack::kAck | stack::kRst)) {
+      // Keep the SYN to answer once the upstream is up; its options are copied,
+      // unknown ones (views into the datagram) are not needed.
+      TcpRepr syn = seg.tcp;
+      syn.payload = {};
+      syn.options.raw_count = 0;
+      c.held_syn = syn;
+      if (c.phase == Connection::Phase::kSynSeen) StartUpstream(c);
+    }
+    return;
+  }
+  leg.ep->OnSegment(now, seg.tcp);
+  Service(c);
+}
+
+// ---------------------------------------------------------------------------
+// The upstream leg.
+
+void Proxy::StartUpstream(Connection& c) {
+  c.phase = Connection::Phase::kConnecting;
+  ++stats_.connections;
+  Instant now = MonotonicNow();
+  c.expire_at = stack::kNever;
+  Event(c, absl::StrCat("SYN: connecting to upstream ", HostPort(c.upstream_addr, c.upstream_port)));
+  if (opts_.upstream_via == UpstreamVia::kTun) {
+    // Our own endpoint, from the front address, to the server over the TUN.
+    uint16_t port = 0;
+    for (int tries = 0; tries < 30000 && port == 0; ++tries) {
+      uint16_t p = next_ephemeral_;
+      next_ephemeral_ = next_ephemeral_ >= 60999 ? 40000 : next_ephemeral_ + 1;
+      TupleKey k{c.upstream_addr, c.client.key.local_addr, c.upstream_port, p};
+      if (!by_tuple_.contains(k)) port = p;
+    }
+    if (port == 0) {
+      OnUpstreamFailed(c, false, "no free local port for the upstream leg");
+      return;
+    }
+    c.server.key = {c.upstream_addr, c.client.key.local_addr, c.upstream_port, port};
+    stack::TcpConfig cfg = opts_.tcp;
+    cfg.tuple = {c.server.key.local_addr, port, c.upstream_addr, c.upstream_port};
+    c.server.ep = std::make_unique<TcpEndpoint>(cfg);
+    by_tuple_[c.server.key] = {&c, &c.server};
+    uint64_t id = c.id;
+    c.server.ep->set_state_observer([this, id](const stack::StateChange& ch) {
+      auto it = conns_.find(id);
+      if (it != conns_.end()) {
+        Event(*it->second, absl::StrCat("server leg ", StateName(ch.from), " -> ", StateName(ch.to), " (",
+                                        ch.cause, ")"));
+      }
+    });
+    (void)c.server.ep->Connect(now);
+    Service(c);
+    return;
+  }
+  c.sock = std::make_unique<tcp::socket>(io_);
+  c.connect_timer = std::make_unique<asio::steady_timer>(io_);
+  asio::ip::address addr;
+  if (c.upstream_addr.is_v6()) {
+    asio::ip::address_v6::bytes_type b;
+    std::copy(c.upstream_addr.bytes().begin(), c.upstream_addr.bytes().end(), b.begin());
+    addr = asio::ip::address_v6(b);
+  } else {
+    addr = asio::ip::address_v4(c.upstream_addr.v4_host_order());
+  }
+  uint64_t id = c.id;
+  c.sock->async_connect(tcp::endpoint(addr, c.upstream_port), [this, id](boost::system::error_code ec) {
+    auto it = conns_.find(id);
+    if (it == conns_.end()) return;
+    Connection& conn = *it->second;
+    conn.connect_timer->cancel();
+    if (!ec) {
+      boost::system::error_code ignored;
+      conn.sock->set_option(tcp::no_delay(true), ignored);
+      OnUpstreamConnected(conn);
+    } else if (ec == asio::error::connection_refused) {
+      OnUpstreamFailed(conn, true, "upstream refused the connection");
+    } else if (ec == asio::error::operation_aborted) {
+      OnUpstreamFailed(conn, false, "upstream connect timed out");
+    } else {
+      OnUpstreamFailed(conn, false, absl::StrCat("upstream connect failed: ", ec.message()));
+    }
+    PollEngine();
+    ArmTimer();
+  });
+  c.connect_timer->expires_after(absl::ToChronoNanoseconds(opts_.connect_timeout));
+  c.connect_timer->async_wait([this, id](boost::system::error_code ec) {
+    if (ec) return;
+    auto it = conns_.find(id);
+    if (it != conns_.end() && it->second->sock) it->second->sock->close(ec);
+  });
+}
+
+void Proxy::OnUpstreamConnected(Connection& c) {
+  Event(c, "upstream connected");
+  AcceptClient(c);
+}
+
+void Proxy::OnUpstreamFailed(Connection& c, bool refused, const std::string& why) {
+  Event(c, why);
+  c.phase = Connection::Phase::kFailed;
+  if (refused) {
+    ++stats_.refused;
+    // As the server's kernel would have: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>.
+    if (c.held_syn) {
+      TcpRepr rst;
+      rst.src_port = c.client.key.local_port;
+      rst.dst_port = c.client.key.remote_port;
+      rst.seq = stack::SeqNum(0);
+      rst.ack = c.held_syn->seq + 1;
+      rst.flags = stack::TcpFlags(stack::kRst | stack::kAck);
+      Segment s;
+      if (c.client.key.local_addr.is_v6()) {
+        stack::Ipv6Repr ip;
+        ip.src = c.client.key.local_addr;
+        ip.dst = c.client.key.remote_addr;
+        s.ip = ip;
+      } else {
+        stack::Ipv4Repr ip;
+        ip.src = c.client.key.local_addr;
+        ip.dst = c.client.key.remote_addr;
+        ip.ident = next_ident_++;
+        s.ip = ip;
+      }
+      s.tcp = rst;
+      auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
+      if (n.ok()) {
+        auto parsed = stack::ParseSegment(absl::MakeConstSpan(out_buf_.data(), *n));
+        if (parsed.ok()) {
+          Transmit(&c, {c.id, Hook::kToClient, TcpState::kClosed}, absl::MakeConstSpan(out_buf_.data(), *n),
+                   &*parsed);
+        }
+      }
+    }
+    Remove(c);
+    return;
+  }
+  ++stats_.unreachable;
+  // Unreachable: silence, as without the proxy. The entry stays a while to absorb
+  // the client's retransmitted SYNs instead of dialling again for each.
+  if (c.sock) {
+    boost::system::error_code ignored;
+    c.sock->close(ignored);
+  }
+  c.expire_at = MonotonicNow() + absl::Seconds(30);
+  Reschedule(c);
+}
+
+void Proxy::AcceptClient(Connection& c) {
+  Instant now = MonotonicNow();
+  c.phase = Connection::Phase::kOpen;
+  stack::TcpConfig cfg = opts_.tcp;
+  cfg.tuple = {c.client.key.local_addr, c.client.key.local_port, c.client.key.remote_addr,
+               c.client.key.remote_port};
+  c.client.ep = std::make_unique<TcpEndpoint>(cfg);
+  uint64_t id = c.id;
+  c.client.ep->set_state_observer([this, id](const stack::StateChange& ch) {
+    auto it = conns_.find(id);
+    if (it != conns_.end()) {
+      Event(*it->second,
+            absl::StrCat("client leg ", StateName(ch.from), " -> ", StateName(ch.to), " (", ch.cause, ")"));
+    }
+  });
+  (void)c.client.ep->Listen(now);
+  if (c.held_syn) c.client.ep->OnSegment(now, *c.held_syn);
+  Service(c);
+}
+
+// ---------------------------------------------------------------------------
+// Output, relay, timers.
+
+void Proxy::Service(Connection& c) {
+  uint64_t id = c.id;
+  FlushLeg(c, c.client);
+  if (!conns_.contains(id)) return;
+  FlushLeg(c, c.server);
+  if (!conns_.contains(id)) return;
+  if (c.phase == Connection::Phase::kConnecting && c.server.ep) {
+    if (c.server.ep->state() == TcpState::kEstablished) {
+      OnUpstreamConnected(c);  // services the connection again
+      return;
+    }
+    if (c.server.ep->state() == TcpState::kClosed) {
+      bool refused = c.server.ep->close_reason() == stack::CloseReason::kRefused;
+      OnUpstreamFailed(c, refused, refused ? "upstream refused the connection"
+                                           : absl::StrCat("upstream connect failed: ", c.server.ep->error()));
+      return;
+    }
+  }
+  if (c.phase == Connection::Phase::kOpen) {
+    if (opts_.upstream_via == UpstreamVia::kTun) {
+      PumpTunRelay(c);
+    } else {
+      PumpSocketRelay(c);
+    }
+    // What the relay queued (data, FIN, RST) goes out now.
+    FlushLeg(c, c.client);
+    if (!conns_.contains(id)) return;
+    FlushLeg(c, c.server);
+    if (!conns_.contains(id)) return;
+    MaybeFinish(c);
+    if (!conns_.contains(id)) return;
+  }
+  Reschedule(c);
+}
+
+void Proxy::FlushLeg(Connection& c, Leg& leg) {
+  if (!leg.ep) return;
+  Instant now = MonotonicNow();
+  leg.ep->Poll(now, [&](const TcpRepr& r) {
+    Segment s;
+    if (leg.key.local_addr.is_v6()) {
+      stack::Ipv6Repr ip;
+      ip.src = leg.key.local_addr;
+      ip.dst = leg.key.remote_addr;
+      s.ip = ip;
+    } else {
+      stack::Ipv4Repr ip;
+      ip.src = leg.key.local_addr;
+      ip.dst = leg.key.remote_addr;
+      ip.ident = next_ident_++;
+      s.ip = ip;
+    }
+    s.tcp = r;
+    auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
+    if (!n.ok()) return;  // cannot happen for what the endpoint builds
+    absl::Span<const uint8_t> bytes(out_buf_.data(), *n);
+    // The engine wants views into the datagram itself.
+    auto parsed = stack::ParseSegment(bytes, {.verify_checksums = false});
+    if (!parsed.ok()) return;
+    Transmit(&c, {c.id, leg.out_hook, leg.ep->state()}, bytes, &*parsed);
+  });
+}
+
+void Proxy::Transmit(Connection* c, const SegmentMeta& meta, absl::Span<const uint8_t> datagram,
+                     const Segment* parsed) {
+  Instant now = MonotonicNow();
+  decision_.reset();
+  Verdict v = engine_.Offer(now, meta, *parsed, datagram);
+  std::optional<Decision> decision = std::move(decision_);
+  decision_.reset();
+  if (v == Verdict::kPass) {
+    sink_.WriteDatagram(datagram);
+    ++stats_.datagrams_out;
+    if (pcap_) pcap_->Write(now, datagram);
+  }
+  LogSegment(c, meta.hook, *parsed, meta.state, meta.state, decision ? &*decision : nullptr);
+}
+
+void Proxy::PollEngine() {
+  Instant now = MonotonicNow();
+  for (int round = 0; round < 16 && engine_.NextDeadline() <= now; ++round) {
+    std::vector<std::pair<SegmentMeta, std::vector<uint8_t>>> inbound;
+    engine_.Poll(now, [&](const SegmentMeta& meta, absl::Span<const uint8_t> datagram) {
+      if (meta.hook == Hook::kToClient || meta.hook == Hook::kToServer) {
+        sink_.WriteDatagram(datagram);
+        ++stats_.datagrams_out;
+        if (pcap_) pcap_->Write(now, datagram);
+      } else {
+        // Delivered after Poll returns: delivery offers new segments to the engine.
+        inbound.emplace_back(meta, std::vector<uint8_t>(datagram.begin(), datagram.end()));
+      }
+    });
+    for (auto& [meta, bytes] : inbound) {
+      auto it = conns_.find(meta.conn);
+      if (it == conns_.end()) continue;
+      // A corrupted segment fails its checksum here, as it would in a kernel.
+      auto parsed = stack::ParseSegment(bytes);
+      if (!parsed.ok()) continue;
+      Connection& c = *it->second;
+      DeliverToLeg(c, meta.hook == Hook::kFromClient ? c.client : c.server, *parsed);
+    }
+  }
+}
+
+void Proxy::PumpTunRelay(Connection& c) {
+  TcpEndpoint& cl = *c.client.ep;
+  if (!c.server.ep) return;
+  TcpEndpoint& sv = *c.server.ep;
+  Instant now = MonotonicNow();
+  auto move = [&](TcpEndpoint& from, TcpEndpoint& to, uint64_t& counter, uint64_t& total) {
+    while (from.readable() > 0 && CanSend(to.state()) && to.send_space() > 0) {
+      size_t n = std::min({from.readable(), to.send_space(), relay_buf_.size()});
+      n = from.Receive(absl::MakeSpan(relay_buf_.data(), n));
+      (void)to.Send(absl::MakeConstSpan(relay_buf_.data(), n));
+      counter += n;
+      total += n;
+    }
+  };
+  move(cl, sv, c.bytes_to_server, stats_.bytes_to_server);
+  move(sv, cl, c.bytes_to_client, stats_.bytes_to_client);
+  // Half-close: a FIN is relayed once every byte before it was handed over.
+  auto half_close = [&](Leg& from, TcpEndpoint& to) {
+    if (!from.eof_forwarded && from.ep->eof()) {
+      from.eof_forwarded = true;
+      if (CanSend(to.state()) || to.state() == TcpState::kSynReceived) (void)to.Close(now);
+    }
+  };
+  half_close(c.client, sv);
+  half_close(c.server, cl);
+  // Resets, and legs that gave up, end the other leg with a reset too.
+  auto reset = [&](Leg& from, TcpEndpoint& to) {
+    if (!from.reset_forwarded && EndedAbnormally(*from.ep)) {
+      from.reset_forwarded = true;
+      ++stats_.resets;
+      if (to.state() != TcpState::kClosed) to.Abort(now);
+    }
+  };
+  reset(c.client, sv);
+  reset(c.server, cl);
+}
+
+void Proxy::PumpSocketRelay(Connection& c) {
+  TcpEndpoint& cl = *c.client.ep;
+  Instant now = MonotonicNow();
+  if (EndedAbnormally(cl) && !c.client.reset_forwarded) {
+    // The client reset (or its leg gave up): an abortive close sends RST upstream.
+    c.client.reset_forwarded = true;
+    ++stats_.resets;
+    if (c.sock && c.sock->is_open()) {
+      boost::system::error_code ignored;
+      c.sock->set_option(asio::socket_base::linger(true, 0), ignored);
+      c.sock->close(ignored);
+    }
+    return;
+  }
+  if (c.upstream_reset && !c.server.reset_forwarded) {
+    c.server.reset_forwarded = true;
+    ++stats_.resets;
+    cl.Abort(now);
+    return;
+  }
+  if (!c.sock || !c.sock->is_open()) return;
+  // Client -> server.
+  if (!c.writing && cl.readable() > 0) StartSocketWrite(c);
+  if (!c.writing && cl.eof() && !c.shutdown_sent) {
+    c.shutdown_sent = true;
+    c.client.eof_forwarded = true;
+    boost::system::error_code ignored;
+    c.sock->shutdown(tcp::socket::shutdown_send, ignored);
+  }
+  // Server -> client: what was read goes into the client leg as space allows.
+  if (c.to_client_off < c.to_client_len && CanSend(cl.state())) {
+    auto taken = cl.Send(absl::MakeConstSpan(c.to_client.data() + c.to_client_off,
+                                             c.to_client_len - c.to_client_off));
+    if (taken.ok()) {
+      c.to_client_off += *taken;
+      c.bytes_to_client += *taken;
+      stats_.bytes_to_client += *taken;
+    }
+  }
+  if (c.to_client_off == c.to_client_len) {
+    if (c.upstream_eof) {
+      if (!c.server.eof_forwarded && CanSend(cl.state())) {
+        c.server.eof_forwarded = true;
+        (void)cl.Close(now);
+      }
+    } else if (!c.reading && CanSend(cl.state()) && cl.send_space() > 0) {
+      StartSocketRead(c);
+    }
+  }
+}
+
+void Proxy::StartSocketWrite(Connection& c) {
+  TcpEndpoint& cl = *c.client.ep;
+  c.to_server.resize(std::min<size_t>(cl.readable(), 256 * 1024));
+  size_t n = cl.Receive(absl::MakeSpan(c.to_server));
+  c.to_server.resize(n);
+  if (n == 0) return;
+  c.writing = true;
+  uint64_t id = c.id;
+  asio::async_write(*c.sock, asio::buffer(c.to_server), [this, id](boost::system::error_code ec, size_t n) {
+    auto it = conns_.find(id);
+    if (it == conns_.end()) return;
+    Connection& conn = *it->second;
+    conn.writing = false;
+    if (ec) {
+      if (ec != asio::error::operation_aborted) conn.upstream_reset = true;
+    } else {
+      conn.bytes_to_server += n;
+      stats_.bytes_to_server += n;
+    }
+    Service(conn);
+    PollEngine();
+    ArmTimer();
+  });
+}
+
+void Proxy::StartSocketRead(Connection& c) {
+  // Read no more than the client leg can take: a slow client closes the server's
+  // window instead of growing our memory.
+  size_t room = std::min<size_t>(c.client.ep->send_space(), 256 * 1024);
+  c.to_client.resize(std::max<size_t>(c.to_client.size(), room));
+  c.to_client_off = c.to_client_len = 0;
+  c.reading = true;
+  uint64_t id = c.id;
+  c.sock->async_read_some(asio::buffer(c.to_client.data(), room), [this, id](boost::system::error_code ec, size_t n) {
+    auto it = conns_.find(id);
+    if (it == conns_.end()) return;
+    Connection& conn = *it->second;
+    conn.reading = false;
+    if (ec == asio::error::eof) {
+      conn.upstream_eof = true;
+      Event(conn, "upstream closed its side (FIN)");
+    } else if (ec) {
+      if (ec != asio::error::operation_aborted) {
+        conn.upstream_reset = true;
+        Event(conn, absl::StrCat("upstream socket: ", ec.message()));
+      }
+    } else {
+      conn.to_client_len = n;
+    }
+    Service(conn);
+    PollEngine();
+    ArmTimer();
+  });
+}
+
+void Proxy::MaybeFinish(Connection& c) {
+  if (c.phase != Connection::Phase::kOpen) return;
+  bool client_done = c.client.ep->state() == TcpState::kClosed;
+  bool server_done;
+  if (opts_.upstream_via == UpstreamVia::kTun) {
+    server_done = !c.server.ep || c.server.ep->state() == TcpState::kClosed;
+    // A leg that ended while the other still waits on it: nothing more can come.
+    if (client_done && !server_done && c.server.ep->state() == TcpState::kListen) server_done = true;
+  } else {
+    server_done = !c.sock || !c.sock->is_open() ||
+                  (c.upstream_eof && c.shutdown_sent && !c.writing) || c.upstream_reset;
+  }
+  if (client_done && server_done) Remove(c);
+}
+
+void Proxy::Remove(Connection& c) {
+  Event(c, "closed");
+  if (c.sock && c.sock->is_open()) {
+    boost::system::error_code ignored;
+    c.sock->close(ignored);
+  }
+  if (c.connect_timer) c.connect_timer->cancel();
+  by_tuple_.erase(c.client.key);
+  if (c.server.ep) by_tuple_.erase(c.server.key);
+  uint64_t id = c.id;
+  conns_.erase(id);  // `c` is gone from here on
+  stats_.active = conns_.size();
+}
+
+void Proxy::SendStrayRst(const Segment& seg) {
+  // RFC 9293 §3.10.7.1, as for a CLOSED port.
+  ++stats_.stray_segments;
+  Segment s;
+  if (seg.is_v6()) {
+    stack::Ipv6Repr ip;
+    ip.src = seg.dst();
+    ip.dst = seg.src();
+    s.ip = ip;
+  } else {
+    stack::Ipv4Repr ip;
+    ip.src = seg.dst();
+    ip.dst = seg.src();
+    ip.ident = next_ident_++;
+    s.ip = ip;
+  }
+  s.tcp.src_port = seg.tcp.dst_port;
+  s.tcp.dst_port = seg.tcp.src_port;
+  if (seg.tcp.flags.has(stack::kAck)) {
+    s.tcp.seq = seg.tcp.ack;
+    s.tcp.flags = stack::TcpFlags(stack::kRst);
+  } else {
+    s.tcp.ack = seg.tcp.seq + seg.tcp.seg_len();
+    s.tcp.flags = stack::TcpFlags(stack::kRst | stack::kAck);
+  }
+  auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
+  if (!n.ok()) return;
+  sink_.WriteDatagram(absl::MakeConstSpan(out_buf_.data(), *n));
+  ++stats_.datagrams_out;
+  if (pcap_) pcap_->Write(MonotonicNow(), absl::MakeConstSpan(out_buf_.data(), *n));
+}
+
+void Proxy::Reschedule(Connection& c) {
+  Instant d = c.expire_at;
+  if (c.client.ep) d = std::min(d, c.client.ep->NextDeadline());
+  if (c.server.ep) d = std::min(d, c.server.ep->NextDeadline());
+  if (d == c.scheduled_at) return;
+  c.scheduled_at = d;
+  ++c.timer_gen;
+  if (d != stack::kNever) timers_.push({d, c.id, c.timer_gen});
+}
+
+void Proxy::ArmTimer() {
+  Instant next = engine_.NextDeadline();
+  while (!timers_.empty()) {
+    const TimerEntry& top = timers_.top();
+    auto it = conns_.find(top.conn);
+    if (it != conns_.end() && it->second->timer_gen == top.gen) break;
+    timers_.pop();  // stale
+  }
+  if (!timers_.empty()) next = std::min(next, timers_.top().at);
+  if (next == timer_at_) return;
+  timer_at_ = next;
+  if (next == stack::kNever) {
+    timer_.cancel();
+    return;
+  }
+  timer_.expires_at(ToSteady(next));
+  timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    timer_at_ = stack::kNever;
+    OnTimer();
+  });
+}
+
+void Proxy::OnTimer() {
+  Instant now = MonotonicNow();
+  while (!timers_.empty() && timers_.top().at <= now) {
+    TimerEntry e = timers_.top();
+    timers_.pop();
+    auto it = conns_.find(e.conn);
+    if (it == conns_.end() || it->second->timer_gen != e.gen) continue;
+    Connection& c = *it->second;
+    c.scheduled_at = stack::kNever;
+    if (c.expire_at <= now) {
+      Remove(c);
+      continue;
+    }
+    if (c.client.ep && c.client.ep->NextDeadline() <= now) c.client.ep->OnTick(now);
+    if (c.server.ep && c.server.ep->NextDeadline() <= now) c.server.ep->OnTick(now);
+    Service(c);
+  }
+  PollEngine();
+  ArmTimer();
+}
+
+void Proxy::Shutdown() {
+  shutting_down_ = true;
+  Instant now = MonotonicNow();
+  std::vector<uint64_t> ids;
+  for (auto& [id, c] : conns_) ids.push_back(id);
+  for (uint64_t id : ids) {
+    auto it = conns_.find(id);
+    if (it == conns_.end()) continue;
+    Connection& c = *it->second;
+    if (c.client.ep) c.client.ep->Abort(now);
+    if (c.server.ep) c.server.ep->Abort(now);
+    if (c.sock && c.sock->is_open()) {
+      boost::system::error_code ignored;
+      c.sock->set_option(asio::socket_base::linger(true, 0), ignored);
+    }
+    FlushLeg(c, c.client);
+    FlushLeg(c, c.server);
+    if (conns_.contains(id)) Remove(*conns_.at(id));
+  }
+  timer_.cancel();
+}
+
+// ---------------------------------------------------------------------------
+// Observation.
+
+void Proxy::LogSegment(const Connection* c, Hook hook, const Segment& seg, std::optional<TcpState> before,
+                       std::optional<TcpState> after, const Decision* decision) {
+  if (!log_) return;
+  SegmentRecord r;
+  r.at = MonotonicNow();
+  r.conn = c ? c->id : 0;
+  r.hook = hook;
+  r.seg = &seg;
+  r.state_before = before;
+  r.state_after = after;
+  // Relative numbers: the sender's ISN for seq, the receiver's for ack.
+  const Leg* leg = nullptr;
+  if (c) leg = (hook == Hook::kFromClient || hook == Hook::kToClient) ? &c->client : &c->server;
+  if (leg && leg->ep) {
+    uint32_t ours = leg->ep->tcb().iss.raw(), theirs = leg->ep->tcb().irs.raw();
+    bool inbound = hook == Hook::kFromClient || hook == Hook::kFromServer;
+    r.seq_base = inbound ? theirs : ours;
+    r.ack_base = inbound ? ours : theirs;
+  } else if (c && c->held_syn) {
+    r.seq_base = c->held_syn->seq.raw();
+  } else if (seg.tcp.flags.has(stack::kSyn)) {
+    r.seq_base = seg.tcp.seq.raw();
+  }
+  std::string action;
+  if (decision) {
+    r.rule_id = decision->rule_id;
+    r.rule_text = decision->rule_text;
+    action = decision->detail.empty() ? std::string(ActionName(decision->action))
+                                      : absl::StrCat(ActionName(decision->action), " ", decision->detail);
+    r.action = action;
+  }
+  log_->Write(r);
+}
+
+std::vector<ConnectionInfo> Proxy::Connections() const {
+  std::vector<ConnectionInfo> out;
+  for (const auto& [id, c] : conns_) {
+    ConnectionInfo i;
+    i.id = id;
+    i.client = HostPort(c->client.key.remote_addr, c->client.key.remote_port);
+    i.front = HostPort(c->client.key.local_addr, c->client.key.local_port);
+    i.upstream = HostPort(c->upstream_addr, c->upstream_port);
+    i.client_leg_state = c->client.ep ? std::string(StateName(c->client.ep->state())) : "SYN-SEEN";
+    if (c->server.ep) {
+      i.server_leg_state = std::string(StateName(c->server.ep->state()));
+    } else if (c->sock) {
+      i.server_leg_state = !c->sock->is_open()      ? "socket closed"
+                           : c->phase == Connection::Phase::kConnecting ? "socket connecting"
+                           : c->upstream_eof && c->shutdown_sent        ? "socket closed both ways"
+                           : c->upstream_eof                            ? "socket: server closed"
+                           : c->shutdown_sent                           ? "socket: we closed"
+                                                                        : "socket open";
+    } else {
+      i.server_leg_state = "none";
+    }
+    i.bytes_to_server = c->bytes_to_server;
+    i.bytes_to_client = c->bytes_to_client;
+    out.push_back(std::move(i));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  return out;
+}
+
+std::string Proxy::Summary() const {
+  std::string rules;
+  for (const auto& r : engine_.Rules()) {
+    absl::StrAppend(&rules, rules.empty() ? "" : ", ", "#", r.id, " ", r.hits, " hits");
+  }
+  return absl::StrFormat(
+      "connections %d (%d active, %d refused, %d unreachable, %d reset), bytes to server %d, to client "
+      "%d, datagrams in %d out %d (%d unparsable, %d stray)%s%s",
+      stats_.connections, stats_.active, stats_.refused, stats_.unreachable, stats_.resets,
+      stats_.bytes_to_server, stats_.bytes_to_client, stats_.datagrams_in, stats_.datagrams_out,
+      stats_.bad_datagrams, stats_.stray_segments, rules.empty() ? "" : ", rules: ", rules);
+}
+
+}  // namespace wrench::proxy

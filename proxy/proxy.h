@@ -1,0 +1,194 @@
+// The man in the middle (DESIGN.md "Proxy data flow"): datagrams from the TUN are
+// parsed, offered to the fault engine at their hook, and handed to the proxy's own
+// TCP endpoints; the relay moves bytes between the client leg and the upstream leg
+// (a kernel socket through Asio, or a second endpoint of ours over the same TUN).
+// One single-threaded Asio loop drives it all, with one timer for every deadline.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <string>
+#include <vector>
+
+#include <boost/asio.hpp>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "proxy/fault_engine.h"
+#include "stack/ip.h"
+#include "stack/segment.h"
+#include "stack/tcp_endpoint.h"
+#include "stack/time.h"
+
+namespace wrench::proxy {
+
+class JsonLog;
+class PcapWriter;
+
+enum class UpstreamVia { kSocket, kTun };
+
+// FRONT_IP:PORT=UPSTREAM_HOST:PORT.
+struct Mapping {
+  stack::IpAddress front_addr;
+  uint16_t front_port = 0;
+  std::string upstream_host;
+  stack::IpAddress upstream_addr;  // resolved at start-up
+  uint16_t upstream_port = 0;
+  std::string text;
+};
+// Parses "10.89.0.2:80=127.0.0.1:8080" (IPv6 in brackets: "[fd00::2]:80=..."). The
+// upstream host may be a name; it is resolved here, once, before the loop starts.
+absl::StatusOr<Mapping> ParseMapping(absl::string_view text);
+
+// The clock the proxy runs on: monotonic, expressed as a stack::Instant.
+stack::Instant MonotonicNow();
+
+// Where the proxy's datagrams go: the TUN device (or a test's in-memory link).
+class DatagramSink {
+ public:
+  virtual ~DatagramSink() = default;
+  virtual void WriteDatagram(absl::Span<const uint8_t> datagram) = 0;
+};
+
+struct ProxyOptions {
+  std::vector<Mapping> maps;
+  UpstreamVia upstream_via = UpstreamVia::kSocket;
+  // Endpoint settings for both legs (buffers, MSL, RTO...). Ports and addresses are
+  // filled in per connection.
+  stack::TcpConfig tcp;
+  // Transparent mode (wrench exec): a SYN to any address not mapped is accepted too,
+  // and relayed to the same destination — or to `gateway_target` when it is sent to
+  // the gateway address itself (the kernel's TUN address, as slirp's 10.0.2.2).
+  bool transparent = false;
+  stack::IpAddress gateway_addr;
+  stack::IpAddress gateway_target = stack::IpAddress::V4(0x7f000001);
+  // How long an upstream connect may take before the client is left to time out.
+  stack::Duration connect_timeout = absl::Seconds(75);
+};
+
+struct ConnectionInfo {
+  uint64_t id = 0;
+  std::string client;    // "10.89.0.1:43512"
+  std::string front;     // "10.89.0.2:80"
+  std::string upstream;  // "127.0.0.1:8080"
+  std::string client_leg_state;
+  std::string server_leg_state;  // endpoint state (tun), or socket state
+  uint64_t bytes_to_server = 0, bytes_to_client = 0;
+};
+
+struct ProxyStats {
+  uint64_t connections = 0;  // accepted (upstream connect started)
+  uint64_t active = 0;
+  uint64_t refused = 0;      // upstream refused: client got RST
+  uint64_t unreachable = 0;  // upstream connect timed out or failed otherwise
+  uint64_t resets = 0;       // connections that ended in a reset, either side
+  uint64_t bytes_to_server = 0, bytes_to_client = 0;
+  uint64_t datagrams_in = 0, datagrams_out = 0;
+  uint64_t bad_datagrams = 0;  // could not be parsed (reason logged once per kind)
+  uint64_t stray_segments = 0;  // for no connection: answered with RST
+};
+
+class Proxy {
+ public:
+  Proxy(boost::asio::io_context& io, DatagramSink& sink, FaultEngine& engine, ProxyOptions opts);
+  ~Proxy();
+  Proxy(const Proxy&) = delete;
+  Proxy& operator=(const Proxy&) = delete;
+
+  void set_pcap(PcapWriter* pcap) { pcap_ = pcap; }
+  void set_log(JsonLog* log) { log_ = log; }
+  // A line for every connection event ("conn 3 10.89.0.1:4242 -> ... ESTABLISHED").
+  void set_event_log(std::function<void(const std::string&)> f) { event_log_ = std::move(f); }
+
+  // One datagram read from the TUN.
+  void OnDatagram(absl::Span<const uint8_t> datagram);
+  // Aborts every connection (RST on both legs) — for a clean exit.
+  void Shutdown();
+
+  const ProxyStats& stats() const { return stats_; }
+  std::vector<ConnectionInfo> Connections() const;
+  std::string Summary() const;
+
+ private:
+  struct Connection;
+  struct Leg;
+  struct TupleKey {
+    stack::IpAddress remote_addr, local_addr;
+    uint16_t remote_port = 0, local_port = 0;
+    bool operator==(const TupleKey&) const = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const TupleKey& k) {
+      return H::combine(std::move(h), k.remote_addr, k.local_addr, k.remote_port, k.local_port);
+    }
+  };
+
+  Connection* NewConnection(const stack::Segment& syn, const Mapping* map,
+                            stack::IpAddress upstream_addr, uint16_t upstream_port);
+  void Inbound(Connection& c, Leg& leg, const stack::Segment& seg, absl::Span<const uint8_t> bytes);
+  void DeliverToLeg(Connection& c, Leg& leg, const stack::Segment& seg);
+  void StartUpstream(Connection& c);
+  void OnUpstreamConnected(Connection& c);
+  void OnUpstreamFailed(Connection& c, bool refused, const std::string& why);
+  void AcceptClient(Connection& c);
+  void Service(Connection& c);
+  void FlushLeg(Connection& c, Leg& leg);
+  void Transmit(Connection* c, const SegmentMeta& meta, absl::Span<const uint8_t> datagram,
+                const stack::Segment* parsed);
+  void PumpTunRelay(Connection& c);
+  void PumpSocketRelay(Connection& c);
+  void StartSocketRead(Connection& c);
+  void StartSocketWrite(Connection& c);
+  void MaybeFinish(Connection& c);
+  void Remove(Connection& c);
+  void SendStrayRst(const stack::Segment& seg);
+  void PollEngine();
+  void Reschedule(Connection& c);
+  void ArmTimer();
+  void OnTimer();
+  void LogSegment(const Connection* c, Hook hook, const stack::Segment& seg,
+                  std::optional<stack::TcpState> before, std::optional<stack::TcpState> after,
+                  const Decision* decision);
+  void Event(const Connection& c, const std::string& what);
+  const Mapping* FindMapping(const stack::IpAddress& addr, uint16_t port) const;
+  Leg* FindLeg(const TupleKey& key, Connection** conn);
+
+  boost::asio::io_context& io_;
+  DatagramSink& sink_;
+  FaultEngine& engine_;
+  ProxyOptions opts_;
+  PcapWriter* pcap_ = nullptr;
+  JsonLog* log_ = nullptr;
+  std::function<void(const std::string&)> event_log_;
+  ProxyStats stats_;
+
+  uint64_t next_id_ = 0;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Connection>> conns_;
+  absl::flat_hash_map<TupleKey, std::pair<Connection*, Leg*>> by_tuple_;
+
+  // One timer for every endpoint deadline and the engine's: a min-heap of
+  // (deadline, connection, generation); stale entries are skipped when popped.
+  struct TimerEntry {
+    stack::Instant at;
+    uint64_t conn;
+    uint64_t gen;
+    bool operator>(const TimerEntry& o) const { return at > o.at; }
+  };
+  std::priority_queue<TimerEntry, std::vector<TimerEntry>, std::greater<>> timers_;
+  boost::asio::steady_timer timer_;
+  stack::Instant timer_at_ = stack::kNever;
+
+  std::vector<uint8_t> out_buf_;    // one datagram being emitted
+  std::vector<uint8_t> relay_buf_;  // bytes moving between legs
+  const Decision* last_decision_ = nullptr;
+  std::optional<Decision> decision_;
+  uint16_t next_ident_ = 1;
+  uint16_t next_ephemeral_ = 40000;
+  bool shutting_down_ = false;
+};
+
+}  // namespace wrench::proxy

@@ -1,0 +1,197 @@
+// Start-up, the TUN read loop, signals and shutdown of a running wrench (service.h).
+#include "proxy/service.h"
+
+#include <errno.h>
+#include <signal.h>
+
+#include <cstring>
+#include <future>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "proxy/control_api.h"
+#include "proxy/netlink.h"
+
+namespace wrench::proxy {
+
+namespace asio = boost::asio;
+
+absl::StatusOr<std::pair<stack::IpAddress, int>> ParseNet(absl::string_view text) {
+  size_t slash = text.find('/');
+  if (slash == absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("--net \"", text, "\": expected ADDRESS/PREFIX, e.g. 10.89.0.0/24"));
+  }
+  auto addr = stack::IpAddress::Parse(text.substr(0, slash));
+  int prefix = 0;
+  if (!addr || addr->is_v6()) {
+    return absl::InvalidArgumentError(absl::StrCat("--net \"", text, "\": \"", text.substr(0, slash),
+                                                   "\" is not an IPv4 address (the TUN subnet is IPv4)"));
+  }
+  if (!absl::SimpleAtoi(text.substr(slash + 1), &prefix) || prefix < 8 || prefix > 30) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--net \"", text, "\": the prefix length must be 8 to 30"));
+  }
+  uint32_t mask = prefix == 0 ? 0 : ~uint32_t{0} << (32 - prefix);
+  return std::make_pair(stack::IpAddress::V4(addr->v4_host_order() & mask), prefix);
+}
+
+stack::IpAddress KernelAddress(const stack::IpAddress& net, int prefix_len) {
+  uint32_t mask = prefix_len == 0 ? 0 : ~uint32_t{0} << (32 - prefix_len);
+  return stack::IpAddress::V4((net.v4_host_order() & mask) + 1);
+}
+
+class Service::TunSink : public DatagramSink {
+ public:
+  explicit TunSink(const TunDevice& tun) : tun_(tun) {}
+  void WriteDatagram(absl::Span<const uint8_t> datagram) override {
+    // A TUN write hands the datagram to the kernel's input path: it does not block
+    // for long and fails only when the kernel drops it (counted, as a lost segment).
+    if (tun_.Write(datagram) < 0) ++write_errors_;
+  }
+  uint64_t write_errors_ = 0;
+
+ private:
+  const TunDevice& tun_;
+};
+
+Service::Service(ServiceOptions opts) : opts_(std::move(opts)), engine_(opts_.seed) {}
+
+Service::~Service() {
+  // The proxy's destructor detaches from the engine; captures close after it.
+  proxy_.reset();
+}
+
+absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
+  std::unique_ptr<Service> s(new Service(std::move(opts)));
+  ServiceOptions& o = s->opts_;
+  if (!o.log_line) o.log_line = [](const std::string&) {};
+  for (const Rule& r : o.rules) {
+    auto id = s->engine_.AddRule(r);
+    if (!id.ok()) return id.status();
+  }
+  stack::IpAddress kernel = KernelAddress(o.net_addr, o.prefix_len);
+  uint32_t mask = ~uint32_t{0} << (32 - o.prefix_len);
+  for (const Mapping& m : o.maps) {
+    if (m.front_addr.is_v6() || (m.front_addr.v4_host_order() & mask) != o.net_addr.v4_host_order()) {
+      return absl::InvalidArgumentError(absl::StrCat("--map ", m.text, ": the front address must be inside --net ",
+                                                     o.net_addr.ToString(), "/", o.prefix_len));
+    }
+    if (m.front_addr == kernel) {
+      return absl::InvalidArgumentError(absl::StrCat("--map ", m.text, ": ", kernel.ToString(),
+                                                     " is the kernel's own address on the TUN; use another "
+                                                     "address of the subnet as the front"));
+    }
+    if (o.upstream_via == UpstreamVia::kTun && m.upstream_addr != kernel) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--map ", m.text, ": with --upstream-via tun the server must listen on the kernel's TUN address ",
+          kernel.ToString()));
+    }
+  }
+  if (o.mtu < 576 || o.mtu > 65520) {
+    return absl::InvalidArgumentError(absl::StrCat("--mtu ", o.mtu, ": must be 576 to 65520"));
+  }
+  auto tun = TunDevice::Create(o.tun_name, o.mtu);
+  if (!tun.ok()) return tun.status();
+  s->tun_.emplace(std::move(*tun));
+  if (auto st = ConfigureTun(*s->tun_, kernel, o.prefix_len, o.mtu); !st.ok()) return st;
+
+  if (!o.pcap_path.empty()) {
+    auto p = PcapWriter::Open(o.pcap_path);
+    if (!p.ok()) return p.status();
+    s->pcap_.emplace(std::move(*p));
+  }
+  if (!o.log_path.empty()) {
+    auto l = JsonLog::Open(o.log_path, MonotonicNow());
+    if (!l.ok()) return l.status();
+    s->log_.emplace(std::move(*l));
+  }
+
+  ProxyOptions po;
+  po.maps = o.maps;
+  po.upstream_via = o.upstream_via;
+  po.tcp = o.tcp;
+  // The MSS the TUN's MTU allows (IPv4 and TCP headers without options).
+  po.tcp.mss = static_cast<uint16_t>(std::min(o.mtu - 40, 65495));
+  po.transparent = o.transparent;
+  po.gateway_addr = kernel;
+  s->sink_ = std::make_unique<TunSink>(*s->tun_);
+  s->proxy_ = std::make_unique<Proxy>(s->io_, *s->sink_, s->engine_, po);
+  if (s->pcap_) s->proxy_->set_pcap(&*s->pcap_);
+  if (s->log_) s->proxy_->set_log(&*s->log_);
+  if (o.verbose) s->proxy_->set_event_log(o.log_line);
+
+  if (!o.api_address.empty()) {
+    auto api = ControlApi::Start(s->io_, o.api_address, *s);
+    if (!api.ok()) return api.status();
+    s->api_ = std::move(*api);
+  }
+
+  s->tun_stream_ = std::make_unique<asio::posix::stream_descriptor>(s->io_, ::dup(s->tun_->fd()));
+  s->read_buf_.resize(65536 + 4);
+  s->ReadTun();
+  return s;
+}
+
+uint16_t Service::api_port() const { return api_ ? api_->port() : 0; }
+
+void Service::ReadTun() {
+  tun_stream_->async_wait(asio::posix::stream_descriptor::wait_read, [this](boost::system::error_code ec) {
+    if (ec) return;
+    // Drain what is queued (bounded), then let the loop run timers and sockets.
+    for (int i = 0; i < 256; ++i) {
+      ssize_t n = tun_->Read(absl::MakeSpan(read_buf_));
+      if (n <= 0) break;
+      proxy_->OnDatagram(absl::MakeConstSpan(read_buf_.data(), static_cast<size_t>(n)));
+    }
+    if (!stopped_) ReadTun();
+  });
+}
+
+void Service::Run() { io_.run(); }
+
+void Service::Shutdown() {
+  if (stopped_.exchange(true)) return;
+  proxy_->Shutdown();
+  if (tun_stream_) {
+    boost::system::error_code ignored;
+    tun_stream_->cancel(ignored);
+    tun_stream_->close(ignored);
+  }
+  if (api_) api_->Stop();
+  if (signals_) signals_->cancel();
+  if (pcap_) (void)pcap_->Flush();
+  if (log_) (void)log_->Flush();
+  opts_.log_line(absl::StrCat("wrench: ", proxy_->Summary()));
+  io_.stop();
+}
+
+void Service::Stop() {
+  asio::post(io_, [this] { Shutdown(); });
+}
+
+void Service::RunOnLoop(std::function<void()> f) {
+  std::promise<void> done;
+  asio::post(io_, [&] {
+    f();
+    done.set_value();
+  });
+  done.get_future().wait();
+}
+
+void Service::HandleSignals() {
+  signals_ = std::make_unique<asio::signal_set>(io_, SIGINT, SIGTERM, SIGUSR1);
+  signals_->async_wait([this](boost::system::error_code ec, int sig) { OnSignal(ec, sig); });
+}
+
+void Service::OnSignal(boost::system::error_code ec, int sig) {
+  if (ec) return;
+  if (sig == SIGUSR1) {
+    opts_.log_line(absl::StrCat("wrench: ", proxy_->Summary()));
+    signals_->async_wait([this](boost::system::error_code e, int s) { OnSignal(e, s); });
+    return;
+  }
+  opts_.log_line(absl::StrCat("wrench: ", strsignal(sig), ", shutting down"));
+  Shutdown();
+}
+
+}  // namespace wrench::proxy

@@ -1,0 +1,96 @@
+// A running wrench: the TUN device configured through rtnetlink, the fault engine,
+// the proxy, captures and the control API, all on one Asio io_context. `wrench
+// proxy`, `wrench exec` and the integration tests start one of these.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio.hpp>
+
+#include "absl/status/statusor.h"
+#include "proxy/capture.h"
+#include "proxy/fault_engine.h"
+#include "proxy/proxy.h"
+#include "proxy/rule.h"
+#include "proxy/tun_device.h"
+
+namespace wrench::proxy {
+
+class ControlApi;
+
+struct ServiceOptions {
+  std::vector<Mapping> maps;
+  std::string tun_name = "wrench0";
+  stack::IpAddress net_addr = stack::IpAddress::V4(0x0a590000);  // --net 10.89.0.0/24
+  int prefix_len = 24;
+  int mtu = 1500;
+  UpstreamVia upstream_via = UpstreamVia::kSocket;
+  std::vector<Rule> rules;
+  uint64_t seed = 1;
+  std::string pcap_path;
+  std::string log_path;
+  std::string api_address;  // HOST:PORT, empty: no API
+  stack::TcpConfig tcp;
+  bool transparent = false;
+  // Where lines about connections and the summary go (stderr in the CLI).
+  std::function<void(const std::string&)> log_line;
+  bool verbose = false;  // a line for every connection event
+};
+
+// Parses --net: "10.89.0.0/24" (any address inside the subnet is accepted).
+absl::StatusOr<std::pair<stack::IpAddress, int>> ParseNet(absl::string_view text);
+// The first address of the subnet: the kernel's side of the TUN.
+stack::IpAddress KernelAddress(const stack::IpAddress& net, int prefix_len);
+
+class Service {
+ public:
+  // Creates and configures the device, opens captures, binds the API. Errors are
+  // for the user: a missing privilege, a busy device name, a bad file.
+  static absl::StatusOr<std::unique_ptr<Service>> Start(ServiceOptions opts);
+  ~Service();
+
+  // Runs the loop until Stop() (or SIGINT/SIGTERM when HandleSignals() was called).
+  void Run();
+  // Thread-safe: asks the loop to shut down cleanly.
+  void Stop();
+  // SIGINT/SIGTERM stop cleanly; SIGUSR1 prints a summary line.
+  void HandleSignals();
+
+  boost::asio::io_context& io() { return io_; }
+  Proxy& proxy() { return *proxy_; }
+  FaultEngine& engine() { return engine_; }
+  const ServiceOptions& options() const { return opts_; }
+  stack::IpAddress kernel_address() const { return KernelAddress(opts_.net_addr, opts_.prefix_len); }
+  // The API's bound port (useful with port 0), 0 without an API.
+  uint16_t api_port() const;
+  // Runs `f` on the loop's thread and waits for it (for tests and the API).
+  void RunOnLoop(std::function<void()> f);
+
+ private:
+  explicit Service(ServiceOptions opts);
+  void ReadTun();
+  void Shutdown();
+  void OnSignal(boost::system::error_code ec, int sig);
+
+  class TunSink;
+  ServiceOptions opts_;
+  boost::asio::io_context io_;
+  std::optional<TunDevice> tun_;
+  std::unique_ptr<TunSink> sink_;
+  std::unique_ptr<boost::asio::posix::stream_descriptor> tun_stream_;
+  FaultEngine engine_;
+  std::unique_ptr<Proxy> proxy_;
+  std::optional<PcapWriter> pcap_;
+  std::optional<JsonLog> log_;
+  std::unique_ptr<ControlApi> api_;
+  std::unique_ptr<boost::asio::signal_set> signals_;
+  std::vector<uint8_t> read_buf_;
+  std::atomic<bool> stopped_{false};
+};
+
+}  // namespace wrench::proxy

@@ -1,0 +1,353 @@
+// Integration tests of `wrench proxy`: a real TUN device and real kernel TCP clients
+// and servers, inside a network namespace each test creates for itself (every test
+// runs in its own process under ctest). The client dials a front address of the TUN
+// subnet; the server listens on loopback (socket upstream) or on the kernel's TUN
+// address (tun upstream).
+#include "proxy/proxy.h"
+
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "absl/hash/hash.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "proxy/service.h"
+#include "tests/netns_testing.h"
+
+namespace wrench::proxy {
+namespace {
+
+using stack::IpAddress;
+using stack::TcpState;
+using ::testing::HasSubstr;
+using ::testing::Not;
+namespace tu = ::wrench::proxy::testing;
+
+const IpAddress kFront = IpAddress::V4(0x0a590002);    // 10.89.0.2
+const IpAddress kKernel = IpAddress::V4(0x0a590001);   // 10.89.0.1
+const IpAddress kLoopback = IpAddress::V4(0x7f000001);
+
+std::string RandomBytes(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (char& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+// Echo: reads everything until the client half-closes, then writes it back and closes.
+void EchoHandler(int fd) {
+  auto data = tu::ReadAll(fd, absl::Seconds(30));
+  if (!data.ok()) return;
+  (void)tu::WriteAll(fd, *data, absl::Seconds(30));
+  ::shutdown(fd, SHUT_WR);
+  (void)tu::ReadAll(fd, absl::Seconds(5));
+}
+
+class ProxyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::Status st = tu::EnterFreshNetworkNamespace();
+    if (!st.ok()) GTEST_SKIP() << "needs a network namespace of its own: " << st;
+  }
+
+  void TearDown() override { StopProxy(); }
+
+  // Starts wrench with the front 10.89.0.2:80 mapped to `upstream_port` on loopback
+  // (socket) or on the kernel's TUN address (tun).
+  void StartProxy(uint16_t upstream_port, std::vector<std::string> rules = {},
+                  UpstreamVia via = UpstreamVia::kSocket, int mtu = 1500) {
+    ServiceOptions o;
+    IpAddress up = via == UpstreamVia::kTun ? kKernel : kLoopback;
+    auto m = ParseMapping(absl::StrCat("10.89.0.2:80=", up.ToString(), ":", upstream_port));
+    ASSERT_TRUE(m.ok()) << m.status();
+    o.maps.push_back(*m);
+    o.upstream_via = via;
+    o.mtu = mtu;
+    o.tcp.msl = absl::Seconds(1);
+    o.seed = 7;
+    for (size_t i = 0; i < rules.size(); ++i) {
+      auto r = ParseRule(rules[i], static_cast<int>(i + 1));
+      ASSERT_TRUE(r.ok()) << r.status();
+      o.rules.push_back(*r);
+    }
+    o.pcap_path = pcap_path_;
+    o.log_path = log_path_;
+    o.log_line = [](const std::string& l) { std::fprintf(stderr, "%s\n", l.c_str()); };
+    o.verbose = std::getenv("WRENCH_TEST_VERBOSE") != nullptr;
+    auto s = Service::Start(o);
+    ASSERT_TRUE(s.ok()) << s.status();
+    service_ = std::move(*s);
+    loop_ = std::thread([this] { service_->Run(); });
+  }
+
+  void StopProxy() {
+    if (!service_) return;
+    service_->Stop();
+    loop_.join();
+    service_.reset();
+  }
+
+  // The proxy's client-leg state of its only (or first) connection.
+  std::string ClientLegState() {
+    std::string state = "none";
+    service_->RunOnLoop([&] {
+      auto conns = service_->proxy().Connections();
+      if (!conns.empty()) state = conns[0].client_leg_state;
+    });
+    return state;
+  }
+
+  absl::StatusOr<UniqueFd> Connect(absl::Duration timeout = absl::Seconds(10)) {
+    return tu::ConnectTo(kFront, 80, timeout);
+  }
+
+  // Sends `data`, half-closes, reads the echo; true when it came back intact.
+  void EchoRoundTrip(const std::string& data) {
+    auto fd = Connect();
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    std::string back;
+    std::thread reader([&] {
+      auto r = tu::ReadAll(fd->get(), absl::Seconds(60));
+      if (r.ok()) back = *r;
+    });
+    ASSERT_TRUE(tu::WriteAll(fd->get(), data, absl::Seconds(60)).ok());
+    ::shutdown(fd->get(), SHUT_WR);
+    reader.join();
+    ASSERT_EQ(back.size(), data.size());
+    EXPECT_TRUE(back == data) << "echoed bytes differ";
+  }
+
+  std::unique_ptr<Service> service_;
+  std::thread loop_;
+  std::string pcap_path_, log_path_;
+};
+
+// --- plain relay --------------------------------------------------------------
+
+TEST_F(ProxyTest, RelaysBytesBothWaysWithHalfClose) {
+  auto server = tu::TcpServer::Start(kLoopback, 0, EchoHandler);
+  ASSERT_TRUE(server.ok()) << server.status();
+  StartProxy((*server)->port());
+  EchoRoundTrip(RandomBytes(3 << 20, 1));
+}
+
+TEST_F(ProxyTest, RelaysManyConcurrentConnections) {
+  auto server = tu::TcpServer::Start(kLoopback, 0, EchoHandler);
+  ASSERT_TRUE(server.ok());
+  StartProxy((*server)->port());
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 24; ++i) {
+    clients.emplace_back([this, i] { EchoRoundTrip(RandomBytes(100'000 + 7919 * i, i)); });
+  }
+  for (auto& t : clients) t.join();
+  absl::SleepFor(absl::Milliseconds(200));
+  ProxyStats stats;
+  service_->RunOnLoop([&] { stats = service_->proxy().stats(); });
+  EXPECT_EQ(stats.connections, 24u);
+}
+
+TEST_F(ProxyTest, ServerHalfCloseIsRelayedWhileClientKeepsSending) {
+  // The server says hello and closes its side at once; the client sends afterwards and
+  // the server reads it all: data keeps flowing after the first FIN.
+  std::string got;
+  auto server = tu::TcpServer::Start(kLoopback, 0, [&](int fd) {
+    (void)tu::WriteAll(fd, "hello", absl::Seconds(5));
+    ::shutdown(fd, SHUT_WR);
+    auto r = tu::ReadAll(fd, absl::Seconds(30));
+    if (r.ok()) got = *r;
+  });
+  ASSERT_TRUE(server.ok());
+  StartProxy((*server)->port());
+  auto fd = Connect();
+  ASSERT_TRUE(fd.ok());
+  auto hello = tu::ReadAll(fd->get(), absl::Seconds(10));  // ends at the FIN
+  ASSERT_TRUE(hello.ok()) << hello.status();
+  EXPECT_EQ(*hello, "hello");
+  std::string late = RandomBytes(500'000, 3);
+  ASSERT_TRUE(tu::WriteAll(fd->get(), late, absl::Seconds(30)).ok());
+  ::shutdown(fd->get(), SHUT_WR);
+  fd->reset();
+  server->reset();  // joins the handler
+  EXPECT_EQ(got.size(), late.size());
+  EXPECT_TRUE(got == late);
+}
+
+// With --upstream-via tun the server listens on the kernel's TUN address, which
+// exists once the proxy has configured the device: start the proxy first.
+constexpr uint16_t kTunServerPort = 8080;
+
+TEST_F(ProxyTest, TunUpstreamRelaysBytes) {
+  StartProxy(kTunServerPort, {}, UpstreamVia::kTun);
+  auto server = tu::TcpServer::Start(kKernel, kTunServerPort, EchoHandler);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EchoRoundTrip(RandomBytes(2 << 20, 2));
+}
+
+TEST_F(ProxyTest, LargeMtuRelaysBytes) {
+  StartProxy(kTunServerPort, {}, UpstreamVia::kTun, 65520);
+  auto server = tu::TcpServer::Start(kKernel, kTunServerPort, EchoHandler);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EchoRoundTrip(RandomBytes(8 << 20, 4));
+}
+
+// --- data faults: the transfer still arrives intact ------------------------------
+
+TEST_F(ProxyTest, DataFaultsAtEveryHookStillDeliverIntact) {
+  StartProxy(kTunServerPort,
+             {"drop on=from-client len>0 p=0.05", "dup on=to-server len>0 p=0.05",
+              "reorder on=from-server len>0 p=0.05", "delay 5ms~2ms on=to-client len>0 p=0.05",
+              "drop on=to-client len>0 p=0.03", "reorder on=to-server len>0 p=0.05",
+              "dup 2 on=from-server len>0 p=0.03", "delay 3ms on=from-client len>0 p=0.05"},
+             UpstreamVia::kTun);
+  auto server = tu::TcpServer::Start(kKernel, kTunServerPort, EchoHandler);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EchoRoundTrip(RandomBytes(300'000, 5));
+  int hits = 0;
+  service_->RunOnLoop([&] {
+    for (const auto& r : service_->engine().Rules()) hits += r.hits > 0;
+  });
+  EXPECT_EQ(hits, 8) << "every rule should have fired";
+}
+
+TEST_F(ProxyTest, DataFaultsOnTheClientLegWithSocketUpstream) {
+  auto server = tu::TcpServer::Start(kLoopback, 0, EchoHandler);
+  ASSERT_TRUE(server.ok());
+  StartProxy((*server)->port(), {"drop on=from-client len>0 p=0.05", "dup on=to-client len>0 p=0.05",
+                                 "reorder on=to-client len>0 p=0.05", "delay 2ms on=from-client p=0.1"});
+  EchoRoundTrip(RandomBytes(1 << 20, 6));
+}
+
+// --- handshake and teardown faults, as the kernel peer sees them -------------------
+
+TEST_F(ProxyTest, DroppedSynAckMakesTheClientRetransmitItsSyn) {
+  auto server = tu::TcpServer::Start(kLoopback, 0, EchoHandler);
+  ASSERT_TRUE(server.ok());
+  StartProxy((*server)->port(), {"drop on=to-client flags=SYN+ACK nth=1"});
+  absl::Time start = absl::Now();
+  auto fd = Connect();
+  absl::Duration took = absl::Now() - start;
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  // Linux retransmits the SYN after its 1 s initial RTO; the proxy answers it.
+  EXPECT_GE(took, absl::Milliseconds(900));
+  EXPECT_LT(took, absl::Seconds(3));
+}
+
+TEST_F(ProxyTest, DroppedFinToTheClientIsRetransmittedByTheProxy) {
+  auto server = tu::TcpServer::Start(kLoopback, 0, [](int fd) {
+    (void)tu::WriteAll(fd, "bye", absl::Seconds(5));
+  });
+  ASSERT_TRUE(server.ok());
+  StartProxy((*server)->port(), {"drop on=to-client has=FIN nth=1"});
+  auto fd = Connect();
+  ASSERT_TRUE(fd.ok());
+  absl::Time start = absl::Now();
+  auto r = tu::ReadAll(fd->get(), absl::Seconds(10));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*r, "bye");
+  // The EOF arrives with the retransmitted FIN, one RTO (at least 1 s) later.
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(900));
+}
+
+TEST_F(ProxyTest, ServerCloseLeavesClientInCloseWaitAndProxyInFinWait2) {
+  auto server = tu::TcpServer::Start(kLoopback, 0, [](int) {});  // closes at once
+  ASSERT_TRUE(server.ok());
+  StartProxy((*server)->port());
+  auto fd = Connect();
+  ASSERT_TRUE(fd.ok());
+  auto st = tu::WaitForTcpState(fd->get(), TcpState::kCloseWait, absl::Seconds(5));
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(*st, TcpState::kCloseWait);
+  // The client never closes: the proxy's client leg waits in FIN-WAIT-2.
+  absl::Time deadline = absl::Now() + absl::Seconds(5);
+  std::string leg;
+  while (absl::Now() < deadline && (leg = ClientLegState()) != "FIN-WAIT-2") absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_EQ(leg, "FIN-WAIT-2");
+}
+
+TEST_F(ProxyTest, RstInsteadOfFinResetsTheClient) {
+  // The server answers a request with a few bytes and closes; the FIN toward the
+  // client becomes a RST. (It waits for the request so the reset cannot race the
+  // client's connect.)
+  auto server = tu::TcpServer::Start(kLoopback, 0, [](int fd) {
+    (void)tu::ReadAll(fd, absl::Seconds(5), 1);
+    (void)tu::WriteAll(fd, "partial", absl::Seconds(5));
+  });
+  ASSERT_TRUE(server.ok());
+  StartProxy((*server)->port(), {"rst on=to-client has=FIN"});
+  auto fd = Connect();
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  ASSERT_TRUE(tu::WriteAll(fd->get(), "?", absl::Seconds(5)).ok());
+  auto r = tu::ReadAll(fd->get(), absl::Seconds(10));
+  ASSERT_FALSE(r.ok()) << "read " << r->size() << " bytes and EOF";
+  EXPECT_EQ(tu::ErrnoOf(r.status()), ECONNRESET) << r.status();
+}
+
+TEST_F(ProxyTest, RefusedUpstreamRefusesTheClient) {
+  // Nothing listens on the upstream port.
+  StartProxy(1);
+  auto fd = Connect();
+  ASSERT_FALSE(fd.ok());
+  EXPECT_EQ(tu::ErrnoOf(fd.status()), ECONNREFUSED) << fd.status();
+}
+
+TEST_F(ProxyTest, UnmappedAddressIsRefused) {
+  auto server = tu::TcpServer::Start(kLoopback, 0, EchoHandler);
+  ASSERT_TRUE(server.ok());
+  StartProxy((*server)->port());
+  auto fd = tu::ConnectTo(IpAddress::V4(0x0a590003), 80, absl::Seconds(5));
+  ASSERT_FALSE(fd.ok());
+  EXPECT_EQ(tu::ErrnoOf(fd.status()), ECONNREFUSED);
+}
+
+// --- captures ---------------------------------------------------------------------------
+
+TEST_F(ProxyTest, WritesAPcapThatTsharkReadsCleanlyAndAJsonLog) {
+  char dir[] = "/tmp/wrench-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  pcap_path_ = absl::StrCat(dir, "/cap.pcap");
+  log_path_ = absl::StrCat(dir, "/log.jsonl");
+  StartProxy(kTunServerPort, {"drop on=to-client flags=SYN+ACK nth=1"}, UpstreamVia::kTun);
+  auto server = tu::TcpServer::Start(kKernel, kTunServerPort, EchoHandler);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EchoRoundTrip(RandomBytes(100'000, 9));
+  absl::SleepFor(absl::Milliseconds(100));
+  StopProxy();
+  // The JSON log names the rule that dropped the SYN-ACK.
+  std::ifstream log(log_path_);
+  std::string line, all;
+  int lines = 0;
+  while (std::getline(log, line)) {
+    ++lines;
+    all += line + "\n";
+  }
+  EXPECT_GT(lines, 20);
+  // (Not EXPECT_THAT: a failure would print the whole log.)
+  EXPECT_NE(all.find("\"rule\":1"), std::string::npos) << "the dropped SYN-ACK names its rule";
+  EXPECT_NE(all.find("drop on=to-client flags=SYN+ACK nth=1"), std::string::npos);
+  EXPECT_NE(all.find("\"to-server\""), std::string::npos);
+  if (std::system("command -v tshark >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "tshark is not installed (scripts/install-deps.sh installs it)";
+  }
+  std::string cmd = absl::StrCat("tshark -r ", pcap_path_,
+                                 " -o tcp.check_checksum:TRUE -o ip.check_checksum:TRUE 2>&1");
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  EXPECT_EQ(::pclose(p), 0) << out;
+  EXPECT_THAT(out, Not(HasSubstr("Malformed")));
+  EXPECT_THAT(out, Not(HasSubstr("incorrect")));
+  EXPECT_THAT(out, HasSubstr("[SYN, ACK]"));
+  std::system(absl::StrCat("rm -rf ", dir).c_str());
+}
+
+}  // namespace
+}  // namespace wrench::proxy
