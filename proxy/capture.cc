@@ -38,7 +38,8 @@ double RelativeSeconds(stack::Instant at, stack::Instant start) {
 void PcapWriter::Deleter::operator()(pcap* p) const { pcap_close(p); }
 void PcapWriter::Deleter::operator()(pcap_dumper* d) const { pcap_dump_close(d); }
 
-absl::StatusOr<PcapWriter> PcapWriter::Open(const std::string& path) {
+absl::StatusOr<PcapWriter> PcapWriter::Open(const std::string& path,
+                                             stack::Duration wall_offset) {
   std::unique_ptr<pcap, Deleter> p(pcap_open_dead(DLT_RAW, kSnapLen));
   if (!p) return absl::ResourceExhaustedError("cannot open --pcap file " + path + ": out of memory");
   std::unique_ptr<pcap_dumper, Deleter> d(pcap_dump_open(p.get(), path.c_str()));
@@ -47,7 +48,7 @@ absl::StatusOr<PcapWriter> PcapWriter::Open(const std::string& path) {
     return absl::UnavailableError(
         absl::StrCat("cannot open --pcap file ", path, ": ", pcap_geterr(p.get())));
   }
-  return PcapWriter(path, std::move(p), std::move(d));
+  return PcapWriter(path, wall_offset, std::move(p), std::move(d));
 }
 
 // Members go in reverse order: the dumper (which flushes) before its pcap handle.
@@ -56,7 +57,7 @@ PcapWriter::~PcapWriter() = default;
 void PcapWriter::Write(stack::Instant at, absl::Span<const uint8_t> datagram) {
   if (!dumper_) return;
   pcap_pkthdr h{};
-  h.ts = absl::ToTimeval(at);
+  h.ts = absl::ToTimeval(at + wall_offset_);
   h.len = static_cast<bpf_u_int32>(datagram.size());
   h.caplen = static_cast<bpf_u_int32>(std::min<size_t>(datagram.size(), kSnapLen));
   pcap_dump(reinterpret_cast<u_char*>(dumper_.get()), &h, datagram.data());
@@ -103,7 +104,8 @@ nlohmann::ordered_json JsonLog::ToJson(const SegmentRecord& r) const {
   nlohmann::ordered_json j;
   j["t"] = RelativeSeconds(r.at, start_);
   if (opts_.wall_time) {
-    j["wall"] = absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", r.at, absl::UTCTimeZone());
+    j["wall"] = absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", r.at + opts_.wall_offset,
+                                 absl::UTCTimeZone());
   }
   j["conn"] = r.conn;
   j["hook"] = std::string(HookName(r.hook));

@@ -30,8 +30,11 @@ namespace wrench::proxy {
 class PcapWriter {
  public:
   // Creates or truncates `path` ("-" is stdout). The one error is a file that cannot
-  // be opened: "cannot open --pcap file X: <reason>".
-  static absl::StatusOr<PcapWriter> Open(const std::string& path);
+  // be opened: "cannot open --pcap file X: <reason>". `wall_offset` is added to every
+  // record's time: a proxy that runs on a monotonic clock passes absl::Now() minus its
+  // monotonic now, so Wireshark shows wall-clock dates rather than 1970.
+  static absl::StatusOr<PcapWriter> Open(const std::string& path,
+                                         stack::Duration wall_offset = absl::ZeroDuration());
 
   PcapWriter(PcapWriter&&) noexcept = default;
   PcapWriter& operator=(PcapWriter&&) noexcept = default;
@@ -49,11 +52,15 @@ class PcapWriter {
     void operator()(pcap* p) const;
     void operator()(pcap_dumper* d) const;
   };
-  PcapWriter(std::string path, std::unique_ptr<pcap, Deleter> pcap,
+  PcapWriter(std::string path, stack::Duration wall_offset, std::unique_ptr<pcap, Deleter> pcap,
              std::unique_ptr<pcap_dumper, Deleter> dumper)
-      : path_(std::move(path)), pcap_(std::move(pcap)), dumper_(std::move(dumper)) {}
+      : path_(std::move(path)),
+        wall_offset_(wall_offset),
+        pcap_(std::move(pcap)),
+        dumper_(std::move(dumper)) {}
 
   std::string path_;
+  stack::Duration wall_offset_;
   std::unique_ptr<pcap, Deleter> pcap_;  // the "dead" handle the dumper belongs to
   std::unique_ptr<pcap_dumper, Deleter> dumper_;
 };
@@ -87,6 +94,8 @@ struct JsonLogOptions {
   // Adds "wall": "2024-05-01T12:00:00.123456Z" (UTC) to every line. Off by default
   // so that a simulated run's log is the same on every run.
   bool wall_time = false;
+  // Added to a record's time for "wall" (see PcapWriter::Open); "t" is unaffected.
+  stack::Duration wall_offset = absl::ZeroDuration();
 };
 
 // One JSON object per line, keys in this order (absent ones left out):

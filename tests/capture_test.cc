@@ -121,6 +121,24 @@ TEST(PcapWriter, WritesRawIpRecordsThatLibpcapReadsBack) {
   std::remove(path.c_str());
 }
 
+TEST(PcapWriter, WallOffsetShiftsEveryTimestamp) {
+  const std::string path = TempPath("offset.pcap");
+  const stack::Instant monotonic = absl::UnixEpoch() + absl::Hours(5);  // hours since boot
+  {
+    PcapWriter w = std::move(PcapWriter::Open(path, kStart - monotonic)).value();
+    w.Write(monotonic + absl::Milliseconds(2), Handshake()[0].bytes);
+  }
+  char err[PCAP_ERRBUF_SIZE];
+  pcap_t* p = pcap_open_offline(path.c_str(), err);
+  ASSERT_NE(p, nullptr) << err;
+  pcap_pkthdr* h = nullptr;
+  const u_char* data = nullptr;
+  ASSERT_EQ(pcap_next_ex(p, &h, &data), 1);
+  EXPECT_EQ(absl::TimeFromTimeval(h->ts), kStart + absl::Milliseconds(2));
+  pcap_close(p);
+  std::remove(path.c_str());
+}
+
 TEST(PcapWriter, UnopenablePathIsAnErrorNamingTheFlagAndFile) {
   absl::StatusOr<PcapWriter> w = PcapWriter::Open("/nonexistent-dir/x.pcap");
   ASSERT_FALSE(w.ok());
@@ -179,9 +197,13 @@ TEST(JsonLog, RoundTripsThroughReadJsonLog) {
   const std::string path = TempPath("log.jsonl");
   std::vector<Datagram> d = Handshake();
   {
-    absl::StatusOr<JsonLog> log = JsonLog::Open(path, kStart, {.wall_time = true});
+    // The proxy's clock is monotonic (hours since boot); the offset maps it to kStart's
+    // date for "wall", while "t" counts from the start given here.
+    const stack::Instant kMonotonic = absl::UnixEpoch() + absl::Hours(5);
+    absl::StatusOr<JsonLog> log = JsonLog::Open(
+        path, kMonotonic, {.wall_time = true, .wall_offset = kStart - kMonotonic});
     ASSERT_TRUE(log.ok()) << log.status();
-    SegmentRecord syn{.at = kStart + absl::Microseconds(12'345'678),
+    SegmentRecord syn{.at = kMonotonic + absl::Microseconds(12'345'678),
                       .conn = 7,
                       .hook = Hook::kFromClient,
                       .seg = &d[0].seg,
@@ -190,7 +212,7 @@ TEST(JsonLog, RoundTripsThroughReadJsonLog) {
                       .state_before = stack::TcpState::kListen,
                       .state_after = stack::TcpState::kSynReceived};
     log->Write(syn);
-    SegmentRecord dropped{.at = kStart + absl::Seconds(13),
+    SegmentRecord dropped{.at = kMonotonic + absl::Seconds(13),
                           .conn = 7,
                           .hook = Hook::kToClient,
                           .seg = &d[1].seg,
@@ -202,14 +224,14 @@ TEST(JsonLog, RoundTripsThroughReadJsonLog) {
                           .rule_text = "drop on=to-client flags=SYN+ACK \"quoted\"",
                           .action = "drop"};
     log->Write(dropped);
-    SegmentRecord data{.at = kStart + absl::Seconds(14),
+    SegmentRecord data{.at = kMonotonic + absl::Seconds(14),
                        .conn = 7,
                        .hook = Hook::kFromServer,
                        .seg = &d[2].seg,
                        .seq_base = 1000,
                        .ack_base = 5000};
     log->Write(data);
-    log->Write({.at = kStart + absl::Seconds(15), .conn = 7, .hook = Hook::kToServer,
+    log->Write({.at = kMonotonic + absl::Seconds(15), .conn = 7, .hook = Hook::kToServer,
                 .note = "upstream connect refused"});
     ASSERT_TRUE(log->Close().ok());
   }
