@@ -31,7 +31,7 @@ struct FaultEngine::Work {
   const Segment& parsed;
   absl::Span<const uint8_t> datagram;
   std::optional<Segment> seg;  // the changed copy; made on the first change only
-  bool changed = false;      // a header field differs from `parsed`
+  bool changed = false;        // a header field differs from `parsed`
   int64_t corrupt_payload_at = -1;
   bool corrupt_checksum = false;
   uint32_t held_slot = kNoSlot;  // the slot a reorder of this segment holds
@@ -60,28 +60,52 @@ bool HasField(const Segment& s, Field f) {
 
 uint32_t GetField(const Segment& s, Field f) {
   switch (f) {
-    case Field::kSeq: return s.tcp.seq.raw();
-    case Field::kAck: return s.tcp.ack.raw();
-    case Field::kWin: return s.tcp.window;
-    case Field::kUrg: return s.tcp.urgent;
-    case Field::kFlags: return s.tcp.flags.bits();
-    case Field::kTtl: return s.ttl();
-    case Field::kMss: return s.tcp.options.mss.value_or(0);
-    case Field::kWscale: return s.tcp.options.window_scale.value_or(0);
+    case Field::kSeq:
+      return s.tcp.seq.raw();
+    case Field::kAck:
+      return s.tcp.ack.raw();
+    case Field::kWin:
+      return s.tcp.window;
+    case Field::kUrg:
+      return s.tcp.urgent;
+    case Field::kFlags:
+      return s.tcp.flags.bits();
+    case Field::kTtl:
+      return s.ttl();
+    case Field::kMss:
+      return s.tcp.options.mss.value_or(0);
+    case Field::kWscale:
+      return s.tcp.options.window_scale.value_or(0);
   }
   return 0;
 }
 
 void PutField(Segment& s, Field f, uint32_t v) {
   switch (f) {
-    case Field::kSeq: s.tcp.seq = stack::SeqNum(v); break;
-    case Field::kAck: s.tcp.ack = stack::SeqNum(v); break;
-    case Field::kWin: s.tcp.window = static_cast<uint16_t>(v); break;
-    case Field::kUrg: s.tcp.urgent = static_cast<uint16_t>(v); break;
-    case Field::kFlags: s.tcp.flags = stack::TcpFlags(static_cast<uint8_t>(v)); break;
-    case Field::kTtl: s.set_ttl(static_cast<uint8_t>(v)); break;
-    case Field::kMss: s.tcp.options.mss = static_cast<uint16_t>(v); break;
-    case Field::kWscale: s.tcp.options.window_scale = static_cast<uint8_t>(v); break;
+    case Field::kSeq:
+      s.tcp.seq = stack::SeqNum(v);
+      break;
+    case Field::kAck:
+      s.tcp.ack = stack::SeqNum(v);
+      break;
+    case Field::kWin:
+      s.tcp.window = static_cast<uint16_t>(v);
+      break;
+    case Field::kUrg:
+      s.tcp.urgent = static_cast<uint16_t>(v);
+      break;
+    case Field::kFlags:
+      s.tcp.flags = stack::TcpFlags(static_cast<uint8_t>(v));
+      break;
+    case Field::kTtl:
+      s.set_ttl(static_cast<uint8_t>(v));
+      break;
+    case Field::kMss:
+      s.tcp.options.mss = static_cast<uint16_t>(v);
+      break;
+    case Field::kWscale:
+      s.tcp.options.window_scale = static_cast<uint8_t>(v);
+      break;
   }
 }
 
@@ -103,17 +127,18 @@ uint32_t Wrap(uint32_t v, int64_t delta, Field f) {
 }  // namespace
 
 SegmentSummary Summarize(const TcpRepr& tcp) {
-  return SegmentSummary{tcp.src_port, tcp.dst_port, tcp.flags, tcp.seq, tcp.ack,
-                        static_cast<uint32_t>(tcp.payload.size())};
+  return SegmentSummary{tcp.src_port, tcp.dst_port, tcp.flags,
+                        tcp.seq,      tcp.ack,      static_cast<uint32_t>(tcp.payload.size())};
 }
 
 std::string ToString(const Decision& d) {
   const SegmentSummary& s = d.segment;
+  const absl::string_view rule_text(d.rule_text.data(), d.rule_text.size());
+  const std::string flags = s.flags.bits() == 0 ? std::string("none") : s.flags.ToString();
   std::string text = absl::StrCat(
       absl::FormatTime("%H:%M:%E6S", d.at, absl::UTCTimeZone()), " conn ", d.meta.conn, " ",
       HookName(d.meta.hook), " ", stack::StateName(d.meta.state), " rule ", d.rule_id, " (",
-      absl::string_view(d.rule_text.data(), d.rule_text.size()), "): ", s.flags.bits() == 0 ? std::string("none") : s.flags.ToString(), " ",
-      s.src_port, ">", s.dst_port, " seq ", s.seq.raw());
+      rule_text, "): ", flags, " ", s.src_port, ">", s.dst_port, " seq ", s.seq.raw());
   if (s.flags.has(stack::kAck)) absl::StrAppend(&text, " ack ", s.ack.raw());
   absl::StrAppend(&text, " len ", s.payload_len);
   if (!d.detail.empty()) absl::StrAppend(&text, ": ", d.detail);
@@ -125,33 +150,42 @@ FaultEngine::FaultEngine(Options opts) : opts_(opts), rng_(opts.seed) { Rebuild(
 // ---------------------------------------------------------------------------
 // Rules.
 
-absl::StatusOr<int> FaultEngine::AddRule(Rule rule) {
+absl::StatusOr<int> FaultEngine::AddRule(Rule rule, uint64_t scope) {
   absl::Status valid = ValidateRule(rule);
   if (!valid.ok()) return valid;
   Filter f;
   f.conn = rule.conn.value_or(0);
+  f.scope = scope;
   f.port = rule.port.value_or(0);
   if (rule.state) f.states = static_cast<uint16_t>(1u << static_cast<int>(*rule.state));
   if (rule.len) {
     const uint32_t v = rule.len->value;
     switch (rule.len->op) {
-      case LenMatch::Op::kEqual: f.len_lo = f.len_hi = v; break;
-      case LenMatch::Op::kLess: f.len_hi = v - 1; break;  // len<0 is refused by ValidateRule
-      case LenMatch::Op::kGreater: f.len_lo = v + 1; break;
+      case LenMatch::Op::kEqual:
+        f.len_lo = f.len_hi = v;
+        break;
+      case LenMatch::Op::kLess:
+        f.len_hi = v - 1;
+        break;  // len<0 is refused by ValidateRule
+      case LenMatch::Op::kGreater:
+        f.len_lo = v + 1;
+        break;
     }
   }
   f.counted = rule.nth || rule.every || rule.after || rule.count;
   f.drawn = rule.probability.has_value();
   const int id = next_id_++;
   std::string text = ToString(rule);
-  rules_.push_back(Compiled{id, std::move(rule), std::make_unique<const std::string>(std::move(text)), 0});
+  rules_.push_back(
+      Compiled{id, std::move(rule), std::make_unique<const std::string>(std::move(text)), 0, scope});
   filters_.push_back(f);
   Rebuild();
   return id;
 }
 
 bool FaultEngine::RemoveRule(int id) {
-  auto it = std::find_if(rules_.begin(), rules_.end(), [id](const Compiled& c) { return c.id == id; });
+  auto it =
+      std::find_if(rules_.begin(), rules_.end(), [id](const Compiled& c) { return c.id == id; });
   if (it == rules_.end()) return false;
   const size_t index = static_cast<size_t>(it - rules_.begin());
   rules_.erase(it);
@@ -161,10 +195,9 @@ bool FaultEngine::RemoveRule(int id) {
   for (auto& [conn, state] : conns_) {
     for (int h = 0; h < kHookCount; ++h) state.counters.erase(uint64_t(id) << 2 | uint64_t(h));
     const size_t before = state.blackholes.size();
-    state.blackholes.erase(
-        std::remove_if(state.blackholes.begin(), state.blackholes.end(),
-                       [id](const Blackhole& b) { return b.rule_id == id; }),
-        state.blackholes.end());
+    state.blackholes.erase(std::remove_if(state.blackholes.begin(), state.blackholes.end(),
+                                          [id](const Blackhole& b) { return b.rule_id == id; }),
+                           state.blackholes.end());
     blackholes_ -= before - state.blackholes.size();
   }
   return true;
@@ -173,7 +206,7 @@ bool FaultEngine::RemoveRule(int id) {
 std::vector<FaultEngine::RuleInfo> FaultEngine::Rules() const {
   std::vector<RuleInfo> out;
   out.reserve(rules_.size());
-  for (const Compiled& c : rules_) out.push_back(RuleInfo{c.id, c.rule, *c.text, c.hits});
+  for (const Compiled& c : rules_) out.push_back(RuleInfo{c.id, c.rule, *c.text, c.hits, c.scope});
   return out;
 }
 
@@ -219,7 +252,8 @@ void FaultEngine::Rebuild() {
 Verdict FaultEngine::Offer(Instant now, const SegmentMeta& meta, const Segment& parsed,
                            absl::Span<const uint8_t> datagram) {
   if (blackholes_ != 0 && DropIfBlackholed(now, meta, parsed)) return Verdict::kTaken;
-  const uint64_t* candidates = CandidatesFor(static_cast<int>(meta.hook) & 3, parsed.tcp.flags.bits());
+  const uint64_t* candidates =
+      CandidatesFor(static_cast<int>(meta.hook) & 3, parsed.tcp.flags.bits());
   bool any = candidates[0] != 0;
   for (size_t w = 1; !any && w < words_; ++w) any = candidates[w] != 0;
   if (!any) {
@@ -233,16 +267,49 @@ Verdict FaultEngine::Offer(Instant now, const SegmentMeta& meta, const Segment& 
 // for a segment's fixed parts: a few compares, no branch into the rule itself.
 struct FaultEngine::Probe {
   uint64_t conn;
+  uint64_t scope;
   uint32_t len;
   uint16_t src_port, dst_port;
   uint16_t state_bit;
 };
 
 inline bool FaultEngine::StaticMatch(const Filter& f, const Probe& p) {
-  const bool conn_ok = f.conn == 0 || f.conn == p.conn;
+  const bool conn_ok = (f.conn == 0 || f.conn == p.conn) & (f.scope == 0 || f.scope == p.scope);
   const bool port_ok = f.port == 0 || f.port == p.src_port || f.port == p.dst_port;
   const bool len_ok = p.len >= f.len_lo && p.len <= f.len_hi;
   return conn_ok & port_ok & len_ok & ((f.states & p.state_bit) != 0);
+}
+
+// The rules whose conn= and port= this segment can meet (rules naming neither
+// included): three hash lookups at most, and none while no rule names either.
+struct FaultEngine::Addressed {
+  const FaultEngine& engine;
+  const uint64_t* conn = nullptr;
+  const uint64_t* src = nullptr;
+  const uint64_t* dst = nullptr;
+
+  uint64_t Mask(size_t word) const {
+    uint64_t m = ~uint64_t{0};
+    if (!engine.by_conn_.empty()) m &= engine.any_conn_[word] | (conn ? conn[word] : 0);
+    if (!engine.by_port_.empty()) {
+      m &= engine.any_port_[word] | (src ? src[word] : 0) | (dst ? dst[word] : 0);
+    }
+    return m;
+  }
+};
+
+FaultEngine::Addressed FaultEngine::AddressedTo(const Probe& probe) const {
+  Addressed a{*this};
+  auto find = [](const auto& index, auto key) -> const uint64_t* {
+    auto it = index.find(key);
+    return it == index.end() ? nullptr : it->second.data();
+  };
+  if (!by_conn_.empty()) a.conn = find(by_conn_, probe.conn);
+  if (!by_port_.empty()) {
+    a.src = find(by_port_, probe.src_port);
+    a.dst = find(by_port_, probe.dst_port);
+  }
+  return a;
 }
 
 Verdict FaultEngine::Decide(Instant now, const SegmentMeta& meta, const Segment& parsed,
@@ -250,32 +317,14 @@ Verdict FaultEngine::Decide(Instant now, const SegmentMeta& meta, const Segment&
   Work w(now, meta, parsed, datagram);
   ConnState* conn = nullptr;
   const int hook = static_cast<int>(meta.hook) & 3;
-  const Probe probe{meta.conn, static_cast<uint32_t>(parsed.tcp.payload.size()),
+  const Probe probe{meta.conn, meta.scope, static_cast<uint32_t>(parsed.tcp.payload.size()),
                     parsed.tcp.src_port, parsed.tcp.dst_port,
                     static_cast<uint16_t>(1u << (static_cast<unsigned>(meta.state) & 15))};
   const Filter* filters = filters_.data();
-  // The rules for this connection and these ports (or for any).
-  const uint64_t* conn_words = nullptr;
-  const uint64_t* src_words = nullptr;
-  const uint64_t* dst_words = nullptr;
-  if (!by_conn_.empty()) {
-    if (auto it = by_conn_.find(meta.conn); it != by_conn_.end()) conn_words = it->second.data();
-  }
-  if (!by_port_.empty()) {
-    if (auto it = by_port_.find(probe.src_port); it != by_port_.end()) src_words = it->second.data();
-    if (auto it = by_port_.find(probe.dst_port); it != by_port_.end()) dst_words = it->second.data();
-  }
-  auto addressed = [&](size_t word) {
-    uint64_t m = ~uint64_t{0};
-    if (!by_conn_.empty()) m &= any_conn_[word] | (conn_words ? conn_words[word] : 0);
-    if (!by_port_.empty()) {
-      m &= any_port_[word] | (src_words ? src_words[word] : 0) | (dst_words ? dst_words[word] : 0);
-    }
-    return m;
-  };
+  const Addressed addressed = AddressedTo(probe);
   uint8_t flags = parsed.tcp.flags.bits();
   for (size_t word = 0; word < words_; ++word) {
-    const uint64_t mask = addressed(word);
+    const uint64_t mask = addressed.Mask(word);
     uint64_t bits = candidates[word] & mask;
     while (bits != 0) {
       const size_t i = word * 64 + static_cast<size_t>(std::countr_zero(bits));
@@ -362,7 +411,8 @@ void FaultEngine::Mutate(Work& w, size_t index) {
   }
   if (!HasField(w.current(), field)) {
     Report(w.now, w.meta, tcp, index, [&](std::string* d) {
-      absl::StrAppend(d, "no ", field == Field::kMss ? "MSS" : "window scale", " option: unchanged");
+      absl::StrAppend(d, "no ", field == Field::kMss ? "MSS" : "window scale",
+                      " option: unchanged");
     });
     return;
   }
@@ -414,8 +464,9 @@ Verdict FaultEngine::Act(Work& w, size_t index, ConnState*& conn) {
         if (first == kNoSlot) first = s;
         Schedule(s, w.now);
       }
-      Report(w.now, w.meta, tcp, index,
-             [&](std::string* d) { absl::StrAppend(d, "original + ", copies, copies == 1 ? " copy" : " copies"); });
+      Report(w.now, w.meta, tcp, index, [&](std::string* d) {
+        absl::StrAppend(d, "original + ", copies, copies == 1 ? " copy" : " copies");
+      });
       return v;
     }
     case ActionKind::kReorder: {
@@ -472,7 +523,8 @@ bool FaultEngine::DropIfBlackholed(Instant now, const SegmentMeta& meta, const S
     for (size_t i = 0; i < rules_.size(); ++i) {
       if (rules_[i].id != b.rule_id) continue;
       ++rules_[i].hits;
-      Report(now, meta, parsed.tcp, i, [](std::string* d) { d->append("dropped: connection blackholed"); });
+      Report(now, meta, parsed.tcp, i,
+             [](std::string* d) { d->append("dropped: connection blackholed"); });
       break;
     }
     ReleaseReorderedAfter(now, meta, kNoSlot);
@@ -665,8 +717,8 @@ void FaultEngine::ForgetConnection(uint64_t conn) {
 
 uint64_t FaultEngine::UniformBelow(uint64_t n) {
   // Rejection keeps it exactly uniform and identical on every platform.
-  const uint64_t limit = std::numeric_limits<uint64_t>::max() -
-                         std::numeric_limits<uint64_t>::max() % n;
+  const uint64_t limit =
+      std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % n;
   uint64_t x;
   do {
     x = rng_();

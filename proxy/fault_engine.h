@@ -33,6 +33,10 @@ struct SegmentMeta {
   uint64_t conn = 0;  // 1-based connection number (what `conn=` matches)
   Hook hook = Hook::kFromClient;
   stack::TcpState state = stack::TcpState::kClosed;
+  // The control API's proxy the connection belongs to (0: none). A rule added with a
+  // scope sees only segments of that scope, so one proxy's toxics leave the others'
+  // connections alone without the rule language knowing about proxies.
+  uint64_t scope = 0;
 };
 
 // The header fields a log line needs, copied out of a segment.
@@ -124,8 +128,9 @@ enum class Verdict : uint8_t {
 // Cost. A segment whose hook and flags no rule accepts costs one table lookup (the
 // rules are compiled into a bit set of candidate rules per hook and flags byte);
 // rules naming a conn= or port= are indexed by it, and the remaining candidates
-// are checked on conn, port, len and state before any counter or draw is touched. Held segments live in a pool of reusable buffers: once warm, no
-// path allocates per segment (the observer's Decision reuses its detail string).
+// are checked on conn, scope, port, len and state before any counter or draw is
+// touched. Held segments live in a pool of reusable buffers: once warm, no path
+// allocates per segment (the observer's Decision reuses its detail string).
 class FaultEngine {
  public:
   struct Options {
@@ -139,16 +144,18 @@ class FaultEngine {
   FaultEngine& operator=(const FaultEngine&) = delete;
 
   // Appends a rule and returns its id (1, 2, ...), or the ValidateRule error: an
-  // invalid rule is never applied.
-  absl::StatusOr<int> AddRule(Rule rule);
+  // invalid rule is never applied. With a nonzero scope the rule sees only segments
+  // whose SegmentMeta::scope is the same.
+  absl::StatusOr<int> AddRule(Rule rule, uint64_t scope = 0);
   // Removes the rule with this id; false when there is none.
   bool RemoveRule(int id);
 
   struct RuleInfo {
     int id = 0;
     Rule rule;
-    std::string text;   // canonical
-    uint64_t hits = 0;  // decisions it made (firings, plus blackhole drops)
+    std::string text;    // canonical
+    uint64_t hits = 0;   // decisions it made (firings, plus blackhole drops)
+    uint64_t scope = 0;  // 0: every segment
   };
   // The rules in evaluation order.
   std::vector<RuleInfo> Rules() const;
@@ -172,9 +179,7 @@ class FaultEngine {
   // Offer, AddRule, RemoveRule and ForgetConnection, but not Poll.
   void Poll(stack::Instant now, Output out);
   // When Poll next has something to hand out (stack::kNever when nothing is held).
-  stack::Instant NextDeadline() const {
-    return heap_.empty() ? stack::kNever : heap_.front().due;
-  }
+  stack::Instant NextDeadline() const { return heap_.empty() ? stack::kNever : heap_.front().due; }
   // Segments held now (delayed, reordered, or waiting to go out).
   size_t held() const { return held_slots_; }
 
@@ -189,8 +194,9 @@ class FaultEngine {
   // rejected with a few compares.
   struct Filter {
     uint64_t conn = 0;  // 0: any (connections count from 1)
+    uint64_t scope = 0;  // 0: any
     uint32_t len_lo = 0, len_hi = std::numeric_limits<uint32_t>::max();
-    uint16_t port = 0;        // 0: any (port=0 is not a valid rule)
+    uint16_t port = 0;         // 0: any (port=0 is not a valid rule)
     uint16_t states = 0xffff;  // bit i: TcpState(i) matches
     bool counted = false;      // has nth, every, after or count
     bool drawn = false;        // has p
@@ -200,9 +206,10 @@ class FaultEngine {
     Rule rule;
     std::unique_ptr<const std::string> text;  // stable: Decision::rule_text points here
     uint64_t hits = 0;
+    uint64_t scope = 0;
   };
   struct Counter {
-    uint64_t seen = 0;   // segments that passed the other matchers
+    uint64_t seen = 0;  // segments that passed the other matchers
     uint64_t fired = 0;
   };
   struct Blackhole {
@@ -230,16 +237,16 @@ class FaultEngine {
     uint64_t order;
     uint32_t slot;
     // std heap functions build a max-heap: "greater" puts the earliest first.
-    bool operator<(const Pending& o) const {
-      return due != o.due ? due > o.due : order > o.order;
-    }
+    bool operator<(const Pending& o) const { return due != o.due ? due > o.due : order > o.order; }
   };
-  struct Work;   // one segment's evaluation (fault_engine.cc)
-  struct Probe;  // a segment's parts the static matchers read
+  struct Work;       // one segment's evaluation (fault_engine.cc)
+  struct Probe;      // a segment's parts the static matchers read
+  struct Addressed;  // the rules a segment's conn and ports can meet
 
   Verdict Decide(stack::Instant now, const SegmentMeta& meta, const stack::Segment& parsed,
                  absl::Span<const uint8_t> datagram, const uint64_t* candidates);
   static bool StaticMatch(const Filter& f, const Probe& p);
+  Addressed AddressedTo(const Probe& probe) const;
   bool CountAndDraw(size_t index, const SegmentMeta& meta, ConnState*& conn);
   Verdict Act(Work& w, size_t index, ConnState*& conn);
   void Mutate(Work& w, size_t index);
@@ -267,9 +274,9 @@ class FaultEngine {
   Options opts_;
   std::mt19937_64 rng_;
   int next_id_ = 1;
-  std::vector<Compiled> rules_;  // evaluation order; bit i of a candidate set is rules_[i]
-  std::vector<Filter> filters_;  // parallel to rules_
-  size_t words_ = 1;             // 64-bit words per candidate set
+  std::vector<Compiled> rules_;       // evaluation order; bit i of a candidate set is rules_[i]
+  std::vector<Filter> filters_;       // parallel to rules_
+  size_t words_ = 1;                  // 64-bit words per candidate set
   std::vector<uint64_t> candidates_;  // [hook][flags][word]
   // Rules naming a connection or a port, indexed by it, so a big rule set aimed at
   // many connections or ports costs each segment only the rules that can be its.
@@ -278,8 +285,8 @@ class FaultEngine {
   absl::flat_hash_map<uint16_t, std::vector<uint64_t>> by_port_;
 
   absl::flat_hash_map<uint64_t, ConnState> conns_;
-  size_t blackholes_ = 0;      // Blackhole entries over all connections
-  size_t reorder_holds_ = 0;   // reorder_held entries over all connections
+  size_t blackholes_ = 0;     // Blackhole entries over all connections
+  size_t reorder_holds_ = 0;  // reorder_held entries over all connections
 
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;

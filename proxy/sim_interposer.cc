@@ -13,7 +13,9 @@ using stack::Side;
 namespace {
 
 bool IsFirstHook(Hook h) { return h == Hook::kFromClient || h == Hook::kFromServer; }
-Hook SecondHook(Hook first) { return first == Hook::kFromClient ? Hook::kToServer : Hook::kToClient; }
+Hook SecondHook(Hook first) {
+  return first == Hook::kFromClient ? Hook::kToServer : Hook::kToClient;
+}
 Side SenderOf(Hook h) {
   return h == Hook::kFromClient || h == Hook::kToServer ? Side::kA : Side::kB;
 }

@@ -74,6 +74,7 @@ struct Build {
   uint16_t src_port = kPortA, dst_port = kPortB;
   bool v6 = false;
   std::optional<uint16_t> mss = std::nullopt;
+  std::optional<uint8_t> wscale = std::nullopt;
 
   std::vector<uint8_t> Bytes() const {
     std::vector<uint8_t> payload(len);
@@ -97,6 +98,7 @@ struct Build {
     s.tcp.flags = TcpFlags(flags);
     s.tcp.window = 1000;
     s.tcp.options.mss = mss;
+    s.tcp.options.window_scale = wscale;
     s.tcp.options.timestamps = stack::Timestamps{7, 9};
     s.tcp.payload = payload;
     std::vector<uint8_t> out(s.BufferLen());
@@ -205,7 +207,8 @@ TEST_F(Engine, PassesWhatNoRuleMatchesWithoutCopyingOrReporting) {
 TEST_F(Engine, DropIsReportedWithRuleIdTextAndSegment) {
   Add("drop on=from-client flags=SYN");
   int id = Add("drop on=to-client flags=SYN+ACK nth=1");
-  Build synack{.flags = kSyn | kAck, .seq = 5000, .ack = 1001, .src_port = kPortB, .dst_port = kPortA};
+  Build synack{
+      .flags = kSyn | kAck, .seq = 5000, .ack = 1001, .src_port = kPortB, .dst_port = kPortA};
   now_ = kT0 + absl::Milliseconds(10);
   EXPECT_EQ(Offer(synack, Hook::kToClient, 3, TcpState::kSynReceived), Verdict::kTaken);
   EXPECT_TRUE(out_.empty());
@@ -297,7 +300,11 @@ TEST_F(Engine, ReorderOfConsecutiveSegmentsSwapsThemInPairs) {
 
 TEST_F(Engine, RstReplacesTheSegmentWithAValidRstInItsSequenceSpace) {
   Add("rst on=to-client has=FIN");
-  Build fin{.flags = kFin | kAck | kPsh, .seq = 7000, .ack = 1234, .len = 20, .src_port = kPortB,
+  Build fin{.flags = kFin | kAck | kPsh,
+            .seq = 7000,
+            .ack = 1234,
+            .len = 20,
+            .src_port = kPortB,
             .dst_port = kPortA};
   EXPECT_EQ(Offer(fin, Hook::kToClient), Verdict::kTaken);
   ASSERT_EQ(out_.size(), 1u);
@@ -329,20 +336,46 @@ struct FieldCase {
 
 TEST_F(Engine, SetAndAddChangeEachFieldAndRefreshTheChecksums) {
   const std::vector<FieldCase> cases = {
-      {"set seq=77", {}, "seq 1000 -> 77", [](const Segment& s) { EXPECT_EQ(s.tcp.seq.raw(), 77u); }},
-      {"add seq=-1001", {}, "seq 1000 -> 4294967295",
+      {"set seq=77",
+       {},
+       "seq 1000 -> 77",
+       [](const Segment& s) { EXPECT_EQ(s.tcp.seq.raw(), 77u); }},
+      {"add seq=-1001",
+       {},
+       "seq 1000 -> 4294967295",
        [](const Segment& s) { EXPECT_EQ(s.tcp.seq.raw(), 0xffffffffu); }},
-      {"add ack=1", {}, "ack 5000 -> 5001", [](const Segment& s) { EXPECT_EQ(s.tcp.ack.raw(), 5001u); }},
+      {"add ack=1",
+       {},
+       "ack 5000 -> 5001",
+       [](const Segment& s) { EXPECT_EQ(s.tcp.ack.raw(), 5001u); }},
       {"set win=0", {}, "win 1000 -> 0", [](const Segment& s) { EXPECT_EQ(s.tcp.window, 0); }},
-      {"add win=65000", {}, "win 1000 -> 464", [](const Segment& s) { EXPECT_EQ(s.tcp.window, 464); }},
+      {"add win=65000",
+       {},
+       "win 1000 -> 464",
+       [](const Segment& s) { EXPECT_EQ(s.tcp.window, 464); }},
       {"set urg=9", {}, "urg 0 -> 9", [](const Segment& s) { EXPECT_EQ(s.tcp.urgent, 9); }},
-      {"set flags=FIN+ACK", {}, "flags ACK -> FIN+ACK",
+      {"set flags=FIN+ACK",
+       {},
+       "flags ACK -> FIN+ACK",
        [](const Segment& s) { EXPECT_EQ(s.tcp.flags, TcpFlags(kFin | kAck)); }},
       {"set ttl=1", {}, "ttl 64 -> 1", [](const Segment& s) { EXPECT_EQ(s.ttl(), 1); }},
       {"add ttl=200", {}, "ttl 64 -> 8", [](const Segment& s) { EXPECT_EQ(s.ttl(), 8); }},
-      {"set mss=536", {.flags = kSyn, .mss = 1460}, "mss 1460 -> 536",
+      {"set mss=536",
+       {.flags = kSyn, .mss = 1460},
+       "mss 1460 -> 536",
        [](const Segment& s) { EXPECT_EQ(s.tcp.options.mss, 536); }},
-      {"add ttl=-1", {.v6 = true}, "ttl 64 -> 63", [](const Segment& s) { EXPECT_EQ(s.ttl(), 63); }},
+      {"add wscale=2",
+       {.flags = kSyn, .wscale = 7},
+       "wscale 7 -> 9",
+       [](const Segment& s) { EXPECT_EQ(s.tcp.options.window_scale, 9); }},
+      {"add urg=-1",
+       {},
+       "urg 0 -> 65535",
+       [](const Segment& s) { EXPECT_EQ(s.tcp.urgent, 65535); }},
+      {"add ttl=-1",
+       {.v6 = true},
+       "ttl 64 -> 63",
+       [](const Segment& s) { EXPECT_EQ(s.ttl(), 63); }},
   };
   for (const FieldCase& c : cases) {
     SCOPED_TRACE(c.rule);
@@ -443,7 +476,8 @@ std::vector<int> FiringsOf(absl::string_view rule) {
   for (int k = 1; k <= 10; ++k) {
     std::vector<uint8_t> bytes = Build{.seq = uint32_t(k)}.Bytes();
     Segment s = *stack::ParseSegment(bytes);
-    if (engine.Offer(kT0, {1, Hook::kToServer, TcpState::kEstablished}, s, bytes) == Verdict::kTaken) {
+    if (engine.Offer(kT0, {1, Hook::kToServer, TcpState::kEstablished}, s, bytes) ==
+        Verdict::kTaken) {
       fired.push_back(k);
     }
   }
@@ -460,11 +494,35 @@ TEST(EngineCounting, NthEveryAfterCountAsTheRuleHeaderSays) {
   EXPECT_THAT(FiringsOf("drop count=3"), ElementsAre(1, 2, 3));
 }
 
+TEST_F(Engine, AScopedRuleSeesOnlySegmentsOfItsScope) {
+  absl::StatusOr<int> scoped = engine_->AddRule(MustParse("drop len>0"), /*scope=*/7);
+  ASSERT_TRUE(scoped.ok());
+  std::vector<uint8_t> bytes = Build{.len = 5}.Bytes();
+  Segment s = *stack::ParseSegment(bytes);
+  auto offer = [&](uint64_t scope) {
+    return engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished, scope}, s, bytes);
+  };
+  EXPECT_EQ(offer(0), Verdict::kPass);
+  EXPECT_EQ(offer(8), Verdict::kPass);
+  EXPECT_EQ(offer(7), Verdict::kTaken);
+  EXPECT_EQ(engine_->Rules()[0].scope, 7u);
+}
+
+TEST_F(Engine, LenComparesThePayloadLength) {
+  int eq = Add("dup 1 len=10");
+  int lt = Add("dup 2 len<10");
+  int gt = Add("dup 3 len>10");
+  for (size_t len : {0, 9, 10, 11, 1448}) Offer(Build{.len = len});
+  EXPECT_EQ(Hits(eq), 1u);
+  EXPECT_EQ(Hits(lt), 2u);
+  EXPECT_EQ(Hits(gt), 2u);
+}
+
 TEST_F(Engine, CountingIsPerConnectionAndHook) {
   Add("drop nth=2");
   std::vector<std::pair<uint64_t, Hook>> order = {
-      {1, Hook::kToServer}, {2, Hook::kToServer}, {1, Hook::kFromClient},
-      {1, Hook::kToServer}, {2, Hook::kToServer}, {1, Hook::kFromClient}, {1, Hook::kToServer}};
+      {1, Hook::kToServer}, {2, Hook::kToServer},   {1, Hook::kFromClient}, {1, Hook::kToServer},
+      {2, Hook::kToServer}, {1, Hook::kFromClient}, {1, Hook::kToServer}};
   std::vector<Verdict> verdicts;
   for (auto [conn, hook] : order) verdicts.push_back(Offer(Build{}, hook, conn));
   EXPECT_THAT(verdicts, ElementsAre(Verdict::kPass, Verdict::kPass, Verdict::kPass, Verdict::kTaken,
@@ -493,7 +551,8 @@ TEST(EngineRandom, ProbabilityDrawsOnlyWhenTheOtherMatchersHold) {
     for (uint32_t k = 0; k < 64; ++k) {
       std::vector<uint8_t> bytes = Build{.seq = k}.Bytes();
       Segment s = *stack::ParseSegment(bytes);
-      fate += engine.Offer(kT0, {1, Hook::kToServer, TcpState::kEstablished}, s, bytes) == Verdict::kPass
+      fate += engine.Offer(kT0, {1, Hook::kToServer, TcpState::kEstablished}, s, bytes) ==
+                      Verdict::kPass
                   ? '.'
                   : 'x';
     }
@@ -510,9 +569,10 @@ TEST_F(Engine, BlackholeDropsEveryLaterSegmentOfTheConnectionAtItsHooks) {
   Build b{.src_port = kPortB, .dst_port = kPortA};
   EXPECT_EQ(Offer(b, Hook::kFromServer), Verdict::kPass);   // 1st: let through
   EXPECT_EQ(Offer(b, Hook::kFromServer), Verdict::kTaken);  // 2nd: the blackhole opens
-  EXPECT_EQ(Offer(Build{.flags = kRst}, Hook::kToClient), Verdict::kTaken);  // any segment, other hook of the rule
-  EXPECT_EQ(Offer(b, Hook::kToServer), Verdict::kPass);        // not one of its hooks
-  EXPECT_EQ(Offer(b, Hook::kFromServer, 2), Verdict::kPass);   // another connection
+  EXPECT_EQ(Offer(Build{.flags = kRst}, Hook::kToClient),
+            Verdict::kTaken);                                 // any segment, other hook of the rule
+  EXPECT_EQ(Offer(b, Hook::kToServer), Verdict::kPass);       // not one of its hooks
+  EXPECT_EQ(Offer(b, Hook::kFromServer, 2), Verdict::kPass);  // another connection
   EXPECT_EQ(Hits(id), 2u);
   EXPECT_THAT(log_.back().detail, "dropped: connection blackholed");
   EXPECT_TRUE(engine_->RemoveRule(id));  // lifts it
@@ -575,7 +635,8 @@ TEST_F(Engine, PollOutputMayBeOfferedAtTheNextHookFromTheCallback) {
     }
     std::vector<uint8_t> copy(d.begin(), d.end());
     Segment s = *stack::ParseSegment(copy);
-    if (engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished}, s, copy) == Verdict::kPass) {
+    if (engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished}, s, copy) ==
+        Verdict::kPass) {
       delivered.push_back(Hook::kFromClient);
     }
   });
@@ -674,7 +735,8 @@ class Faults : public ::testing::Test {
   }
   bool RunUntilBothClosed(stack::Duration limit = absl::Hours(1)) {
     return sim().RunUntil(
-        [&] { return a().state() == TcpState::kClosed && b().state() == TcpState::kClosed; }, limit);
+        [&] { return a().state() == TcpState::kClosed && b().state() == TcpState::kClosed; },
+        limit);
   }
   bool RunUntilState(Side s, TcpState st, stack::Duration limit = absl::Seconds(10)) {
     return sim().RunUntil([&] { return sim().endpoint(s).state() == st; }, limit);
@@ -740,8 +802,8 @@ class Faults : public ::testing::Test {
 TEST_F(Faults, DroppedSynAckMakesTheClientRetransmitItsSynAfterTheRto) {
   int id = Rule("drop on=to-client flags=SYN+ACK nth=1");
   Open();
-  EXPECT_THAT(Segments(), ElementsAre(S(A, "S", 0, 0), S(A, "S", 0, 0), S(B, "S.", 0, 1),
-                                      S(A, ".", 1, 1)));
+  EXPECT_THAT(Segments(),
+              ElementsAre(S(A, "S", 0, 0), S(A, "S", 0, 0), S(B, "S.", 0, 1), S(A, ".", 1, 1)));
   auto segs = Segments();
   EXPECT_EQ(segs[1].at - segs[0].at, absl::Seconds(1));  // RFC 6298 initial RTO
   EXPECT_EQ(Hits(id), 1u);
@@ -761,7 +823,8 @@ TEST_F(Faults, DelayedFinKeepsTheClientEstablishedForTwoSeconds) {
   EXPECT_EQ(a().state(), TcpState::kEstablished);
   EXPECT_EQ(b().state(), TcpState::kFinWait1);
   ASSERT_TRUE(RunUntilState(A, TcpState::kCloseWait));
-  EXPECT_EQ(EnteredAt(A, TcpState::kCloseWait) - closed_at, absl::Seconds(2) + absl::Milliseconds(10));
+  EXPECT_EQ(EnteredAt(A, TcpState::kCloseWait) - closed_at,
+            absl::Seconds(2) + absl::Milliseconds(10));
   // B's retransmitted FIN (at its 1 s RTO) was held as well.
   ASSERT_EQ(log_.size(), 2u);
   EXPECT_EQ(log_[1].at - log_[0].at, absl::Seconds(1));
@@ -823,8 +886,8 @@ TEST_F(Faults, AckBeyondSndNxtMakesTheClientSendACorrectiveAck) {
   const std::vector<uint8_t> msg(100, 'x');
   for (int i = 0; i < 20; ++i) {
     ASSERT_TRUE(a().Send(msg).ok());
-    ASSERT_TRUE(sim().RunUntil([&] { return a().tcb().snd_una == a().tcb().snd_nxt; },
-                               absl::Minutes(10)))
+    ASSERT_TRUE(
+        sim().RunUntil([&] { return a().tcb().snd_una == a().tcb().snd_nxt; }, absl::Minutes(10)))
         << sim().Ladder() << Log();
   }
   EXPECT_EQ(b().bytes_received(), 2000u);
@@ -854,7 +917,8 @@ TEST_F(Faults, DuplicatedSynArrivesThreeTimesAndOpensOneConnection) {
   EXPECT_EQ(segs[1], S(A, "S", 0, 0));
   EXPECT_EQ(segs[2], S(A, "S", 0, 0));
   EXPECT_EQ(log_.size(), 1u);
-  EXPECT_THAT(States(B), ElementsAre(TcpState::kListen, TcpState::kSynReceived, TcpState::kEstablished));
+  EXPECT_THAT(States(B),
+              ElementsAre(TcpState::kListen, TcpState::kSynReceived, TcpState::kEstablished));
   // B took the copies as retransmissions of one SYN and answered once.
   EXPECT_EQ(Segments(B)[0], S(B, "S.", 0, 1));
   EXPECT_EQ(Segments(B).size(), 1u);
@@ -1090,9 +1154,10 @@ std::string RunScenario(uint64_t seed) {
   FaultEngine engine(seed);
   std::vector<Logged> log;
   engine.set_decision_observer(LogInto(&log));
-  for (const char* text : {"drop len>0 p=0.05", "delay 20ms~15ms on=to-client p=0.5",
-                           "dup 1 on=to-server p=0.05", "reorder on=from-server len>0 p=0.1",
-                           "corrupt payload on=to-server p=0.02", "add win=-100 on=from-client p=0.1"}) {
+  for (const char* text :
+       {"drop len>0 p=0.05", "delay 20ms~15ms on=to-client p=0.5", "dup 1 on=to-server p=0.05",
+        "reorder on=from-server len>0 p=0.1", "corrupt payload on=to-server p=0.02",
+        "add win=-100 on=from-client p=0.1"}) {
     EXPECT_TRUE(engine.AddRule(MustParse(text)).ok());
   }
   stack::Simulator::Options o;

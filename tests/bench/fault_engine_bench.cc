@@ -95,11 +95,16 @@ constexpr SegmentMeta kMeta{1, Hook::kToServer, stack::TcpState::kEstablished};
 // other hooks, handshake and teardown flags.
 void AddUntouchingRules(FaultEngine& e, int n) {
   const char* shapes[] = {
-      "drop on=to-client flags=SYN+ACK nth=1",  "delay 2s on=from-server has=FIN",
-      "rst on=to-client has=FIN",                "dup 2 on=from-client flags=SYN",
-      "add ack=1 on=to-client flags=ACK p=0.1",  "blackhole on=from-server after=3",
-      "drop on=to-server has=SYN",               "delay 100ms~20ms on=to-server has=FIN",
-      "corrupt checksum on=to-server has=RST",   "set win=0 on=to-client flags=ACK",
+      "drop on=to-client flags=SYN+ACK nth=1",
+      "delay 2s on=from-server has=FIN",
+      "rst on=to-client has=FIN",
+      "dup 2 on=from-client flags=SYN",
+      "add ack=1 on=to-client flags=ACK p=0.1",
+      "blackhole on=from-server after=3",
+      "drop on=to-server has=SYN",
+      "delay 100ms~20ms on=to-server has=FIN",
+      "corrupt checksum on=to-server has=RST",
+      "set win=0 on=to-client flags=ACK",
   };
   for (int i = 0; i < n; ++i) AddOrDie(e, shapes[i % 10]);
 }
@@ -123,7 +128,8 @@ BENCHMARK(BM_SegmentNoRuleTouches)->Arg(0)->Arg(10)->Arg(100)->Arg(1000);
 // port index leaves none to scan, and the segment passes.
 void BM_Decide100CandidatesNoneFires(benchmark::State& state) {
   FaultEngine engine(1);
-  for (int i = 0; i < 100; ++i) AddOrDie(engine, absl::StrCat("drop on=to-server has=ACK port=", 1000 + i));
+  for (int i = 0; i < 100; ++i)
+    AddOrDie(engine, absl::StrCat("drop on=to-server has=ACK port=", 1000 + i));
   Datagram d;
   Instant now = absl::UnixEpoch();
   AllocCounter allocs(state);
@@ -188,7 +194,8 @@ BENCHMARK(BM_Decide100UnindexedRulesLastFires);
 // The same, with a decision observer: reporting reuses its Decision.
 void BM_Decide100RulesLastFiresObserved(benchmark::State& state) {
   FaultEngine engine(1);
-  for (int i = 0; i < 99; ++i) AddOrDie(engine, absl::StrCat("drop on=to-server has=ACK port=", 1000 + i));
+  for (int i = 0; i < 99; ++i)
+    AddOrDie(engine, absl::StrCat("drop on=to-server has=ACK port=", 1000 + i));
   AddOrDie(engine, "drop on=to-server has=ACK");
   uint64_t seen = 0;
   engine.set_decision_observer([&](const Decision& d) { seen += d.detail.size(); });
@@ -212,7 +219,8 @@ void BM_CountingRuleManyConnections(benchmark::State& state) {
   Datagram d;
   Instant now = absl::UnixEpoch();
   const uint64_t conns = static_cast<uint64_t>(state.range(0));
-  for (uint64_t c = 1; c <= conns; ++c) engine.Offer(now, {c, Hook::kToServer, kMeta.state}, d.parsed, d.bytes);
+  for (uint64_t c = 1; c <= conns; ++c)
+    engine.Offer(now, {c, Hook::kToServer, kMeta.state}, d.parsed, d.bytes);
   uint64_t c = 0;
   AllocCounter allocs(state);
   for (auto _ : state) {
@@ -259,7 +267,9 @@ void BM_HeldReorder(benchmark::State& state) { RunHeld(state, "reorder on=to-ser
 BENCHMARK(BM_HeldReorder);
 void BM_MutateAddSeq(benchmark::State& state) { RunHeld(state, "add seq=1 on=to-server"); }
 BENCHMARK(BM_MutateAddSeq);
-void BM_MutateCorruptPayload(benchmark::State& state) { RunHeld(state, "corrupt payload on=to-server"); }
+void BM_MutateCorruptPayload(benchmark::State& state) {
+  RunHeld(state, "corrupt payload on=to-server");
+}
 BENCHMARK(BM_MutateCorruptPayload);
 void BM_Rst(benchmark::State& state) { RunHeld(state, "rst on=to-server"); }
 BENCHMARK(BM_Rst);
