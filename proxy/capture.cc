@@ -170,7 +170,8 @@ absl::Status JsonLog::Close() {
 
 // ---- ReadJsonLog ----
 
-absl::StatusOr<std::vector<nlohmann::json>> ReadJsonLog(const std::string& path) {
+absl::StatusOr<std::vector<nlohmann::json>> ReadJsonLog(const std::string& path,
+                                                        std::vector<int>* line_numbers) {
   std::ifstream in(path);
   if (!in) {
     const int err = errno != 0 ? errno : ENOENT;
@@ -192,6 +193,7 @@ absl::StatusOr<std::vector<nlohmann::json>> ReadJsonLog(const std::string& path)
           absl::StrCat(path, ":", lineno, ": not a JSON object but ", j.type_name()));
     }
     out.push_back(std::move(j));
+    if (line_numbers != nullptr) line_numbers->push_back(lineno);
   }
   if (in.bad()) {
     return absl::DataLossError(absl::StrCat("reading log file ", path, ": I/O error"));

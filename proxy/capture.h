@@ -144,6 +144,9 @@ class JsonLog {
 
 // Reads a JSON-lines log back (for `wrench ladder` and tests): one object per
 // non-blank line. Errors name the file and line: "log.jsonl:17: not JSON: ...".
-absl::StatusOr<std::vector<nlohmann::json>> ReadJsonLog(const std::string& path);
+// `line_numbers`, when given, receives each object's line in the file, so that a
+// caller checking the objects can name the line too.
+absl::StatusOr<std::vector<nlohmann::json>> ReadJsonLog(const std::string& path,
+                                                        std::vector<int>* line_numbers = nullptr);
 
 }  // namespace wrench::proxy

@@ -2,6 +2,7 @@
 #include "proxy/cli.h"
 
 #include <cstdio>
+#include <algorithm>
 #include <cstdlib>
 
 #include "absl/flags/parse.h"
@@ -18,6 +19,23 @@ std::vector<std::string> ParseFlags(int argc, char** argv, const char* usage,
     if (!flags.empty()) std::fprintf(out, "\noptions:\n");
     for (const FlagHelp& f : flags) std::fprintf(out, "  %s\n", f.text);
   };
+  // Flag names are written with dashes (--upstream-via); abseil's are identifiers
+  // (upstream_via). Both spellings are accepted.
+  std::vector<std::string> storage(argv, argv + argc);
+  for (int i = 1; i < argc; ++i) {
+    std::string& a = storage[i];
+    if (a == "--") break;
+    if (a.size() > 2 && a[0] == '-') {
+      size_t start = a[1] == '-' ? 2 : 1;
+      size_t end = std::min(a.find('='), a.size());
+      for (size_t k = start; k < end; ++k) {
+        if (a[k] == '-') a[k] = '_';
+      }
+    }
+  }
+  std::vector<char*> rewritten;
+  for (std::string& a : storage) rewritten.push_back(a.data());
+  argv = rewritten.data();
   for (int i = 1; i < argc; ++i) {
     absl::string_view a = argv[i];
     if (a == "--") break;

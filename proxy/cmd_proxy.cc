@@ -38,7 +38,7 @@ constexpr FlagHelp kProxyFlags[] = {
     {"net", "--net=CIDR          subnet routed into the TUN; the kernel gets its first address\n"
             "                      (default 10.89.0.0/24: the kernel is 10.89.0.1)"},
     {"mtu", "--mtu=N             TUN MTU (default 1500; up to 65520)"},
-    {"upstream_via", "--upstream_via=socket|tun   the upstream leg: a kernel socket (default), or wrench's\n"
+    {"upstream_via", "--upstream-via=socket|tun   the upstream leg: a kernel socket (default), or wrench's\n"
                      "                      own endpoint over the TUN to a server on the kernel's TUN address"},
     {"rule", "--rule=TEXT         a fault rule, e.g. --rule='drop on=to-client flags=SYN+ACK nth=1' (repeatable)"},
     {"rules", "--rules=FILE        fault rules, one a line; # starts a comment"},
@@ -91,7 +91,7 @@ absl::Status ServiceOptionsFromFlags(ServiceOptions& o) {
   } else if (via == "tun") {
     o.upstream_via = UpstreamVia::kTun;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("--upstream_via \"", via, "\": expected socket or tun"));
+    return absl::InvalidArgumentError(absl::StrCat("--upstream-via \"", via, "\": expected socket or tun"));
   }
   auto rules = RulesFromFlags();
   if (!rules.ok()) return rules.status();

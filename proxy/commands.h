@@ -18,5 +18,9 @@ const std::vector<Command>& Commands();
 
 int RunSimulate(int argc, char** argv);
 int RunProxy(int argc, char** argv);
+int RunServe(int argc, char** argv);
+int RunLadder(int argc, char** argv);
+int RunExec(int argc, char** argv);
+int RunScenario(int argc, char** argv);
 
 }  // namespace wrench::proxy

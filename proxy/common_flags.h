@@ -7,8 +7,19 @@
 #include <vector>
 
 #include "absl/flags/declare.h"
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 
 ABSL_DECLARE_FLAG(uint64_t, seed);
 ABSL_DECLARE_FLAG(std::vector<std::string>, rule);
 ABSL_DECLARE_FLAG(std::string, rules);
+// `wrench ladder`'s (cmd_ladder.cc).
+ABSL_DECLARE_FLAG(std::string, format);
+ABSL_DECLARE_FLAG(uint64_t, conn);
+ABSL_DECLARE_FLAG(std::string, out);
+
+namespace wrench::proxy {
+struct ServiceOptions;
+// Fills what `proxy` and `exec` share from their flags (defined in cmd_proxy.cc).
+absl::Status ServiceOptionsFromFlags(ServiceOptions& o);
+}  // namespace wrench::proxy

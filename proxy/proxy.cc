@@ -172,6 +172,10 @@ struct Proxy::Connection {
   bool upstream_reset = false;
 
   uint64_t bytes_to_server = 0, bytes_to_client = 0;
+
+  // A control-API proxy's connection (Mapping::scope, Mapping::toxics).
+  uint64_t scope = 0;
+  std::unique_ptr<ConnectionToxics> toxics;
 };
 
 Proxy::Proxy(asio::io_context& io, DatagramSink& sink, FaultEngine& engine, ProxyOptions opts)
@@ -187,6 +191,9 @@ Proxy::~Proxy() {
 
 const Mapping* Proxy::FindMapping(const IpAddress& addr, uint16_t port) const {
   for (const Mapping& m : opts_.maps) {
+    if (m.front_addr == addr && m.front_port == port) return &m;
+  }
+  for (const Mapping& m : runtime_maps_) {
     if (m.front_addr == addr && m.front_port == port) return &m;
   }
   return nullptr;
@@ -211,6 +218,10 @@ Proxy::Connection* Proxy::NewConnection(const Segment& syn, const Mapping* map, 
   auto c = std::make_unique<Connection>();
   c->id = ++next_id_;
   c->map = map;
+  if (map) {
+    c->scope = map->scope;
+    if (map->toxics) c->toxics = map->toxics(MonotonicNow());
+  }
   c->upstream_addr = upstream_addr;
   c->upstream_port = upstream_port;
   c->client.in_hook = Hook::kFromClient;
@@ -234,6 +245,12 @@ Proxy::Connection* Proxy::NewConnection(const Segment& syn, const Mapping* map, 
 void Proxy::OnDatagram(absl::Span<const uint8_t> datagram) {
   ++stats_.datagrams_in;
   Instant now = MonotonicNow();
+  // Not TCP (the kernel's IPv6 neighbour discovery, ICMP, UDP): not ours.
+  if (!datagram.empty() && ((datagram[0] >> 4 == 4 && datagram.size() > 9 && datagram[9] != stack::kIpProtoTcp) ||
+                            (datagram[0] >> 4 == 6 && datagram.size() > 6 && datagram[6] != stack::kIpProtoTcp))) {
+    ++stats_.not_tcp;
+    return;
+  }
   auto parsed = stack::ParseSegment(datagram);
   if (!parsed.ok()) {
     // Not ours to answer (a kernel would drop it too); counted and logged.
@@ -273,7 +290,7 @@ void Proxy::Inbound(Connection& c, Leg& leg, const Segment& seg, absl::Span<cons
   Instant now = MonotonicNow();
   TcpState before = leg.ep ? leg.ep->state() : (&leg == &c.client ? TcpState::kListen : TcpState::kClosed);
   decision_.reset();
-  Verdict v = engine_.Offer(now, {c.id, leg.in_hook, before}, seg, bytes);
+  Verdict v = engine_.Offer(now, {c.id, leg.in_hook, before, c.scope}, seg, bytes);
   std::optional<Decision> decision = std::move(decision_);
   decision_.reset();
   if (v == Verdict::kPass) DeliverToLeg(c, leg, seg);
@@ -417,7 +434,7 @@ void Proxy::OnUpstreamFailed(Connection& c, bool refused, const std::string& why
       if (n.ok()) {
         auto parsed = stack::ParseSegment(absl::MakeConstSpan(out_buf_.data(), *n));
         if (parsed.ok()) {
-          Transmit(&c, {c.id, Hook::kToClient, TcpState::kClosed}, absl::MakeConstSpan(out_buf_.data(), *n),
+          Transmit(&c, {c.id, Hook::kToClient, TcpState::kClosed, c.scope}, absl::MakeConstSpan(out_buf_.data(), *n),
                    &*parsed);
         }
       }
@@ -518,7 +535,7 @@ void Proxy::FlushLeg(Connection& c, Leg& leg) {
     // The engine wants views into the datagram itself.
     auto parsed = stack::ParseSegment(bytes, {.verify_checksums = false});
     if (!parsed.ok()) return;
-    Transmit(&c, {c.id, leg.out_hook, leg.ep->state()}, bytes, &*parsed);
+    Transmit(&c, {c.id, leg.out_hook, leg.ep->state(), c.scope}, bytes, &*parsed);
   });
 }
 
@@ -568,6 +585,7 @@ void Proxy::PumpTunRelay(Connection& c) {
   if (!c.server.ep) return;
   TcpEndpoint& sv = *c.server.ep;
   Instant now = MonotonicNow();
+  if (c.toxics && c.toxics->Engage(now)) return PumpToxicTunRelay(c);
   auto move = [&](TcpEndpoint& from, TcpEndpoint& to, uint64_t& counter, uint64_t& total) {
     while (from.readable() > 0 && CanSend(to.state()) && to.send_space() > 0) {
       size_t n = std::min({from.readable(), to.send_space(), relay_buf_.size()});
@@ -620,6 +638,7 @@ void Proxy::PumpSocketRelay(Connection& c) {
     cl.Abort(now);
     return;
   }
+  if (c.toxics && c.toxics->Engage(now)) return PumpToxicSocketRelay(c);
   if (!c.sock || !c.sock->is_open()) return;
   // Client -> server.
   if (!c.writing && cl.readable() > 0) StartSocketWrite(c);
@@ -653,8 +672,10 @@ void Proxy::PumpSocketRelay(Connection& c) {
 
 void Proxy::StartSocketWrite(Connection& c) {
   TcpEndpoint& cl = *c.client.ep;
-  c.to_server.resize(std::min<size_t>(cl.readable(), 256 * 1024));
-  size_t n = cl.Receive(absl::MakeSpan(c.to_server));
+  // With stream toxics, what leaves them (PumpToxicSocketRelay).
+  ToxicStream* up = c.toxics && c.toxics->engaged ? &c.toxics->up : nullptr;
+  c.to_server.resize(std::min<size_t>(up ? up->readable() : cl.readable(), 256 * 1024));
+  size_t n = up ? up->Read(absl::MakeSpan(c.to_server)) : cl.Receive(absl::MakeSpan(c.to_server));
   c.to_server.resize(n);
   if (n == 0) return;
   c.writing = true;
@@ -679,7 +700,8 @@ void Proxy::StartSocketWrite(Connection& c) {
 void Proxy::StartSocketRead(Connection& c) {
   // Read no more than the client leg can take: a slow client closes the server's
   // window instead of growing our memory.
-  size_t room = std::min<size_t>(c.client.ep->send_space(), 256 * 1024);
+  size_t room = std::min<size_t>(
+      c.toxics && c.toxics->engaged ? c.toxics->down.room() : c.client.ep->send_space(), 256 * 1024);
   c.to_client.resize(std::max<size_t>(c.to_client.size(), room));
   c.to_client_off = c.to_client_len = 0;
   c.reading = true;
@@ -728,6 +750,11 @@ void Proxy::Remove(Connection& c) {
     c.sock->close(ignored);
   }
   if (c.connect_timer) c.connect_timer->cancel();
+  if (c.scope != 0) {
+    auto& done = scope_bytes_[c.scope];
+    done.first += c.bytes_to_server;
+    done.second += c.bytes_to_client;
+  }
   by_tuple_.erase(c.client.key);
   if (c.server.ep) by_tuple_.erase(c.server.key);
   uint64_t id = c.id;
@@ -771,6 +798,7 @@ void Proxy::Reschedule(Connection& c) {
   Instant d = c.expire_at;
   if (c.client.ep) d = std::min(d, c.client.ep->NextDeadline());
   if (c.server.ep) d = std::min(d, c.server.ep->NextDeadline());
+  if (c.toxics) d = std::min(d, c.toxics->NextDeadline());
   if (d == c.scheduled_at) return;
   c.scheduled_at = d;
   ++c.timer_gen;
@@ -903,6 +931,7 @@ std::vector<ConnectionInfo> Proxy::Connections() const {
     }
     i.bytes_to_server = c->bytes_to_server;
     i.bytes_to_client = c->bytes_to_client;
+    i.scope = c->scope;
     out.push_back(std::move(i));
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
@@ -916,10 +945,242 @@ std::string Proxy::Summary() const {
   }
   return absl::StrFormat(
       "connections %d (%d active, %d refused, %d unreachable, %d reset), bytes to server %d, to client "
-      "%d, datagrams in %d out %d (%d unparsable, %d stray)%s%s",
+      "%d, datagrams in %d out %d (%d not TCP, %d unparsable, %d stray)%s%s",
       stats_.connections, stats_.active, stats_.refused, stats_.unreachable, stats_.resets,
       stats_.bytes_to_server, stats_.bytes_to_client, stats_.datagrams_in, stats_.datagrams_out,
-      stats_.bad_datagrams, stats_.stray_segments, rules.empty() ? "" : ", rules: ", rules);
+      stats_.not_tcp, stats_.bad_datagrams, stats_.stray_segments, rules.empty() ? "" : ", rules: ", rules);
+}
+
+// ---------------------------------------------------------------------------
+// The control API's proxies: mappings added while the loop runs, and the stream
+// toxics between the legs (proxy/stream_toxics.h). A connection's bytes go through
+// its toxics from the first toxic on; until then it is relayed as any other.
+
+absl::Status Proxy::AddMapping(Mapping m) {
+  if (FindMapping(m.front_addr, m.front_port)) {
+    return absl::AlreadyExistsError(absl::StrCat(HostPort(m.front_addr, m.front_port), " is mapped already"));
+  }
+  runtime_maps_.push_back(std::move(m));
+  return absl::OkStatus();
+}
+
+bool Proxy::RemoveMapping(uint64_t scope) {
+  auto it = std::find_if(runtime_maps_.begin(), runtime_maps_.end(),
+                         [scope](const Mapping& m) { return m.scope == scope; });
+  if (it == runtime_maps_.end()) return false;
+  Instant now = MonotonicNow();
+  std::vector<uint64_t> ids;
+  for (auto& [id, c] : conns_) {
+    if (c->map == &*it) ids.push_back(id);
+  }
+  for (uint64_t id : ids) {
+    auto found = conns_.find(id);
+    if (found == conns_.end()) continue;
+    Connection& c = *found->second;
+    c.map = nullptr;
+    // As a closed listener: a connection still in its handshake is refused; an open
+    // one is reset on both legs (Toxiproxy closes them; a reset reaches a client
+    // that is not reading too).
+    if (c.phase != Connection::Phase::kOpen) {
+      OnUpstreamFailed(c, /*refused=*/true, "proxy removed");
+      continue;
+    }
+    if (c.client.ep) c.client.ep->Abort(now);
+    if (c.server.ep) c.server.ep->Abort(now);
+    c.client.reset_forwarded = c.server.reset_forwarded = true;
+    if (c.sock && c.sock->is_open()) {
+      boost::system::error_code ignored;
+      c.sock->set_option(asio::socket_base::linger(true, 0), ignored);
+      c.sock->close(ignored);
+    }
+    Event(c, "proxy removed: reset");
+    Service(c);
+  }
+  runtime_maps_.erase(it);
+  PollEngine();
+  ArmTimer();
+  return true;
+}
+
+std::pair<uint64_t, uint64_t> Proxy::ScopeBytes(uint64_t scope) const {
+  std::pair<uint64_t, uint64_t> total;
+  if (auto it = scope_bytes_.find(scope); it != scope_bytes_.end()) total = it->second;
+  for (const auto& [id, c] : conns_) {
+    if (c->scope != scope) continue;
+    total.first += c->bytes_to_server;
+    total.second += c->bytes_to_client;
+  }
+  return total;
+}
+
+void Proxy::Refresh(uint64_t scope) {
+  std::vector<uint64_t> ids;
+  for (auto& [id, c] : conns_) {
+    if (c->scope == scope) ids.push_back(id);
+  }
+  for (uint64_t id : ids) {
+    auto it = conns_.find(id);
+    if (it != conns_.end()) Service(*it->second);
+  }
+  PollEngine();
+  ArmTimer();
+}
+
+// A close (limit_data, timeout) or reset (reset_peer) that came out of the toxics ends
+// both legs, once what came out before it was delivered. True once that happened.
+bool Proxy::ToxicEnd(Connection& c, ToxicStream::End end) {
+  using End = ToxicStream::End;
+  if (end == End::kNone || end == End::kEof) return false;
+  ConnectionToxics& t = *c.toxics;
+  if (t.ended) return true;
+  t.ended = true;
+  Instant now = MonotonicNow();
+  TcpEndpoint& cl = *c.client.ep;
+  TcpEndpoint* sv = c.server.ep.get();
+  c.client.reset_forwarded = c.server.reset_forwarded = true;  // ended here, nothing to relay
+  c.client.eof_forwarded = c.server.eof_forwarded = true;
+  boost::system::error_code ignored;
+  if (end == End::kReset) {
+    ++stats_.resets;
+    Event(c, "stream toxic: reset");
+    if (cl.state() != TcpState::kClosed) cl.Abort(now);
+    if (sv && sv->state() != TcpState::kClosed) sv->Abort(now);
+    if (c.sock && c.sock->is_open()) c.sock->set_option(asio::socket_base::linger(true, 0), ignored);
+  } else {
+    Event(c, "stream toxic: close");
+    if (CanSend(cl.state())) (void)cl.Close(now);
+    if (sv && CanSend(sv->state())) (void)sv->Close(now);
+  }
+  if (c.sock && c.sock->is_open()) c.sock->close(ignored);
+  c.shutdown_sent = true;
+  return true;
+}
+
+void Proxy::PumpToxicSocketRelay(Connection& c) {
+  using End = ToxicStream::End;
+  TcpEndpoint& cl = *c.client.ep;
+  ConnectionToxics& t = *c.toxics;
+  Instant now = MonotonicNow();
+  if (t.ended) {
+    // Closed by a toxic: what the client still sends goes nowhere, as to a closed socket.
+    while (cl.readable() > 0) cl.Receive(absl::MakeSpan(relay_buf_));
+    return;
+  }
+  // Into the toxics: what the client leg received, what the socket read, and FINs.
+  while (cl.readable() > 0 && t.up.room() > 0) {
+    size_t n = cl.Receive(absl::MakeSpan(relay_buf_.data(), std::min(relay_buf_.size(), t.up.room())));
+    if (n == 0) break;
+    t.up.Write(now, absl::MakeConstSpan(relay_buf_.data(), n));
+  }
+  if (cl.eof() && cl.readable() == 0 && !t.up_eof) {
+    t.up_eof = true;
+    t.up.WriteEof(now);
+  }
+  if (c.to_client_off < c.to_client_len && t.down.room() > 0) {
+    size_t n = std::min(c.to_client_len - c.to_client_off, t.down.room());
+    t.down.Write(now, absl::MakeConstSpan(c.to_client.data() + c.to_client_off, n));
+    c.to_client_off += n;
+  }
+  if (c.upstream_eof && c.to_client_off == c.to_client_len && !t.down_eof) {
+    t.down_eof = true;
+    t.down.WriteEof(now);
+  }
+  t.up.Advance(now);
+  t.down.Advance(now);
+  if (t.up.end() == End::kReset || t.down.end() == End::kReset) {
+    ToxicEnd(c, End::kReset);
+    return;
+  }
+  // Out of the toxics, to the server...
+  if (c.sock && c.sock->is_open()) {
+    if (!c.writing && t.up.readable() > 0) StartSocketWrite(c);
+    if (!c.writing && t.up.readable() == 0 && t.up.end() != End::kNone) {
+      if (t.up.end() == End::kClose) return (void)ToxicEnd(c, End::kClose);
+      if (!c.shutdown_sent) {
+        c.shutdown_sent = true;
+        c.client.eof_forwarded = true;
+        boost::system::error_code ignored;
+        c.sock->shutdown(tcp::socket::shutdown_send, ignored);
+      }
+    }
+  }
+  // ... and to the client.
+  while (t.down.readable() > 0 && CanSend(cl.state()) && cl.send_space() > 0) {
+    size_t n = t.down.Read(absl::MakeSpan(relay_buf_.data(), std::min(relay_buf_.size(), cl.send_space())));
+    (void)cl.Send(absl::MakeConstSpan(relay_buf_.data(), n));
+    c.bytes_to_client += n;
+    stats_.bytes_to_client += n;
+  }
+  if (t.down.readable() == 0 && t.down.end() != End::kNone) {
+    if (t.down.end() == End::kClose) return (void)ToxicEnd(c, End::kClose);
+    if (!c.server.eof_forwarded && CanSend(cl.state())) {
+      c.server.eof_forwarded = true;
+      (void)cl.Close(now);
+    }
+  }
+  if (c.sock && c.sock->is_open() && !c.reading && !c.upstream_eof && c.to_client_off == c.to_client_len &&
+      t.down.room() > 0) {
+    StartSocketRead(c);
+  }
+}
+
+void Proxy::PumpToxicTunRelay(Connection& c) {
+  using End = ToxicStream::End;
+  TcpEndpoint& cl = *c.client.ep;
+  TcpEndpoint& sv = *c.server.ep;
+  ConnectionToxics& t = *c.toxics;
+  Instant now = MonotonicNow();
+  if (t.ended) {
+    while (cl.readable() > 0) cl.Receive(absl::MakeSpan(relay_buf_));
+    while (sv.readable() > 0) sv.Receive(absl::MakeSpan(relay_buf_));
+    return;
+  }
+  auto feed = [&](TcpEndpoint& from, ToxicStream& s, bool& eof_in) {
+    while (from.readable() > 0 && s.room() > 0) {
+      size_t n = from.Receive(absl::MakeSpan(relay_buf_.data(), std::min(relay_buf_.size(), s.room())));
+      if (n == 0) break;
+      s.Write(now, absl::MakeConstSpan(relay_buf_.data(), n));
+    }
+    if (from.eof() && from.readable() == 0 && !eof_in) {
+      eof_in = true;
+      s.WriteEof(now);
+    }
+    s.Advance(now);
+  };
+  feed(cl, t.up, t.up_eof);
+  feed(sv, t.down, t.down_eof);
+  if (t.up.end() == End::kReset || t.down.end() == End::kReset) {
+    ToxicEnd(c, End::kReset);
+    return;
+  }
+  // Returns false when a toxic closed the connection.
+  auto drain = [&](ToxicStream& s, TcpEndpoint& to, Leg& from_leg, uint64_t& counter, uint64_t& total) {
+    while (s.readable() > 0 && CanSend(to.state()) && to.send_space() > 0) {
+      size_t n = s.Read(absl::MakeSpan(relay_buf_.data(), std::min(relay_buf_.size(), to.send_space())));
+      (void)to.Send(absl::MakeConstSpan(relay_buf_.data(), n));
+      counter += n;
+      total += n;
+    }
+    if (s.readable() > 0 || s.end() == End::kNone) return true;
+    if (s.end() == End::kClose) return !ToxicEnd(c, End::kClose);
+    if (!from_leg.eof_forwarded && (CanSend(to.state()) || to.state() == TcpState::kSynReceived)) {
+      from_leg.eof_forwarded = true;
+      (void)to.Close(now);
+    }
+    return true;
+  };
+  if (!drain(t.up, sv, c.client, c.bytes_to_server, stats_.bytes_to_server)) return;
+  if (!drain(t.down, cl, c.server, c.bytes_to_client, stats_.bytes_to_client)) return;
+  // Resets, and legs that gave up, end the other leg with a reset too (as PumpTunRelay).
+  auto reset = [&](Leg& from, TcpEndpoint& to) {
+    if (!from.reset_forwarded && EndedAbnormally(*from.ep)) {
+      from.reset_forwarded = true;
+      ++stats_.resets;
+      if (to.state() != TcpState::kClosed) to.Abort(now);
+    }
+  };
+  reset(c.client, sv);
+  reset(c.server, cl);
 }
 
 }  // namespace wrench::proxy

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <memory>
 #include <optional>
 #include <queue>
@@ -20,6 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "proxy/fault_engine.h"
+#include "proxy/stream_toxics.h"
 #include "stack/ip.h"
 #include "stack/segment.h"
 #include "stack/tcp_endpoint.h"
@@ -40,6 +42,11 @@ struct Mapping {
   stack::IpAddress upstream_addr;  // resolved at start-up
   uint16_t upstream_port = 0;
   std::string text;
+  // A control-API proxy (proxy/control_api.h): its scope, which its connections' segments
+  // carry to the fault engine (SegmentMeta::scope), and the stream toxics each of its
+  // connections starts with. Both unset for --map.
+  uint64_t scope = 0;
+  std::function<std::unique_ptr<ConnectionToxics>(stack::Instant)> toxics;
 };
 // Parses "10.89.0.2:80=127.0.0.1:8080" (IPv6 in brackets: "[fd00::2]:80=..."). The
 // upstream host may be a name; it is resolved here, once, before the loop starts.
@@ -79,6 +86,7 @@ struct ConnectionInfo {
   std::string client_leg_state;
   std::string server_leg_state;  // endpoint state (tun), or socket state
   uint64_t bytes_to_server = 0, bytes_to_client = 0;
+  uint64_t scope = 0;  // Mapping::scope
 };
 
 struct ProxyStats {
@@ -89,7 +97,8 @@ struct ProxyStats {
   uint64_t resets = 0;       // connections that ended in a reset, either side
   uint64_t bytes_to_server = 0, bytes_to_client = 0;
   uint64_t datagrams_in = 0, datagrams_out = 0;
-  uint64_t bad_datagrams = 0;  // could not be parsed (reason logged once per kind)
+  uint64_t not_tcp = 0;        // other protocols (neighbour discovery, ICMP, UDP): ignored
+  uint64_t bad_datagrams = 0;  // TCP that could not be parsed (the first reasons are logged)
   uint64_t stray_segments = 0;  // for no connection: answered with RST
 };
 
@@ -109,6 +118,19 @@ class Proxy {
   void OnDatagram(absl::Span<const uint8_t> datagram);
   // Aborts every connection (RST on both legs) — for a clean exit.
   void Shutdown();
+
+  // Mappings added and removed while the loop runs (the control API's proxies). The
+  // caller has checked the front address (Service::AddMapping); AlreadyExists when
+  // the front is mapped already.
+  absl::Status AddMapping(Mapping m);
+  // Removes the mapping with this scope and resets its connections; false if none.
+  bool RemoveMapping(uint64_t scope);
+  // Services the connections of a scope now: a changed toxic takes effect (a timeout's
+  // timer starts, a removed latency releases what it held) without waiting for traffic.
+  void Refresh(uint64_t scope);
+  // Bytes relayed to the server and to the client by a scope's connections, closed
+  // ones included (the API's metrics).
+  std::pair<uint64_t, uint64_t> ScopeBytes(uint64_t scope) const;
 
   const ProxyStats& stats() const { return stats_; }
   std::vector<ConnectionInfo> Connections() const;
@@ -141,6 +163,9 @@ class Proxy {
                 const stack::Segment* parsed);
   void PumpTunRelay(Connection& c);
   void PumpSocketRelay(Connection& c);
+  void PumpToxicSocketRelay(Connection& c);
+  void PumpToxicTunRelay(Connection& c);
+  bool ToxicEnd(Connection& c, ToxicStream::End end);
   void StartSocketRead(Connection& c);
   void StartSocketWrite(Connection& c);
   void MaybeFinish(Connection& c);
@@ -161,6 +186,8 @@ class Proxy {
   DatagramSink& sink_;
   FaultEngine& engine_;
   ProxyOptions opts_;
+  std::list<Mapping> runtime_maps_;  // a list: connections point at their mapping
+  absl::flat_hash_map<uint64_t, std::pair<uint64_t, uint64_t>> scope_bytes_;  // of closed connections
   PcapWriter* pcap_ = nullptr;
   JsonLog* log_ = nullptr;
   std::function<void(const std::string&)> event_log_;

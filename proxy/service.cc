@@ -90,18 +90,25 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
   if (o.mtu < 576 || o.mtu > 65520) {
     return absl::InvalidArgumentError(absl::StrCat("--mtu ", o.mtu, ": must be 576 to 65520"));
   }
-  auto tun = TunDevice::Create(o.tun_name, o.mtu);
-  if (!tun.ok()) return tun.status();
-  s->tun_.emplace(std::move(*tun));
-  if (auto st = ConfigureTun(*s->tun_, kernel, o.prefix_len, o.mtu); !st.ok()) return st;
+  if (o.tun_fd >= 0) {
+    s->tun_.emplace(TunDevice::Adopt(UniqueFd(o.tun_fd), o.tun_name, o.mtu));
+    o.tun_fd = -1;  // owned by the device now
+  } else {
+    auto tun = TunDevice::Create(o.tun_name, o.mtu);
+    if (!tun.ok()) return tun.status();
+    s->tun_.emplace(std::move(*tun));
+    if (auto st = ConfigureTun(*s->tun_, kernel, o.prefix_len, o.mtu); !st.ok()) return st;
+  }
 
   if (!o.pcap_path.empty()) {
-    auto p = PcapWriter::Open(o.pcap_path);
+    // The proxy runs on a monotonic clock; the capture carries wall-clock dates.
+    auto p = PcapWriter::Open(o.pcap_path, absl::Now() - MonotonicNow());
     if (!p.ok()) return p.status();
     s->pcap_.emplace(std::move(*p));
   }
   if (!o.log_path.empty()) {
-    auto l = JsonLog::Open(o.log_path, MonotonicNow());
+    auto l = JsonLog::Open(o.log_path, MonotonicNow(),
+                           {.wall_time = true, .wall_offset = absl::Now() - MonotonicNow()});
     if (!l.ok()) return l.status();
     s->log_.emplace(std::move(*l));
   }
@@ -133,6 +140,29 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
 }
 
 uint16_t Service::api_port() const { return api_ ? api_->port() : 0; }
+
+bool Service::InTunSubnet(const stack::IpAddress& addr) const {
+  uint32_t mask = ~uint32_t{0} << (32 - opts_.prefix_len);
+  return !addr.is_v6() && (addr.v4_host_order() & mask) == opts_.net_addr.v4_host_order();
+}
+
+absl::Status Service::AddMapping(Mapping m, absl::string_view what) {
+  stack::IpAddress kernel = kernel_address();
+  if (!InTunSubnet(m.front_addr)) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": not inside the TUN subnet ", opts_.net_addr.ToString(),
+                                                   "/", opts_.prefix_len));
+  }
+  if (m.front_addr == kernel) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", kernel.ToString(),
+                                                   " is the kernel's own address on the TUN; use another "
+                                                   "address of the subnet"));
+  }
+  if (opts_.upstream_via == UpstreamVia::kTun && m.upstream_addr != kernel) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": with --upstream-via tun the server must listen on the kernel's TUN address ", kernel.ToString()));
+  }
+  return proxy_->AddMapping(std::move(m));
+}
 
 void Service::ReadTun() {
   tun_stream_->async_wait(asio::posix::stream_descriptor::wait_read, [this](boost::system::error_code ec) {

@@ -36,7 +36,12 @@ struct ServiceOptions {
   std::string log_path;
   std::string api_address;  // HOST:PORT, empty: no API
   stack::TcpConfig tcp;
+  // wrench exec: connections to any address are accepted and relayed to the same
+  // destination; the gateway address (the first of --net) reaches 127.0.0.1.
   bool transparent = false;
+  // A TUN device already created and configured elsewhere (wrench exec's child
+  // made it inside the command's namespace); -1: create and configure one here.
+  int tun_fd = -1;
   // Where lines about connections and the summary go (stderr in the CLI).
   std::function<void(const std::string&)> log_line;
   bool verbose = false;  // a line for every connection event
@@ -70,6 +75,13 @@ class Service {
   uint16_t api_port() const;
   // Runs `f` on the loop's thread and waits for it (for tests and the API).
   void RunOnLoop(std::function<void()> f);
+
+  // The control API's proxies on the TUN (proxy/control_api.h), on the loop's thread:
+  // the front is checked as --map's are (`what` names it in errors), then mapped.
+  absl::Status AddMapping(Mapping m, absl::string_view what);
+  bool RemoveMapping(uint64_t scope) { return proxy_->RemoveMapping(scope); }
+  // Inside --net: reached through the TUN.
+  bool InTunSubnet(const stack::IpAddress& addr) const;
 
  private:
   explicit Service(ServiceOptions opts);

@@ -25,6 +25,11 @@ class TunDevice {
   // wrench running?"); PermissionDenied without CAP_NET_ADMIN; InvalidArgument for a
   // name of more than 15 characters or an MTU outside 68..65535.
   static absl::StatusOr<TunDevice> Create(std::string name, int mtu);
+  // Takes over the descriptor of a TUN device created elsewhere — by `wrench exec`'s
+  // child, inside the network namespace the command runs in.
+  static TunDevice Adopt(UniqueFd fd, std::string name, int mtu) {
+    return TunDevice(std::move(fd), std::move(name), mtu);
+  }
 
   TunDevice(TunDevice&&) noexcept = default;
   TunDevice& operator=(TunDevice&&) noexcept = default;

@@ -9,6 +9,7 @@ packages=(
   libabsl-dev libboost1.81-dev libgtest-dev libgmock-dev libbenchmark-dev
   libpcap-dev nlohmann-json3-dev
   iproute2 python3 curl socat tshark zip
+  chromium  # renders the ladder SVG in tests/ladder_render_test
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -8,8 +8,11 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <sys/wait.h>
+
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <thread>
 
@@ -303,6 +306,65 @@ TEST_F(ProxyTest, UnmappedAddressIsRefused) {
   auto fd = tu::ConnectTo(IpAddress::V4(0x0a590003), 80, absl::Seconds(5));
   ASSERT_FALSE(fd.ok());
   EXPECT_EQ(tu::ErrnoOf(fd.status()), ECONNREFUSED);
+}
+
+// --- a real program nobody here wrote ------------------------------------------
+
+// Runs a shell command, returns its exit status and standard output.
+std::pair<int, std::string> Shell(const std::string& cmd) {
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return {-1, ""};
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int st = ::pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+TEST_F(ProxyTest, CurlThroughTheProxyToPythonHttpServer) {
+  if (Shell("command -v curl && command -v python3").first != 0) {
+    GTEST_SKIP() << "curl and python3 are needed (scripts/install-deps.sh installs them)";
+  }
+  char dir[] = "/tmp/wrench-http-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  std::string body = RandomBytes(300'000, 11);
+  {
+    std::ofstream f(absl::StrCat(dir, "/file.bin"), std::ios::binary);
+    f << body;
+  }
+  // python3's http.server on loopback, inside this test's namespace; bounded wait
+  // for it to listen.
+  constexpr uint16_t kHttpPort = 8000;
+  ASSERT_EQ(Shell(absl::StrCat("cd ", dir, " && (timeout 120 python3 -m http.server ", kHttpPort,
+                               " --bind 127.0.0.1 >/dev/null 2>&1 &)"))
+                .first,
+            0);
+  bool up = false;
+  for (int i = 0; i < 100 && !up; ++i) {
+    up = tu::ConnectTo(kLoopback, kHttpPort, absl::Seconds(1)).ok();
+    if (!up) absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_TRUE(up) << "python3 -m http.server did not start";
+  std::string curl = absl::StrCat("curl -sS --max-time 60 -o ", dir, "/got.bin -w '%{http_code}' http://10.89.0.2/file.bin");
+  auto fetch_ok = [&] {
+    auto [rc, code] = Shell(curl);
+    std::ifstream g(absl::StrCat(dir, "/got.bin"), std::ios::binary);
+    std::string got((std::istreambuf_iterator<char>(g)), std::istreambuf_iterator<char>());
+    return rc == 0 && code == "200" && got == body;
+  };
+
+  StartProxy(kHttpPort);  // no rules
+  EXPECT_TRUE(fetch_ok());
+  StopProxy();
+  // With loss, duplication and reordering on the client leg, and a lost SYN-ACK.
+  StartProxy(kHttpPort, {"drop on=to-client flags=SYN+ACK nth=1", "drop on=to-client len>0 p=0.05",
+                         "dup on=from-client p=0.1", "reorder on=to-client len>0 p=0.05"});
+  absl::Time start = absl::Now();
+  EXPECT_TRUE(fetch_ok());
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(900)) << "the lost SYN-ACK costs curl a SYN timeout";
+  StopProxy();
+  Shell(absl::StrCat("pkill -f 'http.server ", kHttpPort, "'; rm -rf ", dir));
 }
 
 // --- captures ---------------------------------------------------------------------------

@@ -1,0 +1,268 @@
+// `wrench exec [OPTIONS] -- COMMAND [ARGS...]`: runs COMMAND in a fresh network
+// namespace whose default route is a TUN device served by wrench, which stays in the
+// caller's namespace and re-opens every connection from there (transparent). The
+// child creates the device inside the new namespace and hands its descriptor to the
+// parent over a socketpair; the namespace and the device vanish when COMMAND ends.
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "proxy/cli.h"
+#include "proxy/commands.h"
+#include "proxy/common_flags.h"
+#include "proxy/netlink.h"
+#include "proxy/scenarios.h"
+#include "proxy/service.h"
+
+ABSL_FLAG(std::string, scenario, "", "a scenario of the library (wrench scenario list)");
+
+namespace wrench::proxy {
+
+namespace {
+
+constexpr FlagHelp kExecFlags[] = {
+    {"scenario", "--scenario=NAME     apply a scenario's rules (wrench scenario list)"},
+    {"rule", "--rule=TEXT         a fault rule (repeatable)"},
+    {"rules", "--rules=FILE        fault rules, one a line"},
+    {"seed", "--seed=N            seed of the random generator (default 1)"},
+    {"pcap", "--pcap=FILE         capture both legs (LINKTYPE_RAW)"},
+    {"log", "--log=FILE          one JSON object a line per segment"},
+    {"api", "--api=ADDR:PORT     HTTP control API"},
+    {"tun", "--tun=NAME          TUN device name inside the command's namespace (default wrench0)"},
+    {"net", "--net=CIDR          the namespace's subnet: wrench is the gateway, its first address\n"
+            "                      (default 10.89.0.0/24: the gateway 10.89.0.1 reaches the caller's\n"
+            "                      127.0.0.1; the command's address is 10.89.0.2)"},
+    {"mtu", "--mtu=N             TUN MTU (default 1500)"},
+    {"msl", "--msl=DURATION      maximum segment lifetime of wrench's endpoints (default 30s)"},
+    {"verbose", "--verbose           a line on stderr for every connection event"},
+};
+
+// Messages from the child: "ok" with the TUN descriptor attached, or an error text.
+bool SendFd(int sock, int fd) {
+  char ok[] = "ok";
+  iovec iov{ok, 2};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  return ::sendmsg(sock, &msg, 0) == 2;
+}
+
+// Returns the descriptor, or -1 with the child's error text in *error.
+int ReceiveFd(int sock, std::string* error) {
+  char buf[1024];
+  iovec iov{buf, sizeof buf};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  if (n <= 0) {
+    *error = "the child process ended before setting up its namespace";
+    return -1;
+  }
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  if (n == 2 && std::memcmp(buf, "ok", 2) == 0 && c && c->cmsg_type == SCM_RIGHTS) {
+    int fd;
+    std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    return fd;
+  }
+  *error = std::string(buf, static_cast<size_t>(n));
+  return -1;
+}
+
+void WriteFile(const char* path, const std::string& text) {
+  std::ofstream f(path);
+  f << text;
+}
+
+// The child: enter new namespaces, build the TUN, hand it over, wait, exec.
+[[noreturn]] void Child(int sock, const ServiceOptions& o, const std::vector<std::string>& command,
+                        pid_t parent) {
+  auto fail = [&](const std::string& why) {
+    (void)!::send(sock, why.data(), why.size(), 0);
+    _exit(1);
+  };
+  // Never outlive wrench: if it dies, so does the command (and its namespace).
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) _exit(1);
+  uid_t uid = ::geteuid();
+  gid_t gid = ::getegid();
+  if (uid == 0) {
+    if (::unshare(CLONE_NEWNET) != 0) fail(absl::StrCat("unshare(CLONE_NEWNET): ", std::strerror(errno)));
+  } else {
+    // Rootless: a user namespace in which we hold CAP_NET_ADMIN over a network
+    // namespace of our own, as rootless container networking does.
+    if (::unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0) {
+      fail(absl::StrCat("cannot create a user and network namespace (", std::strerror(errno),
+                        "): run as root, or allow unprivileged user namespaces "
+                        "(sysctl kernel.unprivileged_userns_clone=1)"));
+    }
+    WriteFile("/proc/self/setgroups", "deny");
+    WriteFile("/proc/self/uid_map", absl::StrCat("0 ", uid, " 1"));
+    WriteFile("/proc/self/gid_map", absl::StrCat("0 ", gid, " 1"));
+  }
+  if (auto st = BringUpLoopback(); !st.ok()) fail(std::string(st.message()));
+  auto tun = TunDevice::Create(o.tun_name, o.mtu);
+  if (!tun.ok()) {
+    std::string why(tun.status().message());
+    if (uid != 0 && ::access("/dev/net/tun", R_OK | W_OK) != 0) {
+      why = absl::StrCat("cannot open /dev/net/tun as user ", uid,
+                         ": rootless `wrench exec` needs the device to be usable by everyone (mode 0666, "
+                         "as most distributions ship it; here it is not) — or run as root");
+    }
+    fail(why);
+  }
+  stack::IpAddress gateway = KernelAddress(o.net_addr, o.prefix_len);
+  stack::IpAddress self = stack::IpAddress::V4(gateway.v4_host_order() + 1);
+  if (auto st = ConfigureTun(*tun, self, o.prefix_len, o.mtu); !st.ok()) fail(std::string(st.message()));
+  if (auto st = AddDefaultRoute(o.tun_name, false, gateway); !st.ok()) fail(std::string(st.message()));
+  if (!SendFd(sock, tun->fd())) fail("cannot pass the TUN device to wrench");
+  char go = 0;
+  if (::recv(sock, &go, 1, 0) != 1) _exit(1);  // wrench could not start
+  ::close(sock);
+  // The device's descriptor is close-on-exec: the command does not hold it.
+  std::vector<char*> argv;
+  for (const std::string& a : command) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  ::execvp(argv[0], argv.data());
+  std::fprintf(stderr, "wrench exec: cannot run %s: %s\n", argv[0], std::strerror(errno));
+  _exit(127);
+}
+
+}  // namespace
+
+int RunExec(int argc, char** argv) {
+  std::vector<std::string> command = ParseFlags(
+      argc, argv,
+      "usage: wrench exec [OPTIONS] -- COMMAND [ARGS...]\n\n"
+      "Runs COMMAND in a fresh network namespace whose default route is a TUN device served\n"
+      "by wrench. Every TCP connection COMMAND opens is terminated by wrench and re-opened\n"
+      "from the caller's namespace to the same destination, with the rules applied. The\n"
+      "gateway (the first address of --net, 10.89.0.1 by default) reaches the caller's\n"
+      "127.0.0.1. Works as root, and without root where user namespaces are allowed.\n"
+      "COMMAND's exit status becomes wrench's; signals are forwarded to it.",
+      kExecFlags);
+  if (command.empty()) {
+    std::fprintf(stderr, "wrench exec: no command given (wrench exec [OPTIONS] -- COMMAND [ARGS...])\n");
+    return 2;
+  }
+  ServiceOptions o;
+  if (auto st = ServiceOptionsFromFlags(o); !st.ok()) {
+    std::fprintf(stderr, "wrench exec: %s\n", std::string(st.message()).c_str());
+    return 2;
+  }
+  if (std::string name = absl::GetFlag(FLAGS_scenario); !name.empty()) {
+    auto rules = ScenarioRules(name);
+    if (!rules.ok()) {
+      std::fprintf(stderr, "wrench exec: %s\n", std::string(rules.status().message()).c_str());
+      return 2;
+    }
+    o.rules.insert(o.rules.begin(), rules->begin(), rules->end());
+  }
+  o.transparent = true;
+
+  int sp[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0) {
+    std::perror("wrench exec: socketpair");
+    return 1;
+  }
+  // Signals that arrive before the loop runs are held, then forwarded by it.
+  sigset_t forwarded, old;
+  sigemptyset(&forwarded);
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR2, SIGCHLD}) sigaddset(&forwarded, s);
+  sigprocmask(SIG_BLOCK, &forwarded, &old);
+  pid_t parent = ::getpid();
+  pid_t child = ::fork();
+  if (child < 0) {
+    std::perror("wrench exec: fork");
+    return 1;
+  }
+  if (child == 0) {
+    ::close(sp[0]);
+    sigprocmask(SIG_SETMASK, &old, nullptr);
+    Child(sp[1], o, command, parent);
+  }
+  ::close(sp[1]);
+  std::string error;
+  int fd = ReceiveFd(sp[0], &error);
+  auto reap = [&] {
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    return status;
+  };
+  if (fd < 0) {
+    std::fprintf(stderr, "wrench exec: %s\n", error.c_str());
+    ::close(sp[0]);
+    reap();
+    return 1;
+  }
+  o.tun_fd = fd;
+  auto service = Service::Start(o);
+  if (!service.ok()) {
+    std::fprintf(stderr, "wrench exec: %s\n", std::string(service.status().message()).c_str());
+    ::close(sp[0]);  // the child sees EOF and exits
+    reap();
+    return 1;
+  }
+  Service& s = **service;
+  int exit_status = 0;
+  boost::asio::signal_set signals(s.io(), SIGINT, SIGTERM, SIGHUP);
+  signals.add(SIGQUIT);
+  signals.add(SIGUSR2);
+  signals.add(SIGCHLD);
+  std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int sig) {
+    if (ec) return;
+    if (sig == SIGCHLD) {
+      int status = 0;
+      if (::waitpid(child, &status, WNOHANG) == child) {
+        exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        s.Stop();
+        return;
+      }
+    } else {
+      ::kill(child, sig);  // COMMAND decides what a signal means
+    }
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
+  sigprocmask(SIG_SETMASK, &old, nullptr);
+  for (const auto& r : s.engine().Rules()) std::fprintf(stderr, "wrench: rule #%d %s\n", r.id, r.text.c_str());
+  if (s.api_port()) std::fprintf(stderr, "wrench: API on port %u\n", s.api_port());
+  std::fprintf(stderr, "wrench: ready\n");
+  char go = 1;
+  if (::send(sp[0], &go, 1, 0) != 1) {
+    std::fprintf(stderr, "wrench exec: the child process is gone\n");
+  }
+  ::close(sp[0]);
+  s.Run();
+  // The command may have ended while the loop was stopping.
+  int status = 0;
+  if (::waitpid(child, &status, 0) == child) {
+    exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  return exit_status;
+}
+
+}  // namespace wrench::proxy

@@ -1,0 +1,79 @@
+// Lookup and the `wrench scenario` command over the embedded library (scenarios.h).
+#include "proxy/scenarios.h"
+
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "proxy/cli.h"
+#include "proxy/commands.h"
+
+namespace wrench::proxy {
+
+namespace {
+const Scenario* Find(absl::string_view name) {
+  for (const Scenario& s : Scenarios()) {
+    if (name == s.name) return &s;
+  }
+  return nullptr;
+}
+
+std::string Names() {
+  std::vector<std::string> names;
+  for (const Scenario& s : Scenarios()) names.push_back(s.name);
+  return absl::StrJoin(names, ", ");
+}
+}  // namespace
+
+absl::StatusOr<std::vector<Rule>> ScenarioRules(absl::string_view name) {
+  const Scenario* s = Find(name);
+  if (!s) {
+    return absl::NotFoundError(absl::StrCat("no scenario \"", name, "\"; the scenarios are: ", Names()));
+  }
+  auto rules = ParseRules(s->text);
+  if (!rules.ok()) {
+    return absl::InternalError(absl::StrCat("scenario ", name, ": ", rules.status().message()));
+  }
+  return rules;
+}
+
+std::string ScenarioSummary(const Scenario& s) {
+  for (absl::string_view line : absl::StrSplit(s.text, '\n')) {
+    if (absl::ConsumePrefix(&line, "#")) {
+      line = absl::StripAsciiWhitespace(line);
+      // "name: what it reproduces" -> "what it reproduces"
+      if (absl::ConsumePrefix(&line, s.name)) absl::ConsumePrefix(&line, ":");
+      return std::string(absl::StripAsciiWhitespace(line));
+    }
+  }
+  return "";
+}
+
+int RunScenario(int argc, char** argv) {
+  std::vector<std::string> args = ParseFlags(argc, argv,
+                                             "usage: wrench scenario list\n"
+                                             "       wrench scenario show NAME\n\n"
+                                             "The teardown scenario library. Run one with\n"
+                                             "  wrench exec --scenario NAME -- COMMAND...",
+                                             {});
+  if (args.empty() || args[0] == "list") {
+    for (const Scenario& s : Scenarios()) std::printf("%-22s %s\n", s.name, ScenarioSummary(s).c_str());
+    return 0;
+  }
+  if (args[0] == "show" && args.size() == 2) {
+    const Scenario* s = Find(args[1]);
+    if (!s) {
+      std::fprintf(stderr, "wrench scenario: no scenario \"%s\"; the scenarios are: %s\n", args[1].c_str(),
+                   Names().c_str());
+      return 2;
+    }
+    std::printf("%s", s->text);
+    return 0;
+  }
+  std::fprintf(stderr, "wrench scenario: expected \"list\" or \"show NAME\" (see --help)\n");
+  return 2;
+}
+
+}  // namespace wrench::proxy

@@ -1,0 +1,337 @@
+// The proxy's speed and size, measured in one run against the same kernel client
+// and server (issue: "Speed and size"): bulk throughput through wrench at MTU 1500
+// and 65520 next to direct loopback and socat; connections per second with a full
+// handshake and teardown; added round-trip latency p50/p99; memory per idle
+// connection, holding 10,000 connections at once. Runs inside a network namespace
+// of its own (needs root); prints figures, asserts nothing.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "proxy/service.h"
+#include "tests/netns_testing.h"
+
+namespace wrench::proxy {
+namespace {
+
+namespace tu = ::wrench::proxy::testing;
+using stack::IpAddress;
+
+const IpAddress kFront = IpAddress::V4(0x0a590002);
+const IpAddress kLoopback = IpAddress::V4(0x7f000001);
+constexpr uint16_t kSinkPort = 9000;   // reads and discards
+constexpr uint16_t kEchoPort = 9001;   // echoes
+constexpr uint16_t kSocatPort = 9100;  // socat in front of the sink / echo
+
+// A server thread on loopback: `sink` reads and discards until EOF, then writes
+// one byte so the client knows everything arrived; `echo` echoes.
+class Server {
+ public:
+  Server(uint16_t port, bool echo) : echo_(echo) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_storage ss;
+    socklen_t len = tu::ToSockaddr(kLoopback, port, &ss);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd_, 4096) != 0) {
+      std::perror("server");
+      std::exit(1);
+    }
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~Server() {
+    stop_ = true;
+    ::shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    for (auto& t : workers_) t.join();
+    ::close(fd_);
+  }
+  // Holds accepted connections open without a thread each (for the idle test).
+  void set_hold(bool hold) { hold_ = hold; }
+  void CloseHeld() {
+    for (int fd : held_) ::close(fd);
+    held_.clear();
+  }
+
+ private:
+  void Loop() {
+    while (!stop_) {
+      int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      if (hold_) {
+        held_.push_back(c);
+        continue;
+      }
+      workers_.emplace_back([this, c] {
+        std::vector<char> buf(1 << 18);
+        for (;;) {
+          ssize_t n = ::read(c, buf.data(), buf.size());
+          if (n <= 0) break;
+          if (echo_ && ::write(c, buf.data(), static_cast<size_t>(n)) != n) break;
+        }
+        if (!echo_) (void)!::write(c, "k", 1);
+        ::close(c);
+      });
+    }
+  }
+  int fd_;
+  bool echo_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> hold_{false};
+  std::vector<int> held_;
+  std::thread thread_;
+  std::vector<std::thread> workers_;
+};
+
+int Dial(const IpAddress& addr, uint16_t port) {
+  auto fd = tu::ConnectTo(addr, port, absl::Seconds(10));
+  if (!fd.ok()) {
+    std::fprintf(stderr, "connect: %s\n", std::string(fd.status().message()).c_str());
+    return -1;
+  }
+  int one = 1;
+  ::setsockopt(fd->get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd->release();
+}
+
+// Bytes per second of one bulk transfer of `bytes` to the sink at addr:port.
+double Throughput(const IpAddress& addr, uint16_t port, size_t bytes) {
+  int fd = Dial(addr, port);
+  if (fd < 0) return 0;
+  std::vector<char> buf(1 << 18, 'x');
+  absl::Time start = absl::Now();
+  size_t sent = 0;
+  while (sent < bytes) {
+    ssize_t n = ::write(fd, buf.data(), std::min(buf.size(), bytes - sent));
+    if (n <= 0) break;
+    sent += static_cast<size_t>(n);
+  }
+  ::shutdown(fd, SHUT_WR);
+  char k;
+  (void)!::read(fd, &k, 1);  // the sink's "everything arrived"
+  double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  ::close(fd);
+  return static_cast<double>(sent) / secs;
+}
+
+// Connections per second: connect, one byte each way, close — for `duration`.
+double ConnectionRate(const IpAddress& addr, uint16_t port, absl::Duration duration) {
+  absl::Time end = absl::Now() + duration;
+  int n = 0;
+  absl::Time start = absl::Now();
+  while (absl::Now() < end && n < 200000) {
+    int fd = Dial(addr, port);
+    if (fd < 0) break;
+    (void)!::write(fd, "p", 1);
+    char c;
+    (void)!::read(fd, &c, 1);
+    ::close(fd);
+    ++n;
+  }
+  return n / absl::ToDoubleSeconds(absl::Now() - start);
+}
+
+// Round-trip times (µs) of `count` one-byte ping-pongs on one connection.
+std::vector<double> RoundTrips(const IpAddress& addr, uint16_t port, int count) {
+  std::vector<double> rtts;
+  int fd = Dial(addr, port);
+  if (fd < 0) return rtts;
+  for (int i = 0; i < count; ++i) {
+    char c = 'p';
+    absl::Time t0 = absl::Now();
+    if (::write(fd, &c, 1) != 1 || ::read(fd, &c, 1) != 1) break;
+    rtts.push_back(absl::ToDoubleMicroseconds(absl::Now() - t0));
+  }
+  ::close(fd);
+  std::sort(rtts.begin(), rtts.end());
+  return rtts;
+}
+
+double Percentile(const std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+long ResidentKiB() {
+  std::ifstream f("/proc/self/statm");
+  long pages = 0, resident = 0;
+  f >> pages >> resident;
+  return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+struct Running {
+  std::unique_ptr<Service> service;
+  std::thread loop;
+  ~Running() {
+    if (service) {
+      service->Stop();
+      loop.join();
+    }
+  }
+};
+
+std::unique_ptr<Running> StartWrench(int mtu, uint16_t upstream_port, const std::string& tun) {
+  ServiceOptions o;
+  o.tun_name = tun;
+  o.mtu = mtu;
+  auto m = ParseMapping(absl::StrCat("10.89.0.2:80=127.0.0.1:", upstream_port));
+  o.maps.push_back(*m);
+  o.log_line = [](const std::string&) {};
+  auto s = Service::Start(o);
+  if (!s.ok()) {
+    std::fprintf(stderr, "wrench: %s\n", std::string(s.status().message()).c_str());
+    std::exit(1);
+  }
+  auto r = std::make_unique<Running>();
+  r->service = std::move(*s);
+  r->loop = std::thread([p = r.get()] { p->service->Run(); });
+  return r;
+}
+
+pid_t StartSocat(uint16_t listen, uint16_t target) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    std::string l = absl::StrCat("TCP-LISTEN:", listen, ",bind=127.0.0.1,reuseaddr,fork");
+    std::string t = absl::StrCat("TCP:127.0.0.1:", target);
+    ::execlp("socat", "socat", l.c_str(), t.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  for (int i = 0; i < 100; ++i) {
+    if (tu::ConnectTo(kLoopback, listen, absl::Seconds(1)).ok()) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return pid;
+}
+
+int Main() {
+  if (auto st = tu::EnterFreshNetworkNamespace(); !st.ok()) {
+    std::fprintf(stderr, "proxy_bench needs root (a network namespace of its own): %s\n",
+                 std::string(st.message()).c_str());
+    return 1;
+  }
+  // Raise the soft limit on file descriptors to the hard one.
+  rlimit nofile;
+  ::getrlimit(RLIMIT_NOFILE, &nofile);
+  nofile.rlim_cur = nofile.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &nofile);
+  ::signal(SIGPIPE, SIG_IGN);
+  const size_t kBulk = 512u << 20;
+
+  Server sink(kSinkPort, false), echo(kEchoPort, true);
+  bool have_socat = std::system("command -v socat >/dev/null 2>&1") == 0;
+
+  std::printf("== bulk throughput, %zu MiB client -> server (one connection)\n", kBulk >> 20);
+  double direct = Throughput(kLoopback, kSinkPort, kBulk);
+  std::printf("  direct loopback         %8.0f MB/s\n", direct / 1e6);
+  double socat = 0;
+  if (have_socat) {
+    pid_t p = StartSocat(kSocatPort, kSinkPort);
+    socat = Throughput(kLoopback, kSocatPort, kBulk);
+    ::kill(p, SIGTERM);
+    ::waitpid(p, nullptr, 0);
+    std::printf("  socat                   %8.0f MB/s\n", socat / 1e6);
+  }
+  for (int mtu : {1500, 65520}) {
+    auto w = StartWrench(mtu, kSinkPort, "wrbench0");
+    double t = Throughput(kFront, 80, mtu == 1500 ? kBulk / 4 : kBulk);
+    std::printf("  wrench, MTU %-5d       %8.0f MB/s  (%.2f of direct%s)\n", mtu, t / 1e6, t / direct,
+                have_socat ? absl::StrCat(", ", absl::SixDigits(t / socat), " of socat").c_str() : "");
+  }
+
+  std::printf("== connections per second (connect, 1 byte each way, close), 3 s each\n");
+  double direct_rate = ConnectionRate(kLoopback, kEchoPort, absl::Seconds(3));
+  std::printf("  direct loopback         %8.0f /s\n", direct_rate);
+  {
+    auto w = StartWrench(1500, kEchoPort, "wrbench0");
+    double r = ConnectionRate(kFront, 80, absl::Seconds(3));
+    std::printf("  wrench                  %8.0f /s  (%.2f of direct)\n", r, r / direct_rate);
+  }
+
+  std::printf("== round trip of one byte, 20000 ping-pongs\n");
+  auto d = RoundTrips(kLoopback, kEchoPort, 20000);
+  std::printf("  direct loopback         p50 %6.1f us   p99 %6.1f us\n", Percentile(d, 0.5), Percentile(d, 0.99));
+  {
+    auto w = StartWrench(1500, kEchoPort, "wrbench0");
+    auto p = RoundTrips(kFront, 80, 20000);
+    std::printf("  wrench                  p50 %6.1f us   p99 %6.1f us   added p50 %.1f us, p99 %.1f us\n",
+                Percentile(p, 0.5), Percentile(p, 0.99), Percentile(p, 0.5) - Percentile(d, 0.5),
+                Percentile(p, 0.99) - Percentile(d, 0.99));
+  }
+
+  std::printf("== 10000 idle connections held through wrench\n");
+  {
+    // File descriptors are capped at 20000 a process here, and every connection
+    // costs one in the client, one in wrench (its upstream socket) and one in the
+    // server: the server and the clients each run in a child process of their own.
+    constexpr int kIdle = 10000;
+    constexpr uint16_t kHoldPort = 9002;
+    int stop[2], report[2];
+    if (::pipe(stop) != 0 || ::pipe(report) != 0) return 1;
+    pid_t server = ::fork();
+    if (server == 0) {
+      int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      int one = 1;
+      ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      sockaddr_storage ss;
+      socklen_t len = tu::ToSockaddr(kLoopback, kHoldPort, &ss);
+      if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, 4096) != 0) _exit(1);
+      ::fcntl(fd, F_SETFL, O_NONBLOCK);
+      std::vector<int> held;
+      for (;;) {
+        pollfd p[2] = {{fd, POLLIN, 0}, {stop[0], POLLIN, 0}};
+        ::poll(p, 2, 1000);
+        if (p[1].revents) _exit(0);
+        for (int c; (c = ::accept(fd, nullptr, nullptr)) >= 0;) held.push_back(c);
+      }
+    }
+    auto w = StartWrench(1500, kHoldPort, "wrbench0");
+    absl::SleepFor(absl::Milliseconds(200));
+    long before = ResidentKiB();
+    pid_t clients = ::fork();
+    if (clients == 0) {
+      std::vector<int> fds;
+      for (int i = 0; i < kIdle; ++i) {
+        int fd = Dial(kFront, 80);
+        if (fd < 0) break;
+        fds.push_back(fd);
+      }
+      int n = static_cast<int>(fds.size());
+      (void)!::write(report[1], &n, sizeof n);
+      char c;
+      (void)!::read(stop[0], &c, 1);
+      _exit(0);
+    }
+    int held = 0;
+    (void)!::read(report[0], &held, sizeof held);
+    absl::SleepFor(absl::Milliseconds(500));
+    long after = ResidentKiB();
+    ProxyStats stats;
+    w->service->RunOnLoop([&] { stats = w->service->proxy().stats(); });
+    std::printf("  held %d of %d connections, wrench has %lu active\n", held, kIdle,
+                static_cast<unsigned long>(stats.active));
+    std::printf("  wrench's resident memory %ld KiB -> %ld KiB: %.1f KiB per idle connection\n", before,
+                after, held ? static_cast<double>(after - before) / held : 0.0);
+    ::close(stop[1]);  // both children see EOF and exit
+    ::waitpid(clients, nullptr, 0);
+    ::waitpid(server, nullptr, 0);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace wrench::proxy
+
+int main() { return wrench::proxy::Main(); }
