@@ -54,17 +54,18 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
       return Close();
     }
     if (ec == http::error::body_limit) {
-      return Reply(Error(413, absl::StrCat("request body larger than ", shared_->opts.max_body, " bytes")), false);
+      return Reply(Error(413, absl::StrCat("request body larger than ", shared_->opts.max_body, " bytes")), false,
+                   /*drain=*/true);
     }
     if (ec == http::error::header_limit) {
       return Reply(Error(431, absl::StrCat("request header larger than ", shared_->opts.max_header, " bytes")),
-                   false);
+                   false, /*drain=*/true);
     }
     if (ec) {
       // A connection reset, or a request that is not HTTP/1.1: nothing to answer when
       // nothing was read, a 400 otherwise.
       if (buffer_.size() == 0 && !parser_->got_some()) return Close();
-      return Reply(Error(400, absl::StrCat("bad HTTP request: ", ec.message())), false);
+      return Reply(Error(400, absl::StrCat("bad HTTP request: ", ec.message())), false, /*drain=*/true);
     }
     const auto& req = parser_->get();
     HttpRequest r;
@@ -83,7 +84,24 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     return r;
   }
 
-  void Reply(HttpResponse out, bool keep_alive) {
+  // After an error answered before the whole request was read, the rest of it is read
+  // and thrown away (for a bounded time) before closing: closing with unread data would
+  // send a RST, and the client would lose the answer.
+  void Drain() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    if (drained_ > (64u << 20)) return Close();
+    stream_.expires_after(std::chrono::seconds(5));
+    scratch_.resize(64 * 1024);
+    stream_.async_read_some(asio::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, size_t n) {
+      if (self->shared_->stopped) return;
+      self->drained_ += n;
+      if (ec) return self->Close();
+      self->Drain();
+    });
+  }
+
+  void Reply(HttpResponse out, bool keep_alive, bool drain = false) {
     res_ = {};
     res_.version(version_);
     res_.result(static_cast<unsigned>(out.status));
@@ -94,8 +112,9 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     res_.keep_alive(keep_alive);
     res_.prepare_payload();
     stream_.expires_after(absl::ToChronoNanoseconds(shared_->opts.idle_timeout));
-    http::async_write(stream_, res_, [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
+    http::async_write(stream_, res_, [self = shared_from_this(), keep_alive, drain](beast::error_code ec, size_t) {
       if (self->shared_->stopped) return;
+      if (!ec && drain) return self->Drain();
       if (ec || !keep_alive) return self->Close();
       self->Read();
     });
@@ -107,6 +126,8 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
   unsigned version_ = 11;
+  std::vector<uint8_t> scratch_;  // what Drain throws away
+  size_t drained_ = 0;
 };
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(asio::io_context& io, const tcp::endpoint& at,
