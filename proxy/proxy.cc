@@ -284,6 +284,7 @@ void Proxy::OnDatagram(absl::Span<const uint8_t> datagram) {
   }
   PollEngine();
   ArmTimer();
+  graveyard_.clear();
 }
 
 void Proxy::Inbound(Connection& c, Leg& leg, const Segment& seg, absl::Span<const uint8_t> bytes) {
@@ -294,12 +295,10 @@ void Proxy::Inbound(Connection& c, Leg& leg, const Segment& seg, absl::Span<cons
   std::optional<Decision> decision = std::move(decision_);
   decision_.reset();
   if (v == Verdict::kPass) DeliverToLeg(c, leg, seg);
-  // The connection may be gone now (a RST ends it).
-  auto it = conns_.find(c.id);
+  // (Removed from the table by now, perhaps, but alive until the entry point returns.)
   std::optional<TcpState> after;
-  if (it != conns_.end() && leg.ep) after = leg.ep->state();
-  LogSegment(it != conns_.end() ? &c : nullptr, leg.in_hook, seg, before, after,
-             decision ? &*decision : nullptr);
+  if (leg.ep) after = leg.ep->state();
+  LogSegment(&c, leg.in_hook, seg, before, after, decision ? &*decision : nullptr, now);
 }
 
 void Proxy::DeliverToLeg(Connection& c, Leg& leg, const Segment& seg) {
@@ -389,6 +388,7 @@ void Proxy::StartUpstream(Connection& c) {
     }
     PollEngine();
     ArmTimer();
+    graveyard_.clear();
   });
   c.connect_timer->expires_after(absl::ToChronoNanoseconds(opts_.connect_timeout));
   c.connect_timer->async_wait([this, id](boost::system::error_code ec) {
@@ -694,6 +694,7 @@ void Proxy::StartSocketWrite(Connection& c) {
     Service(conn);
     PollEngine();
     ArmTimer();
+    graveyard_.clear();
   });
 }
 
@@ -725,6 +726,7 @@ void Proxy::StartSocketRead(Connection& c) {
     Service(conn);
     PollEngine();
     ArmTimer();
+    graveyard_.clear();
   });
 }
 
@@ -758,7 +760,11 @@ void Proxy::Remove(Connection& c) {
   by_tuple_.erase(c.client.key);
   if (c.server.ep) by_tuple_.erase(c.server.key);
   uint64_t id = c.id;
-  conns_.erase(id);  // `c` is gone from here on
+  // Out of the table now; the object itself lives until the entry point that got
+  // here returns (Reap), so callers up the stack may still read it.
+  auto it = conns_.find(id);
+  graveyard_.push_back(std::move(it->second));
+  conns_.erase(it);
   stats_.active = conns_.size();
 }
 
@@ -847,6 +853,7 @@ void Proxy::OnTimer() {
   }
   PollEngine();
   ArmTimer();
+  graveyard_.clear();
 }
 
 void Proxy::Shutdown() {
@@ -869,16 +876,18 @@ void Proxy::Shutdown() {
     if (conns_.contains(id)) Remove(*conns_.at(id));
   }
   timer_.cancel();
+  graveyard_.clear();
 }
 
 // ---------------------------------------------------------------------------
 // Observation.
 
 void Proxy::LogSegment(const Connection* c, Hook hook, const Segment& seg, std::optional<TcpState> before,
-                       std::optional<TcpState> after, const Decision* decision) {
+                       std::optional<TcpState> after, const Decision* decision, Instant at) {
   if (!log_) return;
   SegmentRecord r;
-  r.at = MonotonicNow();
+  // An arriving segment is stamped with its arrival, before what it caused.
+  r.at = at == Instant() ? MonotonicNow() : at;
   r.conn = c ? c->id : 0;
   r.hook = hook;
   r.seg = &seg;

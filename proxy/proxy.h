@@ -177,7 +177,7 @@ class Proxy {
   void OnTimer();
   void LogSegment(const Connection* c, Hook hook, const stack::Segment& seg,
                   std::optional<stack::TcpState> before, std::optional<stack::TcpState> after,
-                  const Decision* decision);
+                  const Decision* decision, stack::Instant at = stack::Instant());
   void Event(const Connection& c, const std::string& what);
   const Mapping* FindMapping(const stack::IpAddress& addr, uint16_t port) const;
   Leg* FindLeg(const TupleKey& key, Connection** conn);
@@ -195,6 +195,7 @@ class Proxy {
 
   uint64_t next_id_ = 0;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Connection>> conns_;
+  std::vector<std::unique_ptr<Connection>> graveyard_;  // removed, freed by the entry point
   absl::flat_hash_map<TupleKey, std::pair<Connection*, Leg*>> by_tuple_;
 
   // One timer for every endpoint deadline and the engine's: a min-heap of

@@ -649,11 +649,18 @@ void TcpEndpoint::AdvanceUna(Instant now, SeqNum ack, const TcpRepr& seg) {
   tcb_.snd_una = ack;
   syn_acked_ = true;  // every advance of SND.UNA covers the SYN first
   if (send_cursor_ < ack) send_cursor_ = ack;
+  // An ACK ending a timeout or a recovery may echo the timestamp of a segment sent
+  // long before (the peer's TS.Recent did not move while our retransmissions were
+  // old news to it): such a sample would measure the outage, not the path, and send
+  // the RTO to its ceiling. Karn's rule, applied to timestamps too.
+  bool after_loss = retries_ > 0 || in_recovery_;
   retries_ = 0;
 
   // RTT sample: from the echoed timestamp, else from the timed segment (Karn's
   // algorithm: never from a retransmitted one).
-  if (tcb_.ts_ok && seg.options.timestamps && seg.options.timestamps->echo != 0) {
+  if (after_loss) {
+    rtt_timing_ = false;
+  } else if (tcb_.ts_ok && seg.options.timestamps && seg.options.timestamps->echo != 0) {
     int32_t ms = static_cast<int32_t>(TsNow(now) - seg.options.timestamps->echo);
     if (ms >= 0) UpdateRtt(now, absl::Milliseconds(ms));
   } else if (rtt_timing_ && ack >= rtt_seq_) {

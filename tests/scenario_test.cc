@@ -226,6 +226,7 @@ TEST_F(ScenarioTest, ZeroWindowStall) {
   Serve(Respond(10, After::kClose));
   Json r = Run("zero-window-stall", "request", 10, /*upload=*/2'000'000);
   EXPECT_EQ(r.value("bytes", 0), 10);
+  EXPECT_GE(r.value("upload_s", 0.0), 0.4) << "the upload should stall while the window is 0";
   int zero = 0;
   for (const Json& j : Records("to-client", "ACK")) zero += j.value("win", -1) == 0;
   EXPECT_GT(zero, 0);

@@ -25,13 +25,15 @@ def main():
     s = socket.create_connection((host, port), timeout=10)
     out["connect_s"] = time.monotonic() - t0
     upload = int(sys.argv[5]) if len(sys.argv) > 5 else 0
-    s.sendall(b"x" * upload + b"GET\n")
-    if mode in ("half-close", "fin-wait-2"):
-        s.shutdown(socket.SHUT_WR)
     got = 0
     t_data = None
     s.settimeout(float(sys.argv[6]) if len(sys.argv) > 6 else 10)
     try:
+        t_up = time.monotonic()
+        s.sendall(b"x" * upload + b"GET\n")
+        out["upload_s"] = time.monotonic() - t_up
+        if mode in ("half-close", "fin-wait-2"):
+            s.shutdown(socket.SHUT_WR)
         while True:
             if got == expect and mode in ("close-first", "sim-close"):
                 break
