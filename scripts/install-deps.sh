@@ -4,13 +4,23 @@
 # with libFuzzer from libclang-rt-14-dev) and Boost 1.81 (libboost1.81-dev).
 set -euo pipefail
 
+# `build`: what building and running wrench needs (the demo); `test`: everything the
+# test command needs on top (tshark, Chromium, Node.js for a Toxiproxy client...).
+profile=${1:-test}
 packages=(
   cmake ninja-build g++ clang-14 libclang-rt-14-dev lld-14 llvm-14
   libabsl-dev libboost1.81-dev libgtest-dev libgmock-dev libbenchmark-dev
   libpcap-dev nlohmann-json3-dev
-  iproute2 python3 curl socat tshark zip
-  chromium  # renders the ladder SVG in tests/ladder_render_test
+  iproute2 python3 curl
 )
+if [ "$profile" = test ]; then
+  packages+=(socat tshark zip)
+  packages+=(chromium)  # renders the ladder SVG in tests/ladder_render_test
+  # toxiproxy-node-client drives wrench serve in tests/toxiproxy_client_test.sh; a
+  # Node.js that is already there (from any source) will do.
+  command -v node >/dev/null 2>&1 || packages+=(nodejs)
+  command -v npm >/dev/null 2>&1 || packages+=(npm)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
