@@ -232,7 +232,9 @@ std::string DurationText(const Json& v) { return v.is_number() ? absl::StrCat(v.
 absl::StatusOr<std::vector<std::string>> SegmentRuleTexts(absl::string_view type, const Json& attrs) {
   std::vector<std::string> texts;
   if (type == "segment") {
-    for (const auto& [key, value] : attrs.items()) {
+    for (const auto& item : attrs.items()) {
+      const std::string key = item.key();
+      const Json& value = item.value();
       if (key != "rule" && key != "rules") {
         return BadBody(absl::StrCat("unknown attribute \"", key, "\" for segment; it takes \"rule\" (or \"rules\")"));
       }
