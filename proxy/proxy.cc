@@ -1008,6 +1008,7 @@ bool Proxy::RemoveMapping(uint64_t scope) {
   runtime_maps_.erase(it);
   PollEngine();
   ArmTimer();
+  graveyard_.clear();  // an entry point (the control API's)
   return true;
 }
 
@@ -1033,6 +1034,7 @@ void Proxy::Refresh(uint64_t scope) {
   }
   PollEngine();
   ArmTimer();
+  graveyard_.clear();  // an entry point (the control API's)
 }
 
 // A close (limit_data, timeout) or reset (reset_peer) that came out of the toxics ends
