@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine: installs what is missing,
-# builds and runs every test in the default build and again under ASan + UBSan.
+# builds and runs every test in the default build and again under ASan + UBSan,
+# then fuzzes each libFuzzer target for WRENCH_FUZZ_SECONDS (default 60) and
+# checks the ClusterFuzzLite build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,3 +18,8 @@ echo "== ASan + UBSan build (clang)"
 cmake --preset asan >/dev/null
 cmake --build --preset asan -j"$jobs"
 ctest --preset asan -j"$jobs"
+
+echo "== fuzz build (clang, libFuzzer, ASan + UBSan): ${WRENCH_FUZZ_SECONDS:-60}s per target"
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz -j"$jobs" --target fuzzers corpus_replay_test
+ctest --test-dir build/fuzz -L fuzz -j"$jobs" --output-on-failure
