@@ -15,24 +15,7 @@
 #include "proxy/rule.h"
 #include "stack/segment.h"
 
-// ---------------------------------------------------------------- allocation counter
-
-namespace {
-std::atomic<uint64_t> g_allocs{0};
-
-void* CountedAlloc(std::size_t n) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-}  // namespace
-
-void* operator new(std::size_t n) { return CountedAlloc(n); }
-void* operator new[](std::size_t n) { return CountedAlloc(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+#include "tests/bench/alloc_counter.h"
 
 namespace wrench::proxy {
 namespace {
@@ -40,20 +23,7 @@ namespace {
 using stack::Instant;
 using stack::Segment;
 
-class AllocCounter {
- public:
-  explicit AllocCounter(benchmark::State& state)
-      : state_(state), start_(g_allocs.load(std::memory_order_relaxed)) {}
-  void Report() {
-    uint64_t n = g_allocs.load(std::memory_order_relaxed) - start_;
-    state_.counters["allocs_per_iter"] =
-        benchmark::Counter(static_cast<double>(n), benchmark::Counter::kAvgIterations);
-  }
-
- private:
-  benchmark::State& state_;
-  uint64_t start_;
-};
+using ::wrench::bench::AllocCounter;
 
 // A bulk data segment toward the server: ACK+PSH, timestamps, 1448 payload bytes.
 struct Datagram {

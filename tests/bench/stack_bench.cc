@@ -1,10 +1,7 @@
 // Google Benchmark programs for stack/: wire-format parse and emit, the internet
-// checksum, and (below, to come) a simulated bulk transfer. Global operator new is
-// counted so each benchmark reports allocs_per_iter: the hot path must show 0.
-#include <atomic>
+// checksum, and a simulated bulk transfer between two endpoints. Global operator
+// new is counted so each benchmark reports allocs_per_iter: the hot path must show 0.
 #include <cstdint>
-#include <cstdlib>
-#include <new>
 #include <vector>
 
 #include "benchmark/benchmark.h"
@@ -13,67 +10,12 @@
 #include "stack/segment.h"
 #include "stack/simulator.h"
 #include "stack/tcp_wire.h"
-
-// ---------------------------------------------------------------- allocation counter
-
-namespace {
-std::atomic<uint64_t> g_allocs{0};
-
-void* CountedAlloc(std::size_t n) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-
-void* CountedAlignedAlloc(std::size_t n, std::align_val_t al) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  auto a = static_cast<std::size_t>(al);
-  if (void* p = std::aligned_alloc(a, (n + a - 1) / a * a)) return p;
-  throw std::bad_alloc();
-}
-}  // namespace
-
-void* operator new(std::size_t n) { return CountedAlloc(n); }
-void* operator new[](std::size_t n) { return CountedAlloc(n); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  return std::malloc(n == 0 ? 1 : n);
-}
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  return std::malloc(n == 0 ? 1 : n);
-}
-void* operator new(std::size_t n, std::align_val_t al) { return CountedAlignedAlloc(n, al); }
-void* operator new[](std::size_t n, std::align_val_t al) { return CountedAlignedAlloc(n, al); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+#include "tests/bench/alloc_counter.h"
 
 namespace wrench::stack {
 namespace {
 
-// Counts allocations from construction to Report(); construct it just before the
-// timing loop and report just after it, before the benchmark adds its own counters
-// (which allocate).
-class AllocCounter {
- public:
-  explicit AllocCounter(benchmark::State& state)
-      : state_(state), start_(g_allocs.load(std::memory_order_relaxed)) {}
-  void Report() {
-    uint64_t n = g_allocs.load(std::memory_order_relaxed) - start_;
-    state_.counters["allocs_per_iter"] =
-        benchmark::Counter(static_cast<double>(n), benchmark::Counter::kAvgIterations);
-  }
-
- private:
-  benchmark::State& state_;
-  uint64_t start_;
-};
+using ::wrench::bench::AllocCounter;
 
 const IpAddress kClient = IpAddress::V4({10, 0, 0, 1});
 const IpAddress kServer = IpAddress::V4({10, 0, 0, 2});
