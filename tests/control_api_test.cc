@@ -89,8 +89,9 @@ class ControlApiTest : public ::testing::Test {
 
   // wrench with the API on a loopback port of its choosing; `map` adds a --map to
   // the echo server at 10.89.0.2:80.
-  void StartWrench(bool map = false) {
+  void StartWrench(bool map = false, UpstreamVia via = UpstreamVia::kSocket) {
     ServiceOptions o;
+    o.upstream_via = via;
     o.api_address = ":0";
     o.tcp.msl = absl::Seconds(1);
     o.seed = 7;
@@ -622,6 +623,30 @@ TEST_F(ControlApiTest, SegmentToxicDropsTheFirstSynAckOfItsProxyOnly) {
   ASSERT_EQ(rules.size(), 1u);
   EXPECT_EQ(rules[0]["hits"], 1);
   ASSERT_TRUE(RoundTrip(slow->get(), "through").ok());
+}
+
+TEST_F(ControlApiTest, StreamToxicsWorkWhenTheServerLegIsOursToo) {
+  // --upstream-via tun: both legs are wrench's endpoints; the server listens on the
+  // kernel's TUN address, which exists once wrench configured the device.
+  StartWrench(/*map=*/false, UpstreamVia::kTun);
+  const IpAddress kKernel = IpAddress::V4(0x0a590001);
+  auto server = tu::TcpServer::Start(kKernel, 7777, ChunkEcho);
+  ASSERT_TRUE(server.ok()) << server.status();
+  HttpResult r = Call("POST", "/proxies", R"({"name":"p","listen":"10.89.0.2:5000","upstream":"10.89.0.1:7777"})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  auto fd = tu::ConnectTo(kFront, 5000, absl::Seconds(5));
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  ASSERT_LT(*RoundTrip(fd->get(), "a"), absl::Milliseconds(100));
+  ASSERT_EQ(Call("POST", "/proxies/p/toxics", R"({"type":"latency","attributes":{"latency":200}})").status, 200);
+  auto slow = RoundTrip(fd->get(), std::string(100'000, 'b'));
+  ASSERT_TRUE(slow.ok()) << slow.status();
+  EXPECT_GE(*slow, absl::Milliseconds(195));
+  ASSERT_EQ(Call("POST", "/proxies/p/toxics", R"({"type":"limit_data","name":"cap","attributes":{"bytes":4}})").status,
+            200);
+  ASSERT_TRUE(tu::WriteAll(fd->get(), "12345678", absl::Seconds(5)).ok());
+  auto rest = tu::ReadAll(fd->get(), absl::Seconds(5));
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  EXPECT_EQ(*rest, "1234");
 }
 
 TEST_F(ControlApiTest, DeletingATunProxyResetsItsConnections) {
