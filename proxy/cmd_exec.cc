@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "proxy/cli.h"
 #include "proxy/commands.h"
@@ -27,6 +28,8 @@
 #include "proxy/service.h"
 
 ABSL_FLAG(std::string, scenario, "", "a scenario of the library (wrench scenario list)");
+ABSL_FLAG(int32_t, serve, 0, "wrap a server: relay connections to COMMAND's PORT (proxy/serve_proxy.h)");
+ABSL_FLAG(std::string, serve_listen, "", "where --serve listens (default 127.0.0.1:PORT)");
 
 namespace wrench::proxy {
 
@@ -47,6 +50,13 @@ constexpr FlagHelp kExecFlags[] = {
     {"mtu", "--mtu=N             TUN MTU (default 1500)"},
     {"msl", "--msl=DURATION      maximum segment lifetime of wrench's endpoints (default 30s)"},
     {"verbose", "--verbose           a line on stderr for every connection event"},
+    {"serve", "--serve=PORT        wrap a server instead: COMMAND listens on PORT (at 10.89.0.2);\n"
+              "                      wrench accepts on 127.0.0.1:PORT and opens its own TCP endpoint\n"
+              "                      over the TUN to it, so to-server/from-server rules (and state=)\n"
+              "                      act on the server's real segments. The client side is a kernel\n"
+              "                      socket: from-client/to-client rules never fire. COMMAND's own\n"
+              "                      outbound connections are refused (RST)"},
+    {"serve_listen", "--serve-listen=ADDR:PORT  where --serve listens (default 127.0.0.1:PORT)"},
 };
 
 // Messages from the child: "ok" with the TUN descriptor attached, or an error text.
@@ -151,6 +161,35 @@ void WriteFile(const char* path, const std::string& text) {
   _exit(127);
 }
 
+// --serve and --serve-listen into the options (serve_port stays 0 without --serve).
+absl::Status ServeFromFlags(ServiceOptions& o) {
+  int32_t port = absl::GetFlag(FLAGS_serve);
+  std::string listen = absl::GetFlag(FLAGS_serve_listen);
+  if (port == 0 && listen.empty()) return absl::OkStatus();
+  if (port <= 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("--serve=", port, ": a port from 1 to 65535 is needed"));
+  }
+  o.serve_port = static_cast<uint16_t>(port);
+  boost::asio::ip::address addr = boost::asio::ip::address_v4::loopback();
+  uint16_t listen_port = o.serve_port;
+  if (!listen.empty()) {
+    size_t colon = listen.rfind(':');
+    uint32_t p = 0;
+    boost::system::error_code ec;
+    std::string host = colon == std::string::npos ? "" : listen.substr(0, colon);
+    if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    if (colon != std::string::npos) addr = boost::asio::ip::make_address(host, ec);
+    if (colon == std::string::npos || ec || !absl::SimpleAtoi(listen.substr(colon + 1), &p) || p == 0 ||
+        p > 65535) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--serve-listen=", listen, ": expected ADDR:PORT, e.g. 127.0.0.1:8000"));
+    }
+    listen_port = static_cast<uint16_t>(p);
+  }
+  o.serve_listen = boost::asio::ip::tcp::endpoint(addr, listen_port);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int RunExec(int argc, char** argv) {
@@ -181,7 +220,12 @@ int RunExec(int argc, char** argv) {
     }
     o.rules.insert(o.rules.begin(), rules->begin(), rules->end());
   }
-  o.transparent = true;
+  // --serve: not transparent; the Service relays accepted sockets to COMMAND instead.
+  if (auto st = ServeFromFlags(o); !st.ok()) {
+    std::fprintf(stderr, "wrench exec: %s\n", std::string(st.message()).c_str());
+    return 2;
+  }
+  o.transparent = o.serve_port == 0;
 
   int sp[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0) {
@@ -250,6 +294,11 @@ int RunExec(int argc, char** argv) {
   sigprocmask(SIG_SETMASK, &old, nullptr);
   for (const auto& r : s.engine().Rules()) std::fprintf(stderr, "wrench: rule #%d %s\n", r.id, r.text.c_str());
   if (s.api_port()) std::fprintf(stderr, "wrench: API on port %u\n", s.api_port());
+  if (o.serve_port) {
+    std::fprintf(stderr, "wrench: serving %s:%u -> %s:%u\n", o.serve_listen.address().to_string().c_str(),
+                 o.serve_listen.port(), stack::IpAddress::V4(s.kernel_address().v4_host_order() + 1).ToString().c_str(),
+                 o.serve_port);
+  }
   std::fprintf(stderr, "wrench: ready\n");
   char go = 1;
   if (::send(sp[0], &go, 1, 0) != 1) {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "proxy/control_api.h"
 #include "proxy/netlink.h"
+#include "proxy/serve_proxy.h"
 
 namespace wrench::proxy {
 
@@ -57,7 +58,8 @@ class Service::TunSink : public DatagramSink {
 Service::Service(ServiceOptions opts) : opts_(std::move(opts)), engine_(opts_.seed) {}
 
 Service::~Service() {
-  // The proxy's destructor detaches from the engine; captures close after it.
+  // The proxies' destructors detach from the engine; captures close after them.
+  serve_.reset();
   proxy_.reset();
 }
 
@@ -126,6 +128,19 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
   if (s->pcap_) s->proxy_->set_pcap(&*s->pcap_);
   if (s->log_) s->proxy_->set_log(&*s->log_);
   if (o.verbose) s->proxy_->set_event_log(o.log_line);
+  if (o.serve_port != 0) {
+    ServeOptions so;
+    so.listen = o.serve_listen;
+    so.gateway_addr = kernel;
+    so.server_addr = stack::IpAddress::V4(kernel.v4_host_order() + 1);
+    so.server_port = o.serve_port;
+    so.tcp = po.tcp;
+    s->serve_ = std::make_unique<ServeProxy>(s->io_, *s->sink_, s->engine_, so);
+    if (s->pcap_) s->serve_->set_pcap(&*s->pcap_);
+    if (s->log_) s->serve_->set_log(&*s->log_);
+    if (o.verbose) s->serve_->set_event_log(o.log_line);
+    if (auto st = s->serve_->Start(); !st.ok()) return st;
+  }
 
   if (!o.api_address.empty()) {
     auto api = ControlApi::Start(s->io_, o.api_address, *s);
@@ -171,7 +186,12 @@ void Service::ReadTun() {
     for (int i = 0; i < 256; ++i) {
       ssize_t n = tun_->Read(absl::MakeSpan(read_buf_));
       if (n <= 0) break;
-      proxy_->OnDatagram(absl::MakeConstSpan(read_buf_.data(), static_cast<size_t>(n)));
+      auto datagram = absl::MakeConstSpan(read_buf_.data(), static_cast<size_t>(n));
+      if (serve_) {
+        serve_->OnDatagram(datagram);
+      } else {
+        proxy_->OnDatagram(datagram);
+      }
     }
     if (!stopped_) ReadTun();
   });
@@ -182,6 +202,7 @@ void Service::Run() { io_.run(); }
 void Service::Shutdown() {
   if (stopped_.exchange(true)) return;
   proxy_->Shutdown();
+  if (serve_) serve_->Shutdown();
   if (tun_stream_) {
     boost::system::error_code ignored;
     tun_stream_->cancel(ignored);
@@ -191,7 +212,7 @@ void Service::Shutdown() {
   if (signals_) signals_->cancel();
   if (pcap_) (void)pcap_->Flush();
   if (log_) (void)log_->Flush();
-  opts_.log_line(absl::StrCat("wrench: ", proxy_->Summary()));
+  opts_.log_line(absl::StrCat("wrench: ", serve_ ? serve_->Summary() : proxy_->Summary()));
   io_.stop();
 }
 

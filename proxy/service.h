@@ -22,6 +22,7 @@
 namespace wrench::proxy {
 
 class ControlApi;
+class ServeProxy;
 
 struct ServiceOptions {
   std::vector<Mapping> maps;
@@ -45,6 +46,10 @@ struct ServiceOptions {
   // Where lines about connections and the summary go (stderr in the CLI).
   std::function<void(const std::string&)> log_line;
   bool verbose = false;  // a line for every connection event
+  // wrench exec --serve (proxy/serve_proxy.h): accept on `serve_listen` here and relay
+  // each connection over the TUN to the command's address, port `serve_port`; 0: off.
+  uint16_t serve_port = 0;
+  boost::asio::ip::tcp::endpoint serve_listen;
 };
 
 // Parses --net: "10.89.0.0/24" (any address inside the subnet is accepted).
@@ -97,6 +102,7 @@ class Service {
   std::unique_ptr<boost::asio::posix::stream_descriptor> tun_stream_;
   FaultEngine engine_;
   std::unique_ptr<Proxy> proxy_;
+  std::unique_ptr<ServeProxy> serve_;  // --serve: all of the TUN's traffic is its
   std::optional<PcapWriter> pcap_;
   std::optional<JsonLog> log_;
   std::unique_ptr<ControlApi> api_;
