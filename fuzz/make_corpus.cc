@@ -2,7 +2,8 @@
 // named seeds — segments captured from simulated connections and hand-built
 // options and malformed headers, endpoint scripts for every state and teardown,
 // pair configurations with link faults, and rules. scripts/make-corpus.sh
-// minimises them with -merge=1 into corpus/.
+// minimises them with -merge=1 into corpus/. make_corpus --known-issues <dir>
+// writes the reproducers of fuzz/known_issues.h (kept in fuzz/repro/).
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -683,16 +684,111 @@ void RuleSeeds() {
   for (const char* n : kNames) Write("rule_parser", absl::StrCat("name-", i++), std::string(n));
 }
 
+// ---------------------------------------------------------------------------
+// Reproducers of the known stack bugs (fuzz/known_issues.h), one short script each.
+// They crash only in a -DWRENCH_FUZZ_STRICT build until the bug is fixed; then they
+// move to corpus/<target>-crashes/.
+
+void KnownIssueReproducers() {
+  auto repro = [](const std::string& name, const ScriptBuilder& b) {
+    Write("tcp_endpoint", name, SerializeScript(b.s));
+  };
+  {
+    ScriptBuilder b(false);  // kKnownTimeWaitTakesSecondFin
+    b.Open().Add(AppClose()).Seg(kFinAck).Seg(kFinAck);
+    repro("time-wait-takes-second-fin", b);
+  }
+  {
+    ScriptBuilder b(true);  // kKnownListenKeepsQueuedData
+    b.Syn(kSyn).Add(AppSend(10)).Seg(kSyn);
+    repro("listen-keeps-queued-data", b);
+  }
+  {
+    ScriptBuilder b(true);  // kKnownSmallMssUnderflows
+    b.s.header.send_buffer = 5;
+    b.Syn(kSyn, kOptMss | kOptTs, 0).Seg(kAck).Add(AppSend(2000));
+    repro("mss-zero-with-timestamps", b);
+  }
+  {
+    ScriptBuilder b(false);  // kKnownPendingOutputWithoutOutput
+    b.ts = false;
+    b.s.header.mss = 2;  // 100
+    b.s.header.send_buffer = 0;
+    Event synack = Segment(kSynAck);
+    synack.seg.window = 954;
+    b.Add(synack).Add(AppSend(3000)).Add(PollOnly());
+    repro("pending-output-held-by-sws", b);
+  }
+  {
+    ScriptBuilder b(false);  // kKnownStaleSynRetransmit
+    Event tick = ToDeadline();
+    tick.hold = true;
+    b.Add(tick).Syn(kSynAck);
+    repro("stale-syn-retransmit-after-synack", b);
+  }
+  {
+    ScriptBuilder b(false);  // kKnownStaleSynRetransmit, simultaneous open
+    b.Syn(kSyn);
+    b.s.events.back().hold = true;
+    b.Seg(kAck);
+    repro("stale-synack-after-syn-and-ack", b);
+  }
+  {
+    ScriptBuilder b(true);  // kKnownSynAckShortcutTakesAnything
+    b.Syn(kSyn);
+    Event synack = Segment(kSynAck | kFin, SeqMode::kBehind, 1, AckMode::kSndNxt, 0, 10);
+    b.Add(synack);
+    repro("synack-shortcut-takes-fin-before-data", b);
+  }
+  {
+    ScriptBuilder b(false);  // kKnownTimeoutSendsNothing (b): zero window, data in flight
+    b.s.header.mss = 2;
+    b.Open().Add(AppSend(500));
+    Event zero = Segment(kAck, SeqMode::kNext, 0, AckMode::kSndUna);
+    zero.seg.window = 0;
+    b.Add(zero).Add(ToDeadline());
+    repro("timeout-sends-nothing-zero-window", b);
+  }
+  {
+    ScriptBuilder b(false);  // kKnownTimeoutSendsNothing (a): window below the MSS
+    b.ts = false;
+    Event synack = Segment(kSynAck);
+    synack.seg.window = 100;
+    b.Add(synack).Add(AppSend(1000)).Add(ToDeadline());
+    repro("timeout-sends-nothing-window-below-mss", b);
+  }
+  {
+    ScriptBuilder b(false);  // kKnownFastRetransmitIgnoresWindow
+    b.ts = false;
+    b.s.header.mss = 2;
+    b.s.header.send_buffer = 0;  // 4096: data is still queued when recovery ends
+    b.s.header.bits |= kNoTimestamps;
+    b.Syn(kSynAck, kOptMss | kOptSackOk, 1460).Add(AppSend(2000));
+    for (int i = 0; i < 3; ++i) b.Seg(kAck, 0, SeqMode::kNext, 0, AckMode::kSndUna);
+    b.s.events.back().hold = true;  // the third duplicate ACK: recovery, retransmission due
+    Event zero = Segment(kAck);     // the ACK that ends recovery, and a zero window
+    zero.seg.window = 0;
+    b.Add(zero);
+    repro("fast-retransmit-sends-new-data-beyond-window", b);
+  }
+}
+
 }  // namespace
 }  // namespace wrench::fuzz
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: %s <output dir>\n", argv[0]);
+  bool repro = argc == 3 && std::string(argv[1]) == "--known-issues";
+  if (argc != 2 && !repro) {
+    std::fprintf(stderr, "usage: %s [--known-issues] <output dir>\n", argv[0]);
     return 2;
   }
   using namespace wrench::fuzz;
-  g_out = argv[1];
+  g_out = argv[argc - 1];
+  if (repro) {
+    KnownIssueReproducers();
+    std::printf("make_corpus: wrote %d reproducers under %s\n", g_written, argv[2]);
+    return 0;
+  }
   SegmentParserFromSimulator();
   SegmentParserOptions();
   SegmentParserMalformed();

@@ -157,10 +157,7 @@ class Harness {
       bool hold = e.hold;
       auto handshaking = [](TcpState s) { return s == TcpState::kSynSent || s == TcpState::kSynReceived; };
       if (kKnownStaleSynRetransmit && (handshaking(before) || handshaking(ep_->state()))) hold = false;
-      int emitted = hold ? -1 : PollAndCheck();
-      // RFC 6298 §5.4: on a retransmission timeout, retransmit.
-      WRENCH_CHECK(!timed_out || emitted != 0 || kKnownTimeoutSendsNothing)
-          << "a retransmission timeout in " << ep_->state() << " sent nothing";
+      if (!hold) PollAndCheck(timed_out);
       CheckInvariants();
     }
     PollAndCheck();
@@ -386,20 +383,22 @@ class Harness {
 
   // ---- Output ----
 
-  // Returns how many segments Poll emitted.
-  int PollAndCheck() {
+  // `timed_out`: a retransmission timer fired since the last Poll.
+  void PollAndCheck(bool timed_out = false) {
     bool pending = ep_->HasPendingOutput();
     int emitted = 0;
     ep_->Poll(now_, [&](const TcpRepr& seg) {
       ++emitted;
       CheckEmitted(seg);
     });
+    // RFC 6298 §5.4: on a retransmission timeout, retransmit.
+    WRENCH_CHECK(!timed_out || emitted > 0 || kKnownTimeoutSendsNothing)
+        << "a retransmission timeout in " << ep_->state() << " sent nothing";
     WRENCH_CHECK(pending || emitted == 0) << "Poll emitted " << emitted
                                           << " segments after HasPendingOutput() said none were due";
     WRENCH_CHECK(!pending || emitted > 0 || kKnownPendingOutputWithoutOutput)
         << "HasPendingOutput() said output was due but Poll emitted nothing";
     CheckTimers();
-    return emitted;
   }
 
   void CheckEmitted(const TcpRepr& seg) {
