@@ -162,6 +162,16 @@ stack::IpAddress ToIp(const asio::ip::address& a) {
   return stack::IpAddress::V6(out);
 }
 
+// Whether two listen addresses are the same socket address: "localhost:26379" is
+// "127.0.0.1:26379", so populating or updating with it restarts nothing (as 2.12).
+bool SameListen(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  auto x = SplitHostPort(a), y = SplitHostPort(b);
+  if (!x.ok() || !y.ok() || x->port != y->port || x->port == 0) return false;
+  auto xa = Resolve(x->host), ya = Resolve(y->host);
+  return xa.ok() && ya.ok() && *xa == *ya;
+}
+
 std::string EndpointText(const asio::ip::address& a, uint16_t port) {
   return a.is_v6() ? absl::StrCat("[", a.to_string(), "]:", port) : absl::StrCat(a.to_string(), ":", port);
 }
@@ -513,7 +523,7 @@ absl::StatusOr<Json> ToxiproxyCollection::Populate(const std::string& body) {
   Json out = Json::array();
   for (auto& w : wanted) {
     Proxy* existing = Find(w->name);
-    if (existing && existing->listen == w->listen && existing->upstream == w->upstream) {
+    if (existing && SameListen(existing->listen, w->listen) && existing->upstream == w->upstream) {
       out.push_back(ProxyJson(*existing));
       continue;
     }
@@ -552,7 +562,7 @@ absl::StatusOr<Json> ToxiproxyCollection::UpdateProxy(const std::string& name, c
   if (auto s = GetString(*in, "listen", &listen); !s.ok()) return s;
   if (auto s = GetString(*in, "upstream", &upstream); !s.ok()) return s;
   if (auto s = GetBool(*in, "enabled", &enabled); !s.ok()) return s;
-  if (listen != p->listen || upstream != p->upstream) {
+  if (!SameListen(listen, p->listen) || upstream != p->upstream) {
     Stop(*p);
     p->listen = listen;
     p->upstream = upstream;

@@ -445,6 +445,15 @@ TEST_F(ControlApiTest, PopulateCreatesKeepsAndReportsErrorsAsToxiproxy) {
   EXPECT_EQ(Call("GET", "/proxies").json().size(), 2u) << "nothing of a bad request is applied";
   r = Call("POST", "/populate", "{}");
   EXPECT_EQ(r.status, 400);
+  // The same proxy again, its address spelled with a name: kept, toxics and all.
+  Json a = Call("GET", "/proxies/a").json();
+  ASSERT_EQ(Call("POST", "/proxies/a/toxics", R"({"type":"latency"})").status, 200);
+  r = Call("POST", "/populate",
+           Json::array({Json{{"name", "a"}, {"listen", absl::StrCat("localhost:", ListenPort(a))}, {"upstream", up}}})
+               .dump());
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(r.json()["proxies"][0]["listen"], a["listen"]);
+  EXPECT_EQ(r.json()["proxies"][0]["toxics"].size(), 1u);
 }
 
 TEST_F(ControlApiTest, ResetRemovesToxicsAndEnablesProxies) {
