@@ -303,7 +303,7 @@ class ScriptMutator {
     e.seg.len = Chance(1, 2) ? 0 : static_cast<uint16_t>(SmallArg() & SegmentEvent::kMaxPayload);
     if (e.seg.flags & stack::kSyn) {
       e.seg.options = static_cast<uint8_t>(Next() & 0x4f);
-      e.seg.option_arg = static_cast<uint16_t>(Chance(1, 2) ? 0x7000 | 1460 : Next());
+      e.seg.option_arg = static_cast<uint16_t>(Chance(1, 2) ? 1460 : Next());
     } else if (Chance(1, 4)) {
       e.seg.options = static_cast<uint8_t>(Next());
       e.seg.option_arg = static_cast<uint16_t>(Next());

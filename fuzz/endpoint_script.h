@@ -32,7 +32,8 @@ struct ScriptHeader {
 };
 
 inline constexpr uint32_t kBufferSizes[] = {4096, 1, 16, 100, 1000, 16384, 70000, 65535};
-inline constexpr uint16_t kMssValues[] = {1460, 536, 100, 1, 9000, 1220, 65535, 64};
+// 65495: the largest MSS an IPv4 datagram can carry (65535 - 20 - 20).
+inline constexpr uint16_t kMssValues[] = {1460, 536, 100, 1, 9000, 1220, 65495, 64};
 
 // Where an inbound segment's seq goes. "E" is RCV.NXT once the endpoint knows the
 // script's ISS, else the script's ISS (for a SYN) or ISS+1.
@@ -61,7 +62,7 @@ enum class AckMode : uint8_t {
 // Bits of SegmentEvent::options; values come from option_arg.
 enum OptionBits : uint8_t {
   kOptMss = 0x01,        // MSS = option_arg
-  kOptWscale = 0x02,     // window scale = option_arg >> 12
+  kOptWscale = 0x02,     // window scale = option_arg & 15 (1460: 4)
   kOptSackOk = 0x04,
   kOptTs = 0x08,         // TSval from the script's clock, TSecr = the last TSval seen
   kOptSackMask = 0x30,   // 0-3 SACK blocks above SND.UNA

@@ -79,4 +79,11 @@ inline constexpr bool kKnownStaleSynRetransmit = kTolerateKnown;
 // While set, tcp_endpoint does not check new data against the window.
 inline constexpr bool kKnownFastRetransmitIgnoresWindow = kTolerateKnown;
 
+// tcp_endpoint: data segments that carry SACK blocks are not shortened for them:
+// SND.MSS only allows for the timestamp option, so payload + options can exceed
+// the MSS the peer announced (RFC 6691: the sender MUST reduce the data length by
+// the options it includes) — past a 1500-byte MTU when the MSS is 1460. While set,
+// payload + options is not checked against the peer's MSS.
+inline constexpr bool kKnownSackBlocksNotCountedInMss = kTolerateKnown;
+
 }  // namespace wrench::fuzz

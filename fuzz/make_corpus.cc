@@ -360,7 +360,7 @@ struct ScriptBuilder {
   }
   // An inbound segment with options (for SYNs).
   ScriptBuilder& Syn(uint8_t flags, uint8_t options = kOptMss | kOptSackOk | kOptTs | kOptWscale,
-                     uint16_t option_arg = 0x7000 | 1460) {
+                     uint16_t option_arg = 1460) {
     Event e = Segment(flags);
     e.seg.options = options;
     e.seg.option_arg = option_arg;
@@ -404,7 +404,7 @@ void TcpEndpointScripts() {
     b.Syn(kSyn);
     Event synack = Segment(kSynAck, SeqMode::kBehind, 1);  // the peer's SYN-ACK repeats its SYN
     synack.seg.options = kOptMss | kOptSackOk | kOptTs | kOptWscale;
-    synack.seg.option_arg = 0x7000 | 1460;
+    synack.seg.option_arg = 1460;
     b.Add(synack);
     WriteScript("simultaneous-open-synack", b);
   }
@@ -770,6 +770,12 @@ void KnownIssueReproducers() {
     zero.seg.window = 0;
     b.Add(zero);
     repro("fast-retransmit-sends-new-data-beyond-window", b);
+  }
+  {
+    ScriptBuilder b(true);  // kKnownSackBlocksNotCountedInMss
+    b.s.header.send_buffer = 0;
+    b.Open().Seg(kData, 100, SeqMode::kAhead, 100).Add(AppSend(2000));
+    repro("sack-blocks-push-segment-past-mss", b);
   }
 }
 
