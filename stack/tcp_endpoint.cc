@@ -219,8 +219,8 @@ void TcpEndpoint::OnSegment(Instant now, const TcpRepr& seg) {
     default:
       break;
   }
-  if (state_ == TcpState::kSynReceived && seg.flags.has(kSyn | kAck) && seg.seq == tcb_.irs &&
-      seg.ack == tcb_.snd_nxt) {
+  if (state_ == TcpState::kSynReceived && seg.flags.has(kSyn | kAck) && !seg.flags.any(kRst | kFin) &&
+      seg.payload.empty() && seg.seq == tcb_.irs && seg.ack == tcb_.snd_nxt) {
     // Simultaneous open (RFC 9293 Figure 8, line 6): the peer's SYN-ACK repeats
     // its SYN and acknowledges ours. Take it as the ACK of our SYN, with no reply.
     TcpRepr ack = seg;
@@ -318,6 +318,7 @@ void TcpEndpoint::SegmentArrivesSynSent(Instant now, const TcpRepr& seg) {
   if (ack_ok) {
     AdvanceUna(now, seg.ack, seg);
     ack_needed_ = true;
+    syn_needs_send_ = false;  // a SYN retransmission that was due is moot now
     SetState(now, TcpState::kEstablished, "SYN-ACK received");
     return;
   }
@@ -402,9 +403,11 @@ bool TcpEndpoint::CheckRstBit(Instant now, const TcpRepr& seg) {
 bool TcpEndpoint::CheckSynBit(Instant now, const TcpRepr& seg) {
   if (!seg.flags.has(kSyn)) return true;
   if (state_ == TcpState::kSynReceived && passive_) {
+    snd_buf_.Consume(snd_buf_.size());  // queued for that connection, not the next
     rto_deadline_ = kNever;
     retries_ = 0;
     syn_needs_send_ = false;
+    ack_needed_ = false;
     SetState(now, TcpState::kListen, "SYN in window");
     return false;
   }
@@ -425,6 +428,7 @@ bool TcpEndpoint::CheckAckField(Instant now, const TcpRepr& seg) {
     tcb_.snd_wl2 = seg.ack;
     max_snd_wnd_ = std::max(max_snd_wnd_, tcb_.snd_wnd);
     AdvanceUna(now, seg.ack, seg);
+    syn_needs_send_ = false;  // a SYN-ACK retransmission that was due is moot now
     SetState(now, TcpState::kEstablished, "ACK of SYN");
   }
   // RFC 5961 §5.2: acceptable is SND.UNA - MAX.SND.WND =< SEG.ACK =< SND.NXT.
@@ -573,6 +577,12 @@ void TcpEndpoint::CheckFinBit(Instant now, const TcpRepr& seg) {
     case TcpState::kClosing:
     case TcpState::kLastAck:
       return;  // "Remain in the ... state": our RCV.NXT is already past the peer's FIN
+    case TcpState::kTimeWait:
+      // The peer's FIN was taken already: RCV.NXT stays; acknowledge and restart
+      // the 2 MSL timeout.
+      ack_needed_ = true;
+      time_wait_deadline_ = now + 2 * cfg_.msl;
+      return;
     default:
       break;
   }
@@ -623,8 +633,10 @@ void TcpEndpoint::AcceptSynOptions(const TcpRepr& seg) {
   tcb_.sack_ok = cfg_.sack && o.sack_permitted;
   tcb_.ts_ok = cfg_.timestamps && o.timestamps.has_value();
   if (tcb_.ts_ok) ts_recent_ = o.timestamps->value;
+  // The peer's MSS is a limit on data plus options (RFC 6691); an MSS too small
+  // for the timestamps still lets one byte through rather than wrapping around.
   uint32_t mss = std::min<uint32_t>(peer_mss, cfg_.mss);
-  if (tcb_.ts_ok) mss -= std::min(mss - 1, kTimestampOptionLen);
+  if (tcb_.ts_ok) mss = mss > kTimestampOptionLen ? mss - kTimestampOptionLen : 1;
   tcb_.snd_mss = static_cast<uint16_t>(std::max<uint32_t>(mss, 1));
   // RFC 5681 §3.1 / RFC 6928: initial window min(10*MSS, max(2*MSS, 14600)).
   tcb_.cwnd = std::min<uint32_t>(10 * tcb_.snd_mss, std::max<uint32_t>(2 * tcb_.snd_mss, 14600));
@@ -783,11 +795,14 @@ void TcpEndpoint::EnterRecovery(Instant now, bool timeout) {
   // RFC 5681 §3.1 eq. (4).
   tcb_.ssthresh = std::max<uint32_t>(FlightSize() / 2, 2u * tcb_.snd_mss);
   if (timeout) {
-    // Go back to SND.UNA and slow-start from one segment.
+    // Go back to SND.UNA and slow-start from one segment. The earliest segment goes
+    // out whatever the window says (RFC 6298 §5.4; RFC 9293 §3.8.6.1: keep
+    // retransmitting into a zero window).
     tcb_.cwnd = tcb_.snd_mss;
     send_cursor_ = tcb_.snd_una;
     in_recovery_ = false;
     dup_acks_ = 0;
+    retransmit_one_ = true;
   } else {
     tcb_.cwnd = tcb_.ssthresh;
     in_recovery_ = true;
@@ -897,9 +912,14 @@ uint32_t TcpEndpoint::EmitAt(Instant now, SeqNum seq, uint32_t max_payload,
   SeqNum data_start = DataStartSeq();
   SeqNum data_end = data_start + static_cast<uint32_t>(snd_buf_.size());
   TcpRepr r;
+  // RFC 6691: the data shrinks by the options carried beside it (SND.MSS already
+  // allows for timestamps; SACK blocks take 2 + 8n bytes, padded to 4).
+  uint32_t sack_n = tcb_.sack_ok ? static_cast<uint32_t>(std::min<size_t>(ooo_count_, tcb_.ts_ok ? 3 : 4)) : 0;
+  uint32_t sack_bytes = sack_n ? (2 + 8 * sack_n + 3) / 4 * 4 : 0;
+  uint32_t seg_max = tcb_.snd_mss > sack_bytes ? tcb_.snd_mss - sack_bytes : 1;
   if (seq < data_end && seq >= data_start) {
     r.payload = snd_buf_.Contiguous(static_cast<uint32_t>(seq - data_start),
-                                    std::min<uint32_t>(max_payload, tcb_.snd_mss));
+                                    std::min<uint32_t>(max_payload, seg_max));
   }
   uint32_t len = static_cast<uint32_t>(r.payload.size());
   bool fin = fin_requested_ && seq + len == fin_seq_;
@@ -927,7 +947,13 @@ uint32_t TcpEndpoint::EmitAt(Instant now, SeqNum seq, uint32_t max_payload,
 void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> emit) {
   if (retransmit_one_) {
     retransmit_one_ = false;
-    EmitAt(now, DataStartSeq(), tcb_.snd_mss, emit);
+    // Only what was sent before: after the ACK that ended recovery, SND.UNA may be
+    // new data, which the window governs.
+    if (tcb_.snd_una < tcb_.snd_nxt) {
+      SeqNum at = DataStartSeq();
+      uint32_t c = EmitAt(now, at, std::min<uint32_t>(tcb_.snd_mss, tcb_.snd_nxt - at), emit);
+      if (send_cursor_ == at) send_cursor_ += c;
+    }
   }
   SeqNum end = DataStartSeq() + static_cast<uint32_t>(snd_buf_.size());
   if (fin_requested_) end = fin_seq_ + 1;
@@ -941,7 +967,7 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
     // do not cut a small segment just because the window ends; wait for ACKs.
     uint32_t queued = static_cast<uint32_t>(end - send_cursor_);
     if (!fin_only && static_cast<uint32_t>(room) < std::min<uint32_t>(queued, tcb_.snd_mss) &&
-        tcb_.snd_una != tcb_.snd_nxt) {
+        tcb_.snd_una != tcb_.snd_nxt && send_cursor_ >= tcb_.snd_nxt) {
       break;
     }
     uint32_t c = EmitAt(now, send_cursor_, room > 0 ? static_cast<uint32_t>(room) : 0, emit);
@@ -965,7 +991,12 @@ bool TcpEndpoint::HasPendingOutput() const {
   if (fin_requested_) end = fin_seq_ + 1;
   if (send_cursor_ >= end) return false;
   if (fin_requested_ && send_cursor_ == fin_seq_) return true;
-  return send_cursor_ < tcb_.snd_una + std::min(tcb_.snd_wnd, tcb_.cwnd);
+  int32_t room = (tcb_.snd_una + std::min(tcb_.snd_wnd, tcb_.cwnd)) - send_cursor_;
+  if (room <= 0) return false;
+  // The same sender SWS avoidance as EmitData: a small segment waits for ACKs.
+  uint32_t queued = static_cast<uint32_t>(end - send_cursor_);
+  return !(static_cast<uint32_t>(room) < std::min<uint32_t>(queued, tcb_.snd_mss) &&
+           tcb_.snd_una != tcb_.snd_nxt && send_cursor_ >= tcb_.snd_nxt);
 }
 
 void TcpEndpoint::Poll(Instant now, absl::FunctionRef<void(const TcpRepr&)> emit) {
