@@ -985,7 +985,8 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
 bool TcpEndpoint::HasPendingOutput() const {
   if (rst_count_ > 0) return true;
   if (state_ == TcpState::kClosed || state_ == TcpState::kListen) return false;
-  if (syn_needs_send_ || ack_needed_ || window_update_needed_ || probe_due_ || retransmit_one_) return true;
+  if (syn_needs_send_ || ack_needed_ || window_update_needed_ || probe_due_) return true;
+  if (retransmit_one_ && SynAcked() && tcb_.snd_una < tcb_.snd_nxt) return true;
   if (!SynAcked()) return false;
   SeqNum end = DataStartSeq() + static_cast<uint32_t>(snd_buf_.size());
   if (fin_requested_) end = fin_seq_ + 1;
