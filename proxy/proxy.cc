@@ -417,20 +417,7 @@ void Proxy::OnUpstreamFailed(Connection& c, bool refused, const std::string& why
       rst.seq = stack::SeqNum(0);
       rst.ack = c.held_syn->seq + 1;
       rst.flags = stack::TcpFlags(stack::kRst | stack::kAck);
-      Segment s;
-      if (c.client.key.local_addr.is_v6()) {
-        stack::Ipv6Repr ip;
-        ip.src = c.client.key.local_addr;
-        ip.dst = c.client.key.remote_addr;
-        s.ip = ip;
-      } else {
-        stack::Ipv4Repr ip;
-        ip.src = c.client.key.local_addr;
-        ip.dst = c.client.key.remote_addr;
-        ip.ident = next_ident_++;
-        s.ip = ip;
-      }
-      s.tcp = rst;
+      Segment s = stack::MakeSegment(c.client.key.local_addr, c.client.key.remote_addr, rst, next_ident_++);
       auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
       if (n.ok()) {
         auto parsed = stack::ParseSegment(absl::MakeConstSpan(out_buf_.data(), *n));
@@ -516,20 +503,7 @@ void Proxy::FlushLeg(Connection& c, Leg& leg) {
   if (!leg.ep) return;
   Instant now = MonotonicNow();
   leg.ep->Poll(now, [&](const TcpRepr& r) {
-    Segment s;
-    if (leg.key.local_addr.is_v6()) {
-      stack::Ipv6Repr ip;
-      ip.src = leg.key.local_addr;
-      ip.dst = leg.key.remote_addr;
-      s.ip = ip;
-    } else {
-      stack::Ipv4Repr ip;
-      ip.src = leg.key.local_addr;
-      ip.dst = leg.key.remote_addr;
-      ip.ident = next_ident_++;
-      s.ip = ip;
-    }
-    s.tcp = r;
+    Segment s = stack::MakeSegment(leg.key.local_addr, leg.key.remote_addr, r, next_ident_++);
     auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
     if (!n.ok()) return;  // cannot happen for what the endpoint builds
     absl::Span<const uint8_t> bytes(out_buf_.data(), *n);
@@ -782,28 +756,7 @@ void Proxy::Remove(Connection& c) {
 void Proxy::SendStrayRst(const Segment& seg) {
   // RFC 9293 §3.10.7.1, as for a CLOSED port.
   ++stats_.stray_segments;
-  Segment s;
-  if (seg.is_v6()) {
-    stack::Ipv6Repr ip;
-    ip.src = seg.dst();
-    ip.dst = seg.src();
-    s.ip = ip;
-  } else {
-    stack::Ipv4Repr ip;
-    ip.src = seg.dst();
-    ip.dst = seg.src();
-    ip.ident = next_ident_++;
-    s.ip = ip;
-  }
-  s.tcp.src_port = seg.tcp.dst_port;
-  s.tcp.dst_port = seg.tcp.src_port;
-  if (seg.tcp.flags.has(stack::kAck)) {
-    s.tcp.seq = seg.tcp.ack;
-    s.tcp.flags = stack::TcpFlags(stack::kRst);
-  } else {
-    s.tcp.ack = seg.tcp.seq + seg.tcp.seg_len();
-    s.tcp.flags = stack::TcpFlags(stack::kRst | stack::kAck);
-  }
+  Segment s = stack::ClosedPortReset(seg, next_ident_++);
   auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
   if (!n.ok()) return;
   sink_.WriteDatagram(absl::MakeConstSpan(out_buf_.data(), *n));

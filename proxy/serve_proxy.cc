@@ -285,13 +285,7 @@ void ServeProxy::Remove(Connection& c) {
 void ServeProxy::Flush(Connection& c) {
   Instant now = MonotonicNow();
   c.ep->Poll(now, [&](const TcpRepr& r) {
-    Segment s;
-    stack::Ipv4Repr ip;
-    ip.src = c.key.local_addr;
-    ip.dst = c.key.remote_addr;
-    ip.ident = next_ident_++;
-    s.ip = ip;
-    s.tcp = r;
+    Segment s = stack::MakeSegment(c.key.local_addr, c.key.remote_addr, r, next_ident_++);
     auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
     if (!n.ok()) return;
     absl::Span<const uint8_t> bytes(out_buf_.data(), *n);
@@ -354,21 +348,7 @@ void ServeProxy::SendStrayRst(const Segment& seg) {
   // RFC 9293 §3.10.7.1, as for a CLOSED port.
   if (seg.is_v6()) return;
   ++stats_.stray_segments;
-  Segment s;
-  stack::Ipv4Repr ip;
-  ip.src = seg.dst();
-  ip.dst = seg.src();
-  ip.ident = next_ident_++;
-  s.ip = ip;
-  s.tcp.src_port = seg.tcp.dst_port;
-  s.tcp.dst_port = seg.tcp.src_port;
-  if (seg.tcp.flags.has(stack::kAck)) {
-    s.tcp.seq = seg.tcp.ack;
-    s.tcp.flags = stack::TcpFlags(stack::kRst);
-  } else {
-    s.tcp.ack = seg.tcp.seq + seg.tcp.seg_len();
-    s.tcp.flags = stack::TcpFlags(stack::kRst | stack::kAck);
-  }
+  Segment s = stack::ClosedPortReset(seg, next_ident_++);
   auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
   if (!n.ok()) return;
   sink_.WriteDatagram(absl::MakeConstSpan(out_buf_.data(), *n));

@@ -141,4 +141,37 @@ std::ostream& operator<<(std::ostream& os, const Segment& s) {
   return os << ' ' << s.tcp;
 }
 
+Segment MakeSegment(const IpAddress& src, const IpAddress& dst, const TcpRepr& tcp,
+                    uint16_t ipv4_ident) {
+  Segment s;
+  if (src.is_v6()) {
+    Ipv6Repr ip;
+    ip.src = src;
+    ip.dst = dst;
+    s.ip = ip;
+  } else {
+    Ipv4Repr ip;
+    ip.src = src;
+    ip.dst = dst;
+    ip.ident = ipv4_ident;
+    s.ip = ip;
+  }
+  s.tcp = tcp;
+  return s;
+}
+
+Segment ClosedPortReset(const Segment& seg, uint16_t ipv4_ident) {
+  TcpRepr r;
+  r.src_port = seg.tcp.dst_port;
+  r.dst_port = seg.tcp.src_port;
+  if (seg.tcp.flags.has(kAck)) {
+    r.seq = seg.tcp.ack;
+    r.flags = TcpFlags(kRst);
+  } else {
+    r.ack = seg.tcp.seq + seg.tcp.seg_len();
+    r.flags = TcpFlags(kRst | kAck);
+  }
+  return MakeSegment(seg.dst(), seg.src(), r, ipv4_ident);
+}
+
 }  // namespace wrench::stack

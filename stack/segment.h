@@ -37,6 +37,16 @@ struct ParseOptions {
 absl::StatusOr<Segment> ParseSegment(absl::Span<const uint8_t> datagram,
                                      ParseOptions opts = {});
 
+// A datagram from src to dst carrying `tcp`: an IPv4 header (with `ipv4_ident`) or
+// an IPv6 one, as the addresses are.
+Segment MakeSegment(const IpAddress& src, const IpAddress& dst, const TcpRepr& tcp,
+                    uint16_t ipv4_ident = 0);
+
+// What a CLOSED port answers to `seg` (RFC 9293 §3.10.7.1), addressed back to its
+// sender: <SEQ=SEG.ACK><CTL=RST> if it had ACK, else
+// <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>. (A RST gets no answer: callers check.)
+Segment ClosedPortReset(const Segment& seg, uint16_t ipv4_ident = 0);
+
 // Emits the datagram into `out` (at least seg.BufferLen() bytes), computing the IP
 // payload length, the IPv4 header checksum and the TCP checksum. Returns bytes written.
 absl::StatusOr<size_t> EmitSegment(const Segment& seg, absl::Span<uint8_t> out);

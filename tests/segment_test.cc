@@ -328,5 +328,29 @@ TEST(Segment, LargestIpv6PayloadFits) {
   EXPECT_EQ(back->tcp.payload.size(), big.size());
 }
 
+TEST(Segment, ClosedPortResetFollowsRfc9293) {
+  TcpRepr syn;
+  syn.src_port = 40000;
+  syn.dst_port = 80;
+  syn.seq = SeqNum(1000);
+  syn.flags = TcpFlags(kSyn);
+  Segment in = MakeSegment(IpAddress::V4(0x0a000001), IpAddress::V4(0x0a000002), syn, 7);
+  // No ACK in the SYN: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>, back to the sender.
+  Segment out = ClosedPortReset(in);
+  EXPECT_EQ(out.src(), in.dst());
+  EXPECT_EQ(out.dst(), in.src());
+  EXPECT_EQ(out.tcp.src_port, 80);
+  EXPECT_EQ(out.tcp.dst_port, 40000);
+  EXPECT_EQ(out.tcp.flags, TcpFlags(kRst | kAck));
+  EXPECT_EQ(out.tcp.seq, SeqNum(0));
+  EXPECT_EQ(out.tcp.ack, SeqNum(1001));
+  // With ACK: <SEQ=SEG.ACK><CTL=RST>.
+  in.tcp.flags = TcpFlags(kAck);
+  in.tcp.ack = SeqNum(5555);
+  out = ClosedPortReset(in);
+  EXPECT_EQ(out.tcp.flags, TcpFlags(kRst));
+  EXPECT_EQ(out.tcp.seq, SeqNum(5555));
+}
+
 }  // namespace
 }  // namespace wrench::stack
