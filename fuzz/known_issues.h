@@ -21,18 +21,18 @@ inline constexpr bool kKnownDenseOptionsDoNotReEmit = kTolerateKnown;
 // true while sender SWS avoidance (RFC 9293 §3.8.6.2.1) makes Poll hold the data
 // back: an event loop that polls while output is pending spins until an ACK comes.
 // While set, only the other direction (Poll emits what was not announced) is checked.
-inline constexpr bool kKnownPendingOutputWithoutOutput = false;  // fixed; its reproducer is in corpus/
+inline constexpr bool kKnownPendingOutputWithoutOutput = kTolerateKnown;  // fixed: its reproducer (corpus/*-crashes) passes -DWRENCH_FUZZ_STRICT; strict once a CI fuzz run confirms
 
 // tcp_endpoint: in TIME-WAIT, a FIN at RCV.NXT (one past the peer's first FIN)
 // advances RCV.NXT again, so the endpoint acknowledges sequence space the peer
 // never sent. CLOSE-WAIT, CLOSING and LAST-ACK leave RCV.NXT alone, as Linux does
 // in TIME-WAIT too. While set, the ACK bound is not checked in TIME-WAIT.
-inline constexpr bool kKnownTimeWaitTakesSecondFin = false;  // fixed; its reproducer is in corpus/
+inline constexpr bool kKnownTimeWaitTakesSecondFin = kTolerateKnown;  // fixed: its reproducer (corpus/*-crashes) passes -DWRENCH_FUZZ_STRICT; strict once a CI fuzz run confirms
 
 // tcp_endpoint: a passive connection that goes from SYN-RECEIVED back to LISTEN on
 // an in-window SYN keeps the bytes the application queued for it (the RST path
 // flushes them), and the next connection sends them as its own first bytes.
-inline constexpr bool kKnownListenKeepsQueuedData = false;  // fixed; its reproducer is in corpus/
+inline constexpr bool kKnownListenKeepsQueuedData = kTolerateKnown;  // fixed: its reproducer (corpus/*-crashes) passes -DWRENCH_FUZZ_STRICT; strict once a CI fuzz run confirms
 
 // tcp_endpoint: a SYN with MSS 0 (or below 13) and timestamps: AcceptSynOptions
 // subtracts the 12 timestamp bytes from the MSS without a floor, the unsigned value
@@ -45,7 +45,7 @@ inline constexpr bool kKnownSmallMssUnderflows = kTolerateKnown;
 // data or FIN: it clears the payload, keeps the FIN at SEG.SEQ+1 (before the data
 // it dropped) and ignores RST. While set, such SYN-ACKs in SYN-RECEIVED are sent
 // without RST, FIN and data.
-inline constexpr bool kKnownSynAckShortcutTakesAnything = false;  // fixed; its reproducer is in corpus/
+inline constexpr bool kKnownSynAckShortcutTakesAnything = kTolerateKnown;  // fixed: its reproducer (corpus/*-crashes) passes -DWRENCH_FUZZ_STRICT; strict once a CI fuzz run confirms
 
 // endpoint_pair, tcp_endpoint: a retransmission timeout that sends nothing, so the
 // timer fires again and again until max_retries ends a live connection:
@@ -60,7 +60,7 @@ inline constexpr bool kKnownSynAckShortcutTakesAnything = false;  // fixed; its 
 // While set, endpoint_pair accepts a side stuck that way (data in flight, a window
 // below the MSS, 20 or more timeouts), and tcp_endpoint does not require a
 // segment after a retransmission timeout.
-inline constexpr bool kKnownTimeoutSendsNothing = false;  // fixed; its reproducer is in corpus/
+inline constexpr bool kKnownTimeoutSendsNothing = kTolerateKnown;  // fixed: its reproducer (corpus/*-crashes) passes -DWRENCH_FUZZ_STRICT; strict once a CI fuzz run confirms
 
 // tcp_endpoint: syn_needs_send_ (a SYN or SYN-ACK is due) is not cleared when the
 // handshake completes before the next Poll — a SYN retransmission timeout and then
@@ -70,14 +70,14 @@ inline constexpr bool kKnownTimeoutSendsNothing = false;  // fixed; its reproduc
 // timer with nothing outstanding: it fires and re-arms forever, and after
 // max_retries the idle connection is closed as timed out. While set, the script
 // polls after every event that starts or ends in SYN-SENT or SYN-RECEIVED.
-inline constexpr bool kKnownStaleSynRetransmit = false;  // fixed; its reproducer is in corpus/
+inline constexpr bool kKnownStaleSynRetransmit = kTolerateKnown;  // fixed: its reproducer (corpus/*-crashes) passes -DWRENCH_FUZZ_STRICT; strict once a CI fuzz run confirms
 
 // endpoint_pair, tcp_endpoint: retransmit_one_ (fast retransmit, NewReno partial
 // ACK) outlives the ACK that ends recovery: the next Poll "retransmits" at the new
 // SND.UNA, which is new data, ignoring the send window — here beyond a zero
 // window. With (b) above the pair then deadlocks once the window update is lost.
 // While set, tcp_endpoint does not check new data against the window.
-inline constexpr bool kKnownFastRetransmitIgnoresWindow = false;  // fixed; its reproducer is in corpus/
+inline constexpr bool kKnownFastRetransmitIgnoresWindow = kTolerateKnown;  // fixed: its reproducer (corpus/*-crashes) passes -DWRENCH_FUZZ_STRICT; strict once a CI fuzz run confirms
 
 // tcp_endpoint: data segments that carry SACK blocks are not shortened for them:
 // SND.MSS only allows for the timestamp option, so payload + options can exceed
