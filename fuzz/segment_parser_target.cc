@@ -98,6 +98,30 @@ void CheckPrinting(const Segment& seg) {
   }
 }
 
+// What a closed port answers (RFC 9293 §3.10.7.1) goes back to the sender, is a
+// RST in the right sequence space, and emits and parses like any segment.
+void CheckClosedPortReset(const Segment& seg) {
+  if (seg.tcp.flags.has(stack::kRst)) return;
+  Segment rst = stack::ClosedPortReset(seg);
+  WRENCH_CHECK(rst.src() == seg.dst() && rst.dst() == seg.src() && rst.is_v6() == seg.is_v6() &&
+               rst.tcp.src_port == seg.tcp.dst_port && rst.tcp.dst_port == seg.tcp.src_port)
+      << "reset not addressed back to the sender: " << Describe(rst);
+  WRENCH_CHECK(rst.tcp.flags.has(stack::kRst) && rst.tcp.payload.empty() &&
+               rst.tcp.options.EmittedLen() == 0);
+  if (seg.tcp.flags.has(stack::kAck)) {
+    WRENCH_CHECK(rst.tcp.seq == seg.tcp.ack && !rst.tcp.flags.has(stack::kAck)) << Describe(rst);
+  } else {
+    WRENCH_CHECK(rst.tcp.flags.has(stack::kAck) && rst.tcp.seq == stack::SeqNum(0) &&
+                 rst.tcp.ack == seg.tcp.seq + seg.tcp.seg_len())
+        << Describe(rst);
+  }
+  static std::array<uint8_t, 128> buf;
+  auto n = stack::EmitSegment(rst, absl::MakeSpan(buf));
+  WRENCH_CHECK(n.ok()) << "reset does not emit: " << n.status();
+  auto back = ParseSegment({buf.data(), *n});
+  WRENCH_CHECK(back.ok() && back->tcp == rst.tcp) << "reset does not parse back: " << Describe(rst);
+}
+
 }  // namespace
 
 int FuzzSegmentParser(const uint8_t* data, size_t size) {
@@ -120,6 +144,7 @@ int FuzzSegmentParser(const uint8_t* data, size_t size) {
         << "with checksums verified, refused for another reason: " << strict.status();
   }
   CheckRoundTrip(*loose, thorough);
+  if (thorough) CheckClosedPortReset(*loose);
   if ((data[size - 1] & 31) == 0) CheckPrinting(*loose);
   return 0;
 }

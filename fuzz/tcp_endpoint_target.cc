@@ -403,10 +403,7 @@ class Harness {
 
   void CheckEmitted(const TcpRepr& seg) {
     // Re-emit and re-parse inside an IPv4 datagram.
-    stack::Ipv4Repr ip;
-    ip.src = ep_->tuple().local_addr;
-    ip.dst = ep_->tuple().remote_addr;
-    stack::Segment whole{ip, seg};
+    stack::Segment whole = stack::MakeSegment(ep_->tuple().local_addr, ep_->tuple().remote_addr, seg);
     static std::array<uint8_t, 65536 + 120> buf;
     // RFC 6691: payload and TCP options together within the peer's MSS.
     size_t options = seg.header_len() - 20;
