@@ -3,7 +3,7 @@
 // options and malformed headers, endpoint scripts for every state and teardown,
 // pair configurations with link faults, and rules. scripts/make-corpus.sh
 // minimises them with -merge=1 into corpus/. make_corpus --known-issues <dir>
-// writes the reproducers of fuzz/known_issues.h (kept in fuzz/repro/).
+// writes the scripted reproducers of fuzz/known_issues.h.
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -685,9 +685,8 @@ void RuleSeeds() {
 }
 
 // ---------------------------------------------------------------------------
-// Reproducers of the known stack bugs (fuzz/known_issues.h), one short script each.
-// They crash only in a -DWRENCH_FUZZ_STRICT build until the bug is fixed; then they
-// move to corpus/<target>-crashes/.
+// Reproducers of the stack bugs in fuzz/known_issues.h, one short script each: the
+// files of corpus/tcp_endpoint-crashes/ (they waited in fuzz/repro/ while open).
 
 void KnownIssueReproducers() {
   auto repro = [](const std::string& name, const ScriptBuilder& b) {

@@ -153,7 +153,9 @@ class Harness {
       int retransmissions = ep_->retransmissions();
       TcpState before = ep_->state();
       Apply(e);
-      bool timed_out = ep_->retransmissions() > retransmissions && ep_->state() == before;
+      // A timer fired and retransmitted (fast retransmits come with segments).
+      bool timed_out = (e.kind == EventKind::kAdvance || e.kind == EventKind::kToDeadline) &&
+                       ep_->retransmissions() > retransmissions && ep_->state() == before;
       bool hold = e.hold;
       auto handshaking = [](TcpState s) { return s == TcpState::kSynSent || s == TcpState::kSynReceived; };
       if (kKnownStaleSynRetransmit && (handshaking(before) || handshaking(ep_->state()))) hold = false;
@@ -405,10 +407,10 @@ class Harness {
     // Re-emit and re-parse inside an IPv4 datagram.
     stack::Segment whole = stack::MakeSegment(ep_->tuple().local_addr, ep_->tuple().remote_addr, seg);
     static std::array<uint8_t, 65536 + 120> buf;
-    // RFC 6691: payload and TCP options together within the peer's MSS.
+    // RFC 6691: payload and TCP options together within the peer's MSS (one byte
+    // of payload is always allowed, or a tiny MSS would stop the connection).
     size_t options = seg.header_len() - 20;
-    bool over_mss = peer_mss_ && !seg.payload.empty() &&
-                    seg.payload.size() + options > std::max<uint16_t>(*peer_mss_, 1);
+    bool over_mss = peer_mss_ && seg.payload.size() > 1 && seg.payload.size() + options > *peer_mss_;
     WRENCH_CHECK(!over_mss || kKnownSackBlocksNotCountedInMss)
         << seg.payload.size() << " bytes of payload and " << options
         << " of options exceed the peer's MSS " << *peer_mss_ << ": " << seg;
