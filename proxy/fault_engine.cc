@@ -214,7 +214,8 @@ std::vector<FaultEngine::RuleInfo> FaultEngine::Rules() const {
 // segment no rule is interested in costs one lookup, and rule order is bit order.
 void FaultEngine::Rebuild() {
   words_ = std::max<size_t>(1, (rules_.size() + 63) / 64);
-  candidates_.assign(size_t{kHookCount} * 256 * words_, 0);
+  candidates_.assign(size_t{2 * kHookCount} * 256 * words_, 0);
+  socket_watched_ = {};
   any_conn_.assign(words_, 0);
   any_port_.assign(words_, 0);
   by_conn_.clear();
@@ -222,11 +223,17 @@ void FaultEngine::Rebuild() {
   for (size_t i = 0; i < rules_.size(); ++i) {
     const Rule& r = rules_[i].rule;
     const uint64_t bit = uint64_t{1} << (i % 64);
+    const ActionKind kind = KindOf(r.action);
+    const bool socket_ok = kind == ActionKind::kDelay || kind == ActionKind::kRst;
     for (int h = 0; h < kHookCount; ++h) {
       if (!r.hooks.has(static_cast<Hook>(h))) continue;
       for (int f = 0; f < 256; ++f) {
         if (!FlagsMatch(r, static_cast<uint8_t>(f))) continue;
         candidates_[(size_t(h) * 256 + size_t(f)) * words_ + i / 64] |= bit;
+        if (socket_ok) {
+          candidates_[(size_t(h + kHookCount) * 256 + size_t(f)) * words_ + i / 64] |= bit;
+          socket_watched_[h] = true;
+        }
       }
     }
     if (r.conn) {
@@ -251,9 +258,8 @@ void FaultEngine::Rebuild() {
 
 Verdict FaultEngine::Offer(Instant now, const SegmentMeta& meta, const Segment& parsed,
                            absl::Span<const uint8_t> datagram) {
-  if (blackholes_ != 0 && DropIfBlackholed(now, meta, parsed)) return Verdict::kTaken;
-  const uint64_t* candidates =
-      CandidatesFor(static_cast<int>(meta.hook) & 3, parsed.tcp.flags.bits());
+  if (blackholes_ != 0 && !meta.socket && DropIfBlackholed(now, meta, parsed)) return Verdict::kTaken;
+  const uint64_t* candidates = CandidatesFor(SlotOf(meta), parsed.tcp.flags.bits());
   bool any = candidates[0] != 0;
   for (size_t w = 1; !any && w < words_; ++w) any = candidates[w] != 0;
   if (!any) {
@@ -316,7 +322,7 @@ Verdict FaultEngine::Decide(Instant now, const SegmentMeta& meta, const Segment&
                             absl::Span<const uint8_t> datagram, const uint64_t* candidates) {
   Work w(now, meta, parsed, datagram);
   ConnState* conn = nullptr;
-  const int hook = static_cast<int>(meta.hook) & 3;
+  const int slot = SlotOf(meta);
   const Probe probe{meta.conn, meta.scope, static_cast<uint32_t>(parsed.tcp.payload.size()),
                     parsed.tcp.src_port, parsed.tcp.dst_port,
                     static_cast<uint16_t>(1u << (static_cast<unsigned>(meta.state) & 15))};
@@ -342,7 +348,7 @@ Verdict FaultEngine::Decide(Instant now, const SegmentMeta& meta, const Segment&
       // Later rules match the changed flags: continue with their candidates past i.
       if (const uint8_t changed = w.current().tcp.flags.bits(); changed != flags) {
         flags = changed;
-        candidates = CandidatesFor(hook, flags);
+        candidates = CandidatesFor(slot, flags);
         const size_t next = i % 64 + 1;
         bits = next == 64 ? 0 : candidates[word] & mask & (~uint64_t{0} << next);
       }

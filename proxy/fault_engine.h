@@ -37,6 +37,12 @@ struct SegmentMeta {
   // scope sees only segments of that scope, so one proxy's toxics leave the others'
   // connections alone without the rule language knowing about proxies.
   uint64_t scope = 0;
+  // A socket-leg event (proxy/proxy.h): the proxy's upstream is a kernel socket, and
+  // the "segment" stands for a connect, a write or read, a shutdown or a reset of it.
+  // Only the actions a socket can express (delay, rst) are tried on such events; the
+  // kernel retransmits, orders and checksums beneath the socket, so drop, dup,
+  // reorder, the mutations and blackhole never apply to them.
+  bool socket = false;
 };
 
 // The header fields a log line needs, copied out of a segment.
@@ -182,6 +188,9 @@ class FaultEngine {
   stack::Instant NextDeadline() const { return heap_.empty() ? stack::kNever : heap_.front().due; }
   // Segments held now (delayed, reordered, or waiting to go out).
   size_t held() const { return held_slots_; }
+  // Whether any rule could act on a socket-leg event at this hook (SegmentMeta::socket):
+  // when none can, the proxy skips building such events at all.
+  bool WatchesSocketLeg(Hook h) const { return socket_watched_[static_cast<int>(h) & 3]; }
 
   // Frees the connection's counters, blackholes and held segments (they are never
   // released). Its number may then start afresh.
@@ -255,8 +264,13 @@ class FaultEngine {
   void Report(stack::Instant now, const SegmentMeta& meta, const stack::TcpRepr& tcp, size_t index,
               absl::FunctionRef<void(std::string*)> detail);
   void Rebuild();
-  const uint64_t* CandidatesFor(int hook, uint8_t flags) const {
-    return &candidates_[(static_cast<size_t>(hook) * 256 + flags) * words_];
+  // Candidate sets per slot: the hook for real segments, the hook + kHookCount for
+  // socket-leg events (only delay and rst rules).
+  static int SlotOf(const SegmentMeta& meta) {
+    return (static_cast<int>(meta.hook) & 3) + (meta.socket ? kHookCount : 0);
+  }
+  const uint64_t* CandidatesFor(int slot, uint8_t flags) const {
+    return &candidates_[(static_cast<size_t>(slot) * 256 + flags) * words_];
   }
 
   uint32_t Materialize(const Work& w);
@@ -277,7 +291,8 @@ class FaultEngine {
   std::vector<Compiled> rules_;       // evaluation order; bit i of a candidate set is rules_[i]
   std::vector<Filter> filters_;       // parallel to rules_
   size_t words_ = 1;                  // 64-bit words per candidate set
-  std::vector<uint64_t> candidates_;  // [hook][flags][word]
+  std::vector<uint64_t> candidates_;  // [slot][flags][word]
+  std::array<bool, kHookCount> socket_watched_ = {};
   // Rules naming a connection or a port, indexed by it, so a big rule set aimed at
   // many connections or ports costs each segment only the rules that can be its.
   std::vector<uint64_t> any_conn_, any_port_;  // rules without conn= / port=

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -67,6 +68,40 @@ std::chrono::steady_clock::time_point ToSteady(Instant t) {
   return std::chrono::steady_clock::time_point(
       std::chrono::duration_cast<std::chrono::steady_clock::duration>(
           absl::ToChronoNanoseconds(t - absl::UnixEpoch())));
+}
+
+// The most one socket-leg event carries (a write or read), so it fits one datagram.
+constexpr size_t kSocketEventMax = 65000;
+// What a gate holds per direction before the proxy stops reading its source.
+constexpr size_t kGateRoom = 256 * 1024;
+
+IpAddress FromAsio(const asio::ip::address& a) {
+  if (a.is_v4()) return IpAddress::V4(a.to_v4().to_uint());
+  auto b = a.to_v6().to_bytes();
+  std::array<uint8_t, 16> bytes;
+  std::copy(b.begin(), b.end(), bytes.begin());
+  return IpAddress::V6(bytes);
+}
+
+// The kernel socket's own state (Linux numbering, include/net/tcp_states.h).
+TcpState KernelSocketState(tcp::socket& sock) {
+  if (!sock.is_open()) return TcpState::kClosed;
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (::getsockopt(sock.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return TcpState::kClosed;
+  switch (info.tcpi_state) {
+    case 1: return TcpState::kEstablished;
+    case 2: return TcpState::kSynSent;
+    case 3: case 12: return TcpState::kSynReceived;
+    case 4: return TcpState::kFinWait1;
+    case 5: return TcpState::kFinWait2;
+    case 6: return TcpState::kTimeWait;
+    case 8: return TcpState::kCloseWait;
+    case 9: return TcpState::kLastAck;
+    case 10: return TcpState::kListen;
+    case 11: return TcpState::kClosing;
+    default: return TcpState::kClosed;
+  }
 }
 
 bool CanSend(TcpState s) {
@@ -170,6 +205,23 @@ struct Proxy::Connection {
   bool writing = false, reading = false;
   bool upstream_eof = false, shutdown_sent = false;
   bool upstream_reset = false;
+  bool read_closed = false;  // EOF or an error was read (perhaps still held in the gate)
+
+  // The socket leg as the rules see it (README "Which rules act on which leg"): each
+  // connect, write, read, shutdown and reset is an event shaped as a segment, offered
+  // at to-server or from-server while some rule watches that hook. Per direction
+  // (0: to-server, 1: from-server) the events wait in stream order; one executes once
+  // the engine released it and everything before it.
+  struct SocketEvent {
+    uint32_t seq = 0;
+    uint8_t flags = 0;
+    bool released = false;
+    bool reset = false;  // an rst rule replaced it
+    std::vector<uint8_t> data;
+  };
+  std::deque<SocketEvent> gate[2];
+  uint32_t gate_seq[2] = {0, 0};
+  size_t gate_bytes[2] = {0, 0};
 
   uint64_t bytes_to_server = 0, bytes_to_client = 0;
 
@@ -361,6 +413,17 @@ void Proxy::StartUpstream(Connection& c) {
   }
   c.sock = std::make_unique<tcp::socket>(io_);
   c.connect_timer = std::make_unique<asio::steady_timer>(io_);
+  if (Gated(c, Hook::kToServer)) {
+    // The connect is the to-server SYN: a rule may delay it or turn it into a reset.
+    OfferSocketEvent(c, Hook::kToServer, stack::kSyn, {});
+    DrainSocketGates(c);
+    return;
+  }
+  ConnectSocket(c);
+}
+
+void Proxy::ConnectSocket(Connection& c) {
+  c.gate_seq[0] = std::max<uint32_t>(c.gate_seq[0], 1);
   asio::ip::address addr;
   if (c.upstream_addr.is_v6()) {
     asio::ip::address_v6::bytes_type b;
@@ -379,9 +442,21 @@ void Proxy::StartUpstream(Connection& c) {
       boost::system::error_code ignored;
       conn.sock->set_option(tcp::no_delay(true), ignored);
       conn.sock->non_blocking(true, ignored);  // reads happen on readiness (StartSocketRead)
-      OnUpstreamConnected(conn);
+      if (Gated(conn, Hook::kFromServer)) {
+        OfferSocketEvent(conn, Hook::kFromServer, stack::kSyn | stack::kAck, {});
+        DrainSocketGates(conn);
+      } else {
+        conn.gate_seq[1] = 1;
+        OnUpstreamConnected(conn);
+      }
     } else if (ec == asio::error::connection_refused) {
-      OnUpstreamFailed(conn, true, "upstream refused the connection");
+      if (Gated(conn, Hook::kFromServer)) {
+        // The server's RST answering the SYN: a rule may delay the refusal.
+        OfferSocketEvent(conn, Hook::kFromServer, stack::kRst | stack::kAck, {});
+        DrainSocketGates(conn);
+      } else {
+        OnUpstreamFailed(conn, true, "upstream refused the connection");
+      }
     } else if (ec == asio::error::operation_aborted) {
       OnUpstreamFailed(conn, false, "upstream connect timed out");
     } else {
@@ -534,7 +609,10 @@ void Proxy::PollEngine() {
   for (int round = 0; round < 16 && engine_.NextDeadline() <= now; ++round) {
     std::vector<std::pair<SegmentMeta, std::vector<uint8_t>>> inbound;
     engine_.Poll(now, [&](const SegmentMeta& meta, absl::Span<const uint8_t> datagram) {
-      if (meta.hook == Hook::kToClient || meta.hook == Hook::kToServer) {
+      if (meta.socket) {
+        // A socket-leg event the rules held (or turned into a reset): released below.
+        inbound.emplace_back(meta, std::vector<uint8_t>(datagram.begin(), datagram.end()));
+      } else if (meta.hook == Hook::kToClient || meta.hook == Hook::kToServer) {
         sink_.WriteDatagram(datagram);
         ++stats_.datagrams_out;
         if (pcap_) pcap_->Write(now, datagram);
@@ -546,6 +624,21 @@ void Proxy::PollEngine() {
     for (auto& [meta, bytes] : inbound) {
       auto it = conns_.find(meta.conn);
       if (it == conns_.end()) continue;
+      if (meta.socket) {
+        auto parsed = stack::ParseSegment(bytes, {.verify_checksums = false});
+        if (!parsed.ok()) continue;
+        Connection& c = *it->second;
+        auto& gate = c.gate[meta.hook == Hook::kToServer ? 0 : 1];
+        for (auto& e : gate) {
+          if (e.released || e.seq != parsed->tcp.seq.raw()) continue;
+          e.released = true;
+          e.reset = parsed->tcp.flags.has(stack::kRst) && !(e.flags & stack::kRst);
+          break;
+        }
+        DrainSocketGates(c);
+        if (conns_.contains(meta.conn)) Service(c);
+        continue;
+      }
       // A corrupted segment fails its checksum here, as it would in a kernel.
       auto parsed = stack::ParseSegment(bytes);
       if (!parsed.ok()) continue;
@@ -596,6 +689,7 @@ void Proxy::PumpTunRelay(Connection& c) {
 void Proxy::PumpSocketRelay(Connection& c) {
   TcpEndpoint& cl = *c.client.ep;
   Instant now = MonotonicNow();
+  DrainSocketGates(c);
   if (EndedAbnormally(cl) && !c.client.reset_forwarded) {
     // The client reset (or its leg gave up): an abortive close sends RST upstream.
     c.client.reset_forwarded = true;
@@ -616,13 +710,8 @@ void Proxy::PumpSocketRelay(Connection& c) {
   if (c.toxics && c.toxics->Engage(now)) return PumpToxicSocketRelay(c);
   if (!c.sock || !c.sock->is_open()) return;
   // Client -> server.
-  if (!c.writing && cl.readable() > 0) StartSocketWrite(c);
-  if (!c.writing && cl.eof() && !c.shutdown_sent) {
-    c.shutdown_sent = true;
-    c.client.eof_forwarded = true;
-    boost::system::error_code ignored;
-    c.sock->shutdown(tcp::socket::shutdown_send, ignored);
-  }
+  if (cl.readable() > 0) StartSocketWrite(c);
+  if (!c.writing && cl.eof() && cl.readable() == 0) ShutdownToServer(c);
   // Server -> client: what was read goes into the client leg as space allows.
   if (c.to_client_off < c.to_client_len && CanSend(cl.state())) {
     auto taken = cl.Send(absl::MakeConstSpan(c.to_client.data() + c.to_client_off,
@@ -639,7 +728,8 @@ void Proxy::PumpSocketRelay(Connection& c) {
         c.server.eof_forwarded = true;
         (void)cl.Close(now);
       }
-    } else if (!c.reading && CanSend(cl.state()) && cl.send_space() > 0) {
+    } else if (!c.reading && !c.read_closed && c.gate_bytes[1] < kGateRoom && CanSend(cl.state()) &&
+               cl.send_space() > 0) {
       StartSocketRead(c);
     }
   }
@@ -649,10 +739,29 @@ void Proxy::StartSocketWrite(Connection& c) {
   TcpEndpoint& cl = *c.client.ep;
   // With stream toxics, what leaves them (PumpToxicSocketRelay).
   ToxicStream* up = c.toxics && c.toxics->engaged ? &c.toxics->up : nullptr;
+  if (Gated(c, Hook::kToServer)) {
+    // Each chunk is one to-server event; it is written once the rules let it go.
+    uint64_t id = c.id;
+    while (c.gate_bytes[0] < kGateRoom && conns_.contains(id) && c.sock && c.sock->is_open()) {
+      size_t want = std::min({up ? up->readable() : cl.readable(), kSocketEventMax, relay_buf_.size()});
+      if (want == 0) break;
+      size_t n = up ? up->Read(absl::MakeSpan(relay_buf_.data(), want))
+                    : cl.Receive(absl::MakeSpan(relay_buf_.data(), want));
+      if (n == 0) break;
+      OfferSocketEvent(c, Hook::kToServer, stack::kPsh | stack::kAck, absl::MakeConstSpan(relay_buf_.data(), n));
+    }
+    if (conns_.contains(id)) DrainSocketGates(c);
+    return;
+  }
+  if (c.writing) return;
   c.to_server.resize(std::min<size_t>(up ? up->readable() : cl.readable(), 256 * 1024));
   size_t n = up ? up->Read(absl::MakeSpan(c.to_server)) : cl.Receive(absl::MakeSpan(c.to_server));
   c.to_server.resize(n);
   if (n == 0) return;
+  WriteToServer(c);
+}
+
+void Proxy::WriteToServer(Connection& c) {
   c.writing = true;
   uint64_t id = c.id;
   asio::async_write(*c.sock, asio::buffer(c.to_server), [this, id](boost::system::error_code ec, size_t n) {
@@ -691,28 +800,210 @@ void Proxy::StartSocketRead(Connection& c) {
     } else if (conn.client.ep) {
       // Read no more than the client leg (or the toxics) can take: a slow client
       // closes the server's window instead of growing our memory.
+      const bool gated = Gated(conn, Hook::kFromServer);
       size_t room = std::min<size_t>(
           conn.toxics && conn.toxics->engaged ? conn.toxics->down.room() : conn.client.ep->send_space(),
           256 * 1024);
+      // Through the gate, a read is one from-server event, while the gate has room.
+      if (gated) room = std::min({room, kSocketEventMax, kGateRoom - std::min(kGateRoom, conn.gate_bytes[1])});
       if (conn.to_client.size() < room) conn.to_client.resize(room);
-      conn.to_client_off = conn.to_client_len = 0;
+      if (!gated) conn.to_client_off = conn.to_client_len = 0;
+      uint8_t* into = gated ? relay_buf_.data() : conn.to_client.data();
+      if (gated) room = std::min(room, relay_buf_.size());
       boost::system::error_code rec;
-      size_t n = room == 0 ? 0 : conn.sock->read_some(asio::buffer(conn.to_client.data(), room), rec);
+      size_t n = room == 0 ? 0 : conn.sock->read_some(asio::buffer(into, room), rec);
       if (rec == asio::error::eof) {
-        conn.upstream_eof = true;
+        conn.read_closed = true;
         Event(conn, "upstream closed its side (FIN)");
+        if (gated) {
+          OfferSocketEvent(conn, Hook::kFromServer, stack::kFin | stack::kAck, {});
+        } else {
+          conn.upstream_eof = true;
+        }
       } else if (rec && rec != asio::error::would_block && rec != asio::error::try_again) {
-        conn.upstream_reset = true;
+        conn.read_closed = true;
         Event(conn, absl::StrCat("upstream socket: ", rec.message()));
+        if (gated) {
+          OfferSocketEvent(conn, Hook::kFromServer, stack::kRst | stack::kAck, {});
+        } else {
+          conn.upstream_reset = true;
+        }
+      } else if (gated) {
+        if (n > 0) OfferSocketEvent(conn, Hook::kFromServer, stack::kPsh | stack::kAck, absl::MakeConstSpan(into, n));
       } else {
         conn.to_client_len = n;
       }
+      if (!conns_.contains(id)) return;
     }
     Service(conn);
     PollEngine();
     ArmTimer();
     graveyard_.clear();
   });
+}
+
+void Proxy::ShutdownToServer(Connection& c) {
+  if (c.client.eof_forwarded) return;
+  c.client.eof_forwarded = true;
+  if (Gated(c, Hook::kToServer)) {
+    // The shutdown is the to-server FIN: it follows the data before it out of the gate.
+    OfferSocketEvent(c, Hook::kToServer, stack::kFin | stack::kAck, {});
+    DrainSocketGates(c);
+    return;
+  }
+  c.shutdown_sent = true;
+  boost::system::error_code ignored;
+  c.sock->shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+bool Proxy::Gated(const Connection& c, Hook hook) const {
+  const int dir = hook == Hook::kToServer ? 0 : 1;
+  return c.sock && (engine_.WatchesSocketLeg(hook) || !c.gate[dir].empty());
+}
+
+void Proxy::OfferSocketEvent(Connection& c, Hook hook, uint8_t flags, absl::Span<const uint8_t> data) {
+  const int dir = hook == Hook::kToServer ? 0 : 1;
+  Connection::SocketEvent e;
+  e.seq = c.gate_seq[dir];
+  e.flags = flags;
+  e.data.assign(data.begin(), data.end());
+  c.gate_seq[dir] += static_cast<uint32_t>(data.size()) + ((flags & stack::kSyn) ? 1 : 0) +
+                     ((flags & stack::kFin) ? 1 : 0);
+  // The event as a segment between the socket's two ends: seq and ack count the bytes
+  // of each direction (SYN = 0, first byte = 1), so relative and absolute agree.
+  IpAddress server = c.upstream_addr;
+  IpAddress local = server.is_v6() ? IpAddress::V6({}) : IpAddress::V4(0);
+  uint16_t local_port = c.client.key.remote_port;
+  boost::system::error_code ec;
+  if (c.sock && c.sock->is_open()) {
+    auto ep = c.sock->local_endpoint(ec);
+    if (!ec && ep.port() != 0) {
+      local = FromAsio(ep.address());
+      local_port = ep.port();
+    }
+  }
+  TcpRepr r;
+  const bool out = dir == 0;
+  r.src_port = out ? local_port : c.upstream_port;
+  r.dst_port = out ? c.upstream_port : local_port;
+  r.seq = stack::SeqNum(e.seq);
+  r.ack = stack::SeqNum(c.gate_seq[1 - dir]);
+  r.flags = stack::TcpFlags(flags);
+  r.window = 65535;
+  r.payload = data;
+  Segment seg = stack::MakeSegment(out ? local : server, out ? server : local, r, next_ident_++);
+  auto n = stack::EmitSegment(seg, absl::MakeSpan(out_buf_));
+  std::optional<Segment> parsed;
+  if (n.ok()) {
+    auto p = stack::ParseSegment(absl::MakeConstSpan(out_buf_.data(), *n), {.verify_checksums = false});
+    if (p.ok()) parsed = *p;
+  }
+  c.gate_bytes[dir] += data.size();
+  if (!parsed) {  // cannot happen for what is built here; the event goes on unjudged
+    e.released = true;
+    c.gate[dir].push_back(std::move(e));
+    return;
+  }
+  const TcpState state = c.phase == Connection::Phase::kOpen || c.phase == Connection::Phase::kConnecting
+                             ? KernelSocketState(*c.sock)
+                             : TcpState::kClosed;
+  Instant now = MonotonicNow();
+  decision_.reset();
+  SegmentMeta meta{c.id, hook, state, c.scope, /*socket=*/true};
+  Verdict v = engine_.Offer(now, meta, *parsed, absl::MakeConstSpan(out_buf_.data(), *n));
+  std::optional<Decision> decision = std::move(decision_);
+  decision_.reset();
+  e.released = v == Verdict::kPass;
+  c.gate[dir].push_back(std::move(e));
+  LogSegment(&c, hook, *parsed, state, state, decision ? &*decision : nullptr, now);
+}
+
+void Proxy::AbortSocket(Connection& c, const std::string& why) {
+  Event(c, why);
+  if (c.sock && c.sock->is_open()) {
+    boost::system::error_code ignored;
+    c.sock->set_option(asio::socket_base::linger(true, 0), ignored);
+    c.sock->close(ignored);
+  }
+  c.upstream_reset = true;
+  c.read_closed = true;
+  for (auto& g : c.gate) g.clear();
+  c.gate_bytes[0] = c.gate_bytes[1] = 0;
+}
+
+void Proxy::DrainSocketGates(Connection& c) {
+  uint64_t id = c.id;
+  // To the server, in order: the connect, writes (one at a time), the shutdown.
+  auto& up = c.gate[0];
+  while (!up.empty() && up.front().released) {
+    Connection::SocketEvent& e = up.front();
+    if (e.reset) {
+      // An rst rule: an abortive close reaches the server as RST; the client leg is
+      // reset as the server's answer to our next segment would have done.
+      if (c.phase == Connection::Phase::kConnecting && (e.flags & stack::kSyn)) {
+        up.clear();
+        OnUpstreamFailed(c, /*refused=*/true, "socket leg: rst instead of the connect");
+        return;
+      }
+      AbortSocket(c, "socket leg: rst rule, abortive close toward the server");
+      return;
+    }
+    if (e.flags & stack::kSyn) {
+      up.pop_front();
+      ConnectSocket(c);
+      continue;
+    }
+    if (c.writing || !c.sock || !c.sock->is_open()) break;
+    if (e.flags & stack::kFin) {
+      up.pop_front();
+      c.shutdown_sent = true;
+      boost::system::error_code ignored;
+      c.sock->shutdown(tcp::socket::shutdown_send, ignored);
+      continue;
+    }
+    c.gate_bytes[0] -= e.data.size();
+    c.to_server = std::move(e.data);
+    up.pop_front();
+    if (!c.to_server.empty()) WriteToServer(c);
+  }
+  // From the server, in order: the connect's answer, reads, EOF or reset.
+  auto& down = c.gate[1];
+  while (!down.empty() && down.front().released && conns_.contains(id)) {
+    Connection::SocketEvent& e = down.front();
+    const bool refusal = c.phase == Connection::Phase::kConnecting && (e.flags & stack::kRst);
+    if (refusal || (c.phase == Connection::Phase::kConnecting && e.reset)) {
+      down.clear();
+      if (c.sock && c.sock->is_open()) {
+        boost::system::error_code ignored;
+        c.sock->set_option(asio::socket_base::linger(true, 0), ignored);
+        c.sock->close(ignored);
+      }
+      OnUpstreamFailed(c, /*refused=*/true,
+                       refusal ? "upstream refused the connection" : "socket leg: rst instead of the connect's answer");
+      return;
+    }
+    if (e.reset || (e.flags & stack::kRst)) {
+      AbortSocket(c, e.reset ? "socket leg: rst rule, abortive close toward the server"
+                             : "socket leg: the server reset the connection");
+      return;
+    }
+    if (e.flags & stack::kSyn) {
+      down.pop_front();
+      OnUpstreamConnected(c);
+      return;  // that serviced the connection, gates included
+    }
+    if (c.to_client_off != c.to_client_len) break;
+    if (e.flags & stack::kFin) {
+      down.pop_front();
+      c.upstream_eof = true;
+      continue;
+    }
+    c.gate_bytes[1] -= e.data.size();
+    std::swap(c.to_client, e.data);
+    c.to_client_off = 0;
+    c.to_client_len = c.to_client.size();
+    down.pop_front();
+  }
 }
 
 void Proxy::MaybeFinish(Connection& c) {
@@ -860,7 +1151,9 @@ void Proxy::LogSegment(const Connection* c, Hook hook, const Segment& seg, std::
   // Relative numbers: the sender's ISN for seq, the receiver's for ack.
   const Leg* leg = nullptr;
   if (c) leg = (hook == Hook::kFromClient || hook == Hook::kToClient) ? &c->client : &c->server;
-  if (leg && leg->ep) {
+  if (c && leg == &c->server && !leg->ep) {
+    r.note = "socket";  // a socket-leg event, numbered from 0 both ways
+  } else if (leg && leg->ep) {
     uint32_t ours = leg->ep->tcb().iss.raw(), theirs = leg->ep->tcb().irs.raw();
     bool inbound = hook == Hook::kFromClient || hook == Hook::kFromServer;
     r.seq_base = inbound ? theirs : ours;
@@ -1068,15 +1361,10 @@ void Proxy::PumpToxicSocketRelay(Connection& c) {
   }
   // Out of the toxics, to the server...
   if (c.sock && c.sock->is_open()) {
-    if (!c.writing && t.up.readable() > 0) StartSocketWrite(c);
+    if (t.up.readable() > 0) StartSocketWrite(c);
     if (!c.writing && t.up.readable() == 0 && t.up.end() != End::kNone) {
       if (t.up.end() == End::kClose) return (void)ToxicEnd(c, End::kClose);
-      if (!c.shutdown_sent) {
-        c.shutdown_sent = true;
-        c.client.eof_forwarded = true;
-        boost::system::error_code ignored;
-        c.sock->shutdown(tcp::socket::shutdown_send, ignored);
-      }
+      ShutdownToServer(c);
     }
   }
   // ... and to the client.
@@ -1093,8 +1381,8 @@ void Proxy::PumpToxicSocketRelay(Connection& c) {
       (void)cl.Close(now);
     }
   }
-  if (c.sock && c.sock->is_open() && !c.reading && !c.upstream_eof && c.to_client_off == c.to_client_len &&
-      t.down.room() > 0) {
+  if (c.sock && c.sock->is_open() && !c.reading && !c.read_closed && c.to_client_off == c.to_client_len &&
+      c.gate_bytes[1] < kGateRoom && t.down.room() > 0) {
     StartSocketRead(c);
   }
 }

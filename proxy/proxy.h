@@ -168,6 +168,13 @@ class Proxy {
   bool ToxicEnd(Connection& c, ToxicStream::End end);
   void StartSocketRead(Connection& c);
   void StartSocketWrite(Connection& c);
+  void WriteToServer(Connection& c);
+  void ShutdownToServer(Connection& c);
+  void ConnectSocket(Connection& c);
+  bool Gated(const Connection& c, Hook hook) const;
+  void OfferSocketEvent(Connection& c, Hook hook, uint8_t flags, absl::Span<const uint8_t> data);
+  void DrainSocketGates(Connection& c);
+  void AbortSocket(Connection& c, const std::string& why);
   void MaybeFinish(Connection& c);
   void Remove(Connection& c);
   void SendStrayRst(const stack::Segment& seg);

@@ -204,6 +204,45 @@ TEST_F(Engine, PassesWhatNoRuleMatchesWithoutCopyingOrReporting) {
   EXPECT_TRUE(out_[0].passed && out_[1].passed);
 }
 
+TEST_F(Engine, SocketLegEventsMeetOnlyDelayAndRstRules) {
+  EXPECT_FALSE(engine_->WatchesSocketLeg(Hook::kToServer));
+  int drop = Add("drop on=to-server has=FIN");
+  int blackhole = Add("blackhole on=to-server,from-client flags=SYN");
+  EXPECT_FALSE(engine_->WatchesSocketLeg(Hook::kToServer)) << "drop and blackhole cannot act on a socket";
+  int delay = Add("delay 1s on=to-server has=FIN");
+  int rst = Add("rst on=from-server len>0");
+  EXPECT_TRUE(engine_->WatchesSocketLeg(Hook::kToServer));
+  EXPECT_TRUE(engine_->WatchesSocketLeg(Hook::kFromServer));
+  EXPECT_FALSE(engine_->WatchesSocketLeg(Hook::kToClient));
+  auto offer_socket = [&](const Build& b, Hook hook) {
+    std::vector<uint8_t> bytes = b.Bytes();
+    absl::StatusOr<Segment> parsed = stack::ParseSegment(bytes);
+    EXPECT_TRUE(parsed.ok());
+    SegmentMeta meta{1, hook, TcpState::kEstablished, 0, /*socket=*/true};
+    Verdict v = engine_->Offer(now_, meta, *parsed, bytes);
+    PollNow();
+    return v;
+  };
+  // A real SYN on the client leg starts a blackhole at to-server too...
+  EXPECT_EQ(Offer(Build{.flags = kSyn}, Hook::kFromClient), Verdict::kTaken);
+  // ...which the socket's events do not fall into; the FIN skips the drop and is delayed.
+  EXPECT_EQ(offer_socket(Build{.flags = kFin | kAck}, Hook::kToServer), Verdict::kTaken);
+  EXPECT_TRUE(out_.empty());
+  RunUntil(kT0 + absl::Seconds(1));
+  ASSERT_EQ(out_.size(), 1u);
+  EXPECT_TRUE(out_[0].meta.socket);
+  EXPECT_EQ(out_[0].Seg().tcp.flags, TcpFlags(kFin | kAck));
+  // rst replaces a from-server read with a RST at its sequence number.
+  EXPECT_EQ(offer_socket(Build{.flags = kPsh | kAck, .seq = 77, .len = 5}, Hook::kFromServer), Verdict::kTaken);
+  ASSERT_EQ(out_.size(), 2u);
+  EXPECT_TRUE(out_[1].Seg().tcp.flags.has(kRst));
+  EXPECT_EQ(out_[1].Seg().tcp.seq.raw(), 77u);
+  EXPECT_EQ(Hits(drop), 0u);
+  EXPECT_EQ(Hits(blackhole), 1u);
+  EXPECT_EQ(Hits(delay), 1u);
+  EXPECT_EQ(Hits(rst), 1u);
+}
+
 TEST_F(Engine, DropIsReportedWithRuleIdTextAndSegment) {
   Add("drop on=from-client flags=SYN");
   int id = Add("drop on=to-client flags=SYN+ACK nth=1");

@@ -10,6 +10,9 @@
 
 #include <sys/wait.h>
 
+#include <poll.h>
+
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
@@ -224,6 +227,115 @@ TEST_F(ProxyTest, DataFaultsOnTheClientLegWithSocketUpstream) {
   StartProxy((*server)->port(), {"drop on=from-client len>0 p=0.05", "dup on=to-client len>0 p=0.05",
                                  "reorder on=to-client len>0 p=0.05", "delay 2ms on=from-client p=0.1"});
   EchoRoundTrip(RandomBytes(1 << 20, 6));
+}
+
+// --- the server leg on a kernel socket: delays, FIN as shutdown, RST as abort -------
+
+std::vector<uint64_t> RuleHits(Service& service) {
+  std::vector<uint64_t> hits;
+  service.RunOnLoop([&] {
+    for (const auto& r : service.engine().Rules()) hits.push_back(r.hits);
+  });
+  return hits;
+}
+
+TEST_F(ProxyTest, SocketLegDelaysWritesAndReadsInOrderAndIgnoresWhatASocketCannotDo) {
+  auto server = tu::TcpServer::Start(kLoopback, 0, EchoHandler);
+  ASSERT_TRUE(server.ok());
+  // drop, dup and reorder have no meaning on a kernel socket: they never fire there.
+  StartProxy((*server)->port(), {"drop on=to-server len>0", "dup on=from-server", "reorder on=to-server",
+                                 "delay 20ms~15ms on=to-server len>0 p=0.3",
+                                 "delay 20ms~15ms on=from-server len>0 p=0.3"});
+  // Jitter releases later writes before earlier ones: the gate keeps stream order.
+  EchoRoundTrip(RandomBytes(1 << 20, 11));
+  auto hits = RuleHits(*service_);
+  ASSERT_EQ(hits.size(), 5u);
+  EXPECT_EQ(hits[0] + hits[1] + hits[2], 0u);
+  EXPECT_GT(hits[3], 0u);
+  EXPECT_GT(hits[4], 0u);
+}
+
+TEST_F(ProxyTest, SocketLegDelayedConnectDelaysTheHandshake) {
+  auto server = tu::TcpServer::Start(kLoopback, 0, EchoHandler);
+  ASSERT_TRUE(server.ok());
+  StartProxy((*server)->port(), {"delay 400ms on=to-server flags=SYN"});
+  absl::Time start = absl::Now();
+  EchoRoundTrip("ping");
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(380));
+  EXPECT_EQ(RuleHits(*service_)[0], 1u);
+}
+
+TEST_F(ProxyTest, SocketLegDelayedFinDelaysTheServersEof) {
+  auto server = tu::TcpServer::Start(kLoopback, 0, EchoHandler);  // echoes after EOF
+  ASSERT_TRUE(server.ok());
+  StartProxy((*server)->port(), {"delay 500ms on=to-server has=FIN"});
+  auto fd = Connect();
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  ASSERT_TRUE(tu::WriteAll(fd->get(), "hello", absl::Seconds(5)).ok());
+  absl::Time start = absl::Now();
+  ::shutdown(fd->get(), SHUT_WR);
+  auto r = tu::ReadAll(fd->get(), absl::Seconds(10));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*r, "hello");
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(480));
+}
+
+TEST_F(ProxyTest, SocketLegRstInsteadOfShutdownAbortsTowardTheServer) {
+  std::atomic<int> server_errno{0};
+  std::atomic<size_t> server_read{0};
+  auto server = tu::TcpServer::Start(kLoopback, 0, [&](int fd) {
+    std::string got;
+    char buf[4096];
+    absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < deadline) {
+      if (!tu::WaitFor(fd, POLLIN, deadline, "read").ok()) break;
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n > 0) {
+        got.append(buf, static_cast<size_t>(n));
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+      server_errno = n == 0 ? -1 : errno;  // -1: a plain EOF
+      break;
+    }
+    server_read = got.size();
+  });
+  ASSERT_TRUE(server.ok());
+  StartProxy((*server)->port(), {"rst on=to-server has=FIN"});
+  auto fd = Connect();
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  ASSERT_TRUE(tu::WriteAll(fd->get(), "data", absl::Seconds(5)).ok());
+  ::shutdown(fd->get(), SHUT_WR);
+  auto r = tu::ReadAll(fd->get(), absl::Seconds(10));
+  ASSERT_FALSE(r.ok()) << "the client read EOF";
+  EXPECT_EQ(tu::ErrnoOf(r.status()), ECONNRESET) << r.status();
+  absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (server_errno == 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(server_errno, ECONNRESET) << "the server's read should fail with a reset, not EOF";
+}
+
+TEST_F(ProxyTest, SocketLegRstInsteadOfTheServersFinResetsTheClient) {
+  auto server = tu::TcpServer::Start(kLoopback, 0, [](int fd) {
+    (void)tu::ReadAll(fd, absl::Seconds(5), 1);
+    (void)tu::WriteAll(fd, "partial", absl::Seconds(5));
+  });
+  ASSERT_TRUE(server.ok());
+  StartProxy((*server)->port(), {"rst on=from-server has=FIN"});
+  auto fd = Connect();
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  ASSERT_TRUE(tu::WriteAll(fd->get(), "?", absl::Seconds(5)).ok());
+  auto r = tu::ReadAll(fd->get(), absl::Seconds(10));
+  ASSERT_FALSE(r.ok()) << "read " << r->size() << " bytes and EOF";
+  EXPECT_EQ(tu::ErrnoOf(r.status()), ECONNRESET) << r.status();
+}
+
+TEST_F(ProxyTest, SocketLegDelayedRefusalDelaysTheClientsRst) {
+  StartProxy(1, {"delay 300ms on=from-server has=RST"});  // nothing listens on port 1
+  absl::Time start = absl::Now();
+  auto fd = Connect();
+  ASSERT_FALSE(fd.ok());
+  EXPECT_EQ(tu::ErrnoOf(fd.status()), ECONNREFUSED) << fd.status();
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(280));
 }
 
 // --- handshake and teardown faults, as the kernel peer sees them -------------------
