@@ -47,8 +47,10 @@ int RunServe(int argc, char** argv) {
       "(/proxies, /populate, toxics, /reset, /version, /metrics), so Toxiproxy clients drive\n"
       "it unchanged. A proxy listening inside --net (e.g. 10.89.0.2:6379) runs through the\n"
       "TUN and takes segment toxics ({\"type\": \"segment\", \"attributes\": {\"rule\": \"drop\n"
-      "flags=SYN+ACK nth=1\"}}); any other listen address is a kernel socket with the stream\n"
-      "toxics. Needs CAP_NET_ADMIN (root) for the TUN. Ctrl-C stops it cleanly.",
+      "flags=SYN+ACK nth=1\"}}). A host address or 0.0.0.0 gets them too: nftables DNATs its\n"
+      "arriving connections into the TUN (loopback connections stay on a kernel socket).\n"
+      "Loopback listen addresses are kernel sockets with the stream toxics only. Needs\n"
+      "CAP_NET_ADMIN (root) for the TUN. Ctrl-C stops it cleanly.",
       kServeFlags);
   if (!positional.empty()) {
     std::fprintf(stderr, "wrench serve: unexpected argument \"%s\" (see wrench serve --help)\n",

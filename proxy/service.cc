@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "proxy/control_api.h"
+#include "proxy/dnat.h"
 #include "proxy/netlink.h"
 #include "proxy/serve_proxy.h"
 
@@ -61,6 +62,7 @@ Service::~Service() {
   // The proxies' destructors detach from the engine; captures close after them.
   serve_.reset();
   proxy_.reset();
+  dnat_.reset();
 }
 
 absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
@@ -179,6 +181,28 @@ absl::Status Service::AddMapping(Mapping m, absl::string_view what) {
   return proxy_->AddMapping(std::move(m));
 }
 
+absl::StatusOr<Dnat*> Service::dnat() {
+  if (dnat_) return dnat_.get();
+  if (!dnat_error_.ok()) return dnat_error_;
+  auto d = Dnat::Open(opts_.tun_name);
+  if (!d.ok()) {
+    dnat_error_ = d.status();
+    opts_.log_line(absl::StrCat("wrench: no DNAT into the TUN (", d.status().message(),
+                                "): proxies listening on a host address or 0.0.0.0 use kernel sockets, "
+                                "with stream toxics only"));
+    return dnat_error_;
+  }
+  dnat_ = std::move(*d);
+  opts_.log_line(absl::StrCat("wrench: nftables table ", dnat_->table(), " DNATs proxies' listen addresses to ",
+                              DnatFront().ToString()));
+  return dnat_.get();
+}
+
+stack::IpAddress Service::DnatFront() const {
+  uint32_t mask = ~uint32_t{0} << (32 - opts_.prefix_len);
+  return stack::IpAddress::V4((opts_.net_addr.v4_host_order() | ~mask) - 1);
+}
+
 void Service::ReadTun() {
   tun_stream_->async_wait(asio::posix::stream_descriptor::wait_read, [this](boost::system::error_code ec) {
     if (ec) return;
@@ -209,6 +233,7 @@ void Service::Shutdown() {
     tun_stream_->close(ignored);
   }
   if (api_) api_->Stop();
+  dnat_.reset();
   if (signals_) signals_->cancel();
   if (pcap_) (void)pcap_->Flush();
   if (log_) (void)log_->Flush();

@@ -22,6 +22,7 @@
 namespace wrench::proxy {
 
 class ControlApi;
+class Dnat;
 class ServeProxy;
 
 struct ServiceOptions {
@@ -87,6 +88,11 @@ class Service {
   bool RemoveMapping(uint64_t scope) { return proxy_->RemoveMapping(scope); }
   // Inside --net: reached through the TUN.
   bool InTunSubnet(const stack::IpAddress& addr) const;
+  // nftables DNAT into the TUN (proxy/dnat.h), set up on first use and torn down at
+  // shutdown; the error (kept, and logged once) says why it is unavailable.
+  absl::StatusOr<Dnat*> dnat();
+  // The front that DNATed connections reach: the subnet's last host address.
+  stack::IpAddress DnatFront() const;
 
  private:
   explicit Service(ServiceOptions opts);
@@ -105,6 +111,8 @@ class Service {
   std::unique_ptr<ServeProxy> serve_;  // --serve: all of the TUN's traffic is its
   std::optional<PcapWriter> pcap_;
   std::optional<JsonLog> log_;
+  std::unique_ptr<Dnat> dnat_;
+  absl::Status dnat_error_;
   std::unique_ptr<ControlApi> api_;
   std::unique_ptr<boost::asio::signal_set> signals_;
   std::vector<uint8_t> read_buf_;

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "proxy/dnat.h"
 #include "proxy/rule.h"
 #include "proxy/service.h"
 #include "proxy/stream_relay.h"
@@ -334,6 +335,15 @@ struct ToxiproxyCollection::Proxy {
   bool enabled = false;
   uint64_t scope = 0;
   bool tun = false;  // listen is inside the TUN subnet
+  // Another listen address, served by `relay`; with `dnat`, nftables also steers
+  // connections arriving for dnat_listen:dnat_port (0.0.0.0: any but loopback) to the
+  // TUN front dnat_front, which carries this proxy's scope. Without it, `no_segments`
+  // says why segment toxics cannot act.
+  bool dnat = false;
+  stack::IpAddress dnat_listen;
+  uint16_t dnat_port = 0;
+  std::string dnat_front;
+  std::string no_segments;
   std::shared_ptr<ToxicChain> up = std::make_shared<ToxicChain>();
   std::shared_ptr<ToxicChain> down = std::make_shared<ToxicChain>();
   std::vector<std::unique_ptr<Toxic>> toxics;  // in the order added
@@ -434,9 +444,74 @@ absl::Status ToxiproxyCollection::Start(Proxy& p) {
     p.relay = std::move(*relay);
     auto bound = p.relay->local_endpoint();
     p.listen = EndpointText(bound.address(), bound.port());
+    Mapping m;
+    m.upstream_host = up->host;
+    m.upstream_addr = ToIp(*up_addr);
+    m.upstream_port = up->port;
+    m.toxics = factory;
+    StartDnat(p, bound.address(), bound.port(), m);
   }
   p.enabled = true;
   return absl::OkStatus();
+}
+
+namespace {
+
+// Why connections to `listen` cannot be steered into the TUN; empty when they can be.
+std::string WhyNoDnat(const asio::ip::address& listen) {
+  if (listen.is_loopback()) {
+    return "connections to loopback cannot be steered into the TUN (the kernel drops a packet from 127.0.0.0/8 "
+           "that leaves through another device), so the kernel terminates them";
+  }
+  if (listen.is_v6() && !listen.is_unspecified()) {
+    return "the TUN is IPv4, so connections to an IPv6 address stay with the kernel, which terminates them";
+  }
+  return "";
+}
+
+}  // namespace
+
+void ToxiproxyCollection::StartDnat(Proxy& p, const asio::ip::address& listen, uint16_t port,
+                                    const Mapping& upstream) {
+  p.no_segments = WhyNoDnat(listen);
+  if (!p.no_segments.empty()) return;
+  auto dnat = service_.dnat();
+  if (!dnat.ok()) {
+    p.no_segments = absl::StrCat("DNAT into the TUN is unavailable (", dnat.status().message(),
+                                 "), so the kernel terminates the connections");
+    return;
+  }
+  // The v4 address the rule matches: 0.0.0.0 for both wildcards.
+  const stack::IpAddress match =
+      listen.is_unspecified() ? stack::IpAddress::V4(0) : stack::IpAddress::V4(listen.to_v4().to_uint());
+  Mapping m = upstream;
+  m.front_addr = service_.DnatFront();
+  m.scope = p.scope;
+  absl::Status st = absl::ResourceExhaustedError("no free port on the DNAT front");
+  // The listen port on the front if free (another proxy may hold it), else the next.
+  for (uint32_t candidate = port, tries = 0; candidate <= 65535 && tries < 1000; ++candidate, ++tries) {
+    m.front_port = static_cast<uint16_t>(candidate);
+    m.text = absl::StrCat(p.listen, " via ", EndpointText(asio::ip::address_v4(m.front_addr.v4_host_order()),
+                                                           m.front_port), "=", p.upstream, " (proxy ", p.name, ")");
+    st = service_.AddMapping(m, absl::StrCat("DNAT front of ", p.listen));
+    if (!absl::IsAlreadyExists(st)) break;
+  }
+  if (st.ok()) {
+    st = (*dnat)->Add(match, port, m.front_addr, m.front_port);
+    if (!st.ok()) service_.RemoveMapping(p.scope);
+  }
+  if (!st.ok()) {
+    p.no_segments = absl::StrCat("DNAT into the TUN failed (", st.message(), "), so the kernel terminates them");
+    service_.options().log_line(absl::StrCat("wrench: proxy ", p.name, ": ", p.no_segments, "; stream toxics only"));
+    return;
+  }
+  p.dnat = true;
+  p.dnat_listen = match;
+  p.dnat_port = port;
+  p.dnat_front = EndpointText(asio::ip::address_v4(m.front_addr.v4_host_order()), m.front_port);
+  service_.options().log_line(absl::StrCat("wrench: proxy ", p.name, ": connections to ", p.listen,
+                                           listen.is_unspecified() ? " (but loopback's)" : "", " are DNATed to ",
+                                           p.dnat_front, " in the TUN"));
 }
 
 void ToxiproxyCollection::Stop(Proxy& p) {
@@ -448,15 +523,21 @@ void ToxiproxyCollection::Stop(Proxy& p) {
     p.relay->Stop();
     p.relay.reset();
   }
+  if (p.dnat) {
+    p.dnat = false;
+    if (auto d = service_.dnat(); d.ok()) {
+      if (auto st = (*d)->Remove(p.dnat_listen, p.dnat_port); !st.ok()) {
+        service_.options().log_line(absl::StrCat("wrench: proxy ", p.name, ": ", st.message()));
+      }
+    }
+    service_.RemoveMapping(p.scope);
+  }
 }
 
 void ToxiproxyCollection::Touch(Proxy& p) {
   if (!p.enabled) return;
-  if (p.tun) {
-    service_.proxy().Refresh(p.scope);
-  } else if (p.relay) {
-    p.relay->Refresh();
-  }
+  if (p.tun || p.dnat) service_.proxy().Refresh(p.scope);
+  if (p.relay) p.relay->Refresh();
 }
 
 // ---- proxies ----
@@ -638,7 +719,8 @@ namespace {
 
 // Fills a toxic's realization from its type, stream, toxicity and attributes.
 absl::Status BuildToxic(ToxiproxyCollection::Json attrs, absl::string_view type, absl::string_view stream,
-                        double toxicity, bool tun_proxy, absl::string_view proxy_listen, const Service& service,
+                        double toxicity, bool segments, absl::string_view no_segments,
+                        absl::string_view proxy_listen, const Service& service,
                         bool* segment, std::vector<Rule>* rules, StreamToxic* stream_toxic, Json* shown) {
   if (!attrs.is_object()) return BadBody(absl::StrCat("\"attributes\" must be an object, got ", attrs.dump()));
   if (!(toxicity >= 0 && toxicity <= 1)) return BadBody(absl::StrCat("toxicity must be from 0 to 1, got ", toxicity));
@@ -659,12 +741,14 @@ absl::Status BuildToxic(ToxiproxyCollection::Json attrs, absl::string_view type,
     return absl::OkStatus();
   }
   // A segment toxic: wrench rules, scoped to this proxy.
-  if (!tun_proxy) {
+  if (!segments) {
     return BadBody(absl::StrCat(
-        type, " acts on TCP segments, which only exist for a listen address inside wrench's TUN subnet ",
-        service.options().net_addr.ToString(), "/", service.options().prefix_len, " (for example ",
-        stack::IpAddress::V4(service.kernel_address().v4_host_order() + 1).ToString(),
-        ":PORT); this proxy listens on ", proxy_listen, ", where the kernel terminates the connections"));
+        type, " acts on TCP segments, which wrench sees only on connections it terminates itself: a listen address "
+        "inside wrench's TUN subnet ", service.options().net_addr.ToString(), "/", service.options().prefix_len,
+        " (for example ", stack::IpAddress::V4(service.kernel_address().v4_host_order() + 1).ToString(),
+        ":PORT), or a non-loopback address of this host or 0.0.0.0:PORT, whose connections wrench DNATs into the "
+        "TUN (nftables, root or CAP_NET_ADMIN); this proxy listens on ", proxy_listen, ": ",
+        no_segments.empty() ? "the kernel terminates its connections" : no_segments));
   }
   auto texts = SegmentRuleTexts(type, attrs);
   if (!texts.ok()) return texts.status();
@@ -724,7 +808,7 @@ absl::StatusOr<Json> ToxiproxyCollection::CreateToxic(const std::string& proxy, 
   }
   Json attrs = Json::object();
   if (auto it = in->find("attributes"); it != in->end() && !it->is_null()) attrs = *it;
-  if (auto s = BuildToxic(attrs, t->type, t->stream, t->toxicity, p->tun, p->listen, service_, &t->segment, &t->rules,
+  if (auto s = BuildToxic(attrs, t->type, t->stream, t->toxicity, p->tun || p->dnat, p->no_segments, p->listen, service_, &t->segment, &t->rules,
                           &t->stream_toxic, &t->attributes);
       !s.ok()) {
     return s;
@@ -770,7 +854,7 @@ absl::StatusOr<Json> ToxiproxyCollection::UpdateToxic(const std::string& proxy, 
   Toxic next = t;
   next.toxicity = toxicity;
   next.rule_ids.clear();
-  if (auto s = BuildToxic(attrs, t.type, t.stream, toxicity, p->tun, p->listen, service_, &next.segment, &next.rules,
+  if (auto s = BuildToxic(attrs, t.type, t.stream, toxicity, p->tun || p->dnat, p->no_segments, p->listen, service_, &next.segment, &next.rules,
                           &next.stream_toxic, &next.attributes);
       !s.ok()) {
     return s;
@@ -818,15 +902,16 @@ std::string ToxiproxyCollection::Metrics() const {
                     " of each proxy and direction\n# TYPE toxiproxy_proxy_", metric, "_bytes_total counter\n");
     for (const auto& [name, p] : proxies_) {
       uint64_t up = 0, down = 0;
-      if (p->tun) {
+      if (p->tun || p->dnat) {
         // The TUN relay counts what it handed to each side.
         auto bytes = service_.proxy().ScopeBytes(p->scope);
         up = bytes.first;
         down = bytes.second;
-      } else if (p->relay) {
+      }
+      if (p->relay) {
         const auto& s = p->relay->stats();
-        up = metric == std::string("received") ? s.received_up : s.sent_up;
-        down = metric == std::string("received") ? s.received_down : s.sent_down;
+        up += metric == std::string("received") ? s.received_up : s.sent_up;
+        down += metric == std::string("received") ? s.received_down : s.sent_down;
       }
       for (const char* dir : {"upstream", "downstream"}) {
         absl::StrAppend(&out, "toxiproxy_proxy_", metric, "_bytes_total{direction=\"", dir, "\",listener=\"",

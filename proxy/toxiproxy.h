@@ -2,8 +2,10 @@
 // as the control API (control_api.cc) serves them with Toxiproxy's paths, JSON and
 // errors. A proxy whose listen address is inside the TUN subnet is a runtime mapping
 // of the TUN man in the middle, so segment toxics (wrench rules scoped to it) act on
-// its connections; any other listen address is a kernel socket (stream_relay.h).
-// Stream toxics (latency, bandwidth, ...) work on both, as stream_toxics.h.
+// its connections; any other listen address is a kernel socket (stream_relay.h), and
+// for a non-loopback one nftables also DNATs arriving connections to a TUN front
+// (dnat.h), where segment toxics act. Stream toxics (latency, bandwidth, ...) work on
+// all of them, as stream_toxics.h.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +16,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include <boost/asio/ip/address.hpp>
+
 #include "nlohmann/json.hpp"
 #include "proxy/stream_toxics.h"
 
@@ -21,6 +25,7 @@ namespace wrench::proxy {
 
 class Service;
 class StreamRelay;
+struct Mapping;
 
 // Errors carry Toxiproxy's status through absl codes: InvalidArgument 400, NotFound
 // 404, AlreadyExists 409, anything else 500; the message is Toxiproxy's text.
@@ -63,6 +68,10 @@ class ToxiproxyCollection {
   struct Toxic;
   struct Proxy;
   absl::Status Start(Proxy& p);
+  // For a listen address outside the TUN subnet: DNAT its connections to a front in
+  // the TUN (proxy/dnat.h), mapped with `upstream`'s fields; on failure, logs why and
+  // leaves the proxy to its kernel socket.
+  void StartDnat(Proxy& p, const boost::asio::ip::address& listen, uint16_t port, const Mapping& upstream);
   void Stop(Proxy& p);
   absl::StatusOr<std::unique_ptr<Proxy>> MakeProxy(const Json& in, bool enabled_default);
   absl::Status ApplyToxic(Proxy& p, Toxic& t);

@@ -10,7 +10,7 @@ profile=${1:-test}
 packages=(
   cmake ninja-build g++ clang-14 libclang-rt-14-dev lld-14 llvm-14
   libabsl-dev libboost1.81-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libpcap-dev nlohmann-json3-dev
+  libpcap-dev nlohmann-json3-dev libnftables-dev
   iproute2 python3 curl
 )
 if [ "$profile" = test ]; then

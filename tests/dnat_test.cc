@@ -1,0 +1,343 @@
+// nftables DNAT into the TUN (proxy/dnat.h) end to end: two namespaces the test
+// creates, joined by a veth; `wrench serve` (a Service with the API) in the first, a
+// kernel client in the second dialling the veth address. Proxies listening on
+// 0.0.0.0:PORT and on the veth address relay bytes and take segment toxics; loopback
+// connections still reach the kernel socket; a loopback-only listen still gets the 400.
+#include "proxy/dnat.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <functional>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "proxy/service.h"
+#include "tests/netns_testing.h"
+
+namespace wrench::proxy {
+namespace {
+
+using ::testing::HasSubstr;
+using stack::IpAddress;
+using Json = nlohmann::json;
+namespace tu = ::wrench::proxy::testing;
+
+const IpAddress kLoopback = IpAddress::V4(0x7f000001);
+const IpAddress kServerVeth = IpAddress::V4(0x0a4d0001);  // 10.77.0.1: wrench's namespace
+const IpAddress kClientVeth = IpAddress::V4(0x0a4d0002);  // 10.77.0.2: the client's
+constexpr uint16_t kAnyPort = 7000;                       // the proxy on 0.0.0.0
+constexpr uint16_t kHostPort = 7001;                      // the proxy on 10.77.0.1
+constexpr char kDropFirstSynAck[] =
+    R"({"type":"segment","stream":"downstream","attributes":{"rule":"drop flags=SYN+ACK nth=1"}})";
+
+struct HttpResult {
+  int status = 0;
+  std::string body;
+  Json json() const { return Json::parse(body, nullptr, /*allow_exceptions=*/false); }
+};
+
+absl::StatusOr<HttpResult> Http(uint16_t port, const std::string& method, const std::string& path,
+                                const std::string& body = "") {
+  auto fd = tu::ConnectTo(kLoopback, port, absl::Seconds(5));
+  if (!fd.ok()) return fd.status();
+  std::string req = absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: localhost\r\nUser-Agent: wrench-test\r\n",
+                                 "Content-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
+  if (auto s = tu::WriteAll(fd->get(), req, absl::Seconds(5)); !s.ok()) return s;
+  auto raw = tu::ReadAll(fd->get(), absl::Seconds(10));
+  if (!raw.ok()) return raw.status();
+  size_t split = raw->find("\r\n\r\n");
+  HttpResult r;
+  if (split == std::string::npos || !absl::SimpleAtoi(raw->substr(9, 3), &r.status)) {
+    return absl::InternalError(absl::StrCat("no HTTP answer: ", *raw));
+  }
+  r.body = raw->substr(split + 4);
+  return r;
+}
+
+// Echoes what arrives until EOF, then closes its side.
+void Echo(int fd) {
+  char buf[65536];
+  for (int i = 0; i < tu::kMaxLoopIterations; ++i) {
+    if (!tu::WaitFor(fd, POLLIN, absl::Now() + absl::Seconds(30), "echo").ok()) return;
+    ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    if (n <= 0) break;
+    if (!tu::WriteAll(fd, absl::string_view(buf, static_cast<size_t>(n)), absl::Seconds(30)).ok()) return;
+  }
+  ::shutdown(fd, SHUT_WR);
+}
+
+// `n` bytes that differ from one position to the next, so a reordered or shifted
+// relay shows.
+std::string Pattern(size_t n) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + i / 251) & 0xff);
+  return s;
+}
+
+// Sends `data` and reads the echo back on one connection, writing and reading from
+// two threads so neither side's window stalls the other.
+absl::Status EchoesByteForByte(int fd, const std::string& data) {
+  absl::Status written;
+  std::thread writer([&] {
+    written = tu::WriteAll(fd, data, absl::Seconds(20));
+    ::shutdown(fd, SHUT_WR);
+  });
+  auto back = tu::ReadAll(fd, absl::Seconds(20));
+  writer.join();
+  if (!written.ok()) return written;
+  if (!back.ok()) return back.status();
+  if (*back != data) {
+    return absl::InternalError(absl::StrCat("echo differs: sent ", data.size(), " bytes, got ", back->size()));
+  }
+  return absl::OkStatus();
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::string s;
+  std::getline(in, s);
+  return s;
+}
+
+class DnatTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // This thread's fresh namespace is wrench's; a second one is the client's, kept
+    // open by its descriptor and entered by the threads that act as the client.
+    absl::Status st = tu::EnterFreshNetworkNamespace();
+    if (!st.ok()) GTEST_SKIP() << "needs network namespaces of its own: " << st;
+    if (std::system("command -v ip >/dev/null") != 0) GTEST_SKIP() << "ip (iproute2) is needed for the veth";
+    server_ns_ = UniqueFd(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(server_ns_);
+    std::thread([&] {
+      if (::unshare(CLONE_NEWNET) != 0) return;
+      client_ns_ = UniqueFd(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+      // The veth is made from the client's side; its peer goes to this process's
+      // main thread, which is in wrench's namespace.
+      if (!BringUpLoopback().ok()) return;
+      if (std::system(absl::StrCat("ip link add wrc0 type veth peer name wrs0 netns ", ::getpid()).c_str()) != 0) {
+        return;
+      }
+      if (!AddAddress("wrc0", kClientVeth, 24).ok() || !SetLinkUp("wrc0", true).ok()) return;
+      client_ready_ = true;
+    }).join();
+    ASSERT_TRUE(client_ready_) << "could not make the client's namespace and the veth";
+    ASSERT_TRUE(AddAddress("wrs0", kServerVeth, 24).ok());
+    ASSERT_TRUE(SetLinkUp("wrs0", true).ok());
+
+    auto echo = tu::TcpServer::Start(kLoopback, 0, Echo);
+    ASSERT_TRUE(echo.ok()) << echo.status();
+    echo_ = std::move(*echo);
+
+    ServiceOptions o;
+    o.api_address = ":0";
+    o.tcp.msl = absl::Seconds(1);
+    o.log_line = [this](const std::string& l) {
+      std::fprintf(stderr, "%s\n", l.c_str());
+      std::lock_guard<std::mutex> lock(mu_);
+      log_ += l + "\n";
+    };
+    auto s = Service::Start(o);
+    ASSERT_TRUE(s.ok()) << s.status();
+    service_ = std::move(*s);
+    api_ = service_->api_port();
+    loop_ = std::thread([this] { service_->Run(); });
+  }
+
+  void TearDown() override { StopWrench(); }
+
+  void StopWrench() {
+    if (!service_) return;
+    service_->Stop();
+    loop_.join();
+    service_.reset();
+  }
+
+  // Runs `fn` on a thread in the client's namespace and waits for it.
+  void AsClient(const std::function<void()>& fn) {
+    std::thread([&] {
+      if (::setns(client_ns_.get(), CLONE_NEWNET) != 0) {
+        ADD_FAILURE() << "setns into the client's namespace: " << std::strerror(errno);
+        return;
+      }
+      fn();
+    }).join();
+  }
+
+  HttpResult Call(const std::string& method, const std::string& path, const std::string& body = "") {
+    auto r = Http(api_, method, path, body);
+    EXPECT_TRUE(r.ok()) << method << " " << path << ": " << r.status();
+    return r.ok() ? *r : HttpResult{};
+  }
+
+  // POST /proxies to the echo server; skips the test when wrench could not set up
+  // DNAT here (the log says why), as a kernel without nftables would.
+  void CreateProxy(const std::string& name, const std::string& listen) {
+    HttpResult r = Call("POST", "/proxies",
+                        Json{{"name", name}, {"listen", listen}, {"upstream", absl::StrCat("127.0.0.1:", echo_->port())}}
+                            .dump());
+    ASSERT_EQ(r.status, 201) << r.body;
+  }
+
+  bool DnatUnavailable() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return absl::StrContains(log_, "no DNAT into the TUN");
+  }
+
+  // A connection from the client's namespace (a socket belongs to the namespace it
+  // was made in; any thread may use it afterwards).
+  absl::StatusOr<UniqueFd> ClientConnect(const IpAddress& addr, uint16_t port) {
+    absl::StatusOr<UniqueFd> fd = absl::InternalError("not run");
+    AsClient([&] { fd = tu::ConnectTo(addr, port, absl::Seconds(5)); });
+    return fd;
+  }
+
+  // How long connect() to addr:port takes from the client's namespace.
+  absl::Duration ClientConnectTime(const IpAddress& addr, uint16_t port) {
+    absl::Time start = absl::Now();
+    auto fd = ClientConnect(addr, port);
+    EXPECT_TRUE(fd.ok()) << fd.status();
+    return fd.ok() ? absl::Now() - start : absl::InfiniteDuration();
+  }
+
+  UniqueFd server_ns_, client_ns_;
+  bool client_ready_ = false;
+  std::unique_ptr<tu::TcpServer> echo_;
+  std::unique_ptr<Service> service_;
+  std::thread loop_;
+  uint16_t api_ = 0;
+  std::mutex mu_;
+  std::string log_;
+};
+
+TEST_F(DnatTest, AWildcardListenRelaysAnotherNamespacesConnectionThroughTheTun) {
+  CreateProxy("any", absl::StrCat("0.0.0.0:", kAnyPort));
+  if (DnatUnavailable()) GTEST_SKIP() << "no nftables DNAT here: " << log_;
+  auto fd = ClientConnect(kServerVeth, kAnyPort);
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  // While it is open, wrench lists it as a TUN connection of the proxy.
+  Json conns = Call("GET", "/connections").json();
+  ASSERT_EQ(conns.size(), 1u) << conns.dump();
+  EXPECT_EQ(conns[0]["kind"], "tun");
+  EXPECT_EQ(conns[0]["proxy"], "any");
+  EXPECT_EQ(conns[0]["client"].get<std::string>().rfind(kClientVeth.ToString(), 0), 0u) << conns.dump();
+  absl::Status echoed = EchoesByteForByte(fd->get(), Pattern(1 << 20));
+  EXPECT_TRUE(echoed.ok()) << echoed;
+}
+
+TEST_F(DnatTest, ASegmentToxicOnAWildcardListenActsOnDnatedConnectionsOnly) {
+  CreateProxy("any", absl::StrCat("0.0.0.0:", kAnyPort));
+  if (DnatUnavailable()) GTEST_SKIP() << "no nftables DNAT here: " << log_;
+  const absl::Duration clean = ClientConnectTime(kServerVeth, kAnyPort);
+  EXPECT_LT(clean, absl::Milliseconds(300));
+  HttpResult r = Call("POST", "/proxies/any/toxics", kDropFirstSynAck);
+  ASSERT_EQ(r.status, 200) << r.body;
+  // The first SYN-ACK is lost; the kernel client retransmits its SYN after its 1 s
+  // initial RTO (RFC 6298), and the second SYN-ACK completes the handshake.
+  const absl::Duration dropped = ClientConnectTime(kServerVeth, kAnyPort);
+  std::fprintf(stderr, "connect from the other namespace: %.1f ms clean, %.1f ms with the first SYN-ACK dropped\n",
+               absl::ToDoubleMilliseconds(clean), absl::ToDoubleMilliseconds(dropped));
+  EXPECT_GE(dropped, absl::Milliseconds(900));
+  EXPECT_LT(dropped, absl::Milliseconds(2500));
+  EXPECT_EQ(Call("GET", "/rules").json()[0]["hits"], 1);
+
+  // Loopback in wrench's namespace still reaches the kernel socket: no segment rule
+  // sees it, and it relays.
+  absl::Time start = absl::Now();
+  auto lo = tu::ConnectTo(kLoopback, kAnyPort, absl::Seconds(5));
+  ASSERT_TRUE(lo.ok()) << lo.status();
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(300));
+  absl::Status echoed = EchoesByteForByte(lo->get(), Pattern(100'000));
+  EXPECT_TRUE(echoed.ok()) << echoed;
+  EXPECT_EQ(Call("GET", "/rules").json()[0]["hits"], 1);
+}
+
+TEST_F(DnatTest, AHostAddressListenTakesOtherNamespacesAndLocalClients) {
+  CreateProxy("host", absl::StrCat(kServerVeth.ToString(), ":", kHostPort));
+  if (DnatUnavailable()) GTEST_SKIP() << "no nftables DNAT here: " << log_;
+  ASSERT_EQ(Call("POST", "/proxies/host/toxics", kDropFirstSynAck).status, 200);
+  const absl::Duration dropped = ClientConnectTime(kServerVeth, kHostPort);
+  std::fprintf(stderr, "connect to %s:%u with the first SYN-ACK dropped: %.1f ms\n", kServerVeth.ToString().c_str(),
+               kHostPort, absl::ToDoubleMilliseconds(dropped));
+  EXPECT_GE(dropped, absl::Milliseconds(900));
+  EXPECT_LT(dropped, absl::Milliseconds(2500));
+  auto fd = ClientConnect(kServerVeth, kHostPort);
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  absl::Status echoed = EchoesByteForByte(fd->get(), Pattern(300'000));
+  EXPECT_TRUE(echoed.ok()) << echoed;
+  // A client in wrench's own namespace dialling the same address is steered by the
+  // output hook: it relays through the TUN too.
+  auto local = tu::ConnectTo(kServerVeth, kHostPort, absl::Seconds(5));
+  ASSERT_TRUE(local.ok()) << local.status();
+  Json conns = Call("GET", "/connections").json();
+  ASSERT_FALSE(conns.empty());
+  EXPECT_EQ(conns.back()["kind"], "tun") << conns.dump();
+  echoed = EchoesByteForByte(local->get(), Pattern(300'000));
+  EXPECT_TRUE(echoed.ok()) << echoed;
+}
+
+TEST_F(DnatTest, ALoopbackListenStillRefusesSegmentToxicsNamingAnAddressThatWorks) {
+  CreateProxy("lo", "127.0.0.1:7002");
+  HttpResult r = Call("POST", "/proxies/lo/toxics", kDropFirstSynAck);
+  EXPECT_EQ(r.status, 400);
+  const std::string error = r.json().value("error", "");
+  EXPECT_THAT(error, HasSubstr("10.89.0.2:PORT"));
+  EXPECT_THAT(error, HasSubstr("0.0.0.0:PORT"));
+  EXPECT_THAT(error, HasSubstr("loopback cannot be steered"));
+}
+
+TEST_F(DnatTest, DeletingTheProxyAndStoppingWrenchUndoTheDnat) {
+  CreateProxy("any", absl::StrCat("0.0.0.0:", kAnyPort));
+  if (DnatUnavailable()) GTEST_SKIP() << "no nftables DNAT here: " << log_;
+  EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "1");
+  EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/conf/wrench0/rp_filter"), "2");
+  ASSERT_EQ(Call("DELETE", "/proxies/any").status, 204);
+  auto fd = ClientConnect(kServerVeth, kAnyPort);
+  ASSERT_FALSE(fd.ok()) << "no listener and no DNAT: the connection is refused";
+  EXPECT_EQ(tu::ErrnoOf(fd.status()), ECONNREFUSED) << fd.status();
+  StopWrench();
+  // The namespace had forwarding off: wrench turned it on, and back off at exit.
+  EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "0");
+  if (std::system("command -v nft >/dev/null") == 0) {
+    FILE* f = ::popen("nft list tables", "r");
+    ASSERT_NE(f, nullptr);
+    char buf[4096];
+    size_t n = std::fread(buf, 1, sizeof buf, f);
+    ::pclose(f);
+    EXPECT_THAT(std::string(buf, n), ::testing::Not(HasSubstr("wrench_"))) << "the table outlived wrench";
+  }
+}
+
+TEST_F(DnatTest, WithoutCapNetAdminAWildcardListenFallsBackToAKernelSocket) {
+  // The loop's thread makes the nftables calls; without CAP_NET_ADMIN they fail as
+  // they do for an unprivileged user. (The thread ends with the test.)
+  absl::Status dropped;
+  service_->RunOnLoop([&] { dropped = tu::DropEffectiveCapability(CAP_NET_ADMIN); });
+  ASSERT_TRUE(dropped.ok()) << dropped;
+  CreateProxy("any", absl::StrCat("0.0.0.0:", kAnyPort));
+  ASSERT_TRUE(DnatUnavailable()) << log_;
+  EXPECT_THAT(log_, HasSubstr("CAP_NET_ADMIN"));
+  HttpResult r = Call("POST", "/proxies/any/toxics", kDropFirstSynAck);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_THAT(r.json().value("error", ""), HasSubstr("DNAT into the TUN is unavailable"));
+  EXPECT_THAT(r.json().value("error", ""), HasSubstr("CAP_NET_ADMIN"));
+  auto fd = ClientConnect(kServerVeth, kAnyPort);
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  Json conns = Call("GET", "/connections").json();
+  ASSERT_EQ(conns.size(), 1u) << conns.dump();
+  EXPECT_EQ(conns[0]["kind"], "socket");
+  absl::Status echoed = EchoesByteForByte(fd->get(), Pattern(100'000));
+  EXPECT_TRUE(echoed.ok()) << echoed;
+}
+
+}  // namespace
+}  // namespace wrench::proxy
