@@ -128,7 +128,10 @@ absl::StatusOr<std::unique_ptr<Dnat>> Dnat::Open(const std::string& tun_name) {
   auto nft = std::make_unique<Nft>();
   const std::string table = absl::StrCat("ip wrench_", id);
   auto forward = ReadSysctl(kIpForward);
-  const bool turn_on_forwarding = forward.ok() && *forward == "0";
+  // A forward chain in a table left by a wrench that was killed means forwarding was
+  // off before it: the guard stays, and ip_forward goes back to 0 at exit.
+  const bool stale_guard = nft->Run(absl::StrCat("list chain ", table, " forward\n")).ok();
+  const bool turn_on_forwarding = (forward.ok() && *forward == "0") || stale_guard;
   // Both maps take listen address and port to a front; any_to_front serves 0.0.0.0.
   // The prerouting chain skips the TUN's own traffic (wrench's server legs), so a
   // front never loops back into itself.

@@ -95,6 +95,9 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
     return absl::InvalidArgumentError(absl::StrCat("--mtu ", o.mtu, ": must be 576 to 65520"));
   }
   if (o.tun_fd >= 0) {
+    // wrench exec: the device lives in the command's namespace, where no connection
+    // arriving here can be steered.
+    s->dnat_error_ = absl::FailedPreconditionError("the TUN is in the command's network namespace, not wrench's");
     s->tun_.emplace(TunDevice::Adopt(UniqueFd(o.tun_fd), o.tun_name, o.mtu));
     o.tun_fd = -1;  // owned by the device now
   } else {
@@ -184,6 +187,7 @@ absl::Status Service::AddMapping(Mapping m, absl::string_view what) {
 absl::StatusOr<Dnat*> Service::dnat() {
   if (dnat_) return dnat_.get();
   if (!dnat_error_.ok()) return dnat_error_;
+  if (stopped_) return absl::FailedPreconditionError("wrench is shutting down");
   auto d = Dnat::Open(opts_.tun_name);
   if (!d.ok()) {
     dnat_error_ = d.status();

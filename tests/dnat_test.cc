@@ -317,6 +317,26 @@ TEST_F(DnatTest, DeletingTheProxyAndStoppingWrenchUndoTheDnat) {
   }
 }
 
+TEST_F(DnatTest, ATableLeftByAKilledWrenchIsReplacedAndItsForwardingUndone) {
+  if (std::system("command -v nft >/dev/null") != 0) GTEST_SKIP() << "the nft program is needed to leave a table";
+  // What a wrench killed with SIGKILL leaves: its table with the forward guard, and
+  // ip_forward turned on.
+  ASSERT_EQ(std::system("nft 'add table ip wrench_wrench0; add chain ip wrench_wrench0 forward "
+                        "{ type filter hook forward priority filter; policy accept; drop; }'"),
+            0);
+  std::ofstream("/proc/sys/net/ipv4/ip_forward") << "1\n";
+  ASSERT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "1");
+  CreateProxy("any", absl::StrCat("0.0.0.0:", kAnyPort));
+  if (DnatUnavailable()) GTEST_SKIP() << "no nftables DNAT here: " << log_;
+  auto fd = ClientConnect(kServerVeth, kAnyPort);
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  absl::Status echoed = EchoesByteForByte(fd->get(), Pattern(10'000));
+  EXPECT_TRUE(echoed.ok()) << echoed;
+  StopWrench();
+  EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "0");
+  EXPECT_NE(std::system("nft list table ip wrench_wrench0 >/dev/null 2>&1"), 0) << "the table outlived wrench";
+}
+
 TEST_F(DnatTest, WithoutCapNetAdminAWildcardListenFallsBackToAKernelSocket) {
   // The loop's thread makes the nftables calls; without CAP_NET_ADMIN they fail as
   // they do for an unprivileged user. (The thread ends with the test.)
