@@ -15,7 +15,7 @@ inline constexpr bool kTolerateKnown = true;
 
 // segment_parser: a segment whose options were packed densely (no alignment NOPs)
 // parses, but its canonical re-emission needs more than 40 option bytes.
-inline constexpr bool kKnownDenseOptionsDoNotReEmit = kTolerateKnown;
+inline constexpr bool kKnownDenseOptionsDoNotReEmit = false;  // fixed: a dense layout when the canonical one needs > 40 bytes; reproducer in corpus/segment_parser-crashes
 
 // tcp_endpoint: HasPendingOutput() ("true when Poll would emit something now") is
 // true while sender SWS avoidance (RFC 9293 §3.8.6.2.1) makes Poll hold the data

@@ -135,8 +135,11 @@ absl::Status ParseOptions(absl::Span<const uint8_t> b, TcpOptions* o) {
 // natural alignment (RFC 7323 Appendix A suggests the NOP padding for timestamps):
 //   MSS(4) | SACK-permitted+TS (12) or NOP NOP TS (12) or NOP NOP SACK-permitted (4)
 //   | NOP WS (4) | NOP NOP SACK (4+8n) | raw options, unaligned | EOL padding to 4.
-// Returns the unpadded length.
-size_t UnpaddedLen(const TcpOptions& o) {
+// When that needs more than the 40 bytes a header holds, the dense layout: the same
+// order without any NOP (MSS 4, SACK-permitted 2, TS 10, WS 3, SACK 2+8n, raw), so
+// whatever a peer packed densely into 40 bytes is emitted again.
+// Returns the canonical layout's unpadded length.
+size_t CanonicalLen(const TcpOptions& o) {
   size_t n = 0;
   if (o.mss) n += 4;
   if (o.timestamps) {
@@ -152,9 +155,65 @@ size_t UnpaddedLen(const TcpOptions& o) {
   return n;
 }
 
-// Writes the layout above into p (EmittedLen() bytes, already checked to be <= 40).
-void WriteOptions(const TcpOptions& o, uint8_t* p, size_t padded) {
-  uint8_t* const start = p;
+size_t DenseLen(const TcpOptions& o) {
+  size_t n = 0;
+  if (o.mss) n += 4;
+  if (o.sack_permitted) n += 2;
+  if (o.timestamps) n += 10;
+  if (o.window_scale) n += 3;
+  size_t sacks = std::min<size_t>(o.sack_count, TcpOptions::kMaxSackBlocks);
+  if (sacks > 0) n += 2 + 8 * sacks;
+  size_t raws = std::min<size_t>(o.raw_count, TcpOptions::kMaxRawOptions);
+  for (size_t k = 0; k < raws; ++k) n += 2 + o.raw[k].data.size();
+  return n;
+}
+
+bool Dense(const TcpOptions& o) { return CanonicalLen(o) > 40; }
+
+// The unpadded length of the layout EmitTcp uses.
+size_t UnpaddedLen(const TcpOptions& o) { return Dense(o) ? DenseLen(o) : CanonicalLen(o); }
+
+// The dense layout (see CanonicalLen); returns the end of what it wrote.
+uint8_t* WriteDense(const TcpOptions& o, uint8_t* p) {
+  if (o.mss) {
+    p[0] = kOptMss;
+    p[1] = kMssLen;
+    Put16(p + 2, *o.mss);
+    p += 4;
+  }
+  if (o.sack_permitted) {
+    p[0] = kOptSackPermitted;
+    p[1] = kSackPermittedLen;
+    p += 2;
+  }
+  if (o.timestamps) {
+    p[0] = kOptTimestamps;
+    p[1] = kTimestampsLen;
+    Put32(p + 2, o.timestamps->value);
+    Put32(p + 6, o.timestamps->echo);
+    p += 10;
+  }
+  if (o.window_scale) {
+    p[0] = kOptWindowScale;
+    p[1] = kWindowScaleLen;
+    p[2] = *o.window_scale;
+    p += 3;
+  }
+  if (o.sack_count > 0) {
+    p[0] = kOptSack;
+    p[1] = static_cast<uint8_t>(2 + 8 * o.sack_count);
+    p += 2;
+    for (size_t k = 0; k < o.sack_count; ++k) {
+      Put32(p, o.sack[k].left.raw());
+      Put32(p + 4, o.sack[k].right.raw());
+      p += 8;
+    }
+  }
+  return p;
+}
+
+// The canonical layout; returns the end of what it wrote.
+uint8_t* WriteCanonical(const TcpOptions& o, uint8_t* p) {
   if (o.mss) {
     p[0] = kOptMss;
     p[1] = kMssLen;
@@ -197,6 +256,12 @@ void WriteOptions(const TcpOptions& o, uint8_t* p, size_t padded) {
       p += 8;
     }
   }
+  return p;
+}
+
+void WriteOptions(const TcpOptions& o, uint8_t* p, size_t padded) {
+  uint8_t* const start = p;
+  p = Dense(o) ? WriteDense(o, p) : WriteCanonical(o, p);
   // Raw options go out byte for byte whatever their kind, so a fault rule can craft
   // a malformed or known-kind option on purpose; only kinds the parser does not
   // interpret round-trip through parse(emit(x)).

@@ -81,7 +81,8 @@ struct RawOption {
 // The options of one segment as plain fields. Layout details (NOP padding, order)
 // are not kept: Emit writes a canonical layout, so parse(emit(x)) == x. The layout
 // is Linux's: MSS, SACK-permitted + timestamps, NOP + window scale, NOP NOP + SACK
-// blocks, then raw options, padded with EOL to a multiple of 4.
+// blocks, then raw options, padded with EOL to a multiple of 4 — or, when that would
+// need more than 40 bytes, the same order without NOPs (options a peer packed densely).
 struct TcpOptions {
   static constexpr size_t kMaxSackBlocks = 4;
   static constexpr size_t kMaxRawOptions = 4;

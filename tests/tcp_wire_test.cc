@@ -357,6 +357,24 @@ TEST(TcpWire, AcceptsOptionsInAnyOrderWithPadding) {
   EXPECT_FALSE(r->options.timestamps);
 }
 
+TEST(TcpWire, ReEmitsDenselyPackedOptionsThatTheCanonicalLayoutCannotHold) {
+  // MSS, SACK-permitted, timestamps, window scale and two SACK blocks packed without a
+  // NOP: 37 bytes. The canonical layout would need 4 + 12 + 4 + 20 = 40... plus the
+  // third block 48; with two blocks it is 40, so add a raw option to push it past.
+  std::vector<uint8_t> o = {2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 3, 3, 7,
+                            5, 18, 0, 0, 0, 10, 0, 0, 0, 20, 0, 0, 0, 30, 0, 0, 0, 40, 254, 2};
+  ASSERT_LE(o.size(), 40u);
+  auto r = Parse(RawSegment(o));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->options.sack_count, 2);
+  ASSERT_EQ(r->options.raw_count, 1);
+  EXPECT_EQ(r->options.EmittedLen(), 40u);  // dense: 39 bytes, padded to 40
+  std::vector<uint8_t> buf;
+  TcpRepr back = RoundTrip(*r, buf);
+  EXPECT_EQ(back, *r);
+  EXPECT_EQ(std::vector<uint8_t>(buf.begin() + 20, buf.begin() + 59), o) << "same bytes as the peer's";
+}
+
 TEST(TcpWire, StopsAtEndOfOptionList) {
   // After EOL the rest is padding, even if it looks like an option.
   auto r = Parse(RawSegment({3, 3, 5, 0, 2, 4, 1, 0}));
@@ -530,10 +548,10 @@ TEST(TcpWire, SurvivesRandomGarbage) {
 TEST(TcpWire, EmitRefusesOptionsOver40Bytes) {
   TcpRepr r;
   r.options.timestamps = Timestamps{};
-  r.options.sack_count = 4;  // 12 + 36
+  r.options.sack_count = 4;  // canonical 12 + 36 = 48; dense 10 + 34 = 44
   std::vector<uint8_t> buf(100);
   EXPECT_THAT(EmitTcp(r, kSrc, kDst, absl::MakeSpan(buf)),
-              IsErrorWith("TCP options need 48 bytes, at most 40 fit"));
+              IsErrorWith("TCP options need 44 bytes, at most 40 fit"));
 }
 
 TEST(TcpWire, EmitRefusesOutOfRangeCounts) {
