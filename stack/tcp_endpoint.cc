@@ -341,7 +341,11 @@ bool TcpEndpoint::CheckSequenceNumber(Instant now, const TcpRepr& seg) {
   SeqNum nxt = tcb_.rcv_nxt;
   bool ok;
   if (len == 0) {
-    ok = wnd == 0 ? seg.seq == nxt : InWindow(seg.seq, nxt, nxt + wnd);
+    // The right edge itself is accepted too, as BSD and Linux do: a sender that filled
+    // our window sends its ACKs at SEQ = RCV.NXT + RCV.WND while a hole keeps RCV.NXT
+    // back. The strict test answers each such ACK with an ACK, and two endpoints that
+    // both filled the other's window answer each other's forever (an ACK war).
+    ok = wnd == 0 ? seg.seq == nxt : InWindow(seg.seq, nxt, nxt + wnd) || seg.seq == nxt + wnd;
   } else {
     ok = wnd != 0 && (InWindow(seg.seq, nxt, nxt + wnd) || InWindow(seg.seq + (len - 1), nxt, nxt + wnd));
   }
@@ -442,7 +446,8 @@ bool TcpEndpoint::CheckAckField(Instant now, const TcpRepr& seg) {
   }
   unanswered_probes_ = 0;
   uint32_t scaled_wnd = static_cast<uint32_t>(seg.window) << tcb_.snd_wscale;
-  if (seg.ack > tcb_.snd_una) {
+  const bool advances = seg.ack > tcb_.snd_una;
+  if (advances) {
     dup_acks_ = 0;
     AdvanceUna(now, seg.ack, seg);
   } else if (seg.ack == tcb_.snd_una && seg.payload.empty() && !seg.flags.any(kSyn | kFin) &&
@@ -450,7 +455,7 @@ bool TcpEndpoint::CheckAckField(Instant now, const TcpRepr& seg) {
     // RFC 5681 §3.2: the third duplicate ACK triggers a fast retransmit.
     if (++dup_acks_ == 3 && !in_recovery_) EnterRecovery(now, /*timeout=*/false);
   }
-  UpdateSendWindow(seg);
+  UpdateSendWindow(seg, advances);
 
   switch (state_) {
     case TcpState::kFinWait1:
@@ -706,10 +711,14 @@ void TcpEndpoint::AdvanceUna(Instant now, SeqNum ack, const TcpRepr& seg) {
 }
 
 // §3.10.7.4 fifth: update the send window from segments that are not older than
-// the one it was last taken from.
-void TcpEndpoint::UpdateSendWindow(const TcpRepr& seg) {
+// the one it was last taken from — and, as Linux does, from every segment whose ACK
+// advanced SND.UNA. The window counts from the ACK that carried it: were SND.UNA to
+// move on while SND.WND stayed (a retransmitted, older SEG.SEQ skips the WL1 test),
+// SND.UNA + SND.WND would lie past the edge the peer offered, and we would send
+// beyond its window.
+void TcpEndpoint::UpdateSendWindow(const TcpRepr& seg, bool advanced_una) {
   if (!(tcb_.snd_una <= seg.ack && seg.ack <= tcb_.snd_nxt)) return;
-  if (tcb_.snd_wl1 < seg.seq || (tcb_.snd_wl1 == seg.seq && tcb_.snd_wl2 <= seg.ack)) {
+  if (advanced_una || tcb_.snd_wl1 < seg.seq || (tcb_.snd_wl1 == seg.seq && tcb_.snd_wl2 <= seg.ack)) {
     tcb_.snd_wnd = static_cast<uint32_t>(seg.window) << tcb_.snd_wscale;
     tcb_.snd_wl1 = seg.seq;
     tcb_.snd_wl2 = seg.ack;
@@ -957,8 +966,7 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
   }
   SeqNum end = DataStartSeq() + static_cast<uint32_t>(snd_buf_.size());
   if (fin_requested_) end = fin_seq_ + 1;
-  uint32_t wnd = std::min(tcb_.snd_wnd, tcb_.cwnd);
-  SeqNum limit = tcb_.snd_una + wnd;
+  SeqNum limit = SendLimit();
   for (int guard = 0; send_cursor_ < end && guard < 4096; ++guard) {
     int32_t room = limit - send_cursor_;
     bool fin_only = fin_requested_ && send_cursor_ == fin_seq_;
@@ -982,6 +990,9 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
   }
 }
 
+// The end of what may be sent: SND.UNA + min(SND.WND, cwnd).
+SeqNum TcpEndpoint::SendLimit() const { return tcb_.snd_una + std::min(tcb_.snd_wnd, tcb_.cwnd); }
+
 bool TcpEndpoint::HasPendingOutput() const {
   if (rst_count_ > 0) return true;
   if (state_ == TcpState::kClosed || state_ == TcpState::kListen) return false;
@@ -992,7 +1003,7 @@ bool TcpEndpoint::HasPendingOutput() const {
   if (fin_requested_) end = fin_seq_ + 1;
   if (send_cursor_ >= end) return false;
   if (fin_requested_ && send_cursor_ == fin_seq_) return true;
-  int32_t room = (tcb_.snd_una + std::min(tcb_.snd_wnd, tcb_.cwnd)) - send_cursor_;
+  int32_t room = SendLimit() - send_cursor_;
   if (room <= 0) return false;
   // The same sender SWS avoidance as EmitData: a small segment waits for ACKs.
   uint32_t queued = static_cast<uint32_t>(end - send_cursor_);

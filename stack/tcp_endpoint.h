@@ -122,6 +122,8 @@ class TcpEndpoint {
   Instant NextDeadline() const;
   // True when Poll would emit something now.
   bool HasPendingOutput() const;
+  // SND.UNA + min(SND.WND, cwnd): where sending new data stops.
+  SeqNum SendLimit() const;
 
   // --- observation ---
   TcpState state() const { return state_; }
@@ -175,7 +177,7 @@ class TcpEndpoint {
   void AcceptSynOptions(const TcpRepr& seg);
   void UpdateTimestamps(const TcpRepr& seg);
   void AdvanceUna(Instant now, SeqNum ack, const TcpRepr& seg);
-  void UpdateSendWindow(const TcpRepr& seg);
+  void UpdateSendWindow(const TcpRepr& seg, bool advanced_una);
   void DeliverInOrder();
   bool HoldOutOfOrder(SeqNum seq, absl::Span<const uint8_t> data);
   void QueueRst(const TcpRepr& answering, SeqNum seq, std::optional<SeqNum> ack);

@@ -658,6 +658,56 @@ TEST_F(Conversation, AckOfUnsentDataIsAnsweredWithAck) {
   EXPECT_EQ(b().tcb().snd_una, b().tcb().snd_nxt);
 }
 
+TEST_F(Conversation, PureAckAtTheRightEdgeOfTheWindowIsAcceptedSilently) {
+  Open();
+  // A sender that filled our window sends its ACKs at SEQ = RCV.NXT + RCV.WND (a hole
+  // keeps RCV.NXT back). Answering each with an ACK is how two endpoints start an ACK
+  // war; B takes it as it takes any acceptable segment (its window is read from it).
+  TcpRepr edge;
+  edge.src_port = kPortA;
+  edge.dst_port = kPortB;
+  // B has read nothing: its window is its whole receive buffer.
+  edge.seq = b().tcb().rcv_nxt + static_cast<uint32_t>(b().config().recv_buffer);
+  edge.ack = b().tcb().snd_nxt;
+  edge.flags = TcpFlags(kAck);
+  edge.window = 777;
+  size_t before = sim().trace().size();
+  Inject(sim(), B, edge);
+  sim().Flush();
+  EXPECT_EQ(sim().trace().size(), before) << "B answered an acceptable pure ACK";
+  EXPECT_EQ(b().tcb().snd_wnd, 777u << b().tcb().snd_wscale);
+}
+
+TEST_F(Conversation, AnAckThatAdvancesSndUnaUpdatesTheWindowEvenFromAnOlderSeq) {
+  Open();
+  ASSERT_TRUE(b().Send(std::vector<uint8_t>(100, 'x')).ok());
+  TcpRepr newer;  // a later segment of A's, reordered ahead: it sets WL1
+  newer.src_port = kPortA;
+  newer.dst_port = kPortB;
+  newer.seq = b().tcb().rcv_nxt + 10;
+  newer.ack = b().tcb().snd_una;
+  newer.flags = TcpFlags(kAck);
+  newer.window = 4000;
+  // B's data is out; A's segments to B are injected by hand from here on.
+  sim().set_filter([](Side from, const TcpRepr&) {
+    LinkVerdict v;
+    v.drop = from == Side::kA;
+    return v;
+  });
+  sim().Flush();
+  ASSERT_EQ(b().tcb().snd_nxt - b().tcb().snd_una, 100u);
+  Inject(sim(), B, newer);
+  // An older SEG.SEQ that acknowledges the 100 bytes with a smaller window: the window
+  // it carries counts from its ACK, so B must take it, not keep 4000 from SND.UNA.
+  TcpRepr older = newer;
+  older.seq = newer.seq - 10;
+  older.ack = b().tcb().snd_nxt;
+  older.window = 50;
+  Inject(sim(), B, older);
+  EXPECT_EQ(b().tcb().snd_una, b().tcb().snd_nxt);
+  EXPECT_EQ(b().tcb().snd_wnd, 50u << b().tcb().snd_wscale);
+}
+
 // --- application calls in every state ---------------------------------------------
 
 TEST_F(Conversation, CloseInListenAndSynSentGoesToClosed) {
