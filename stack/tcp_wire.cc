@@ -171,7 +171,10 @@ size_t DenseLen(const TcpOptions& o) {
 bool Dense(const TcpOptions& o) { return CanonicalLen(o) > 40; }
 
 // The unpadded length of the layout EmitTcp uses.
-size_t UnpaddedLen(const TcpOptions& o) { return Dense(o) ? DenseLen(o) : CanonicalLen(o); }
+size_t UnpaddedLen(const TcpOptions& o) {
+  const size_t canonical = CanonicalLen(o);
+  return canonical > 40 ? DenseLen(o) : canonical;
+}
 
 // The dense layout (see CanonicalLen); returns the end of what it wrote.
 uint8_t* WriteDense(const TcpOptions& o, uint8_t* p) {
