@@ -86,12 +86,12 @@ absl::StatusOr<Segment> ParseSegment(absl::Span<const uint8_t> datagram, ParseOp
 }
 
 absl::StatusOr<size_t> EmitSegment(const Segment& seg, absl::Span<uint8_t> out) {
-  size_t need = seg.BufferLen();
+  size_t tcp_len = seg.tcp.header_len() + seg.tcp.payload.size();
+  size_t need = std::visit([](const auto& h) { return h.header_len(); }, seg.ip) + tcp_len;
   if (out.size() < need) {
     return absl::InvalidArgumentError(
         absl::StrFormat("output buffer too small (%d bytes, need %d)", out.size(), need));
   }
-  size_t tcp_len = seg.tcp.header_len() + seg.tcp.payload.size();
   size_t ip_len = 0;
   if (const auto* v4 = std::get_if<Ipv4Repr>(&seg.ip)) {
     if (v4->src.is_v6() || v4->dst.is_v6()) {

@@ -168,8 +168,6 @@ size_t DenseLen(const TcpOptions& o) {
   return n;
 }
 
-bool Dense(const TcpOptions& o) { return CanonicalLen(o) > 40; }
-
 // The unpadded length of the layout EmitTcp uses.
 size_t UnpaddedLen(const TcpOptions& o) {
   const size_t canonical = CanonicalLen(o);
@@ -264,7 +262,8 @@ uint8_t* WriteCanonical(const TcpOptions& o, uint8_t* p) {
 
 void WriteOptions(const TcpOptions& o, uint8_t* p, size_t padded) {
   uint8_t* const start = p;
-  p = Dense(o) ? WriteDense(o, p) : WriteCanonical(o, p);
+  // A padded length past the canonical layout's means the dense one (see UnpaddedLen).
+  p = padded < ((CanonicalLen(o) + 3) & ~size_t{3}) ? WriteDense(o, p) : WriteCanonical(o, p);
   // Raw options go out byte for byte whatever their kind, so a fault rule can craft
   // a malformed or known-kind option on purpose; only kinds the parser does not
   // interpret round-trip through parse(emit(x)).
@@ -279,7 +278,8 @@ void WriteOptions(const TcpOptions& o, uint8_t* p, size_t padded) {
   std::memset(p, kOptEol, padded - static_cast<size_t>(p - start));
 }
 
-absl::Status CheckEmittable(const TcpOptions& o) {
+// Returns the options' emitted length, or why they cannot be emitted.
+absl::StatusOr<size_t> CheckEmittable(const TcpOptions& o) {
   if (o.sack_count > TcpOptions::kMaxSackBlocks) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "sack_count %d exceeds %d", o.sack_count, TcpOptions::kMaxSackBlocks));
@@ -294,7 +294,7 @@ absl::Status CheckEmittable(const TcpOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrFormat("TCP options need %d bytes, at most 40 fit", len));
   }
-  return absl::OkStatus();
+  return len;
 }
 
 void PrintHex(std::ostream& os, absl::Span<const uint8_t> d) {
@@ -416,9 +416,9 @@ absl::Status ParseTcpInto(absl::Span<const uint8_t> bytes, const IpAddress& src,
 
 absl::StatusOr<size_t> EmitTcp(const TcpRepr& repr, const IpAddress& src, const IpAddress& dst,
                                absl::Span<uint8_t> out) {
-  absl::Status s = CheckEmittable(repr.options);
-  if (!s.ok()) return s;
-  size_t header_len = repr.header_len();
+  absl::StatusOr<size_t> options_len = CheckEmittable(repr.options);
+  if (!options_len.ok()) return options_len.status();
+  size_t header_len = 20 + *options_len;
   size_t total = header_len + repr.payload.size();
   if (out.size() < total) {
     return absl::InvalidArgumentError(absl::StrFormat(
