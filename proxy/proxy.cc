@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <deque>
 
 #include "absl/strings/numbers.h"
@@ -200,7 +201,15 @@ struct Proxy::Connection {
   std::unique_ptr<tcp::socket> sock;
   std::unique_ptr<asio::steady_timer> connect_timer;
   std::vector<uint8_t> to_server;  // being written to the socket
-  std::vector<uint8_t> to_client;  // read from the socket, being handed to the client leg
+  // Read from the socket, being handed to the client leg. Never zero-filled: a new
+  // connection's first read would otherwise clear up to 256 KiB it may not use.
+  std::unique_ptr<uint8_t[]> to_client;
+  size_t to_client_cap = 0;
+  void ReserveToClient(size_t n) {
+    if (to_client_cap >= n) return;
+    to_client = std::make_unique_for_overwrite<uint8_t[]>(n);
+    to_client_cap = n;
+  }
   size_t to_client_off = 0, to_client_len = 0;
   bool writing = false, reading = false;
   bool upstream_eof = false, shutdown_sent = false;
@@ -714,7 +723,7 @@ void Proxy::PumpSocketRelay(Connection& c) {
   if (!c.writing && cl.eof() && cl.readable() == 0) ShutdownToServer(c);
   // Server -> client: what was read goes into the client leg as space allows.
   if (c.to_client_off < c.to_client_len && CanSend(cl.state())) {
-    auto taken = cl.Send(absl::MakeConstSpan(c.to_client.data() + c.to_client_off,
+    auto taken = cl.Send(absl::MakeConstSpan(c.to_client.get() + c.to_client_off,
                                              c.to_client_len - c.to_client_off));
     if (taken.ok()) {
       c.to_client_off += *taken;
@@ -806,9 +815,9 @@ void Proxy::StartSocketRead(Connection& c) {
           256 * 1024);
       // Through the gate, a read is one from-server event, while the gate has room.
       if (gated) room = std::min({room, kSocketEventMax, kGateRoom - std::min(kGateRoom, conn.gate_bytes[1])});
-      if (conn.to_client.size() < room) conn.to_client.resize(room);
+      if (!gated) conn.ReserveToClient(room);
       if (!gated) conn.to_client_off = conn.to_client_len = 0;
-      uint8_t* into = gated ? relay_buf_.data() : conn.to_client.data();
+      uint8_t* into = gated ? relay_buf_.data() : conn.to_client.get();
       if (gated) room = std::min(room, relay_buf_.size());
       boost::system::error_code rec;
       size_t n = room == 0 ? 0 : conn.sock->read_some(asio::buffer(into, room), rec);
@@ -999,9 +1008,10 @@ void Proxy::DrainSocketGates(Connection& c) {
       continue;
     }
     c.gate_bytes[1] -= e.data.size();
-    std::swap(c.to_client, e.data);
+    c.ReserveToClient(e.data.size());
+    if (!e.data.empty()) std::memcpy(c.to_client.get(), e.data.data(), e.data.size());
     c.to_client_off = 0;
-    c.to_client_len = c.to_client.size();
+    c.to_client_len = e.data.size();
     down.pop_front();
   }
 }
@@ -1346,7 +1356,7 @@ void Proxy::PumpToxicSocketRelay(Connection& c) {
   }
   if (c.to_client_off < c.to_client_len && t.down.room() > 0) {
     size_t n = std::min(c.to_client_len - c.to_client_off, t.down.room());
-    t.down.Write(now, absl::MakeConstSpan(c.to_client.data() + c.to_client_off, n));
+    t.down.Write(now, absl::MakeConstSpan(c.to_client.get() + c.to_client_off, n));
     c.to_client_off += n;
   }
   if (c.upstream_eof && c.to_client_off == c.to_client_len && !t.down_eof) {
