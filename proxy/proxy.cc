@@ -229,7 +229,7 @@ struct Proxy::Connection {
     std::vector<uint8_t> data;
   };
   std::deque<SocketEvent> gate[2];
-  uint32_t gate_seq[2] = {0, 0};
+  uint32_t gate_seq[2] = {0, 0};  // next sequence number per direction: every byte, FIN and SYN, gated or not
   size_t gate_bytes[2] = {0, 0};
 
   uint64_t bytes_to_server = 0, bytes_to_client = 0;
@@ -767,6 +767,7 @@ void Proxy::StartSocketWrite(Connection& c) {
   size_t n = up ? up->Read(absl::MakeSpan(c.to_server)) : cl.Receive(absl::MakeSpan(c.to_server));
   c.to_server.resize(n);
   if (n == 0) return;
+  c.gate_seq[0] += static_cast<uint32_t>(n);  // socket events count every byte, gated or not
   WriteToServer(c);
 }
 
@@ -828,6 +829,7 @@ void Proxy::StartSocketRead(Connection& c) {
           OfferSocketEvent(conn, Hook::kFromServer, stack::kFin | stack::kAck, {});
         } else {
           conn.upstream_eof = true;
+          conn.gate_seq[1] += 1;
         }
       } else if (rec && rec != asio::error::would_block && rec != asio::error::try_again) {
         conn.read_closed = true;
@@ -841,6 +843,7 @@ void Proxy::StartSocketRead(Connection& c) {
         if (n > 0) OfferSocketEvent(conn, Hook::kFromServer, stack::kPsh | stack::kAck, absl::MakeConstSpan(into, n));
       } else {
         conn.to_client_len = n;
+        conn.gate_seq[1] += static_cast<uint32_t>(n);
       }
       if (!conns_.contains(id)) return;
     }
@@ -861,6 +864,7 @@ void Proxy::ShutdownToServer(Connection& c) {
     return;
   }
   c.shutdown_sent = true;
+  c.gate_seq[0] += 1;
   boost::system::error_code ignored;
   c.sock->shutdown(tcp::socket::shutdown_send, ignored);
 }
