@@ -268,6 +268,9 @@ TEST_F(ProxyTest, SocketLegDelayedConnectDelaysTheHandshake) {
 TEST_F(ProxyTest, SocketLegDelayedFinDelaysTheServersEof) {
   auto server = tu::TcpServer::Start(kLoopback, 0, EchoHandler);  // echoes after EOF
   ASSERT_TRUE(server.ok());
+  char dir[] = "/tmp/wrench-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  log_path_ = absl::StrCat(dir, "/log.jsonl");
   StartProxy((*server)->port(), {"delay 500ms on=to-server has=FIN"});
   auto fd = Connect();
   ASSERT_TRUE(fd.ok()) << fd.status();
@@ -278,6 +281,19 @@ TEST_F(ProxyTest, SocketLegDelayedFinDelaysTheServersEof) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(*r, "hello");
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(480));
+  StopProxy();
+  // The log shows the shutdown as a socket event: after the 5 bytes (seq 1-5) comes
+  // the FIN at seq 6, acknowledging nothing read yet (ack 1).
+  std::ifstream log(log_path_);
+  std::string line, fin;
+  while (std::getline(log, line)) {
+    if (line.find("\"rule\":1") != std::string::npos) fin = line;
+  }
+  EXPECT_NE(fin.find("\"note\":\"socket\""), std::string::npos) << fin;
+  EXPECT_NE(fin.find("\"flags\":\"FIN+ACK\""), std::string::npos) << fin;
+  EXPECT_NE(fin.find("\"seq\":6,"), std::string::npos) << fin;
+  EXPECT_NE(fin.find("\"ack\":1,"), std::string::npos) << fin;
+  std::system(absl::StrCat("rm -rf ", dir).c_str());
 }
 
 TEST_F(ProxyTest, SocketLegRstInsteadOfShutdownAbortsTowardTheServer) {
