@@ -129,6 +129,24 @@ class ProxyTest : public ::testing::Test {
     EXPECT_TRUE(back == data) << "echoed bytes differ";
   }
 
+  // The server answers a request with a few bytes and closes; with `rule`, the client
+  // reads ECONNRESET instead of EOF. (The server waits for the request so the reset
+  // cannot race the client's connect.)
+  void ExpectServerCloseResetsTheClient(const std::string& rule) {
+    auto server = tu::TcpServer::Start(kLoopback, 0, [](int fd) {
+      (void)tu::ReadAll(fd, absl::Seconds(5), 1);
+      (void)tu::WriteAll(fd, "partial", absl::Seconds(5));
+    });
+    ASSERT_TRUE(server.ok());
+    StartProxy((*server)->port(), {rule});
+    auto fd = Connect();
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    ASSERT_TRUE(tu::WriteAll(fd->get(), "?", absl::Seconds(5)).ok());
+    auto r = tu::ReadAll(fd->get(), absl::Seconds(10));
+    ASSERT_FALSE(r.ok()) << "read " << r->size() << " bytes and EOF";
+    EXPECT_EQ(tu::ErrnoOf(r.status()), ECONNRESET) << r.status();
+  }
+
   std::unique_ptr<Service> service_;
   std::thread loop_;
   std::string pcap_path_, log_path_;
@@ -331,18 +349,7 @@ TEST_F(ProxyTest, SocketLegRstInsteadOfShutdownAbortsTowardTheServer) {
 }
 
 TEST_F(ProxyTest, SocketLegRstInsteadOfTheServersFinResetsTheClient) {
-  auto server = tu::TcpServer::Start(kLoopback, 0, [](int fd) {
-    (void)tu::ReadAll(fd, absl::Seconds(5), 1);
-    (void)tu::WriteAll(fd, "partial", absl::Seconds(5));
-  });
-  ASSERT_TRUE(server.ok());
-  StartProxy((*server)->port(), {"rst on=from-server has=FIN"});
-  auto fd = Connect();
-  ASSERT_TRUE(fd.ok()) << fd.status();
-  ASSERT_TRUE(tu::WriteAll(fd->get(), "?", absl::Seconds(5)).ok());
-  auto r = tu::ReadAll(fd->get(), absl::Seconds(10));
-  ASSERT_FALSE(r.ok()) << "read " << r->size() << " bytes and EOF";
-  EXPECT_EQ(tu::ErrnoOf(r.status()), ECONNRESET) << r.status();
+  ExpectServerCloseResetsTheClient("rst on=from-server has=FIN");
 }
 
 TEST_F(ProxyTest, SocketLegDelayedRefusalDelaysTheClientsRst) {
@@ -402,21 +409,7 @@ TEST_F(ProxyTest, ServerCloseLeavesClientInCloseWaitAndProxyInFinWait2) {
 }
 
 TEST_F(ProxyTest, RstInsteadOfFinResetsTheClient) {
-  // The server answers a request with a few bytes and closes; the FIN toward the
-  // client becomes a RST. (It waits for the request so the reset cannot race the
-  // client's connect.)
-  auto server = tu::TcpServer::Start(kLoopback, 0, [](int fd) {
-    (void)tu::ReadAll(fd, absl::Seconds(5), 1);
-    (void)tu::WriteAll(fd, "partial", absl::Seconds(5));
-  });
-  ASSERT_TRUE(server.ok());
-  StartProxy((*server)->port(), {"rst on=to-client has=FIN"});
-  auto fd = Connect();
-  ASSERT_TRUE(fd.ok()) << fd.status();
-  ASSERT_TRUE(tu::WriteAll(fd->get(), "?", absl::Seconds(5)).ok());
-  auto r = tu::ReadAll(fd->get(), absl::Seconds(10));
-  ASSERT_FALSE(r.ok()) << "read " << r->size() << " bytes and EOF";
-  EXPECT_EQ(tu::ErrnoOf(r.status()), ECONNRESET) << r.status();
+  ExpectServerCloseResetsTheClient("rst on=to-client has=FIN");
 }
 
 TEST_F(ProxyTest, RefusedUpstreamRefusesTheClient) {
