@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "proxy/service.h"
+#include "tests/api_testing.h"
 #include "tests/netns_testing.h"
 
 namespace wrench::proxy {
@@ -30,45 +31,9 @@ const IpAddress kLoopback = IpAddress::V4(0x7f000001);
 const IpAddress kFront = IpAddress::V4(0x0a590002);   // 10.89.0.2, inside --net
 const IpAddress kFront2 = IpAddress::V4(0x0a590003);  // 10.89.0.3
 
-struct HttpResult {
-  int status = 0;
-  std::string headers;
-  std::string body;
-  Json json() const { return Json::parse(body, nullptr, /*allow_exceptions=*/false); }
-};
-
-// One request on its own connection, as a client library sends it.
-absl::StatusOr<HttpResult> Http(uint16_t port, const std::string& method, const std::string& path,
-                                const std::string& body = "", const std::string& extra_headers = "") {
-  auto fd = tu::ConnectTo(kLoopback, port, absl::Seconds(5));
-  if (!fd.ok()) return fd.status();
-  const char* agent = absl::StrContains(extra_headers, "User-Agent:") ? "" : "User-Agent: wrench-test\r\n";
-  std::string req = absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: localhost\r\n", agent, extra_headers,
-                                 "Content-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
-  if (auto s = tu::WriteAll(fd->get(), req, absl::Seconds(5)); !s.ok()) return s;
-  auto raw = tu::ReadAll(fd->get(), absl::Seconds(10));
-  if (!raw.ok()) return raw.status();
-  size_t split = raw->find("\r\n\r\n");
-  if (split == std::string::npos || raw->size() < 12) return absl::InternalError(absl::StrCat("no HTTP answer: ", *raw));
-  HttpResult r;
-  if (!absl::SimpleAtoi(raw->substr(9, 3), &r.status)) return absl::InternalError("bad status line");
-  r.headers = raw->substr(0, split);
-  r.body = raw->substr(split + 4);
-  return r;
-}
-
-// Echoes what arrives, as it arrives, until EOF; then closes its side.
-void ChunkEcho(int fd) {
-  char buf[65536];
-  for (int i = 0; i < tu::kMaxLoopIterations; ++i) {
-    if (!tu::WaitFor(fd, POLLIN, absl::Now() + absl::Seconds(30), "echo").ok()) return;
-    ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    if (n <= 0) break;
-    if (!tu::WriteAll(fd, absl::string_view(buf, static_cast<size_t>(n)), absl::Seconds(30)).ok()) return;
-  }
-  ::shutdown(fd, SHUT_WR);
-}
+using tu::ChunkEcho;
+using tu::Http;
+using tu::HttpResult;
 
 class ControlApiTest : public ::testing::Test {
  protected:

@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "proxy/service.h"
+#include "tests/api_testing.h"
 #include "tests/netns_testing.h"
 
 namespace wrench::proxy {
@@ -38,42 +39,9 @@ constexpr uint16_t kHostPort = 7001;                      // the proxy on 10.77.
 constexpr char kDropFirstSynAck[] =
     R"({"type":"segment","stream":"downstream","attributes":{"rule":"drop flags=SYN+ACK nth=1"}})";
 
-struct HttpResult {
-  int status = 0;
-  std::string body;
-  Json json() const { return Json::parse(body, nullptr, /*allow_exceptions=*/false); }
-};
-
-absl::StatusOr<HttpResult> Http(uint16_t port, const std::string& method, const std::string& path,
-                                const std::string& body = "") {
-  auto fd = tu::ConnectTo(kLoopback, port, absl::Seconds(5));
-  if (!fd.ok()) return fd.status();
-  std::string req = absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: localhost\r\nUser-Agent: wrench-test\r\n",
-                                 "Content-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
-  if (auto s = tu::WriteAll(fd->get(), req, absl::Seconds(5)); !s.ok()) return s;
-  auto raw = tu::ReadAll(fd->get(), absl::Seconds(10));
-  if (!raw.ok()) return raw.status();
-  size_t split = raw->find("\r\n\r\n");
-  HttpResult r;
-  if (split == std::string::npos || !absl::SimpleAtoi(raw->substr(9, 3), &r.status)) {
-    return absl::InternalError(absl::StrCat("no HTTP answer: ", *raw));
-  }
-  r.body = raw->substr(split + 4);
-  return r;
-}
-
-// Echoes what arrives until EOF, then closes its side.
-void Echo(int fd) {
-  char buf[65536];
-  for (int i = 0; i < tu::kMaxLoopIterations; ++i) {
-    if (!tu::WaitFor(fd, POLLIN, absl::Now() + absl::Seconds(30), "echo").ok()) return;
-    ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    if (n <= 0) break;
-    if (!tu::WriteAll(fd, absl::string_view(buf, static_cast<size_t>(n)), absl::Seconds(30)).ok()) return;
-  }
-  ::shutdown(fd, SHUT_WR);
-}
+using tu::Http;
+using tu::HttpResult;
+constexpr auto Echo = tu::ChunkEcho;
 
 // `n` bytes that differ from one position to the next, so a reordered or shifted
 // relay shows.
