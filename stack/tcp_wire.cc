@@ -155,23 +155,18 @@ size_t CanonicalLen(const TcpOptions& o) {
   return n;
 }
 
-size_t DenseLen(const TcpOptions& o) {
-  size_t n = 0;
-  if (o.mss) n += 4;
-  if (o.sack_permitted) n += 2;
-  if (o.timestamps) n += 10;
-  if (o.window_scale) n += 3;
-  size_t sacks = std::min<size_t>(o.sack_count, TcpOptions::kMaxSackBlocks);
-  if (sacks > 0) n += 2 + 8 * sacks;
-  size_t raws = std::min<size_t>(o.raw_count, TcpOptions::kMaxRawOptions);
-  for (size_t k = 0; k < raws; ++k) n += 2 + o.raw[k].data.size();
+// The NOPs the canonical layout adds for alignment: the dense one is that much shorter.
+size_t CanonicalNops(const TcpOptions& o) {
+  size_t n = o.timestamps.has_value() != o.sack_permitted ? 2 : 0;  // NOP NOP before TS or SACK-permitted
+  if (o.window_scale) n += 1;
+  if (o.sack_count > 0) n += 2;
   return n;
 }
 
 // The unpadded length of the layout EmitTcp uses.
 size_t UnpaddedLen(const TcpOptions& o) {
   const size_t canonical = CanonicalLen(o);
-  return canonical > 40 ? DenseLen(o) : canonical;
+  return canonical > 40 ? canonical - CanonicalNops(o) : canonical;
 }
 
 // The dense layout (see CanonicalLen); returns the end of what it wrote.
