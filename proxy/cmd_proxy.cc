@@ -38,8 +38,10 @@ constexpr FlagHelp kProxyFlags[] = {
     {"net", "--net=CIDR          subnet routed into the TUN; the kernel gets its first address\n"
             "                      (default 10.89.0.0/24: the kernel is 10.89.0.1)"},
     {"mtu", "--mtu=N             TUN MTU (default 1500; up to 65520)"},
-    {"upstream_via", "--upstream-via=socket|tun   the upstream leg: a kernel socket (default), or wrench's\n"
-                     "                      own endpoint over the TUN to a server on the kernel's TUN address"},
+    {"upstream_via", "--upstream-via=socket|tun   the upstream leg: a kernel socket (default; to-server and\n"
+                     "                      from-server rules delay or reset its connect, writes, reads and\n"
+                     "                      shutdown), or wrench's own endpoint over the TUN to a server on\n"
+                     "                      the kernel's TUN address (every rule acts on its segments)"},
     {"rule", "--rule=TEXT         a fault rule, e.g. --rule='drop on=to-client flags=SYN+ACK nth=1' (repeatable)"},
     {"rules", "--rules=FILE        fault rules, one a line; # starts a comment"},
     {"seed", "--seed=N            seed of the random generator (p=...), for exact replay (default 1)"},
