@@ -169,6 +169,16 @@ size_t UnpaddedLen(const TcpOptions& o) {
   return canonical > 40 ? canonical - CanonicalNops(o) : canonical;
 }
 
+// The SACK blocks' edges, after the option's kind and length; returns their end.
+uint8_t* WriteSackBlocks(const TcpOptions& o, uint8_t* p) {
+  for (size_t k = 0; k < o.sack_count; ++k) {
+    Put32(p, o.sack[k].left.raw());
+    Put32(p + 4, o.sack[k].right.raw());
+    p += 8;
+  }
+  return p;
+}
+
 // The dense layout (see CanonicalLen); returns the end of what it wrote.
 uint8_t* WriteDense(const TcpOptions& o, uint8_t* p) {
   if (o.mss) {
@@ -199,11 +209,7 @@ uint8_t* WriteDense(const TcpOptions& o, uint8_t* p) {
     p[0] = kOptSack;
     p[1] = static_cast<uint8_t>(2 + 8 * o.sack_count);
     p += 2;
-    for (size_t k = 0; k < o.sack_count; ++k) {
-      Put32(p, o.sack[k].left.raw());
-      Put32(p + 4, o.sack[k].right.raw());
-      p += 8;
-    }
+    p = WriteSackBlocks(o, p);
   }
   return p;
 }
@@ -246,11 +252,7 @@ uint8_t* WriteCanonical(const TcpOptions& o, uint8_t* p) {
     p[2] = kOptSack;
     p[3] = static_cast<uint8_t>(2 + 8 * o.sack_count);
     p += 4;
-    for (size_t k = 0; k < o.sack_count; ++k) {
-      Put32(p, o.sack[k].left.raw());
-      Put32(p + 4, o.sack[k].right.raw());
-      p += 8;
-    }
+    p = WriteSackBlocks(o, p);
   }
   return p;
 }
