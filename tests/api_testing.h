@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/netns_testing.h"
 
@@ -43,6 +44,14 @@ inline absl::StatusOr<HttpResult> Http(uint16_t port, const std::string& method,
   r.headers = raw->substr(0, split);
   r.body = raw->substr(split + 4);
   return r;
+}
+
+// Http, expected to get an answer: a failure is reported and an empty result returned.
+inline HttpResult HttpOrFail(uint16_t port, const std::string& method, const std::string& path,
+                             const std::string& body = "") {
+  auto r = Http(port, method, path, body);
+  EXPECT_TRUE(r.ok()) << method << " " << path << ": " << r.status();
+  return r.ok() ? *r : HttpResult{};
 }
 
 // Echoes what arrives, as it arrives, until EOF; then closes its side.

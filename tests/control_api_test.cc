@@ -76,9 +76,7 @@ class ControlApiTest : public ::testing::Test {
   }
 
   HttpResult Call(const std::string& method, const std::string& path, const std::string& body = "") {
-    auto r = Http(port_, method, path, body);
-    EXPECT_TRUE(r.ok()) << method << " " << path << ": " << r.status();
-    return r.ok() ? *r : HttpResult{};
+    return tu::HttpOrFail(port_, method, path, body);
   }
 
   // POST /proxies for the echo server; returns the created proxy's JSON.

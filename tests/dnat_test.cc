@@ -142,13 +142,10 @@ class DnatTest : public ::testing::Test {
   }
 
   HttpResult Call(const std::string& method, const std::string& path, const std::string& body = "") {
-    auto r = Http(api_, method, path, body);
-    EXPECT_TRUE(r.ok()) << method << " " << path << ": " << r.status();
-    return r.ok() ? *r : HttpResult{};
+    return tu::HttpOrFail(api_, method, path, body);
   }
 
-  // POST /proxies to the echo server; skips the test when wrench could not set up
-  // DNAT here (the log says why), as a kernel without nftables would.
+  // POST /proxies to the echo server (DnatUnavailable() says whether DNAT took).
   void CreateProxy(const std::string& name, const std::string& listen) {
     HttpResult r = Call("POST", "/proxies",
                         Json{{"name", name}, {"listen", listen}, {"upstream", absl::StrCat("127.0.0.1:", echo_->port())}}
