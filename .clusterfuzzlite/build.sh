@@ -38,15 +38,23 @@ absl_cflags=$(pkg-config --cflags $absl_modules)
 # The target bodies and what they test, compiled once.
 objs=()
 for f in "$src"/stack/*.cc "$src"/proxy/rule.cc "$src"/fuzz/check.cc "$src"/fuzz/endpoint_script.cc \
-         "$src"/fuzz/*_target.cc; do
+         "$src"/fuzz/segment_mutator.cc "$src"/fuzz/*_target.cc; do
   o="$work/wrench-obj/$(basename "$(dirname "$f")")_$(basename "$f" .cc).o"
   $CXX $CXXFLAGS -std=c++20 -I"$src" $absl_cflags -c "$f" -o "$o"
   objs+=("$o")
 done
 
 for t in segment_parser tcp_endpoint endpoint_pair rule_parser; do
-  $CXX $CXXFLAGS -std=c++20 -I"$src" $absl_cflags -c "$src/fuzz/$t.cc" -o "$work/wrench-obj/main_$t.o"
-  $CXX $CXXFLAGS "$work/wrench-obj/main_$t.o" "${objs[@]}" $LIB_FUZZING_ENGINE $absl_libs -o "$OUT/$t"
+  mains=("$src/fuzz/$t.cc")
+  # segment_parser's custom mutator has an entry file of its own.
+  [ -f "$src/fuzz/${t}_mutator.cc" ] && mains+=("$src/fuzz/${t}_mutator.cc")
+  main_objs=()
+  for f in "${mains[@]}"; do
+    o="$work/wrench-obj/main_$(basename "$f" .cc).o"
+    $CXX $CXXFLAGS -std=c++20 -I"$src" $absl_cflags -c "$f" -o "$o"
+    main_objs+=("$o")
+  done
+  $CXX $CXXFLAGS "${main_objs[@]}" "${objs[@]}" $LIB_FUZZING_ENGINE $absl_libs -o "$OUT/$t"
   cp "$src/fuzz/$t.dict" "$OUT/$t.dict"
   rm -f "$OUT/${t}_seed_corpus.zip"
   seeds=("$src/corpus/$t"/*)

@@ -1,17 +1,10 @@
-// libFuzzer entry of segment_parser (body in segment_parser_target.cc), with the
-// structure-aware mutator that edits parsed fields and re-emits valid datagrams.
+// libFuzzer entry of segment_parser (body in segment_parser_target.cc). Its custom
+// mutator's entry is segment_parser_mutator.cc.
 #include <cstddef>
 #include <cstdint>
 
 #include "fuzz/targets.h"
 
-extern "C" size_t LLVMFuzzerMutate(uint8_t* data, size_t size, size_t max_size);
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   return wrench::fuzz::FuzzSegmentParser(data, size);
-}
-
-extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size,
-                                          unsigned int seed) {
-  return wrench::fuzz::MutateSegment(data, size, max_size, seed, &LLVMFuzzerMutate);
 }

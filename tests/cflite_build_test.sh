@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs .clusterfuzzlite/build.sh as OSS-Fuzz would (CC, CXX, CFLAGS, CXXFLAGS,
 # LIB_FUZZING_ENGINE, OUT set; clang 14 and the system abseil here) and checks that
-# every target lands in $OUT, runs, and has its seed corpus zip and dictionary.
+# every target lands in $OUT, runs, and has its seed corpus zip and dictionary (and,
+# where it has one, its custom mutator).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/wrench-cflite.XXXXXX")
@@ -29,6 +30,11 @@ for t in segment_parser tcp_endpoint endpoint_pair rule_parser; do
     echo "$t does not run its seed corpus:"; tail -20 "$tmp/$t.log"; fail=1
     continue
   fi
+  case $t in
+    segment_parser | tcp_endpoint)
+      grep -q ' T LLVMFuzzerCustomMutator$' <(nm "$OUT/$t") ||
+        { echo "$t has lost its custom mutator"; fail=1; } ;;
+  esac
   echo "$t: binary, dict, $n seeds, runs them: ok"
 done
 exit $fail
