@@ -131,7 +131,7 @@ uint64_t Selector(const uint8_t* data, size_t size) {
     h ^= h >> 31;
   }
   uint64_t tail = 0;
-  std::memcpy(&tail, data + i, size - i);
+  if (i < size) std::memcpy(&tail, data + i, size - i);  // data may be null when size is 0
   h = (h ^ tail) * 0x94d049bb133111ebu;
   return h ^ (h >> 29);
 }
