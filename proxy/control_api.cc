@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 #include "proxy/commands.h"
+#include "proxy/host_lookup.h"
 #include "proxy/service.h"
 #include "proxy/toxiproxy.h"
 
@@ -354,18 +355,12 @@ absl::StatusOr<tcp::endpoint> ApiEndpoint(const std::string& address) {
         absl::StrCat("--api \"", address, "\": port \"", port, "\" is not a number from 0 to 65535"));
   }
   if (host.empty()) return tcp::endpoint(asio::ip::address_v4::loopback(), static_cast<uint16_t>(p));
-  boost::system::error_code ec;
-  auto addr = asio::ip::make_address(host, ec);
-  if (ec) {
-    asio::io_context io;
-    tcp::resolver resolver(io);
-    auto results = resolver.resolve(host, "", ec);
-    if (ec || results.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("--api \"", address, "\": cannot resolve \"", host, "\""));
-    }
-    addr = results.begin()->endpoint().address();
+  auto addr = LookUpHost(host);
+  if (!addr.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--api \"", address, "\": cannot resolve \"", host,
+                                                   "\": ", addr.status().message()));
   }
-  return tcp::endpoint(addr, static_cast<uint16_t>(p));
+  return tcp::endpoint(*addr, static_cast<uint16_t>(p));
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "proxy/capture.h"
+#include "proxy/host_lookup.h"
 
 namespace wrench::proxy {
 
@@ -147,15 +148,12 @@ absl::StatusOr<Mapping> ParseMapping(absl::string_view text) {
     return m;
   }
   // A host name: resolve it now, once (the event loop never blocks on DNS).
-  asio::io_context io;
-  tcp::resolver resolver(io);
-  boost::system::error_code ec;
-  auto results = resolver.resolve(up->first, "", ec);
-  if (ec || results.empty()) {
+  auto looked_up = LookUpHost(up->first);
+  if (!looked_up.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--map \"", text, "\": cannot resolve \"",
-                                                   up->first, "\": ", ec.message()));
+                                                   up->first, "\": ", looked_up.status().message()));
   }
-  auto addr = results.begin()->endpoint().address();
+  const asio::ip::address& addr = *looked_up;
   if (addr.is_v4()) {
     m.upstream_addr = IpAddress::V4(addr.to_v4().to_uint());
   } else {

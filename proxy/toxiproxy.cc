@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "proxy/dnat.h"
+#include "proxy/host_lookup.h"
 #include "proxy/rule.h"
 #include "proxy/service.h"
 #include "proxy/stream_relay.h"
@@ -135,24 +136,12 @@ absl::StatusOr<HostPort> SplitHostPort(absl::string_view text) {
   return hp;
 }
 
-// An IP literal, "" (every address), or a name looked up now (a name in /etc/hosts
-// such as localhost answers at once; the loop waits for others).
+// An IP literal, "" (every address), or a name looked up now (host_lookup.h).
 absl::StatusOr<asio::ip::address> Resolve(const std::string& host) {
   if (host.empty()) return asio::ip::address(asio::ip::address_v4::any());
-  boost::system::error_code ec;
-  auto addr = asio::ip::make_address(host, ec);
-  if (!ec) return addr;
-  asio::io_context io;
-  tcp::resolver resolver(io);
-  auto results = resolver.resolve(host, "", ec);
-  if (ec || results.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("lookup ", host, ": ", ec ? ec.message() : "no address"));
-  }
-  // IPv4 first: what `localhost` means to most clients, and all the TUN speaks.
-  for (const auto& r : results) {
-    if (r.endpoint().address().is_v4()) return r.endpoint().address();
-  }
-  return results.begin()->endpoint().address();
+  auto addr = LookUpHost(host);
+  if (!addr.ok()) return absl::InvalidArgumentError(absl::StrCat("lookup ", host, ": ", addr.status().message()));
+  return *addr;
 }
 
 stack::IpAddress ToIp(const asio::ip::address& a) {
