@@ -14,7 +14,7 @@ packages=(
   iproute2 python3 curl
 )
 if [ "$profile" = test ]; then
-  packages+=(socat tshark zip)
+  packages+=(socat tshark zip unzip)  # zip and unzip: the ClusterFuzzLite build check
   packages+=(nftables)  # tests/dnat_test lists wrench's table with nft
   packages+=(chromium)  # renders the ladder SVG in tests/ladder_render_test
   # toxiproxy-node-client drives wrench serve in tests/toxiproxy_client_test.sh; a

@@ -8,6 +8,10 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/wrench-cflite.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
+for tool in zip unzip; do
+  command -v $tool >/dev/null || { echo "$tool is needed (scripts/install-deps.sh installs it)"; exit 1; }
+done
+
 export CC=clang-14 CXX=clang++-14
 export CFLAGS="-O1 -fno-omit-frame-pointer -gline-tables-only -fsanitize=address,undefined -fsanitize-address-use-after-scope -fsanitize=fuzzer-no-link"
 export CXXFLAGS="$CFLAGS"
