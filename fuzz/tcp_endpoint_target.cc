@@ -1,6 +1,6 @@
 // tcp_endpoint: one stack::TcpEndpoint driven by a script (fuzz/endpoint_script.h)
-// that plays the peer and the application. After every step the harness checks the
-// invariants of issue 4: legal states and transitions, SND.UNA <= SND.NXT, bounded
+// that plays the peer and the application. After every step the harness checks its
+// invariants: legal states and transitions, SND.UNA <= SND.NXT, bounded
 // buffers, emitted segments that re-parse and never acknowledge unsent data, and a
 // received stream that is exactly what the script sent, in order, once.
 #include <algorithm>

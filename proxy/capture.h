@@ -1,4 +1,4 @@
-// Captures of both legs (DESIGN.md "Proxy data flow"): a pcap of every datagram as it
+// Captures of both legs (docs/ARCHITECTURE.md "Proxy data flow"): a pcap of every datagram as it
 // crossed the wire (LINKTYPE_RAW, so Wireshark and tshark open it) and a JSON-lines
 // log with one object per segment: hook, flags, seq/ack, states, and the rule that fired.
 #pragma once

@@ -1,4 +1,4 @@
-// Steering connections the kernel would accept into the TUN (issue 8): nftables DNAT,
+// Steering connections the kernel would accept into the TUN: nftables DNAT,
 // in one table of wrench's own, rewrites TCP connections arriving for a listen address
 // outside the TUN subnet (a host address, or every non-loopback local address for
 // 0.0.0.0) to a front inside it, so wrench's own endpoint terminates their client leg

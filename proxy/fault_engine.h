@@ -1,4 +1,4 @@
-// The sans-I/O fault engine of DESIGN.md "Fault injection": datagrams go in with the
+// The sans-I/O fault engine of docs/ARCHITECTURE.md "Fault injection": datagrams go in with the
 // time, a hook and a connection number, the rules of proxy/rule.h decide, and what
 // survives comes out when due. The same engine runs in the simulator and the proxy.
 #pragma once

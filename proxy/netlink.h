@@ -1,6 +1,6 @@
 // Network configuration through rtnetlink (a NETLINK_ROUTE socket), never by running
 // `ip`: link state and MTU, addresses and routes for the TUN device the proxy creates
-// (DESIGN.md "Proxy data flow"), and loopback in a fresh network namespace.
+// (docs/ARCHITECTURE.md "Proxy data flow"), and loopback in a fresh network namespace.
 #pragma once
 
 #include <optional>

@@ -1,4 +1,4 @@
-// The man in the middle (DESIGN.md "Proxy data flow"): datagrams from the TUN are
+// The man in the middle (docs/ARCHITECTURE.md "Proxy data flow"): datagrams from the TUN are
 // parsed, offered to the fault engine at their hook, and handed to the proxy's own
 // TCP endpoints; the relay moves bytes between the client leg and the upstream leg
 // (a kernel socket through Asio, or a second endpoint of ours over the same TUN).

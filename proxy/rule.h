@@ -1,4 +1,4 @@
-// The fault rule language of DESIGN.md "Fault injection": a Rule of plain fields (one
+// The fault rule language of docs/ARCHITECTURE.md "Fault injection": a Rule of plain fields (one
 // action, a set of matchers), its one-line grammar with column-precise errors, and its
 // canonical text form. The engine that applies rules to segments lives elsewhere.
 #pragma once

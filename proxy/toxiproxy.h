@@ -1,4 +1,4 @@
-// Toxiproxy 2.x's model on top of wrench (issue 8): named proxies and their toxics,
+// Toxiproxy 2.x's model on top of wrench: named proxies and their toxics,
 // as the control API (control_api.cc) serves them with Toxiproxy's paths, JSON and
 // errors. A proxy whose listen address is inside the TUN subnet is a runtime mapping
 // of the TUN man in the middle, so segment toxics (wrench rules scoped to it) act on

@@ -1,4 +1,4 @@
-// The TUN device: the proxy's wire (DESIGN.md "Proxy data flow"). Every datagram the
+// The TUN device: the proxy's wire (docs/ARCHITECTURE.md "Proxy data flow"). Every datagram the
 // kernel routes into the device is read here as a bare IPv4/IPv6 packet, and every
 // datagram written here enters the kernel as if it had arrived from a network.
 #pragma once

@@ -1,4 +1,4 @@
-// The sans-I/O TCP endpoint (DESIGN.md "Sans-I/O endpoint"): one connection's
+// The sans-I/O TCP endpoint (docs/ARCHITECTURE.md "Sans-I/O endpoint"): one connection's
 // state machine per RFC 9293, driven by segments, ticks and application calls,
 // each with the current time. It owns no socket and no clock; what it wants to
 // send is pulled with Poll(), and NextDeadline() says when it next needs a tick.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A Toxiproxy client nobody here wrote drives wrench unchanged (issue 8): installs
+# A Toxiproxy client nobody here wrote drives wrench unchanged: installs
 # toxiproxy-node-client from the npm registry into a temporary directory, starts
 # `wrench serve` inside a network namespace this script creates (only loopback and the
 # namespace's TUN addresses are used), and runs tests/toxiproxy/client_test.js against it.
