@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "stack/simulator.h"
+#include "stack/tcp_profile.h"
 
 namespace wrench::stack {
 namespace {
@@ -31,6 +32,13 @@ TcpConfig Config(Side s) {
   uint32_t isn = a ? kIsnA : kIsnB;
   c.isn = [isn](const FourTuple&, Instant) { return isn; };
   c.msl = absl::Seconds(30);
+  return c;
+}
+
+// The same under the `rfc` profile: RFC 6298's 1 s minimum RTO, NewReno, no TLP.
+TcpConfig RfcConfig(Side s) {
+  TcpConfig c = Config(s);
+  ApplyProfile(TcpProfile::kRfc, c);
   return c;
 }
 
@@ -289,6 +297,7 @@ TEST_F(Conversation, FourWayTeardownHasExactSeqAndAck) {
 }
 
 TEST_F(Conversation, LostFirstFinIsRetransmitted) {
+  Reset(RfcConfig(A), RfcConfig(B));
   DropNth(A, kFin | kAck, 1);
   Open();
   ASSERT_TRUE(a().Close(now()).ok());
@@ -298,6 +307,21 @@ TEST_F(Conversation, LostFirstFinIsRetransmitted) {
   EXPECT_EQ(segs[4], S(A, "F.", 1, 1));
   EXPECT_EQ(segs[4].at - segs[3].at, absl::Seconds(1));
   EXPECT_EQ(a().state(), TcpState::kFinWait1);
+}
+
+TEST_F(Conversation, LostFirstFinIsProbedAfterTheLinuxMinimumRto) {
+  DropNth(A, kFin | kAck, 1);
+  Open();
+  ASSERT_TRUE(a().Close(now()).ok());
+  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(5)));
+  auto segs = Segments();
+  EXPECT_TRUE(segs[3].dropped);
+  EXPECT_EQ(segs[4], S(A, "F.", 1, 1));
+  // One segment in flight: PTO = 2*SRTT + 200 ms, no later than the RTO (200 ms,
+  // Linux's floor), so the loss probe goes when the RTO would have.
+  EXPECT_EQ(segs[4].at - segs[3].at, absl::Milliseconds(200));
+  EXPECT_EQ(a().loss_stats().tlp_probes, 1);
+  EXPECT_EQ(a().loss_stats().timeouts, 0);
 }
 
 TEST_F(Conversation, LostLastAckMakesLastAckRetransmitAndTimeWaitReAck) {
@@ -455,12 +479,21 @@ TEST_F(Conversation, DataRetriesExhaustedAbortsWithReason) {
 }
 
 TEST_F(Conversation, RtoFollowsMeasuredRtt) {
+  Reset(RfcConfig(A), RfcConfig(B));
   Open();
   sim().StartTransfer(A, 100'000, false);
   ASSERT_TRUE(sim().RunUntil([&] { return sim().received_ok(B) == 100'000; }, absl::Seconds(5)));
   // 20 ms round trips: SRTT ~ 20 ms, and RTO clamps at the 1 s floor (RFC 6298 §2.4).
   EXPECT_NEAR(absl::ToDoubleMilliseconds(a().tcb().srtt), 20, 2);
   EXPECT_EQ(a().tcb().rto, absl::Seconds(1));
+}
+
+TEST_F(Conversation, RtoFollowsMeasuredRttAboveTheLinuxFloor) {
+  Open();
+  sim().StartTransfer(A, 100'000, false);
+  ASSERT_TRUE(sim().RunUntil([&] { return sim().received_ok(B) == 100'000; }, absl::Seconds(5)));
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(a().tcb().srtt), 20, 2);
+  EXPECT_EQ(a().tcb().rto, absl::Milliseconds(200));  // TCP_RTO_MIN
 }
 
 // --- RST in every state (RFC 9293 + RFC 5961) ------------------------------------
