@@ -1289,11 +1289,21 @@ bool TcpEndpoint::HasPendingOutput() const {
   if (state_ == TcpState::kClosed || state_ == TcpState::kListen) return false;
   if (syn_needs_send_ || ack_needed_ || window_update_needed_ || probe_due_) return true;
   if (!SynAcked()) return false;
-  if ((retransmit_one_ || probe_data_due_) && !sb_.empty()) return true;
-  if (probe_data_due_) return true;
-  if (sb_.lost_bytes() > 0 && Pipe() < cc_->cwnd() && sb_.NextLost() < sb_.size()) return true;
   SeqNum end = DataStartSeq() + static_cast<uint32_t>(snd_buf_.size());
   if (fin_requested_) end = fin_seq_ + 1;
+  if (retransmit_one_ && sb_.NextLost() < sb_.size()) return true;
+  if (probe_data_due_) {
+    // The same choice as EmitData: new data the window takes, else the last
+    // segment not SACKed.
+    int32_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - send_cursor_;
+    if (send_cursor_ < end && !sb_.full() && (wnd_room > 0 || (fin_requested_ && send_cursor_ == fin_seq_))) {
+      return true;
+    }
+    for (size_t k = sb_.size(); k-- > 0;) {
+      if (!sb_[k].sacked) return true;
+    }
+  }
+  if (sb_.lost_bytes() > 0 && Pipe() < cc_->cwnd() && sb_.NextLost() < sb_.size()) return true;
   if (send_cursor_ >= end || sb_.full()) return false;
   if (fin_requested_ && send_cursor_ == fin_seq_) return true;
   int64_t cwnd_room = static_cast<int64_t>(cc_->cwnd()) - Pipe();
