@@ -866,6 +866,13 @@ TEST(TcpEndpointProperty, RandomFaultsStillDeliverEveryByteInBoundedTimeAndClose
     ca.send_buffer = cb.recv_buffer = 4096 << (rng() % 6);
     cb.send_buffer = ca.recv_buffer = 4096 << (rng() % 6);
     ca.msl = cb.msl = absl::Seconds(5);
+    // Both profiles, and peers without SACK or timestamps (NewReno recovery, RTT
+    // from timed segments), from the seed's low bits.
+    TcpProfile profile = seed % 2 ? TcpProfile::kLinux : TcpProfile::kRfc;
+    ApplyProfile(profile, ca);
+    ApplyProfile(profile, cb);
+    if (seed % 3 == 0) ca.sack = false;
+    if (seed % 5 == 0) cb.timestamps = false;
     Simulator sim(ca, cb, o);
     RandomFaults f;
     f.loss = (rng() % 20) / 100.0;
