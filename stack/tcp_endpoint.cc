@@ -105,6 +105,7 @@ TcpEndpoint::TcpEndpoint(TcpConfig config)
       sb_(ScoreboardCapacity(cfg_)) {
   tcb_.rto = cfg_.initial_rto;
   cfg_.dup_thresh = std::max(cfg_.dup_thresh, 1);
+  quickacks_left_ = cfg_.quickacks;
   cfg_.max_ooo_ranges = std::min(cfg_.max_ooo_ranges, ooo_.size());
   // The smallest shift that lets the whole receive buffer be advertised (RFC 7323 §2.3).
   uint8_t ws = 0;
@@ -536,18 +537,39 @@ void TcpEndpoint::ProcessSegmentText(Instant now, const TcpRepr& seg) {
     return;
   }
   if (data.size() > wnd - offset) data = data.first(wnd - offset);
-  ack_needed_ = true;
   if (offset == 0) {
+    bool filled_hole = ooo_count_ > 0;
     rcv_buf_.WriteAt(rcv_buf_.size(), data);
     rcv_buf_.Commit(data.size());
     tcb_.rcv_nxt += static_cast<uint32_t>(data.size());
     DeliverInOrder();
+    ScheduleAck(now, static_cast<uint32_t>(data.size()), filled_hole);
   } else {
+    ack_needed_ = true;
     HoldOutOfOrder(seq, data);
     // RFC 5681 §4.2: an out-of-order segment gets an immediate duplicate ACK of
     // its own, even when several arrive before the next Poll.
     if (dup_acks_owed_ < 8) ++dup_acks_owed_;
   }
+}
+
+// RFC 9293 §3.8.6.3 / RFC 5681 §4.2 delayed ACKs, as Linux runs them
+// (__tcp_ack_snd_check): at once in quick-ack mode (the first segments of a
+// connection), when more than one full segment is unacknowledged, and when the
+// segment fills a hole; otherwise within the delayed-ACK timeout.
+void TcpEndpoint::ScheduleAck(Instant now, uint32_t len, bool filled_hole) {
+  if (!cfg_.delayed_ack) {
+    ack_needed_ = true;
+    return;
+  }
+  rcv_mss_ = std::max<uint32_t>(rcv_mss_, std::min<uint32_t>(len, cfg_.mss));
+  unacked_rcv_ += len;
+  if (quickacks_left_ > 0 || unacked_rcv_ > rcv_mss_ || filled_hole || ooo_count_ > 0) {
+    if (quickacks_left_ > 0) --quickacks_left_;
+    ack_needed_ = true;
+    return;
+  }
+  if (delack_deadline_ == kNever) delack_deadline_ = now + cfg_.delayed_ack_timeout;
 }
 
 // Moves held out-of-order ranges that RCV.NXT has reached into the readable bytes.
@@ -778,6 +800,7 @@ void TcpEndpoint::SetState(Instant now, TcpState to, absl::string_view cause) {
 
 void TcpEndpoint::Terminate(Instant now, CloseReason why, absl::string_view cause, std::string error) {
   rto_deadline_ = persist_deadline_ = time_wait_deadline_ = rack_deadline_ = tlp_deadline_ = kNever;
+  delack_deadline_ = kNever;
   syn_needs_send_ = ack_needed_ = window_update_needed_ = probe_due_ = retransmit_one_ = false;
   probe_data_due_ = false;
   close_reason_ = why;
@@ -1008,6 +1031,10 @@ void TcpEndpoint::OnTick(Instant now) {
     Terminate(now, CloseReason::kNormal, "2MSL timeout");
     return;
   }
+  if (now >= delack_deadline_) {
+    delack_deadline_ = kNever;
+    if (AcceptsText(state_) || state_ == TcpState::kCloseWait) ack_needed_ = true;
+  }
   if (now >= tlp_deadline_) OnLossProbeTimeout(now);  // first: it re-arms the RTO
   if (now >= rto_deadline_) OnRetransmitTimeout(now);
   if (now >= persist_deadline_) OnPersistTimeout(now);
@@ -1095,7 +1122,8 @@ void TcpEndpoint::UpdateRtt(Instant now, Duration r) {
 void TcpEndpoint::RestartRetransmitTimer(Instant now) { rto_deadline_ = now + tcb_.rto; }
 
 Instant TcpEndpoint::NextDeadline() const {
-  return std::min({rto_deadline_, persist_deadline_, time_wait_deadline_, rack_deadline_, tlp_deadline_});
+  return std::min({rto_deadline_, persist_deadline_, time_wait_deadline_, rack_deadline_, tlp_deadline_,
+                   delack_deadline_});
 }
 
 // ---------------------------------------------------------------------------
@@ -1127,6 +1155,9 @@ void TcpEndpoint::FillHeader(Instant now, TcpRepr& r, SeqNum seq, TcpFlags flags
   if (flags.has(kAck)) {
     r.ack = tcb_.rcv_nxt;
     last_ack_sent_ = tcb_.rcv_nxt;
+    // Every segment with an ACK acknowledges what a delayed ACK would have.
+    unacked_rcv_ = 0;
+    delack_deadline_ = kNever;
   }
   if (flags.has(kSyn)) {
     r.window = static_cast<uint16_t>(std::min<uint32_t>(ReceiveWindow(), 0xffff));
@@ -1197,8 +1228,8 @@ uint32_t TcpEndpoint::EmitAt(Instant now, SeqNum seq, uint32_t max_payload,
 
 bool TcpEndpoint::RetransmitSegment(Instant now, size_t i, absl::FunctionRef<void(const TcpRepr&)> emit) {
   SeqNum at = sb_[i].start, stop = sb_[i].end;
-  // A record may take more than one segment now (SACK blocks beside the data
-  // leave less room); each piece is cut from the send buffer again.
+  // A record sent again may need more than one segment (SACK blocks beside the
+  // data leave less room); each piece is cut from the send buffer again.
   for (int guard = 0; at < stop && guard < 64; ++guard) {
     uint32_t c = EmitAt(now, at, static_cast<uint32_t>(stop - at), emit);
     if (c == 0) break;

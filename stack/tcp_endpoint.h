@@ -74,6 +74,13 @@ struct TcpConfig {
   // RCV.NXT or whose timestamp is newer than TS.Recent ends the TIME-WAIT (the
   // owner then opens the new connection). Off, such a SYN gets a challenge ACK.
   bool time_wait_accepts_syn = true;
+  // Delayed ACKs (RFC 9293 §3.8.6.3, RFC 5681 §4.2) as Linux does them: the first
+  // `quickacks` segments are acknowledged at once, then every second full segment,
+  // a segment that fills a hole at once, and otherwise within the timeout (Linux's
+  // TCP_ATO_MIN). Off, every segment is acknowledged at once.
+  bool delayed_ack = true;
+  Duration delayed_ack_timeout = absl::Milliseconds(40);
+  int quickacks = 16;
   // Segments the sender tracks in flight (the SACK scoreboard); 0 sizes it from
   // send_buffer for a 536-byte MSS. When all are in flight, new data waits for ACKs.
   size_t max_segments_in_flight = 0;
@@ -251,6 +258,7 @@ class TcpEndpoint {
   void SyncCongestion() { tcb_.cwnd = cc_->cwnd(); tcb_.ssthresh = cc_->ssthresh(); }
   uint32_t Pipe() const;
   bool RetransmitSegment(Instant now, size_t i, absl::FunctionRef<void(const TcpRepr&)> emit);
+  void ScheduleAck(Instant now, uint32_t len, bool filled_hole);
 
   bool SynSentOrAcked() const;
   uint32_t FlightSize() const;
@@ -340,6 +348,11 @@ class TcpEndpoint {
   bool tlp_retrans_ = false;
   SeqNum tlp_end_seq_;
   bool probe_data_due_ = false;     // the PTO fired: one probe segment goes out
+  // Delayed ACKs.
+  Instant delack_deadline_ = kNever;
+  uint32_t unacked_rcv_ = 0;        // in-order bytes received since our last ACK
+  uint32_t rcv_mss_ = 0;            // the largest segment received (Linux's rcv_mss)
+  int quickacks_left_ = 0;
 
   // Timestamps (RFC 7323).
   uint32_t ts_offset_ = 0;

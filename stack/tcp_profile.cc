@@ -26,6 +26,9 @@ void ApplyProfile(TcpProfile p, TcpConfig& cfg) {
     cfg.tlp = true;
     cfg.tlp_one_segment_allowance = absl::Milliseconds(200);  // TCP_RTO_MIN, as tcp_schedule_loss_probe
     cfg.time_wait_accepts_syn = true;
+    cfg.delayed_ack = true;
+    cfg.delayed_ack_timeout = absl::Milliseconds(40);  // TCP_ATO_MIN
+    cfg.quickacks = 16;                                 // TCP_MAX_QUICKACKS
   } else {
     cfg.min_rto = absl::Seconds(1);  // RFC 6298 §2.4
     cfg.congestion = CongestionAlgorithm::kNewReno;
@@ -33,6 +36,7 @@ void ApplyProfile(TcpProfile p, TcpConfig& cfg) {
     cfg.tlp = false;
     cfg.tlp_one_segment_allowance = absl::Milliseconds(200);
     cfg.time_wait_accepts_syn = false;  // RFC 9293 §3.10.7.4: a SYN in TIME-WAIT gets a challenge ACK
+    cfg.delayed_ack = false;            // every segment acknowledged at once
   }
 }
 

@@ -452,6 +452,48 @@ TEST_F(Conversation, DataLossIsRepairedByFastRetransmit) {
   EXPECT_LT(sim().elapsed(), absl::Seconds(1));
 }
 
+// A sends 20 full segments 3 ms apart, then one byte; returns B's ACKs of data and
+// the time from the last data segment's departure to B's last ACK.
+std::pair<int, Duration> SpacedSegmentsAndTheirAcks(Simulator& sim) {
+  TcpEndpoint& a = sim.a();
+  std::vector<uint8_t> full(a.tcb().snd_mss, 'x');
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(*a.Send(full), full.size());
+    EXPECT_TRUE(sim.RunFor(absl::Milliseconds(3)));
+  }
+  std::vector<uint8_t> one(1, 'y');
+  EXPECT_EQ(*a.Send(one), 1u);
+  EXPECT_TRUE(sim.RunFor(absl::Milliseconds(200)));
+  int acks = 0;
+  Instant last_data, last_ack;
+  for (const TraceEntry& e : sim.trace()) {
+    if (e.from == Side::kA && e.payload_len > 0) last_data = e.at;
+    if (e.from == Side::kB && e.payload_len == 0 && e.seg.ack.raw() - kIsnA > 1) {
+      ++acks;
+      last_ack = e.at;
+    }
+  }
+  return {acks, last_ack - last_data};
+}
+
+TEST_F(Conversation, DelayedAcksQuickAckFirstThenEverySecondSegmentThenTheTimer) {
+  Open();
+  // B acknowledges the first 16 segments one by one (Linux's quick-ack mode), then
+  // every second full segment (after the 18th and the 20th); the last byte waits
+  // for the 40 ms delayed-ACK timer.
+  auto [acks, wait] = SpacedSegmentsAndTheirAcks(sim());
+  EXPECT_EQ(acks, 16 + 2 + 1);
+  EXPECT_EQ(wait, absl::Milliseconds(10) + absl::Milliseconds(40));
+}
+
+TEST_F(Conversation, RfcProfileAcknowledgesEverySegmentAtOnce) {
+  Reset(RfcConfig(A), RfcConfig(B));
+  Open();
+  auto [acks, wait] = SpacedSegmentsAndTheirAcks(sim());
+  EXPECT_EQ(acks, 21);
+  EXPECT_EQ(wait, absl::Milliseconds(10));
+}
+
 TEST_F(Conversation, ReceiverHoldsOutOfOrderDataAndSendsSack) {
   Open();
   int n = 0;
@@ -888,7 +930,8 @@ TEST(TcpEndpointProperty, RandomFaultsStillDeliverEveryByteInBoundedTimeAndClose
     sim.StartTransfer(Side::kB, b_bytes, true);
     // Delivery (every byte and both FINs) must end within a bound once the faults
     // stop: the timer either side has pending fires once, a segment the link still
-    // holds arrives, and then a handful of round trips per buffer of bytes left.
+    // holds arrives, a delayed ACK waits once, and then a handful of round trips per
+    // buffer of bytes left.
     auto delivered = [&] {
       return sim.received_ok(Side::kB) == a_bytes && sim.received_ok(Side::kA) == b_bytes &&
              sim.a().fin_received() && sim.b().fin_received();
@@ -900,7 +943,7 @@ TEST(TcpEndpointProperty, RandomFaultsStillDeliverEveryByteInBoundedTimeAndClose
       uint64_t left = a_bytes - sim.received_ok(Side::kB) + b_bytes - sim.received_ok(Side::kA);
       size_t min_buffer = std::min({ca.send_buffer, ca.recv_buffer, cb.send_buffer, cb.recv_buffer});
       double rtts = 32 + 2.0 * static_cast<double>(left) / static_cast<double>(min_buffer / 2);
-      bound = sim.now() + wait + f.max_extra_delay + 2 * o.latency * rtts;
+      bound = sim.now() + wait + f.max_extra_delay + ca.delayed_ack_timeout + 2 * o.latency * rtts;
       ASSERT_TRUE(sim.RunUntil(delivered, absl::Minutes(30)));
       if (sim.now() > bound && ++failures <= 5) {
         ADD_FAILURE() << "seed " << seed << ": delivered " << absl::FormatDuration(sim.now() - f.until)

@@ -27,6 +27,9 @@ TEST(TcpProfile, LinuxIsTheDefaultConfig) {
   EXPECT_EQ(linux_cfg.rack, defaults.rack);
   EXPECT_EQ(linux_cfg.tlp, defaults.tlp);
   EXPECT_EQ(linux_cfg.time_wait_accepts_syn, defaults.time_wait_accepts_syn);
+  EXPECT_EQ(linux_cfg.delayed_ack, defaults.delayed_ack);
+  EXPECT_EQ(linux_cfg.delayed_ack_timeout, defaults.delayed_ack_timeout);
+  EXPECT_EQ(linux_cfg.quickacks, defaults.quickacks);
 }
 
 TEST(TcpProfile, FiguresOfBothProfiles) {
@@ -45,6 +48,10 @@ TEST(TcpProfile, FiguresOfBothProfiles) {
   EXPECT_TRUE(linux_cfg.rack && linux_cfg.tlp && linux_cfg.time_wait_accepts_syn);
   EXPECT_FALSE(rfc.rack || rfc.tlp || rfc.time_wait_accepts_syn);
   EXPECT_EQ(linux_cfg.tlp_one_segment_allowance, absl::Milliseconds(200));
+  EXPECT_TRUE(linux_cfg.delayed_ack);
+  EXPECT_EQ(linux_cfg.delayed_ack_timeout, absl::Milliseconds(40));
+  EXPECT_EQ(linux_cfg.quickacks, 16);
+  EXPECT_FALSE(rfc.delayed_ack);
 }
 
 TEST(TcpProfile, LeavesBuffersOptionsAndAddressesAlone) {
