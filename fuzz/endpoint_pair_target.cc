@@ -120,14 +120,39 @@ class PairRun {
       if (cursor_ == before) cursor_ = verdicts_.size();
     }
     clean_from_ = sim_.now();
+    StallBound();
     finished_ = done || sim_.RunUntil(both_closed, kCleanLimit);
     // A stalled reader may still hold bytes that arrived: it reads them now.
     sim_.set_auto_read(Side::kA, true);
     sim_.set_auto_read(Side::kB, true);
     sim_.Flush();
-    return finished_ && ok_ && sim_.received_ok(Side::kB) == c_.a_bytes() &&
+    return finished_ && ok_ && delivered_at_ <= clean_from_ + stall_bound_ &&
+           sim_.received_ok(Side::kB) == c_.a_bytes() &&
            sim_.received_ok(Side::kA) == c_.b_bytes() && sim_.received_bad(Side::kA) == 0 &&
            sim_.received_bad(Side::kB) == 0;
+  }
+
+  // How long after the link turned clean the transfer may take: the timer either
+  // side has pending (a backed-off RTO or persist timer) fires once, segments the
+  // link still holds arrive (up to 5 s late), and then every round trip moves at
+  // least half the smaller buffer; 64 round trips more for slow start and the FINs.
+  // A pair that waits for timers over and over (a stall) fails the check.
+  void StallBound() {
+    stack::Duration wait = absl::ZeroDuration();
+    size_t min_buffer = SIZE_MAX;
+    for (Side s : {Side::kA, Side::kB}) {
+      const TcpEndpoint& ep = sim_.endpoint(s);
+      wait = std::max(wait, ep.tcb().rto);
+      if (ep.NextDeadline() != stack::kNever) {
+        wait = std::max(wait, std::min(ep.NextDeadline() - sim_.now(), ep.config().max_rto));
+      }
+      min_buffer = std::min({min_buffer, ep.config().send_buffer, ep.config().recv_buffer});
+    }
+    uint64_t left = (c_.a_bytes() - std::min(c_.a_bytes(), sim_.received_ok(Side::kB))) +
+                    (c_.b_bytes() - std::min(c_.b_bytes(), sim_.received_ok(Side::kA)));
+    double rtts = 64 + 2.0 * static_cast<double>(left) / static_cast<double>(std::max<size_t>(min_buffer / 2, 1));
+    stack::Duration rtt = 2 * kLatency[c_.latency % std::size(kLatency)];
+    stall_bound_ = wait + absl::Seconds(5) + rtt * rtts + absl::Seconds(1);
   }
 
   void CheckTransitions() {
@@ -160,7 +185,10 @@ class PairRun {
          << " cwnd=" << ep.tcb().cwnd << " retransmissions=" << ep.retransmissions() << "\n";
     }
     os << "    finished " << finished_ << " at +" << absl::FormatDuration(sim_.now() - absl::UnixEpoch())
-       << "\n";
+       << ", delivered at +"
+       << (delivered_at_ == stack::kNever ? std::string("never")
+                                          : absl::FormatDuration(delivered_at_ - absl::UnixEpoch()))
+       << " (bound: clean + " << absl::FormatDuration(stall_bound_) << ")\n";
     return os.str();
   }
 
@@ -215,6 +243,10 @@ class PairRun {
     }
     TcpEndpoint& a = sim_.a();
     TcpEndpoint& b = sim_.b();
+    if (delivered_at_ == stack::kNever && sim_.received_ok(Side::kB) == c_.a_bytes() &&
+        sim_.received_ok(Side::kA) == c_.b_bytes() && a.fin_received() && b.fin_received()) {
+      delivered_at_ = sim_.now();
+    }
     switch (c_.mode) {
       case PairMode::kBothSendAndClose:
         break;
@@ -256,6 +288,8 @@ class PairRun {
   bool ok_ = true;
   bool finished_ = false;
   stack::Instant clean_from_;
+  stack::Instant delivered_at_ = stack::kNever;
+  stack::Duration stall_bound_ = absl::InfiniteDuration();
 };
 
 }  // namespace
@@ -351,7 +385,8 @@ int FuzzEndpointPair(const uint8_t* data, size_t size) {
     std::string ladder = again.sim().Ladder();
     if (ladder.size() > 20000) ladder = "..." + ladder.substr(ladder.size() - 20000);
     FailureContext context([&](std::ostream& os) { os << again.Report() << ladder; });
-    WRENCH_CHECK(ok) << "after the link turned clean, the pair did not deliver every byte and close";
+    WRENCH_CHECK(ok) << "after the link turned clean, the pair did not deliver every byte and close "
+                        "within the bound";
   }
   return 0;
 }

@@ -49,6 +49,8 @@ constexpr FlagHelp kExecFlags[] = {
             "                      127.0.0.1; the command's address is 10.89.0.2)"},
     {"mtu", "--mtu=N             TUN MTU (default 1500)"},
     {"msl", "--msl=DURATION      maximum segment lifetime of wrench's endpoints (default 30s)"},
+    {"tcp_profile", "--tcp-profile=linux|rfc   timers and loss recovery of wrench's endpoints: Linux's\n"
+                    "                      figures (default) or the RFCs' (1 s minimum RTO, NewReno, no TLP)"},
     {"verbose", "--verbose           a line on stderr for every connection event"},
     {"serve", "--serve=PORT        wrap a server instead: COMMAND listens on PORT (at 10.89.0.2);\n"
               "                      wrench accepts on 127.0.0.1:PORT and opens its own TCP endpoint\n"

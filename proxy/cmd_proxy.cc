@@ -12,6 +12,7 @@
 #include "proxy/cli.h"
 #include "proxy/commands.h"
 #include "proxy/service.h"
+#include "stack/tcp_profile.h"
 
 ABSL_FLAG(std::vector<std::string>, map, {}, "FRONT_IP:PORT=UPSTREAM_HOST:PORT (repeatable)");
 ABSL_FLAG(std::string, tun, "wrench0", "TUN device name");
@@ -26,6 +27,7 @@ ABSL_FLAG(std::string, log, "", "write one JSON object a line per segment to thi
 ABSL_FLAG(std::string, api, "", "serve the HTTP control API on ADDR:PORT");
 ABSL_FLAG(absl::Duration, msl, absl::Seconds(30), "maximum segment lifetime; TIME-WAIT lasts 2*MSL");
 ABSL_FLAG(bool, verbose, false, "a line on stderr for every connection event");
+ABSL_FLAG(std::string, tcp_profile, "linux", "timing profile of wrench's TCP endpoints: linux or rfc");
 
 namespace wrench::proxy {
 
@@ -50,6 +52,8 @@ constexpr FlagHelp kProxyFlags[] = {
     {"api", "--api=ADDR:PORT     HTTP control API (loopback unless an address is given)"},
     {"msl", "--msl=DURATION      maximum segment lifetime; TIME-WAIT lasts 2*MSL (default 30s)"},
     {"verbose", "--verbose           a line on stderr for every connection event"},
+    {"tcp_profile", "--tcp-profile=linux|rfc   timers and loss recovery of wrench's endpoints: Linux's\n"
+                    "                      figures (default) or the RFCs' (1 s minimum RTO, NewReno, no TLP)"},
 };
 
 }  // namespace
@@ -102,6 +106,9 @@ absl::Status ServiceOptionsFromFlags(ServiceOptions& o) {
   o.pcap_path = absl::GetFlag(FLAGS_pcap);
   o.log_path = absl::GetFlag(FLAGS_log);
   o.api_address = absl::GetFlag(FLAGS_api);
+  auto profile = stack::ParseTcpProfile(absl::GetFlag(FLAGS_tcp_profile));
+  if (!profile.ok()) return absl::InvalidArgumentError(absl::StrCat("--tcp-profile: ", profile.status().message()));
+  stack::ApplyProfile(*profile, o.tcp);
   o.tcp.msl = absl::GetFlag(FLAGS_msl);
   if (o.tcp.msl < absl::ZeroDuration()) return absl::InvalidArgumentError("--msl must not be negative");
   o.verbose = absl::GetFlag(FLAGS_verbose);

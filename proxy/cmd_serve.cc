@@ -33,6 +33,8 @@ constexpr FlagHelp kServeFlags[] = {
     {"pcap", "--pcap=FILE         capture both legs of TUN connections"},
     {"log", "--log=FILE          one JSON object a line per segment"},
     {"msl", "--msl=DURATION      maximum segment lifetime; TIME-WAIT lasts 2*MSL (default 30s)"},
+    {"tcp_profile", "--tcp-profile=linux|rfc   timers and loss recovery of wrench's endpoints: Linux's\n"
+                    "                      figures (default) or the RFCs' (1 s minimum RTO, NewReno, no TLP)"},
     {"verbose", "--verbose           a line on stderr for every connection event"},
 };
 

@@ -10,6 +10,7 @@
 #include "proxy/commands.h"
 #include "proxy/common_flags.h"
 #include "stack/simulator.h"
+#include "stack/tcp_profile.h"
 
 ABSL_FLAG(uint64_t, request, 100, "bytes the client sends");
 ABSL_FLAG(uint64_t, response, 1000, "bytes the server sends back");
@@ -27,6 +28,7 @@ constexpr FlagHelp kFlags[] = {
     {"closer", "--closer=WHO     who closes first: client, server or both (default client)"},
     {"seed", "--seed=N         seed of the link's random faults (default 1)"},
     {"loss", "--loss=P         probability that the link drops a segment (default 0)"},
+    {"tcp_profile", "--tcp-profile=linux|rfc   timers and loss recovery of both endpoints (default linux)"},
 };
 }  // namespace
 
@@ -49,7 +51,14 @@ int RunSimulate(int argc, char** argv) {
     std::fprintf(stderr, "wrench simulate: --loss must be in [0, 1)\n");
     return 2;
   }
+  auto profile = stack::ParseTcpProfile(absl::GetFlag(FLAGS_tcp_profile));
+  if (!profile.ok()) {
+    std::fprintf(stderr, "wrench simulate: --tcp-profile: %s\n", std::string(profile.status().message()).c_str());
+    return 2;
+  }
   stack::TcpConfig client, server;
+  stack::ApplyProfile(*profile, client);
+  stack::ApplyProfile(*profile, server);
   client.tuple = {stack::IpAddress::V4(0x0a590002), 40000, stack::IpAddress::V4(0x0a590001), 80};
   server.tuple = {stack::IpAddress::V4(0x0a590001), 80, stack::IpAddress::V4(0x0a590002), 40000};
   stack::Simulator::Options opts;

@@ -13,6 +13,8 @@
 ABSL_DECLARE_FLAG(uint64_t, seed);
 ABSL_DECLARE_FLAG(std::vector<std::string>, rule);
 ABSL_DECLARE_FLAG(std::string, rules);
+// linux or rfc (stack/tcp_profile.h), for every command that runs endpoints.
+ABSL_DECLARE_FLAG(std::string, tcp_profile);
 // `wrench ladder`'s (cmd_ladder.cc).
 ABSL_DECLARE_FLAG(std::string, format);
 ABSL_DECLARE_FLAG(uint64_t, conn);

@@ -322,7 +322,17 @@ void Proxy::OnDatagram(absl::Span<const uint8_t> datagram) {
   if (pcap_) pcap_->Write(now, datagram);
   TupleKey key{seg.src(), seg.dst(), seg.tcp.src_port, seg.tcp.dst_port};
   Connection* c = nullptr;
-  if (Leg* leg = FindLeg(key, &c)) {
+  Leg* leg = FindLeg(key, &c);
+  if (leg && leg == &c->client && leg->ep && !shutting_down_ && leg->ep->TimeWaitAcceptsSyn(seg.tcp)) {
+    // RFC 6191: a new SYN for a client leg in TIME-WAIT (the client reuses its
+    // port). The old connection ends here; the SYN opens a new one below.
+    Event(*c, "SYN in TIME-WAIT: the connection ends, a new one starts");
+    c->client.ep->OnSegment(now, seg.tcp);
+    if (conns_.contains(c->id)) Remove(*c);
+    leg = nullptr;
+    c = nullptr;
+  }
+  if (leg) {
     Inbound(*c, *leg, seg, datagram);
   } else if (seg.tcp.flags.has(stack::kSyn) && !seg.tcp.flags.any(stack::kAck | stack::kRst) &&
              !shutting_down_) {

@@ -1,7 +1,10 @@
 // The TCP endpoint state machine. Segment processing follows RFC 9293 §3.10.7
 // step by step (one function per step), with RFC 5961 for RST, SYN and ACK
 // acceptance, RFC 6298 for the retransmission timer, RFC 7323 for window scaling
-// and timestamps, RFC 5681 for congestion control and fast retransmit.
+// and timestamps, RFC 5681 for fast retransmit, RFC 6675 for SACK-based loss
+// recovery (NewReno, RFC 6582, without SACK), RFC 8985 RACK-TLP for time-based loss
+// detection, RFC 6937 PRR for the window during recovery; stack/congestion.h
+// holds the congestion control algorithms.
 #include "stack/tcp_endpoint.h"
 
 #include <algorithm>
@@ -85,11 +88,24 @@ absl::string_view CloseReasonName(CloseReason r) {
   return "?";
 }
 
+namespace {
+// The scoreboard's records: one per segment in flight, enough for the whole send
+// buffer in 536-byte segments unless the config says otherwise.
+size_t ScoreboardCapacity(const TcpConfig& c) {
+  if (c.max_segments_in_flight > 0) return c.max_segments_in_flight;
+  return std::clamp<size_t>(c.send_buffer / 536 + 8, 16, 8192);
+}
+}  // namespace
+
 TcpEndpoint::TcpEndpoint(TcpConfig config)
     : cfg_(std::move(config)),
       snd_buf_(std::max<size_t>(cfg_.send_buffer, 1)),
-      rcv_buf_(std::max<size_t>(cfg_.recv_buffer, 1)) {
+      rcv_buf_(std::max<size_t>(cfg_.recv_buffer, 1)),
+      cc_(MakeCongestionControl(cfg_.congestion)),
+      sb_(ScoreboardCapacity(cfg_)) {
   tcb_.rto = cfg_.initial_rto;
+  cfg_.dup_thresh = std::max(cfg_.dup_thresh, 1);
+  quickacks_left_ = cfg_.quickacks;
   cfg_.max_ooo_ranges = std::min(cfg_.max_ooo_ranges, ooo_.size());
   // The smallest shift that lets the whole receive buffer be advertised (RFC 7323 §2.3).
   uint8_t ws = 0;
@@ -218,6 +234,12 @@ void TcpEndpoint::OnSegment(Instant now, const TcpRepr& seg) {
       return;
     default:
       break;
+  }
+  if (TimeWaitAcceptsSyn(seg)) {
+    // RFC 6191 / RFC 9293 §3.10.7.4 note: a new incarnation of the connection.
+    // This one ends without an answer; the owner starts the new one with the SYN.
+    Terminate(now, CloseReason::kNormal, "SYN in TIME-WAIT");
+    return;
   }
   if (state_ == TcpState::kSynReceived && seg.flags.has(kSyn | kAck) && !seg.flags.any(kRst | kFin) &&
       seg.payload.empty() && seg.seq == tcb_.irs && seg.ack == tcb_.snd_nxt) {
@@ -445,17 +467,29 @@ bool TcpEndpoint::CheckAckField(Instant now, const TcpRepr& seg) {
     return false;
   }
   unanswered_probes_ = 0;
-  uint32_t scaled_wnd = static_cast<uint32_t>(seg.window) << tcb_.snd_wscale;
-  const bool advances = seg.ack > tcb_.snd_una;
-  if (advances) {
+  AckInfo info;
+  info.prior_una = tcb_.snd_una;
+  info.prior_sacked = sb_.sacked_bytes();
+  info.advanced = seg.ack > tcb_.snd_una;
+  if (info.advanced) {
     dup_acks_ = 0;
     AdvanceUna(now, seg.ack, seg);
   } else if (seg.ack == tcb_.snd_una && seg.payload.empty() && !seg.flags.any(kSyn | kFin) &&
-             scaled_wnd == tcb_.snd_wnd && tcb_.snd_una != tcb_.snd_nxt) {
-    // RFC 5681 §3.2: the third duplicate ACK triggers a fast retransmit.
-    if (++dup_acks_ == 3 && !in_recovery_) EnterRecovery(now, /*timeout=*/false);
+             tcb_.snd_una != tcb_.snd_nxt) {
+    // A duplicate ACK as Linux counts one (tcp_fastretrans_alert): it does not
+    // advance SND.UNA and carries no data, whatever its window. RFC 5681 §2's
+    // stricter definition also asks for an unchanged window, and a peer whose
+    // application reads while it reports a hole changes the window on every ACK.
+    info.dupack = true;
+    if (!tcb_.sack_ok && dup_acks_ < 0x7fff) ++dup_acks_;
   }
-  UpdateSendWindow(seg, advances);
+  if (SynAcked()) {
+    ProcessSack(now, seg, info);
+    TlpOnAck(now, seg, info);
+    DetectLoss(now, info);
+    ScheduleLossProbe(now);
+  }
+  UpdateSendWindow(seg, info.advanced);
 
   switch (state_) {
     case TcpState::kFinWait1:
@@ -503,18 +537,39 @@ void TcpEndpoint::ProcessSegmentText(Instant now, const TcpRepr& seg) {
     return;
   }
   if (data.size() > wnd - offset) data = data.first(wnd - offset);
-  ack_needed_ = true;
   if (offset == 0) {
+    bool filled_hole = ooo_count_ > 0;
     rcv_buf_.WriteAt(rcv_buf_.size(), data);
     rcv_buf_.Commit(data.size());
     tcb_.rcv_nxt += static_cast<uint32_t>(data.size());
     DeliverInOrder();
+    ScheduleAck(now, static_cast<uint32_t>(data.size()), filled_hole);
   } else {
+    ack_needed_ = true;
     HoldOutOfOrder(seq, data);
     // RFC 5681 §4.2: an out-of-order segment gets an immediate duplicate ACK of
     // its own, even when several arrive before the next Poll.
     if (dup_acks_owed_ < 8) ++dup_acks_owed_;
   }
+}
+
+// RFC 9293 §3.8.6.3 / RFC 5681 §4.2 delayed ACKs, as Linux runs them
+// (__tcp_ack_snd_check): at once in quick-ack mode (the first segments of a
+// connection), when more than one full segment is unacknowledged, and when the
+// segment fills a hole; otherwise within the delayed-ACK timeout.
+void TcpEndpoint::ScheduleAck(Instant now, uint32_t len, bool filled_hole) {
+  if (!cfg_.delayed_ack) {
+    ack_needed_ = true;
+    return;
+  }
+  rcv_mss_ = std::max<uint32_t>(rcv_mss_, std::min<uint32_t>(len, cfg_.mss));
+  unacked_rcv_ += len;
+  if (quickacks_left_ > 0 || unacked_rcv_ > rcv_mss_ || filled_hole || ooo_count_ > 0) {
+    if (quickacks_left_ > 0) --quickacks_left_;
+    ack_needed_ = true;
+    return;
+  }
+  if (delack_deadline_ == kNever) delack_deadline_ = now + cfg_.delayed_ack_timeout;
 }
 
 // Moves held out-of-order ranges that RCV.NXT has reached into the readable bytes.
@@ -644,8 +699,8 @@ void TcpEndpoint::AcceptSynOptions(const TcpRepr& seg) {
   if (tcb_.ts_ok) mss = mss > kTimestampOptionLen ? mss - kTimestampOptionLen : 1;
   tcb_.snd_mss = static_cast<uint16_t>(std::max<uint32_t>(mss, 1));
   // RFC 5681 §3.1 / RFC 6928: initial window min(10*MSS, max(2*MSS, 14600)).
-  tcb_.cwnd = std::min<uint32_t>(10 * tcb_.snd_mss, std::max<uint32_t>(2 * tcb_.snd_mss, 14600));
-  tcb_.ssthresh = 0x7fffffff;
+  cc_->Init(tcb_.snd_mss);
+  SyncCongestion();
 }
 
 // RFC 7323 §4.3: TS.Recent follows the newest TSval of a segment at the left edge.
@@ -664,13 +719,15 @@ void TcpEndpoint::AdvanceUna(Instant now, SeqNum ack, const TcpRepr& seg) {
     bytes_acked_ += n;
   }
   tcb_.snd_una = ack;
+  bool synack_only = !syn_acked_;
   syn_acked_ = true;  // every advance of SND.UNA covers the SYN first
   if (send_cursor_ < ack) send_cursor_ = ack;
+  if (!synack_only) sb_.OnCumulativeAck(ack, [&](const SentSegment& s) { RackUpdate(now, s); });
   // An ACK ending a timeout or a recovery may echo the timestamp of a segment sent
   // long before (the peer's TS.Recent did not move while our retransmissions were
   // old news to it): such a sample would measure the outage, not the path, and send
   // the RTO to its ceiling. Karn's rule, applied to timestamps too.
-  bool after_loss = retries_ > 0 || in_recovery_;
+  bool after_loss = retries_ > 0 || recovery_ != Recovery::kOpen;
   retries_ = 0;
 
   // RTT sample: from the echoed timestamp, else from the timed segment (Karn's
@@ -685,26 +742,16 @@ void TcpEndpoint::AdvanceUna(Instant now, SeqNum ack, const TcpRepr& seg) {
     UpdateRtt(now, now - rtt_start_);
   }
 
-  // Congestion window (RFC 5681 §3.1), and NewReno partial ACKs (RFC 6582).
-  if (in_recovery_) {
-    if (ack >= recover_) {
-      in_recovery_ = false;
-      tcb_.cwnd = tcb_.ssthresh;
-    } else {
-      retransmit_one_ = true;
-    }
-  } else if (ack <= data_start) {
-    // Only our SYN was acknowledged: no data left the network.
-  } else if (tcb_.cwnd < tcb_.ssthresh) {
-    tcb_.cwnd += std::min<uint32_t>(newly, tcb_.snd_mss);
-  } else {
-    tcb_.cwnd += std::max<uint32_t>(1, uint32_t(tcb_.snd_mss) * tcb_.snd_mss / std::max<uint32_t>(tcb_.cwnd, 1));
+  // The congestion window grows outside fast recovery (PRR governs it there) and
+  // in slow start after a timeout; an ACK of the SYN alone moved no data.
+  if (ack > data_start && recovery_ != Recovery::kRecovery) {
+    cc_->OnAck(now, newly, tcb_.srtt);
+    SyncCongestion();
   }
-  tcb_.cwnd = std::min<uint32_t>(tcb_.cwnd, 0x3fffffff);
 
   // RFC 6298 §5.2 / §5.3.
   if (tcb_.snd_una == tcb_.snd_nxt) {
-    rto_deadline_ = kNever;
+    rto_deadline_ = rack_deadline_ = tlp_deadline_ = kNever;
   } else {
     RestartRetransmitTimer(now);
   }
@@ -752,8 +799,10 @@ void TcpEndpoint::SetState(Instant now, TcpState to, absl::string_view cause) {
 }
 
 void TcpEndpoint::Terminate(Instant now, CloseReason why, absl::string_view cause, std::string error) {
-  rto_deadline_ = persist_deadline_ = time_wait_deadline_ = kNever;
+  rto_deadline_ = persist_deadline_ = time_wait_deadline_ = rack_deadline_ = tlp_deadline_ = kNever;
+  delack_deadline_ = kNever;
   syn_needs_send_ = ack_needed_ = window_update_needed_ = probe_due_ = retransmit_one_ = false;
+  probe_data_due_ = false;
   close_reason_ = why;
   error_ = std::move(error);
   if (why == CloseReason::kReset || why == CloseReason::kRefused || why == CloseReason::kAborted ||
@@ -765,6 +814,216 @@ void TcpEndpoint::Terminate(Instant now, CloseReason why, absl::string_view caus
 }
 
 // ---------------------------------------------------------------------------
+// Loss detection and recovery.
+
+// RFC 6675 §4 pipe. Without SACK, each duplicate ACK stands for a segment that
+// left the network (RFC 6937 §3, as Linux's tcp_add_reno_sack).
+uint32_t TcpEndpoint::Pipe() const {
+  uint32_t pipe = sb_.Pipe();
+  if (!tcb_.sack_ok && dup_acks_ > 0) {
+    uint64_t left = static_cast<uint64_t>(dup_acks_) * tcb_.snd_mss;
+    pipe = left >= pipe ? 0 : pipe - static_cast<uint32_t>(left);
+  }
+  return pipe;
+}
+
+void TcpEndpoint::ProcessSack(Instant now, const TcpRepr& seg, AckInfo& info) {
+  if (!tcb_.sack_ok || seg.options.sack_count == 0) return;
+  size_t n = std::min<size_t>(seg.options.sack_count, seg.options.sack.size());
+  auto r = sb_.OnSackBlocks(absl::MakeConstSpan(seg.options.sack.data(), n), tcb_.snd_una, tcb_.snd_nxt,
+                            [&](const SentSegment& s) { RackUpdate(now, s); });
+  info.newly_sacked = r.newly_sacked;
+  if (r.dsack) {
+    info.dsack = true;
+    ++loss_stats_.dsacks;
+    // RFC 8985 §6.2 step 4: a D-SACK shows a spurious retransmission, that is,
+    // reordering the reordering window must allow for.
+    rack_.reordering_seen = true;
+  }
+  if (r.newly_sacked > 0 && !info.advanced) info.dupack = true;
+}
+
+// RFC 8985 §6.2 steps 1-3, for each segment an ACK newly acknowledged or SACKed.
+void TcpEndpoint::RackUpdate(Instant now, const SentSegment& s) {
+  Duration rtt = now - s.sent;
+  // Step 2: a retransmitted segment delivered sooner than min_RTT after its last
+  // transmission was most likely delivered by an earlier one; ignore it.
+  if (s.retransmitted && rtt < rack_.min_rtt) return;
+  rack_.rtt = rtt;
+  rack_.min_rtt = std::min(rack_.min_rtt, rtt);
+  if (s.sent > rack_.xmit_ts || (s.sent == rack_.xmit_ts && s.end > rack_.end_seq)) {
+    rack_.xmit_ts = s.sent;
+    rack_.end_seq = s.end;
+  }
+  // Step 3: a segment delivered below the highest one delivered, never
+  // retransmitted, arrived out of order.
+  if (!rack_.fack_set || s.end > rack_.fack) {
+    rack_.fack = s.end;
+    rack_.fack_set = true;
+  } else if (!s.retransmitted) {
+    rack_.reordering_seen = true;
+  }
+}
+
+// RFC 8985 §6.2 step 4.
+Duration TcpEndpoint::RackReorderWindow() const {
+  if (!rack_.reordering_seen) {
+    if (recovery_ != Recovery::kOpen) return absl::ZeroDuration();
+    if (sb_.sacked_count() >= static_cast<size_t>(cfg_.dup_thresh)) return absl::ZeroDuration();
+  }
+  if (rack_.min_rtt == absl::InfiniteDuration()) return absl::ZeroDuration();
+  Duration w = rack_.min_rtt / 4;
+  if (rtt_sampled_) w = std::min(w, tcb_.srtt);
+  return w;
+}
+
+// RFC 8985 §6.2 step 5: a segment sent before the most recently delivered one,
+// and not delivered itself RACK.rtt + RACK.reo_wnd after it was sent, is lost.
+void TcpEndpoint::RackDetectLoss(Instant now) {
+  rack_deadline_ = kNever;
+  if (rack_.xmit_ts == absl::InfinitePast()) return;
+  Duration reo = RackReorderWindow();
+  Duration wait = absl::ZeroDuration();
+  for (size_t i = 0; i < sb_.size(); ++i) {
+    const SentSegment& s = sb_[i];
+    if (s.sacked || (s.lost && !s.in_flight_retx)) continue;
+    bool before = s.sent < rack_.xmit_ts || (s.sent == rack_.xmit_ts && s.end < rack_.end_seq);
+    if (!before) continue;
+    Duration remaining = s.sent + rack_.rtt + reo - now;
+    if (remaining <= absl::ZeroDuration()) {
+      if (sb_.MarkLost(i) > 0 || s.lost) ++loss_stats_.rack_marked;
+    } else {
+      wait = std::max(wait, remaining);
+    }
+  }
+  if (wait > absl::ZeroDuration()) rack_deadline_ = now + wait;
+}
+
+void TcpEndpoint::DetectLoss(Instant now, const AckInfo& info) {
+  // Recovery ends once the cumulative ACK reaches the RecoveryPoint (RFC 6675 §5,
+  // RFC 6582 §3.2 step 3 "full acknowledgment").
+  if (recovery_ != Recovery::kOpen && recover_set_ && tcb_.snd_una >= recover_ &&
+      (info.advanced || sb_.empty())) {
+    if (recovery_ == Recovery::kRecovery) {
+      cc_->OnRecoveryEnd();  // RFC 6937 §3.1: cwnd = ssthresh
+      SyncCongestion();
+    }
+    recovery_ = Recovery::kOpen;
+    dup_acks_ = 0;
+  }
+  if (sb_.empty()) return;
+  if (tcb_.sack_ok) {
+    if (sb_.sacked_count() > 0) sb_.MarkLostByDupThresh(cfg_.dup_thresh, tcb_.snd_mss);
+    if (cfg_.rack) RackDetectLoss(now);
+  } else if (recovery_ == Recovery::kOpen) {
+    // RFC 5681 §3.2 / RFC 6582: DupThresh duplicate ACKs mean SND.UNA's segment is lost.
+    if (dup_acks_ >= cfg_.dup_thresh) sb_.MarkLost(0);
+  } else if (recovery_ == Recovery::kRecovery && info.advanced) {
+    // RFC 6582 §3.2 step 3, a partial acknowledgment: the segment now at SND.UNA
+    // is lost too; retransmit it.
+    sb_.MarkLost(0);
+  }
+  if (recovery_ == Recovery::kOpen && sb_.lost_bytes() > 0) EnterFastRecovery(now);
+  if (recovery_ == Recovery::kRecovery) PrrOnAck(info);
+}
+
+void TcpEndpoint::EnterFastRecovery(Instant now) {
+  recovery_ = Recovery::kRecovery;
+  ++loss_stats_.fast_recoveries;
+  recover_ = tcb_.snd_nxt;  // RFC 6675 RecoveryPoint, RFC 6582 recover
+  recover_set_ = true;
+  cc_->OnCongestionEvent(now, FlightSize());
+  SyncCongestion();
+  // RFC 6937 §3.1 initialization.
+  prr_delivered_ = 0;
+  prr_out_ = 0;
+  recover_fs_ = std::max<uint32_t>(FlightSize(), 1);
+  rtt_timing_ = false;
+  tlp_deadline_ = kNever;
+  tlp_in_flight_ = false;
+}
+
+// RFC 6937 §3.1, on every ACK during recovery: sndcnt from the data delivered,
+// proportional while pipe exceeds ssthresh, slow-start reduction bound (PRR-SSRB)
+// below it; cwnd = pipe + sndcnt.
+void TcpEndpoint::PrrOnAck(const AckInfo& info) {
+  int64_t delivered = static_cast<int64_t>(tcb_.snd_una - info.prior_una) +
+                      (static_cast<int64_t>(sb_.sacked_bytes()) - info.prior_sacked);
+  if (!tcb_.sack_ok && info.dupack) delivered += tcb_.snd_mss;
+  delivered = std::max<int64_t>(delivered, 0);
+  prr_delivered_ += static_cast<uint32_t>(delivered);
+  int64_t pipe = Pipe();
+  int64_t ssthresh = cc_->ssthresh();
+  int64_t sndcnt;
+  if (pipe > ssthresh) {
+    sndcnt = (static_cast<int64_t>(prr_delivered_) * ssthresh + recover_fs_ - 1) / recover_fs_ - prr_out_;
+  } else {
+    int64_t limit = std::max<int64_t>(static_cast<int64_t>(prr_delivered_) - prr_out_, delivered) + tcb_.snd_mss;
+    sndcnt = std::min(ssthresh - pipe, limit);
+  }
+  sndcnt = std::max<int64_t>(sndcnt, 0);
+  // The fast retransmit itself goes out at once (RFC 6937 §3: PRR starts with it).
+  if (prr_out_ == 0 && sndcnt == 0 && sb_.NextLost() < sb_.size()) sndcnt = tcb_.snd_mss;
+  cc_->SetCwnd(static_cast<uint32_t>(std::min<int64_t>(pipe + sndcnt, 0x3fffffff)));
+  SyncCongestion();
+}
+
+// RFC 8985 §7.2: arm the probe timeout PTO = 2*SRTT (plus the peer's delayed-ACK
+// allowance when one segment is in flight), never later than the RTO.
+void TcpEndpoint::ScheduleLossProbe(Instant now) {
+  tlp_deadline_ = kNever;
+  if (!cfg_.tlp || !tcb_.sack_ok || recovery_ != Recovery::kOpen || tlp_in_flight_ || sb_.empty()) return;
+  Duration pto = rtt_sampled_ ? 2 * tcb_.srtt : cfg_.initial_rto;
+  if (sb_.size() == 1) pto += cfg_.tlp_one_segment_allowance;
+  pto = std::max(pto, absl::Milliseconds(1));
+  // PTO = min(PTO, RTO) (§7.2): a probe due with the RTO goes instead of it, as on Linux.
+  tlp_deadline_ = std::min(now + pto, rto_deadline_);
+}
+
+void TcpEndpoint::OnLossProbeTimeout(Instant now) {
+  tlp_deadline_ = kNever;
+  if (recovery_ != Recovery::kOpen || sb_.empty() || tlp_in_flight_) return;
+  switch (state_) {
+    case TcpState::kEstablished:
+    case TcpState::kCloseWait:
+    case TcpState::kFinWait1:
+    case TcpState::kClosing:
+    case TcpState::kLastAck:
+      break;
+    default:
+      return;
+  }
+  probe_data_due_ = true;
+  // §7.3: after the probe, the RTO is armed afresh.
+  RestartRetransmitTimer(now);
+}
+
+// RFC 8985 §7.4: an ACK of a retransmitted probe without a D-SACK shows that the
+// probe repaired a loss: the window is reduced once, as for a recovery.
+void TcpEndpoint::TlpOnAck(Instant now, const TcpRepr& seg, const AckInfo& info) {
+  if (!tlp_in_flight_ || seg.ack < tlp_end_seq_) return;
+  tlp_in_flight_ = false;
+  if (tlp_retrans_ && !info.dsack && recovery_ == Recovery::kOpen) {
+    cc_->OnCongestionEvent(now, FlightSize());
+    cc_->OnRecoveryEnd();
+    SyncCongestion();
+  }
+}
+
+bool TcpEndpoint::TimeWaitAcceptsSyn(const TcpRepr& syn) const {
+  if (state_ != TcpState::kTimeWait || !cfg_.time_wait_accepts_syn) return false;
+  if (!syn.flags.has(kSyn) || syn.flags.any(kAck | kRst | kFin)) return false;
+  // RFC 6191 §2 and RFC 1122 §4.2.2.13, combined as Linux does
+  // (tcp_timewait_state_process): a SYN whose TSval is older than TS.Recent fails
+  // PAWS (RFC 7323 §5) and is refused; otherwise a TSval newer than TS.Recent or an
+  // ISN beyond RCV.NXT shows that it cannot be an old duplicate.
+  bool ts = tcb_.ts_ok && syn.options.timestamps.has_value();
+  int32_t ts_diff = ts ? static_cast<int32_t>(syn.options.timestamps->value - ts_recent_) : 0;
+  if (ts && ts_diff < 0) return false;
+  return syn.seq > tcb_.rcv_nxt || (ts && ts_diff > 0);
+}
+
+// ---------------------------------------------------------------------------
 // Timers.
 
 void TcpEndpoint::OnTick(Instant now) {
@@ -772,8 +1031,21 @@ void TcpEndpoint::OnTick(Instant now) {
     Terminate(now, CloseReason::kNormal, "2MSL timeout");
     return;
   }
+  if (now >= delack_deadline_) {
+    delack_deadline_ = kNever;
+    if (AcceptsText(state_) || state_ == TcpState::kCloseWait) ack_needed_ = true;
+  }
+  if (now >= tlp_deadline_) OnLossProbeTimeout(now);  // first: it re-arms the RTO
   if (now >= rto_deadline_) OnRetransmitTimeout(now);
   if (now >= persist_deadline_) OnPersistTimeout(now);
+  if (now >= rack_deadline_) {
+    // RFC 8985 §6.3: the reordering timer expired; look for losses again.
+    rack_deadline_ = kNever;
+    AckInfo info;
+    info.prior_una = tcb_.snd_una;
+    info.prior_sacked = sb_.sacked_bytes();
+    DetectLoss(now, info);
+  }
 }
 
 void TcpEndpoint::OnRetransmitTimeout(Instant now) {
@@ -787,39 +1059,34 @@ void TcpEndpoint::OnRetransmitTimeout(Instant now) {
                            " retransmissions"));
     return;
   }
-  ++retransmissions_total_;
   rtt_timing_ = false;
   // RFC 6298 §5.5: back off the timer.
   tcb_.rto = std::min(tcb_.rto * 2, cfg_.max_rto);
   rto_deadline_ = now + tcb_.rto;
   if (handshake || !SynAcked()) {
+    ++retransmissions_total_;
     syn_needs_send_ = true;
     return;
   }
-  EnterRecovery(now, /*timeout=*/true);
-}
-
-void TcpEndpoint::EnterRecovery(Instant now, bool timeout) {
-  (void)now;
-  // RFC 5681 §3.1 eq. (4).
-  tcb_.ssthresh = std::max<uint32_t>(FlightSize() / 2, 2u * tcb_.snd_mss);
-  if (timeout) {
-    // Go back to SND.UNA and slow-start from one segment. The earliest segment goes
-    // out whatever the window says (RFC 6298 §5.4; RFC 9293 §3.8.6.1: keep
-    // retransmitting into a zero window).
-    tcb_.cwnd = tcb_.snd_mss;
-    send_cursor_ = tcb_.snd_una;
-    in_recovery_ = false;
-    dup_acks_ = 0;
-    retransmit_one_ = true;
-  } else {
-    tcb_.cwnd = tcb_.ssthresh;
-    in_recovery_ = true;
-    recover_ = tcb_.snd_nxt;
-    retransmit_one_ = true;
-    ++retransmissions_total_;
-    rtt_timing_ = false;
-  }
+  ++loss_stats_.timeouts;
+  // RFC 5681 §3.1: ssthresh from the flight on the first timeout, cwnd one segment.
+  cc_->OnRto(now, FlightSize(), retries_ == 1);
+  SyncCongestion();
+  // RFC 2018 §8: a receiver may discard what it SACKed; from the second timeout in
+  // a row, or when SND.UNA itself was SACKed, the SACK marks are not trusted.
+  if (!sb_.empty() && (retries_ > 1 || sb_[0].sacked)) sb_.ClearSacks();
+  // RFC 6675 §5.1: every segment not SACKed is deemed lost and goes again, in
+  // order, as slow start allows. The earliest goes out whatever the windows say
+  // (RFC 6298 §5.4; RFC 9293 §3.8.6.1: keep retransmitting into a zero window).
+  sb_.MarkAllLost();
+  recovery_ = Recovery::kLoss;
+  recover_ = tcb_.snd_nxt;
+  recover_set_ = true;
+  dup_acks_ = 0;
+  retransmit_one_ = true;
+  tlp_deadline_ = rack_deadline_ = kNever;
+  tlp_in_flight_ = false;
+  probe_data_due_ = false;
 }
 
 // Zero-window probing (RFC 9293 §3.8.6.1) the way Linux does it: a segment one
@@ -855,7 +1122,8 @@ void TcpEndpoint::UpdateRtt(Instant now, Duration r) {
 void TcpEndpoint::RestartRetransmitTimer(Instant now) { rto_deadline_ = now + tcb_.rto; }
 
 Instant TcpEndpoint::NextDeadline() const {
-  return std::min({rto_deadline_, persist_deadline_, time_wait_deadline_});
+  return std::min({rto_deadline_, persist_deadline_, time_wait_deadline_, rack_deadline_, tlp_deadline_,
+                   delack_deadline_});
 }
 
 // ---------------------------------------------------------------------------
@@ -887,6 +1155,9 @@ void TcpEndpoint::FillHeader(Instant now, TcpRepr& r, SeqNum seq, TcpFlags flags
   if (flags.has(kAck)) {
     r.ack = tcb_.rcv_nxt;
     last_ack_sent_ = tcb_.rcv_nxt;
+    // Every segment with an ACK acknowledges what a delayed ACK would have.
+    unacked_rcv_ = 0;
+    delack_deadline_ = kNever;
   }
   if (flags.has(kSyn)) {
     r.window = static_cast<uint16_t>(std::min<uint32_t>(ReceiveWindow(), 0xffff));
@@ -940,7 +1211,9 @@ uint32_t TcpEndpoint::EmitAt(Instant now, SeqNum seq, uint32_t max_payload,
   FillSackBlocks(r);
   emit(r);
   uint32_t consumed = len + (fin ? 1 : 0);
+  if (recovery_ == Recovery::kRecovery) prr_out_ += consumed;
   if (seq + consumed > tcb_.snd_nxt) {
+    sb_.OnSend(Max(seq, tcb_.snd_nxt), seq + consumed, now);
     if (!rtt_timing_ && !tcb_.ts_ok && seq >= tcb_.snd_nxt) {
       rtt_timing_ = true;
       rtt_seq_ = seq + consumed;
@@ -953,22 +1226,69 @@ uint32_t TcpEndpoint::EmitAt(Instant now, SeqNum seq, uint32_t max_payload,
   return consumed;
 }
 
-void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> emit) {
-  if (retransmit_one_) {
-    retransmit_one_ = false;
-    // Only what was sent before: after the ACK that ended recovery, SND.UNA may be
-    // new data, which the window governs.
-    if (tcb_.snd_una < tcb_.snd_nxt) {
-      SeqNum at = DataStartSeq();
-      uint32_t c = EmitAt(now, at, std::min<uint32_t>(tcb_.snd_mss, tcb_.snd_nxt - at), emit);
-      if (send_cursor_ == at) send_cursor_ += c;
-    }
+bool TcpEndpoint::RetransmitSegment(Instant now, size_t i, absl::FunctionRef<void(const TcpRepr&)> emit) {
+  SeqNum at = sb_[i].start, stop = sb_[i].end;
+  // A record sent again may need more than one segment (SACK blocks beside the
+  // data leave less room); each piece is cut from the send buffer again.
+  for (int guard = 0; at < stop && guard < 64; ++guard) {
+    uint32_t c = EmitAt(now, at, static_cast<uint32_t>(stop - at), emit);
+    if (c == 0) break;
+    at += c;
   }
+  if (at == sb_[i].start) return false;
+  sb_.OnRetransmit(i, now);
+  ++retransmissions_total_;
+  rtt_timing_ = false;  // Karn
+  return true;
+}
+
+void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> emit) {
   SeqNum end = DataStartSeq() + static_cast<uint32_t>(snd_buf_.size());
   if (fin_requested_) end = fin_seq_ + 1;
-  SeqNum limit = SendLimit();
+  if (retransmit_one_) {
+    retransmit_one_ = false;
+    size_t i = sb_.NextLost();
+    if (i < sb_.size()) RetransmitSegment(now, i, emit);
+  }
+  if (probe_data_due_) {
+    // RFC 8985 §7.3: the loss probe is one segment of new data if the peer's window
+    // takes it, else the last segment sent again; cwnd does not hold it back.
+    probe_data_due_ = false;
+    bool sent = false;
+    int32_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - send_cursor_;
+    if (send_cursor_ < end && !sb_.full() && (wnd_room > 0 || (fin_requested_ && send_cursor_ == fin_seq_))) {
+      uint32_t c = EmitAt(now, send_cursor_, static_cast<uint32_t>(std::max<int32_t>(wnd_room, 0)), emit);
+      send_cursor_ += c;
+      sent = c > 0;
+      tlp_retrans_ = false;
+    }
+    if (!sent) {
+      for (size_t k = sb_.size(); k-- > 0;) {
+        if (sb_[k].sacked) continue;
+        sent = RetransmitSegment(now, k, emit);
+        tlp_retrans_ = true;
+        break;
+      }
+    }
+    if (sent) {
+      ++loss_stats_.tlp_probes;
+      tlp_in_flight_ = true;
+      tlp_end_seq_ = tcb_.snd_nxt;
+    }
+  }
+  // RFC 6675 §5 NextSeg rule 1: segments deemed lost go first, in order, while
+  // pipe is below cwnd.
+  for (int guard = 0; guard < 4096 && sb_.lost_bytes() > 0 && Pipe() < cc_->cwnd(); ++guard) {
+    size_t i = sb_.NextLost();
+    if (i >= sb_.size() || !RetransmitSegment(now, i, emit)) break;
+  }
+  // Rule 2: new data, within the peer's window and cwnd - pipe.
+  bool sent_new = false;
   for (int guard = 0; send_cursor_ < end && guard < 4096; ++guard) {
-    int32_t room = limit - send_cursor_;
+    if (sb_.full()) break;
+    int64_t cwnd_room = static_cast<int64_t>(cc_->cwnd()) - Pipe();
+    int64_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - send_cursor_;
+    int32_t room = static_cast<int32_t>(std::clamp<int64_t>(std::min(cwnd_room, wnd_room), -1, 0x3fffffff));
     bool fin_only = fin_requested_ && send_cursor_ == fin_seq_;
     if (room <= 0 && !fin_only) break;
     // Sender SWS avoidance (RFC 9293 §3.8.6.2.1): while segments are in flight,
@@ -981,7 +1301,9 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
     uint32_t c = EmitAt(now, send_cursor_, room > 0 ? static_cast<uint32_t>(room) : 0, emit);
     if (c == 0) break;
     send_cursor_ += c;
+    sent_new = true;
   }
+  if (sent_new) ScheduleLossProbe(now);
   // Zero window with data waiting and nothing in flight: start probing.
   bool waiting = send_cursor_ < end && !(fin_requested_ && send_cursor_ == fin_seq_);
   if (tcb_.snd_wnd == 0 && waiting && tcb_.snd_una == tcb_.snd_nxt && persist_deadline_ == kNever) {
@@ -991,24 +1313,38 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
 }
 
 // The end of what may be sent: SND.UNA + min(SND.WND, cwnd).
-SeqNum TcpEndpoint::SendLimit() const { return tcb_.snd_una + std::min(tcb_.snd_wnd, tcb_.cwnd); }
+SeqNum TcpEndpoint::SendLimit() const { return tcb_.snd_una + std::min(tcb_.snd_wnd, cc_->cwnd()); }
 
 bool TcpEndpoint::HasPendingOutput() const {
   if (rst_count_ > 0) return true;
   if (state_ == TcpState::kClosed || state_ == TcpState::kListen) return false;
   if (syn_needs_send_ || ack_needed_ || window_update_needed_ || probe_due_) return true;
-  if (retransmit_one_ && SynAcked() && tcb_.snd_una < tcb_.snd_nxt) return true;
   if (!SynAcked()) return false;
   SeqNum end = DataStartSeq() + static_cast<uint32_t>(snd_buf_.size());
   if (fin_requested_) end = fin_seq_ + 1;
-  if (send_cursor_ >= end) return false;
+  if (retransmit_one_ && sb_.NextLost() < sb_.size()) return true;
+  if (probe_data_due_) {
+    // The same choice as EmitData: new data the window takes, else the last
+    // segment not SACKed.
+    int32_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - send_cursor_;
+    if (send_cursor_ < end && !sb_.full() && (wnd_room > 0 || (fin_requested_ && send_cursor_ == fin_seq_))) {
+      return true;
+    }
+    for (size_t k = sb_.size(); k-- > 0;) {
+      if (!sb_[k].sacked) return true;
+    }
+  }
+  if (sb_.lost_bytes() > 0 && Pipe() < cc_->cwnd() && sb_.NextLost() < sb_.size()) return true;
+  if (send_cursor_ >= end || sb_.full()) return false;
   if (fin_requested_ && send_cursor_ == fin_seq_) return true;
-  int32_t room = SendLimit() - send_cursor_;
+  int64_t cwnd_room = static_cast<int64_t>(cc_->cwnd()) - Pipe();
+  int64_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - send_cursor_;
+  int64_t room = std::min(cwnd_room, wnd_room);
   if (room <= 0) return false;
   // The same sender SWS avoidance as EmitData: a small segment waits for ACKs.
   uint32_t queued = static_cast<uint32_t>(end - send_cursor_);
-  return !(static_cast<uint32_t>(room) < std::min<uint32_t>(queued, tcb_.snd_mss) &&
-           tcb_.snd_una != tcb_.snd_nxt && send_cursor_ >= tcb_.snd_nxt);
+  return !(room < std::min<uint32_t>(queued, tcb_.snd_mss) && tcb_.snd_una != tcb_.snd_nxt &&
+           send_cursor_ >= tcb_.snd_nxt);
 }
 
 void TcpEndpoint::Poll(Instant now, absl::FunctionRef<void(const TcpRepr&)> emit) {

@@ -7,14 +7,17 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "stack/congestion.h"
 #include "stack/ip.h"
 #include "stack/ring_buffer.h"
+#include "stack/sack_scoreboard.h"
 #include "stack/seq.h"
 #include "stack/tcp_state.h"
 #include "stack/tcp_wire.h"
@@ -51,10 +54,36 @@ struct TcpConfig {
   // TIME-WAIT lasts 2·MSL (RFC 9293 §3.4.2 suggests MSL = 2 minutes; Linux
   // holds TIME-WAIT for 60 s). Default 30 s, so TIME-WAIT is 60 s as on Linux.
   Duration msl = absl::Seconds(30);
-  // RFC 6298: initial RTO 1 s, lower bound 1 s ("SHOULD"), upper bound at least 60 s.
+  // The defaults are the `linux` profile's (stack/tcp_profile.h sets either profile).
+  // RFC 6298: initial RTO 1 s and upper bound at least 60 s; its lower bound of 1 s
+  // ("SHOULD") is the `rfc` profile's, Linux's TCP_RTO_MIN of 200 ms the default.
   Duration initial_rto = absl::Seconds(1);
-  Duration min_rto = absl::Seconds(1);
+  Duration min_rto = absl::Milliseconds(200);
   Duration max_rto = absl::Seconds(60);
+  // Congestion control: CUBIC (RFC 9438), as Linux, or NewReno (RFC 5681).
+  CongestionAlgorithm congestion = CongestionAlgorithm::kCubic;
+  // RFC 8985 RACK: time-based loss detection with a reordering window of min_RTT/4.
+  bool rack = true;
+  // RFC 8985 TLP: a probe after PTO = 2*SRTT (plus this allowance for the peer's
+  // delayed ACK when one segment is in flight) instead of waiting for the RTO.
+  bool tlp = true;
+  Duration tlp_one_segment_allowance = absl::Milliseconds(200);
+  // RFC 6675 DupThresh, and RFC 5681 §3.2's count of duplicate ACKs without SACK.
+  int dup_thresh = 3;
+  // RFC 6191 / Linux: a SYN for a connection in TIME-WAIT whose ISN lies beyond
+  // RCV.NXT or whose timestamp is newer than TS.Recent ends the TIME-WAIT (the
+  // owner then opens the new connection). Off, such a SYN gets a challenge ACK.
+  bool time_wait_accepts_syn = true;
+  // Delayed ACKs (RFC 9293 §3.8.6.3, RFC 5681 §4.2) as Linux does them: the first
+  // `quickacks` segments are acknowledged at once, then every second full segment,
+  // a segment that fills a hole at once, and otherwise within the timeout (Linux's
+  // TCP_ATO_MIN). Off, every segment is acknowledged at once.
+  bool delayed_ack = true;
+  Duration delayed_ack_timeout = absl::Milliseconds(40);
+  int quickacks = 16;
+  // Segments the sender tracks in flight (the SACK scoreboard); 0 sizes it from
+  // send_buffer for a 536-byte MSS. When all are in flight, new data waits for ACKs.
+  size_t max_segments_in_flight = 0;
   // Retransmissions of one segment before the connection is given up (RFC 9293
   // §3.8.3 R2). SYN and SYN-ACK have their own limit, as on Linux.
   int syn_retries = 6;
@@ -124,6 +153,10 @@ class TcpEndpoint {
   bool HasPendingOutput() const;
   // SND.UNA + min(SND.WND, cwnd): where sending new data stops.
   SeqNum SendLimit() const;
+  // RFC 6191: in TIME-WAIT, whether `syn` (a SYN without ACK) may start a new
+  // incarnation of the connection: its ISN lies beyond RCV.NXT, or its timestamp
+  // is newer than TS.Recent. False in every other state and when the config forbids it.
+  bool TimeWaitAcceptsSyn(const TcpRepr& syn) const;
 
   // --- observation ---
   TcpState state() const { return state_; }
@@ -161,6 +194,20 @@ class TcpEndpoint {
   uint64_t bytes_received() const { return bytes_received_; }
   uint64_t bytes_acked() const { return bytes_acked_; }
   int retransmissions() const { return retransmissions_total_; }
+  // Loss recovery as Linux names its states (tcp_ca_state): open, fast recovery
+  // (RFC 6675 / RFC 6582 with PRR) or loss (after a retransmission timeout).
+  enum class Recovery : uint8_t { kOpen, kRecovery, kLoss };
+  Recovery recovery() const { return recovery_; }
+  // Counters of how losses were repaired, for tests and logs.
+  struct LossStats {
+    int fast_recoveries = 0;   // recovery episodes entered on duplicate ACKs, SACK or RACK
+    int timeouts = 0;          // retransmission timer expirations with data outstanding
+    int tlp_probes = 0;        // tail loss probes sent
+    int rack_marked = 0;       // segments RACK deemed lost
+    int dsacks = 0;            // D-SACK blocks received
+  };
+  const LossStats& loss_stats() const { return loss_stats_; }
+  const CongestionControl& congestion() const { return *cc_; }
 
  private:
   // RFC 9293 §3.10.7 SEGMENT ARRIVES, one function per state group and step.
@@ -188,7 +235,30 @@ class TcpEndpoint {
   void OnPersistTimeout(Instant now);
   void UpdateRtt(Instant now, Duration sample);
   void RestartRetransmitTimer(Instant now);
-  void EnterRecovery(Instant now, bool timeout);
+
+  // Loss detection and recovery (RFC 6675, RFC 6582, RFC 8985, RFC 6937).
+  struct AckInfo {
+    SeqNum prior_una;
+    uint32_t prior_sacked = 0;
+    bool advanced = false;
+    bool dupack = false;
+    bool dsack = false;
+    uint32_t newly_sacked = 0;
+  };
+  void ProcessSack(Instant now, const TcpRepr& seg, AckInfo& info);
+  void RackUpdate(Instant now, const SentSegment& s);
+  Duration RackReorderWindow() const;
+  void RackDetectLoss(Instant now);
+  void DetectLoss(Instant now, const AckInfo& info);
+  void EnterFastRecovery(Instant now);
+  void PrrOnAck(const AckInfo& info);
+  void OnLossProbeTimeout(Instant now);
+  void ScheduleLossProbe(Instant now);
+  void TlpOnAck(Instant now, const TcpRepr& seg, const AckInfo& info);
+  void SyncCongestion() { tcb_.cwnd = cc_->cwnd(); tcb_.ssthresh = cc_->ssthresh(); }
+  uint32_t Pipe() const;
+  bool RetransmitSegment(Instant now, size_t i, absl::FunctionRef<void(const TcpRepr&)> emit);
+  void ScheduleAck(Instant now, uint32_t len, bool filled_hole);
 
   bool SynSentOrAcked() const;
   uint32_t FlightSize() const;
@@ -250,11 +320,39 @@ class TcpEndpoint {
   Duration persist_backoff_;
   bool probe_due_ = false;
   int unanswered_probes_ = 0;
-  bool retransmit_one_ = false;   // fast retransmit / partial ACK: resend at SND.UNA
+  bool retransmit_one_ = false;   // after a timeout: resend at SND.UNA whatever the windows say
   SeqNum last_adv_edge_;          // RCV.NXT + the window we last advertised
   int dup_acks_ = 0;
-  bool in_recovery_ = false;
-  SeqNum recover_;
+  Recovery recovery_ = Recovery::kOpen;
+  SeqNum recover_;                // RFC 6582 / RFC 6675 RecoveryPoint
+  bool recover_set_ = false;
+  std::unique_ptr<CongestionControl> cc_;
+  SackScoreboard sb_;
+  LossStats loss_stats_;
+  // RFC 6937 PRR.
+  uint32_t prr_delivered_ = 0, prr_out_ = 0, recover_fs_ = 0;
+  // RFC 8985 RACK.
+  struct Rack {
+    Instant xmit_ts = absl::InfinitePast();
+    SeqNum end_seq;
+    Duration rtt = absl::ZeroDuration();
+    Duration min_rtt = absl::InfiniteDuration();
+    SeqNum fack;
+    bool fack_set = false;
+    bool reordering_seen = false;
+  } rack_;
+  Instant rack_deadline_ = kNever;  // the reordering timer
+  // RFC 8985 TLP.
+  Instant tlp_deadline_ = kNever;
+  bool tlp_in_flight_ = false;
+  bool tlp_retrans_ = false;
+  SeqNum tlp_end_seq_;
+  bool probe_data_due_ = false;     // the PTO fired: one probe segment goes out
+  // Delayed ACKs.
+  Instant delack_deadline_ = kNever;
+  uint32_t unacked_rcv_ = 0;        // in-order bytes received since our last ACK
+  uint32_t rcv_mss_ = 0;            // the largest segment received (Linux's rcv_mss)
+  int quickacks_left_ = 0;
 
   // Timestamps (RFC 7323).
   uint32_t ts_offset_ = 0;

@@ -14,6 +14,7 @@
 #include "proxy/sim_interposer.h"
 #include "stack/segment.h"
 #include "stack/simulator.h"
+#include "stack/tcp_profile.h"
 
 namespace wrench::proxy {
 namespace {
@@ -694,8 +695,11 @@ constexpr uint32_t kIsnB = 5000;
 const Side A = Side::kA;
 const Side B = Side::kB;
 
+// The `rfc` profile: these conversations time the endpoints' retransmissions
+// against the rules' delays, with RFC 6298's 1 s minimum RTO and no loss probes.
 TcpConfig Config(Side s, uint16_t port_b = kPortB) {
   TcpConfig c;
+  stack::ApplyProfile(stack::TcpProfile::kRfc, c);
   bool a = s == A;
   c.tuple.local_addr = a ? kClient : kServer;
   c.tuple.remote_addr = a ? kServer : kClient;

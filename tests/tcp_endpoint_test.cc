@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "stack/simulator.h"
+#include "stack/tcp_profile.h"
 
 namespace wrench::stack {
 namespace {
@@ -31,6 +32,13 @@ TcpConfig Config(Side s) {
   uint32_t isn = a ? kIsnA : kIsnB;
   c.isn = [isn](const FourTuple&, Instant) { return isn; };
   c.msl = absl::Seconds(30);
+  return c;
+}
+
+// The same under the `rfc` profile: RFC 6298's 1 s minimum RTO, NewReno, no TLP.
+TcpConfig RfcConfig(Side s) {
+  TcpConfig c = Config(s);
+  ApplyProfile(TcpProfile::kRfc, c);
   return c;
 }
 
@@ -289,6 +297,7 @@ TEST_F(Conversation, FourWayTeardownHasExactSeqAndAck) {
 }
 
 TEST_F(Conversation, LostFirstFinIsRetransmitted) {
+  Reset(RfcConfig(A), RfcConfig(B));
   DropNth(A, kFin | kAck, 1);
   Open();
   ASSERT_TRUE(a().Close(now()).ok());
@@ -298,6 +307,21 @@ TEST_F(Conversation, LostFirstFinIsRetransmitted) {
   EXPECT_EQ(segs[4], S(A, "F.", 1, 1));
   EXPECT_EQ(segs[4].at - segs[3].at, absl::Seconds(1));
   EXPECT_EQ(a().state(), TcpState::kFinWait1);
+}
+
+TEST_F(Conversation, LostFirstFinIsProbedAfterTheLinuxMinimumRto) {
+  DropNth(A, kFin | kAck, 1);
+  Open();
+  ASSERT_TRUE(a().Close(now()).ok());
+  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(5)));
+  auto segs = Segments();
+  EXPECT_TRUE(segs[3].dropped);
+  EXPECT_EQ(segs[4], S(A, "F.", 1, 1));
+  // One segment in flight: PTO = 2*SRTT + 200 ms, no later than the RTO (200 ms,
+  // Linux's floor), so the loss probe goes when the RTO would have.
+  EXPECT_EQ(segs[4].at - segs[3].at, absl::Milliseconds(200));
+  EXPECT_EQ(a().loss_stats().tlp_probes, 1);
+  EXPECT_EQ(a().loss_stats().timeouts, 0);
 }
 
 TEST_F(Conversation, LostLastAckMakesLastAckRetransmitAndTimeWaitReAck) {
@@ -428,6 +452,48 @@ TEST_F(Conversation, DataLossIsRepairedByFastRetransmit) {
   EXPECT_LT(sim().elapsed(), absl::Seconds(1));
 }
 
+// A sends 20 full segments 3 ms apart, then one byte; returns B's ACKs of data and
+// the time from the last data segment's departure to B's last ACK.
+std::pair<int, Duration> SpacedSegmentsAndTheirAcks(Simulator& sim) {
+  TcpEndpoint& a = sim.a();
+  std::vector<uint8_t> full(a.tcb().snd_mss, 'x');
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(*a.Send(full), full.size());
+    EXPECT_TRUE(sim.RunFor(absl::Milliseconds(3)));
+  }
+  std::vector<uint8_t> one(1, 'y');
+  EXPECT_EQ(*a.Send(one), 1u);
+  EXPECT_TRUE(sim.RunFor(absl::Milliseconds(200)));
+  int acks = 0;
+  Instant last_data, last_ack;
+  for (const TraceEntry& e : sim.trace()) {
+    if (e.from == Side::kA && e.payload_len > 0) last_data = e.at;
+    if (e.from == Side::kB && e.payload_len == 0 && e.seg.ack.raw() - kIsnA > 1) {
+      ++acks;
+      last_ack = e.at;
+    }
+  }
+  return {acks, last_ack - last_data};
+}
+
+TEST_F(Conversation, DelayedAcksQuickAckFirstThenEverySecondSegmentThenTheTimer) {
+  Open();
+  // B acknowledges the first 16 segments one by one (Linux's quick-ack mode), then
+  // every second full segment (after the 18th and the 20th); the last byte waits
+  // for the 40 ms delayed-ACK timer.
+  auto [acks, wait] = SpacedSegmentsAndTheirAcks(sim());
+  EXPECT_EQ(acks, 16 + 2 + 1);
+  EXPECT_EQ(wait, absl::Milliseconds(10) + absl::Milliseconds(40));
+}
+
+TEST_F(Conversation, RfcProfileAcknowledgesEverySegmentAtOnce) {
+  Reset(RfcConfig(A), RfcConfig(B));
+  Open();
+  auto [acks, wait] = SpacedSegmentsAndTheirAcks(sim());
+  EXPECT_EQ(acks, 21);
+  EXPECT_EQ(wait, absl::Milliseconds(10));
+}
+
 TEST_F(Conversation, ReceiverHoldsOutOfOrderDataAndSendsSack) {
   Open();
   int n = 0;
@@ -455,12 +521,21 @@ TEST_F(Conversation, DataRetriesExhaustedAbortsWithReason) {
 }
 
 TEST_F(Conversation, RtoFollowsMeasuredRtt) {
+  Reset(RfcConfig(A), RfcConfig(B));
   Open();
   sim().StartTransfer(A, 100'000, false);
   ASSERT_TRUE(sim().RunUntil([&] { return sim().received_ok(B) == 100'000; }, absl::Seconds(5)));
   // 20 ms round trips: SRTT ~ 20 ms, and RTO clamps at the 1 s floor (RFC 6298 §2.4).
   EXPECT_NEAR(absl::ToDoubleMilliseconds(a().tcb().srtt), 20, 2);
   EXPECT_EQ(a().tcb().rto, absl::Seconds(1));
+}
+
+TEST_F(Conversation, RtoFollowsMeasuredRttAboveTheLinuxFloor) {
+  Open();
+  sim().StartTransfer(A, 100'000, false);
+  ASSERT_TRUE(sim().RunUntil([&] { return sim().received_ok(B) == 100'000; }, absl::Seconds(5)));
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(a().tcb().srtt), 20, 2);
+  EXPECT_EQ(a().tcb().rto, absl::Milliseconds(200));  // TCP_RTO_MIN
 }
 
 // --- RST in every state (RFC 9293 + RFC 5961) ------------------------------------
@@ -818,7 +893,7 @@ TEST_F(Conversation, EveryEdgeOfTheStateDiagramIsTakenSomewhere) {
 
 // --- the property: whatever the link does, the bytes arrive and both ends close ----
 
-TEST(TcpEndpointProperty, RandomFaultsStillDeliverEveryByteAndClose) {
+TEST(TcpEndpointProperty, RandomFaultsStillDeliverEveryByteInBoundedTimeAndClose) {
   int failures = 0;
   uint64_t total_bytes = 0, total_retransmissions = 0;
   for (uint64_t seed = 1; seed <= 1000; ++seed) {
@@ -833,6 +908,13 @@ TEST(TcpEndpointProperty, RandomFaultsStillDeliverEveryByteAndClose) {
     ca.send_buffer = cb.recv_buffer = 4096 << (rng() % 6);
     cb.send_buffer = ca.recv_buffer = 4096 << (rng() % 6);
     ca.msl = cb.msl = absl::Seconds(5);
+    // Both profiles, and peers without SACK or timestamps (NewReno recovery, RTT
+    // from timed segments), from the seed's low bits.
+    TcpProfile profile = seed % 2 ? TcpProfile::kLinux : TcpProfile::kRfc;
+    ApplyProfile(profile, ca);
+    ApplyProfile(profile, cb);
+    if (seed % 3 == 0) ca.sack = false;
+    if (seed % 5 == 0) cb.timestamps = false;
     Simulator sim(ca, cb, o);
     RandomFaults f;
     f.loss = (rng() % 20) / 100.0;
@@ -846,6 +928,29 @@ TEST(TcpEndpointProperty, RandomFaultsStillDeliverEveryByteAndClose) {
     ASSERT_TRUE(sim.a().Connect(sim.now()).ok());
     sim.StartTransfer(Side::kA, a_bytes, true);
     sim.StartTransfer(Side::kB, b_bytes, true);
+    // Delivery (every byte and both FINs) must end within a bound once the faults
+    // stop: the timer either side has pending fires once, a segment the link still
+    // holds arrives, a delayed ACK waits once, and then a handful of round trips per
+    // buffer of bytes left.
+    auto delivered = [&] {
+      return sim.received_ok(Side::kB) == a_bytes && sim.received_ok(Side::kA) == b_bytes &&
+             sim.a().fin_received() && sim.b().fin_received();
+    };
+    bool early = sim.RunUntil(delivered, f.until - sim.now());
+    Instant bound = kNever;
+    if (!early) {
+      Duration wait = std::max(sim.a().tcb().rto, sim.b().tcb().rto);
+      uint64_t left = a_bytes - sim.received_ok(Side::kB) + b_bytes - sim.received_ok(Side::kA);
+      size_t min_buffer = std::min({ca.send_buffer, ca.recv_buffer, cb.send_buffer, cb.recv_buffer});
+      double rtts = 32 + 2.0 * static_cast<double>(left) / static_cast<double>(min_buffer / 2);
+      bound = sim.now() + wait + f.max_extra_delay + ca.delayed_ack_timeout + 2 * o.latency * rtts;
+      ASSERT_TRUE(sim.RunUntil(delivered, absl::Minutes(30)));
+      if (sim.now() > bound && ++failures <= 5) {
+        ADD_FAILURE() << "seed " << seed << ": delivered " << absl::FormatDuration(sim.now() - f.until)
+                      << " after the faults stopped, bound " << absl::FormatDuration(bound - f.until)
+                      << " (a stall)";
+      }
+    }
     bool closed = sim.RunUntil(
         [&] { return sim.a().state() == TcpState::kClosed && sim.b().state() == TcpState::kClosed; },
         absl::Minutes(30));
