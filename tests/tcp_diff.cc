@@ -708,7 +708,9 @@ void CompareFields(const Script& s, const OutSegment& l, const OutSegment& w, ab
   if (l.ts != w.ts) {
     out->push_back({"ts", absl::StrCat(seg, ": timestamps linux ", l.ts ? "present" : "absent",
                                        ", wrench ", w.ts ? "present" : "absent")});
-  } else if (l.ts && l.ts_ecr != w.ts_ecr) {
+  } else if (l.ts && l.ts_ecr != w.ts_ecr && absl::AbsDuration(l.at - w.at) <= tol) {
+    // At the same time but echoing different peer segments: the two were sent in
+    // answer to different segments (or TS.Recent was updated differently).
     out->push_back({"ecr", absl::StrCat(seg, ": TS ecr linux ", l.ts_ecr, ", wrench ", w.ts_ecr)});
   }
   if (l.sack != w.sack) {
@@ -817,7 +819,10 @@ Comparison Compare(const Script& s, const Trace& lt, const Trace& wt) {
   };
   for (const Event& e : s.events) {
     if (e.kind == EventKind::kExpect) continue;
-    std::string text = absl::StrCat(Secs(e.at), " ", e.text);
+    // The line without the time it was written with (the absolute time is in front).
+    const absl::string_view what = absl::StripLeadingAsciiWhitespace(
+        absl::string_view(e.text).substr(std::min(e.text.size(), e.text.find(' '))));
+    std::string text = absl::StrCat(Secs(e.at), " ", what);
     const std::string la = app_of(lt, e.line), wa = app_of(wt, e.line);
     if (!la.empty() || !wa.empty()) {
       absl::StrAppend(&text, "    => linux: ", la.empty() ? "-" : la, ", wrench: ", wa.empty() ? "-" : wa);
