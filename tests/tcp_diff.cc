@@ -12,6 +12,7 @@
 #include <array>
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 
@@ -674,8 +675,17 @@ absl::Duration Anchor(const Script& s, const std::vector<OutSegment>& segs, size
   return a;
 }
 
+// max(20 % of the time since what started the timer, 10 ms): Linux's timers tick in
+// jiffies (4 ms at HZ=250). $WRENCH_DIFF_MIN_TOLERANCE_MS raises the 10 ms on a
+// loaded machine, where the kernel's softirqs run late.
 absl::Duration Tolerance(absl::Duration gap) {
-  return std::max(absl::Milliseconds(10), gap / 5);
+  static const absl::Duration floor = [] {
+    const char* env = std::getenv("WRENCH_DIFF_MIN_TOLERANCE_MS");
+    int ms = 10;
+    if (env != nullptr && absl::SimpleAtoi(env, &ms) && ms > 0) return absl::Milliseconds(ms);
+    return absl::Milliseconds(10);
+  }();
+  return std::max(floor, gap / 5);
 }
 
 void CompareFields(const Script& s, const OutSegment& l, const OutSegment& w, absl::Duration gap,

@@ -101,6 +101,12 @@ constexpr KnownDifference kKnownDifferences[] = {
     {"fin_with_data", "only-wrench", "ack 102",
      "no delayed ACK in wrench: Linux holds the ACK of data+FIN (a FIN puts it in "
      "ping-pong mode) and it rides on the application's FIN 10 ms later"},
+    {"recv_delayed_ack_interactive", "only-wrench", "",
+     "no delayed ACK in wrench: it acknowledges each request at once, and the answer "
+     "follows; Linux lets the ACK ride on the application's answer"},
+    {"recv_delayed_ack_interactive", "time", ". 301:301(0)",
+     "no delayed ACK in wrench: Linux, in ping-pong mode, holds the ACK of an unanswered "
+     "request for its delayed-ACK timeout (about 40 ms)"},
     {"recv_out_of_order_sack", "sack", "linux 4345:5793 1449:2897, wrench 1449:2897 4345:5793",
      "wrench bug: RFC 2018 §4 says the first SACK block MUST be the one holding the "
      "most recent segment; wrench lists blocks in sequence order"},
