@@ -21,6 +21,13 @@ PAYLOAD = bytes(range(256)) * (CHUNK // 256)
 
 
 def serve_one(conn):
+    try:
+        serve_commands(conn)
+    except OSError:
+        pass  # the client gave up (its timeout) and closed
+
+
+def serve_commands(conn):
     with conn:
         conn.settimeout(600)
         head = b""

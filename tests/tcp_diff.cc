@@ -510,9 +510,15 @@ class LinuxPlayer {
     return false;
   }
 
+  // The connection's socket; in passive mode accepted on first use. The handshake's
+  // last ACK was written into the TUN just before, and on a busy machine the kernel
+  // may take a moment to process it: wait up to 50 ms for the accept queue.
   int Conn() {
-    if (conn_.valid() || !s_.passive) return conn_.get();
-    conn_ = UniqueFd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    if (conn_.valid() || !s_.passive || aborted_) return conn_.get();
+    pollfd p{listen_fd_.get(), POLLIN, 0};
+    if (::poll(&p, 1, 50) > 0) {
+      conn_ = UniqueFd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    }
     return conn_.get();
   }
 
