@@ -233,6 +233,46 @@ TEST(TcpDiffScript, ParsesAndRefusesWithTheLine) {
   EXPECT_FALSE(ParseScript("t", "0.5 read\n0.1 read\n").ok());  // backwards
 }
 
+OutSegment Seg(double at, uint8_t flags, uint32_t seq, uint32_t len, uint32_t ack) {
+  OutSegment o;
+  o.at = absl::Seconds(at);
+  o.flags = stack::TcpFlags(flags);
+  o.seq = seq;
+  o.len = len;
+  o.ack = ack;
+  return o;
+}
+
+// The comparison pairs equal segments even when one side sent an extra one, and
+// reports the extra one, a late one and differing SACK blocks, each once.
+TEST(TcpDiffCompare, PairsSegmentsAndReportsWhatDiffers) {
+  absl::StatusOr<Script> s = ParseScript("t", "# t\n0 < S 0:0(0)\n+1 < . 1:1(0) ack 1\n");
+  ASSERT_TRUE(s.ok()) << s.status();
+  Trace linux, wrench;
+  linux.segments = {Seg(0, stack::kSyn | stack::kAck, 0, 0, 1), Seg(1.2, stack::kAck, 1, 100, 1),
+                    Seg(1.4, stack::kAck, 101, 100, 1)};
+  linux.segments[2].sack = {{5, 9}};
+  wrench.segments = {Seg(0, stack::kSyn | stack::kAck, 0, 0, 1), Seg(1.001, stack::kAck, 1, 0, 1),
+                     Seg(1.2, stack::kAck, 1, 100, 1), Seg(2.0, stack::kAck, 101, 100, 1)};
+  const Comparison c = Compare(*s, linux, wrench);
+  std::vector<std::string> kinds;
+  for (const Difference& d : c.differences) kinds.push_back(d.kind);
+  EXPECT_EQ(kinds, (std::vector<std::string>{"only-wrench", "time", "sack"})) << c.report;
+  EXPECT_TRUE(absl::StrContains(c.differences[1].text, "linux at 1.400 s, wrench at 2.000 s"))
+      << c.differences[1].text;
+  EXPECT_TRUE(absl::StrContains(c.differences[2].text, "linux 5:9, wrench none"))
+      << c.differences[2].text;
+}
+
+// A known entry matches its script (or every script for "*"), kind and text.
+TEST(TcpDiffCompare, KnownDifferencesMatchScriptKindAndText) {
+  const KnownDifference known[] = {{"a", "time", "F. 1:1(0)", "r1"}, {"*", "psh", "", "r2"}};
+  EXPECT_NE(FindKnown(known, "a", {"time", "F. 1:1(0): linux at 1 s"}), nullptr);
+  EXPECT_EQ(FindKnown(known, "b", {"time", "F. 1:1(0): linux at 1 s"}), nullptr);
+  EXPECT_EQ(FindKnown(known, "a", {"time", ". 1:2(1): linux at 1 s"}), nullptr);
+  EXPECT_NE(FindKnown(known, "z", {"psh", "anything"}), nullptr);
+}
+
 // Every script in tests/diff parses and says what it checks (no network needed).
 TEST(TcpDiffScript, EveryScriptParses) {
   const std::vector<std::string> names = ScriptNames();
