@@ -702,7 +702,7 @@ void CompareFields(const Script& s, const OutSegment& l, const OutSegment& w, ab
   const absl::Duration tol = Tolerance(gap);
   if (absl::AbsDuration(l.at - w.at) > tol) {
     out->push_back({"time", absl::StrCat(seg, ": linux at ", Secs(l.at), " s, wrench at ", Secs(w.at),
-                                         " s (tolerance ", absl::FormatDuration(tol), ")")});
+                                         " s (tolerance ", absl::StrFormat("%.0f", absl::ToDoubleMilliseconds(tol)), " ms)")});
   }
   if (l.flags.has(stack::kPsh) != w.flags.has(stack::kPsh)) {
     out->push_back({"psh", absl::StrCat(seg, ": PSH ", l.flags.has(stack::kPsh) ? "set" : "clear",
