@@ -48,7 +48,8 @@ cleanup() {
   for ns in $ns_srv $ns_cli $ns_px; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$workdir"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap "exit 130" INT TERM  # exit, and so clean up through the EXIT trap
 
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
