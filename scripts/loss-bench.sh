@@ -37,10 +37,16 @@ tag=$$
 ns_srv=wlb-srv-$tag   # (a) the server's namespace
 ns_cli=wlb-cli-$tag   # (a) the client's namespace
 ns_px=wlb-px-$tag     # (b) wrench, its client and its server
-pids=()
+pids=()        # the two servers, running until the end
+wrench_pid=
+client_pid=
 workdir=$(mktemp -d)
 
+# Only processes still running are signalled (pids are not reused while their
+# process is a child that was not waited for).
 cleanup() {
+  [ -z "$client_pid" ] || kill -TERM "$client_pid" 2>/dev/null || true
+  if declare -F stop_wrench >/dev/null; then stop_wrench; fi
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   sleep 0.2
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
@@ -101,10 +107,9 @@ in_ns $ns_px ip link set lo up
 ip netns exec $ns_px python3 "$xfer" serve 127.0.0.1 9000 &
 pids+=($!)
 wait_listen $ns_px 127.0.0.1 9000
-wrench_pid=
 
 start_wrench() {  # $1 = percent, $2 = get|put
-  stop_wrench
+  if declare -F stop_wrench >/dev/null; then stop_wrench; fi
   local rule=()
   if [ "$1" != 0 ]; then
     local p
@@ -117,7 +122,6 @@ start_wrench() {  # $1 = percent, $2 = get|put
   ip netns exec $ns_px "$wrench" proxy --tun wlb0 --map 10.89.0.2:80=127.0.0.1:9000 --seed "$RANDOM" \
     "${rule[@]}" 2>"$workdir/wrench.err" &
   wrench_pid=$!
-  pids+=($wrench_pid)
   for _ in $(seq 100); do
     grep -q "wrench: ready" "$workdir/wrench.err" 2>/dev/null && return 0
     sleep 0.1
@@ -138,17 +142,23 @@ stop_wrench() {
 
 # ---- measuring ----
 
-# Runs `reps` transfers; prints the median seconds, or ">TIMEOUT" when more than
-# half timed out.
+# Runs `reps` transfers; sets `median` to the median seconds, or ">TIMEOUT" when
+# half or more failed. Each client runs in the background and is waited for, so a
+# signal stops the script at once (a trapped signal interrupts `wait`).
 median_of() {  # $1 = namespace, $2 = get|put, $3 = host, $4 = port
   local times=() fails=0
   for _ in $(seq "$reps"); do
+    ip netns exec "$1" python3 "$xfer" "$2" "$3" "$4" "$size" "$timeout" >"$workdir/t" 2>&1 &
+    client_pid=$!
+    wait $client_pid || true
+    client_pid=
     local t
-    t=$(in_ns "$1" python3 "$xfer" "$2" "$3" "$4" "$size" "$timeout" || true)
+    t=$(head -c 200 "$workdir/t")
     if [[ $t =~ ^[0-9.]+$ ]]; then times+=("$t"); else fails=$((fails + 1)); echo "  ($2 $3: $t)" >&2; fi
   done
-  if ((fails * 2 >= reps)) || ((${#times[@]} == 0)); then echo ">$timeout"; return; fi
-  printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'
+  if ((fails * 2 >= reps)) || ((${#times[@]} == 0)); then median=">$timeout"; return; fi
+  median=$(printf '%s\n' "${times[@]}" | sort -g |
+    awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}')
 }
 
 mbps() { python3 -c "import sys; t=sys.argv[1]; print('-' if t.startswith('>') else '%.1f' % ($size/1e6/float(t)))" "$1"; }
@@ -159,9 +169,11 @@ printf '%-9s %-6s %10s %10s %10s %9s %9s\n' direction loss linux_s wrench_s wren
 for dir in get put; do
   for loss in $losses; do
     set_linux_loss "$loss" "$dir"
-    l=$(median_of $ns_cli $dir 10.90.0.1 9000)
+    median_of $ns_cli $dir 10.90.0.1 9000
+    l=$median
     start_wrench "$loss" "$dir"
-    w=$(median_of $ns_px $dir 10.89.0.2 80)
+    median_of $ns_px $dir 10.89.0.2 80
+    w=$median
     stop_wrench
     name=download; [ $dir = put ] && name=upload
     printf '%-9s %-6s %10s %10s %10s %9s %9s\n' $name "$loss%" "$l" "$w" "$(ratio "$l" "$w")" "$(mbps "$l")" "$(mbps "$w")"
