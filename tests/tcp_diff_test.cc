@@ -1,0 +1,290 @@
+// wrench's TcpEndpoint against the Linux kernel (tests/tcp_diff.h): every script in
+// tests/diff/ is played into both, and the test fails on any difference that is not
+// in kKnownDifferences below (README "stack/: what the TCP endpoint does", "Compared
+// with Linux", lists the same entries). Each script's side-by-side report is printed
+// and written to tcp_diff_reports/<script>.txt in the working directory (ctest: the
+// build's tests/ directory), or to $WRENCH_DIFF_REPORT_DIR when that is set.
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "gtest/gtest.h"
+#include "tests/netns_testing.h"
+#include "tests/tcp_diff.h"
+
+namespace wrench::tcpdiff {
+namespace {
+
+// Differences seen and accepted, each with its reason. A script name or "*"; the
+// difference's kind; a substring of its text. An entry no script matches any more
+// is printed as stale (not a failure), so the list can be pruned after a change.
+// Loss recovery as it stands: NewReno after three duplicate ACKs, an RTO floor of 1 s,
+// no tail loss probe. Linux: RACK-TLP (RFC 8985), RFC 6675-style SACK recovery, an RTO
+// of SRTT + max(4·RTTVAR, 200 ms).
+#define LOSS_RECOVERY                                                                    \
+  "loss recovery: wrench retransmits on the third duplicate ACK, one hole per RTT "    \
+  "(NewReno), with an RTO of at least 1 s and no tail loss probe; Linux uses RACK-TLP " \
+  "and SACK recovery with an RTO of SRTT + max(4 RTTVAR, 200 ms)"
+#define WINDOW_UPDATE_AFTER_READ                                                         \
+  "wrench sends a window update when a read opens the window by an MSS; Linux only "   \
+  "when the window at least doubles (tcp_cleanup_rbuf)"
+
+constexpr KnownDifference kKnownDifferences[] = {
+    // ---- everywhere ----
+    {"*", "wscale", ", wrench 3",
+     "the shift follows the receive buffer: Linux's tcp_rmem maximum (32 MiB on 6.x "
+     "kernels) needs 10, wrench's 256 KiB ring needs 3"},
+    {"*", "psh", "",
+     "Linux sets PSH on the last segment of each socket buffer it built (TSO autosizing "
+     "makes them two MSS here) and at the end of a write; wrench only on the segment "
+     "that empties its send queue. Receivers do not act on PSH"},
+    {"*", "app", "linux state CLOSED, wrench state TIME-WAIT",
+     "the harness's view, not the wire: Linux moves a connection into a TIME-WAIT "
+     "mini-socket and the application's socket then reports CLOSE"},
+    // ---- handshake ----
+    {"handshake_passive_no_options", "window", "window linux 64240, wrench 65535",
+     "Linux's first window is a multiple of the MSS below 64 KiB (tcp_select_initial_window); "
+     "wrench offers as much of its buffer as 16 bits hold"},
+    {"handshake_active_syn_retransmit", "time", "S 0:0(0)",
+     "Linux 6.x retransmits the SYN linearly, 1 s apart, for its first "
+     "net.ipv4.tcp_syn_linear_timeouts (4) retries, then backs off; wrench doubles from the start"},
+    {"handshake_active_syn_retransmit", "only-linux", "S 0:0(0)", "as above: more SYNs in 7 s"},
+    {"handshake_synsent_bad_ack", "time", "S 0:0(0)",
+     "after answering a SYN-ACK with a bad ACK with RST, Linux retransmits its SYN at "
+     "once; wrench waits for its retransmission timer"},
+    {"handshake_synsent_bad_ack", "only-linux", "S 0:0(0)", "as above"},
+    {"handshake_simultaneous_open", "only-linux", "sack 0:1",
+     "Linux acknowledges the peer's SYN-ACK in SYN-RECEIVED with an ACK carrying a D-SACK "
+     "of the repeated SYN; wrench completes the open silently (RFC 9293 Figure 8)"},
+    {"handshake_no_sack", "only-wrench", "ack 2897", WINDOW_UPDATE_AFTER_READ},
+    // ---- sender: loss recovery ----
+    {"data_initial_window", "time", "",
+     "Linux spreads the segments an ACK releases over a few milliseconds (two-MSS socket "
+     "buffers, one every few ms here); wrench sends them all in answer to the ACK"},
+    {"data_initial_window", "ecr", "", "as above: sent after a different ACK"},
+    {"data_multiple_loss_sack", "ecr", "1:1449",
+     "the first retransmission: Linux (RACK, like RFC 6675's IsLost) once three segments "
+     "above the hole are SACKed, on the second ACK; wrench on the third duplicate ACK"},
+    {"data_multiple_loss_sack", "time", "", LOSS_RECOVERY},
+    {"data_retransmission_lost", "ecr", "1:1449",
+     "the first retransmission: Linux once three segments above the hole are SACKed "
+     "(second ACK); wrench on the third duplicate ACK"},
+    {"data_retransmission_lost", "time", "1:1449", LOSS_RECOVERY},
+    {"data_retransmission_lost", "only-linux", "1:1449", LOSS_RECOVERY},
+    {"data_tail_loss", "time", "13033:14481", LOSS_RECOVERY},
+    {"data_tail_loss", "only-linux", "13033:14481", LOSS_RECOVERY},
+    {"active_tail_loss", "time", "4345:5793", LOSS_RECOVERY},
+    {"active_tail_loss", "only-linux", "4345:5793", LOSS_RECOVERY},
+    {"data_rto_backoff", "time", "1:1449", LOSS_RECOVERY},
+    {"data_rto_backoff", "only-linux", "1:1449", LOSS_RECOVERY},
+    {"fin_retransmit", "time", "F. 1:1(0)", LOSS_RECOVERY},
+    {"fin_retransmit", "only-linux", "F. 1:1(0)", LOSS_RECOVERY},
+    {"zero_window_probe", "time", "", "probes and retransmissions follow the RTO: " LOSS_RECOVERY},
+    {"zero_window_probe", "only-linux", "", "as above: more probes in the same time"},
+    {"zero_window_after_data", "time", "5792:5792(0)", "probes follow the RTO: " LOSS_RECOVERY},
+    {"zero_window_after_data", "only-linux", "5792:5792(0)", "as above: more probes in the same time"},
+    {"data_dupacks_moving_window", "time", "1:1449",
+     "Linux ignores a smaller window from an ACK that moves neither SND.UNA nor SND.WL1 "
+     "(tcp_may_update_window), so such ACKs count as duplicates and it retransmits on "
+     "the third; wrench follows RFC 5681 §2 (e): a changed window is not a duplicate"},
+    {"data_dupacks_moving_window", "ecr", "1:1449", "as above: sent after a different ACK"},
+    // ---- receiver ----
+    {"fin_with_data", "only-wrench", "ack 102",
+     "no delayed ACK in wrench: Linux holds the ACK of data+FIN (a FIN puts it in "
+     "ping-pong mode) and it rides on the application's FIN 10 ms later"},
+    {"recv_delayed_ack_interactive", "only-wrench", "",
+     "no delayed ACK in wrench: it acknowledges each request at once, and the answer "
+     "follows; Linux lets the ACK ride on the application's answer"},
+    {"recv_delayed_ack_interactive", "time", ". 301:301(0)",
+     "no delayed ACK in wrench: Linux, in ping-pong mode, holds the ACK of an unanswered "
+     "request for its delayed-ACK timeout (about 40 ms)"},
+    {"recv_out_of_order_sack", "sack", "linux 4345:5793 1449:2897, wrench 1449:2897 4345:5793",
+     "wrench bug: RFC 2018 §4 says the first SACK block MUST be the one holding the "
+     "most recent segment; wrench lists blocks in sequence order"},
+    {"recv_out_of_order_sack", "only-wrench", "ack 5793", WINDOW_UPDATE_AFTER_READ},
+    {"recv_delayed_ack", "only-wrench", "ack 8789", WINDOW_UPDATE_AFTER_READ},
+    {"recv_duplicate_segment", "sack", "linux 1:1449, wrench none",
+     "Linux reports a duplicate segment with a D-SACK block (RFC 2883); wrench does not"},
+    {"recv_duplicate_segment", "ecr", "linux 300, wrench 250",
+     "Linux takes a segment ending at RCV.NXT as acceptable and updates TS.Recent from it; "
+     "RFC 9293's test finds it unacceptable, and wrench acknowledges it without taking its "
+     "timestamp (RFC 7323 §5.3 R2 before R3)"},
+    // ---- resets and bad ACKs ----
+    {"abort_sends_rst", "only-linux", "R. 1449:1449(0)",
+     "Linux's abort sends RST+ACK with timestamps (tcp_send_active_reset); wrench sends "
+     "<SEQ=SND.NXT><CTL=RST> as RFC 9293 §3.10.4 ABORT writes it"},
+    {"abort_sends_rst", "only-wrench", "R 1449:1449(0)", "as above"},
+    {"ack_of_unsent_data", "ecr", "linux 150, wrench 250",
+     "wrench takes TS.Recent from the segment before finding its ACK unacceptable (RFC "
+     "7323 §4.3); Linux updates it only after the ACK was accepted"},
+};
+
+std::string ScriptDir() { return absl::StrCat(WRENCH_SOURCE_DIR, "/tests/diff"); }
+
+std::vector<std::string> ScriptNames() {
+  std::vector<std::string> names;
+  DIR* dir = ::opendir(ScriptDir().c_str());
+  if (dir == nullptr) return names;
+  for (int i = 0; i < 10000; ++i) {
+    dirent* ent = ::readdir(dir);
+    if (ent == nullptr) break;
+    absl::string_view n = ent->d_name;
+    if (absl::ConsumeSuffix(&n, ".pkt")) names.emplace_back(n);
+  }
+  ::closedir(dir);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteReport(const std::string& name, const std::string& text) {
+  const char* env = std::getenv("WRENCH_DIFF_REPORT_DIR");
+  const std::string dir = env != nullptr && *env != '\0' ? env : "tcp_diff_reports";
+  ::mkdir(dir.c_str(), 0755);
+  std::ofstream(absl::StrCat(dir, "/", name, ".txt")) << text;
+}
+
+class TcpDiff : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TcpDiff, SameAsLinux) {
+  const std::string name = GetParam();
+  absl::StatusOr<Script> script =
+      ParseScript(name, ReadFile(absl::StrCat(ScriptDir(), "/", name, ".pkt")));
+  ASSERT_TRUE(script.ok()) << name << ".pkt: " << script.status();
+  WRENCH_ENTER_NETNS_OR_SKIP();
+
+  const Trace wrench = RunWrench(*script, DiffConfig());
+  const Trace linux = RunLinux(*script);
+  const Comparison c = Compare(*script, linux, wrench);
+
+  std::string report = c.report;
+  int unexplained = 0;
+  absl::StrAppend(&report, "differences: ", c.differences.size(), "\n");
+  for (const Difference& d : c.differences) {
+    const KnownDifference* k = FindKnown(kKnownDifferences, name, d);
+    if (k == nullptr) ++unexplained;
+    absl::StrAppend(&report, k ? "  [known] " : "  [NEW]   ", d.kind, ": ", d.text, "\n");
+    if (k) absl::StrAppend(&report, "            because ", k->reason, "\n");
+  }
+  // Entries for this script that matched nothing: fixed, or the script changed.
+  for (const KnownDifference& k : kKnownDifferences) {
+    if (k.script != name) continue;
+    const bool used = std::any_of(c.differences.begin(), c.differences.end(), [&](const Difference& d) {
+      return FindKnown(absl::MakeConstSpan(&k, 1), name, d) != nullptr;
+    });
+    if (!used) absl::StrAppend(&report, "  [stale] known ", k.kind, " \"", k.contains, "\" no longer seen\n");
+  }
+  std::cout << report << std::flush;
+  WriteReport(name, report);
+  EXPECT_EQ(unexplained, 0) << unexplained << " difference(s) not in the known list; see the report above";
+}
+
+INSTANTIATE_TEST_SUITE_P(Scripts, TcpDiff, ::testing::ValuesIn(ScriptNames()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string n = info.param;
+                           for (char& ch : n) {
+                             if (!absl::ascii_isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           }
+                           return n;
+                         });
+
+// The parser refuses what it does not understand, with the line.
+TEST(TcpDiffScript, ParsesAndRefusesWithTheLine) {
+  absl::StatusOr<Script> s = ParseScript("t",
+                                         "# what it checks\n"
+                                         "mode active\n"
+                                         "tail 2\n"
+                                         "0 connect\n"
+                                         "+0.1 < S. 0:0(0) ack 1 win 1000 <mss 536,sackOK,TS val 5 ecr 0,nop,wscale 2>\n"
+                                         "+0 > . 1:1(0) ack 1 <TS val * ecr 5>\n"
+                                         "+0.2 < P. 1:101(100) ack 1 win 1000 <sack 1:5 10:20>\n");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_FALSE(s->passive);
+  EXPECT_EQ(s->description, "what it checks\n");
+  ASSERT_EQ(s->events.size(), 4u);
+  EXPECT_EQ(s->events[1].at, absl::Milliseconds(100));
+  EXPECT_EQ(s->events[1].seg.mss, 536);
+  EXPECT_EQ(s->events[1].seg.wscale, 2);
+  EXPECT_EQ(s->events[2].kind, EventKind::kExpect);
+  EXPECT_TRUE(s->events[2].seg.ts_val_any);
+  EXPECT_EQ(s->events[3].at, absl::Milliseconds(300));
+  EXPECT_EQ(s->events[3].seg.len, 100u);
+  EXPECT_EQ(s->events[3].seg.sack.size(), 2u);
+
+  absl::StatusOr<Script> bad = ParseScript("t", "0 < S 0:0(0)\n+0.1 < X 0:0(0)\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(absl::StrContains(bad.status().message(), "line 2")) << bad.status();
+  EXPECT_FALSE(ParseScript("t", "0 < S 0:5(4)\n").ok());        // end - start != len
+  EXPECT_FALSE(ParseScript("t", "0.5 read\n0.1 read\n").ok());  // backwards
+}
+
+OutSegment Seg(double at, uint8_t flags, uint32_t seq, uint32_t len, uint32_t ack) {
+  OutSegment o;
+  o.at = absl::Seconds(at);
+  o.flags = stack::TcpFlags(flags);
+  o.seq = seq;
+  o.len = len;
+  o.ack = ack;
+  return o;
+}
+
+// The comparison pairs equal segments even when one side sent an extra one, and
+// reports the extra one, a late one and differing SACK blocks, each once.
+TEST(TcpDiffCompare, PairsSegmentsAndReportsWhatDiffers) {
+  absl::StatusOr<Script> s = ParseScript("t", "# t\n0 < S 0:0(0)\n+1 < . 1:1(0) ack 1\n");
+  ASSERT_TRUE(s.ok()) << s.status();
+  Trace linux, wrench;
+  linux.segments = {Seg(0, stack::kSyn | stack::kAck, 0, 0, 1), Seg(1.2, stack::kAck, 1, 100, 1),
+                    Seg(1.4, stack::kAck, 101, 100, 1)};
+  linux.segments[2].sack = {{5, 9}};
+  wrench.segments = {Seg(0, stack::kSyn | stack::kAck, 0, 0, 1), Seg(1.001, stack::kAck, 1, 0, 1),
+                     Seg(1.2, stack::kAck, 1, 100, 1), Seg(2.0, stack::kAck, 101, 100, 1)};
+  const Comparison c = Compare(*s, linux, wrench);
+  std::vector<std::string> kinds;
+  for (const Difference& d : c.differences) kinds.push_back(d.kind);
+  EXPECT_EQ(kinds, (std::vector<std::string>{"only-wrench", "time", "sack"})) << c.report;
+  EXPECT_TRUE(absl::StrContains(c.differences[1].text, "linux at 1.400 s, wrench at 2.000 s"))
+      << c.differences[1].text;
+  EXPECT_TRUE(absl::StrContains(c.differences[2].text, "linux 5:9, wrench none"))
+      << c.differences[2].text;
+}
+
+// A known entry matches its script (or every script for "*"), kind and text.
+TEST(TcpDiffCompare, KnownDifferencesMatchScriptKindAndText) {
+  const KnownDifference known[] = {{"a", "time", "F. 1:1(0)", "r1"}, {"*", "psh", "", "r2"}};
+  EXPECT_NE(FindKnown(known, "a", {"time", "F. 1:1(0): linux at 1 s"}), nullptr);
+  EXPECT_EQ(FindKnown(known, "b", {"time", "F. 1:1(0): linux at 1 s"}), nullptr);
+  EXPECT_EQ(FindKnown(known, "a", {"time", ". 1:2(1): linux at 1 s"}), nullptr);
+  EXPECT_NE(FindKnown(known, "z", {"psh", "anything"}), nullptr);
+}
+
+// Every script in tests/diff parses and says what it checks (no network needed).
+TEST(TcpDiffScript, EveryScriptParses) {
+  const std::vector<std::string> names = ScriptNames();
+  EXPECT_GE(names.size(), 25u);
+  for (const std::string& n : names) {
+    absl::StatusOr<Script> s = ParseScript(n, ReadFile(absl::StrCat(ScriptDir(), "/", n, ".pkt")));
+    EXPECT_TRUE(s.ok()) << n << ".pkt: " << s.status();
+    if (s.ok()) {
+      EXPECT_FALSE(s->description.empty()) << n << ".pkt says nothing about what it checks";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace wrench::tcpdiff
