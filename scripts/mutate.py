@@ -514,7 +514,7 @@ def apply_plain(src, m):
 
 SCHEMA_HEADER = r"""// Run-time switch of the mutation runner's schema build (scripts/mutate.py).
 #pragma once
-#ifdef __cplusplus
+#if __cplusplus >= 202002L
 #include <cstdlib>
 namespace wrench_mutant {
 inline int Active() {
