@@ -869,5 +869,41 @@ TEST(TcpEndpointProperty, RandomFaultsStillDeliverEveryByteAndClose) {
             << " retransmissions\n";
 }
 
+
+// --- the two Figure 5 edges the endpoint does not take (tcp_state.cc) -------------
+
+TEST_F(Conversation, SendOnAListenerIsRefusedAndItKeepsListening) {
+  ASSERT_TRUE(b().Listen(now()).ok());
+  uint8_t byte = 7;
+  EXPECT_FALSE(b().Send({&byte, 1}).ok());
+  ASSERT_FALSE(sim().RunUntil([] { return false; }, absl::Seconds(5)));
+  EXPECT_EQ(b().state(), TcpState::kListen);
+  EXPECT_THAT(Segments(), ElementsAre());
+  // The refused byte is not queued for a later connection.
+  ASSERT_TRUE(a().Connect(now()).ok());
+  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kEstablished; }, absl::Seconds(1)));
+  EXPECT_THAT(Segments(), ElementsAre(S(A, "S", 0, 0), S(B, "S.", 0, 1), S(A, ".", 1, 1)));
+}
+
+TEST_F(Conversation, FinThatAcknowledgesOurFinPassesThroughFinWait2) {
+  Open();
+  DropNth(B, kAck, 1);  // B's ACK of A's FIN, so that B's FIN carries it
+  ASSERT_TRUE(a().Close(now()).ok());
+  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(1)));
+  ASSERT_TRUE(b().Close(now()).ok());
+  ASSERT_TRUE(sim().RunUntil([&] { return a().state() == TcpState::kTimeWait; }, absl::Seconds(1)));
+  EXPECT_THAT(Segments(), ElementsAre(S(A, "S", 0, 0), S(B, "S.", 0, 1), S(A, ".", 1, 1),
+                                      S(A, "F.", 1, 1), S(B, ".", 1, 2), S(B, "F.", 1, 2),
+                                      S(A, ".", 2, 2)));
+  const std::vector<StateChange>& c = sim().changes(A);
+  ASSERT_EQ(c.size(), 5u);
+  EXPECT_EQ(c[3].from, TcpState::kFinWait1);
+  EXPECT_EQ(c[3].to, TcpState::kFinWait2);
+  EXPECT_EQ(c[4].from, TcpState::kFinWait2);
+  EXPECT_EQ(c[4].to, TcpState::kTimeWait);
+  EXPECT_EQ(c[3].at, c[4].at);  // one segment
+  EXPECT_EQ(b().state(), TcpState::kLastAck);
+}
+
 }  // namespace
 }  // namespace wrench::stack
