@@ -721,6 +721,101 @@ def run_fuzzers(fuzz_build, num, seconds):
 
 # ---------------------------------------------------------------------------
 
+def run_group(args, name, group, by_file):
+    targets = []
+    for m in group:
+        for t in tests_for(m.file):
+            if t not in targets:
+                targets.append(t)
+    log("== %s: %d mutants; baseline build of %s" % (name, len(group), " ".join(targets)))
+    rc, out, secs = build(args.build_dir, targets, args.jobs)
+    if rc != 0:
+        sys.exit("the unmutated build fails:\n" + out[-4000:])
+    log("  %.0f s" % secs)
+    # schema build: all mutants of the group at once, off by default
+    files_used = sorted({m.file for m in group})
+    invalid_nums = set()
+    for attempt in range(8):
+        for path in files_used:
+            SOURCES.write(path, apply_schema(by_file[path], [m for m in group if m.file == path]))
+        rc, out, secs = build(args.build_dir, targets, args.jobs)
+        for mo in re.finditer(r"wrench_mutant::Invalid\(\) \[with int Id = (\d+)\]", out):
+            invalid_nums.add(int(mo.group(1)))
+        log("schema build %d: %s in %.0f s (%d mutants in the schema)" %
+            (attempt + 1, "ok" if rc == 0 else "errors", secs, sum(m.schema_ok for m in group)))
+        if rc == 0:
+            break
+        dropped = 0
+        for path in files_used:
+            bad = failing_lines(out, path)
+            for m in group:
+                if m.file == path and m.schema_ok and m.line in bad:
+                    m.schema_ok = False
+                    dropped += 1
+        if dropped == 0:
+            # errors we cannot pin on a line: build those files' mutants one by one
+            errfiles = [p for p in files_used if p in out] or files_used
+            log("  unattributed errors in %s; those mutants build one by one" % errfiles)
+            for m in group:
+                if m.file in errfiles:
+                    m.schema_ok = False
+    else:
+        sys.exit("schema build keeps failing:\n" + out[-4000:])
+    # the schema with no mutant active must pass everything
+    status, detail, secs = run_tests(args.build_dir, targets, 0, 600)
+    if status != "survived":
+        sys.exit("the tests fail with no mutant active (%s); fix that first" % detail)
+    log("unmutated tests pass in %.1f s" % secs)
+    for m in group:
+        if m.num in invalid_nums:
+            m.schema_ok = True
+            m.status, m.detail = "invalid", "does not compile"
+    timeout = args.timeout or max(10.0, 5 * secs)
+    log("per-mutant timeout %.0f s; %d test runs at a time" % (timeout, args.jobs))
+    todo = [m for m in group if m.schema_ok and m.status != "invalid"]
+
+    def one(m):
+        m.status, m.detail, m.seconds = run_tests(args.build_dir, tests_for(m.file), m.num, timeout)
+        return m
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for i, m in enumerate(pool.map(one, todo), 1):
+            log("%-9s %s:%d %s %s  [%d/%d]" % (m.status, m.file, m.line, m.change(), m.detail, i, len(todo)))
+    # mutants the schema cannot hold, and survivors whose change the schema kept out of
+    # constant expressions: a build each
+    solo = [m for m in group if m.status != "invalid" and (not m.schema_ok or (m.status == "survived" and m.cexpr))]
+    log("%d mutants need a build of their own" % len(solo))
+    for i, m in enumerate(solo, 1):
+        SOURCES.write(m.file, apply_plain(by_file[m.file], m))
+        rc, out, secs = build(args.build_dir, tests_for(m.file), args.jobs)
+        if rc != 0:
+            m.status, m.detail = "invalid", "does not compile"
+        else:
+            m.status, m.detail, m.seconds = run_tests(args.build_dir, tests_for(m.file), 0, timeout)
+        SOURCES.write(m.file, apply_schema(by_file[m.file], [x for x in group if x.file == m.file]))
+        log("%-9s %s:%d %s %s (own build, %.0f s)  [%d/%d]" %
+            (m.status, m.file, m.line, m.change(), m.detail, secs, i, len(solo)))
+    # optional: the stateful fuzzers on the survivors
+    survivors = [m for m in group if m.status == "survived" and m.schema_ok]
+    if args.fuzz and survivors and name == "stack":
+        fuzz_dir = args.build_dir + "-fuzz"
+        if not shutil.which("clang++-14"):
+            log("fuzz stage skipped: clang++-14 (the fuzz preset's compiler) is not installed")
+        else:
+            configure(fuzz_dir, args.jobs, fuzz=True)
+            for path in files_used:
+                SOURCES.write(path, apply_schema(by_file[path], [m for m in group if m.file == path and m.schema_ok]))
+            rc, out, secs = build(fuzz_dir, FUZZERS, args.jobs)
+            if rc != 0:
+                log("fuzz stage skipped: the fuzz build failed:\n" + out[-2000:])
+            else:
+                for m in survivors:
+                    st, det = run_fuzzers(fuzz_dir, m.num, args.fuzz)
+                    if st == "killed":
+                        m.status, m.detail = "killed", det
+                    log("%-9s %s:%d %s %s (fuzz)" % (st, m.file, m.line, m.change(), det))
+    SOURCES.restore()
+
 
 def select(args, mutants):
     rng = random.Random(args.seed)
@@ -802,108 +897,16 @@ def main():
     t_start = time.time()
     try:
         configure(args.build_dir, args.jobs)
-        # every test binary any selected file needs
-        targets = []
-        for m in chosen:
-            for t in tests_for(m.file):
-                if t not in targets:
-                    targets.append(t)
-        log("baseline build of %s" % " ".join(targets))
-        rc, out, secs = build(args.build_dir, targets, args.jobs)
-        if rc != 0:
-            sys.exit("the unmutated build fails:\n" + out[-4000:])
-        log("  %.0f s" % secs)
-        # schema build: all chosen mutants at once, off by default
-        files_used = sorted({m.file for m in chosen})
-        invalid_nums = set()
-        for attempt in range(8):
-            for path in files_used:
-                ms = [m for m in chosen if m.file == path]
-                SOURCES.write(path, apply_schema(by_file[path], ms))
-            rc, out, secs = build(args.build_dir, targets, args.jobs)
-            for mo in re.finditer(r"wrench_mutant::Invalid\(\) \[with int Id = (\d+)\]", out):
-                invalid_nums.add(int(mo.group(1)))
-            log("schema build %d: %s in %.0f s (%d mutants in the schema)" %
-                (attempt + 1, "ok" if rc == 0 else "errors", secs, sum(m.schema_ok for m in chosen)))
-            if rc == 0:
-                break
-            dropped = 0
-            for path in files_used:
-                bad = failing_lines(out, path)
-                for m in chosen:
-                    if m.file == path and m.schema_ok and m.line in bad:
-                        m.schema_ok = False
-                        dropped += 1
-            if dropped == 0:
-                # errors we cannot pin on a line: build those files' mutants one by one
-                errfiles = [p for p in files_used if p in out]
-                log("  unattributed errors in %s; those mutants build one by one" % (errfiles or files_used))
-                for m in chosen:
-                    if m.file in (errfiles or files_used):
-                        m.schema_ok = False
-        else:
-            sys.exit("schema build keeps failing:\n" + out[-4000:])
-        # the schema with no mutant active must pass everything
-        for path in files_used:
-            pass
-        status, detail, secs = run_tests(args.build_dir, targets, 0, max(args.timeout, 300))
-        if status != "survived":
-            sys.exit("the tests fail with no mutant active (%s); fix that first" % detail)
-        log("unmutated tests pass in %.1f s" % secs)
-
-        for m in chosen:
-            if m.num in invalid_nums:
-                m.schema_ok = True
-                m.status, m.detail = "invalid", "does not compile"
-        timeout = args.timeout or max(10.0, 5 * secs)
-        log("per-mutant timeout %.0f s; %d test runs at a time" % (timeout, args.jobs))
-        todo = [m for m in chosen if m.schema_ok and m.status != "invalid"]
-
-        def one(m):
-            m.status, m.detail, m.seconds = run_tests(args.build_dir, tests_for(m.file), m.num, timeout)
-            return m
-
-        with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            for i, m in enumerate(pool.map(one, todo), 1):
-                log("%-9s %s:%d %s %s  [%d/%d]" % (m.status, m.file, m.line, m.change(), m.detail, i, len(todo)))
-        # mutants the schema cannot hold, and survivors whose change the schema kept out of
-        # constant expressions: a build each
-        solo = [m for m in chosen if m.status != "invalid" and (not m.schema_ok or (m.status == "survived" and m.cexpr))]
-        if solo:
-            for path in files_used:
-                SOURCES.write(path, apply_schema(by_file[path], [m for m in chosen if m.file == path]))
-        for m in solo:
-            SOURCES.write(m.file, apply_plain(apply_schema(by_file[m.file], []), m))
-            rc, out, secs = build(args.build_dir, tests_for(m.file), args.jobs)
-            if rc != 0:
-                m.status, m.detail = "invalid", "does not compile"
-            else:
-                m.status, m.detail, m.seconds = run_tests(args.build_dir, tests_for(m.file), 0, timeout)
-            SOURCES.write(m.file, apply_schema(by_file[m.file], [x for x in chosen if x.file == m.file]))
-            log("%-9s %s:%d %s %s (own build)" % (m.status, m.file, m.line, m.change(), m.detail))
-        if solo:
-            build(args.build_dir, targets, args.jobs)
-        # optional: the stateful fuzzers on the survivors
-        survivors = [m for m in chosen if m.status == "survived"]
-        if args.fuzz and survivors:
-            fuzz_dir = args.build_dir + "-fuzz"
-            if not shutil.which("clang++-14"):
-                log("fuzz stage skipped: clang++-14 (the fuzz preset's compiler) is not installed")
-            else:
-                configure(fuzz_dir, args.jobs, fuzz=True)
-                for path in files_used:
-                    SOURCES.write(path, apply_schema(by_file[path], [m for m in chosen if m.file == path and m.schema_ok]))
-                rc, out, secs = build(fuzz_dir, FUZZERS, args.jobs)
-                if rc != 0:
-                    log("fuzz stage skipped: the fuzz build failed:\n" + out[-2000:])
-                else:
-                    for m in survivors:
-                        if not m.schema_ok:
-                            continue
-                        st, det = run_fuzzers(fuzz_dir, m.num, args.fuzz)
-                        if st == "killed":
-                            m.status, m.detail = "killed", det
-                        log("%-9s %s:%d %s %s" % (st, m.file, m.line, m.change(), det))
+        # stack/ and proxy/ mutants build and run apart: the stack's tests do not link
+        # proxy/, so a schema of a stack header rebuilds no proxy code.
+        groups = []
+        for name, pred in (("stack", lambda f: not f.startswith("proxy/")),
+                           ("proxy", lambda f: f.startswith("proxy/"))):
+            ms = [m for m in chosen if pred(m.file)]
+            if ms:
+                groups.append((name, ms))
+        for name, group in groups:
+            run_group(args, name, group, by_file)
     finally:
         SOURCES.restore()
     rc, out = run(["git", "diff", "--stat", "--"] + files)
