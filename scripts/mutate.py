@@ -673,7 +673,7 @@ def failing_lines(out, path):
     """Line numbers of `path` that the compiler complains about."""
     lines = set()
     base = re.escape(path)
-    for m in re.finditer(r"(?:^|[\s/])" + base + r":(\d+):", out, re.M):
+    for m in re.finditer(r"(?:^|[\s/])" + base + r":(\d+):\d+: error:", out, re.M):
         lines.add(int(m.group(1)))
     return lines
 
@@ -850,6 +850,9 @@ def main():
     ap.add_argument("--list", action="store_true", help="list the mutants and stop")
     ap.add_argument("--fuzz", type=float, default=0, metavar="SECONDS",
                     help="also run the stateful fuzzers this long on each survivor of the tests")
+    ap.add_argument("--survivors-of", metavar="RESULTS",
+                    help="run again only the mutants that survived in this results file (after adding "
+                         "tests); the others keep their status there, and the report covers all")
     ap.add_argument("--killed-file", default=os.path.join(ROOT, "tests", "mutation", "killed.tsv"))
     ap.add_argument("--update-killed", action="store_true",
                     help="write the killed mutants of this (full) run to --killed-file")
@@ -879,9 +882,29 @@ def main():
         chosen = select(args, pool)
         log("ci: %d of %d killed mutants still exist (%d gone with their code); running %d, seed %d" %
             (len(pool), len(killed), missing, len(chosen), args.seed))
+    elif args.survivors_of:
+        prior = {}
+        with open(args.survivors_of) as f:
+            for line in f:
+                if line.startswith("#"):
+                    continue
+                p = line.rstrip("\n").split("\t")
+                prior[(p[0], p[1])] = p
+        chosen = []
+        carried = []
+        for m in everything:
+            p = prior.get((m.file, m.mid))
+            if p is None or p[5] == "survived":
+                chosen.append(m)
+            else:
+                m.status, m.detail, m.seconds = p[5], p[6], float(p[7] or 0)
+                carried.append(m)
+        log("%d mutants to run again (survivors or new), %d keep their status from %s" %
+            (len(chosen), len(carried), args.survivors_of))
     else:
         chosen = select(args, everything)
 
+    report = chosen + (carried if args.survivors_of else [])
     if args.list:
         for m in chosen:
             print("%s\t%s:%d\t%s\t%s" % (m.mid, m.file, m.line, m.kind, m.change()))
@@ -919,21 +942,21 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(results)), exist_ok=True)
     with open(results, "w") as f:
         f.write("# file\tid\tline\tkind\tchange\tstatus\tdetail\tseconds\n")
-        for m in chosen:
+        for m in report:
             f.write("\t".join([m.file, m.mid, str(m.line), m.kind, m.change(), m.status, m.detail,
                                "%.2f" % m.seconds]) + "\n")
     log("\nscore per file (killed / (killed + survived); invalid = does not compile)")
     log("%-24s %7s %7s %8s %7s %6s" % ("file", "mutants", "killed", "survived", "invalid", "score"))
     tk = ts = 0
-    for path in files_used:
-        ms = [m for m in chosen if m.file == path]
+    for path in sorted({m.file for m in report}):
+        ms = [m for m in report if m.file == path]
         k = sum(m.status == "killed" for m in ms)
         s = sum(m.status == "survived" for m in ms)
         inv = sum(m.status == "invalid" for m in ms)
         tk += k
         ts += s
         log("%-24s %7d %7d %8d %7d %5.1f%%" % (path, len(ms), k, s, inv, 100.0 * k / max(1, k + s)))
-    log("%-24s %7d %7d %8d %7s %5.1f%%" % ("total", len(chosen), tk, ts, "", 100.0 * tk / max(1, tk + ts)))
+    log("%-24s %7d %7d %8d %7s %5.1f%%" % ("total", len(report), tk, ts, "", 100.0 * tk / max(1, tk + ts)))
     log("results: %s; %.0f s" % (results, time.time() - t_start))
     if args.update_killed:
         os.makedirs(os.path.dirname(args.killed_file), exist_ok=True)
@@ -941,7 +964,7 @@ def main():
             f.write("# Mutants the last full run of scripts/mutate.sh killed: file, id, then the change\n"
                     "# as it was (the id survives line shifts). scripts/mutate.sh --ci fails when one\n"
                     "# of them survives. Rewrite with scripts/mutate.sh --update-killed.\n")
-            for m in chosen:
+            for m in report:
                 if m.status == "killed":
                     f.write("\t".join([m.file, m.mid, m.kind, m.change()]) + "\n")
         log("wrote %s" % args.killed_file)
