@@ -295,8 +295,12 @@ def find_mutants(path, src):
     toks = tokenize(src)
     lines = src.split("\n")
     skip_lines = set()
+    skip_ops = {}  # line -> operators marked equivalent there
     for i, l in enumerate(lines, 1):
-        if EQUIVALENT_MARK in l or "static_assert" in l:
+        mark = re.search(EQUIVALENT_MARK + r"(?: (\S+))? \(", l)
+        if mark and mark.group(1):
+            skip_ops[i] = set(mark.group(1).split(","))
+        elif EQUIVALENT_MARK in l or "static_assert" in l:
             skip_lines.add(i)
     mutants = []
     # brace context: stack of (kind, function name); kind code|other
@@ -319,7 +323,7 @@ def find_mutants(path, src):
         return False
 
     def add(t, kind, repl, start=None, end=None, orig=None):
-        if t.line in skip_lines:
+        if t.line in skip_lines or (orig or t.text) in skip_ops.get(t.line, ()):
             return
         m = Mutant(path, t.line, kind, orig if orig is not None else t.text, repl,
                    start if start is not None else t.start, end if end is not None else t.end,

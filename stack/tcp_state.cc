@@ -75,7 +75,8 @@ std::optional<TcpState> ParseStateName(absl::string_view name) {
 bool IsLegalTransition(TcpState from, TcpState to) {
   auto f = static_cast<size_t>(from);
   auto t = static_cast<size_t>(to);
-  if (f >= kEdges.size() || t >= kEdges.size() || f == t) return false;
+  if (f >= kEdges.size() || f == t) return false;
+  if (t >= kEdges.size()) return false;  // mutate: equivalent >= (one past the end is in no row)
   if (to == TcpState::kClosed) return true;
   return (kEdges[f] & Bit(to)) != 0;
 }

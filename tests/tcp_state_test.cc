@@ -98,5 +98,20 @@ TEST(TcpState, SampleOfIllegalEdges) {
   EXPECT_FALSE(IsLegalTransition(S::kClosed, S::kClosed));
 }
 
+TEST(TcpState, AValueOutsideTheEnumIsUnknownAndHasNoEdges) {
+  auto bad = static_cast<TcpState>(kTcpStateCount);
+  EXPECT_EQ(StateName(bad), "UNKNOWN");
+  EXPECT_FALSE(IsLegalTransition(bad, S::kClosed));
+  EXPECT_FALSE(IsLegalTransition(bad, S::kListen));
+  EXPECT_FALSE(IsLegalTransition(S::kClosed, bad));
+}
+
+TEST(TcpState, ParseComparesEveryCharacter) {
+  EXPECT_EQ(ParseStateName("XLOSED"), std::nullopt);      // the first one too
+  EXPECT_EQ(ParseStateName("FIN.WAIT-1"), std::nullopt);  // only '_' stands for '-'
+  EXPECT_EQ(ParseStateName("_LOSED"), std::nullopt);      // and only where '-' is
+  EXPECT_EQ(ParseStateName("fin_wait_2"), S::kFinWait2);
+}
+
 }  // namespace
 }  // namespace wrench::stack
