@@ -686,17 +686,23 @@ def test_binary(build_dir, name):
     return os.path.join(build_dir, "tests", name)
 
 
+# The two long tests (seconds each) run after every quick test of every binary.
+SLOW_TESTS = "TcpEndpointLong.*:TcpEndpointProperty.*"
+
+
 def run_tests(build_dir, tests, num, timeout):
     env = dict(os.environ)
     env["WRENCH_MUTANT"] = str(num)
     env["GTEST_FAIL_FAST"] = "1"
     env["GTEST_BRIEF"] = "1"
     t0 = time.time()
-    for name in tests:
+    passes = [(name, "-" + SLOW_TESTS) for name in tests]
+    passes += [(name, SLOW_TESTS) for name in tests if name == "tcp_endpoint_test"]
+    for name, filt in passes:
         left = timeout - (time.time() - t0)
         if left <= 0:
             return "killed", "timeout", time.time() - t0
-        rc, out = run([test_binary(build_dir, name)], timeout=left, env=env)
+        rc, out = run([test_binary(build_dir, name), "--gtest_filter=" + filt], timeout=left, env=env)
         if rc is None:
             return "killed", "timeout (%s)" % name, time.time() - t0
         if rc != 0:
