@@ -297,6 +297,8 @@ def find_mutants(path, src):
     skip_lines = set()
     skip_ops = {}  # line -> operators marked equivalent there
     for i, l in enumerate(lines, 1):
+        if l.strip().startswith("//") and EQUIVALENT_MARK in l:
+            i += 1  # a marker on a line of its own is about the next line
         mark = re.search(EQUIVALENT_MARK + r"(?: (\S+))? \(", l)
         if mark and mark.group(1):
             skip_ops[i] = set(mark.group(1).split(","))
