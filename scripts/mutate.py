@@ -36,7 +36,7 @@ DEFAULT_FILES = [
 # The stack tests alone judge stack/ mutants (stack/ builds and tests without proxy/);
 # rule and fault engine mutants are judged by the tests of those two files.
 STACK_TESTS = ["seq_test", "ring_buffer_test", "tcp_wire_test", "segment_test", "ip_test",
-               "checksum_test", "tcp_state_test", "tcp_endpoint_test"]
+               "checksum_test", "tcp_state_test", "simulator_test", "tcp_endpoint_test"]
 PROXY_TESTS = {"proxy/rule.cc": ["rule_test", "fault_engine_test"],
                "proxy/fault_engine.cc": ["fault_engine_test", "rule_test"]}
 # The test that most likely notices a mutant of a file runs first.
@@ -44,7 +44,8 @@ FIRST_TEST = {"stack/seq.h": "seq_test", "stack/ring_buffer.h": "ring_buffer_tes
               "stack/checksum.cc": "checksum_test", "stack/ip.h": "ip_test", "stack/ip.cc": "ip_test",
               "stack/tcp_wire.h": "tcp_wire_test", "stack/tcp_wire.cc": "tcp_wire_test",
               "stack/segment.h": "segment_test", "stack/segment.cc": "segment_test",
-              "stack/tcp_state.cc": "tcp_state_test"}
+              "stack/tcp_state.cc": "tcp_state_test", "stack/simulator.h": "simulator_test",
+              "stack/simulator.cc": "simulator_test"}
 FUZZERS = ["tcp_endpoint", "endpoint_pair"]
 EQUIVALENT_MARK = "mutate: equivalent"
 
