@@ -905,5 +905,99 @@ TEST_F(Conversation, FinThatAcknowledgesOurFinPassesThroughFinWait2) {
   EXPECT_EQ(b().state(), TcpState::kLastAck);
 }
 
+// --- answers to unexpected segments (RFC 9293 §3.10.7.1 to §3.10.7.3) -------------
+
+// A segment from A's address and port to B's, as if A had sent it.
+TcpRepr FromA(uint8_t flags, uint32_t seq, uint32_t ack) {
+  TcpRepr r;
+  r.src_port = kPortA;
+  r.dst_port = kPortB;
+  r.flags = TcpFlags(flags);
+  r.seq = SeqNum(seq);
+  r.ack = SeqNum(ack);
+  r.window = 1000;
+  return r;
+}
+
+// The segments `side` sends while the simulator runs for 1 ms, A's deliveries cut off.
+std::vector<TcpRepr> Answers(Simulator& sim, Side side) {
+  std::vector<TcpRepr> out;
+  sim.set_filter([&out, side](Side from, const TcpRepr& seg) {
+    LinkVerdict v;
+    if (from == side) out.push_back(seg);
+    v.drop = true;
+    return v;
+  });
+  sim.RunFor(absl::Milliseconds(1));
+  sim.set_filter(nullptr);
+  return out;
+}
+
+TEST_F(Conversation, ClosedAnswersAnAckWithARstAtThatAck) {
+  Inject(sim(), B, FromA(kAck, 77, 12345));
+  std::vector<TcpRepr> out = Answers(sim(), B);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].flags.bits(), kRst);
+  EXPECT_EQ(out[0].seq, SeqNum(12345));
+}
+
+TEST_F(Conversation, ClosedAnswersASynWithRstAckPastIt) {
+  TcpRepr syn = FromA(kSyn, 77, 0);
+  syn.payload = absl::MakeConstSpan(reinterpret_cast<const uint8_t*>("abc"), 3);
+  Inject(sim(), B, syn);
+  std::vector<TcpRepr> out = Answers(sim(), B);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].flags.bits(), kRst | kAck);
+  EXPECT_EQ(out[0].seq, SeqNum(0));
+  EXPECT_EQ(out[0].ack, SeqNum(77 + 1 + 3));
+}
+
+TEST_F(Conversation, ListenAnswersAnAckWithARstAndKeepsListening) {
+  ASSERT_TRUE(b().Listen(now()).ok());
+  Inject(sim(), B, FromA(kAck, 77, 4242));
+  std::vector<TcpRepr> out = Answers(sim(), B);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].flags.bits(), kRst);
+  EXPECT_EQ(out[0].seq, SeqNum(4242));
+  EXPECT_EQ(b().state(), TcpState::kListen);
+  // A RST, and a segment with neither SYN nor ACK, get no answer.
+  Inject(sim(), B, FromA(kRst, 77, 0));
+  Inject(sim(), B, FromA(0, 77, 0));
+  EXPECT_TRUE(Answers(sim(), B).empty());
+  EXPECT_EQ(b().state(), TcpState::kListen);
+}
+
+TEST_F(Conversation, ListenTakesTheSynsSequenceAndWindow) {
+  ASSERT_TRUE(b().Listen(now()).ok());
+  Inject(sim(), B, FromA(kSyn, 77, 0));
+  std::vector<TcpRepr> out = Answers(sim(), B);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].flags.bits(), kSyn | kAck);
+  EXPECT_EQ(out[0].seq, SeqNum(kIsnB));
+  EXPECT_EQ(out[0].ack, SeqNum(78));
+  EXPECT_EQ(b().state(), TcpState::kSynReceived);
+  EXPECT_EQ(b().tcb().irs, SeqNum(77));
+  EXPECT_EQ(b().tcb().snd_wnd, 1000u);  // never scaled on a SYN
+}
+
+TEST_F(Conversation, SynSentAnswersAnAckOfItsIssWithARst) {
+  ASSERT_TRUE(a().Connect(now()).ok());
+  sim().Flush();
+  for (uint32_t ack : {kIsnA, kIsnA + 2}) {  // SEG.ACK =< ISS, SEG.ACK > SND.NXT
+    TcpRepr synack;
+    synack.src_port = kPortB;
+    synack.dst_port = kPortA;
+    synack.flags = TcpFlags(kSyn | kAck);
+    synack.seq = SeqNum(kIsnB);
+    synack.ack = SeqNum(ack);
+    Inject(sim(), A, synack);
+    std::vector<TcpRepr> out = Answers(sim(), A);
+    ASSERT_EQ(out.size(), 1u) << ack;
+    EXPECT_EQ(out[0].flags.bits(), kRst) << ack;
+    EXPECT_EQ(out[0].seq, SeqNum(ack));
+    EXPECT_EQ(a().state(), TcpState::kSynSent);
+  }
+}
+
 }  // namespace
 }  // namespace wrench::stack
