@@ -999,5 +999,42 @@ TEST_F(Conversation, SynSentAnswersAnAckOfItsIssWithARst) {
   }
 }
 
+TEST_F(Conversation, SynReceivedAnswersAWrongAckWithARstAndTakesTheRightOnesWindow) {
+  DropNth(B, kSyn | kAck, 1);
+  ASSERT_TRUE(b().Listen(now()).ok());
+  ASSERT_TRUE(a().Connect(now()).ok());
+  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kSynReceived; }, absl::Seconds(1)));
+  for (uint32_t ack : {kIsnB, kIsnB + 2}) {  // acceptable is SND.UNA < SEG.ACK =< SND.NXT
+    Inject(sim(), B, FromA(kAck, kIsnA + 1, ack));
+    std::vector<TcpRepr> out = Answers(sim(), B);
+    ASSERT_EQ(out.size(), 1u) << ack;
+    EXPECT_EQ(out[0].flags.bits(), kRst);
+    EXPECT_EQ(out[0].seq, SeqNum(ack));
+    EXPECT_EQ(b().state(), TcpState::kSynReceived);
+  }
+  TcpRepr ok = FromA(kAck, kIsnA + 1, kIsnB + 1);
+  ok.window = 300;
+  Inject(sim(), B, ok);
+  EXPECT_EQ(b().state(), TcpState::kEstablished);
+  EXPECT_EQ(b().tcb().snd_wnd, uint32_t{300} << b().tcb().snd_wscale);
+  EXPECT_EQ(b().tcb().snd_una, SeqNum(kIsnB + 1));
+}
+
+TEST_F(Conversation, TimeWaitLastsTwoMslWithNoOtherTimer) {
+  Open();
+  ASSERT_TRUE(a().Close(now()).ok());
+  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(1)));
+  ASSERT_TRUE(b().Close(now()).ok());
+  ASSERT_TRUE(sim().RunUntil([&] { return a().state() == TcpState::kTimeWait; }, absl::Seconds(1)));
+  Instant entered = now();
+  EXPECT_EQ(a().NextDeadline(), entered + absl::Seconds(60));  // 2 MSL of 30 s
+  size_t segments = sim().trace().size();
+  ASSERT_TRUE(sim().RunUntil(entered + absl::Seconds(60) - absl::Milliseconds(1)));
+  EXPECT_EQ(a().state(), TcpState::kTimeWait);
+  ASSERT_TRUE(sim().RunUntil(entered + absl::Seconds(60)));
+  EXPECT_EQ(a().state(), TcpState::kClosed);
+  EXPECT_EQ(sim().trace().size(), segments);  // and nothing was sent meanwhile
+}
+
 }  // namespace
 }  // namespace wrench::stack
