@@ -412,13 +412,14 @@ def find_mutants(path, src):
                         k + 1 < n and toks[k + 1].text in (">", ">>")):
                     add(t, "int", str(nv) + m.group(2))
         k += 1
-    # stable ids: file, function, the line's text, the token's column in it, the change,
-    # and which occurrence of that same key this is
+    # stable ids: file, function, the line's code (its comment left out), the token's
+    # column in it, the change, and which occurrence of that same key this is
     seen = {}
     for m in mutants:
         ltext = lines[m.line - 1]
         col = m.start - (src.rfind("\n", 0, m.start) + 1) - (len(ltext) - len(ltext.lstrip()))
-        key = "|".join([m.file, m.func, ltext.strip(), str(col), m.kind, m.orig, m.repl])
+        code = ltext.split("//")[0].strip() if "//" in ltext and '"' not in ltext else ltext.strip()
+        key = "|".join([m.file, m.func, code, str(col), m.kind, m.orig, m.repl])
         seen[key] = seen.get(key, 0) + 1
         m.mid = hashlib.sha1((key + "|" + str(seen[key])).encode()).hexdigest()[:12]
     build_schema(src, toks, mutants)
