@@ -723,9 +723,14 @@ def run_fuzzers(fuzz_build, num, seconds):
         exe = os.path.join(fuzz_build, "fuzz", f)
         corpus = os.path.join(ROOT, "corpus", f)
         dict_ = os.path.join(ROOT, "fuzz", f + ".dict")
+        # New inputs go to a scratch folder, never into corpus/.
+        scratch = os.path.join(fuzz_build, "scratch-%s" % f)
+        shutil.rmtree(scratch, ignore_errors=True)
+        os.makedirs(scratch)
         rc, out = run([exe, "-max_total_time=%d" % seconds, "-seed=1", "-dict=" + dict_,
-                       "-close_fd_mask=3", "-timeout=5", "-rss_limit_mb=2048", "-artifact_prefix=/dev/null/",
-                       corpus], timeout=seconds + 60, env=env, cwd=fuzz_build)
+                       "-close_fd_mask=3", "-timeout=5", "-rss_limit_mb=2048",
+                       "-artifact_prefix=%s/" % scratch, scratch, corpus],
+                      timeout=seconds + 60, env=env, cwd=fuzz_build)
         if rc is None:
             return "killed", "fuzz %s: timeout" % f
         if rc != 0:
