@@ -871,7 +871,7 @@ def main():
                     help="also run the stateful fuzzers this long on each survivor of the tests")
     ap.add_argument("--survivors-of", metavar="RESULTS",
                     help="run again only the mutants that survived in this results file (after adding "
-                         "tests); the others keep their status there, and the report covers all")
+                         "tests); the others there keep their status, and the report covers them all")
     ap.add_argument("--killed-file", default=os.path.join(ROOT, "tests", "mutation", "killed.tsv"))
     ap.add_argument("--update-killed", action="store_true",
                     help="write the killed mutants of this (full) run to --killed-file")
@@ -913,12 +913,14 @@ def main():
         carried = []
         for m in everything:
             p = prior.get((m.file, m.mid))
-            if p is None or p[5] == "survived":
+            if p is None:
+                continue  # not in that run (a sample, or code since changed)
+            if p[5] == "survived":
                 chosen.append(m)
             else:
                 m.status, m.detail, m.seconds = p[5], p[6], float(p[7] or 0)
                 carried.append(m)
-        log("%d mutants to run again (survivors or new), %d keep their status from %s" %
+        log("%d survivors to run again, %d keep their status from %s" %
             (len(chosen), len(carried), args.survivors_of))
     else:
         chosen = select(args, everything)
