@@ -320,7 +320,7 @@ def find_mutants(path, src):
             return True
         j = k - 1
         while j >= 0 and toks[j].text not in (";", "{", "}"):
-            if toks[j].text in ("constexpr", "consteval", "case"):
+            if toks[j].text in ("constexpr", "consteval", "case", "enum"):
                 return True
             j -= 1
         return False

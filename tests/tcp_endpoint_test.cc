@@ -1036,5 +1036,18 @@ TEST_F(Conversation, TimeWaitLastsTwoMslWithNoOtherTimer) {
   EXPECT_EQ(sim().trace().size(), segments);  // and nothing was sent meanwhile
 }
 
+TEST(TcpConfig, DefaultsAreTheDocumentedOnes) {
+  TcpConfig c;
+  EXPECT_EQ(c.mss, 1460);
+  EXPECT_EQ(c.send_buffer, 256u * 1024);
+  EXPECT_EQ(c.recv_buffer, 256u * 1024);
+  EXPECT_TRUE(c.window_scaling);
+  EXPECT_TRUE(c.sack);
+  EXPECT_TRUE(c.timestamps);
+  EXPECT_EQ(c.msl, absl::Seconds(30));
+  EXPECT_EQ(c.initial_rto, absl::Seconds(1));
+  EXPECT_EQ(c.min_rto, absl::Seconds(1));
+}
+
 }  // namespace
 }  // namespace wrench::stack
