@@ -352,7 +352,8 @@ def find_mutants(path, src):
                     ok = False  # a label or a ternary: leave alone
                     break
                 j += 1
-            if ok and j < n and not is_declaration(toks, k, j) and (t.kind == "ident" or t.text in ("*", "++", "--")):
+            declares = is_declaration(toks, k, j) or "ASSIGN" in t.text  # ASSIGN_OR_RETURN(T x, ...)
+            if ok and j < n and not declares and (t.kind == "ident" or t.text in ("*", "++", "--")):
                 text = src[t.start:toks[j].end]
                 if t.line not in skip_lines and not any(l in skip_lines for l in range(t.line, toks[j].line + 1)):
                     m = Mutant(path, t.line, "del", " ".join(text.split()), "", t.start, toks[j].end,
@@ -771,6 +772,16 @@ def run_group(args, name, group, by_file):
                 if m.file == path and m.schema_ok and m.line in bad:
                     m.schema_ok = False
                     dropped += 1
+        if dropped == 0:
+            # An error on a line without mutants is most likely a removed statement that
+            # declared a name used below it: leave out the removals just above.
+            for path in files_used:
+                bad = failing_lines(out, path)
+                for m in group:
+                    if (m.file == path and m.schema_ok and m.kind == "del" and
+                            any(0 <= b - m.line <= 40 for b in bad)):
+                        m.schema_ok = False
+                        dropped += 1
         if dropped == 0:
             # errors we cannot pin on a line: build those files' mutants one by one
             errfiles = [p for p in files_used if p in out] or files_used
