@@ -878,6 +878,8 @@ def main():
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build", "mutate"))
     ap.add_argument("--results", default=None, help="TSV of every mutant (default <build-dir>/results.tsv)")
     ap.add_argument("--list", action="store_true", help="list the mutants and stop")
+    ap.add_argument("--group", choices=["stack", "proxy"],
+                    help="run only the stack/ or the proxy/ part of the selection")
     ap.add_argument("--fuzz", type=float, default=0, metavar="SECONDS",
                     help="also run the stateful fuzzers this long on each survivor of the tests")
     ap.add_argument("--survivors-of", metavar="RESULTS",
@@ -961,6 +963,10 @@ def main():
             if ms:
                 groups.append((name, ms))
         for name, group in groups:
+            if args.group and name != args.group:
+                for m in group:
+                    m.status = "skipped"
+                continue
             run_group(args, name, group, by_file)
     finally:
         SOURCES.restore()
@@ -971,6 +977,7 @@ def main():
         log("sources restored (git diff clean for the mutated files)")
 
     # report
+    report = [m for m in report if m.status != "skipped"]
     os.makedirs(os.path.dirname(os.path.abspath(results)), exist_ok=True)
     with open(results, "w") as f:
         f.write("# file\tid\tline\tkind\tchange\tstatus\tdetail\tseconds\n")
