@@ -1000,9 +1000,9 @@ def main():
     if args.update_killed:
         os.makedirs(os.path.dirname(args.killed_file), exist_ok=True)
         with open(args.killed_file, "w") as f:
-            f.write("# Mutants the last full run of scripts/mutate.sh killed: file, id, then the change\n"
-                    "# as it was (the id survives line shifts). scripts/mutate.sh --ci fails when one\n"
-                    "# of them survives. Rewrite with scripts/mutate.sh --update-killed.\n")
+            f.write("# Mutants the last run of scripts/mutate.sh --update-killed killed: file, id, then\n"
+                    "# the change as it was (the id survives line shifts). scripts/mutate.sh --ci fails\n"
+                    "# when one of them survives (see docs/testing.md).\n")
             for m in report:
                 if m.status == "killed":
                     f.write("\t".join([m.file, m.mid, m.kind, m.change()]) + "\n")
