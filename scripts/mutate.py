@@ -1010,7 +1010,7 @@ def main():
     if args.ci:
         bad = [m for m in chosen if m.status == "survived"]
         for m in bad:
-            log("REGRESSION: %s:%d %s (id %s) was killed by the last full run and survives" %
+            log("REGRESSION: %s:%d %s (id %s) was killed by the last --update-killed run and survives" %
                 (m.file, m.line, m.change(), m.mid))
         return 1 if bad else 0
     return 0
