@@ -14,6 +14,9 @@ cmake --preset default >/dev/null
 cmake --build --preset default -j"$jobs"
 ctest --preset default -j"$jobs"
 
+echo "== mutation sample: 20 mutants the last full run killed must still be killed"
+./scripts/mutate.sh --ci --jobs "$jobs"
+
 echo "== ASan + UBSan build (clang)"
 cmake --preset asan >/dev/null
 cmake --build --preset asan -j"$jobs"

@@ -54,6 +54,7 @@ uint16_t NativeSum(const uint8_t* p, size_t n) {
   uint64_t c0 = 0, c1 = 0, c2 = 0, c3 = 0;
   // Four independent chains so the adds do not wait on each other; the carries are
   // counted apart and added at the end (they cannot overflow: one per 8 bytes).
+  // mutate: equivalent >=,32 (a 32-byte rest takes the 8-byte loop to the same sum)
   while (n >= 32) {
     uint64_t w0 = Load64(p), w1 = Load64(p + 8), w2 = Load64(p + 16), w3 = Load64(p + 24);
     s0 += w0;

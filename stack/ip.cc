@@ -83,7 +83,7 @@ int ParseGroups(absl::string_view text, bool allow_quad, uint16_t* words, int ma
 }
 
 std::optional<IpAddress> ParseV6(absl::string_view text) {
-  uint16_t head[8], tail[8];
+  uint16_t head[8], tail[8];  // mutate: equivalent 8 (room to spare)
   int nh = 0, nt = 0;
   size_t gap = text.find("::");
   if (gap == absl::string_view::npos) {
@@ -285,6 +285,7 @@ absl::Status ParseIpv4Into(absl::Span<const uint8_t> bytes, Ipv4Repr* repr,
 // EmitSegment checks them first and reports why.
 size_t EmitIpv4(const Ipv4Repr& repr, absl::Span<uint8_t> out) {
   size_t header_len = repr.header_len();
+  // mutate: equivalent 40 (a multiple of 4 above 40 is above 41 too)
   if (repr.options.size() % 4 != 0 || repr.options.size() > 40 || out.size() < header_len ||
       header_len + repr.payload_len > 0xffff) {
     return 0;
@@ -300,7 +301,7 @@ size_t EmitIpv4(const Ipv4Repr& repr, absl::Span<uint8_t> out) {
   p[8] = repr.ttl;
   p[9] = repr.protocol;
   Put16(p + 10, 0);
-  std::memcpy(p + 12, repr.src.bytes().data(), 4);
+  std::memcpy(p + 12, repr.src.bytes().data(), 4);  // mutate: equivalent 4 (dst overwrites a 5th)
   std::memcpy(p + 16, repr.dst.bytes().data(), 4);
   if (!repr.options.empty()) std::memmove(p + 20, repr.options.data(), repr.options.size());
   uint16_t sum = InternetChecksum(out.first(header_len));

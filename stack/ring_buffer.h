@@ -37,6 +37,7 @@ class RingBuffer {
     size_t pos = Wrap(head_ + offset);
     size_t first = std::min(data.size(), capacity_ - pos);
     if (first) std::memcpy(&buf_[pos], data.data(), first);
+    // mutate: equivalent > (copies nothing when equal)
     if (data.size() > first) std::memcpy(&buf_[0], data.data() + first, data.size() - first);
   }
 
@@ -45,6 +46,7 @@ class RingBuffer {
 
   // The longest contiguous run of held bytes starting at `offset`, at most `max` long.
   absl::Span<const uint8_t> Contiguous(size_t offset, size_t max) const {
+    // mutate: equivalent >= (at size_ the run below is empty too)
     if (offset >= size_) return {};
     size_t pos = Wrap(head_ + offset);
     size_t n = std::min({max, size_ - offset, capacity_ - pos});
@@ -54,6 +56,7 @@ class RingBuffer {
   // Copies up to out.size() bytes from `offset` without consuming them.
   size_t Peek(size_t offset, absl::Span<uint8_t> out) const {
     size_t done = 0;
+    // mutate: equivalent < (a run of at most 0 bytes is empty: the loop breaks)
     while (done < out.size()) {
       auto run = Contiguous(offset + done, out.size() - done);
       if (run.empty()) break;

@@ -97,6 +97,7 @@ absl::StatusOr<size_t> EmitSegment(const Segment& seg, absl::Span<uint8_t> out) 
     if (v4->src.is_v6() || v4->dst.is_v6()) {
       return absl::InvalidArgumentError("IPv4 header with an IPv6 address");
     }
+    // mutate: equivalent 40 (a multiple of 4 above 40 is above 41 too)
     if (v4->options.size() % 4 != 0 || v4->options.size() > 40) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "IPv4 options of %d bytes (need a multiple of 4, at most 40)", v4->options.size()));

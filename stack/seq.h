@@ -34,8 +34,8 @@ class SeqNum {
   uint32_t v_ = 0;
 };
 
-constexpr SeqNum Max(SeqNum a, SeqNum b) { return a < b ? b : a; }
-constexpr SeqNum Min(SeqNum a, SeqNum b) { return a < b ? a : b; }
+constexpr SeqNum Max(SeqNum a, SeqNum b) { return a < b ? b : a; }  // mutate: equivalent < (a == b)
+constexpr SeqNum Min(SeqNum a, SeqNum b) { return a < b ? a : b; }  // mutate: equivalent < (a == b)
 
 // a <= x < b, modulo 2^32.
 constexpr bool InWindow(SeqNum x, SeqNum a, SeqNum b) { return a <= x && x < b; }

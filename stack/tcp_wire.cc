@@ -106,7 +106,7 @@ absl::Status ParseOptions(absl::Span<const uint8_t> b, TcpOptions* o) {
         break;
       case kOptSack: {
         // RFC 2018 §3: length 2 + 8n; n is at most 4 in 40 option bytes.
-        size_t n = (len - 2) / 8;
+        size_t n = (len - 2) / 8;  // mutate: equivalent - (2 + 8n and 8n + 4 divide alike)
         if ((len - 2) % 8 != 0 || n < 1 || n > TcpOptions::kMaxSackBlocks) {
           return BadOptionLength(kind, len);
         }
@@ -403,7 +403,7 @@ absl::Status ParseTcpInto(absl::Span<const uint8_t> bytes, const IpAddress& src,
   r.flags = TcpFlags(p[13]);
   r.window = Get16(p + 14);
   r.urgent = Get16(p + 18);
-  if (header_len > 20) {
+  if (header_len > 20) {  // mutate: equivalent > (no options parse to none)
     absl::Status s = ParseOptions(bytes.subspan(20, header_len - 20), &r.options);
     if (!s.ok()) return s;
   }
@@ -424,6 +424,7 @@ absl::StatusOr<size_t> EmitTcp(const TcpRepr& repr, const IpAddress& src, const 
   uint8_t* p = out.data();
   // The payload first: it may already live in `out` (in place, or where the header
   // goes), and memmove handles either. Raw option data must not alias `out`.
+  // mutate: equivalent + (moving the payload onto itself changes nothing)
   if (!repr.payload.empty() && repr.payload.data() != p + header_len) {
     std::memmove(p + header_len, repr.payload.data(), repr.payload.size());
   }

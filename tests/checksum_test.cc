@@ -137,5 +137,21 @@ TEST(Checksum, PseudoHeaderIpv6) {
   EXPECT_EQ(ChecksumFinish(PseudoHeaderSum(src, dst, 6, 0x00010203)), InternetChecksum(ph));
 }
 
+// Folding any 64-bit sum to 16 bits: end-around carries until nothing is left above
+// bit 15, the textbook loop.
+TEST(Checksum, FinishFoldsEveryCarryOfA64BitSum) {
+  auto reference = [](uint64_t s) {
+    while (s >> 16) s = (s & 0xffff) + (s >> 16);
+    return static_cast<uint16_t>(~s);
+  };
+  std::vector<uint64_t> sums = {0, 1, 0xffff, 0x10000, 0x1fffe, 0x2fffd, 0xffffffff,
+                                0x1fffefffe, 0x1fffeffff, 0x1ffffffff, 0xfffeffff,
+                                0xffff0001ffff, 0xffffffffffffffff, 0xfffffffffffeffff,
+                                0xffffffff00010000};  // 0x1_0000_ffff after the first fold
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 10000; ++i) sums.push_back(rng() >> (rng() % 64));
+  for (uint64_t s : sums) ASSERT_EQ(ChecksumFinish(s), reference(s)) << std::hex << s;
+}
+
 }  // namespace
 }  // namespace wrench::stack

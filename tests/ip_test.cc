@@ -595,5 +595,137 @@ TEST(Ipv6, ParsesAnyRandomBytesWithoutCrashing) {
   }
 }
 
+// ---------------------------------------------------------------- boundaries
+
+TEST(IpAddress, Ipv6DottedQuadEndsAFullOrShortenedAddress) {
+  std::array<uint8_t, 16> b = {0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 1, 2, 3, 4};
+  EXPECT_EQ(IpAddress::Parse("1:2:3:4:5:6:1.2.3.4"), IpAddress::V6(b));  // exactly 8 words
+  EXPECT_EQ(IpAddress::Parse("1:2:3:4:5:6:7:1.2.3.4"), std::nullopt);    // 9
+  EXPECT_EQ(IpAddress::Parse("1.2.3.4::"), std::nullopt);  // only the last group may be a quad
+  EXPECT_EQ(IpAddress::Parse("1.2.3.4::1"), std::nullopt);
+  // "::" with seven explicit groups around it still stands for one zero group.
+  b = {0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 0, 0, 7};
+  EXPECT_EQ(IpAddress::Parse("1:2:3:4:5:6::7"), IpAddress::V6(b));
+  b = {0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7, 0, 8};
+  EXPECT_EQ(IpAddress::Parse("1:2:3:4:5:6:7:8"), IpAddress::V6(b));
+}
+
+TEST(IpAddress, OnlyTheMappedPrefixPrintsAsADottedQuad) {
+  auto text = [](const char* s) { return IpAddress::Parse(s).value().ToString(); };
+  EXPECT_EQ(text("0:1::ffff:c000:221"), "0:1::ffff:c000:221");
+  EXPECT_EQ(text("0:0:1::ffff:c000:221"), "::1:0:0:ffff:c000:221");  // first run on a tie
+  EXPECT_EQ(text("1::ffff:c000:221"), "1::ffff:c000:221");
+  EXPECT_EQ(text("::1:ffff:c000:221"), "::1:ffff:c000:221");
+  EXPECT_EQ(text("::fffe:c000:221"), "::fffe:c000:221");
+}
+
+TEST(IpAddress, AnIpv6AddressHasNoIpv4Form) {
+  EXPECT_EQ(IpAddress::Parse("::1").value().v4_host_order(), 0u);
+  EXPECT_EQ(IpAddress::Parse("10.1.2.3").value().v4_host_order(), 0x0a010203u);
+}
+
+TEST(Ipv4, ReprsDifferingInOneFieldAreUnequal) {
+  Ipv4Repr a;
+  a.src = IpAddress::V4(0x0a000001);
+  a.dst = IpAddress::V4(0x0a000002);
+  EXPECT_EQ(a, a);
+  std::vector<Ipv4Repr> others(9, a);
+  others[0].src = IpAddress::V4(0x0a000003);
+  others[1].dst = IpAddress::V4(0x0a000003);
+  others[2].dscp_ecn = 4;
+  others[3].ident = 9;
+  others[4].dont_fragment = false;
+  others[5].more_fragments = true;
+  others[6].fragment_offset = 1;
+  others[7].ttl = 1;
+  others[8].protocol = 17;
+  for (size_t i = 0; i < others.size(); ++i) EXPECT_FALSE(a == others[i]) << i;
+  Ipv4Repr c = a;
+  c.payload_len = 1;
+  EXPECT_FALSE(a == c);
+}
+
+TEST(Ipv4, DefaultsAreDontFragmentAndVerifiedChecksums) {
+  Ipv4Repr r;
+  EXPECT_TRUE(r.dont_fragment);
+  EXPECT_FALSE(r.more_fragments);
+  auto d = SampleIpv4();
+  d[10] ^= 0xff;  // break the header checksum
+  Ipv4Repr parsed;
+  absl::Span<const uint8_t> payload;
+  EXPECT_FALSE(ParseIpv4Into(d, &parsed, &payload).ok());
+}
+
+TEST(Ipv4, EmitsTheLargestTotalLength) {
+  Ipv4Repr r;
+  r.src = IpAddress::V4(0x0a000001);
+  r.dst = IpAddress::V4(0x0a000002);
+  r.payload_len = 0xffff - 20;
+  std::vector<uint8_t> out(20);
+  EXPECT_EQ(EmitIpv4(r, absl::MakeSpan(out)), 20u);
+  EXPECT_EQ(out[2], 0xff);
+  EXPECT_EQ(out[3], 0xff);
+  r.payload_len += 1;
+  EXPECT_EQ(EmitIpv4(r, absl::MakeSpan(out)), 0u);
+}
+
+TEST(Ipv4, PrintsNonZeroFragmentAndTos) {
+  Ipv4Repr r;
+  r.src = IpAddress::V4(0x0a000001);
+  r.dst = IpAddress::V4(0x0a000002);
+  std::ostringstream plain;
+  plain << r;
+  EXPECT_THAT(plain.str(), ::testing::Not(HasSubstr("frag")));
+  EXPECT_THAT(plain.str(), ::testing::Not(HasSubstr("tos")));
+  r.fragment_offset = 1;
+  r.dscp_ecn = 1;
+  std::ostringstream os;
+  os << r;
+  EXPECT_THAT(os.str(), HasSubstr(" frag 8"));
+  EXPECT_THAT(os.str(), HasSubstr(" tos 0x01"));
+}
+
+TEST(Ipv6, PrintsNonZeroTrafficClassAndFlowLabel) {
+  Ipv6Repr r = SampleIpv6Repr();
+  r.traffic_class = 0;
+  r.flow_label = 0;
+  std::ostringstream plain;
+  plain << r;
+  EXPECT_THAT(plain.str(), ::testing::Not(HasSubstr(" tc ")));
+  EXPECT_THAT(plain.str(), ::testing::Not(HasSubstr(" flow ")));
+  r.traffic_class = 1;
+  r.flow_label = 1;
+  std::ostringstream os;
+  os << r;
+  EXPECT_THAT(os.str(), HasSubstr(" tc 0x01"));
+  EXPECT_THAT(os.str(), HasSubstr(" flow 0x00001"));
+}
+
+TEST(Ipv6, AHeaderWithNoPayloadParsesAndEmitsInFortyBytes) {
+  auto d = SampleIpv6(0);
+  ASSERT_EQ(d.size(), 40u);
+  absl::Span<const uint8_t> payload;
+  auto r = ParseIpv6(d, &payload);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(payload.size(), 0u);
+  EXPECT_EQ(r->src, IpAddress::Parse("fd00::1").value());
+  EXPECT_EQ(r->dst, IpAddress::Parse("fd00::2").value());
+  std::vector<uint8_t> out(40, 0xee);
+  Ipv6Repr e = SampleIpv6Repr();
+  e.payload_len = 0;
+  EXPECT_EQ(EmitIpv6(e, absl::MakeSpan(out)), 40u);
+  EXPECT_EQ(out, d);
+}
+
+TEST(Ipv6, NamesEveryExtensionItCannotSkip) {
+  for (auto [nh, name] : std::vector<std::pair<uint8_t, const char*>>{
+           {50, "ESP"}, {51, "AH"}, {135, "Mobility"}, {139, "HIP"}, {140, "Shim6"},
+           {253, "experimental"}, {254, "experimental"}}) {
+    auto d = SampleIpv6();
+    d[6] = nh;
+    EXPECT_THAT(ParseIpv6(d, nullptr), IsErrorWith(name)) << int{nh};
+  }
+}
+
 }  // namespace
 }  // namespace wrench::stack

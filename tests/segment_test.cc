@@ -352,5 +352,39 @@ TEST(Segment, ClosedPortResetFollowsRfc9293) {
   EXPECT_EQ(out.tcp.seq, SeqNum(5555));
 }
 
+TEST(Segment, LargestIpv4DatagramAndLongestOptionsFit) {
+  std::vector<uint8_t> big(65535);
+  auto s = ParseSegment(LinuxSynV4()).value();
+  s.tcp.options = {};
+  uint8_t opts[40] = {};
+  std::fill(std::begin(opts), std::end(opts), 1);  // 40 NOPs: the IPv4 maximum
+  std::get<Ipv4Repr>(s.ip).options = opts;
+  s.tcp.payload = absl::MakeConstSpan(big).first(65535 - 60 - 20);
+  std::vector<uint8_t> out(s.BufferLen());
+  auto n = EmitSegment(s, absl::MakeSpan(out));
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 65535u);
+  s.tcp.payload = absl::MakeConstSpan(big).first(65535 - 60 - 20 + 1);
+  out.resize(s.BufferLen());
+  EXPECT_THAT(EmitSegment(s, absl::MakeSpan(out)),
+              IsErrorWith("datagram of 65536 bytes exceeds the IPv4 maximum 65535"));
+}
+
+TEST(Segment, MakeSegmentCarriesBothAddressesInEitherFamily) {
+  TcpRepr t;
+  t.src_port = 1;
+  t.dst_port = 2;
+  for (auto [src, dst] : {std::pair{"fd00::1", "fd00::2"}, std::pair{"10.0.0.1", "10.0.0.2"}}) {
+    Segment s = MakeSegment(IpAddress::Parse(src).value(), IpAddress::Parse(dst).value(), t, 7);
+    EXPECT_EQ(s.src(), IpAddress::Parse(src).value());
+    EXPECT_EQ(s.dst(), IpAddress::Parse(dst).value());
+    EXPECT_EQ(s.tcp.dst_port, 2);
+    std::vector<uint8_t> out(s.BufferLen());
+    ASSERT_TRUE(EmitSegment(s, absl::MakeSpan(out)).ok()) << src;
+  }
+  Segment v4 = MakeSegment(IpAddress::V4(1), IpAddress::V4(2), t, 7);
+  EXPECT_EQ(std::get<Ipv4Repr>(v4.ip).ident, 7);
+}
+
 }  // namespace
 }  // namespace wrench::stack

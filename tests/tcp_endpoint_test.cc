@@ -974,5 +974,185 @@ TEST(TcpEndpointProperty, RandomFaultsStillDeliverEveryByteInBoundedTimeAndClose
             << " retransmissions\n";
 }
 
+
+// --- the two Figure 5 edges the endpoint does not take (tcp_state.cc) -------------
+
+TEST_F(Conversation, SendOnAListenerIsRefusedAndItKeepsListening) {
+  ASSERT_TRUE(b().Listen(now()).ok());
+  uint8_t byte = 7;
+  EXPECT_FALSE(b().Send({&byte, 1}).ok());
+  ASSERT_FALSE(sim().RunUntil([] { return false; }, absl::Seconds(5)));
+  EXPECT_EQ(b().state(), TcpState::kListen);
+  EXPECT_THAT(Segments(), ElementsAre());
+  // The refused byte is not queued for a later connection.
+  ASSERT_TRUE(a().Connect(now()).ok());
+  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kEstablished; }, absl::Seconds(1)));
+  EXPECT_THAT(Segments(), ElementsAre(S(A, "S", 0, 0), S(B, "S.", 0, 1), S(A, ".", 1, 1)));
+}
+
+TEST_F(Conversation, FinThatAcknowledgesOurFinPassesThroughFinWait2) {
+  Open();
+  DropNth(B, kAck, 1);  // B's ACK of A's FIN, so that B's FIN carries it
+  ASSERT_TRUE(a().Close(now()).ok());
+  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(1)));
+  ASSERT_TRUE(b().Close(now()).ok());
+  ASSERT_TRUE(sim().RunUntil([&] { return a().state() == TcpState::kTimeWait; }, absl::Seconds(1)));
+  EXPECT_THAT(Segments(), ElementsAre(S(A, "S", 0, 0), S(B, "S.", 0, 1), S(A, ".", 1, 1),
+                                      S(A, "F.", 1, 1), S(B, ".", 1, 2), S(B, "F.", 1, 2),
+                                      S(A, ".", 2, 2)));
+  const std::vector<StateChange>& c = sim().changes(A);
+  ASSERT_EQ(c.size(), 5u);
+  EXPECT_EQ(c[3].from, TcpState::kFinWait1);
+  EXPECT_EQ(c[3].to, TcpState::kFinWait2);
+  EXPECT_EQ(c[4].from, TcpState::kFinWait2);
+  EXPECT_EQ(c[4].to, TcpState::kTimeWait);
+  EXPECT_EQ(c[3].at, c[4].at);  // one segment
+  EXPECT_EQ(b().state(), TcpState::kLastAck);
+}
+
+// --- answers to unexpected segments (RFC 9293 §3.10.7.1 to §3.10.7.3) -------------
+
+// A segment from A's address and port to B's, as if A had sent it.
+TcpRepr FromA(uint8_t flags, uint32_t seq, uint32_t ack) {
+  TcpRepr r;
+  r.src_port = kPortA;
+  r.dst_port = kPortB;
+  r.flags = TcpFlags(flags);
+  r.seq = SeqNum(seq);
+  r.ack = SeqNum(ack);
+  r.window = 1000;
+  return r;
+}
+
+// The segments `side` sends while the simulator runs for 1 ms, A's deliveries cut off.
+std::vector<TcpRepr> Answers(Simulator& sim, Side side) {
+  std::vector<TcpRepr> out;
+  sim.set_filter([&out, side](Side from, const TcpRepr& seg) {
+    LinkVerdict v;
+    if (from == side) out.push_back(seg);
+    v.drop = true;
+    return v;
+  });
+  sim.RunFor(absl::Milliseconds(1));
+  sim.set_filter(nullptr);
+  return out;
+}
+
+TEST_F(Conversation, ClosedAnswersAnAckWithARstAtThatAck) {
+  Inject(sim(), B, FromA(kAck, 77, 12345));
+  std::vector<TcpRepr> out = Answers(sim(), B);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].flags.bits(), kRst);
+  EXPECT_EQ(out[0].seq, SeqNum(12345));
+}
+
+TEST_F(Conversation, ClosedAnswersASynWithRstAckPastIt) {
+  TcpRepr syn = FromA(kSyn, 77, 0);
+  syn.payload = absl::MakeConstSpan(reinterpret_cast<const uint8_t*>("abc"), 3);
+  Inject(sim(), B, syn);
+  std::vector<TcpRepr> out = Answers(sim(), B);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].flags.bits(), kRst | kAck);
+  EXPECT_EQ(out[0].seq, SeqNum(0));
+  EXPECT_EQ(out[0].ack, SeqNum(77 + 1 + 3));
+}
+
+TEST_F(Conversation, ListenAnswersAnAckWithARstAndKeepsListening) {
+  ASSERT_TRUE(b().Listen(now()).ok());
+  Inject(sim(), B, FromA(kAck, 77, 4242));
+  std::vector<TcpRepr> out = Answers(sim(), B);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].flags.bits(), kRst);
+  EXPECT_EQ(out[0].seq, SeqNum(4242));
+  EXPECT_EQ(b().state(), TcpState::kListen);
+  // A RST, and a segment with neither SYN nor ACK, get no answer.
+  Inject(sim(), B, FromA(kRst, 77, 0));
+  Inject(sim(), B, FromA(0, 77, 0));
+  EXPECT_TRUE(Answers(sim(), B).empty());
+  EXPECT_EQ(b().state(), TcpState::kListen);
+}
+
+TEST_F(Conversation, ListenTakesTheSynsSequenceAndWindow) {
+  ASSERT_TRUE(b().Listen(now()).ok());
+  Inject(sim(), B, FromA(kSyn, 77, 0));
+  std::vector<TcpRepr> out = Answers(sim(), B);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].flags.bits(), kSyn | kAck);
+  EXPECT_EQ(out[0].seq, SeqNum(kIsnB));
+  EXPECT_EQ(out[0].ack, SeqNum(78));
+  EXPECT_EQ(b().state(), TcpState::kSynReceived);
+  EXPECT_EQ(b().tcb().irs, SeqNum(77));
+  EXPECT_EQ(b().tcb().snd_wnd, 1000u);  // never scaled on a SYN
+}
+
+TEST_F(Conversation, SynSentAnswersAnAckOfItsIssWithARst) {
+  ASSERT_TRUE(a().Connect(now()).ok());
+  sim().Flush();
+  for (uint32_t ack : {kIsnA, kIsnA + 2}) {  // SEG.ACK =< ISS, SEG.ACK > SND.NXT
+    TcpRepr synack;
+    synack.src_port = kPortB;
+    synack.dst_port = kPortA;
+    synack.flags = TcpFlags(kSyn | kAck);
+    synack.seq = SeqNum(kIsnB);
+    synack.ack = SeqNum(ack);
+    Inject(sim(), A, synack);
+    std::vector<TcpRepr> out = Answers(sim(), A);
+    ASSERT_EQ(out.size(), 1u) << ack;
+    EXPECT_EQ(out[0].flags.bits(), kRst) << ack;
+    EXPECT_EQ(out[0].seq, SeqNum(ack));
+    EXPECT_EQ(a().state(), TcpState::kSynSent);
+  }
+}
+
+TEST_F(Conversation, SynReceivedAnswersAWrongAckWithARstAndTakesTheRightOnesWindow) {
+  DropNth(B, kSyn | kAck, 1);
+  ASSERT_TRUE(b().Listen(now()).ok());
+  ASSERT_TRUE(a().Connect(now()).ok());
+  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kSynReceived; }, absl::Seconds(1)));
+  for (uint32_t ack : {kIsnB, kIsnB + 2}) {  // acceptable is SND.UNA < SEG.ACK =< SND.NXT
+    Inject(sim(), B, FromA(kAck, kIsnA + 1, ack));
+    std::vector<TcpRepr> out = Answers(sim(), B);
+    ASSERT_EQ(out.size(), 1u) << ack;
+    EXPECT_EQ(out[0].flags.bits(), kRst);
+    EXPECT_EQ(out[0].seq, SeqNum(ack));
+    EXPECT_EQ(b().state(), TcpState::kSynReceived);
+  }
+  TcpRepr ok = FromA(kAck, kIsnA + 1, kIsnB + 1);
+  ok.window = 300;
+  Inject(sim(), B, ok);
+  EXPECT_EQ(b().state(), TcpState::kEstablished);
+  EXPECT_EQ(b().tcb().snd_wnd, uint32_t{300} << b().tcb().snd_wscale);
+  EXPECT_EQ(b().tcb().snd_una, SeqNum(kIsnB + 1));
+}
+
+TEST_F(Conversation, TimeWaitLastsTwoMslWithNoOtherTimer) {
+  Open();
+  ASSERT_TRUE(a().Close(now()).ok());
+  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(1)));
+  ASSERT_TRUE(b().Close(now()).ok());
+  ASSERT_TRUE(sim().RunUntil([&] { return a().state() == TcpState::kTimeWait; }, absl::Seconds(1)));
+  Instant entered = now();
+  EXPECT_EQ(a().NextDeadline(), entered + absl::Seconds(60));  // 2 MSL of 30 s
+  size_t segments = sim().trace().size();
+  ASSERT_TRUE(sim().RunUntil(entered + absl::Seconds(60) - absl::Milliseconds(1)));
+  EXPECT_EQ(a().state(), TcpState::kTimeWait);
+  ASSERT_TRUE(sim().RunUntil(entered + absl::Seconds(60)));
+  EXPECT_EQ(a().state(), TcpState::kClosed);
+  EXPECT_EQ(sim().trace().size(), segments);  // and nothing was sent meanwhile
+}
+
+TEST(TcpConfig, DefaultsAreTheDocumentedOnes) {
+  TcpConfig c;
+  EXPECT_EQ(c.mss, 1460);
+  EXPECT_EQ(c.send_buffer, 256u * 1024);
+  EXPECT_EQ(c.recv_buffer, 256u * 1024);
+  EXPECT_TRUE(c.window_scaling);
+  EXPECT_TRUE(c.sack);
+  EXPECT_TRUE(c.timestamps);
+  EXPECT_EQ(c.msl, absl::Seconds(30));
+  EXPECT_EQ(c.initial_rto, absl::Seconds(1));
+  EXPECT_EQ(c.min_rto, absl::Seconds(1));
+}
+
 }  // namespace
 }  // namespace wrench::stack

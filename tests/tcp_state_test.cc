@@ -52,14 +52,14 @@ TEST(TcpState, ParseRejectsUnknownNames) {
 const std::set<std::pair<S, S>>& DiagramEdges() {
   static const std::set<std::pair<S, S>> edges = {
       {S::kClosed, S::kListen},          {S::kClosed, S::kSynSent},
-      {S::kListen, S::kSynReceived},     {S::kListen, S::kSynSent},
-      {S::kListen, S::kClosed},          {S::kSynSent, S::kSynReceived},
+      {S::kListen, S::kSynReceived},     {S::kListen, S::kClosed},
+      {S::kSynSent, S::kSynReceived},
       {S::kSynSent, S::kEstablished},    {S::kSynSent, S::kClosed},
       {S::kSynReceived, S::kEstablished}, {S::kSynReceived, S::kFinWait1},
       {S::kSynReceived, S::kListen},     {S::kEstablished, S::kFinWait1},
       {S::kEstablished, S::kCloseWait},  {S::kFinWait1, S::kFinWait2},
-      {S::kFinWait1, S::kClosing},       {S::kFinWait1, S::kTimeWait},
-      {S::kFinWait2, S::kTimeWait},      {S::kCloseWait, S::kLastAck},
+      {S::kFinWait1, S::kClosing},       {S::kFinWait2, S::kTimeWait},
+      {S::kCloseWait, S::kLastAck},
       {S::kClosing, S::kTimeWait},       {S::kLastAck, S::kClosed},
       {S::kTimeWait, S::kClosed},
   };
@@ -96,6 +96,21 @@ TEST(TcpState, SampleOfIllegalEdges) {
   EXPECT_FALSE(IsLegalTransition(S::kTimeWait, S::kEstablished));
   EXPECT_FALSE(IsLegalTransition(S::kEstablished, S::kEstablished));
   EXPECT_FALSE(IsLegalTransition(S::kClosed, S::kClosed));
+}
+
+TEST(TcpState, AValueOutsideTheEnumIsUnknownAndHasNoEdges) {
+  auto bad = static_cast<TcpState>(kTcpStateCount);
+  EXPECT_EQ(StateName(bad), "UNKNOWN");
+  EXPECT_FALSE(IsLegalTransition(bad, S::kClosed));
+  EXPECT_FALSE(IsLegalTransition(bad, S::kListen));
+  EXPECT_FALSE(IsLegalTransition(S::kClosed, bad));
+}
+
+TEST(TcpState, ParseComparesEveryCharacter) {
+  EXPECT_EQ(ParseStateName("XLOSED"), std::nullopt);      // the first one too
+  EXPECT_EQ(ParseStateName("FIN.WAIT-1"), std::nullopt);  // only '_' stands for '-'
+  EXPECT_EQ(ParseStateName("_LOSED"), std::nullopt);      // and only where '-' is
+  EXPECT_EQ(ParseStateName("fin_wait_2"), S::kFinWait2);
 }
 
 }  // namespace

@@ -574,5 +574,51 @@ TEST(TcpWire, EmitRefusesShortBuffer) {
               IsErrorWith("output buffer too small for TCP segment (33 bytes, need 34)"));
 }
 
+TEST(TcpRepr, SegmentsDifferingInOneFieldAreUnequal) {
+  const uint8_t data[] = {1, 2, 3};
+  const uint8_t other_data[] = {1, 2, 4};
+  TcpRepr a;
+  a.src_port = 1;
+  a.dst_port = 2;
+  a.seq = SeqNum(3);
+  a.ack = SeqNum(4);
+  a.flags = TcpFlags(kAck);
+  a.window = 5;
+  a.urgent = 6;
+  a.options.mss = 1460;
+  a.payload = data;
+  EXPECT_EQ(a, a);
+  std::vector<TcpRepr> others(9, a);
+  others[0].src_port = 9;
+  others[1].dst_port = 9;
+  others[2].seq = SeqNum(9);
+  others[3].ack = SeqNum(9);
+  others[4].flags = TcpFlags(kAck | kPsh);
+  others[5].window = 9;
+  others[6].urgent = 9;
+  others[7].options.mss = 536;
+  others[8].payload = other_data;
+  for (size_t i = 0; i < others.size(); ++i) EXPECT_FALSE(a == others[i]) << i;
+}
+
+TEST(TcpOptions, OptionsDifferingInOneFieldAreUnequal) {
+  const uint8_t v[] = {7};
+  TcpOptions a;
+  a.mss = 1460;
+  a.window_scale = 7;
+  a.timestamps = Timestamps{1, 2};
+  a.raw_count = 1;
+  a.raw[0] = RawOption{30, v};
+  EXPECT_EQ(a, a);
+  std::vector<TcpOptions> others(6, a);
+  others[0].mss = 536;
+  others[1].window_scale = 6;
+  others[2].sack_permitted = true;
+  others[3].timestamps = Timestamps{1, 3};
+  others[4].sack_count = 1;
+  others[5].raw[0].kind = 31;  // same value bytes, another kind
+  for (size_t i = 0; i < others.size(); ++i) EXPECT_FALSE(a == others[i]) << i;
+}
+
 }  // namespace
 }  // namespace wrench::stack
