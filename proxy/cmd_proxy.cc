@@ -26,6 +26,7 @@ ABSL_FLAG(std::string, log, "", "write one JSON object a line per segment to thi
 ABSL_FLAG(std::string, api, "", "serve the HTTP control API on ADDR:PORT");
 ABSL_FLAG(absl::Duration, msl, absl::Seconds(30), "maximum segment lifetime; TIME-WAIT lasts 2*MSL");
 ABSL_FLAG(bool, verbose, false, "a line on stderr for every connection event");
+ABSL_FLAG(bool, allow_idle_rules, false, "keep rules that can never fire on this run's legs, with a warning");
 
 namespace wrench::proxy {
 
@@ -50,6 +51,9 @@ constexpr FlagHelp kProxyFlags[] = {
     {"api", "--api=ADDR:PORT     HTTP control API (loopback unless an address is given)"},
     {"msl", "--msl=DURATION      maximum segment lifetime; TIME-WAIT lasts 2*MSL (default 30s)"},
     {"verbose", "--verbose           a line on stderr for every connection event"},
+    {"allow_idle_rules", "--allow-idle-rules  keep a rule that can never fire on this run's legs (e.g.\n"
+                         "                      blackhole on=from-server with a socket upstream) with a warning;\n"
+                         "                      by default it is refused, saying which actions act on which leg"},
 };
 
 }  // namespace
@@ -105,6 +109,7 @@ absl::Status ServiceOptionsFromFlags(ServiceOptions& o) {
   o.tcp.msl = absl::GetFlag(FLAGS_msl);
   if (o.tcp.msl < absl::ZeroDuration()) return absl::InvalidArgumentError("--msl must not be negative");
   o.verbose = absl::GetFlag(FLAGS_verbose);
+  o.allow_idle_rules = absl::GetFlag(FLAGS_allow_idle_rules);
   o.log_line = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   return absl::OkStatus();
 }

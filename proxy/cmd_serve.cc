@@ -34,6 +34,9 @@ constexpr FlagHelp kServeFlags[] = {
     {"log", "--log=FILE          one JSON object a line per segment"},
     {"msl", "--msl=DURATION      maximum segment lifetime; TIME-WAIT lasts 2*MSL (default 30s)"},
     {"verbose", "--verbose           a line on stderr for every connection event"},
+    {"allow_idle_rules", "--allow-idle-rules  keep a rule that can never fire on this run's legs (e.g.\n"
+                         "                      blackhole on=from-server with a socket upstream) with a warning;\n"
+                         "                      by default it is refused, saying which actions act on which leg"},
 };
 
 }  // namespace

@@ -159,7 +159,8 @@ class Proxy {
   void AcceptClient(Connection& c);
   void Service(Connection& c);
   void FlushLeg(Connection& c, Leg& leg);
-  void Transmit(Connection* c, const SegmentMeta& meta, absl::Span<const uint8_t> datagram,
+  // Returns true when a rule replaced the segment with a RST.
+  bool Transmit(Connection* c, const SegmentMeta& meta, absl::Span<const uint8_t> datagram,
                 const stack::Segment* parsed);
   void PumpTunRelay(Connection& c);
   void PumpSocketRelay(Connection& c);

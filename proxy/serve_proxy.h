@@ -83,7 +83,8 @@ class ServeProxy {
   void MaybeFinish(Connection& c);
   void Remove(Connection& c);
   void SendStrayRst(const stack::Segment& seg);
-  void Emit(Connection* c, Hook hook, stack::TcpState state, absl::Span<const uint8_t> datagram,
+  // Returns true when a rule replaced the segment with a RST.
+  bool Emit(Connection* c, Hook hook, stack::TcpState state, absl::Span<const uint8_t> datagram,
             const stack::Segment& parsed);
   void Deliver(Connection& c, const stack::Segment& seg);
   void PollEngine();
