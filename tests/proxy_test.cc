@@ -78,6 +78,7 @@ class ProxyTest : public ::testing::Test {
     o.mtu = mtu;
     o.tcp.msl = absl::Seconds(1);
     o.seed = 7;
+    o.allow_idle_rules = allow_idle_rules_;
     for (size_t i = 0; i < rules.size(); ++i) {
       auto r = ParseRule(rules[i], static_cast<int>(i + 1));
       ASSERT_TRUE(r.ok()) << r.status();
@@ -151,6 +152,7 @@ class ProxyTest : public ::testing::Test {
   std::unique_ptr<Service> service_;
   std::thread loop_;
   std::string pcap_path_, log_path_;
+  bool allow_idle_rules_ = false;
 };
 
 // --- plain relay --------------------------------------------------------------
@@ -261,7 +263,9 @@ std::vector<uint64_t> RuleHits(Service& service) {
 TEST_F(ProxyTest, SocketLegDelaysWritesAndReadsInOrderAndIgnoresWhatASocketCannotDo) {
   auto server = tu::TcpServer::Start(kLoopback, 0, EchoHandler);
   ASSERT_TRUE(server.ok());
-  // drop, dup and reorder have no meaning on a kernel socket: they never fire there.
+  // drop, dup and reorder have no meaning on a kernel socket: they never fire there
+  // (refused at start unless --allow-idle-rules keeps them).
+  allow_idle_rules_ = true;
   StartProxy((*server)->port(), {"drop on=to-server len>0", "dup on=from-server", "reorder on=to-server",
                                  "delay 20ms~15ms on=to-server len>0 p=0.3",
                                  "delay 20ms~15ms on=from-server len>0 p=0.3"});
