@@ -368,6 +368,18 @@ void RestoreSysctls(const Record& r, const std::string& own_path, CleanupReport&
   }
 }
 
+// False only where the kernel has modules and nf_tables is not among the loaded ones.
+bool NfTablesMayBeLoaded() {
+  if (::access("/sys/module/nf_tables", F_OK) == 0) return true;
+  int fd = ::open("/proc/modules", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return true;  // no module support: built in, or absent (then nothing to do)
+  std::string text;
+  char buf[8192];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return absl::StartsWith(text, "nf_tables ") || absl::StrContains(text, "\nnf_tables ");
+}
+
 bool HasNetAdmin() {
   __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3] = {};
@@ -390,8 +402,15 @@ absl::StatusOr<CleanupReport> CleanUpAfterDeadRuns(std::optional<std::string> on
   if (!lock.ok()) return lock.status();
   const std::string netns = NetnsId();
   std::vector<std::string> live_tables;
+  // Asking nftables anything loads its modules. On a kernel with modules where
+  // nf_tables is not loaded, no table can exist, and a clean-up must not be what
+  // loads it (unless a record names a table).
+  bool tables_possible = NfTablesMayBeLoaded();
+  if (lock->held()) {
+    for (const auto& [path, r] : RecordsOf(netns)) tables_possible |= !r.table.empty();
+  }
   std::optional<NftContext> nft;
-  if (CheckNftablesUsable().ok()) nft.emplace();
+  if (tables_possible && CheckNftablesUsable().ok()) nft.emplace();
   const bool nft_usable = nft.has_value();
   if (lock->held()) {
     for (auto& [path, r] : RecordsOf(netns)) {
