@@ -168,6 +168,16 @@ std::string SysctlName(absl::string_view path) {
   return absl::StrReplaceAll(path, {{"/", "."}});
 }
 
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("open ", path));
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return text;
+}
+
 // The calling thread's network namespace (threads may be in different ones).
 std::string NetnsId() {
   struct stat st {};
@@ -178,7 +188,7 @@ std::string NetnsId() {
 // Field 22 of /proc/PID/stat (start time in clock ticks since boot), empty when the
 // process is gone or a zombie.
 std::string StartTimeOf(int64_t pid) {
-  auto stat = ReadSysctl(absl::StrCat("/proc/", pid, "/stat"));
+  auto stat = ReadWholeFile(absl::StrCat("/proc/", pid, "/stat"));
   if (!stat.ok()) return "";
   // "PID (COMM) STATE ..." where COMM may hold spaces and parentheses.
   size_t paren = stat->rfind(')');
@@ -205,14 +215,10 @@ std::string Serialize(const Record& r) {
 }
 
 absl::StatusOr<Record> ReadRecord(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("open ", path));
-  std::string text;
-  char buf[4096];
-  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
-  ::close(fd);
+  auto text = ReadWholeFile(path);
+  if (!text.ok()) return text.status();
   Record r;
-  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+  for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
     if (line[0] == '#') continue;
     std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(line, absl::MaxSplits(' ', 1));
     auto [key, value] = kv;
@@ -371,13 +377,9 @@ void RestoreSysctls(const Record& r, const std::string& own_path, CleanupReport&
 // False only where the kernel has modules and nf_tables is not among the loaded ones.
 bool NfTablesMayBeLoaded() {
   if (::access("/sys/module/nf_tables", F_OK) == 0) return true;
-  int fd = ::open("/proc/modules", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return true;  // no module support: built in, or absent (then nothing to do)
-  std::string text;
-  char buf[8192];
-  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
-  ::close(fd);
-  return absl::StartsWith(text, "nf_tables ") || absl::StrContains(text, "\nnf_tables ");
+  auto text = ReadWholeFile("/proc/modules");
+  if (!text.ok()) return true;  // no module support: built in, or absent (then nothing to do)
+  return absl::StartsWith(*text, "nf_tables ") || absl::StrContains(*text, "\nnf_tables ");
 }
 
 bool HasNetAdmin() {

@@ -301,8 +301,8 @@ TEST_F(DnatTest, DeletingTheProxyAndStoppingWrenchUndoTheDnat) {
 
 TEST_F(DnatTest, ATableNoRecordNamesIsReplacedAndForwardingLeftAsTheHostHasIt) {
   if (std::system("command -v nft >/dev/null") != 0) GTEST_SKIP() << "the nft program is needed to leave a table";
-  // A table with a catch-all drop, as an older wrench killed with SIGKILL left it,
-  // and forwarding on, with no record of what it was before.
+  // A table no host record names, with a catch-all drop in its forward chain, and
+  // forwarding on, with no record of what it was before.
   ASSERT_EQ(std::system("nft 'add table ip wrench_wrench0; add chain ip wrench_wrench0 forward "
                         "{ type filter hook forward priority filter; policy accept; drop; }'"),
             0);
@@ -468,6 +468,21 @@ TEST_F(DnatHostRecordTest, TheNextStartUndoesWhatAKilledServeLeft) {
   pid_t pid = StartServe();  // no DNAT proxy this time
   EXPECT_THAT(ReadAll(), HasSubstr("wrench: cleanup: restored net.ipv4.ip_forward to 0"));
   ExpectHostAsFound();
+  KillServe(pid, SIGTERM);
+  ExpectHostAsFound();
+}
+
+TEST_F(DnatHostRecordTest, CleanupLeavesARunningWrenchAloneAndItsCleanExitUndoesAll) {
+  pid_t pid = StartServe();
+  HttpResult r = tu::HttpOrFail(kServeApiPort, "POST", "/proxies",
+                                R"({"name":"any","listen":"0.0.0.0:7000","upstream":"127.0.0.1:7999"})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  if (absl::StrContains(ReadAll(), "no DNAT into the TUN")) GTEST_SKIP() << "no nftables DNAT here: " << ReadAll();
+  const std::string out = Shell(absl::StrCat(WRENCH_BINARY, " cleanup 2>&1"));
+  EXPECT_THAT(out, HasSubstr(absl::StrCat("left alone: TUN wrench0: in use by wrench pid ", pid)));
+  EXPECT_THAT(out, HasSubstr("nothing to clean up"));
+  EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "1");
+  EXPECT_EQ(std::system("nft list table ip wrench_wrench0 >/dev/null 2>&1"), 0);
   KillServe(pid, SIGTERM);
   ExpectHostAsFound();
 }
