@@ -384,19 +384,22 @@ class DnatHostRecordTest : public ::testing::Test {
   }
 
   // Starts `wrench serve` (its stderr in err_) and waits, bounded, for its API.
-  pid_t StartServe() {
+  // A second one takes another port, TUN and subnet (`second`).
+  pid_t StartServe(bool second = false) {
+    const uint16_t port = second ? kServeApiPort + 1 : kServeApiPort;
     pid_t pid = ::fork();
     if (pid == 0) {
       int fd = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       if (fd >= 0) ::dup2(fd, 2);
-      const std::string api = absl::StrCat("--api=127.0.0.1:", kServeApiPort);
-      ::execl(WRENCH_BINARY, WRENCH_BINARY, "serve", api.c_str(), "--msl=1s", static_cast<char*>(nullptr));
+      const std::string api = absl::StrCat("--api=127.0.0.1:", port);
+      ::execl(WRENCH_BINARY, WRENCH_BINARY, "serve", api.c_str(), "--msl=1s", second ? "--tun=wrench1" : "--tun=wrench0",
+              second ? "--net=10.90.0.0/24" : "--net=10.89.0.0/24", static_cast<char*>(nullptr));
       _exit(127);
     }
     serves_.push_back(pid);
     absl::Time deadline = absl::Now() + absl::Seconds(10);
     while (absl::Now() < deadline) {
-      auto r = Http(kServeApiPort, "GET", "/version");
+      auto r = Http(port, "GET", "/version");
       if (r.ok() && r->status == 200) return pid;
       absl::SleepFor(absl::Milliseconds(20));
     }
@@ -484,6 +487,29 @@ TEST_F(DnatHostRecordTest, CleanupLeavesARunningWrenchAloneAndItsCleanExitUndoes
   EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "1");
   EXPECT_EQ(std::system("nft list table ip wrench_wrench0 >/dev/null 2>&1"), 0);
   KillServe(pid, SIGTERM);
+  ExpectHostAsFound();
+}
+
+TEST_F(DnatHostRecordTest, ForwardingStaysOnWhileAnotherRunNeedsItAndIsRestoredAfterTheLast) {
+  pid_t first = StartServe();
+  HttpResult r = tu::HttpOrFail(kServeApiPort, "POST", "/proxies",
+                                R"({"name":"a","listen":"0.0.0.0:7000","upstream":"127.0.0.1:7999"})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  if (absl::StrContains(ReadAll(), "no DNAT into the TUN")) GTEST_SKIP() << "no nftables DNAT here: " << ReadAll();
+  pid_t second = StartServe(/*second=*/true);
+  r = tu::HttpOrFail(kServeApiPort + 1, "POST", "/proxies",
+                     R"({"name":"b","listen":"0.0.0.0:7001","upstream":"127.0.0.1:7999"})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "1");
+  // The first (which turned forwarding on) ends cleanly: the second still needs it.
+  KillServe(first, SIGTERM);
+  EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "1");
+  EXPECT_NE(std::system("nft list table ip wrench_wrench0 >/dev/null 2>&1"), 0);
+  // The second is killed; its record, which took the setting over, restores it.
+  KillServe(second, SIGKILL);
+  const std::string out = Shell(absl::StrCat(WRENCH_BINARY, " cleanup 2>&1"));
+  EXPECT_THAT(out, HasSubstr("restored net.ipv4.ip_forward to 0 (was 1)"));
+  EXPECT_THAT(out, HasSubstr("deleted nftables table ip wrench_wrench1"));
   ExpectHostAsFound();
 }
 
