@@ -565,24 +565,29 @@ void Proxy::Service(Connection& c) {
     }
   }
   if (c.phase == Connection::Phase::kOpen) {
-    if (opts_.upstream_via == UpstreamVia::kTun) {
-      PumpTunRelay(c);
-    } else {
-      PumpSocketRelay(c);
+    // A second round when a rule's RST ended a leg in the first: the relay passes the
+    // reset on to the other leg at once.
+    for (int round = 0; round < 2; ++round) {
+      if (opts_.upstream_via == UpstreamVia::kTun) {
+        PumpTunRelay(c);
+      } else {
+        PumpSocketRelay(c);
+      }
+      // What the relay queued (data, FIN, RST) goes out now.
+      bool reset_by_rule = FlushLeg(c, c.client);
+      if (!conns_.contains(id)) return;
+      reset_by_rule |= FlushLeg(c, c.server);
+      if (!conns_.contains(id)) return;
+      if (!reset_by_rule) break;
     }
-    // What the relay queued (data, FIN, RST) goes out now.
-    FlushLeg(c, c.client);
-    if (!conns_.contains(id)) return;
-    FlushLeg(c, c.server);
-    if (!conns_.contains(id)) return;
     MaybeFinish(c);
     if (!conns_.contains(id)) return;
   }
   Reschedule(c);
 }
 
-void Proxy::FlushLeg(Connection& c, Leg& leg) {
-  if (!leg.ep) return;
+bool Proxy::FlushLeg(Connection& c, Leg& leg) {
+  if (!leg.ep) return false;
   Instant now = MonotonicNow();
   bool reset_by_rule = false;
   leg.ep->Poll(now, [&](const TcpRepr& r) {
@@ -606,6 +611,7 @@ void Proxy::FlushLeg(Connection& c, Leg& leg) {
     leg.ep->Abort(now);
     leg.ep->Poll(now, [](const TcpRepr&) {});
   }
+  return reset_by_rule;
 }
 
 bool Proxy::Transmit(Connection* c, const SegmentMeta& meta, absl::Span<const uint8_t> datagram,

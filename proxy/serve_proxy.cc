@@ -200,7 +200,12 @@ void ServeProxy::Service(Connection& c) {
     Event(c, "server leg connected");
   }
   Pump(c);
-  Flush(c);  // what the relay queued (data, FIN, RST) goes out now
+  // What the relay queued (data, FIN, RST) goes out now; when a rule's RST ended the
+  // server leg there, the relay resets the client at once.
+  if (Flush(c)) {
+    Pump(c);
+    Flush(c);
+  }
   if (conns_.contains(id)) MaybeFinish(c);
 }
 
@@ -282,7 +287,7 @@ void ServeProxy::Remove(Connection& c) {
 // ---------------------------------------------------------------------------
 // The server side: segments over the TUN, through the fault engine.
 
-void ServeProxy::Flush(Connection& c) {
+bool ServeProxy::Flush(Connection& c) {
   Instant now = MonotonicNow();
   bool reset_by_rule = false;
   c.ep->Poll(now, [&](const TcpRepr& r) {
@@ -302,6 +307,7 @@ void ServeProxy::Flush(Connection& c) {
     c.ep->Abort(now);
     c.ep->Poll(now, [](const TcpRepr&) {});
   }
+  return reset_by_rule;
 }
 
 bool ServeProxy::Emit(Connection* c, Hook hook, TcpState state, absl::Span<const uint8_t> datagram,

@@ -76,7 +76,8 @@ class ServeProxy {
   void Accept();
   void OnAccepted(boost::asio::ip::tcp::socket sock);
   void Service(Connection& c);
-  void Flush(Connection& c);
+  // Sends what the endpoint has due; true when a rule's RST ended the server leg.
+  bool Flush(Connection& c);
   void Pump(Connection& c);
   void StartSocketRead(Connection& c);
   void StartSocketWrite(Connection& c);

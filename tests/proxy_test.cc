@@ -475,6 +475,34 @@ TEST_F(ProxyTest, RstInPlaceOfTheProxysFinIsTheOnlyRstAndClosesTheLeg) {
   std::system(absl::StrCat("rm -rf ", dir).c_str());
 }
 
+TEST_F(ProxyTest, RstInPlaceOfDataToTheClientResetsTheServerAtOnce) {
+  // The server writes, then waits for more from the client: the rule's RST ends the
+  // client leg, and the relay resets the server's connection in the same turn.
+  std::atomic<int> server_errno{0};
+  std::atomic<int64_t> server_waited_ms{-1};
+  auto server = tu::TcpServer::Start(kLoopback, 0, [&](int fd) {
+    (void)tu::ReadAll(fd, absl::Seconds(5), 1);
+    (void)tu::WriteAll(fd, "answer", absl::Seconds(5));
+    absl::Time start = absl::Now();
+    auto more = tu::ReadAll(fd, absl::Seconds(5));
+    server_waited_ms = absl::ToInt64Milliseconds(absl::Now() - start);
+    server_errno = more.ok() ? 0 : tu::ErrnoOf(more.status());
+  });
+  ASSERT_TRUE(server.ok());
+  StartProxy((*server)->port(), {"rst on=to-client len>0"});
+  auto fd = Connect();
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  ASSERT_TRUE(tu::WriteAll(fd->get(), "?", absl::Seconds(5)).ok());
+  auto r = tu::ReadAll(fd->get(), absl::Seconds(5));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(tu::ErrnoOf(r.status()), ECONNRESET) << r.status();
+  absl::Time deadline = absl::Now() + absl::Seconds(6);
+  while (server_waited_ms < 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(server_errno, ECONNRESET);
+  EXPECT_GE(server_waited_ms, 0);
+  EXPECT_LT(server_waited_ms, 1000) << "the server learnt of the reset late";
+}
+
 TEST_F(ProxyTest, RulesThatCanNeverFireOnTheLegsAreRefusedUnlessAllowed) {
   auto start = [](std::vector<std::string> rules, UpstreamVia via, bool allow, std::string* log) {
     ServiceOptions o;
