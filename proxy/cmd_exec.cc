@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -52,6 +53,9 @@ constexpr FlagHelp kExecFlags[] = {
     {"tcp_profile", "--tcp-profile=linux|rfc   timers and loss recovery of wrench's endpoints: Linux's\n"
                     "                      figures (default) or the RFCs' (1 s minimum RTO, NewReno, no TLP)"},
     {"verbose", "--verbose           a line on stderr for every connection event"},
+    {"allow_idle_rules", "--allow-idle-rules  keep a rule that can never fire on this run's legs (e.g.\n"
+                         "                      blackhole on=from-server with a socket upstream) with a warning;\n"
+                         "                      by default it is refused, saying which actions act on which leg"},
     {"serve", "--serve=PORT        wrap a server instead: COMMAND listens on PORT (at 10.89.0.2);\n"
               "                      wrench accepts on 127.0.0.1:PORT and opens its own TCP endpoint\n"
               "                      over the TUN to it, so to-server/from-server rules (and state=)\n"
@@ -109,31 +113,50 @@ void WriteFile(const char* path, const std::string& text) {
   f << text;
 }
 
-// The child: enter new namespaces, build the TUN, hand it over, wait, exec.
+// Init of COMMAND's PID namespace, once COMMAND is started as its only child: hands
+// the signals wrench forwards to COMMAND, reaps whatever is reparented to it, and
+// ends with COMMAND's status as soon as COMMAND ends. The kernel then kills every
+// process left in the namespace (pid_namespaces(7)), so nothing COMMAND started
+// outlives the run. A PID 1 ignores signals it has no handler for, which is why the
+// forwarding is done here and not left to COMMAND being PID 1.
+[[noreturn]] void RunInit(pid_t command, const sigset_t& watched) {
+  for (;;) {
+    siginfo_t info;
+    int sig = ::sigwaitinfo(&watched, &info);
+    if (sig == SIGCHLD) {
+      int status = 0;
+      for (pid_t p; (p = ::waitpid(-1, &status, WNOHANG)) > 0;) {
+        if (p == command) _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+      }
+    } else if (sig > 0) {
+      ::kill(command, sig);
+    }
+  }
+}
+
+// The child, PID 1 of a new PID namespace (and, rootless, the first process of a new
+// user namespace): enter a new network namespace, build the TUN, hand it over, wait,
+// then start COMMAND and act as its init.
+// `uid` and `gid` are wrench's: in a new user namespace, ours are unmapped until
+// the maps below are written.
 [[noreturn]] void Child(int sock, const ServiceOptions& o, const std::vector<std::string>& command,
-                        pid_t parent) {
+                        const sigset_t& old_mask, uid_t uid, gid_t gid) {
   auto fail = [&](const std::string& why) {
     (void)!::send(sock, why.data(), why.size(), 0);
     _exit(1);
   };
-  // Never outlive wrench: if it dies, so does the command (and its namespace).
+  // Never outlive wrench: if it dies, so does this init, and with it every process of
+  // the namespace. (Had wrench already died, the socket's EOF below ends us.)
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() != parent) _exit(1);
-  uid_t uid = ::geteuid();
-  gid_t gid = ::getegid();
   if (uid == 0) {
     if (::unshare(CLONE_NEWNET) != 0) fail(absl::StrCat("unshare(CLONE_NEWNET): ", std::strerror(errno)));
   } else {
-    // Rootless: a user namespace in which we hold CAP_NET_ADMIN over a network
-    // namespace of our own, as rootless container networking does.
-    if (::unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0) {
-      fail(absl::StrCat("cannot create a user and network namespace (", std::strerror(errno),
-                        "): run as root, or allow unprivileged user namespaces "
-                        "(sysctl kernel.unprivileged_userns_clone=1)"));
-    }
+    // Rootless: the user namespace made with the PID namespace gives us CAP_NET_ADMIN
+    // over a network namespace of our own, as rootless container networking does.
     WriteFile("/proc/self/setgroups", "deny");
     WriteFile("/proc/self/uid_map", absl::StrCat("0 ", uid, " 1"));
     WriteFile("/proc/self/gid_map", absl::StrCat("0 ", gid, " 1"));
+    if (::unshare(CLONE_NEWNET) != 0) fail(absl::StrCat("unshare(CLONE_NEWNET): ", std::strerror(errno)));
   }
   if (auto st = BringUpLoopback(); !st.ok()) fail(std::string(st.message()));
   auto tun = TunDevice::Create(o.tun_name, o.mtu);
@@ -152,15 +175,27 @@ void WriteFile(const char* path, const std::string& text) {
   if (auto st = AddDefaultRoute(o.tun_name, false, gateway); !st.ok()) fail(std::string(st.message()));
   if (!SendFd(sock, tun->fd())) fail("cannot pass the TUN device to wrench");
   char go = 0;
-  if (::recv(sock, &go, 1, 0) != 1) _exit(1);  // wrench could not start
+  if (::recv(sock, &go, 1, 0) != 1) _exit(1);  // wrench could not start, or is gone
   ::close(sock);
-  // The device's descriptor is close-on-exec: the command does not hold it.
-  std::vector<char*> argv;
-  for (const std::string& a : command) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  ::execvp(argv[0], argv.data());
-  std::fprintf(stderr, "wrench exec: cannot run %s: %s\n", argv[0], std::strerror(errno));
-  _exit(127);
+  // The signals wrench forwards, and SIGCHLD, wait for RunInit (blocked from now on,
+  // so none is lost between the fork and the loop).
+  sigset_t watched;
+  sigemptyset(&watched);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR2, SIGCHLD}) sigaddset(&watched, sig);
+  sigprocmask(SIG_BLOCK, &watched, nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) _exit(1);
+  if (pid == 0) {
+    sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+    // The device's descriptor is close-on-exec: the command does not hold it.
+    std::vector<char*> argv;
+    for (const std::string& a : command) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execvp(argv[0], argv.data());
+    std::fprintf(stderr, "wrench exec: cannot run %s: %s\n", argv[0], std::strerror(errno));
+    _exit(127);
+  }
+  RunInit(pid, watched);
 }
 
 // --serve and --serve-listen into the options (serve_port stays 0 without --serve).
@@ -203,7 +238,10 @@ int RunExec(int argc, char** argv) {
       "from the caller's namespace to the same destination, with the rules applied. The\n"
       "gateway (the first address of --net, 10.89.0.1 by default) reaches the caller's\n"
       "127.0.0.1. Works as root, and without root where user namespaces are allowed.\n"
-      "COMMAND's exit status becomes wrench's; signals are forwarded to it.",
+      "COMMAND's exit status becomes wrench's. COMMAND runs in a PID namespace of its own:\n"
+      "when it ends, or wrench ends in any way (even SIGKILL), every process it started ends\n"
+      "too. SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGUSR2 are forwarded to COMMAND; wrench\n"
+      "cleans up once COMMAND has ended.",
       kExecFlags);
   if (command.empty()) {
     std::fprintf(stderr, "wrench exec: no command given (wrench exec [OPTIONS] -- COMMAND [ARGS...])\n");
@@ -239,16 +277,26 @@ int RunExec(int argc, char** argv) {
   sigemptyset(&forwarded);
   for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR2, SIGCHLD}) sigaddset(&forwarded, s);
   sigprocmask(SIG_BLOCK, &forwarded, &old);
-  pid_t parent = ::getpid();
-  pid_t child = ::fork();
+  // The child is PID 1 of a new PID namespace (with a new user namespace when not
+  // root, which the PID namespace then belongs to): COMMAND and everything it starts
+  // end with it, and it ends with wrench, however wrench ends. clone() as fork():
+  // wrench has no other thread yet.
+  const uid_t uid = ::geteuid();
+  const gid_t gid = ::getegid();
+  const unsigned long flags = CLONE_NEWPID | (uid == 0 ? 0 : CLONE_NEWUSER);
+  pid_t child = static_cast<pid_t>(::syscall(SYS_clone, flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr));
   if (child < 0) {
-    std::perror("wrench exec: fork");
+    const int err = errno;
+    std::fprintf(stderr, "wrench exec: cannot create a PID namespace for COMMAND (clone: %s): %s\n",
+                 std::strerror(err),
+                 uid == 0 ? "is wrench in a container without CAP_SYS_ADMIN?"
+                                  : "run as root, or allow unprivileged user namespaces "
+                                    "(sysctl kernel.unprivileged_userns_clone=1)");
     return 1;
   }
   if (child == 0) {
     ::close(sp[0]);
-    sigprocmask(SIG_SETMASK, &old, nullptr);
-    Child(sp[1], o, command, parent);
+    Child(sp[1], o, command, old, uid, gid);
   }
   ::close(sp[1]);
   std::string error;

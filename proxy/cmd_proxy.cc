@@ -28,6 +28,7 @@ ABSL_FLAG(std::string, api, "", "serve the HTTP control API on ADDR:PORT");
 ABSL_FLAG(absl::Duration, msl, absl::Seconds(30), "maximum segment lifetime; TIME-WAIT lasts 2*MSL");
 ABSL_FLAG(bool, verbose, false, "a line on stderr for every connection event");
 ABSL_FLAG(std::string, tcp_profile, "linux", "timing profile of wrench's TCP endpoints: linux or rfc");
+ABSL_FLAG(bool, allow_idle_rules, false, "keep rules that can never fire on this run's legs, with a warning");
 
 namespace wrench::proxy {
 
@@ -54,6 +55,9 @@ constexpr FlagHelp kProxyFlags[] = {
     {"verbose", "--verbose           a line on stderr for every connection event"},
     {"tcp_profile", "--tcp-profile=linux|rfc   timers and loss recovery of wrench's endpoints: Linux's\n"
                     "                      figures (default) or the RFCs' (1 s minimum RTO, NewReno, no TLP)"},
+    {"allow_idle_rules", "--allow-idle-rules  keep a rule that can never fire on this run's legs (e.g.\n"
+                         "                      blackhole on=from-server with a socket upstream) with a warning;\n"
+                         "                      by default it is refused, saying which actions act on which leg"},
 };
 
 }  // namespace
@@ -112,6 +116,7 @@ absl::Status ServiceOptionsFromFlags(ServiceOptions& o) {
   o.tcp.msl = absl::GetFlag(FLAGS_msl);
   if (o.tcp.msl < absl::ZeroDuration()) return absl::InvalidArgumentError("--msl must not be negative");
   o.verbose = absl::GetFlag(FLAGS_verbose);
+  o.allow_idle_rules = absl::GetFlag(FLAGS_allow_idle_rules);
   o.log_line = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   return absl::OkStatus();
 }

@@ -36,6 +36,9 @@ constexpr FlagHelp kServeFlags[] = {
     {"tcp_profile", "--tcp-profile=linux|rfc   timers and loss recovery of wrench's endpoints: Linux's\n"
                     "                      figures (default) or the RFCs' (1 s minimum RTO, NewReno, no TLP)"},
     {"verbose", "--verbose           a line on stderr for every connection event"},
+    {"allow_idle_rules", "--allow-idle-rules  keep a rule that can never fire on this run's legs (e.g.\n"
+                         "                      blackhole on=from-server with a socket upstream) with a warning;\n"
+                         "                      by default it is refused, saying which actions act on which leg"},
 };
 
 }  // namespace

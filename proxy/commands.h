@@ -22,5 +22,6 @@ int RunServe(int argc, char** argv);
 int RunLadder(int argc, char** argv);
 int RunExec(int argc, char** argv);
 int RunScenario(int argc, char** argv);
+int RunCleanup(int argc, char** argv);
 
 }  // namespace wrench::proxy

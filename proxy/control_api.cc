@@ -219,6 +219,10 @@ class ControlApiImpl : public ControlApi {
     auto rules = ParseRules(body);
     if (!rules.ok()) return ErrorReply(400, rules.status().message());
     if (rules->empty()) return ErrorReply(400, "no rule in the request body (one rule a line, e.g. \"drop nth=3\")");
+    for (size_t i = 0; i < rules->size(); ++i) {
+      auto st = service_.CheckRuleCanFire((*rules)[i], absl::StrCat("line ", i + 1, ":"));
+      if (!st.ok()) return ErrorReply(400, st.message());
+    }
     std::vector<int> ids;
     for (Rule& r : *rules) {
       auto id = service_.engine().AddRule(std::move(r));

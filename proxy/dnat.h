@@ -7,7 +7,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "stack/ip.h"
@@ -23,12 +25,15 @@ class Dnat {
  public:
   // Creates the table (replacing one a wrench that died left behind) and makes the
   // kernel take wrench's replies out of the TUN: loose rp_filter on it, and forwarding
-  // for connections of other hosts. When forwarding was off, wrench turns it on and
-  // adds a filter that forwards nothing but DNATed connections to and from the TUN,
-  // so the host routes nothing it did not before. The error says why DNAT cannot be
-  // used (no CAP_NET_ADMIN, no nftables in the kernel, wrench built without it).
+  // for connections of other hosts (ip_forward, turned on when it was off). The table's
+  // forward chain accepts the DNATed connections to and from the TUN and drops
+  // nothing: every other forwarded packet is left to the host's own policy. Each
+  // sysctl's value is written to the host record (below) before it is changed, so a
+  // wrench that dies without its destructor is undone by the next start or `wrench
+  // cleanup`. The error says why DNAT cannot be used (no CAP_NET_ADMIN, no nftables in
+  // the kernel, wrench built without it).
   static absl::StatusOr<std::unique_ptr<Dnat>> Open(const std::string& tun_name);
-  ~Dnat();  // deletes the table; puts ip_forward back
+  ~Dnat();  // deletes the table, puts the sysctls back, removes the record
   Dnat(const Dnat&) = delete;
   Dnat& operator=(const Dnat&) = delete;
 
@@ -46,7 +51,35 @@ class Dnat {
   std::unique_ptr<Nft> nft_;
   std::string table_;
   std::string tun_;
-  bool restore_ip_forward_ = false;
+  std::string record_path_;  // the host record, once written
 };
+
+// The host record: what a running wrench changed on the host, one file per TUN and
+// network namespace in RunDirectory(), written atomically (a new file renamed over
+// the old) before each change. It names the process (PID and start time), the network
+// namespace, the TUN, the nftables table, and each sysctl with the value it had.
+// Every operation on records holds an flock on RunDirectory()/lock.
+
+// $WRENCH_RUN_DIR, or /run/wrench.
+std::string RunDirectory();
+
+// What a clean-up did, one line each ("restored net.ipv4.ip_forward to 0 (wrench0,
+// pid 123 is gone)"); also what it left alone and why.
+struct CleanupReport {
+  std::vector<std::string> done;     // removed or restored
+  std::vector<std::string> skipped;  // left alone, with the reason
+};
+
+// Undoes what wrench runs that are gone left behind in the calling thread's network
+// namespace: for each record whose process is gone, restores its sysctls (a
+// device's only while the device exists; a host-wide one is handed to a live run's
+// record when another wrench still needs it) and deletes its table; then deletes
+// every table `ip wrench_*` whose TUN no longer exists and that no live run
+// records. With `only_tun`, records and tables of that TUN alone. Records of other
+// network namespaces are never touched. A TUN device vanishes with the process that
+// created it (wrench never makes one persistent), and its routes and addresses with
+// it, so there is none to remove. Errors are for the user (no privilege, a record
+// that cannot be read).
+absl::StatusOr<CleanupReport> CleanUpAfterDeadRuns(std::optional<std::string> only_tun = std::nullopt);
 
 }  // namespace wrench::proxy

@@ -575,26 +575,34 @@ void Proxy::Service(Connection& c) {
     }
   }
   if (c.phase == Connection::Phase::kOpen) {
-    if (opts_.upstream_via == UpstreamVia::kTun) {
-      PumpTunRelay(c);
-    } else {
-      PumpSocketRelay(c);
+    // A second round when a rule's RST ended a leg in the first: the relay passes the
+    // reset on to the other leg at once.
+    for (int round = 0; round < 2; ++round) {
+      if (opts_.upstream_via == UpstreamVia::kTun) {
+        PumpTunRelay(c);
+      } else {
+        PumpSocketRelay(c);
+      }
+      // What the relay queued (data, FIN, RST) goes out now.
+      bool reset_by_rule = FlushLeg(c, c.client);
+      if (!conns_.contains(id)) return;
+      reset_by_rule |= FlushLeg(c, c.server);
+      if (!conns_.contains(id)) return;
+      if (!reset_by_rule) break;
     }
-    // What the relay queued (data, FIN, RST) goes out now.
-    FlushLeg(c, c.client);
-    if (!conns_.contains(id)) return;
-    FlushLeg(c, c.server);
-    if (!conns_.contains(id)) return;
     MaybeFinish(c);
     if (!conns_.contains(id)) return;
   }
   Reschedule(c);
 }
 
-void Proxy::FlushLeg(Connection& c, Leg& leg) {
-  if (!leg.ep) return;
+bool Proxy::FlushLeg(Connection& c, Leg& leg) {
+  if (!leg.ep) return false;
   Instant now = MonotonicNow();
+  bool reset_by_rule = false;
   leg.ep->Poll(now, [&](const TcpRepr& r) {
+    // After a RST the peer has nothing more to see from this leg.
+    if (reset_by_rule) return;
     Segment s = stack::MakeSegment(leg.key.local_addr, leg.key.remote_addr, r, next_ident_++);
     auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
     if (!n.ok()) return;  // cannot happen for what the endpoint builds
@@ -602,11 +610,21 @@ void Proxy::FlushLeg(Connection& c, Leg& leg) {
     // The engine wants views into the datagram itself.
     auto parsed = stack::ParseSegment(bytes, {.verify_checksums = false});
     if (!parsed.ok()) return;
-    Transmit(&c, {c.id, leg.out_hook, leg.ep->state(), c.scope}, bytes, &*parsed);
+    reset_by_rule = Transmit(&c, {c.id, leg.out_hook, leg.ep->state(), c.scope}, bytes, &*parsed) &&
+                    !r.flags.has(stack::kRst);
   });
+  if (reset_by_rule && leg.ep->state() != TcpState::kClosed) {
+    // An `rst` rule sent a RST in place of the leg's segment: for the peer the
+    // connection is reset, so the leg ends as one that sent it, by ABORT (RFC 9293
+    // §3.10.5), and never retransmits what the RST replaced. The RST ABORT queues is
+    // the one already on the wire: it is discarded, not sent a second time.
+    leg.ep->Abort(now);
+    leg.ep->Poll(now, [](const TcpRepr&) {});
+  }
+  return reset_by_rule;
 }
 
-void Proxy::Transmit(Connection* c, const SegmentMeta& meta, absl::Span<const uint8_t> datagram,
+bool Proxy::Transmit(Connection* c, const SegmentMeta& meta, absl::Span<const uint8_t> datagram,
                      const Segment* parsed) {
   Instant now = MonotonicNow();
   decision_.reset();
@@ -619,6 +637,7 @@ void Proxy::Transmit(Connection* c, const SegmentMeta& meta, absl::Span<const ui
     if (pcap_) pcap_->Write(now, datagram);
   }
   LogSegment(c, meta.hook, *parsed, meta.state, meta.state, decision ? &*decision : nullptr);
+  return decision && decision->action == ActionKind::kRst;
 }
 
 void Proxy::PollEngine() {

@@ -158,8 +158,10 @@ class Proxy {
   void OnUpstreamFailed(Connection& c, bool refused, const std::string& why);
   void AcceptClient(Connection& c);
   void Service(Connection& c);
-  void FlushLeg(Connection& c, Leg& leg);
-  void Transmit(Connection* c, const SegmentMeta& meta, absl::Span<const uint8_t> datagram,
+  // Sends what the leg's endpoint has due; true when a rule's RST ended the leg.
+  bool FlushLeg(Connection& c, Leg& leg);
+  // Returns true when a rule replaced the segment with a RST.
+  bool Transmit(Connection* c, const SegmentMeta& meta, absl::Span<const uint8_t> datagram,
                 const stack::Segment* parsed);
   void PumpTunRelay(Connection& c);
   void PumpSocketRelay(Connection& c);

@@ -200,7 +200,12 @@ void ServeProxy::Service(Connection& c) {
     Event(c, "server leg connected");
   }
   Pump(c);
-  Flush(c);  // what the relay queued (data, FIN, RST) goes out now
+  // What the relay queued (data, FIN, RST) goes out now; when a rule's RST ended the
+  // server leg there, the relay resets the client at once.
+  if (Flush(c)) {
+    Pump(c);
+    Flush(c);
+  }
   if (conns_.contains(id)) MaybeFinish(c);
 }
 
@@ -282,19 +287,30 @@ void ServeProxy::Remove(Connection& c) {
 // ---------------------------------------------------------------------------
 // The server side: segments over the TUN, through the fault engine.
 
-void ServeProxy::Flush(Connection& c) {
+bool ServeProxy::Flush(Connection& c) {
   Instant now = MonotonicNow();
+  bool reset_by_rule = false;
   c.ep->Poll(now, [&](const TcpRepr& r) {
+    if (reset_by_rule) return;  // after a RST the server has nothing more to see
     Segment s = stack::MakeSegment(c.key.local_addr, c.key.remote_addr, r, next_ident_++);
     auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
     if (!n.ok()) return;
     absl::Span<const uint8_t> bytes(out_buf_.data(), *n);
     auto parsed = stack::ParseSegment(bytes, {.verify_checksums = false});
-    if (parsed.ok()) Emit(&c, Hook::kToServer, c.ep->state(), bytes, *parsed);
+    if (parsed.ok()) {
+      reset_by_rule = Emit(&c, Hook::kToServer, c.ep->state(), bytes, *parsed) && !r.flags.has(stack::kRst);
+    }
   });
+  if (reset_by_rule && c.ep->state() != TcpState::kClosed) {
+    // As Proxy::FlushLeg: the rule's RST ended the connection for the server, so the
+    // endpoint aborts (RFC 9293 §3.10.5) without a second RST.
+    c.ep->Abort(now);
+    c.ep->Poll(now, [](const TcpRepr&) {});
+  }
+  return reset_by_rule;
 }
 
-void ServeProxy::Emit(Connection* c, Hook hook, TcpState state, absl::Span<const uint8_t> datagram,
+bool ServeProxy::Emit(Connection* c, Hook hook, TcpState state, absl::Span<const uint8_t> datagram,
                       const Segment& parsed) {
   Instant now = MonotonicNow();
   decision_.reset();
@@ -307,6 +323,7 @@ void ServeProxy::Emit(Connection* c, Hook hook, TcpState state, absl::Span<const
     if (pcap_) pcap_->Write(now, datagram);
   }
   Log(c, hook, parsed, state, state, decision ? &*decision : nullptr, now);
+  return decision && decision->action == ActionKind::kRst;
 }
 
 void ServeProxy::OnDatagram(absl::Span<const uint8_t> datagram) {

@@ -76,14 +76,16 @@ class ServeProxy {
   void Accept();
   void OnAccepted(boost::asio::ip::tcp::socket sock);
   void Service(Connection& c);
-  void Flush(Connection& c);
+  // Sends what the endpoint has due; true when a rule's RST ended the server leg.
+  bool Flush(Connection& c);
   void Pump(Connection& c);
   void StartSocketRead(Connection& c);
   void StartSocketWrite(Connection& c);
   void MaybeFinish(Connection& c);
   void Remove(Connection& c);
   void SendStrayRst(const stack::Segment& seg);
-  void Emit(Connection* c, Hook hook, stack::TcpState state, absl::Span<const uint8_t> datagram,
+  // Returns true when a rule replaced the segment with a RST.
+  bool Emit(Connection* c, Hook hook, stack::TcpState state, absl::Span<const uint8_t> datagram,
             const stack::Segment& parsed);
   void Deliver(Connection& c, const stack::Segment& seg);
   void PollEngine();

@@ -69,7 +69,9 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
   std::unique_ptr<Service> s(new Service(std::move(opts)));
   ServiceOptions& o = s->opts_;
   if (!o.log_line) o.log_line = [](const std::string&) {};
-  for (const Rule& r : o.rules) {
+  for (size_t i = 0; i < o.rules.size(); ++i) {
+    const Rule& r = o.rules[i];
+    if (auto st = s->CheckRuleCanFire(r, absl::StrCat("rule #", i + 1)); !st.ok()) return st;
     auto id = s->engine_.AddRule(r);
     if (!id.ok()) return id.status();
   }
@@ -93,6 +95,13 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
   }
   if (o.mtu < 576 || o.mtu > 65520) {
     return absl::InvalidArgumentError(absl::StrCat("--mtu ", o.mtu, ": must be 576 to 65520"));
+  }
+  // What runs that were killed left on the host (dnat.h): undone before this one
+  // changes anything. Without the privilege there is nothing wrench could have left.
+  if (auto cleaned = CleanUpAfterDeadRuns(); cleaned.ok()) {
+    for (const std::string& line : cleaned->done) o.log_line(absl::StrCat("wrench: cleanup: ", line));
+  } else if (!absl::IsPermissionDenied(cleaned.status())) {
+    o.log_line(absl::StrCat("wrench: cleanup after earlier runs failed: ", cleaned.status().message()));
   }
   if (o.tun_fd >= 0) {
     // wrench exec: the device lives in the command's namespace, where no connection
@@ -200,6 +209,72 @@ absl::StatusOr<Dnat*> Service::dnat() {
   opts_.log_line(absl::StrCat("wrench: nftables table ", dnat_->table(), " DNATs proxies' listen addresses to ",
                               DnatFront().ToString()));
   return dnat_.get();
+}
+
+namespace {
+
+// What a leg of a run is to the rules.
+enum class LegKind {
+  kSegments,  // wrench's own TCP endpoint: every action, on real segments
+  kSocket,    // a kernel socket: delay and rst, on its events
+  kNone,      // no rule sees it
+};
+
+// The flags of the socket events offered at a socket leg's hooks (README, "Which
+// rules act on which leg").
+constexpr uint8_t kToServerEvents[] = {stack::kSyn, stack::kPsh | stack::kAck, stack::kFin | stack::kAck};
+constexpr uint8_t kFromServerEvents[] = {stack::kSyn | stack::kAck, stack::kRst | stack::kAck,
+                                         stack::kPsh | stack::kAck, stack::kFin | stack::kAck};
+
+bool SocketEventMatches(const Rule& r, Hook h) {
+  const ActionKind k = KindOf(r.action);
+  if (k != ActionKind::kDelay && k != ActionKind::kRst) return false;
+  absl::Span<const uint8_t> events =
+      h == Hook::kToServer ? absl::MakeConstSpan(kToServerEvents) : absl::MakeConstSpan(kFromServerEvents);
+  for (uint8_t f : events) {
+    if (r.flags_exact && r.flags_exact->bits() != f) continue;
+    if (r.flags_has && (r.flags_has->bits() & f) != r.flags_has->bits()) continue;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::Status Service::CheckRuleCanFire(const Rule& rule, absl::string_view what) const {
+  // exec --serve: the client side is an accepted kernel socket no rule sees; the
+  // server leg is wrench's endpoint over the TUN.
+  const bool serve = opts_.serve_port != 0;
+  const LegKind client = serve ? LegKind::kNone : LegKind::kSegments;
+  const LegKind server = serve || (opts_.upstream_via == UpstreamVia::kTun && !opts_.transparent)
+                             ? LegKind::kSegments
+                             : LegKind::kSocket;
+  for (int i = 0; i < kHookCount; ++i) {
+    const Hook h = static_cast<Hook>(i);
+    if (!rule.hooks.has(h)) continue;
+    const LegKind leg = (h == Hook::kFromClient || h == Hook::kToClient) ? client : server;
+    if (leg == LegKind::kSegments || (leg == LegKind::kSocket && SocketEventMatches(rule, h))) {
+      return absl::OkStatus();
+    }
+  }
+  const std::string run = serve               ? "under wrench exec --serve"
+                          : opts_.transparent ? "under wrench exec"
+                                              : "with --upstream-via socket";
+  const std::string legs =
+      serve ? "the client side is a kernel socket no rule sees, and to-server and from-server take every action"
+            : absl::StrCat("the server leg is a kernel socket, where only delay and rst act, on its events (SYN, "
+                           "SYN+ACK, RST+ACK, PSH+ACK, FIN+ACK; never a pure ACK), while from-client and to-client "
+                           "take every action",
+                           opts_.transparent ? "" : "; --upstream-via tun makes the server leg wrench's own too");
+  const std::string text = ToString(rule);
+  std::string msg = absl::StrCat(what, " \"", text, "\" can never fire: ", run, " ", legs,
+                                 " (README, \"Which rules act on which leg\")");
+  if (opts_.allow_idle_rules) {
+    opts_.log_line(absl::StrCat("wrench: warning: ", msg, "; kept (--allow-idle-rules)"));
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(msg, ". Name a hook where it acts with on=, or start wrench with --allow-idle-rules to keep it"));
 }
 
 stack::IpAddress Service::DnatFront() const {

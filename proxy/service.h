@@ -51,6 +51,9 @@ struct ServiceOptions {
   // each connection over the TUN to the command's address, port `serve_port`; 0: off.
   uint16_t serve_port = 0;
   boost::asio::ip::tcp::endpoint serve_listen;
+  // --allow-idle-rules: a rule that can never fire on this run's legs (README, "Which
+  // rules act on which leg") is kept with a warning instead of refused.
+  bool allow_idle_rules = false;
 };
 
 // Parses --net: "10.89.0.0/24" (any address inside the subnet is accepted).
@@ -93,6 +96,13 @@ class Service {
   absl::StatusOr<Dnat*> dnat();
   // The front that DNATed connections reach: the subnet's last host address.
   stack::IpAddress DnatFront() const;
+
+  // Whether `rule` can fire on the legs of this run: some hook of its on= must be on a
+  // leg where its action acts, with flags a segment or socket event there can carry.
+  // Without, an InvalidArgument error says which actions act on which leg; with
+  // allow_idle_rules, a warning goes to the log and the result is OK. `what` names
+  // the rule in the message ("rule #2", "--rule").
+  absl::Status CheckRuleCanFire(const Rule& rule, absl::string_view what) const;
 
  private:
   explicit Service(ServiceOptions opts);

@@ -744,19 +744,26 @@ absl::Status BuildToxic(ToxiproxyCollection::Json attrs, absl::string_view type,
   const bool upstream = stream == "upstream";
   const HookSet want = upstream ? HookSet::Of(Hook::kFromClient).with(Hook::kToServer)
                                 : HookSet::Of(Hook::kToClient).with(Hook::kFromServer);
+  // One toxic acts in one place: on the client's leg, the stream's segments as the
+  // client sends or receives them. That leg is wrench's own TCP on every kind of
+  // proxy, so every action works there; with the server leg too, a segment_delay on
+  // the SYN-ACK would hold both the upstream connect and the client's SYN-ACK, twice
+  // the delay asked for.
+  const HookSet client_leg = HookSet::Of(upstream ? Hook::kFromClient : Hook::kToClient);
   rules->clear();
   int n = 0;
   for (const std::string& text : *texts) {
     auto r = ParseRule(text, ++n);
     if (!r.ok()) return BadBody(absl::StrCat("rule \"", text, "\": ", r.status().message()));
     if (r->hooks == HookSet::All()) {
-      r->hooks = want;
+      r->hooks = client_leg;
     } else if ((r->hooks.bits() & ~want.bits()) != 0) {
       return BadBody(absl::StrCat("rule \"", text, "\": on=", r->hooks.ToString(), " is not on the ", stream,
                                   " stream (", upstream ? "client to server: from-client, to-server"
                                                         : "server to client: to-client, from-server",
                                   "); use stream ", upstream ? "downstream" : "upstream"));
     }
+    if (auto st = service.CheckRuleCanFire(*r, "rule"); !st.ok()) return BadBody(st.message());
     if (toxicity < 1) r->probability = r->probability.value_or(1.0) * toxicity;
     rules->push_back(*r);
   }

@@ -373,10 +373,10 @@ TEST_F(ControlApiTest, SegmentToxicsBecomeScopedRulesAndBadOnesAreRefused) {
   ASSERT_EQ(r.status, 200) << r.body;
   Json rules = Call("GET", "/rules").json();
   ASSERT_EQ(rules.size(), 2u);
-  EXPECT_EQ(rules[0]["text"], "drop on=to-client,from-server flags=SYN+ACK nth=1");
+  EXPECT_EQ(rules[0]["text"], "drop on=to-client flags=SYN+ACK nth=1");
   EXPECT_EQ(rules[0]["proxy"], "tun");
   EXPECT_EQ(rules[0]["toxic"], "segment_downstream");
-  EXPECT_EQ(rules[1]["text"], "delay 20ms on=from-client,to-server has=FIN p=0.25");
+  EXPECT_EQ(rules[1]["text"], "delay 20ms on=from-client has=FIN p=0.25");
   r = Call("POST", "/proxies/tun/toxics", R"({"name":"bad","type":"segment","attributes":{"rule":"drop flgs=SYN"}})");
   EXPECT_EQ(r.status, 400);
   EXPECT_THAT(r.json()["error"].get<std::string>(), HasSubstr("did you mean flags"));
@@ -595,6 +595,55 @@ TEST_F(ControlApiTest, SegmentToxicDropsTheFirstSynAckOfItsProxyOnly) {
   ASSERT_EQ(rules.size(), 1u);
   EXPECT_EQ(rules[0]["hits"], 1);
   ASSERT_TRUE(RoundTrip(slow->get(), "through").ok());
+}
+
+TEST_F(ControlApiTest, ASegmentDelayOnTheSynAckDelaysTheHandshakeOnce) {
+  // A socket-upstream proxy: the upstream connect's success is a from-server SYN+ACK
+  // socket event, the client's SYN-ACK a to-client segment. The toxic acts on the
+  // client's leg only, so the handshake waits 250 ms, not 500.
+  StartWrench();
+  CreateProxy("slow", "10.89.0.2:5000");
+  HttpResult r = Call("POST", "/proxies/slow/toxics",
+                      R"({"type":"segment_delay","stream":"downstream","attributes":{"delay":250,"flags":"SYN+ACK"}})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Call("GET", "/rules").json()[0]["text"], "delay 250ms on=to-client flags=SYN+ACK");
+  absl::Time start = absl::Now();
+  auto fd = tu::ConnectTo(kFront, 5000, absl::Seconds(5));
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  absl::Duration took = absl::Now() - start;
+  std::fprintf(stderr, "connect with a 250 ms segment_delay on the SYN-ACK: %.1f ms\n", absl::ToDoubleMilliseconds(took));
+  EXPECT_GE(took, absl::Milliseconds(250));
+  EXPECT_LT(took, absl::Milliseconds(450)) << "the delay was applied twice";
+  EXPECT_EQ(Call("GET", "/rules").json()[0]["hits"], 1);
+  ASSERT_TRUE(RoundTrip(fd->get(), "through").ok());
+}
+
+TEST_F(ControlApiTest, ARuleThatCanNeverFireOnTheLegsIsA400WithTheReason) {
+  StartWrench();  // --upstream-via socket: the server leg is a kernel socket
+  HttpResult r = Call("POST", "/rules", "blackhole on=from-server after=50");
+  EXPECT_EQ(r.status, 400) << r.body;
+  const std::string error = r.json().value("error", "");
+  EXPECT_THAT(error, HasSubstr("can never fire"));
+  EXPECT_THAT(error, HasSubstr("only delay and rst act"));
+  EXPECT_THAT(error, HasSubstr("from-client and to-client take every action"));
+  EXPECT_THAT(error, HasSubstr("--allow-idle-rules"));
+  // A pure ACK is no socket event either.
+  EXPECT_EQ(Call("POST", "/rules", "delay 10ms on=to-server flags=ACK").status, 400);
+  EXPECT_EQ(Call("GET", "/rules").json(), Json::array()) << "nothing was applied";
+  // What the socket leg does take, and every action on the client's leg, are accepted.
+  EXPECT_EQ(Call("POST", "/rules", "delay 10ms on=from-server flags=SYN+ACK\nblackhole on=to-client after=50").status,
+            201);
+  // A segment toxic naming the server leg of a socket-upstream proxy, too.
+  CreateProxy("p", "10.89.0.2:5000");
+  r = Call("POST", "/proxies/p/toxics",
+           R"({"type":"segment","stream":"downstream","attributes":{"rule":"drop on=from-server has=FIN"}})");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_THAT(r.json().value("error", ""), HasSubstr("can never fire"));
+}
+
+TEST_F(ControlApiTest, WithTheServerLegOnTheTunEveryRuleIsAccepted) {
+  StartWrench(false, UpstreamVia::kTun);
+  EXPECT_EQ(Call("POST", "/rules", "blackhole on=from-server after=50\ndelay 10ms on=to-server flags=ACK").status, 201);
 }
 
 TEST_F(ControlApiTest, StreamToxicsWorkWhenTheServerLegIsOursToo) {

@@ -7,8 +7,12 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <thread>
@@ -76,6 +80,18 @@ std::string ReadFile(const std::string& path) {
   return s;
 }
 
+// Host records in a directory of the test's own (removed when the process ends), so
+// no test leaves a file in the host's /run.
+void UseOwnRunDirectory() {
+  static const std::string dir = [] {
+    char d[] = "/tmp/wrench-run-XXXXXX";
+    std::string made = ::mkdtemp(d) ? d : "";
+    std::atexit([] { std::system(absl::StrCat("rm -rf ", std::getenv("WRENCH_RUN_DIR")).c_str()); });
+    return made;
+  }();
+  ::setenv("WRENCH_RUN_DIR", dir.c_str(), 1);
+}
+
 class DnatTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -84,6 +100,7 @@ class DnatTest : public ::testing::Test {
     absl::Status st = tu::EnterFreshNetworkNamespace();
     if (!st.ok()) GTEST_SKIP() << "needs network namespaces of its own: " << st;
     if (std::system("command -v ip >/dev/null") != 0) GTEST_SKIP() << "ip (iproute2) is needed for the veth";
+    UseOwnRunDirectory();
     server_ns_ = UniqueFd(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
     ASSERT_TRUE(server_ns_);
     std::thread([&] {
@@ -282,10 +299,10 @@ TEST_F(DnatTest, DeletingTheProxyAndStoppingWrenchUndoTheDnat) {
   }
 }
 
-TEST_F(DnatTest, ATableLeftByAKilledWrenchIsReplacedAndItsForwardingUndone) {
+TEST_F(DnatTest, ATableNoRecordNamesIsReplacedAndForwardingLeftAsTheHostHasIt) {
   if (std::system("command -v nft >/dev/null") != 0) GTEST_SKIP() << "the nft program is needed to leave a table";
-  // What a wrench killed with SIGKILL leaves: its table with the forward guard, and
-  // ip_forward turned on.
+  // A table no host record names, with a catch-all drop in its forward chain, and
+  // forwarding on, with no record of what it was before.
   ASSERT_EQ(std::system("nft 'add table ip wrench_wrench0; add chain ip wrench_wrench0 forward "
                         "{ type filter hook forward priority filter; policy accept; drop; }'"),
             0);
@@ -297,8 +314,10 @@ TEST_F(DnatTest, ATableLeftByAKilledWrenchIsReplacedAndItsForwardingUndone) {
   ASSERT_TRUE(fd.ok()) << fd.status();
   absl::Status echoed = EchoesByteForByte(fd->get(), Pattern(10'000));
   EXPECT_TRUE(echoed.ok()) << echoed;
+  EXPECT_EQ(std::system("nft list table ip wrench_wrench0 | grep -qw drop"), 256) << "the catch-all drop is gone";
   StopWrench();
-  EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "0");
+  // Nothing recorded forwarding as off: it was on when this wrench came, and stays.
+  EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "1");
   EXPECT_NE(std::system("nft list table ip wrench_wrench0 >/dev/null 2>&1"), 0) << "the table outlived wrench";
 }
 
@@ -322,6 +341,192 @@ TEST_F(DnatTest, WithoutCapNetAdminAWildcardListenFallsBackToAKernelSocket) {
   EXPECT_EQ(conns[0]["kind"], "socket");
   absl::Status echoed = EchoesByteForByte(fd->get(), Pattern(100'000));
   EXPECT_TRUE(echoed.ok()) << echoed;
+}
+
+// ---------------------------------------------------------------------------
+// `wrench serve` killed with SIGKILL, in a namespace of the test's own: what it leaves
+// (its table, ip_forward on) and how `wrench cleanup` or the next start undo it.
+
+constexpr uint16_t kServeApiPort = 18474;
+
+// The output of a shell command (bounded by the command itself).
+std::string Shell(const std::string& cmd, int* status = nullptr) {
+  FILE* f = ::popen(cmd.c_str(), "r");
+  std::string out;
+  if (!f) return out;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) out.append(buf, n);
+  int st = ::pclose(f);
+  if (status) *status = st;
+  return out;
+}
+
+bool DirHasRecord(const std::string& dir) {
+  return !Shell(absl::StrCat("ls ", dir, " | grep '\\.state$'")).empty();
+}
+
+class DnatHostRecordTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::Status st = tu::EnterFreshNetworkNamespace();
+    if (!st.ok()) GTEST_SKIP() << "needs a network namespace of its own: " << st;
+    if (std::system("command -v nft >/dev/null") != 0) GTEST_SKIP() << "the nft program is needed to list tables";
+    UseOwnRunDirectory();
+    run_dir_ = std::getenv("WRENCH_RUN_DIR");
+    ASSERT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "0") << "a fresh namespace forwards nothing";
+    err_ = absl::StrCat(run_dir_, "/serve-", ::getpid(), ".err");
+  }
+  void TearDown() override {
+    for (pid_t pid : serves_) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+
+  // Starts `wrench serve` (its stderr in err_) and waits, bounded, for its API.
+  // A second one takes another port, TUN and subnet (`second`).
+  pid_t StartServe(bool second = false) {
+    const uint16_t port = second ? kServeApiPort + 1 : kServeApiPort;
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      int fd = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0) ::dup2(fd, 2);
+      const std::string api = absl::StrCat("--api=127.0.0.1:", port);
+      ::execl(WRENCH_BINARY, WRENCH_BINARY, "serve", api.c_str(), "--msl=1s", second ? "--tun=wrench1" : "--tun=wrench0",
+              second ? "--net=10.90.0.0/24" : "--net=10.89.0.0/24", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    serves_.push_back(pid);
+    absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < deadline) {
+      auto r = Http(port, "GET", "/version");
+      if (r.ok() && r->status == 200) return pid;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    ADD_FAILURE() << "wrench serve did not answer: " << ReadAll();
+    return pid;
+  }
+
+  void KillServe(pid_t pid, int sig) {
+    ::kill(pid, sig);
+    int status = 0;
+    absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (::waitpid(pid, &status, WNOHANG) != pid && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
+    serves_.erase(std::remove(serves_.begin(), serves_.end(), pid), serves_.end());
+  }
+
+  // A serve with a DNAT proxy on 0.0.0.0, killed with SIGKILL; checks what it leaves.
+  // False (with the test skipped) where DNAT cannot be used.
+  bool LeaveWhatAKilledServeLeaves() {
+    pid_t pid = StartServe();
+    HttpResult r = tu::HttpOrFail(kServeApiPort, "POST", "/proxies",
+                                  R"({"name":"any","listen":"0.0.0.0:7000","upstream":"127.0.0.1:7999"})");
+    EXPECT_EQ(r.status, 201) << r.body;
+    if (absl::StrContains(ReadAll(), "no DNAT into the TUN")) {
+      KillServe(pid, SIGKILL);
+      return false;
+    }
+    EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "1");
+    EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/conf/wrench0/rp_filter"), "2");
+    const std::string table = Shell("nft list table ip wrench_wrench0");
+    EXPECT_THAT(table, HasSubstr("chain forward"));
+    EXPECT_THAT(table, ::testing::Not(HasSubstr("drop"))) << "a catch-all drop:\n" << table;
+    EXPECT_TRUE(DirHasRecord(run_dir_)) << "no host record";
+    KillServe(pid, SIGKILL);
+    // SIGKILL runs no code: the table and ip_forward stay, the TUN (and its rp_filter)
+    // went with the process.
+    EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "1");
+    EXPECT_EQ(std::system("nft list table ip wrench_wrench0 >/dev/null 2>&1"), 0);
+    EXPECT_NE(::access("/proc/sys/net/ipv4/conf/wrench0/rp_filter", F_OK), 0);
+    EXPECT_TRUE(DirHasRecord(run_dir_));
+    return true;
+  }
+
+  void ExpectHostAsFound() {
+    EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "0");
+    EXPECT_THAT(Shell("nft list tables"), ::testing::Not(HasSubstr("wrench_")));
+    EXPECT_FALSE(DirHasRecord(run_dir_));
+  }
+
+  std::string ReadAll() { return Shell(absl::StrCat("cat ", err_)); }
+
+  std::string run_dir_, err_;
+  std::vector<pid_t> serves_;
+};
+
+TEST_F(DnatHostRecordTest, WrenchCleanupUndoesWhatAKilledServeLeft) {
+  if (!LeaveWhatAKilledServeLeaves()) GTEST_SKIP() << "no nftables DNAT here: " << ReadAll();
+  int status = 0;
+  const std::string out = Shell(absl::StrCat(WRENCH_BINARY, " cleanup 2>&1"), &status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << out;
+  EXPECT_THAT(out, HasSubstr("restored net.ipv4.ip_forward to 0 (was 1)"));
+  EXPECT_THAT(out, HasSubstr("deleted nftables table ip wrench_wrench0"));
+  EXPECT_THAT(out, HasSubstr("removed the record of wrench pid"));
+  ExpectHostAsFound();
+  EXPECT_THAT(Shell(absl::StrCat(WRENCH_BINARY, " cleanup 2>&1")), HasSubstr("nothing to clean up"));
+}
+
+TEST_F(DnatHostRecordTest, TheNextStartUndoesWhatAKilledServeLeft) {
+  if (!LeaveWhatAKilledServeLeaves()) GTEST_SKIP() << "no nftables DNAT here: " << ReadAll();
+  pid_t pid = StartServe();  // no DNAT proxy this time
+  EXPECT_THAT(ReadAll(), HasSubstr("wrench: cleanup: restored net.ipv4.ip_forward to 0"));
+  ExpectHostAsFound();
+  KillServe(pid, SIGTERM);
+  ExpectHostAsFound();
+}
+
+TEST_F(DnatHostRecordTest, CleanupLeavesARunningWrenchAloneAndItsCleanExitUndoesAll) {
+  pid_t pid = StartServe();
+  HttpResult r = tu::HttpOrFail(kServeApiPort, "POST", "/proxies",
+                                R"({"name":"any","listen":"0.0.0.0:7000","upstream":"127.0.0.1:7999"})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  if (absl::StrContains(ReadAll(), "no DNAT into the TUN")) GTEST_SKIP() << "no nftables DNAT here: " << ReadAll();
+  const std::string out = Shell(absl::StrCat(WRENCH_BINARY, " cleanup 2>&1"));
+  EXPECT_THAT(out, HasSubstr(absl::StrCat("left alone: TUN wrench0: in use by wrench pid ", pid)));
+  EXPECT_THAT(out, HasSubstr("nothing to clean up"));
+  EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "1");
+  EXPECT_EQ(std::system("nft list table ip wrench_wrench0 >/dev/null 2>&1"), 0);
+  KillServe(pid, SIGTERM);
+  ExpectHostAsFound();
+}
+
+TEST_F(DnatHostRecordTest, ForwardingStaysOnWhileAnotherRunNeedsItAndIsRestoredAfterTheLast) {
+  pid_t first = StartServe();
+  HttpResult r = tu::HttpOrFail(kServeApiPort, "POST", "/proxies",
+                                R"({"name":"a","listen":"0.0.0.0:7000","upstream":"127.0.0.1:7999"})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  if (absl::StrContains(ReadAll(), "no DNAT into the TUN")) GTEST_SKIP() << "no nftables DNAT here: " << ReadAll();
+  pid_t second = StartServe(/*second=*/true);
+  r = tu::HttpOrFail(kServeApiPort + 1, "POST", "/proxies",
+                     R"({"name":"b","listen":"0.0.0.0:7001","upstream":"127.0.0.1:7999"})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "1");
+  // The first (which turned forwarding on) ends cleanly: the second still needs it.
+  KillServe(first, SIGTERM);
+  EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "1");
+  EXPECT_NE(std::system("nft list table ip wrench_wrench0 >/dev/null 2>&1"), 0);
+  // The second is killed; its record, which took the setting over, restores it.
+  KillServe(second, SIGKILL);
+  const std::string out = Shell(absl::StrCat(WRENCH_BINARY, " cleanup 2>&1"));
+  EXPECT_THAT(out, HasSubstr("restored net.ipv4.ip_forward to 0 (was 1)"));
+  EXPECT_THAT(out, HasSubstr("deleted nftables table ip wrench_wrench1"));
+  ExpectHostAsFound();
+}
+
+TEST_F(DnatHostRecordTest, CleanupOfOneTunDeletesItsOrphanTableOnly) {
+  ASSERT_EQ(std::system("nft 'add table ip wrench_ghost0; add table ip wrench_ghost1'"), 0);
+  int status = 0;
+  std::string out = Shell(absl::StrCat(WRENCH_BINARY, " cleanup --tun ghost0 2>&1"), &status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << out;
+  EXPECT_THAT(out, HasSubstr("deleted nftables table ip wrench_ghost0: its TUN is gone"));
+  const std::string tables = Shell("nft list tables");
+  EXPECT_THAT(tables, ::testing::Not(HasSubstr("wrench_ghost0")));
+  EXPECT_THAT(tables, HasSubstr("wrench_ghost1"));
+  // A table whose device exists is left alone.
+  ASSERT_EQ(std::system("ip link add ghost1 type veth peer name ghost1p"), 0);
+  out = Shell(absl::StrCat(WRENCH_BINARY, " cleanup 2>&1"));
+  EXPECT_THAT(out, HasSubstr("left alone: nftables table ip wrench_ghost1: its TUN exists"));
+  EXPECT_THAT(Shell("nft list tables"), HasSubstr("wrench_ghost1"));
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include <sys/wait.h>
 
+#include <pcap/pcap.h>
 #include <poll.h>
 
 #include <atomic>
@@ -77,6 +78,7 @@ class ProxyTest : public ::testing::Test {
     o.mtu = mtu;
     o.tcp.msl = absl::Seconds(1);
     o.seed = 7;
+    o.allow_idle_rules = allow_idle_rules_;
     for (size_t i = 0; i < rules.size(); ++i) {
       auto r = ParseRule(rules[i], static_cast<int>(i + 1));
       ASSERT_TRUE(r.ok()) << r.status();
@@ -150,6 +152,7 @@ class ProxyTest : public ::testing::Test {
   std::unique_ptr<Service> service_;
   std::thread loop_;
   std::string pcap_path_, log_path_;
+  bool allow_idle_rules_ = false;
 };
 
 // --- plain relay --------------------------------------------------------------
@@ -260,7 +263,9 @@ std::vector<uint64_t> RuleHits(Service& service) {
 TEST_F(ProxyTest, SocketLegDelaysWritesAndReadsInOrderAndIgnoresWhatASocketCannotDo) {
   auto server = tu::TcpServer::Start(kLoopback, 0, EchoHandler);
   ASSERT_TRUE(server.ok());
-  // drop, dup and reorder have no meaning on a kernel socket: they never fire there.
+  // drop, dup and reorder have no meaning on a kernel socket: they never fire there
+  // (refused at start unless --allow-idle-rules keeps them).
+  allow_idle_rules_ = true;
   StartProxy((*server)->port(), {"drop on=to-server len>0", "dup on=from-server", "reorder on=to-server",
                                  "delay 20ms~15ms on=to-server len>0 p=0.3",
                                  "delay 20ms~15ms on=from-server len>0 p=0.3"});
@@ -469,6 +474,125 @@ TEST_F(ProxyTest, ServerCloseLeavesClientInCloseWaitAndProxyInFinWait2) {
 
 TEST_F(ProxyTest, RstInsteadOfFinResetsTheClient) {
   ExpectServerCloseResetsTheClient("rst on=to-client has=FIN");
+}
+
+// The segments of a pcap that wrench wrote (LINKTYPE_RAW), parsed.
+std::vector<SegmentSummary> ReadPcap(const std::string& path) {
+  std::vector<SegmentSummary> out;
+  char err[PCAP_ERRBUF_SIZE];
+  pcap_t* p = ::pcap_open_offline(path.c_str(), err);
+  if (!p) {
+    ADD_FAILURE() << "pcap_open_offline " << path << ": " << err;
+    return out;
+  }
+  pcap_pkthdr* h;
+  const u_char* data;
+  while (::pcap_next_ex(p, &h, &data) == 1) {
+    auto seg = stack::ParseSegment(absl::MakeConstSpan(data, h->caplen), {.verify_checksums = false});
+    if (seg.ok()) out.push_back(Summarize(seg->tcp));
+  }
+  ::pcap_close(p);
+  return out;
+}
+
+TEST_F(ProxyTest, RstInPlaceOfTheProxysFinIsTheOnlyRstAndClosesTheLeg) {
+  char dir[] = "/tmp/wrench-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  pcap_path_ = absl::StrCat(dir, "/cap.pcap");
+  // The server answers, waits until the client has acknowledged the answer (so no
+  // ACK crosses the RST, which a CLOSED leg would answer with a RST of its own), and
+  // closes. Every FIN toward the client is to be replaced: a leg left in FIN-WAIT-1
+  // would retransmit its FIN after an RTO, and the rule would send a second RST.
+  auto server = tu::TcpServer::Start(kLoopback, 0, [](int fd) {
+    (void)tu::ReadAll(fd, absl::Seconds(5), 1);
+    (void)tu::WriteAll(fd, "partial", absl::Seconds(5));
+    absl::SleepFor(absl::Milliseconds(300));
+  });
+  ASSERT_TRUE(server.ok());
+  StartProxy((*server)->port(), {"rst on=to-client has=FIN"});
+  auto fd = Connect();
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  ASSERT_TRUE(tu::WriteAll(fd->get(), "?", absl::Seconds(5)).ok());
+  auto r = tu::ReadAll(fd->get(), absl::Seconds(10));
+  ASSERT_FALSE(r.ok()) << "read " << r->size() << " bytes and EOF";
+  EXPECT_EQ(tu::ErrnoOf(r.status()), ECONNRESET) << r.status();
+  absl::SleepFor(absl::Milliseconds(2500));  // past the 1 s initial RTO, twice
+  std::string leg = ClientLegState();
+  EXPECT_TRUE(leg == "CLOSED" || leg == "none") << "the client leg is " << leg;
+  uint64_t hits = 0;
+  service_->RunOnLoop([&] { hits = service_->engine().Rules()[0].hits; });
+  EXPECT_EQ(hits, 1u) << "the FIN was sent again and replaced again";
+  StopProxy();
+  int rsts = 0, fins = 0;
+  for (const SegmentSummary& s : ReadPcap(pcap_path_)) {
+    if (s.src_port != 80) continue;  // wrench's client leg, from the front 10.89.0.2:80
+    rsts += s.flags.has(stack::kRst);
+    fins += s.flags.has(stack::kFin);
+  }
+  EXPECT_EQ(rsts, 1) << "exactly one RST toward the client";
+  EXPECT_EQ(fins, 0) << "the FIN the RST replaced never went out";
+  std::system(absl::StrCat("rm -rf ", dir).c_str());
+}
+
+TEST_F(ProxyTest, RstInPlaceOfDataToTheClientResetsTheServerAtOnce) {
+  // The server writes, then waits for more from the client: the rule's RST ends the
+  // client leg, and the relay resets the server's connection in the same turn.
+  std::atomic<int> server_errno{0};
+  std::atomic<int64_t> server_waited_ms{-1};
+  auto server = tu::TcpServer::Start(kLoopback, 0, [&](int fd) {
+    (void)tu::ReadAll(fd, absl::Seconds(5), 1);
+    (void)tu::WriteAll(fd, "answer", absl::Seconds(5));
+    absl::Time start = absl::Now();
+    auto more = tu::ReadAll(fd, absl::Seconds(5));
+    server_waited_ms = absl::ToInt64Milliseconds(absl::Now() - start);
+    server_errno = more.ok() ? 0 : tu::ErrnoOf(more.status());
+  });
+  ASSERT_TRUE(server.ok());
+  StartProxy((*server)->port(), {"rst on=to-client len>0"});
+  auto fd = Connect();
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  ASSERT_TRUE(tu::WriteAll(fd->get(), "?", absl::Seconds(5)).ok());
+  auto r = tu::ReadAll(fd->get(), absl::Seconds(5));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(tu::ErrnoOf(r.status()), ECONNRESET) << r.status();
+  absl::Time deadline = absl::Now() + absl::Seconds(6);
+  while (server_waited_ms < 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(server_errno, ECONNRESET);
+  EXPECT_GE(server_waited_ms, 0);
+  EXPECT_LT(server_waited_ms, 1000) << "the server learnt of the reset late";
+}
+
+TEST_F(ProxyTest, RulesThatCanNeverFireOnTheLegsAreRefusedUnlessAllowed) {
+  auto start = [](std::vector<std::string> rules, UpstreamVia via, bool allow, std::string* log) {
+    ServiceOptions o;
+    auto m = ParseMapping("10.89.0.2:80=10.89.0.1:8080");
+    o.maps.push_back(*m);
+    o.upstream_via = via;
+    o.allow_idle_rules = allow;
+    for (size_t i = 0; i < rules.size(); ++i) o.rules.push_back(*ParseRule(rules[i], static_cast<int>(i + 1)));
+    o.log_line = [log](const std::string& l) { *log += l + "\n"; };
+    return Service::Start(o).status();
+  };
+  std::string log;
+  // The server leg is a kernel socket: blackhole (or drop, dup, ...) never acts there.
+  absl::Status st = start({"delay 1ms", "blackhole on=from-server after=50"}, UpstreamVia::kSocket, false, &log);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_THAT(st.message(), HasSubstr("rule #2 \"blackhole on=from-server after=50\" can never fire"));
+  EXPECT_THAT(st.message(), HasSubstr("with --upstream-via socket the server leg is a kernel socket"));
+  EXPECT_THAT(st.message(), HasSubstr("Which rules act on which leg"));
+  // A socket shows no pure ACK, and connect() has no FIN.
+  EXPECT_FALSE(start({"delay 5ms on=from-server flags=ACK"}, UpstreamVia::kSocket, false, &log).ok());
+  EXPECT_FALSE(start({"rst on=to-server flags=SYN+ACK"}, UpstreamVia::kSocket, false, &log).ok());
+  // What the socket leg takes, a rule with a hook that works, and the server leg on the TUN.
+  EXPECT_TRUE(start({"delay 5ms on=from-server has=FIN", "rst on=to-server flags=SYN", "blackhole after=50"},
+                    UpstreamVia::kSocket, false, &log)
+                  .ok());
+  EXPECT_TRUE(start({"blackhole on=from-server after=50"}, UpstreamVia::kTun, false, &log).ok());
+  // --allow-idle-rules: kept, with a warning that gives the same reason.
+  log.clear();
+  EXPECT_TRUE(start({"blackhole on=from-server after=50"}, UpstreamVia::kSocket, true, &log).ok());
+  EXPECT_THAT(log, HasSubstr("warning: rule #1 \"blackhole on=from-server after=50\" can never fire"));
+  EXPECT_THAT(log, HasSubstr("kept (--allow-idle-rules)"));
 }
 
 TEST_F(ProxyTest, RefusedUpstreamRefusesTheClient) {

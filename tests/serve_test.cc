@@ -206,5 +206,30 @@ TEST_F(ServeTest, RuleOnTheServerLegFires) {
   EXPECT_EQ(syns, 2);
 }
 
+TEST_F(ServeTest, RstInPlaceOfWrenchsFinToTheServerIsTheOnlyOne) {
+  // Every FIN toward the server is to be replaced: a leg left in FIN-WAIT-1 would send
+  // its FIN again after an RTO, and the rule would fire a second time.
+  ASSERT_NO_FATAL_FAILURE(Start({"rst on=to-server has=FIN"}, /*leak=*/false));
+  auto fd = Connect();
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  ASSERT_TRUE(tu::WriteAll(fd->get(), "ping", absl::Seconds(5)).ok());
+  absl::SleepFor(absl::Milliseconds(200));  // the echo is back before the half-close
+  ::shutdown(fd->get(), SHUT_WR);
+  absl::Time start = absl::Now();
+  auto got = tu::ReadAll(fd->get(), absl::Seconds(5));
+  EXPECT_FALSE(got.ok()) << "the client is reset, not closed";
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1)) << "the client was reset late";
+  absl::SleepFor(absl::Milliseconds(2500));  // past the 1 s initial RTO, twice
+  Stop();
+  int fired = 0, fins = 0;
+  for (const Json& j : log_) {
+    if (j.value("hook", "") != "to-server") continue;
+    if (j.value("rule", 0) == 1) ++fired;
+    if (j.value("flags", "").find("FIN") != std::string::npos) ++fins;
+  }
+  EXPECT_EQ(fired, 1) << "the FIN was sent again and replaced again";
+  EXPECT_EQ(fins, 1);
+}
+
 }  // namespace
 }  // namespace wrench::proxy
