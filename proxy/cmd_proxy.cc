@@ -12,6 +12,7 @@
 #include "proxy/cli.h"
 #include "proxy/commands.h"
 #include "proxy/service.h"
+#include "proxy/summary.h"
 
 ABSL_FLAG(std::vector<std::string>, map, {}, "FRONT_IP:PORT=UPSTREAM_HOST:PORT (repeatable)");
 ABSL_FLAG(std::string, tun, "wrench0", "TUN device name");
@@ -50,6 +51,9 @@ constexpr FlagHelp kProxyFlags[] = {
     {"api", "--api=ADDR:PORT     HTTP control API (loopback unless an address is given)"},
     {"msl", "--msl=DURATION      maximum segment lifetime; TIME-WAIT lasts 2*MSL (default 30s)"},
     {"verbose", "--verbose           a line on stderr for every connection event"},
+    kVerdictFlags[0],
+    kVerdictFlags[1],
+    kVerdictFlags[2],
 };
 
 }  // namespace
@@ -140,10 +144,16 @@ int RunProxy(int argc, char** argv) {
     std::fprintf(stderr, "wrench proxy: at least one --map FRONT_IP:PORT=UPSTREAM_HOST:PORT is needed\n");
     return 2;
   }
+  auto verdict = RunVerdict::FromFlags(o.rules.size(), !o.api_address.empty());
+  if (!verdict.ok()) {
+    std::fprintf(stderr, "wrench proxy: %s\n", std::string(verdict.status().message()).c_str());
+    return 2;
+  }
+  auto log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   auto service = Service::Start(o);
   if (!service.ok()) {
     std::fprintf(stderr, "wrench proxy: %s\n", std::string(service.status().message()).c_str());
-    return 1;
+    return verdict->Finish(nullptr, RunOutcome("proxy", std::nullopt, std::string(service.status().message())), log);
   }
   (*service)->HandleSignals();
   for (const Mapping& m : o.maps) {
@@ -155,7 +165,8 @@ int RunProxy(int argc, char** argv) {
   if ((*service)->api_port()) std::fprintf(stderr, "wrench: API on port %u\n", (*service)->api_port());
   std::fprintf(stderr, "wrench: ready\n");
   (*service)->Run();
-  return 0;
+  // Ctrl-C or SIGTERM: the run is over; its expectations decide the status.
+  return verdict->Finish((*service)->final_report(), RunOutcome("proxy"), log);
 }
 
 }  // namespace wrench::proxy
