@@ -326,7 +326,10 @@ int RunExec(int argc, char** argv) {
   absl::Time linger_until;
   std::function<void()> linger_poll = [&] {
     if (TeardownDone(s) || absl::Now() >= linger_until) {
-      if (!TeardownDone(s)) log("wrench: --linger: time is up with teardown still under way");
+      if (linger > absl::ZeroDuration() && !TeardownDone(s)) {
+        log(absl::StrCat("wrench: --linger=", absl::FormatDuration(linger),
+                         ": time is up with a teardown still under way"));
+      }
       s.Stop();
       return;
     }
