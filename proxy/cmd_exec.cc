@@ -309,7 +309,7 @@ int RunExec(int argc, char** argv) {
     std::fprintf(stderr, "wrench exec: %s\n", error.c_str());
     ::close(sp[0]);
     reap();
-    return 1;
+    return verdict->Finish(nullptr, RunOutcome("exec", std::nullopt, error), log);
   }
   o.tun_fd = fd;
   auto service = Service::Start(o);

@@ -56,6 +56,7 @@ RunReport CollectReport(const Proxy& proxy, const ServeProxy* serve, const Fault
     r.resets = s.resets;
     r.bytes_to_server = s.bytes_to_server;
     r.bytes_to_client = s.bytes_to_client;
+    r.conns_recorded = false;
   } else {
     const ProxyStats& s = proxy.stats();
     r.connections = s.connections;
@@ -91,6 +92,9 @@ ExpectFacts FactsOf(const RunReport& report) {
         return absl::NotFoundError(absl::StrCat("no rule ", n, " (the run had ", report.rules.size(), ")"));
       }
       if (head == "conn") {
+        if (!report.conns_recorded) {
+          return absl::UnimplementedError("connections are not recorded one by one with --serve");
+        }
         const ConnectionRecord* c = FindConn(report, n);
         if (!c) {
           return absl::NotFoundError(

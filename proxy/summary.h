@@ -34,6 +34,7 @@ struct RunReport {
   };
   std::vector<RuleHits> rules;
   std::vector<ConnectionRecord> conns;  // by id
+  bool conns_recorded = true;           // false with exec --serve, which keeps none
   uint64_t conns_forgotten = 0;
 };
 
