@@ -1236,30 +1236,28 @@ std::vector<ConnectionInfo> Proxy::Connections() const {
 
 ConnectionInfo Proxy::Info(const Connection& conn) const {
   const Connection* c = &conn;
-  {
-    ConnectionInfo i;
-    i.id = c->id;
-    i.client = HostPort(c->client.key.remote_addr, c->client.key.remote_port);
-    i.front = HostPort(c->client.key.local_addr, c->client.key.local_port);
-    i.upstream = HostPort(c->upstream_addr, c->upstream_port);
-    i.client_leg_state = c->client.ep ? std::string(StateName(c->client.ep->state())) : "SYN-SEEN";
-    if (c->server.ep) {
-      i.server_leg_state = std::string(StateName(c->server.ep->state()));
-    } else if (c->sock) {
-      i.server_leg_state = !c->sock->is_open()      ? "socket closed"
-                           : c->phase == Connection::Phase::kConnecting ? "socket connecting"
-                           : c->upstream_eof && c->shutdown_sent        ? "socket closed both ways"
-                           : c->upstream_eof                            ? "socket: server closed"
-                           : c->shutdown_sent                           ? "socket: we closed"
-                                                                        : "socket open";
-    } else {
-      i.server_leg_state = "none";
-    }
-    i.bytes_to_server = c->bytes_to_server;
-    i.bytes_to_client = c->bytes_to_client;
-    i.scope = c->scope;
-    return i;
+  ConnectionInfo i;
+  i.id = c->id;
+  i.client = HostPort(c->client.key.remote_addr, c->client.key.remote_port);
+  i.front = HostPort(c->client.key.local_addr, c->client.key.local_port);
+  i.upstream = HostPort(c->upstream_addr, c->upstream_port);
+  i.client_leg_state = c->client.ep ? std::string(StateName(c->client.ep->state())) : "SYN-SEEN";
+  if (c->server.ep) {
+    i.server_leg_state = std::string(StateName(c->server.ep->state()));
+  } else if (c->sock) {
+    i.server_leg_state = !c->sock->is_open()      ? "socket closed"
+                         : c->phase == Connection::Phase::kConnecting ? "socket connecting"
+                         : c->upstream_eof && c->shutdown_sent        ? "socket closed both ways"
+                         : c->upstream_eof                            ? "socket: server closed"
+                         : c->shutdown_sent                           ? "socket: we closed"
+                                                                      : "socket open";
+  } else {
+    i.server_leg_state = "none";
   }
+  i.bytes_to_server = c->bytes_to_server;
+  i.bytes_to_client = c->bytes_to_client;
+  i.scope = c->scope;
+  return i;
 }
 
 std::string Proxy::Summary() const {

@@ -106,7 +106,8 @@ class CheckServer {
   }
 
   void Handle(UniqueFd fd) {
-    SetTimeouts(fd.get(), 10);
+    // An upload may stall for a while (zero-window-stall: probes back off to seconds).
+    SetTimeouts(fd.get(), 60);
     char buf[65536];
     // The request: up to its '\n', or to end-of-file.
     for (int i = 0; i < (1 << 24); ++i) {
