@@ -27,10 +27,13 @@
 #include "proxy/netlink.h"
 #include "proxy/scenarios.h"
 #include "proxy/service.h"
+#include "proxy/summary.h"
 
 ABSL_FLAG(std::string, scenario, "", "a scenario of the library (wrench scenario list)");
 ABSL_FLAG(int32_t, serve, 0, "wrap a server: relay connections to COMMAND's PORT (proxy/serve_proxy.h)");
 ABSL_FLAG(std::string, serve_listen, "", "where --serve listens (default 127.0.0.1:PORT)");
+ABSL_FLAG(absl::Duration, linger, absl::ZeroDuration(),
+          "after COMMAND exits, keep relaying until its connections' teardown is done, at most this long");
 
 namespace wrench::proxy {
 
@@ -63,7 +66,42 @@ constexpr FlagHelp kExecFlags[] = {
               "                      socket: from-client/to-client rules never fire. COMMAND's own\n"
               "                      outbound connections are refused (RST)"},
     {"serve_listen", "--serve-listen=ADDR:PORT  where --serve listens (default 127.0.0.1:PORT)"},
+    {"linger", "--linger=DURATION   after COMMAND exits, keep relaying until every connection's teardown\n"
+               "                      is done on the wire (both of wrench's legs CLOSED or TIME-WAIT), at\n"
+               "                      most DURATION (e.g. 5s), so a delayed FIN or a RST still goes out\n"
+               "                      (default 0: stop at once, resetting what is still open)"},
+    kVerdictFlags[0],
+    kVerdictFlags[1],
+    kVerdictFlags[2],
 };
+
+// Whether nothing of the connections' teardown is left to go on the wire: every leg
+// of ours CLOSED or in TIME-WAIT (which only re-acknowledges), or never opened.
+bool TeardownDone(Service& s) {
+  if (s.options().serve_port != 0) return true;  // --serve: the clients are the caller's own
+  for (const ConnectionInfo& c : s.proxy().Connections()) {
+    auto done = [](const std::string& st) {
+      return st == "CLOSED" || st == "TIME-WAIT" || st == "SYN-SEEN" || st == "none" || st == "socket closed" ||
+             st == "socket closed both ways";
+    };
+    if (!done(c.client_leg_state) || !done(c.server_leg_state)) return false;
+  }
+  return true;
+}
+
+// Why a run saw no connection, in the words of the usual causes.
+std::string NoConnectionWarning(const ServiceOptions& o, stack::IpAddress gateway) {
+  if (o.serve_port != 0) {
+    return absl::StrCat("no connection reached ", o.serve_listen.address().to_string(), ":", o.serve_listen.port(),
+                        " while COMMAND ran, so no rule was tried: the clients must connect there (in the "
+                        "caller's namespace) while COMMAND serves");
+  }
+  return absl::StrCat(
+      "COMMAND opened no TCP connection through wrench, so no rule was tried. Usually: it dialled localhost or "
+      "127.0.0.1, which inside `wrench exec` is the namespace's own loopback (the caller's 127.0.0.1 is ",
+      gateway.ToString(), "); or it used IPv6 (::1, or a name that resolves to IPv6 first), which has no route "
+      "in the namespace; or it resolved a name (DNS is UDP, which is not relayed)");
+}
 
 // Messages from the child: "ok" with the TUN descriptor attached, or an error text.
 bool SendFd(int sock, int fd) {
@@ -266,6 +304,17 @@ int RunExec(int argc, char** argv) {
     return 2;
   }
   o.transparent = o.serve_port == 0;
+  auto verdict = RunVerdict::FromFlags(o.rules.size(), !o.api_address.empty());
+  if (!verdict.ok()) {
+    std::fprintf(stderr, "wrench exec: %s\n", std::string(verdict.status().message()).c_str());
+    return 2;
+  }
+  auto log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+  absl::Duration linger = absl::GetFlag(FLAGS_linger);
+  if (linger < absl::ZeroDuration()) {
+    std::fprintf(stderr, "wrench exec: --linger must not be negative\n");
+    return 2;
+  }
 
   int sp[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0) {
@@ -310,7 +359,7 @@ int RunExec(int argc, char** argv) {
     std::fprintf(stderr, "wrench exec: %s\n", error.c_str());
     ::close(sp[0]);
     reap();
-    return 1;
+    return verdict->Finish(nullptr, RunOutcome("exec", std::nullopt, error), log);
   }
   o.tun_fd = fd;
   auto service = Service::Start(o);
@@ -318,10 +367,27 @@ int RunExec(int argc, char** argv) {
     std::fprintf(stderr, "wrench exec: %s\n", std::string(service.status().message()).c_str());
     ::close(sp[0]);  // the child sees EOF and exits
     reap();
-    return 1;
+    return verdict->Finish(nullptr, RunOutcome("exec", std::nullopt, std::string(service.status().message())), log);
   }
   Service& s = **service;
   int exit_status = 0;
+  // --linger: once COMMAND is gone, poll until the teardown is done or the time is up.
+  boost::asio::steady_timer linger_timer(s.io());
+  absl::Time linger_until;
+  std::function<void()> linger_poll = [&] {
+    if (TeardownDone(s) || absl::Now() >= linger_until) {
+      if (linger > absl::ZeroDuration() && !TeardownDone(s)) {
+        log(absl::StrCat("wrench: --linger=", absl::FormatDuration(linger),
+                         ": time is up with a teardown still under way"));
+      }
+      s.Stop();
+      return;
+    }
+    linger_timer.expires_after(std::chrono::milliseconds(20));
+    linger_timer.async_wait([&](boost::system::error_code ec) {
+      if (!ec) linger_poll();
+    });
+  };
   boost::asio::signal_set signals(s.io(), SIGINT, SIGTERM, SIGHUP);
   signals.add(SIGQUIT);
   signals.add(SIGUSR2);
@@ -332,7 +398,8 @@ int RunExec(int argc, char** argv) {
       int status = 0;
       if (::waitpid(child, &status, WNOHANG) == child) {
         exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        s.Stop();
+        linger_until = absl::Now() + linger;
+        linger_poll();
         return;
       }
     } else {
@@ -361,7 +428,13 @@ int RunExec(int argc, char** argv) {
   if (::waitpid(child, &status, 0) == child) {
     exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
-  return exit_status;
+  RunOutcome outcome("exec", exit_status);
+  const RunReport* report = s.final_report();
+  if (report && report->connections == 0) {
+    outcome.warnings.push_back(NoConnectionWarning(o, s.kernel_address()));
+    log(absl::StrCat("wrench: warning: ", outcome.warnings.back()));
+  }
+  return verdict->Finish(report, std::move(outcome), log);
 }
 
 }  // namespace wrench::proxy

@@ -13,6 +13,7 @@
 #include "proxy/commands.h"
 #include "proxy/service.h"
 #include "stack/tcp_profile.h"
+#include "proxy/summary.h"
 
 ABSL_FLAG(std::vector<std::string>, map, {}, "FRONT_IP:PORT=UPSTREAM_HOST:PORT (repeatable)");
 ABSL_FLAG(std::string, tun, "wrench0", "TUN device name");
@@ -58,6 +59,9 @@ constexpr FlagHelp kProxyFlags[] = {
     {"allow_idle_rules", "--allow-idle-rules  keep a rule that can never fire on this run's legs (e.g.\n"
                          "                      blackhole on=from-server with a socket upstream) with a warning;\n"
                          "                      by default it is refused, saying which actions act on which leg"},
+    kVerdictFlags[0],
+    kVerdictFlags[1],
+    kVerdictFlags[2],
 };
 
 }  // namespace
@@ -152,10 +156,16 @@ int RunProxy(int argc, char** argv) {
     std::fprintf(stderr, "wrench proxy: at least one --map FRONT_IP:PORT=UPSTREAM_HOST:PORT is needed\n");
     return 2;
   }
+  auto verdict = RunVerdict::FromFlags(o.rules.size(), !o.api_address.empty());
+  if (!verdict.ok()) {
+    std::fprintf(stderr, "wrench proxy: %s\n", std::string(verdict.status().message()).c_str());
+    return 2;
+  }
+  auto log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   auto service = Service::Start(o);
   if (!service.ok()) {
     std::fprintf(stderr, "wrench proxy: %s\n", std::string(service.status().message()).c_str());
-    return 1;
+    return verdict->Finish(nullptr, RunOutcome("proxy", std::nullopt, std::string(service.status().message())), log);
   }
   (*service)->HandleSignals();
   for (const Mapping& m : o.maps) {
@@ -167,7 +177,8 @@ int RunProxy(int argc, char** argv) {
   if ((*service)->api_port()) std::fprintf(stderr, "wrench: API on port %u\n", (*service)->api_port());
   std::fprintf(stderr, "wrench: ready\n");
   (*service)->Run();
-  return 0;
+  // Ctrl-C or SIGTERM: the run is over; its expectations decide the status.
+  return verdict->Finish((*service)->final_report(), RunOutcome("proxy"), log);
 }
 
 }  // namespace wrench::proxy

@@ -9,6 +9,7 @@
 #include "proxy/commands.h"
 #include "proxy/common_flags.h"
 #include "proxy/service.h"
+#include "proxy/summary.h"
 
 // Defined in cmd_proxy.cc; serve reads it with its own default.
 ABSL_DECLARE_FLAG(std::string, api);
@@ -39,6 +40,9 @@ constexpr FlagHelp kServeFlags[] = {
     {"allow_idle_rules", "--allow-idle-rules  keep a rule that can never fire on this run's legs (e.g.\n"
                          "                      blackhole on=from-server with a socket upstream) with a warning;\n"
                          "                      by default it is refused, saying which actions act on which leg"},
+    kVerdictFlags[0],
+    kVerdictFlags[1],
+    kVerdictFlags[2],
 };
 
 }  // namespace
@@ -68,10 +72,17 @@ int RunServe(int argc, char** argv) {
     return 2;
   }
   if (o.api_address.empty()) o.api_address = kDefaultApi;
+  // Rules come and go through the API: rule numbers are checked at the end.
+  auto verdict = RunVerdict::FromFlags(o.rules.size(), /*rules_may_change=*/true);
+  if (!verdict.ok()) {
+    std::fprintf(stderr, "wrench serve: %s\n", std::string(verdict.status().message()).c_str());
+    return 2;
+  }
+  auto log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   auto service = Service::Start(o);
   if (!service.ok()) {
     std::fprintf(stderr, "wrench serve: %s\n", std::string(service.status().message()).c_str());
-    return 1;
+    return verdict->Finish(nullptr, RunOutcome("serve", std::nullopt, std::string(service.status().message())), log);
   }
   (*service)->HandleSignals();
   for (const auto& r : (*service)->engine().Rules()) {
@@ -81,7 +92,8 @@ int RunServe(int argc, char** argv) {
                (*service)->api_port(), o.tun_name.c_str(), o.net_addr.ToString().c_str(), o.prefix_len);
   std::fprintf(stderr, "wrench: ready\n");
   (*service)->Run();
-  return 0;
+  // Ctrl-C or SIGTERM: the run is over; its expectations decide the status.
+  return verdict->Finish((*service)->final_report(), RunOutcome("serve"), log);
 }
 
 }  // namespace wrench::proxy

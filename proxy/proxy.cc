@@ -292,6 +292,11 @@ Proxy::Connection* Proxy::NewConnection(const Segment& syn, const Mapping* map, 
   // unless a retransmitted SYN gets through.
   c->expire_at = MonotonicNow() + opts_.connect_timeout;
   Connection* raw = c.get();
+  records_[raw->id].info = Info(*raw);
+  while (records_.size() > kMaxRecords && records_.begin()->second.closed) {
+    records_.erase(records_.begin());
+    ++records_forgotten_;
+  }
   by_tuple_[c->client.key] = {raw, &raw->client};
   conns_[raw->id] = std::move(c);
   stats_.active = conns_.size();
@@ -418,6 +423,7 @@ void Proxy::StartUpstream(Connection& c) {
     by_tuple_[c.server.key] = {&c, &c.server};
     uint64_t id = c.id;
     c.server.ep->set_state_observer([this, id](const stack::StateChange& ch) {
+      if (auto r = records_.find(id); r != records_.end()) r->second.server_visited |= 1u << int(ch.to);
       auto it = conns_.find(id);
       if (it != conns_.end()) {
         Event(*it->second, absl::StrCat("server leg ", StateName(ch.from), " -> ", StateName(ch.to), " (",
@@ -498,6 +504,7 @@ void Proxy::OnUpstreamConnected(Connection& c) {
 
 void Proxy::OnUpstreamFailed(Connection& c, bool refused, const std::string& why) {
   Event(c, why);
+  RecordError(c, why);
   c.phase = Connection::Phase::kFailed;
   if (refused) {
     ++stats_.refused;
@@ -542,6 +549,7 @@ void Proxy::AcceptClient(Connection& c) {
   c.client.ep = std::make_unique<TcpEndpoint>(cfg);
   uint64_t id = c.id;
   c.client.ep->set_state_observer([this, id](const stack::StateChange& ch) {
+    if (auto r = records_.find(id); r != records_.end()) r->second.client_visited |= 1u << int(ch.to);
     auto it = conns_.find(id);
     if (it != conns_.end()) {
       Event(*it->second,
@@ -960,6 +968,7 @@ void Proxy::OfferSocketEvent(Connection& c, Hook hook, uint8_t flags, absl::Span
 
 void Proxy::AbortSocket(Connection& c, const std::string& why) {
   Event(c, why);
+  RecordError(c, why);
   if (c.sock && c.sock->is_open()) {
     boost::system::error_code ignored;
     c.sock->set_option(asio::socket_base::linger(true, 0), ignored);
@@ -1064,6 +1073,23 @@ void Proxy::MaybeFinish(Connection& c) {
 
 void Proxy::Remove(Connection& c) {
   Event(c, "closed");
+  if (auto r = records_.find(c.id); r != records_.end() && !shutting_down_) {
+    r->second.info = Info(c);
+    r->second.closed = true;
+    // How each leg of ours ended, when not by the exchange of FINs.
+    auto ended = [&](const char* leg, const TcpEndpoint* ep) {
+      if (!ep || !EndedAbnormally(*ep)) return;
+      const char* how = ep->close_reason() == stack::CloseReason::kReset     ? "reset by the peer (RST received)"
+                        : ep->close_reason() == stack::CloseReason::kAborted ? "aborted by wrench (RST sent)"
+                        : ep->close_reason() == stack::CloseReason::kTimeout ? "gave up (retransmission limit)"
+                                                                             : "refused (RST to our SYN)";
+      std::string why = absl::StrCat(leg, " leg: ", how);
+      if (!ep->error().empty()) absl::StrAppend(&why, " (", ep->error(), ")");
+      r->second.errors.push_back(std::move(why));
+    };
+    ended("client", c.client.ep.get());
+    ended("server", c.server.ep.get());
+  }
   if (c.sock && c.sock->is_open()) {
     boost::system::error_code ignored;
     c.sock->close(ignored);
@@ -1215,34 +1241,52 @@ void Proxy::LogSegment(const Connection* c, Hook hook, const Segment& seg, std::
   log_->Write(r);
 }
 
+void Proxy::RecordError(const Connection& c, std::string what) {
+  if (shutting_down_) return;
+  if (auto r = records_.find(c.id); r != records_.end()) r->second.errors.push_back(std::move(what));
+}
+
+std::vector<ConnectionRecord> Proxy::Records() const {
+  std::vector<ConnectionRecord> out;
+  out.reserve(records_.size());
+  for (const auto& [id, r] : records_) {
+    out.push_back(r);
+    if (auto it = conns_.find(id); it != conns_.end() && !r.closed) out.back().info = Info(*it->second);
+  }
+  return out;
+}
+
 std::vector<ConnectionInfo> Proxy::Connections() const {
   std::vector<ConnectionInfo> out;
-  for (const auto& [id, c] : conns_) {
-    ConnectionInfo i;
-    i.id = id;
-    i.client = HostPort(c->client.key.remote_addr, c->client.key.remote_port);
-    i.front = HostPort(c->client.key.local_addr, c->client.key.local_port);
-    i.upstream = HostPort(c->upstream_addr, c->upstream_port);
-    i.client_leg_state = c->client.ep ? std::string(StateName(c->client.ep->state())) : "SYN-SEEN";
-    if (c->server.ep) {
-      i.server_leg_state = std::string(StateName(c->server.ep->state()));
-    } else if (c->sock) {
-      i.server_leg_state = !c->sock->is_open()      ? "socket closed"
-                           : c->phase == Connection::Phase::kConnecting ? "socket connecting"
-                           : c->upstream_eof && c->shutdown_sent        ? "socket closed both ways"
-                           : c->upstream_eof                            ? "socket: server closed"
-                           : c->shutdown_sent                           ? "socket: we closed"
-                                                                        : "socket open";
-    } else {
-      i.server_leg_state = "none";
-    }
-    i.bytes_to_server = c->bytes_to_server;
-    i.bytes_to_client = c->bytes_to_client;
-    i.scope = c->scope;
-    out.push_back(std::move(i));
-  }
+  for (const auto& [id, c] : conns_) out.push_back(Info(*c));
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
   return out;
+}
+
+ConnectionInfo Proxy::Info(const Connection& conn) const {
+  const Connection* c = &conn;
+  ConnectionInfo i;
+  i.id = c->id;
+  i.client = HostPort(c->client.key.remote_addr, c->client.key.remote_port);
+  i.front = HostPort(c->client.key.local_addr, c->client.key.local_port);
+  i.upstream = HostPort(c->upstream_addr, c->upstream_port);
+  i.client_leg_state = c->client.ep ? std::string(StateName(c->client.ep->state())) : "SYN-SEEN";
+  if (c->server.ep) {
+    i.server_leg_state = std::string(StateName(c->server.ep->state()));
+  } else if (c->sock) {
+    i.server_leg_state = !c->sock->is_open()      ? "socket closed"
+                         : c->phase == Connection::Phase::kConnecting ? "socket connecting"
+                         : c->upstream_eof && c->shutdown_sent        ? "socket closed both ways"
+                         : c->upstream_eof                            ? "socket: server closed"
+                         : c->shutdown_sent                           ? "socket: we closed"
+                                                                      : "socket open";
+  } else {
+    i.server_leg_state = "none";
+  }
+  i.bytes_to_server = c->bytes_to_server;
+  i.bytes_to_client = c->bytes_to_client;
+  i.scope = c->scope;
+  return i;
 }
 
 std::string Proxy::Summary() const {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <list>
+#include <map>
 #include <memory>
 #include <optional>
 #include <queue>
@@ -89,6 +90,19 @@ struct ConnectionInfo {
   uint64_t scope = 0;  // Mapping::scope
 };
 
+// One connection's story for a run's verdict (proxy/summary.h): its description as
+// it stood when it closed (or at the end of the run), the states each leg of ours
+// went through, and what went wrong.
+struct ConnectionRecord {
+  ConnectionInfo info;
+  bool closed = false;  // left the table before the end of the run
+  // Bit i: the leg's endpoint was in stack::TcpState(i) at some point (the client
+  // leg, and the server leg when it is one of our endpoints; a socket leg has none).
+  uint16_t client_visited = 0, server_visited = 0;
+  // "upstream refused the connection", "client leg: reset (...)", in order.
+  std::vector<std::string> errors;
+};
+
 struct ProxyStats {
   uint64_t connections = 0;  // accepted (upstream connect started)
   uint64_t active = 0;
@@ -135,6 +149,11 @@ class Proxy {
   const ProxyStats& stats() const { return stats_; }
   std::vector<ConnectionInfo> Connections() const;
   std::string Summary() const;
+  // Every connection of the run by id, open ones as they stand now. The oldest closed
+  // ones beyond kMaxRecords are forgotten (records_forgotten() counts them).
+  std::vector<ConnectionRecord> Records() const;
+  uint64_t records_forgotten() const { return records_forgotten_; }
+  static constexpr size_t kMaxRecords = 10000;
 
  private:
   struct Connection;
@@ -188,6 +207,8 @@ class Proxy {
                   std::optional<stack::TcpState> before, std::optional<stack::TcpState> after,
                   const Decision* decision, stack::Instant at = stack::Instant());
   void Event(const Connection& c, const std::string& what);
+  ConnectionInfo Info(const Connection& c) const;
+  void RecordError(const Connection& c, std::string what);
   const Mapping* FindMapping(const stack::IpAddress& addr, uint16_t port) const;
   Leg* FindLeg(const TupleKey& key, Connection** conn);
 
@@ -201,6 +222,8 @@ class Proxy {
   JsonLog* log_ = nullptr;
   std::function<void(const std::string&)> event_log_;
   ProxyStats stats_;
+  std::map<uint64_t, ConnectionRecord> records_;  // by id: ordered, the oldest first
+  uint64_t records_forgotten_ = 0;
 
   uint64_t next_id_ = 0;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Connection>> conns_;

@@ -951,6 +951,10 @@ absl::string_view ActionName(ActionKind k) {
   return i < kActionKindCount ? kActionNames[i] : "?";
 }
 
+std::string ClosestWord(absl::string_view word, const std::vector<std::string>& candidates) {
+  return Suggest(word, candidates);
+}
+
 absl::StatusOr<Rule> ParseRule(absl::string_view line, int rule_number) {
   return RuleParser(line, absl::StrCat("rule ", rule_number)).Parse();
 }

@@ -185,6 +185,11 @@ std::string ToString(const Action& action);
 // Canonical duration: "0s", "100us", "1.5ms", "250ms", "2s", "1.000001s".
 std::string DurationToString(stack::Duration d);
 
+// The candidate `word` most likely misspells (case-insensitive edit distance within a
+// third of the candidate's length), or "" when none is close: the parser's "did you
+// mean", for other small languages of the command line.
+std::string ClosestWord(absl::string_view word, const std::vector<std::string>& candidates);
+
 inline std::ostream& operator<<(std::ostream& os, const Rule& r) { return os << ToString(r); }
 inline std::ostream& operator<<(std::ostream& os, Hook h) { return os << HookName(h); }
 

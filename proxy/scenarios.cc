@@ -9,6 +9,7 @@
 #include "absl/strings/strip.h"
 #include "proxy/cli.h"
 #include "proxy/commands.h"
+#include "proxy/scenario_check.h"
 
 namespace wrench::proxy {
 
@@ -54,9 +55,14 @@ std::string ScenarioSummary(const Scenario& s) {
 int RunScenario(int argc, char** argv) {
   std::vector<std::string> args = ParseFlags(argc, argv,
                                              "usage: wrench scenario list\n"
-                                             "       wrench scenario show NAME\n\n"
+                                             "       wrench scenario show NAME\n"
+                                             "       wrench scenario check [NAME...]\n\n"
                                              "The teardown scenario library. Run one with\n"
-                                             "  wrench exec --scenario NAME -- COMMAND...",
+                                             "  wrench exec --scenario NAME -- COMMAND...\n"
+                                             "`check` runs each scenario (all when none is named) against a built-in\n"
+                                             "client and server through wrench's TUN, in a network namespace of its own,\n"
+                                             "and checks the symptoms its header promises (# Check:, # Expect: lines).\n"
+                                             "Exit status: 0 when every check passes, 3 when one fails.",
                                              {});
   if (args.empty() || args[0] == "list") {
     for (const Scenario& s : Scenarios()) std::printf("%-22s %s\n", s.name, ScenarioSummary(s).c_str());
@@ -72,7 +78,8 @@ int RunScenario(int argc, char** argv) {
     std::printf("%s", s->text);
     return 0;
   }
-  std::fprintf(stderr, "wrench scenario: expected \"list\" or \"show NAME\" (see --help)\n");
+  if (args[0] == "check") return RunScenarioCheck(std::vector<std::string>(args.begin() + 1, args.end()));
+  std::fprintf(stderr, "wrench scenario: expected \"list\", \"show NAME\" or \"check [NAME...]\" (see --help)\n");
   return 2;
 }
 

@@ -304,6 +304,7 @@ void Service::Run() { io_.run(); }
 
 void Service::Shutdown() {
   if (stopped_.exchange(true)) return;
+  final_report_ = CollectReport(*proxy_, serve_.get(), engine_);
   proxy_->Shutdown();
   if (serve_) serve_->Shutdown();
   if (tun_stream_) {

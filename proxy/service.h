@@ -17,6 +17,7 @@
 #include "proxy/fault_engine.h"
 #include "proxy/proxy.h"
 #include "proxy/rule.h"
+#include "proxy/summary.h"
 #include "proxy/tun_device.h"
 
 namespace wrench::proxy {
@@ -82,6 +83,9 @@ class Service {
   stack::IpAddress kernel_address() const { return KernelAddress(opts_.net_addr, opts_.prefix_len); }
   // The API's bound port (useful with port 0), 0 without an API.
   uint16_t api_port() const;
+  // The run's report, taken at shutdown before open connections are reset (null
+  // until then).
+  const RunReport* final_report() const { return final_report_ ? &*final_report_ : nullptr; }
   // Runs `f` on the loop's thread and waits for it (for tests and the API).
   void RunOnLoop(std::function<void()> f);
 
@@ -127,6 +131,7 @@ class Service {
   std::unique_ptr<boost::asio::signal_set> signals_;
   std::vector<uint8_t> read_buf_;
   std::atomic<bool> stopped_{false};
+  std::optional<RunReport> final_report_;
 };
 
 }  // namespace wrench::proxy
