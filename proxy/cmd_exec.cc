@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "proxy/cli.h"
 #include "proxy/commands.h"
 #include "proxy/common_flags.h"
@@ -38,7 +40,7 @@ namespace {
 constexpr FlagHelp kExecFlags[] = {
     {"scenario", "--scenario=NAME     apply a scenario's rules (wrench scenario list)"},
     {"rule", "--rule=TEXT         a fault rule (repeatable)"},
-    {"rules", "--rules=FILE        fault rules, one a line"},
+    {"rules", "--rules=FILE        fault rules, one a line (repeatable)"},
     {"seed", "--seed=N            seed of the random generator (default 1)"},
     {"pcap", "--pcap=FILE         capture both legs (LINKTYPE_RAW)"},
     {"log", "--log=FILE          one JSON object a line per segment"},
@@ -55,9 +57,13 @@ constexpr FlagHelp kExecFlags[] = {
               "                      over the TUN to it, so to-server/from-server rules (and state=)\n"
               "                      act on the server's real segments. The client side is a kernel\n"
               "                      socket: from-client/to-client rules never fire. COMMAND's own\n"
-              "                      outbound connections are refused (RST)"},
+              "                      outbound connections are refused (RST) (default: off)"},
     {"serve_listen", "--serve-listen=ADDR:PORT  where --serve listens (default 127.0.0.1:PORT)"},
 };
+
+// As shells and sudo report a command that cannot be run.
+constexpr int kExitNotExecutable = 126;
+constexpr int kExitNotFound = 127;
 
 // Messages from the child: "ok" with the TUN descriptor attached, or an error text.
 bool SendFd(int sock, int fd) {
@@ -157,8 +163,37 @@ void WriteFile(const char* path, const std::string& text) {
   for (const std::string& a : command) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   ::execvp(argv[0], argv.data());
-  std::fprintf(stderr, "wrench exec: cannot run %s: %s\n", argv[0], std::strerror(errno));
-  _exit(127);
+  const int err = errno;
+  std::fprintf(stderr, "wrench exec: cannot run %s: %s\n", argv[0], std::strerror(err));
+  _exit(err == ENOENT ? kExitNotFound : kExitNotExecutable);
+}
+
+// Finds `name` as execvp would (a name with a slash as it is, else along $PATH), so
+// that a command that cannot run is reported before any namespace is made. OK, or
+// NotFound (exit 127), or PermissionDenied for a file that is not executable or a
+// directory (exit 126).
+absl::Status CheckRunnable(const std::string& name) {
+  auto check = [](const std::string& path) -> absl::Status {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) return absl::NotFoundError(absl::StrCat(path, ": command not found"));
+    if (S_ISDIR(st.st_mode)) return absl::PermissionDeniedError(absl::StrCat(path, ": is a directory"));
+    if (::access(path.c_str(), X_OK) != 0) {
+      return absl::PermissionDeniedError(absl::StrCat(path, ": ", std::strerror(errno)));
+    }
+    return absl::OkStatus();
+  };
+  if (name.empty()) return absl::NotFoundError("\"\": command not found");
+  if (name.find('/') != std::string::npos) return check(name);
+  const char* env = std::getenv("PATH");
+  const std::string path = env ? env : "/usr/local/bin:/usr/bin:/bin";
+  absl::Status first_problem = absl::NotFoundError(absl::StrCat(name, ": command not found"));
+  for (absl::string_view dir : absl::StrSplit(path, ':')) {
+    absl::Status st = check(absl::StrCat(dir.empty() ? "." : dir, "/", name));
+    if (st.ok()) return st;
+    // As execvp: a file found but not runnable is the answer if nothing later runs.
+    if (absl::IsPermissionDenied(st) && absl::IsNotFound(first_problem)) first_problem = st;
+  }
+  return first_problem;
 }
 
 // --serve and --serve-listen into the options (serve_port stays 0 without --serve).
@@ -201,29 +236,29 @@ int RunExec(int argc, char** argv) {
       "from the caller's namespace to the same destination, with the rules applied. The\n"
       "gateway (the first address of --net, 10.89.0.1 by default) reaches the caller's\n"
       "127.0.0.1. Works as root, and without root where user namespaces are allowed.\n"
-      "COMMAND's exit status becomes wrench's; signals are forwarded to it.",
-      kExecFlags);
+      "COMMAND's exit status becomes wrench's; signals are forwarded to it. Options end\n"
+      "at COMMAND: `wrench exec curl -sS URL` passes -sS to curl (\"--\" works too).",
+      kExecFlags,
+      {.stop_at_first_argument = true,
+       .exit_status = "exit status: COMMAND's own (128+N when signal N ended it); 126 COMMAND is not\n"
+                      "             executable; 127 COMMAND was not found; 1 wrench failed to start (a\n"
+                      "             privilege, the network); 2 a bad command line"});
   if (command.empty()) {
     std::fprintf(stderr, "wrench exec: no command given (wrench exec [OPTIONS] -- COMMAND [ARGS...])\n");
-    return 2;
+    return kExitUsage;
   }
   ServiceOptions o;
-  if (auto st = ServiceOptionsFromFlags(o); !st.ok()) {
-    std::fprintf(stderr, "wrench exec: %s\n", std::string(st.message()).c_str());
-    return 2;
-  }
+  if (auto st = ServiceOptionsFromFlags(o); !st.ok()) return ReportError("exec", st);
   if (std::string name = absl::GetFlag(FLAGS_scenario); !name.empty()) {
     auto rules = ScenarioRules(name);
-    if (!rules.ok()) {
-      std::fprintf(stderr, "wrench exec: %s\n", std::string(rules.status().message()).c_str());
-      return 2;
-    }
+    if (!rules.ok()) return ReportError("exec", absl::InvalidArgumentError(rules.status().message()));
     o.rules.insert(o.rules.begin(), rules->begin(), rules->end());
   }
   // --serve: not transparent; the Service relays accepted sockets to COMMAND instead.
-  if (auto st = ServeFromFlags(o); !st.ok()) {
+  if (auto st = ServeFromFlags(o); !st.ok()) return ReportError("exec", st);
+  if (auto st = CheckRunnable(command[0]); !st.ok()) {
     std::fprintf(stderr, "wrench exec: %s\n", std::string(st.message()).c_str());
-    return 2;
+    return absl::IsNotFound(st) ? kExitNotFound : kExitNotExecutable;
   }
   o.transparent = o.serve_port == 0;
 
@@ -265,10 +300,9 @@ int RunExec(int argc, char** argv) {
   o.tun_fd = fd;
   auto service = Service::Start(o);
   if (!service.ok()) {
-    std::fprintf(stderr, "wrench exec: %s\n", std::string(service.status().message()).c_str());
     ::close(sp[0]);  // the child sees EOF and exits
     reap();
-    return 1;
+    return ReportError("exec", service.status());
   }
   Service& s = **service;
   int exit_status = 0;

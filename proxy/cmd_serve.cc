@@ -28,7 +28,7 @@ constexpr FlagHelp kServeFlags[] = {
     {"mtu", "--mtu=N             TUN MTU (default 1500; up to 65520)"},
     {"upstream_via", "--upstream-via=socket|tun   the upstream leg of TUN proxies (default socket)"},
     {"rule", "--rule=TEXT         a fault rule for every connection on the TUN (repeatable)"},
-    {"rules", "--rules=FILE        fault rules, one a line"},
+    {"rules", "--rules=FILE        fault rules, one a line (repeatable)"},
     {"seed", "--seed=N            seed of the random generators (p=, toxicity, jitter) (default 1)"},
     {"pcap", "--pcap=FILE         capture both legs of TUN connections"},
     {"log", "--log=FILE          one JSON object a line per segment"},
@@ -55,19 +55,13 @@ int RunServe(int argc, char** argv) {
   if (!positional.empty()) {
     std::fprintf(stderr, "wrench serve: unexpected argument \"%s\" (see wrench serve --help)\n",
                  positional[0].c_str());
-    return 2;
+    return kExitUsage;
   }
   ServiceOptions o;
-  if (auto st = ServiceOptionsFromFlags(o); !st.ok()) {
-    std::fprintf(stderr, "wrench serve: %s\n", std::string(st.message()).c_str());
-    return 2;
-  }
+  if (auto st = ServiceOptionsFromFlags(o); !st.ok()) return ReportError("serve", st);
   if (o.api_address.empty()) o.api_address = kDefaultApi;
   auto service = Service::Start(o);
-  if (!service.ok()) {
-    std::fprintf(stderr, "wrench serve: %s\n", std::string(service.status().message()).c_str());
-    return 1;
-  }
+  if (!service.ok()) return ReportError("serve", service.status());
   (*service)->HandleSignals();
   for (const auto& r : (*service)->engine().Rules()) {
     std::fprintf(stderr, "wrench: rule #%d %s\n", r.id, r.text.c_str());
