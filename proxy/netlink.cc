@@ -173,7 +173,8 @@ absl::Status Transact(Request& req, absl::string_view what, const ReplyHandler& 
     return OsError(errno, what);
   }
 
-  alignas(NLMSG_ALIGNTO) std::array<uint8_t, 8192> buf;
+  // Large enough for a dump datagram (the kernel fills at most about a page, or 32 KiB).
+  alignas(NLMSG_ALIGNTO) std::array<uint8_t, 32768> buf;
   for (int i = 0; i < (dump ? kMaxDumpReceives : kMaxReceives); ++i) {
     const ssize_t n = ::recv(fd.get(), buf.data(), buf.size(), 0);
     if (n < 0) {
