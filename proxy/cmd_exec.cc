@@ -230,7 +230,7 @@ absl::Status ServeFromFlags(ServiceOptions& o) {
 int RunExec(int argc, char** argv) {
   std::vector<std::string> command = ParseFlags(
       argc, argv,
-      "usage: wrench exec [OPTIONS] -- COMMAND [ARGS...]\n\n"
+      "usage: wrench exec [OPTIONS] [--] COMMAND [ARGS...]\n\n"
       "Runs COMMAND in a fresh network namespace whose default route is a TUN device served\n"
       "by wrench. Every TCP connection COMMAND opens is terminated by wrench and re-opened\n"
       "from the caller's namespace to the same destination, with the rules applied. The\n"
