@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
   if (first == "help") {
-    if (argc == 2) {
+    if (argc == 2 || first == argv[2] || std::string(argv[2]) == "version") {
       PrintUsage(stdout);
       return kExitOk;
     }
