@@ -32,13 +32,13 @@ constexpr FlagHelp kLadderFlags[] = {
 
 constexpr const char* kUsage =
     "usage: wrench ladder [--format=text|svg|html] [--conn=N] [--out=FILE] LOGFILE\n\n"
-    "LOGFILE is a --log file (\"-\": standard input).\n"
     "Draws every connection of a --log capture as a sequence diagram: the client, the\n"
     "proxy's client and server legs, and the server as vertical lines; each segment an\n"
     "arrow with its flags and relative seq/ack/len; time flowing down; the states of the\n"
     "proxy's endpoints at each change (and the kernel peers' states, inferred: ~STATE).\n"
     "Dropped segments end in a cross, held ones (delay, reorder) slant to their arrival,\n"
-    "duplicates are extra arrows, and every rule that fired is named.";
+    "duplicates are extra arrows, and every rule that fired is named. LOGFILE is the file\n"
+    "a --log run wrote, or \"-\" for standard input.";
 
 absl::StatusOr<LadderFormat> FormatFromFlags(const std::string& out) {
   std::string f = absl::GetFlag(FLAGS_format);
