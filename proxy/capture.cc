@@ -8,8 +8,10 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "proxy/os_status.h"
 
@@ -132,6 +134,7 @@ nlohmann::ordered_json JsonLog::ToJson(const SegmentRecord& r) const {
     j["rule_text"] = std::string(r.rule_text);
   }
   if (!r.action.empty()) j["action"] = std::string(r.action);
+  if (!r.detail.empty()) j["detail"] = std::string(r.detail);
   if (!r.note.empty()) j["note"] = std::string(r.note);
   return j;
 }
@@ -172,31 +175,50 @@ absl::Status JsonLog::Close() {
 
 absl::StatusOr<std::vector<nlohmann::json>> ReadJsonLog(const std::string& path,
                                                         std::vector<int>* line_numbers) {
-  std::ifstream in(path);
-  if (!in) {
-    const int err = errno != 0 ? errno : ENOENT;
-    return ErrnoStatus(err, absl::StrCat("cannot open log file ", path));
+  std::ifstream file;
+  const bool standard_input = path == "-";
+  if (!standard_input) {
+    errno = 0;
+    file.open(path);
+    if (!file) {
+      const int err = errno != 0 ? errno : ENOENT;
+      return ErrnoStatus(err, absl::StrCat("cannot open log file ", path));
+    }
+  }
+  std::istream& in = standard_input ? std::cin : file;
+  const std::string name = standard_input ? "stdin" : path;
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) {
+    return absl::DataLossError(absl::StrCat("reading log file ", name, ": I/O error"));
+  }
+  // A capture of the same run is the likeliest wrong file: say which file is wanted.
+  static constexpr uint32_t kPcapMagics[] = {0xa1b2c3d4, 0xd4c3b2a1, 0xa1b23c4d, 0x4d3cb2a1, 0x0a0d0d0a};
+  uint32_t magic = 0;
+  if (text.size() >= 4) std::memcpy(&magic, text.data(), 4);
+  for (uint32_t k : kPcapMagics) {
+    if (magic == k) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, " is a pcap; give the --log file (the JSON lines wrench wrote with --log=FILE)"));
+    }
   }
   std::vector<nlohmann::json> out;
-  std::string line;
-  for (int lineno = 1; std::getline(in, line); ++lineno) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+  int lineno = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++lineno;
+    if (line.find_first_not_of(" \t\r") == absl::string_view::npos) continue;
     // nlohmann reports a parse error only as an exception; it stays inside this loop.
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(line);
+      j = nlohmann::json::parse(line.begin(), line.end());
     } catch (const nlohmann::json::parse_error& e) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ":", lineno, ": not JSON: ", e.what()));
+      return absl::InvalidArgumentError(absl::StrCat(name, ":", lineno, ": not JSON: ", e.what()));
     }
     if (!j.is_object()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(path, ":", lineno, ": not a JSON object but ", j.type_name()));
+          absl::StrCat(name, ":", lineno, ": not a JSON object but ", j.type_name()));
     }
     out.push_back(std::move(j));
     if (line_numbers != nullptr) line_numbers->push_back(lineno);
-  }
-  if (in.bad()) {
-    return absl::DataLossError(absl::StrCat("reading log file ", path, ": I/O error"));
   }
   return out;
 }

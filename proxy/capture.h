@@ -86,7 +86,8 @@ struct SegmentRecord {
   std::optional<stack::TcpState> state_after{};
   int rule_id = 0;  // 0: no rule fired
   std::string_view rule_text{};
-  std::string_view action{};  // "drop", "delay 20ms", ...; may be set without a rule
+  std::string_view action{};  // the action's name, "drop", "delay"; may be set without a rule
+  std::string_view detail{};  // what it did: "delayed 20ms", "seq 1000 -> 1001"
   std::string_view note{};
 };
 
@@ -110,7 +111,8 @@ struct JsonLogOptions {
 //   mss, wscale options, when present
 //   before, after  endpoint states, "ESTABLISHED"
 //   rule, rule_text  when a rule fired (rule != 0)
-//   action, note     when not empty
+//   action, detail, note  when not empty: action is the rule's action name ("drop",
+//                    "delay"), detail what it did ("delayed 200ms", "seq 1 -> 2")
 class JsonLog {
  public:
   // Creates or truncates `path` ("-" is stdout); "cannot open --log file X: <reason>".

@@ -9,6 +9,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "proxy/cli.h"
 #include "proxy/commands.h"
 #include "proxy/common_flags.h"
@@ -42,7 +44,7 @@ namespace {
 constexpr FlagHelp kExecFlags[] = {
     {"scenario", "--scenario=NAME     apply a scenario's rules (wrench scenario list)"},
     {"rule", "--rule=TEXT         a fault rule (repeatable)"},
-    {"rules", "--rules=FILE        fault rules, one a line"},
+    {"rules", "--rules=FILE        fault rules, one a line (repeatable)"},
     {"seed", "--seed=N            seed of the random generator (default 1)"},
     {"pcap", "--pcap=FILE         capture both legs (LINKTYPE_RAW)"},
     {"log", "--log=FILE          one JSON object a line per segment"},
@@ -64,7 +66,7 @@ constexpr FlagHelp kExecFlags[] = {
               "                      over the TUN to it, so to-server/from-server rules (and state=)\n"
               "                      act on the server's real segments. The client side is a kernel\n"
               "                      socket: from-client/to-client rules never fire. COMMAND's own\n"
-              "                      outbound connections are refused (RST)"},
+              "                      outbound connections are refused (RST) (default: off)"},
     {"serve_listen", "--serve-listen=ADDR:PORT  where --serve listens (default 127.0.0.1:PORT)"},
     {"linger", "--linger=DURATION   after COMMAND exits, keep relaying until every connection's teardown\n"
                "                      is done on the wire (both of wrench's legs CLOSED or TIME-WAIT), at\n"
@@ -102,6 +104,9 @@ std::string NoConnectionWarning(const ServiceOptions& o, stack::IpAddress gatewa
       gateway.ToString(), "); or it used IPv6 (::1, or a name that resolves to IPv6 first), which has no route "
       "in the namespace; or it resolved a name (DNS is UDP, which is not relayed)");
 }
+// As shells and sudo report a command that cannot be run.
+constexpr int kExitNotExecutable = 126;
+constexpr int kExitNotFound = 127;
 
 // Messages from the child: "ok" with the TUN descriptor attached, or an error text.
 bool SendFd(int sock, int fd) {
@@ -230,10 +235,39 @@ void WriteFile(const char* path, const std::string& text) {
     for (const std::string& a : command) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     ::execvp(argv[0], argv.data());
-    std::fprintf(stderr, "wrench exec: cannot run %s: %s\n", argv[0], std::strerror(errno));
-    _exit(127);
+    const int err = errno;
+    std::fprintf(stderr, "wrench exec: cannot run %s: %s\n", argv[0], std::strerror(err));
+    _exit(err == ENOENT ? kExitNotFound : kExitNotExecutable);
   }
   RunInit(pid, watched);
+}
+
+// Finds `name` as execvp would (a name with a slash as it is, else along $PATH), so
+// that a command that cannot run is reported before any namespace is made. OK, or
+// NotFound (exit 127), or PermissionDenied for a file that is not executable or a
+// directory (exit 126).
+absl::Status CheckRunnable(const std::string& name) {
+  auto check = [](const std::string& path) -> absl::Status {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) return absl::NotFoundError(absl::StrCat(path, ": command not found"));
+    if (S_ISDIR(st.st_mode)) return absl::PermissionDeniedError(absl::StrCat(path, ": is a directory"));
+    if (::access(path.c_str(), X_OK) != 0) {
+      return absl::PermissionDeniedError(absl::StrCat(path, ": ", std::strerror(errno)));
+    }
+    return absl::OkStatus();
+  };
+  if (name.empty()) return absl::NotFoundError("\"\": command not found");
+  if (name.find('/') != std::string::npos) return check(name);
+  const char* env = std::getenv("PATH");
+  const std::string path = env ? env : "/usr/local/bin:/usr/bin:/bin";
+  absl::Status first_problem = absl::NotFoundError(absl::StrCat(name, ": command not found"));
+  for (absl::string_view dir : absl::StrSplit(path, ':')) {
+    absl::Status st = check(absl::StrCat(dir.empty() ? "." : dir, "/", name));
+    if (st.ok()) return st;
+    // As execvp: a file found but not runnable is the answer if nothing later runs.
+    if (absl::IsPermissionDenied(st) && absl::IsNotFound(first_problem)) first_problem = st;
+  }
+  return first_problem;
 }
 
 // --serve and --serve-listen into the options (serve_port stays 0 without --serve).
@@ -270,7 +304,7 @@ absl::Status ServeFromFlags(ServiceOptions& o) {
 int RunExec(int argc, char** argv) {
   std::vector<std::string> command = ParseFlags(
       argc, argv,
-      "usage: wrench exec [OPTIONS] -- COMMAND [ARGS...]\n\n"
+      "usage: wrench exec [OPTIONS] [--] COMMAND [ARGS...]\n\n"
       "Runs COMMAND in a fresh network namespace whose default route is a TUN device served\n"
       "by wrench. Every TCP connection COMMAND opens is terminated by wrench and re-opened\n"
       "from the caller's namespace to the same destination, with the rules applied. The\n"
@@ -278,30 +312,29 @@ int RunExec(int argc, char** argv) {
       "127.0.0.1. Works as root, and without root where user namespaces are allowed.\n"
       "COMMAND's exit status becomes wrench's. COMMAND runs in a PID namespace of its own:\n"
       "when it ends, or wrench ends in any way (even SIGKILL), every process it started ends\n"
-      "too. SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGUSR2 are forwarded to COMMAND; wrench\n"
-      "cleans up once COMMAND has ended.",
-      kExecFlags);
+      "too. SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGUSR2 are forwarded to COMMAND. Options end\n"
+      "at COMMAND: `wrench exec curl -sS URL` passes -sS to curl (\"--\" works too).",
+      kExecFlags,
+      {.stop_at_first_argument = true,
+       .exit_status = "exit status: COMMAND's own (128+N when signal N ended it); 126 COMMAND is not\n"
+                      "             executable; 127 COMMAND was not found; 1 wrench failed to start (a\n"
+                      "             privilege, the network); 2 a bad command line"});
   if (command.empty()) {
     std::fprintf(stderr, "wrench exec: no command given (wrench exec [OPTIONS] -- COMMAND [ARGS...])\n");
-    return 2;
+    return kExitUsage;
   }
   ServiceOptions o;
-  if (auto st = ServiceOptionsFromFlags(o); !st.ok()) {
-    std::fprintf(stderr, "wrench exec: %s\n", std::string(st.message()).c_str());
-    return 2;
-  }
+  if (auto st = ServiceOptionsFromFlags(o); !st.ok()) return ReportError("exec", st);
   if (std::string name = absl::GetFlag(FLAGS_scenario); !name.empty()) {
     auto rules = ScenarioRules(name);
-    if (!rules.ok()) {
-      std::fprintf(stderr, "wrench exec: %s\n", std::string(rules.status().message()).c_str());
-      return 2;
-    }
+    if (!rules.ok()) return ReportError("exec", absl::InvalidArgumentError(rules.status().message()));
     o.rules.insert(o.rules.begin(), rules->begin(), rules->end());
   }
   // --serve: not transparent; the Service relays accepted sockets to COMMAND instead.
-  if (auto st = ServeFromFlags(o); !st.ok()) {
+  if (auto st = ServeFromFlags(o); !st.ok()) return ReportError("exec", st);
+  if (auto st = CheckRunnable(command[0]); !st.ok()) {
     std::fprintf(stderr, "wrench exec: %s\n", std::string(st.message()).c_str());
-    return 2;
+    return absl::IsNotFound(st) ? kExitNotFound : kExitNotExecutable;
   }
   o.transparent = o.serve_port == 0;
   auto verdict = RunVerdict::FromFlags(o.rules.size(), !o.api_address.empty());
@@ -364,7 +397,6 @@ int RunExec(int argc, char** argv) {
   o.tun_fd = fd;
   auto service = Service::Start(o);
   if (!service.ok()) {
-    std::fprintf(stderr, "wrench exec: %s\n", std::string(service.status().message()).c_str());
     ::close(sp[0]);  // the child sees EOF and exits
     reap();
     return verdict->Finish(nullptr, RunOutcome("exec", std::nullopt, std::string(service.status().message())), log);

@@ -24,8 +24,10 @@ namespace {
 constexpr FlagHelp kLadderFlags[] = {
     {"format", "--format=text|svg|html   text for the terminal (default), or SVG, or an HTML page\n"
                "                           with the SVG inline; without it, --out's extension decides"},
-    {"conn", "--conn=N                 only connection N (as the log and the control API number them)"},
-    {"out", "--out=FILE               write there instead of to stdout"},
+    {"conn", "--conn=N                 only connection N (as the log and the control API number them)\n"
+             "                           (default: all)"},
+    {"out", "--out=FILE               write there instead of to stdout (default: stdout); without\n"
+            "                           --format, FILE ends in .txt, .svg or .html"},
 };
 
 constexpr const char* kUsage =
@@ -35,14 +37,19 @@ constexpr const char* kUsage =
     "arrow with its flags and relative seq/ack/len; time flowing down; the states of the\n"
     "proxy's endpoints at each change (and the kernel peers' states, inferred: ~STATE).\n"
     "Dropped segments end in a cross, held ones (delay, reorder) slant to their arrival,\n"
-    "duplicates are extra arrows, and every rule that fired is named.";
+    "duplicates are extra arrows, and every rule that fired is named. LOGFILE is the file\n"
+    "a --log run wrote, or \"-\" for standard input.";
 
 absl::StatusOr<LadderFormat> FormatFromFlags(const std::string& out) {
   std::string f = absl::GetFlag(FLAGS_format);
   if (f.empty()) {
+    if (out.empty() || out == "-") return LadderFormat::kText;
     if (absl::EndsWithIgnoreCase(out, ".svg")) return LadderFormat::kSvg;
     if (absl::EndsWithIgnoreCase(out, ".html") || absl::EndsWithIgnoreCase(out, ".htm")) return LadderFormat::kHtml;
-    return LadderFormat::kText;
+    if (absl::EndsWithIgnoreCase(out, ".txt") || absl::EndsWithIgnoreCase(out, ".text")) return LadderFormat::kText;
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--out=", out, ": the format follows the extension, .txt, .svg or .html (or .htm); give one of "
+        "those or --format=text|svg|html"));
   }
   if (f == "text") return LadderFormat::kText;
   if (f == "svg") return LadderFormat::kSvg;
@@ -57,20 +64,17 @@ int RunLadder(int argc, char** argv) {
   if (args.size() != 1) {
     std::fprintf(stderr, "wrench ladder: %s\n\n%s\n",
                  args.empty() ? "which log? give the file a --log run wrote" : "give exactly one LOGFILE", kUsage);
-    return 2;
+    return kExitUsage;
   }
   const std::string out_path = absl::GetFlag(FLAGS_out);
   absl::StatusOr<LadderFormat> format = FormatFromFlags(out_path);
-  if (!format.ok()) {
-    std::fprintf(stderr, "wrench ladder: %s\n", std::string(format.status().message()).c_str());
-    return 2;
-  }
+  if (!format.ok()) return ReportError("ladder", format.status());
   const uint64_t conn = absl::GetFlag(FLAGS_conn);
   absl::StatusOr<std::string> drawing =
       DrawLadder(args[0], *format, conn == 0 ? std::nullopt : std::optional<uint64_t>(conn));
   if (!drawing.ok()) {
     std::fprintf(stderr, "wrench ladder: %s\n", std::string(drawing.status().message()).c_str());
-    return 1;
+    return kExitFailure;
   }
   if (out_path.empty() || out_path == "-") {
     std::fwrite(drawing->data(), 1, drawing->size(), stdout);

@@ -15,13 +15,13 @@
 #include "stack/tcp_profile.h"
 #include "proxy/summary.h"
 
-ABSL_FLAG(std::vector<std::string>, map, {}, "FRONT_IP:PORT=UPSTREAM_HOST:PORT (repeatable)");
+ABSL_FLAG(wrench::proxy::Repeated, map, {}, "FRONT_IP:PORT=UPSTREAM_HOST:PORT (repeatable)");
 ABSL_FLAG(std::string, tun, "wrench0", "TUN device name");
 ABSL_FLAG(std::string, net, "10.89.0.0/24", "TUN subnet");
 ABSL_FLAG(int, mtu, 1500, "TUN MTU");
 ABSL_FLAG(std::string, upstream_via, "socket", "socket or tun");
-ABSL_FLAG(std::vector<std::string>, rule, {}, "a fault rule (repeatable)");
-ABSL_FLAG(std::string, rules, "", "a file of fault rules, one a line");
+ABSL_FLAG(wrench::proxy::Repeated, rule, {}, "a fault rule (repeatable)");
+ABSL_FLAG(wrench::proxy::Repeated, rules, {}, "a file of fault rules, one a line (repeatable)");
 ABSL_FLAG(uint64_t, seed, 1, "seed of the one random generator");
 ABSL_FLAG(std::string, pcap, "", "write every segment of both legs to this pcap file");
 ABSL_FLAG(std::string, log, "", "write one JSON object a line per segment to this file");
@@ -47,7 +47,7 @@ constexpr FlagHelp kProxyFlags[] = {
                      "                      shutdown), or wrench's own endpoint over the TUN to a server on\n"
                      "                      the kernel's TUN address (every rule acts on its segments)"},
     {"rule", "--rule=TEXT         a fault rule, e.g. --rule='drop on=to-client flags=SYN+ACK nth=1' (repeatable)"},
-    {"rules", "--rules=FILE        fault rules, one a line; # starts a comment"},
+    {"rules", "--rules=FILE        fault rules, one a line; # starts a comment (repeatable)"},
     {"seed", "--seed=N            seed of the random generator (p=...), for exact replay (default 1)"},
     {"pcap", "--pcap=FILE         capture both legs (LINKTYPE_RAW), as the segments crossed the wire"},
     {"log", "--log=FILE          one JSON object a line per segment: hook, flags, seq/ack, states, rule"},
@@ -75,14 +75,9 @@ absl::StatusOr<std::vector<Rule>> RulesFromFlags() {
     if (!r.ok()) return absl::InvalidArgumentError(absl::StrCat("--rule: ", r.status().message()));
     rules.push_back(*r);
   }
-  std::string path = absl::GetFlag(FLAGS_rules);
-  if (!path.empty()) {
-    std::ifstream in(path);
-    if (!in) return absl::InvalidArgumentError(absl::StrCat("--rules ", path, ": cannot read the file"));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    auto rs = ParseRules(ss.str());
-    if (!rs.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", rs.status().message()));
+  for (const std::string& path : absl::GetFlag(FLAGS_rules)) {
+    auto rs = LoadRulesFile(path);
+    if (!rs.ok()) return rs.status();
     rules.insert(rules.end(), rs->begin(), rs->end());
   }
   return rules;
@@ -137,24 +132,18 @@ int RunProxy(int argc, char** argv) {
   if (!positional.empty()) {
     std::fprintf(stderr, "wrench proxy: unexpected argument \"%s\" (see wrench proxy --help)\n",
                  positional[0].c_str());
-    return 2;
+    return kExitUsage;
   }
   ServiceOptions o;
-  if (auto st = ServiceOptionsFromFlags(o); !st.ok()) {
-    std::fprintf(stderr, "wrench proxy: %s\n", std::string(st.message()).c_str());
-    return 2;
-  }
+  if (auto st = ServiceOptionsFromFlags(o); !st.ok()) return ReportError("proxy", st);
   for (const std::string& m : absl::GetFlag(FLAGS_map)) {
     auto mapping = ParseMapping(m);
-    if (!mapping.ok()) {
-      std::fprintf(stderr, "wrench proxy: %s\n", std::string(mapping.status().message()).c_str());
-      return 2;
-    }
+    if (!mapping.ok()) return ReportError("proxy", mapping.status());
     o.maps.push_back(*mapping);
   }
   if (o.maps.empty()) {
     std::fprintf(stderr, "wrench proxy: at least one --map FRONT_IP:PORT=UPSTREAM_HOST:PORT is needed\n");
-    return 2;
+    return kExitUsage;
   }
   auto verdict = RunVerdict::FromFlags(o.rules.size(), !o.api_address.empty());
   if (!verdict.ok()) {

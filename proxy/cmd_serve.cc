@@ -29,7 +29,7 @@ constexpr FlagHelp kServeFlags[] = {
     {"mtu", "--mtu=N             TUN MTU (default 1500; up to 65520)"},
     {"upstream_via", "--upstream-via=socket|tun   the upstream leg of TUN proxies (default socket)"},
     {"rule", "--rule=TEXT         a fault rule for every connection on the TUN (repeatable)"},
-    {"rules", "--rules=FILE        fault rules, one a line"},
+    {"rules", "--rules=FILE        fault rules, one a line (repeatable)"},
     {"seed", "--seed=N            seed of the random generators (p=, toxicity, jitter) (default 1)"},
     {"pcap", "--pcap=FILE         capture both legs of TUN connections"},
     {"log", "--log=FILE          one JSON object a line per segment"},
@@ -64,13 +64,10 @@ int RunServe(int argc, char** argv) {
   if (!positional.empty()) {
     std::fprintf(stderr, "wrench serve: unexpected argument \"%s\" (see wrench serve --help)\n",
                  positional[0].c_str());
-    return 2;
+    return kExitUsage;
   }
   ServiceOptions o;
-  if (auto st = ServiceOptionsFromFlags(o); !st.ok()) {
-    std::fprintf(stderr, "wrench serve: %s\n", std::string(st.message()).c_str());
-    return 2;
-  }
+  if (auto st = ServiceOptionsFromFlags(o); !st.ok()) return ReportError("serve", st);
   if (o.api_address.empty()) o.api_address = kDefaultApi;
   // Rules come and go through the API: rule numbers are checked at the end.
   auto verdict = RunVerdict::FromFlags(o.rules.size(), /*rules_may_change=*/true);

@@ -9,10 +9,11 @@
 #include "absl/flags/declare.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "proxy/cli.h"
 
 ABSL_DECLARE_FLAG(uint64_t, seed);
-ABSL_DECLARE_FLAG(std::vector<std::string>, rule);
-ABSL_DECLARE_FLAG(std::string, rules);
+ABSL_DECLARE_FLAG(wrench::proxy::Repeated, rule);
+ABSL_DECLARE_FLAG(wrench::proxy::Repeated, rules);
 // linux or rfc (stack/tcp_profile.h), for every command that runs endpoints.
 ABSL_DECLARE_FLAG(std::string, tcp_profile);
 // `wrench ladder`'s (cmd_ladder.cc).

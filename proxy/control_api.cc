@@ -279,6 +279,7 @@ class ControlApiImpl : public ControlApi {
     j["active"] = s.active;
     j["refused"] = s.refused;
     j["unreachable"] = s.unreachable;
+    j["out_of_fds"] = s.out_of_fds;
     j["resets"] = s.resets;
     j["bytes_to_server"] = s.bytes_to_server;
     j["bytes_to_client"] = s.bytes_to_client;
@@ -308,6 +309,7 @@ class ControlApiImpl : public ControlApi {
     counter("wrench_connections_total", "Connections accepted on the TUN", s.connections);
     counter("wrench_refused_total", "Connections whose upstream refused", s.refused);
     counter("wrench_unreachable_total", "Connections whose upstream did not answer", s.unreachable);
+    counter("wrench_out_of_fds_total", "Connections not relayed for want of a file descriptor", s.out_of_fds);
     counter("wrench_resets_total", "Connections that ended in a reset", s.resets);
     counter("wrench_stray_segments_total", "Segments for no connection, answered with RST", s.stray_segments);
     absl::StrAppend(&out, "# HELP wrench_active_connections Connections open on the TUN now\n",

@@ -141,13 +141,16 @@ absl::StatusOr<LadderRecord> ParseRecord(const json& j, int line, const std::str
   r.rule = static_cast<int>(f.Unsigned("rule", std::numeric_limits<int>::max()).value_or(0));
   r.rule_text = f.String("rule_text").value_or("");
   r.action = f.String("action").value_or("");
+  r.detail = f.String("detail").value_or("");
   RETURN_IF_ERROR(f.status());
   return r;
 }
 
 // ---------------------------------------------------------------------------
-// What a rule's action did to a segment, read back from the log's "action" text
-// ("drop dropped", "delay delayed 2s", "dup original + 1 copy", "add seq 1 -> 2"...).
+// What a rule's action did to a segment, read back from the log's "action" and
+// "detail" ("drop" "dropped", "delay" "delayed 2s", "dup" "original + 1 copy", "add"
+// "seq 1 -> 2"...). A log that has the detail inside "action" ("delay delayed 2s")
+// reads the same.
 
 struct Effect {
   enum class Fate : uint8_t { kPass, kDrop, kHeld } fate = Fate::kPass;
@@ -173,7 +176,8 @@ std::string ActionText(absl::string_view kind, absl::string_view rest, absl::str
 
 Effect ParseEffect(const LadderRecord& r) {
   Effect e;
-  const absl::string_view action = absl::StripAsciiWhitespace(r.action);
+  const std::string whole = r.detail.empty() ? r.action : absl::StrCat(r.action, " ", r.detail);
+  const absl::string_view action = absl::StripAsciiWhitespace(whole);
   if (!action.empty()) {
     const absl::string_view kind = action.substr(0, action.find(' '));
     const absl::string_view rest = absl::StripAsciiWhitespace(action.substr(kind.size()));

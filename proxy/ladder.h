@@ -33,7 +33,7 @@ struct LadderRecord {
   uint32_t len = 0;
   std::optional<stack::TcpState> before, after;  // the proxy endpoint on this leg
   int rule = 0;
-  std::string rule_text, action, note;
+  std::string rule_text, action, detail, note;  // action: "delay"; detail: "delayed 2s"
 };
 
 // Checks the objects ReadJsonLog returned (`line_numbers` parallel to `objects`).

@@ -3,8 +3,11 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
+#include "proxy/cli.h"
 #include "proxy/commands.h"
+#include "proxy/rule.h"
 
 namespace {
 
@@ -18,25 +21,62 @@ void PrintUsage(FILE* out) {
   for (const wrench::proxy::Command& c : wrench::proxy::Commands()) {
     std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
   }
-  std::fprintf(out, "\n'wrench COMMAND --help' describes a command's options.\n");
+  std::fprintf(out,
+               "  %-10s %s\n  %-10s %s\n", "help", "describe a command's options (wrench help COMMAND)",
+               "version", "print wrench's version");
+  std::fprintf(out,
+               "\n'wrench COMMAND --help' describes a command's options.\n"
+               "exit status: 0 done; 1 a run-time error; 2 a bad command line (wrench exec: its\n"
+               "COMMAND's own status)\n");
+}
+
+const wrench::proxy::Command* FindCommand(const std::string& name) {
+  for (const wrench::proxy::Command& c : wrench::proxy::Commands()) {
+    if (name == c.name) return &c;
+  }
+  return nullptr;
+}
+
+int UnknownCommand(const std::string& name) {
+  std::vector<std::string> names;
+  for (const wrench::proxy::Command& c : wrench::proxy::Commands()) names.emplace_back(c.name);
+  std::string guess = wrench::proxy::DidYouMean(name, names);
+  std::fprintf(stderr, "wrench: unknown command \"%s\"%s\n\n", name.c_str(),
+               guess.empty() ? "" : ("; did you mean " + guess + "?").c_str());
+  PrintUsage(stderr);
+  return wrench::proxy::kExitUsage;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0 ||
-      std::strcmp(argv[1], "help") == 0) {
-    PrintUsage(argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
+  using wrench::proxy::kExitOk;
+  using wrench::proxy::kExitUsage;
+  if (argc < 2) {
+    PrintUsage(stderr);
+    return kExitUsage;
   }
-  if (std::strcmp(argv[1], "--version") == 0) {
+  const std::string first = argv[1];
+  if (first == "--help" || first == "-h") {
+    PrintUsage(stdout);
+    return kExitOk;
+  }
+  if (first == "help") {
+    if (argc == 2 || first == argv[2] || std::string(argv[2]) == "version") {
+      PrintUsage(stdout);
+      return kExitOk;
+    }
+    // `wrench help CMD` is `wrench CMD --help`.
+    const wrench::proxy::Command* c = FindCommand(argv[2]);
+    if (c == nullptr) return UnknownCommand(argv[2]);
+    char help[] = "--help";
+    char* args[] = {argv[2], help, nullptr};
+    return c->run(2, args);
+  }
+  if (first == "--version" || first == "version") {
     std::printf("wrench %s\n", wrench::proxy::kVersion);
-    return 0;
+    return kExitOk;
   }
-  for (const wrench::proxy::Command& c : wrench::proxy::Commands()) {
-    if (argv[1] == std::string(c.name)) return c.run(argc - 1, argv + 1);
-  }
-  std::fprintf(stderr, "wrench: unknown command \"%s\"\n\n", argv[1]);
-  PrintUsage(stderr);
-  return 2;
+  if (const wrench::proxy::Command* c = FindCommand(first)) return c->run(argc - 1, argv + 1);
+  return UnknownCommand(first);
 }

@@ -15,7 +15,9 @@
 #include <array>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
@@ -31,7 +33,9 @@ namespace {
 constexpr int kAckTimeoutSeconds = 5;
 // Bounds the receive loop: unrelated messages (none expected on a fresh unicast
 // socket) are skipped at most this many times.
+// A dump of a large routing table spans many datagrams: its bound is higher.
 constexpr int kMaxReceives = 64;
+constexpr int kMaxDumpReceives = 1 << 16;
 
 // The operation's Status for an errno from the kernel or a syscall. The errno's own
 // mapping gives the code (PermissionDenied, NotFound, AlreadyExists, ...).
@@ -144,7 +148,9 @@ using ReplyHandler = std::function<void(const nlmsghdr& h, absl::Span<const uint
 
 // Sends `req` on a fresh NETLINK_ROUTE socket and waits for its ACK, handing any
 // other reply to `on_reply`.
-absl::Status Transact(Request& req, absl::string_view what, const ReplyHandler& on_reply = {}) {
+// A dump (NLM_F_DUMP) ends with NLMSG_DONE instead of an ACK.
+absl::Status Transact(Request& req, absl::string_view what, const ReplyHandler& on_reply = {},
+                      bool dump = false) {
   if (req.overflowed()) return absl::InternalError(absl::StrCat(what, ": netlink request too long"));
   UniqueFd fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
   if (!fd) {
@@ -167,8 +173,9 @@ absl::Status Transact(Request& req, absl::string_view what, const ReplyHandler& 
     return OsError(errno, what);
   }
 
-  alignas(NLMSG_ALIGNTO) std::array<uint8_t, 8192> buf;
-  for (int i = 0; i < kMaxReceives; ++i) {
+  // Large enough for a dump datagram (the kernel fills at most about a page, or 32 KiB).
+  alignas(NLMSG_ALIGNTO) std::array<uint8_t, 32768> buf;
+  for (int i = 0; i < (dump ? kMaxDumpReceives : kMaxReceives); ++i) {
     const ssize_t n = ::recv(fd.get(), buf.data(), buf.size(), 0);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -190,6 +197,12 @@ absl::Status Transact(Request& req, absl::string_view what, const ReplyHandler& 
         std::memcpy(&e, buf.data() + off + NLMSG_HDRLEN, sizeof e);
         if (e.error == 0) return absl::OkStatus();
         return OsError(-e.error, what, ExtAckMessage(buf.data() + off, n - off));
+      }
+      if (dump && h.nlmsg_seq == kSeq && h.nlmsg_type == NLMSG_DONE) {
+        int err = 0;
+        if (h.nlmsg_len >= NLMSG_HDRLEN + sizeof err) std::memcpy(&err, buf.data() + off + NLMSG_HDRLEN, sizeof err);
+        if (err == 0) return absl::OkStatus();
+        return OsError(-err, what);
       }
       if (h.nlmsg_seq == kSeq && on_reply && h.nlmsg_type != NLMSG_NOOP &&
           h.nlmsg_type != NLMSG_DONE) {
@@ -329,6 +342,86 @@ absl::StatusOr<bool> IsLocalAddress(const stack::IpAddress& addr) {
   }));
   if (!type) return absl::InternalError(absl::StrCat(what, ": the kernel sent no route"));
   return *type == RTN_LOCAL;
+}
+
+namespace {
+
+// The attributes of a route or address message: type -> payload.
+void ForEachAttr(absl::Span<const uint8_t> attrs, const std::function<void(uint16_t, absl::Span<const uint8_t>)>& f) {
+  size_t off = 0;
+  for (int i = 0; i < 256 && off + sizeof(rtattr) <= attrs.size(); ++i) {
+    rtattr a;
+    std::memcpy(&a, attrs.data() + off, sizeof a);
+    if (a.rta_len < sizeof a || off + a.rta_len > attrs.size()) break;
+    f(a.rta_type, attrs.subspan(off + RTA_LENGTH(0), a.rta_len - RTA_LENGTH(0)));
+    off += RTA_ALIGN(a.rta_len);
+  }
+}
+
+std::string IfName(uint32_t index) {
+  char name[IF_NAMESIZE] = {};
+  if (index == 0 || ::if_indextoname(index, name) == nullptr) return index == 0 ? "" : absl::StrCat("#", index);
+  return name;
+}
+
+stack::IpAddress V4From(absl::Span<const uint8_t> b) {
+  return stack::IpAddress::V4(uint32_t{b[0]} << 24 | uint32_t{b[1]} << 16 | uint32_t{b[2]} << 8 | b[3]);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<Ipv4Prefix>> ListIpv4Routes() {
+  Request req(RTM_GETROUTE, NLM_F_DUMP);
+  rtmsg rt{};
+  rt.rtm_family = AF_INET;
+  req.PutHeader(rt);
+  std::vector<Ipv4Prefix> out;
+  RETURN_IF_ERROR(Transact(
+      req, "listing the IPv4 routes",
+      [&](const nlmsghdr& h, absl::Span<const uint8_t> body) {
+        if (h.nlmsg_type != RTM_NEWROUTE || body.size() < sizeof(rtmsg)) return;
+        rtmsg m;
+        std::memcpy(&m, body.data(), sizeof m);
+        uint32_t table = m.rtm_table;
+        Ipv4Prefix p{stack::IpAddress::V4(uint32_t{0}), m.rtm_dst_len, ""};
+        ForEachAttr(body.subspan(NLMSG_ALIGN(sizeof m)), [&](uint16_t type, absl::Span<const uint8_t> v) {
+          if (type == RTA_TABLE && v.size() >= 4) std::memcpy(&table, v.data(), 4);
+          if (type == RTA_DST && v.size() == 4) p.addr = V4From(v);
+          if (type == RTA_OIF && v.size() >= 4) {
+            uint32_t index;
+            std::memcpy(&index, v.data(), 4);
+            p.ifname = IfName(index);
+          }
+        });
+        if (m.rtm_family == AF_INET && table == RT_TABLE_MAIN) out.push_back(p);
+      },
+      /*dump=*/true));
+  return out;
+}
+
+absl::StatusOr<std::vector<Ipv4Prefix>> ListIpv4Addresses() {
+  Request req(RTM_GETADDR, NLM_F_DUMP);
+  ifaddrmsg ifa{};
+  ifa.ifa_family = AF_INET;
+  req.PutHeader(ifa);
+  std::vector<Ipv4Prefix> out;
+  RETURN_IF_ERROR(Transact(
+      req, "listing the IPv4 addresses",
+      [&](const nlmsghdr& h, absl::Span<const uint8_t> body) {
+        if (h.nlmsg_type != RTM_NEWADDR || body.size() < sizeof(ifaddrmsg)) return;
+        ifaddrmsg m;
+        std::memcpy(&m, body.data(), sizeof m);
+        if (m.ifa_family != AF_INET) return;
+        std::optional<stack::IpAddress> local, address;
+        ForEachAttr(body.subspan(NLMSG_ALIGN(sizeof m)), [&](uint16_t type, absl::Span<const uint8_t> v) {
+          if (type == IFA_LOCAL && v.size() == 4) local = V4From(v);
+          if (type == IFA_ADDRESS && v.size() == 4) address = V4From(v);
+        });
+        if (!local) local = address;
+        if (local) out.push_back({*local, m.ifa_prefixlen, IfName(m.ifa_index)});
+      },
+      /*dump=*/true));
+  return out;
 }
 
 absl::Status BringUpLoopback() { return SetLinkUp("lo", true); }

@@ -6,6 +6,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -482,6 +483,9 @@ void Proxy::ConnectSocket(Connection& c) {
       }
     } else if (ec == asio::error::operation_aborted) {
       OnUpstreamFailed(conn, false, "upstream connect timed out");
+    } else if (ec == asio::error::no_descriptors ||
+               ec == boost::system::error_code(ENFILE, boost::system::system_category())) {
+      OnOutOfDescriptors(conn, ec);
     } else {
       OnUpstreamFailed(conn, false, absl::StrCat("upstream connect failed: ", ec.message()));
     }
@@ -538,6 +542,26 @@ void Proxy::OnUpstreamFailed(Connection& c, bool refused, const std::string& why
   }
   c.expire_at = MonotonicNow() + absl::Seconds(30);
   Reschedule(c);
+}
+
+void Proxy::OnOutOfDescriptors(Connection& c, const boost::system::error_code& ec) {
+  ++stats_.out_of_fds;
+  // Said once, not per connection: it is the process's limit, not the upstream.
+  if (stats_.out_of_fds == 1) {
+    rlimit lim{};
+    ::getrlimit(RLIMIT_NOFILE, &lim);
+    if (warning_log_) warning_log_(absl::StrCat("wrench: out of file descriptors (", ec.message(), "; the limit is ", lim.rlim_cur,
+                           "): connections beyond it are not relayed; raise it with ulimit -n"));
+  }
+  Event(c, absl::StrCat("out of file descriptors: ", ec.message()));
+  // The client's SYN goes unanswered, as a full accept queue leaves it: its
+  // retransmission tries again, once descriptors may have been freed.
+  if (c.sock) {
+    boost::system::error_code ignored;
+    c.sock->close(ignored);
+  }
+  c.phase = Connection::Phase::kFailed;
+  Remove(c);
 }
 
 void Proxy::AcceptClient(Connection& c) {
@@ -1230,13 +1254,12 @@ void Proxy::LogSegment(const Connection* c, Hook hook, const Segment& seg, std::
   } else if (seg.tcp.flags.has(stack::kSyn)) {
     r.seq_base = seg.tcp.seq.raw();
   }
-  std::string action;
   if (decision) {
     r.rule_id = decision->rule_id;
     r.rule_text = decision->rule_text;
-    action = decision->detail.empty() ? std::string(ActionName(decision->action))
-                                      : absl::StrCat(ActionName(decision->action), " ", decision->detail);
-    r.action = action;
+    const absl::string_view name = ActionName(decision->action);
+    r.action = {name.data(), name.size()};
+    r.detail = decision->detail;
   }
   log_->Write(r);
 }
@@ -1295,9 +1318,10 @@ std::string Proxy::Summary() const {
     absl::StrAppend(&rules, rules.empty() ? "" : ", ", "#", r.id, " ", r.hits, " hits");
   }
   return absl::StrFormat(
-      "connections %d (%d active, %d refused, %d unreachable, %d reset), bytes to server %d, to client "
+      "connections %d (%d active, %d refused, %d unreachable, %d reset%s), bytes to server %d, to client "
       "%d, datagrams in %d out %d (%d not TCP, %d unparsable, %d stray)%s%s",
       stats_.connections, stats_.active, stats_.refused, stats_.unreachable, stats_.resets,
+      stats_.out_of_fds == 0 ? "" : absl::StrCat(", ", stats_.out_of_fds, " out of file descriptors"),
       stats_.bytes_to_server, stats_.bytes_to_client, stats_.datagrams_in, stats_.datagrams_out,
       stats_.not_tcp, stats_.bad_datagrams, stats_.stray_segments, rules.empty() ? "" : ", rules: ", rules);
 }

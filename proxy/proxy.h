@@ -108,6 +108,7 @@ struct ProxyStats {
   uint64_t active = 0;
   uint64_t refused = 0;      // upstream refused: client got RST
   uint64_t unreachable = 0;  // upstream connect timed out or failed otherwise
+  uint64_t out_of_fds = 0;   // no socket for the upstream: EMFILE or ENFILE
   uint64_t resets = 0;       // connections that ended in a reset, either side
   uint64_t bytes_to_server = 0, bytes_to_client = 0;
   uint64_t datagrams_in = 0, datagrams_out = 0;
@@ -127,6 +128,8 @@ class Proxy {
   void set_log(JsonLog* log) { log_ = log; }
   // A line for every connection event ("conn 3 10.89.0.1:4242 -> ... ESTABLISHED").
   void set_event_log(std::function<void(const std::string&)> f) { event_log_ = std::move(f); }
+  // Lines worth saying without --verbose (running out of file descriptors).
+  void set_warning_log(std::function<void(const std::string&)> f) { warning_log_ = std::move(f); }
 
   // One datagram read from the TUN.
   void OnDatagram(absl::Span<const uint8_t> datagram);
@@ -175,6 +178,7 @@ class Proxy {
   void StartUpstream(Connection& c);
   void OnUpstreamConnected(Connection& c);
   void OnUpstreamFailed(Connection& c, bool refused, const std::string& why);
+  void OnOutOfDescriptors(Connection& c, const boost::system::error_code& ec);
   void AcceptClient(Connection& c);
   void Service(Connection& c);
   // Sends what the leg's endpoint has due; true when a rule's RST ended the leg.
@@ -221,6 +225,7 @@ class Proxy {
   PcapWriter* pcap_ = nullptr;
   JsonLog* log_ = nullptr;
   std::function<void(const std::string&)> event_log_;
+  std::function<void(const std::string&)> warning_log_;
   ProxyStats stats_;
   std::map<uint64_t, ConnectionRecord> records_;  // by id: ordered, the oldest first
   uint64_t records_forgotten_ = 0;

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -14,24 +15,27 @@
 namespace wrench::proxy {
 
 namespace {
+// Names are matched case-insensitively (SYN-LOST is syn-lost).
 const Scenario* Find(absl::string_view name) {
   for (const Scenario& s : Scenarios()) {
-    if (name == s.name) return &s;
+    if (absl::EqualsIgnoreCase(name, s.name)) return &s;
   }
   return nullptr;
 }
 
-std::string Names() {
+// "did you mean syn-lost?" for a near miss, else the list of names.
+std::string Names(absl::string_view wanted = {}) {
   std::vector<std::string> names;
   for (const Scenario& s : Scenarios()) names.push_back(s.name);
-  return absl::StrJoin(names, ", ");
+  if (std::string guess = DidYouMean(wanted, names); !guess.empty()) return absl::StrCat("did you mean ", guess, "?");
+  return absl::StrCat("the scenarios are: ", absl::StrJoin(names, ", "));
 }
 }  // namespace
 
 absl::StatusOr<std::vector<Rule>> ScenarioRules(absl::string_view name) {
   const Scenario* s = Find(name);
   if (!s) {
-    return absl::NotFoundError(absl::StrCat("no scenario \"", name, "\"; the scenarios are: ", Names()));
+    return absl::NotFoundError(absl::StrCat("no scenario \"", name, "\"; ", Names(name)));
   }
   auto rules = ParseRules(s->text);
   if (!rules.ok()) {
@@ -71,8 +75,7 @@ int RunScenario(int argc, char** argv) {
   if (args[0] == "show" && args.size() == 2) {
     const Scenario* s = Find(args[1]);
     if (!s) {
-      std::fprintf(stderr, "wrench scenario: no scenario \"%s\"; the scenarios are: %s\n", args[1].c_str(),
-                   Names().c_str());
+      std::fprintf(stderr, "wrench scenario: no scenario \"%s\"; %s\n", args[1].c_str(), Names(args[1]).c_str());
       return 2;
     }
     std::printf("%s", s->text);

@@ -473,13 +473,12 @@ void ServeProxy::Log(const Connection* c, Hook hook, const Segment& seg, std::op
     r.seq_base = inbound ? theirs : ours;
     r.ack_base = inbound ? ours : theirs;
   }
-  std::string action;
   if (decision) {
     r.rule_id = decision->rule_id;
     r.rule_text = decision->rule_text;
-    action = decision->detail.empty() ? std::string(ActionName(decision->action))
-                                      : absl::StrCat(ActionName(decision->action), " ", decision->detail);
-    r.action = action;
+    const absl::string_view name = ActionName(decision->action);
+    r.action = {name.data(), name.size()};
+    r.detail = decision->detail;
   }
   log_->Write(r);
 }

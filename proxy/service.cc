@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <cstring>
 #include <future>
@@ -34,7 +35,65 @@ absl::StatusOr<std::pair<stack::IpAddress, int>> ParseNet(absl::string_view text
         absl::StrCat("--net \"", text, "\": the prefix length must be 8 to 30"));
   }
   uint32_t mask = prefix == 0 ? 0 : ~uint32_t{0} << (32 - prefix);
-  return std::make_pair(stack::IpAddress::V4(addr->v4_host_order() & mask), prefix);
+  if ((addr->v4_host_order() & ~mask) != 0) {
+    // 10.89.0.0/8 would route all of 10.0.0.0/8 into the TUN: say so rather than guess.
+    return absl::InvalidArgumentError(absl::StrCat("--net ", text, " has host bits set; did you mean ",
+                                                   stack::IpAddress::V4(addr->v4_host_order() & mask).ToString(),
+                                                   "/", prefix, "?"));
+  }
+  return std::make_pair(*addr, prefix);
+}
+
+namespace {
+bool Overlaps(uint32_t a, int a_len, uint32_t b, int b_len) {
+  const int len = std::min(a_len, b_len);
+  const uint32_t mask = len == 0 ? 0 : ~uint32_t{0} << (32 - len);
+  return (a & mask) == (b & mask);
+}
+}  // namespace
+
+absl::Status CheckNetIsFree(const stack::IpAddress& net, int prefix_len) {
+  const std::string text = absl::StrCat(net.ToString(), "/", prefix_len);
+  auto routes = ListIpv4Routes();
+  if (!routes.ok()) return routes.status();
+  for (const Ipv4Prefix& r : *routes) {
+    // The default route covers everything; a more specific one is what --net adds.
+    if (r.prefix_len == 0) continue;
+    if (Overlaps(r.addr.v4_host_order(), r.prefix_len, net.v4_host_order(), prefix_len)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--net ", text, " overlaps the route ", r.addr.ToString(), "/", r.prefix_len,
+          r.ifname.empty() ? "" : absl::StrCat(" dev ", r.ifname),
+          " (another wrench, or a network of this host); choose another --net, e.g. --net 10.90.0.0/24"));
+    }
+  }
+  auto addresses = ListIpv4Addresses();
+  if (!addresses.ok()) return addresses.status();
+  for (const Ipv4Prefix& a : *addresses) {
+    if (Overlaps(a.addr.v4_host_order(), a.prefix_len, net.v4_host_order(), prefix_len)) {
+      return absl::FailedPreconditionError(absl::StrCat("--net ", text, " overlaps the address ", a.addr.ToString(),
+                                                        "/", a.prefix_len, " of ", a.ifname,
+                                                        "; choose another --net, e.g. --net 10.90.0.0/24"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string RaiseFileLimit() {
+  rlimit lim;
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    return absl::StrCat("cannot read the file descriptor limit: ", std::strerror(errno));
+  }
+  if (lim.rlim_cur >= lim.rlim_max) return "";
+  rlim_t want = lim.rlim_max;
+  // An unlimited hard limit still stops at the kernel's fs.nr_open.
+  if (want == RLIM_INFINITY) want = 1 << 20;
+  const rlim_t before = lim.rlim_cur;
+  lim.rlim_cur = want;
+  if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    return absl::StrCat("cannot raise the file descriptor limit from ", before, " to ", want, ": ",
+                        std::strerror(errno), "; each connection needs one or two");
+  }
+  return "";
 }
 
 stack::IpAddress KernelAddress(const stack::IpAddress& net, int prefix_len) {
@@ -69,6 +128,10 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
   std::unique_ptr<Service> s(new Service(std::move(opts)));
   ServiceOptions& o = s->opts_;
   if (!o.log_line) o.log_line = [](const std::string&) {};
+  // As servers do: the soft limit (often 1024) up to the hard one, since every
+  // relayed connection holds a socket. Only wrench's process: exec's COMMAND was
+  // forked before this and keeps the limit it was given.
+  if (std::string why = RaiseFileLimit(); !why.empty()) o.log_line(absl::StrCat("wrench: ", why));
   for (size_t i = 0; i < o.rules.size(); ++i) {
     const Rule& r = o.rules[i];
     if (auto st = s->CheckRuleCanFire(r, absl::StrCat("rule #", i + 1)); !st.ok()) return st;
@@ -110,6 +173,9 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
     s->tun_.emplace(TunDevice::Adopt(UniqueFd(o.tun_fd), o.tun_name, o.mtu));
     o.tun_fd = -1;  // owned by the device now
   } else {
+    // The subnet must be wrench's alone: a route or address already there would be
+    // shadowed (or shadow the TUN), and a second wrench on it would get nothing.
+    if (auto st = CheckNetIsFree(o.net_addr, o.prefix_len); !st.ok()) return st;
     auto tun = TunDevice::Create(o.tun_name, o.mtu);
     if (!tun.ok()) return tun.status();
     s->tun_.emplace(std::move(*tun));
@@ -142,6 +208,7 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
   if (s->pcap_) s->proxy_->set_pcap(&*s->pcap_);
   if (s->log_) s->proxy_->set_log(&*s->log_);
   if (o.verbose) s->proxy_->set_event_log(o.log_line);
+  s->proxy_->set_warning_log(o.log_line);
   if (o.serve_port != 0) {
     ServeOptions so;
     so.listen = o.serve_listen;

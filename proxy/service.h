@@ -57,8 +57,15 @@ struct ServiceOptions {
   bool allow_idle_rules = false;
 };
 
-// Parses --net: "10.89.0.0/24" (any address inside the subnet is accepted).
+// Parses --net: "10.89.0.0/24"; an address with bits set past the prefix
+// ("10.89.0.0/8") is refused with the subnet it would have meant.
 absl::StatusOr<std::pair<stack::IpAddress, int>> ParseNet(absl::string_view text);
+// FailedPrecondition naming the route or address of this network namespace that
+// overlaps net/prefix_len (the default route aside); the TUN's subnet must be free.
+absl::Status CheckNetIsFree(const stack::IpAddress& net, int prefix_len);
+// Raises the soft RLIMIT_NOFILE to the hard limit; "" when done (or nothing to do),
+// else what went wrong.
+std::string RaiseFileLimit();
 // The first address of the subnet: the kernel's side of the TUN.
 stack::IpAddress KernelAddress(const stack::IpAddress& net, int prefix_len);
 

@@ -190,6 +190,22 @@ TEST(Netlink, AddRouteSendsAnotherSubnetIntoTheDevice) {
   EXPECT_THAT(again.message(), HasSubstr("adding route 10.99.0.0/16 dev wrench-t0"));
 }
 
+TEST(Netlink, ListsTheRoutesAndAddressesItAdded) {
+  WRENCH_ENTER_NETNS_OR_SKIP();
+  TunDevice tun = MakeConfiguredTun();
+  ASSERT_TRUE(AddRoute(Ip("10.99.0.0"), 16, kTun).ok());
+  absl::StatusOr<std::vector<Ipv4Prefix>> routes = ListIpv4Routes();
+  ASSERT_TRUE(routes.ok()) << routes.status();
+  std::vector<std::string> seen;
+  for (const Ipv4Prefix& r : *routes) seen.push_back(absl::StrCat(r.addr.ToString(), "/", r.prefix_len, " ", r.ifname));
+  EXPECT_THAT(seen, ::testing::UnorderedElementsAre("10.89.7.0/24 wrench-t0", "10.99.0.0/16 wrench-t0"));
+  absl::StatusOr<std::vector<Ipv4Prefix>> addresses = ListIpv4Addresses();
+  ASSERT_TRUE(addresses.ok()) << addresses.status();
+  seen.clear();
+  for (const Ipv4Prefix& a : *addresses) seen.push_back(absl::StrCat(a.addr.ToString(), "/", a.prefix_len, " ", a.ifname));
+  EXPECT_THAT(seen, ::testing::UnorderedElementsAre("127.0.0.1/8 lo", "10.89.7.1/24 wrench-t0"));
+}
+
 TEST(Netlink, AddRouteViaAGateway) {
   WRENCH_ENTER_NETNS_OR_SKIP();
   TunDevice tun = MakeConfiguredTun();
