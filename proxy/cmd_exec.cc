@@ -399,7 +399,11 @@ int RunExec(int argc, char** argv) {
   if (!service.ok()) {
     ::close(sp[0]);  // the child sees EOF and exits
     reap();
-    return verdict->Finish(nullptr, RunOutcome("exec", std::nullopt, std::string(service.status().message())), log);
+    // The summary is written; the exit status tells a bad command line (2) from a
+    // run that could not start (1).
+    const int code = ReportError("exec", service.status());
+    verdict->Finish(nullptr, RunOutcome("exec", std::nullopt, std::string(service.status().message())), log);
+    return code;
   }
   Service& s = **service;
   int exit_status = 0;

@@ -153,8 +153,11 @@ int RunProxy(int argc, char** argv) {
   auto log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   auto service = Service::Start(o);
   if (!service.ok()) {
-    std::fprintf(stderr, "wrench proxy: %s\n", std::string(service.status().message()).c_str());
-    return verdict->Finish(nullptr, RunOutcome("proxy", std::nullopt, std::string(service.status().message())), log);
+    // The summary is written; the exit status tells a bad command line (2) from a
+    // run that could not start (1).
+    const int code = ReportError("proxy", service.status());
+    verdict->Finish(nullptr, RunOutcome("proxy", std::nullopt, std::string(service.status().message())), log);
+    return code;
   }
   (*service)->HandleSignals();
   for (const Mapping& m : o.maps) {
