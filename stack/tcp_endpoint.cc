@@ -475,11 +475,13 @@ bool TcpEndpoint::CheckAckField(Instant now, const TcpRepr& seg) {
     dup_acks_ = 0;
     AdvanceUna(now, seg.ack, seg);
   } else if (seg.ack == tcb_.snd_una && seg.payload.empty() && !seg.flags.any(kSyn | kFin) &&
-             tcb_.snd_una != tcb_.snd_nxt) {
-    // A duplicate ACK as Linux counts one (tcp_fastretrans_alert): it does not
-    // advance SND.UNA and carries no data, whatever its window. RFC 5681 §2's
-    // stricter definition also asks for an unchanged window, and a peer whose
-    // application reads while it reports a hole changes the window on every ACK.
+             tcb_.snd_una != tcb_.snd_nxt &&
+             (static_cast<uint32_t>(seg.window) << tcb_.snd_wscale) <= tcb_.snd_wnd) {
+    // A duplicate ACK as Linux counts one (tcp_ack, FLAG_NOT_DUP): it does not
+    // advance SND.UNA, carries no data and does not open the window; a smaller
+    // window still counts. RFC 5681 §2's stricter definition asks for an unchanged
+    // window. With SACK, new SACK information counts as well (ProcessSack), which is
+    // what recovers a hole while the peer's reads keep opening its window.
     info.dupack = true;
     if (!tcb_.sack_ok && dup_acks_ < 0x7fff) ++dup_acks_;
   }
@@ -1115,8 +1117,12 @@ void TcpEndpoint::UpdateRtt(Instant now, Duration r) {
     tcb_.rttvar = tcb_.rttvar * 3 / 4 + absl::AbsDuration(tcb_.srtt - r) / 4;
     tcb_.srtt = tcb_.srtt * 7 / 8 + r / 8;
   }
-  tcb_.rto = std::clamp(tcb_.srtt + std::max(absl::Milliseconds(1), 4 * tcb_.rttvar), cfg_.min_rto,
-                        cfg_.max_rto);
+  if (cfg_.min_rto_bounds_variance) {
+    tcb_.rto = std::min(tcb_.srtt + std::max(cfg_.min_rto, 4 * tcb_.rttvar), cfg_.max_rto);
+  } else {
+    tcb_.rto = std::clamp(tcb_.srtt + std::max(absl::Milliseconds(1), 4 * tcb_.rttvar), cfg_.min_rto,
+                          cfg_.max_rto);
+  }
 }
 
 void TcpEndpoint::RestartRetransmitTimer(Instant now) { rto_deadline_ = now + tcb_.rto; }

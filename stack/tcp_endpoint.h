@@ -60,6 +60,9 @@ struct TcpConfig {
   Duration initial_rto = absl::Seconds(1);
   Duration min_rto = absl::Milliseconds(200);
   Duration max_rto = absl::Seconds(60);
+  // Linux's RTO is SRTT + max(4*RTTVAR, min_rto) (tcp_set_rto: the floor bounds the
+  // variance term); RFC 6298 §2.4 clamps the sum, max(SRTT + 4*RTTVAR, min_rto).
+  bool min_rto_bounds_variance = true;
   // Congestion control: CUBIC (RFC 9438), as Linux, or NewReno (RFC 5681).
   CongestionAlgorithm congestion = CongestionAlgorithm::kCubic;
   // RFC 8985 RACK: time-based loss detection with a reordering window of min_RTT/4.

@@ -21,6 +21,7 @@ void ApplyProfile(TcpProfile p, TcpConfig& cfg) {
   cfg.dup_thresh = 3;
   if (p == TcpProfile::kLinux) {
     cfg.min_rto = absl::Milliseconds(200);  // TCP_RTO_MIN
+    cfg.min_rto_bounds_variance = true;
     cfg.congestion = CongestionAlgorithm::kCubic;
     cfg.rack = true;
     cfg.tlp = true;
@@ -31,6 +32,7 @@ void ApplyProfile(TcpProfile p, TcpConfig& cfg) {
     cfg.quickacks = 16;                                 // TCP_MAX_QUICKACKS
   } else {
     cfg.min_rto = absl::Seconds(1);  // RFC 6298 §2.4
+    cfg.min_rto_bounds_variance = false;
     cfg.congestion = CongestionAlgorithm::kNewReno;
     cfg.rack = false;
     cfg.tlp = false;

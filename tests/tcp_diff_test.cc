@@ -50,6 +50,17 @@ constexpr KnownDifference kKnownDifferences[] = {
     {"*", "app", "linux state CLOSED, wrench state TIME-WAIT",
      "the harness's view, not the wire: Linux moves a connection into a TIME-WAIT "
      "mini-socket and the application's socket then reports CLOSE"},
+    // ---- timer granularity ----
+    {"data_rto_backoff", "only-wrench", "wrench sent at 4.050 s",
+     "Linux's timers run in jiffies (4 ms at HZ=250) and each backed-off RTO comes a few ms "
+     "later than wrench's (2.109 s against 2.050 s for the fourth), so Linux's fifth "
+     "retransmission falls after the script's end and wrench's just before it"},
+    {"zero_window_probe", "only-wrench", "wrench sent at 4.050 s",
+     "the same jiffies drift of the backed-off timer as data_rto_backoff: wrench's last "
+     "probe falls before the script's end, Linux's after it"},
+    {"data_multiple_loss_sack", "ecr", "TS ecr linux 202, wrench 201",
+     "the timestamp clock ticks in milliseconds on both sides; wrench's retransmission "
+     "leaves within the same millisecond as the ACK before it, Linux's one tick later"},
     // ---- handshake ----
     {"handshake_passive_no_options", "window", "window linux 64240, wrench 65535",
      "Linux's first window is a multiple of the MSS below 64 KiB (tcp_select_initial_window); "

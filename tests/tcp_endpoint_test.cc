@@ -317,9 +317,10 @@ TEST_F(Conversation, LostFirstFinIsProbedAfterTheLinuxMinimumRto) {
   auto segs = Segments();
   EXPECT_TRUE(segs[3].dropped);
   EXPECT_EQ(segs[4], S(A, "F.", 1, 1));
-  // One segment in flight: PTO = 2*SRTT + 200 ms, no later than the RTO (200 ms,
-  // Linux's floor), so the loss probe goes when the RTO would have.
-  EXPECT_EQ(segs[4].at - segs[3].at, absl::Milliseconds(200));
+  // One segment in flight: PTO = 2*SRTT + 200 ms, no later than the RTO (SRTT +
+  // max(4*RTTVAR, 200 ms) = 220 ms, as Linux's tcp_set_rto), so the loss probe goes
+  // when the RTO would have.
+  EXPECT_EQ(segs[4].at - segs[3].at, absl::Milliseconds(220));
   EXPECT_EQ(a().loss_stats().tlp_probes, 1);
   EXPECT_EQ(a().loss_stats().timeouts, 0);
 }
@@ -535,7 +536,8 @@ TEST_F(Conversation, RtoFollowsMeasuredRttAboveTheLinuxFloor) {
   sim().StartTransfer(A, 100'000, false);
   ASSERT_TRUE(sim().RunUntil([&] { return sim().received_ok(B) == 100'000; }, absl::Seconds(5)));
   EXPECT_NEAR(absl::ToDoubleMilliseconds(a().tcb().srtt), 20, 2);
-  EXPECT_EQ(a().tcb().rto, absl::Milliseconds(200));  // TCP_RTO_MIN
+  // Linux's tcp_set_rto: SRTT + max(4*RTTVAR, TCP_RTO_MIN) = 20 ms + 200 ms.
+  EXPECT_EQ(a().tcb().rto, absl::Milliseconds(220));
 }
 
 // --- RST in every state (RFC 9293 + RFC 5961) ------------------------------------

@@ -158,17 +158,19 @@ using ::testing::IsEmpty;
 // --- duplicate ACKs ----------------------------------------------------------
 
 TEST_F(ScriptedPeer, ThirdDuplicateAckRetransmitsEvenWhenEveryWindowDiffers) {
-  // A peer without SACK whose application reads while it reports the hole: each
-  // duplicate ACK carries a larger window. They still count (as on Linux).
+  // A peer without SACK whose window changes while it reports the hole: each
+  // duplicate ACK carries a smaller window. They still count, as on Linux; an ACK
+  // that opens the window is a window update and does not (the differential script
+  // data_dupacks_growing_window compares that with the kernel).
   Open(EndpointConfig(), {.sack = false});
   Send(10'000);
   EXPECT_EQ(TakeData().size(), 10u);  // RFC 6928 initial window: 10 segments
   RunTo(Ms(20));
-  Ack(1001, {}, 60000);  // segment 1 arrived, segment 2 (1001:2001) did not
-  Ack(1001, {}, 61000);
+  Ack(1001, {}, 63000);  // segment 1 arrived, segment 2 (1001:2001) did not
   Ack(1001, {}, 62000);
+  Ack(1001, {}, 61000);
   EXPECT_THAT(TakeData(), IsEmpty());
-  Ack(1001, {}, 63000);
+  Ack(1001, {}, 60000);
   EXPECT_THAT(TakeData(), ElementsAre(O(Ms(20), 1001, 1000)));
   EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kRecovery);
   EXPECT_EQ(ep().loss_stats().fast_recoveries, 1);
@@ -295,11 +297,15 @@ TEST_F(ScriptedPeer, LinuxProfileRtoHasA200MillisecondFloor) {
   TakeData();
   RunTo(Ms(20));
   Ack(8001);
-  RunTo(Ms(219));
+  // Linux's tcp_set_rto: SRTT + max(4*RTTVAR, TCP_RTO_MIN), the floor on the variance
+  // term, where RFC 6298 §2.4 would clamp the sum.
+  const Duration rto = ep().tcb().rto;
+  EXPECT_EQ(rto, ep().tcb().srtt + Ms(200));
+  RunTo(Ms(20) + rto - Ms(1));
   EXPECT_THAT(TakeData(), IsEmpty());
-  RunTo(Ms(220));
-  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(220), 8001, 1000)));
-  EXPECT_EQ(ep().tcb().rto, Ms(400));  // backed off once
+  RunTo(Ms(20) + rto);
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(20) + rto, 8001, 1000)));
+  EXPECT_EQ(ep().tcb().rto, 2 * rto);  // backed off once
 }
 
 // --- PRR (RFC 6937) ----------------------------------------------------------
