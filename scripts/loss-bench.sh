@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Loss benchmark (README "Loss benchmark"): the same bulk transfer, download and
+# Loss benchmark (docs/benchmarks.md "Loss benchmark"): the same bulk transfer, download and
 # upload, at several loss rates of data segments, (a) Linux to Linux across a veth
 # between two network namespaces, with nftables dropping data segments, and (b)
 # through `wrench proxy`, with the equivalent drop rule on the client leg. Prints

@@ -1,7 +1,7 @@
 // Timing profiles: where the RFCs leave a choice, which figures the endpoint takes.
 // `linux` (the default) takes a current Linux kernel's, so that a leg of the proxy
 // behaves like the kernel it stands in for; `rfc` takes the RFCs' conservative ones.
-// README "stack/: what the TCP endpoint does" lists every figure of both.
+// docs/stack.md lists every figure of both.
 #pragma once
 
 #include "absl/status/statusor.h"

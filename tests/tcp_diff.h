@@ -1,4 +1,4 @@
-// The differential harness (README "stack/: what the TCP endpoint does", "Compared
+// The differential harness (docs/stack.md, "Compared
 // with Linux"): one packetdrill-style script of inbound segments and application
 // calls is played into wrench's TcpEndpoint on a virtual clock and into a Linux
 // kernel socket behind a TUN device in a fresh network namespace, and what each

@@ -1,6 +1,6 @@
 // wrench's TcpEndpoint against the Linux kernel (tests/tcp_diff.h): every script in
 // tests/diff/ is played into both, and the test fails on any difference that is not
-// in kKnownDifferences below (README "stack/: what the TCP endpoint does", "Compared
+// in kKnownDifferences below (docs/stack.md, "Compared
 // with Linux", lists the same entries). Each script's side-by-side report is printed
 // and written to tcp_diff_reports/<script>.txt in the working directory (ctest: the
 // build's tests/ directory), or to $WRENCH_DIFF_REPORT_DIR when that is set.

@@ -1,5 +1,5 @@
 // The proxy's speed and size, measured in one run against the same kernel client
-// and server (issue: "Speed and size"): bulk throughput through wrench at MTU 1500
+// and server (docs/benchmarks.md "Speed and size"): bulk throughput through wrench at MTU 1500
 // and 65520 next to direct loopback and socat; connections per second with a full
 // handshake and teardown; added round-trip latency p50/p99; memory per idle
 // connection, holding 10,000 connections at once. Runs inside a network namespace
