@@ -546,14 +546,16 @@ void Proxy::OnUpstreamFailed(Connection& c, bool refused, const std::string& why
 
 void Proxy::OnOutOfDescriptors(Connection& c, const boost::system::error_code& ec) {
   ++stats_.out_of_fds;
+  // EMFILE or ENFILE: the system's text, without a virtual call into the category.
+  const std::string why = std::strerror(ec.value());
   // Said once, not per connection: it is the process's limit, not the upstream.
   if (stats_.out_of_fds == 1) {
     rlimit lim{};
     ::getrlimit(RLIMIT_NOFILE, &lim);
-    if (warning_log_) warning_log_(absl::StrCat("wrench: out of file descriptors (", ec.message(), "; the limit is ", lim.rlim_cur,
+    if (warning_log_) warning_log_(absl::StrCat("wrench: out of file descriptors (", why, "; the limit is ", lim.rlim_cur,
                            "): connections beyond it are not relayed; raise it with ulimit -n"));
   }
-  Event(c, absl::StrCat("out of file descriptors: ", ec.message()));
+  Event(c, absl::StrCat("out of file descriptors: ", why));
   // The client's SYN goes unanswered, as a full accept queue leaves it: its
   // retransmission tries again, once descriptors may have been freed.
   if (c.sock) {

@@ -192,6 +192,13 @@ TEST_F(CliNetns, SoftFileLimitIsRaisedToTheHardOne) {
 }
 
 TEST_F(CliNetns, RunningOutOfFileDescriptorsIsNotCalledUnreachable) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__has_feature)
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+  // UBSan's vptr check reads memory through a pipe of its own: with no descriptor
+  // left it cannot, and reports every virtual call as an invalid object.
+  GTEST_SKIP() << "sanitizer build: the sanitizers need file descriptors of their own";
+#endif
+#endif
   auto server = tu::TcpServer::Start(kLoopback, 0, Hold);
   ASSERT_TRUE(server.ok());
   // Soft and hard: wrench cannot raise it.
