@@ -3,6 +3,7 @@
 // loaded is read back from what wrench says it loaded and from what it serves.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -126,7 +127,6 @@ TEST_F(CliNetns, LogNamesTheActionAndItsDetailApart) {
   const std::string log = dir_.File("run.jsonl");
   tu::WrenchRun r = Run({"exec", "--log=" + log, "--rule", "delay 20ms on=to-client flags=SYN+ACK", "--", "bash", "-c",
                          absl::StrCat("exec 3<>/dev/tcp/10.89.0.1/", (*server)->port(), " && cat <&3")});
-  if (r.status == 127) GTEST_SKIP() << "bash is needed: " << r.err;
   EXPECT_EQ(r.status, 0) << r.err;
   const std::string text = tu::ReadWholeFile(log);
   EXPECT_THAT(text, HasSubstr("\"action\":\"delay\",\"detail\":\"delayed 20ms\"")) << text;
@@ -182,8 +182,10 @@ std::pair<uint64_t, uint64_t> OpenFileLimits(pid_t pid) {
 TEST_F(CliNetns, SoftFileLimitIsRaisedToTheHardOne) {
   rlimit low;
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &low), 0);
-  if (low.rlim_max <= 64) GTEST_SKIP() << "the hard limit of open files is " << low.rlim_max;
+  // A hard limit above the soft one, whatever the test itself was given (root may
+  // raise it).
   low.rlim_cur = 64;
+  low.rlim_max = std::max<rlim_t>(low.rlim_max, 1024);
   auto p = Start({"proxy", "--map=10.89.0.2:80=127.0.0.1:80"}, low);
   auto [soft, hard] = OpenFileLimits(p->pid());
   EXPECT_EQ(soft, hard);
@@ -194,9 +196,12 @@ TEST_F(CliNetns, SoftFileLimitIsRaisedToTheHardOne) {
 TEST_F(CliNetns, RunningOutOfFileDescriptorsIsNotCalledUnreachable) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__has_feature)
 #if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
-  // UBSan's vptr check reads memory through a pipe of its own: with no descriptor
-  // left it cannot, and reports every virtual call as an invalid object.
-  GTEST_SKIP() << "sanitizer build: the sanitizers need file descriptors of their own";
+  // UBSan's vptr check probes memory through a pipe of its own (clang 14's runtime).
+  // With every descriptor taken it cannot, and it reports every virtual call as a
+  // call on an invalid object; its suppressions do not cover an unreadable vptr. The
+  // default build runs this test.
+  GTEST_SKIP() << "UBSan's vptr check needs two file descriptors of its own, and this test "
+                  "takes all of wrench's; it runs in the default build";
 #endif
 #endif
   auto server = tu::TcpServer::Start(kLoopback, 0, Hold);

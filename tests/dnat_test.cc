@@ -99,7 +99,7 @@ class DnatTest : public ::testing::Test {
     // open by its descriptor and entered by the threads that act as the client.
     absl::Status st = tu::EnterFreshNetworkNamespace();
     if (!st.ok()) GTEST_SKIP() << "needs network namespaces of its own: " << st;
-    if (std::system("command -v ip >/dev/null") != 0) GTEST_SKIP() << "ip (iproute2) is needed for the veth";
+    if (std::system("command -v ip >/dev/null") != 0) GTEST_SKIP() << "ip (iproute2, which scripts/install-deps.sh installs) is needed for the veth";
     UseOwnRunDirectory();
     server_ns_ = UniqueFd(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
     ASSERT_TRUE(server_ns_);
