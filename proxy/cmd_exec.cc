@@ -55,12 +55,9 @@ constexpr FlagHelp kExecFlags[] = {
             "                      127.0.0.1; the command's address is 10.89.0.2)"},
     {"mtu", "--mtu=N             TUN MTU (default 1500)"},
     {"msl", "--msl=DURATION      maximum segment lifetime of wrench's endpoints (default 30s)"},
-    {"tcp_profile", "--tcp-profile=linux|rfc   timers and loss recovery of wrench's endpoints: Linux's\n"
-                    "                      figures (default) or the RFCs' (1 s minimum RTO, NewReno, no TLP)"},
+    kTcpProfileHelp,
     {"verbose", "--verbose           a line on stderr for every connection event"},
-    {"allow_idle_rules", "--allow-idle-rules  keep a rule that can never fire on this run's legs (e.g.\n"
-                         "                      blackhole on=from-server with a socket upstream) with a warning;\n"
-                         "                      by default it is refused, saying which actions act on which leg"},
+    kAllowIdleRulesHelp,
     {"serve", "--serve=PORT        wrap a server instead: COMMAND listens on PORT (at 10.89.0.2);\n"
               "                      wrench accepts on 127.0.0.1:PORT and opens its own TCP endpoint\n"
               "                      over the TUN to it, so to-server/from-server rules (and state=)\n"

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "proxy/cli.h"
 #include "proxy/commands.h"
+#include "proxy/common_flags.h"
 #include "proxy/service.h"
 #include "stack/tcp_profile.h"
 #include "proxy/summary.h"
@@ -54,11 +55,8 @@ constexpr FlagHelp kProxyFlags[] = {
     {"api", "--api=ADDR:PORT     HTTP control API (loopback unless an address is given)"},
     {"msl", "--msl=DURATION      maximum segment lifetime; TIME-WAIT lasts 2*MSL (default 30s)"},
     {"verbose", "--verbose           a line on stderr for every connection event"},
-    {"tcp_profile", "--tcp-profile=linux|rfc   timers and loss recovery of wrench's endpoints: Linux's\n"
-                    "                      figures (default) or the RFCs' (1 s minimum RTO, NewReno, no TLP)"},
-    {"allow_idle_rules", "--allow-idle-rules  keep a rule that can never fire on this run's legs (e.g.\n"
-                         "                      blackhole on=from-server with a socket upstream) with a warning;\n"
-                         "                      by default it is refused, saying which actions act on which leg"},
+    kTcpProfileHelp,
+    kAllowIdleRulesHelp,
     kVerdictFlags[0],
     kVerdictFlags[1],
     kVerdictFlags[2],

@@ -34,12 +34,9 @@ constexpr FlagHelp kServeFlags[] = {
     {"pcap", "--pcap=FILE         capture both legs of TUN connections"},
     {"log", "--log=FILE          one JSON object a line per segment"},
     {"msl", "--msl=DURATION      maximum segment lifetime; TIME-WAIT lasts 2*MSL (default 30s)"},
-    {"tcp_profile", "--tcp-profile=linux|rfc   timers and loss recovery of wrench's endpoints: Linux's\n"
-                    "                      figures (default) or the RFCs' (1 s minimum RTO, NewReno, no TLP)"},
+    kTcpProfileHelp,
     {"verbose", "--verbose           a line on stderr for every connection event"},
-    {"allow_idle_rules", "--allow-idle-rules  keep a rule that can never fire on this run's legs (e.g.\n"
-                         "                      blackhole on=from-server with a socket upstream) with a warning;\n"
-                         "                      by default it is refused, saying which actions act on which leg"},
+    kAllowIdleRulesHelp,
     kVerdictFlags[0],
     kVerdictFlags[1],
     kVerdictFlags[2],

@@ -23,6 +23,18 @@ ABSL_DECLARE_FLAG(std::string, out);
 
 namespace wrench::proxy {
 struct ServiceOptions;
+
+// The --help lines of the flags that proxy, exec and serve share word for word.
+inline constexpr FlagHelp kTcpProfileHelp = {
+    "tcp_profile",
+    "--tcp-profile=linux|rfc   timers and loss recovery of wrench's endpoints: Linux's\n"
+    "                      figures (default) or the RFCs' (1 s minimum RTO, NewReno, no TLP)"};
+inline constexpr FlagHelp kAllowIdleRulesHelp = {
+    "allow_idle_rules",
+    "--allow-idle-rules  keep a rule that can never fire on this run's legs (e.g.\n"
+    "                      blackhole on=from-server with a socket upstream) with a warning;\n"
+    "                      by default it is refused, saying which actions act on which leg"};
+
 // Fills what `proxy` and `exec` share from their flags (defined in cmd_proxy.cc).
 absl::Status ServiceOptionsFromFlags(ServiceOptions& o);
 }  // namespace wrench::proxy

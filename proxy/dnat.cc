@@ -25,6 +25,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "proxy/os_status.h"
+#include "proxy/unique_fd.h"
+#include "stack/status_macros.h"
 
 #ifdef WRENCH_HAVE_NFTABLES
 #include <nftables/libnftables.h>
@@ -34,15 +36,23 @@ namespace wrench::proxy {
 
 namespace {
 
+// A small file whole: /proc and /sys entries, wrench's host records.
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return ErrnoStatus(errno, absl::StrCat("open ", path));
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0) return ErrnoStatus(errno, absl::StrCat("read ", path));
+    if (n == 0) return text;
+    text.append(buf, static_cast<size_t>(n));
+  }
+}
+
 absl::StatusOr<std::string> ReadSysctl(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("open ", path));
-  char buf[64];
-  ssize_t n = ::read(fd, buf, sizeof buf - 1);
-  const int err = errno;
-  ::close(fd);
-  if (n < 0) return ErrnoStatus(err, absl::StrCat("read ", path));
-  return std::string(absl::StripAsciiWhitespace(absl::string_view(buf, static_cast<size_t>(n))));
+  ASSIGN_OR_RETURN(std::string text, ReadWholeFile(path));
+  return std::string(absl::StripAsciiWhitespace(text));
 }
 
 absl::Status WriteSysctl(const std::string& path, absl::string_view value) {
@@ -166,16 +176,6 @@ struct Record {
 std::string SysctlName(absl::string_view path) {
   absl::ConsumePrefix(&path, "/proc/sys/");
   return absl::StrReplaceAll(path, {{"/", "."}});
-}
-
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("open ", path));
-  std::string text;
-  char buf[4096];
-  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
-  ::close(fd);
-  return text;
 }
 
 // The calling thread's network namespace (threads may be in different ones).

@@ -74,11 +74,6 @@ const Field* FindField(const Field (&fields)[N], absl::string_view name) {
   return nullptr;
 }
 
-std::string OneOf(const std::vector<std::string>& names) {
-  if (names.size() <= 1) return absl::StrJoin(names, "");
-  return absl::StrCat(absl::StrJoin(names.begin(), names.end() - 1, ", "), " or ", names.back());
-}
-
 std::vector<std::string> StateWords(bool leg) {
   std::vector<std::string> out;
   for (int i = 0; i < stack::kTcpStateCount; ++i) out.emplace_back(stack::StateName(static_cast<stack::TcpState>(i)));

@@ -364,10 +364,6 @@ std::string IfName(uint32_t index) {
   return name;
 }
 
-stack::IpAddress V4From(absl::Span<const uint8_t> b) {
-  return stack::IpAddress::V4(uint32_t{b[0]} << 24 | uint32_t{b[1]} << 16 | uint32_t{b[2]} << 8 | b[3]);
-}
-
 }  // namespace
 
 absl::StatusOr<std::vector<Ipv4Prefix>> ListIpv4Routes() {
@@ -386,7 +382,7 @@ absl::StatusOr<std::vector<Ipv4Prefix>> ListIpv4Routes() {
         Ipv4Prefix p{stack::IpAddress::V4(uint32_t{0}), m.rtm_dst_len, ""};
         ForEachAttr(body.subspan(NLMSG_ALIGN(sizeof m)), [&](uint16_t type, absl::Span<const uint8_t> v) {
           if (type == RTA_TABLE && v.size() >= 4) std::memcpy(&table, v.data(), 4);
-          if (type == RTA_DST && v.size() == 4) p.addr = V4From(v);
+          if (type == RTA_DST && v.size() == 4) p.addr = stack::IpAddress::FromBytes(v);
           if (type == RTA_OIF && v.size() >= 4) {
             uint32_t index;
             std::memcpy(&index, v.data(), 4);
@@ -414,8 +410,8 @@ absl::StatusOr<std::vector<Ipv4Prefix>> ListIpv4Addresses() {
         if (m.ifa_family != AF_INET) return;
         std::optional<stack::IpAddress> local, address;
         ForEachAttr(body.subspan(NLMSG_ALIGN(sizeof m)), [&](uint16_t type, absl::Span<const uint8_t> v) {
-          if (type == IFA_LOCAL && v.size() == 4) local = V4From(v);
-          if (type == IFA_ADDRESS && v.size() == 4) address = V4From(v);
+          if (type == IFA_LOCAL && v.size() == 4) local = stack::IpAddress::FromBytes(v);
+          if (type == IFA_ADDRESS && v.size() == 4) address = stack::IpAddress::FromBytes(v);
         });
         if (!local) local = address;
         if (local) out.push_back({*local, m.ifa_prefixlen, IfName(m.ifa_index)});

@@ -169,12 +169,6 @@ std::vector<std::string> StateNames() {
   return out;
 }
 
-// "a, b or c".
-std::string OneOf(const std::vector<std::string>& names) {
-  if (names.size() <= 1) return absl::StrJoin(names, "");
-  return absl::StrCat(absl::StrJoin(names.begin(), names.end() - 1, ", "), " or ", names.back());
-}
-
 std::string Quote(absl::string_view s) { return absl::StrCat("\"", absl::CHexEscape(s), "\""); }
 
 // `unknown WHAT "word"; did you mean X?` or `...; expected a, b or c`.
@@ -955,6 +949,11 @@ uint32_t FieldMax(Field f) {
 absl::string_view ActionName(ActionKind k) {
   const int i = static_cast<int>(k);
   return i < kActionKindCount ? kActionNames[i] : "?";
+}
+
+std::string OneOf(const std::vector<std::string>& names) {
+  if (names.size() <= 1) return absl::StrJoin(names, "");
+  return absl::StrCat(absl::StrJoin(names.begin(), names.end() - 1, ", "), " or ", names.back());
 }
 
 std::string ClosestWord(absl::string_view word, const std::vector<std::string>& candidates) {

@@ -199,6 +199,8 @@ std::string DurationToString(stack::Duration d);
 // third of the candidate's length), or "" when none is close: the parser's "did you
 // mean", for other small languages of the command line.
 std::string ClosestWord(absl::string_view word, const std::vector<std::string>& candidates);
+// "a, b or c": the list of what an error message expected.
+std::string OneOf(const std::vector<std::string>& names);
 
 inline std::ostream& operator<<(std::ostream& os, const Rule& r) { return os << ToString(r); }
 inline std::ostream& operator<<(std::ostream& os, Hook h) { return os << HookName(h); }
