@@ -4,6 +4,7 @@
 // server is a kernel socket on that namespace's loopback, reached from inside `wrench
 // exec` at the gateway 10.89.0.1.
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -315,6 +316,43 @@ TEST_F(VerdictTest, NoConnectionWarnsWhy) {
   // A connection: no warning.
   EXPECT_EQ(Wrench(absl::StrCat("exec -- ", ReadingClient(100))), 0) << err_;
   EXPECT_THAT(err_, Not(HasSubstr("warning")));
+}
+
+// README "Using wrench in CI": the job's two wrench commands as the README writes
+// them, run in a work directory, with a stand-in for the program's tests: a client
+// of the web server on the runner's 127.0.0.1, which exec reaches as 10.89.0.1.
+TEST_F(VerdictTest, TheCiRecipeRunsAsTheReadmeWritesIt) {
+  ASSERT_EQ(std::system(absl::StrCat("cd ", dir_, " && echo hello >index.html && ",
+                                     "(python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 & ",
+                                     "echo $! >server.pid)").c_str()),
+            0);
+  std::ofstream(absl::StrCat(dir_, "/run-tests"))
+      << "#!/bin/sh\n"
+         "[ \"$1\" = --server ] || exit 2\n"
+         "exec python3 -c 'import sys, urllib.request; "
+         "sys.exit(urllib.request.urlopen(sys.argv[1] + \"/\", timeout=10).read() != b\"hello\\n\")' \"$2\"\n";
+  ASSERT_EQ(::chmod(absl::StrCat(dir_, "/run-tests").c_str(), 0755), 0);
+  // The server is up once it answers (bounded: 10 s).
+  ASSERT_EQ(std::system("for i in $(seq 100); do python3 -c 'import socket; "
+                        "socket.create_connection((\"127.0.0.1\", 8000), 1)' 2>/dev/null && exit 0; "
+                        "sleep 0.1; done; exit 1"),
+            0);
+  const std::string wrench = WRENCH_BINARY;
+  const std::string job = absl::StrCat(
+      "cd ", dir_, " && mkdir -p wrench-out && ", wrench, " exec --scenario fin-lost ",
+      "--expect-all-rules-fire --expect 'resets==0' --linger 5s ",
+      "--pcap wrench-out/run.pcap --log wrench-out/run.jsonl --summary-json wrench-out/summary.json ",
+      "-- ./run-tests --server http://10.89.0.1:8000 2>stderr && ",
+      wrench, " ladder --out=wrench-out/ladder.html wrench-out/run.jsonl 2>>stderr");
+  const int status = std::system(job.c_str());
+  err_ = Slurp("stderr");
+  std::system(absl::StrCat("kill $(cat ", dir_, "/server.pid)").c_str());
+  ASSERT_EQ(status, 0) << err_;
+  EXPECT_THAT(err_, HasSubstr("expect rule 1 hits>=1: pass"));
+  EXPECT_THAT(err_, HasSubstr("expect resets==0: pass"));
+  for (const char* f : {"run.pcap", "run.jsonl", "summary.json", "ladder.html"}) {
+    EXPECT_FALSE(Slurp(absl::StrCat("wrench-out/", f)).empty()) << f;
+  }
 }
 
 // --- wrench scenario check -------------------------------------------------------
