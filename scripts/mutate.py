@@ -172,31 +172,31 @@ def spaced(src, t):
     return (t.start > 0 and src[t.start - 1] in " \n" and t.end < len(src) and src[t.end] in " \n")
 
 
-def match_back(toks, k):
-    """Index of the opener matching the closer at k."""
-    pairs = {")": "(", "]": "[", "}": "{"}
+PARTNER = {")": "(", "]": "[", "}": "{", "(": ")", "[": "]", "{": "}"}
+
+
+def match_bracket(toks, k, step):
+    """Index of the bracket matching the one at k, searching backwards (step -1) from
+    a closer or forwards (step 1) from an opener; the end of the search if none."""
     depth, want = 0, toks[k].text
-    for j in range(k, -1, -1):
-        if toks[j].text == want and toks[j].kind == "punct":
+    j = k
+    while 0 <= j < len(toks):
+        if toks[j].kind == "punct" and toks[j].text == want:
             depth += 1
-        elif toks[j].text == pairs[want] and toks[j].kind == "punct":
+        elif toks[j].kind == "punct" and toks[j].text == PARTNER[want]:
             depth -= 1
             if depth == 0:
                 return j
-    return -1
+        j += step
+    return j - step if step > 0 else -1
+
+
+def match_back(toks, k):
+    return match_bracket(toks, k, -1)
 
 
 def match_fwd(toks, k):
-    pairs = {"(": ")", "[": "]", "{": "}"}
-    depth, want = 0, toks[k].text
-    for j in range(k, len(toks)):
-        if toks[j].text == want and toks[j].kind == "punct":
-            depth += 1
-        elif toks[j].text == pairs[want] and toks[j].kind == "punct":
-            depth -= 1
-            if depth == 0:
-                return j
-    return len(toks) - 1
+    return match_bracket(toks, k, 1)
 
 
 def operand_back(toks, k, stops):
