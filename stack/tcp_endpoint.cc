@@ -55,6 +55,21 @@ bool AcceptsText(TcpState s) {
   return s == TcpState::kEstablished || s == TcpState::kFinWait1 || s == TcpState::kFinWait2;
 }
 
+// States in which we may still send data or our FIN, or retransmit them: the
+// connection is synchronized and our FIN, if sent, is not yet acknowledged.
+bool SendsData(TcpState s) {
+  switch (s) {
+    case TcpState::kEstablished:
+    case TcpState::kCloseWait:
+    case TcpState::kFinWait1:
+    case TcpState::kClosing:
+    case TcpState::kLastAck:
+      return true;
+    default:
+      return false;
+  }
+}
+
 constexpr uint32_t kTimestampOptionLen = 12;  // with its two NOPs of padding
 
 }  // namespace
@@ -984,17 +999,7 @@ void TcpEndpoint::ScheduleLossProbe(Instant now) {
 
 void TcpEndpoint::OnLossProbeTimeout(Instant now) {
   tlp_deadline_ = kNever;
-  if (recovery_ != Recovery::kOpen || sb_.empty() || tlp_in_flight_) return;
-  switch (state_) {
-    case TcpState::kEstablished:
-    case TcpState::kCloseWait:
-    case TcpState::kFinWait1:
-    case TcpState::kClosing:
-    case TcpState::kLastAck:
-      break;
-    default:
-      return;
-  }
+  if (recovery_ != Recovery::kOpen || sb_.empty() || tlp_in_flight_ || !SendsData(state_)) return;
   probe_data_due_ = true;
   // §7.3: after the probe, the RTO is armed afresh.
   RestartRetransmitTimer(now);
@@ -1399,19 +1404,7 @@ void TcpEndpoint::Poll(Instant now, absl::FunctionRef<void(const TcpRepr&)> emit
     emit(r);
     ack_needed_ = false;
   }
-  if (SynAcked()) {
-    switch (state_) {
-      case TcpState::kEstablished:
-      case TcpState::kCloseWait:
-      case TcpState::kFinWait1:
-      case TcpState::kClosing:
-      case TcpState::kLastAck:
-        EmitData(now, emit);
-        break;
-      default:
-        break;
-    }
-  }
+  if (SynAcked() && SendsData(state_)) EmitData(now, emit);
   for (; dup_acks_owed_ > 1; --dup_acks_owed_) {
     TcpRepr r;
     FillHeader(now, r, tcb_.snd_nxt, TcpFlags(kAck));
