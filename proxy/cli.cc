@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "proxy/rule.h"
 
@@ -109,10 +110,7 @@ absl::StatusOr<ParsedArgs> ParseArgs(int argc, char* const* argv, absl::Span<con
     }
     absl::string_view body = arg.substr(arg[1] == '-' ? 2 : 1);
     const size_t eq = body.find('=');
-    std::string name(body.substr(0, eq));
-    for (char& c : name) {
-      if (c == '-') c = '_';
-    }
+    std::string name = absl::StrReplaceAll(body.substr(0, eq), {{"-", "_"}});
     std::optional<std::string> value;
     if (eq != absl::string_view::npos) value = std::string(body.substr(eq + 1));
     // The spelling the user wrote, for messages.
@@ -131,20 +129,9 @@ absl::StatusOr<ParsedArgs> ParseArgs(int argc, char* const* argv, absl::Span<con
     }
     if (flag == nullptr) {
       std::vector<std::string> names;
-      for (const FlagHelp& f : flags) {
-        std::string n = f.name;
-        for (char& c : n) {
-          if (c == '_') c = '-';
-        }
-        names.push_back(n);
-      }
+      for (const FlagHelp& f : flags) names.push_back(absl::StrReplaceAll(f.name, {{"_", "-"}}));
       std::string guess = DidYouMean(body.substr(0, eq), names);
-      if (guess.empty()) {
-        for (char& c : name) {
-          if (c == '_') c = '-';
-        }
-        guess = DidYouMean(name, names);
-      }
+      if (guess.empty()) guess = DidYouMean(absl::StrReplaceAll(name, {{"_", "-"}}), names);
       return absl::InvalidArgumentError(absl::StrCat("unknown option \"", arg, "\"",
                                                      guess.empty() ? "" : absl::StrCat("; did you mean --", guess, "?")));
     }
