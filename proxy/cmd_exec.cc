@@ -188,16 +188,14 @@ void WriteFile(const char* path, const std::string& text) {
   // Never outlive wrench: if it dies, so does this init, and with it every process of
   // the namespace. (Had wrench already died, the socket's EOF below ends us.)
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (uid == 0) {
-    if (::unshare(CLONE_NEWNET) != 0) fail(absl::StrCat("unshare(CLONE_NEWNET): ", std::strerror(errno)));
-  } else {
+  if (uid != 0) {
     // Rootless: the user namespace made with the PID namespace gives us CAP_NET_ADMIN
     // over a network namespace of our own, as rootless container networking does.
     WriteFile("/proc/self/setgroups", "deny");
     WriteFile("/proc/self/uid_map", absl::StrCat("0 ", uid, " 1"));
     WriteFile("/proc/self/gid_map", absl::StrCat("0 ", gid, " 1"));
-    if (::unshare(CLONE_NEWNET) != 0) fail(absl::StrCat("unshare(CLONE_NEWNET): ", std::strerror(errno)));
   }
+  if (::unshare(CLONE_NEWNET) != 0) fail(absl::StrCat("unshare(CLONE_NEWNET): ", std::strerror(errno)));
   if (auto st = BringUpLoopback(); !st.ok()) fail(std::string(st.message()));
   auto tun = TunDevice::Create(o.tun_name, o.mtu);
   if (!tun.ok()) {

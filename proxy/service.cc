@@ -19,6 +19,11 @@ namespace wrench::proxy {
 
 namespace asio = boost::asio;
 
+namespace {
+// The IPv4 netmask of a prefix length, 0 to 32.
+uint32_t PrefixMask(int len) { return len == 0 ? 0 : ~uint32_t{0} << (32 - len); }
+}  // namespace
+
 absl::StatusOr<std::pair<stack::IpAddress, int>> ParseNet(absl::string_view text) {
   size_t slash = text.find('/');
   if (slash == absl::string_view::npos) {
@@ -34,7 +39,7 @@ absl::StatusOr<std::pair<stack::IpAddress, int>> ParseNet(absl::string_view text
     return absl::InvalidArgumentError(
         absl::StrCat("--net \"", text, "\": the prefix length must be 8 to 30"));
   }
-  uint32_t mask = prefix == 0 ? 0 : ~uint32_t{0} << (32 - prefix);
+  const uint32_t mask = PrefixMask(prefix);
   if ((addr->v4_host_order() & ~mask) != 0) {
     // 10.89.0.0/8 would route all of 10.0.0.0/8 into the TUN: say so rather than guess.
     return absl::InvalidArgumentError(absl::StrCat("--net ", text, " has host bits set; did you mean ",
@@ -46,8 +51,7 @@ absl::StatusOr<std::pair<stack::IpAddress, int>> ParseNet(absl::string_view text
 
 namespace {
 bool Overlaps(uint32_t a, int a_len, uint32_t b, int b_len) {
-  const int len = std::min(a_len, b_len);
-  const uint32_t mask = len == 0 ? 0 : ~uint32_t{0} << (32 - len);
+  const uint32_t mask = PrefixMask(std::min(a_len, b_len));
   return (a & mask) == (b & mask);
 }
 }  // namespace
@@ -97,7 +101,7 @@ std::string RaiseFileLimit() {
 }
 
 stack::IpAddress KernelAddress(const stack::IpAddress& net, int prefix_len) {
-  uint32_t mask = prefix_len == 0 ? 0 : ~uint32_t{0} << (32 - prefix_len);
+  uint32_t mask = PrefixMask(prefix_len);
   return stack::IpAddress::V4((net.v4_host_order() & mask) + 1);
 }
 
@@ -139,7 +143,7 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
     if (!id.ok()) return id.status();
   }
   stack::IpAddress kernel = KernelAddress(o.net_addr, o.prefix_len);
-  uint32_t mask = ~uint32_t{0} << (32 - o.prefix_len);
+  uint32_t mask = PrefixMask(o.prefix_len);
   for (const Mapping& m : o.maps) {
     if (m.front_addr.is_v6() || (m.front_addr.v4_host_order() & mask) != o.net_addr.v4_host_order()) {
       return absl::InvalidArgumentError(absl::StrCat("--map ", m.text, ": the front address must be inside --net ",
@@ -238,7 +242,7 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
 uint16_t Service::api_port() const { return api_ ? api_->port() : 0; }
 
 bool Service::InTunSubnet(const stack::IpAddress& addr) const {
-  uint32_t mask = ~uint32_t{0} << (32 - opts_.prefix_len);
+  uint32_t mask = PrefixMask(opts_.prefix_len);
   return !addr.is_v6() && (addr.v4_host_order() & mask) == opts_.net_addr.v4_host_order();
 }
 
@@ -345,7 +349,7 @@ absl::Status Service::CheckRuleCanFire(const Rule& rule, absl::string_view what)
 }
 
 stack::IpAddress Service::DnatFront() const {
-  uint32_t mask = ~uint32_t{0} << (32 - opts_.prefix_len);
+  uint32_t mask = PrefixMask(opts_.prefix_len);
   return stack::IpAddress::V4((opts_.net_addr.v4_host_order() | ~mask) - 1);
 }
 
