@@ -24,6 +24,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "nlohmann/json.hpp"
 #include "proxy/os_status.h"
 #include "proxy/unique_fd.h"
 #include "stack/status_macros.h"
@@ -205,39 +206,54 @@ std::string RecordPath(const std::string& netns, const std::string& tun) {
   return absl::StrCat(RunDirectory(), "/", netns, "-", tun, ".state");
 }
 
+// The record is a JSON object (nlohmann::ordered_json, keys in this order).
 std::string Serialize(const Record& r) {
-  std::string out = absl::StrCat("# what a wrench run changed on this host (wrench cleanup undoes it)\n", "pid ",
-                                 r.pid, "\nstart ", r.start, "\nnetns ", r.netns, "\ntun ", r.tun, "\nifindex ",
-                                 r.ifindex, "\n");
-  if (!r.table.empty()) absl::StrAppend(&out, "table ", r.table, "\n");
-  for (const Sysctl& s : r.sysctls) absl::StrAppend(&out, "sysctl ", s.path, " ", s.original, "\n");
-  return out;
+  nlohmann::ordered_json j;
+  j["what"] = "what a wrench run changed on this host (wrench cleanup undoes it)";
+  j["pid"] = r.pid;
+  j["start"] = r.start;
+  j["netns"] = r.netns;
+  j["tun"] = r.tun;
+  j["ifindex"] = r.ifindex;
+  j["table"] = r.table;
+  j["sysctls"] = nlohmann::ordered_json::array();
+  for (const Sysctl& s : r.sysctls) j["sysctls"].push_back({{"path", s.path}, {"original", s.original}});
+  return j.dump(2) + "\n";
 }
 
 absl::StatusOr<Record> ReadRecord(const std::string& path) {
   auto text = ReadWholeFile(path);
   if (!text.ok()) return text.status();
+  const nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   Record r;
-  for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
-    if (line[0] == '#') continue;
-    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(line, absl::MaxSplits(' ', 1));
-    auto [key, value] = kv;
-    if (key == "pid") {
-      (void)absl::SimpleAtoi(value, &r.pid);
-    } else if (key == "start") {
-      r.start = std::string(value);
-    } else if (key == "netns") {
-      r.netns = std::string(value);
-    } else if (key == "tun") {
-      r.tun = std::string(value);
-    } else if (key == "ifindex") {
-      (void)absl::SimpleAtoi(value, &r.ifindex);
-    } else if (key == "table") {
-      r.table = std::string(value);
-    } else if (key == "sysctl") {
-      std::pair<std::string, std::string> pv = absl::StrSplit(value, absl::MaxSplits(' ', 1));
-      if (absl::StartsWith(pv.first, "/proc/sys/net/") && pv.first.find("..") == std::string::npos) {
-        r.sysctls.push_back({pv.first, pv.second});
+  // Fields of the wrong type are left empty, never thrown on: a damaged record is
+  // reported as incomplete below.
+  auto text_of = [&](const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  auto number_of = [&](const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : int64_t{0};
+  };
+  if (j.is_object()) {
+    r.pid = number_of("pid");
+    r.start = text_of("start");
+    r.netns = text_of("netns");
+    r.tun = text_of("tun");
+    r.ifindex = static_cast<int>(number_of("ifindex"));
+    r.table = text_of("table");
+    if (auto it = j.find("sysctls"); it != j.end() && it->is_array()) {
+      for (const nlohmann::json& s : *it) {
+        if (!s.is_object() || !s.contains("path") || !s["path"].is_string() || !s.contains("original") ||
+            !s["original"].is_string()) {
+          continue;
+        }
+        // Only network sysctls, named plainly: a record never steers a write elsewhere.
+        std::string sysctl = s["path"].get<std::string>();
+        if (absl::StartsWith(sysctl, "/proc/sys/net/") && sysctl.find("..") == std::string::npos) {
+          r.sysctls.push_back({std::move(sysctl), s["original"].get<std::string>()});
+        }
       }
     }
   }
