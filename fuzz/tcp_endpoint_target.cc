@@ -10,7 +10,11 @@
 #include <iostream>
 #include <memory>
 #include <sstream>
+#include <string>
 #include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 
 #include "fuzz/check.h"
 #include "fuzz/endpoint_script.h"
@@ -471,6 +475,29 @@ class Harness {
 
   // A connection with something outstanding must have a timer running, or it can
   // hang forever.
+  std::string DescribeTimers() const {
+    auto t = ep_->timers();
+    std::string out;
+    auto one = [&](const char* name, Instant at) {
+      if (at != kNever) absl::StrAppend(&out, " ", name, "=+", absl::FormatDuration(at - now_));
+    };
+    one("rto", t.rto);
+    one("persist", t.persist);
+    one("time-wait", t.time_wait);
+    one("rack", t.rack);
+    one("tlp", t.tlp);
+    one("delayed-ack", t.delayed_ack);
+    return out.empty() ? std::string(" (no timer)") : absl::StrCat(" (timers:", out, ")");
+  }
+
+  // The earliest timer that can retransmit, probe or end the connection. The
+  // delayed-ACK timer is left out: it only sends an ACK for data received, so it
+  // may run on an idle connection and cannot keep a stalled one alive.
+  Instant SendingDeadline() const {
+    auto t = ep_->timers();
+    return std::min({t.rto, t.persist, t.time_wait, t.rack, t.tlp});
+  }
+
   void CheckTimers() {
     TcpState st = ep_->state();
     const auto& t = ep_->tcb();
@@ -487,18 +514,18 @@ class Harness {
       case TcpState::kEstablished:
       case TcpState::kCloseWait:
         needs = t.snd_una != t.snd_nxt || ep_->send_queue() > 0;
-        // Nothing outstanding, nothing to send: a timer now could only time the
-        // connection out for no reason.
-        WRENCH_CHECK(needs || ep_->NextDeadline() == kNever)
+        // Nothing outstanding, nothing to send: a sending timer now could only
+        // time the connection out for no reason.
+        WRENCH_CHECK(needs || SendingDeadline() == kNever)
             << "a timer runs in " << st << " with nothing outstanding (SND.UNA == SND.NXT, "
-            << "nothing queued): the idle connection would time out";
+            << "nothing queued): the idle connection would time out" << DescribeTimers();
         break;
       default:
         break;
     }
-    WRENCH_CHECK(!needs || ep_->NextDeadline() != kNever)
+    WRENCH_CHECK(!needs || SendingDeadline() != kNever)
         << "no timer in " << st << " with SND.UNA=" << t.snd_una << " SND.NXT=" << t.snd_nxt
-        << " send queue " << ep_->send_queue() << " SND.WND=" << t.snd_wnd;
+        << " send queue " << ep_->send_queue() << " SND.WND=" << t.snd_wnd << DescribeTimers();
   }
 
   // ---- After every step ----

@@ -152,6 +152,14 @@ class TcpEndpoint {
   void Poll(Instant now, absl::FunctionRef<void(const TcpRepr&)> emit);
   // When the endpoint next needs OnTick (kNever when it has no timer running).
   Instant NextDeadline() const;
+  // Each timer's deadline (kNever when it is not running), for logs and the
+  // fuzzers' invariant checks; NextDeadline() is the earliest of them.
+  struct Timers {
+    Instant rto, persist, time_wait, rack, tlp, delayed_ack;
+  };
+  Timers timers() const {
+    return {rto_deadline_, persist_deadline_, time_wait_deadline_, rack_deadline_, tlp_deadline_, delack_deadline_};
+  }
   // True when Poll would emit something now.
   bool HasPendingOutput() const;
   // SND.UNA + min(SND.WND, cwnd): where sending new data stops.
