@@ -239,6 +239,12 @@ std::string FormatRelative(const TcpRepr& seg, uint32_t payload_len, SeqNum seq_
   std::string out = absl::StrFormat("%-3s %u:%u(%u)", flags, seq, seq + payload_len, payload_len);
   if (seg.flags.has(kAck)) absl::StrAppend(&out, " ack ", static_cast<uint32_t>(seg.ack - ack_base));
   absl::StrAppend(&out, " win ", seg.window);
+  // SACK blocks name the peer's sequence space, as tcpdump prints them.
+  for (uint8_t k = 0; k < seg.options.sack_count; ++k) {
+    const SackBlock& b = seg.options.sack[k];
+    absl::StrAppend(&out, k == 0 ? " sack " : ",", static_cast<uint32_t>(b.left - ack_base), ":",
+                    static_cast<uint32_t>(b.right - ack_base));
+  }
   return out;
 }
 

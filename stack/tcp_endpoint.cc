@@ -627,7 +627,7 @@ bool TcpEndpoint::HoldOutOfOrder(SeqNum seq, absl::Span<const uint8_t> data) {
     std::move(ooo_.begin() + j, ooo_.begin() + ooo_count_, ooo_.begin() + i + 1);
     ooo_count_ -= merged - 1;
   }
-  ooo_[i] = {left, right};
+  ooo_[i] = {left, right, ++ooo_arrivals_};
   return true;
 }
 
@@ -642,8 +642,11 @@ void TcpEndpoint::CheckFinBit(Instant now, const TcpRepr& seg) {
   } else {
     SeqNum fin = seg.seq + static_cast<uint32_t>(seg.payload.size());
     if (fin > tcb_.rcv_nxt) {
-      // Data before the FIN is missing: remember the FIN until it is in.
+      // Data before the FIN is missing: remember the FIN until it is in, and send
+      // the immediate duplicate ACK an out-of-order segment gets (RFC 5681 §4.2),
+      // whose SACK block names the FIN.
       if (fin - tcb_.rcv_nxt <= static_cast<int32_t>(ReceiveWindow())) ooo_fin_ = fin;
+      ack_needed_ = true;
       return;
     }
     if (fin < tcb_.rcv_nxt) return;  // a FIN we have already taken (it was acked above)
@@ -1190,11 +1193,30 @@ void TcpEndpoint::FillHeader(Instant now, TcpRepr& r, SeqNum seq, TcpFlags flags
   }
 }
 
+// RFC 2018 §4: the first block holds the most recently received segment, and the
+// others follow from the most recently to the least recently changed, as Linux
+// keeps them. The blocks cover an out-of-order FIN as well as data: the FIN
+// occupies sequence space, and a sender's scoreboard marks its last segment SACKed
+// only when a block covers all of it (Linux SACKs a segment's whole seq..end_seq).
 void TcpEndpoint::FillSackBlocks(TcpRepr& r) const {
-  if (!tcb_.sack_ok || ooo_count_ == 0) return;
+  if (!tcb_.sack_ok || (ooo_count_ == 0 && !ooo_fin_)) return;
   size_t room = tcb_.ts_ok ? 3 : 4;  // RFC 2018 §3: what fits beside the timestamps
-  size_t n = std::min(room, ooo_count_);
-  for (size_t i = 0; i < n; ++i) r.options.sack[i] = {ooo_[i].left, ooo_[i].right};
+  std::array<const Range*, std::tuple_size_v<decltype(ooo_)>> by_arrival;
+  for (size_t i = 0; i < ooo_count_; ++i) by_arrival[i] = &ooo_[i];
+  size_t take = std::min(room, ooo_count_);
+  std::partial_sort(by_arrival.begin(), by_arrival.begin() + take, by_arrival.begin() + ooo_count_,
+                    [](const Range* a, const Range* b) { return a->arrival > b->arrival; });
+  size_t n = 0;
+  bool fin_covered = false;
+  for (size_t i = 0; i < take; ++i) {
+    SackBlock b{by_arrival[i]->left, by_arrival[i]->right};
+    if (ooo_fin_ && b.right == *ooo_fin_) {
+      b.right += 1;
+      fin_covered = true;
+    }
+    r.options.sack[n++] = b;
+  }
+  if (ooo_fin_ && !fin_covered && n < room) r.options.sack[n++] = {*ooo_fin_, *ooo_fin_ + 1};
   r.options.sack_count = static_cast<uint8_t>(n);
 }
 

@@ -301,9 +301,11 @@ class TcpEndpoint {
   uint64_t bytes_received_ = 0, bytes_acked_ = 0;
 
   // Out-of-order ranges held in rcv_buf_, sorted, relative to rcv_nxt at arrival.
-  struct Range { SeqNum left, right; };
+  // `arrival` orders the ranges by their newest segment, for the SACK blocks.
+  struct Range { SeqNum left, right; uint64_t arrival = 0; };
   std::array<Range, 32> ooo_{};
   size_t ooo_count_ = 0;
+  uint64_t ooo_arrivals_ = 0;
   std::optional<SeqNum> ooo_fin_;  // a FIN that arrived ahead of data
 
   bool passive_ = false;
