@@ -66,6 +66,9 @@ int RunServe(int argc, char** argv) {
   ServiceOptions o;
   if (auto st = ServiceOptionsFromFlags(o); !st.ok()) return ReportError("serve", st);
   if (o.api_address.empty()) o.api_address = kDefaultApi;
+  // A container started without --cap-add NET_ADMIN --device /dev/net/tun still
+  // serves Toxiproxy's API, with the stream toxics (one log line says so).
+  o.tun_optional = true;
   // Rules come and go through the API: rule numbers are checked at the end.
   auto verdict = RunVerdict::FromFlags(o.rules.size(), /*rules_may_change=*/true);
   if (!verdict.ok()) {
@@ -85,8 +88,13 @@ int RunServe(int argc, char** argv) {
   for (const auto& r : (*service)->engine().Rules()) {
     std::fprintf(stderr, "wrench: rule #%d %s\n", r.id, r.text.c_str());
   }
-  std::fprintf(stderr, "wrench: API on %s (port %u), TUN %s %s/%d\n", o.api_address.c_str(),
-               (*service)->api_port(), o.tun_name.c_str(), o.net_addr.ToString().c_str(), o.prefix_len);
+  if ((*service)->has_tun()) {
+    std::fprintf(stderr, "wrench: API on %s (port %u), TUN %s %s/%d\n", o.api_address.c_str(),
+                 (*service)->api_port(), o.tun_name.c_str(), o.net_addr.ToString().c_str(), o.prefix_len);
+  } else {
+    std::fprintf(stderr, "wrench: API on %s (port %u), no TUN: stream toxics only\n", o.api_address.c_str(),
+                 (*service)->api_port());
+  }
   std::fprintf(stderr, "wrench: ready\n");
   (*service)->Run();
   // Ctrl-C or SIGTERM: the run is over; its expectations decide the status.
