@@ -55,8 +55,10 @@ int RunServe(int argc, char** argv) {
       "TUN and takes segment toxics ({\"type\": \"segment\", \"attributes\": {\"rule\": \"drop\n"
       "flags=SYN+ACK nth=1\"}}). A host address or 0.0.0.0 gets them too: nftables DNATs its\n"
       "arriving connections into the TUN (loopback connections stay on a kernel socket).\n"
-      "Loopback listen addresses are kernel sockets with the stream toxics only. Needs\n"
-      "CAP_NET_ADMIN (root) for the TUN. Ctrl-C stops it cleanly.",
+      "Loopback listen addresses are kernel sockets with the stream toxics only. The TUN\n"
+      "needs CAP_NET_ADMIN (root) and /dev/net/tun; without them (a container started\n"
+      "without --cap-add NET_ADMIN --device /dev/net/tun) every proxy is a kernel socket\n"
+      "with the stream toxics only, as one line at the start says. Ctrl-C stops it cleanly.",
       kServeFlags);
   if (!positional.empty()) {
     std::fprintf(stderr, "wrench serve: unexpected argument \"%s\" (see wrench serve --help)\n",
