@@ -509,9 +509,9 @@ absl::StatusOr<std::unique_ptr<Dnat>> Dnat::Open(const std::string& tun_name) {
     auto forward = ReadSysctl(kIpForward);
     const bool turn_on_forwarding = forward.ok() && *forward == "0";
     const std::string forwarding = turn_on_forwarding ? std::string(kIpForward) : dev_forwarding;
-    // Under a read-only /proc/sys (a container's: podman and Docker turn forwarding on
-    // in its namespace and leave rp_filter off), a sysctl that already allows DNAT is
-    // left alone, neither recorded nor written.
+    // Under a read-only /proc/sys (a container's, whose namespace starts with the
+    // host's forwarding, on where Docker or podman runs, and rp_filter off), a sysctl
+    // that already allows DNAT is left alone, neither recorded nor written.
     std::vector<std::pair<std::string, std::string>> changes;
     for (const std::string& path : {rp_filter, forwarding}) {
       auto value = ReadSysctl(path);
