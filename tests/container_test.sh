@@ -38,6 +38,8 @@ if [ "${1:-}" = --inside ]; then
     timeout 60 podman rmi --all --force >/dev/null 2>&1 || true
     if [ -n "$service_pid" ]; then
       kill "$service_pid" 2>/dev/null || true
+      for _ in $(seq 100); do kill -0 "$service_pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$service_pid" 2>/dev/null || true
       wait "$service_pid" 2>/dev/null || true
     fi
     # Overlay mounts the storage may still hold, innermost first.
@@ -48,9 +50,9 @@ if [ "${1:-}" = --inside ]; then
   echo "importing the root file system as localhost/wrench:test"
   changes=(--change 'CMD=["wrench","serve","--api","0.0.0.0:8474"]' --change EXPOSE=8474)
   for port in $(seq 8666 8697); do changes+=(--change "EXPOSE=$port"); done
-  timeout 300 podman import "${changes[@]}" "$work/rootfs.tar" localhost/wrench:test >"$work/import.log" 2>&1 ||
+  timeout 120 podman import "${changes[@]}" "$work/rootfs.tar" localhost/wrench:test >"$work/import.log" 2>&1 ||
     { cat "$work/import.log"; echo "podman import failed"; exit 1; }
-  if ! timeout 120 podman run --rm --pull=never localhost/wrench:test wrench --help >"$work/run.log" 2>&1; then
+  if ! timeout 60 podman run --rm --pull=never localhost/wrench:test wrench --help >"$work/run.log" 2>&1; then
     cat "$work/run.log"
     echo "SKIPPED: podman cannot run a container on this machine (above)"
     exit 77
