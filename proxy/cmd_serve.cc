@@ -55,8 +55,10 @@ int RunServe(int argc, char** argv) {
       "TUN and takes segment toxics ({\"type\": \"segment\", \"attributes\": {\"rule\": \"drop\n"
       "flags=SYN+ACK nth=1\"}}). A host address or 0.0.0.0 gets them too: nftables DNATs its\n"
       "arriving connections into the TUN (loopback connections stay on a kernel socket).\n"
-      "Loopback listen addresses are kernel sockets with the stream toxics only. Needs\n"
-      "CAP_NET_ADMIN (root) for the TUN. Ctrl-C stops it cleanly.",
+      "Loopback listen addresses are kernel sockets with the stream toxics only. The TUN\n"
+      "needs CAP_NET_ADMIN (root) and /dev/net/tun; without them (a container started\n"
+      "without --cap-add NET_ADMIN --device /dev/net/tun) every proxy is a kernel socket\n"
+      "with the stream toxics only, as one line at the start says. Ctrl-C stops it cleanly.",
       kServeFlags);
   if (!positional.empty()) {
     std::fprintf(stderr, "wrench serve: unexpected argument \"%s\" (see wrench serve --help)\n",
@@ -66,6 +68,9 @@ int RunServe(int argc, char** argv) {
   ServiceOptions o;
   if (auto st = ServiceOptionsFromFlags(o); !st.ok()) return ReportError("serve", st);
   if (o.api_address.empty()) o.api_address = kDefaultApi;
+  // A container started without --cap-add NET_ADMIN --device /dev/net/tun still
+  // serves Toxiproxy's API, with the stream toxics (one log line says so).
+  o.tun_optional = true;
   // Rules come and go through the API: rule numbers are checked at the end.
   auto verdict = RunVerdict::FromFlags(o.rules.size(), /*rules_may_change=*/true);
   if (!verdict.ok()) {
@@ -85,8 +90,13 @@ int RunServe(int argc, char** argv) {
   for (const auto& r : (*service)->engine().Rules()) {
     std::fprintf(stderr, "wrench: rule #%d %s\n", r.id, r.text.c_str());
   }
-  std::fprintf(stderr, "wrench: API on %s (port %u), TUN %s %s/%d\n", o.api_address.c_str(),
-               (*service)->api_port(), o.tun_name.c_str(), o.net_addr.ToString().c_str(), o.prefix_len);
+  if ((*service)->has_tun()) {
+    std::fprintf(stderr, "wrench: API on %s (port %u), TUN %s %s/%d\n", o.api_address.c_str(),
+                 (*service)->api_port(), o.tun_name.c_str(), o.net_addr.ToString().c_str(), o.prefix_len);
+  } else {
+    std::fprintf(stderr, "wrench: API on %s (port %u), no TUN: stream toxics only\n", o.api_address.c_str(),
+                 (*service)->api_port());
+  }
   std::fprintf(stderr, "wrench: ready\n");
   (*service)->Run();
   // Ctrl-C or SIGTERM: the run is over; its expectations decide the status.

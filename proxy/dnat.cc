@@ -16,6 +16,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -506,9 +508,24 @@ absl::StatusOr<std::unique_ptr<Dnat>> Dnat::Open(const std::string& tun_name) {
     const std::string dev_forwarding = DevSysctl(tun_name, "forwarding");
     auto forward = ReadSysctl(kIpForward);
     const bool turn_on_forwarding = forward.ok() && *forward == "0";
-    for (const std::string& path : {rp_filter, turn_on_forwarding ? std::string(kIpForward) : dev_forwarding}) {
+    const std::string forwarding = turn_on_forwarding ? std::string(kIpForward) : dev_forwarding;
+    // Under a read-only /proc/sys (a container's, whose namespace starts with the
+    // host's forwarding, on where Docker or podman runs, and rp_filter off), a sysctl
+    // that already allows DNAT is left alone, neither recorded nor written.
+    std::vector<std::pair<std::string, std::string>> changes;
+    for (const std::string& path : {rp_filter, forwarding}) {
       auto value = ReadSysctl(path);
       if (!value.ok()) return value.status();
+      const bool read_only = ::access(path.c_str(), W_OK) != 0 && errno == EROFS;
+      if (path == rp_filter) {
+        // The kernel checks the larger of conf/all and the device's: 1 is strict.
+        auto all = ReadSysctl(DevSysctl("all", "rp_filter"));
+        if (read_only && all.ok() && *all != "1" && *value != "1") continue;
+        changes.emplace_back(path, "2");
+      } else {
+        if (read_only && *value == "1") continue;
+        changes.emplace_back(path, "1");
+      }
       rec.sysctls.push_back({path, *value});
     }
     const std::string path = RecordPath(rec.netns, tun_name);
@@ -536,8 +553,10 @@ absl::StatusOr<std::unique_ptr<Dnat>> Dnat::Open(const std::string& tun_name) {
     // The replies come out of the TUN from a front address: the reverse path must not
     // be checked strictly (2, loose, whatever conf/all says), and for other hosts'
     // clients the TUN and their device forward.
-    if (auto w = WriteSysctl(rp_filter, "2"); !w.ok()) return w;
-    return WriteSysctl(turn_on_forwarding ? std::string(kIpForward) : dev_forwarding, "1");
+    for (const auto& [path, value] : changes) {
+      if (auto w = WriteSysctl(path, value); !w.ok()) return w;
+    }
+    return absl::OkStatus();
   }();
   if (!st.ok()) return st;  // d's destructor undoes what was done
   return d;

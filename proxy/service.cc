@@ -13,6 +13,7 @@
 #include "proxy/control_api.h"
 #include "proxy/dnat.h"
 #include "proxy/netlink.h"
+#include "proxy/os_status.h"
 #include "proxy/serve_proxy.h"
 
 namespace wrench::proxy {
@@ -107,17 +108,38 @@ stack::IpAddress KernelAddress(const stack::IpAddress& net, int prefix_len) {
 
 class Service::TunSink : public DatagramSink {
  public:
-  explicit TunSink(const TunDevice& tun) : tun_(tun) {}
+  // `tun` null: the service runs without its device (tun_optional), where no mapping
+  // exists to write anything.
+  explicit TunSink(const TunDevice* tun) : tun_(tun) {}
   void WriteDatagram(absl::Span<const uint8_t> datagram) override {
     // A TUN write hands the datagram to the kernel's input path: it does not block
     // for long and fails only when the kernel drops it (counted, as a lost segment).
-    if (tun_.Write(datagram) < 0) ++write_errors_;
+    if (tun_ == nullptr || tun_->Write(datagram) < 0) ++write_errors_;
   }
   uint64_t write_errors_ = 0;
 
  private:
-  const TunDevice& tun_;
+  const TunDevice* tun_;
 };
+
+namespace {
+
+// A TUN that failed for want of the device node or of CAP_NET_ADMIN, the two things a
+// container started without --device /dev/net/tun --cap-add NET_ADMIN lacks.
+bool LacksTunPrivilege(const absl::Status& st) {
+  switch (ErrnoOf(st)) {
+    case ENOENT:
+    case ENODEV:
+    case ENXIO:
+    case EPERM:
+    case EACCES:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
 
 Service::Service(ServiceOptions opts) : opts_(std::move(opts)), engine_(opts_.seed) {}
 
@@ -181,9 +203,19 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
     // shadowed (or shadow the TUN), and a second wrench on it would get nothing.
     if (auto st = CheckNetIsFree(o.net_addr, o.prefix_len); !st.ok()) return st;
     auto tun = TunDevice::Create(o.tun_name, o.mtu);
-    if (!tun.ok()) return tun.status();
-    s->tun_.emplace(std::move(*tun));
-    if (auto st = ConfigureTun(*s->tun_, kernel, o.prefix_len, o.mtu); !st.ok()) return st;
+    if (tun.ok()) {
+      s->tun_.emplace(std::move(*tun));
+      if (auto st = ConfigureTun(*s->tun_, kernel, o.prefix_len, o.mtu); !st.ok()) return st;
+    } else if (o.tun_optional && LacksTunPrivilege(tun.status())) {
+      s->dnat_error_ = absl::FailedPreconditionError(absl::StrCat("wrench runs without its TUN device: ",
+                                                                  tun.status().message()));
+      o.log_line(absl::StrCat("wrench: no TUN device (", tun.status().message(),
+                              "): falling back to stream toxics only. Every proxy is a kernel socket and segment "
+                              "toxics are refused; give wrench CAP_NET_ADMIN and /dev/net/tun (in a container: "
+                              "--cap-add NET_ADMIN --device /dev/net/tun) for segment toxics"));
+    } else {
+      return tun.status();
+    }
   }
 
   if (!o.pcap_path.empty()) {
@@ -207,7 +239,7 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
   po.tcp.mss = static_cast<uint16_t>(std::min(o.mtu - 40, 65495));
   po.transparent = o.transparent;
   po.gateway_addr = kernel;
-  s->sink_ = std::make_unique<TunSink>(*s->tun_);
+  s->sink_ = std::make_unique<TunSink>(s->tun_ ? &*s->tun_ : nullptr);
   s->proxy_ = std::make_unique<Proxy>(s->io_, *s->sink_, s->engine_, po);
   if (s->pcap_) s->proxy_->set_pcap(&*s->pcap_);
   if (s->log_) s->proxy_->set_log(&*s->log_);
@@ -233,9 +265,11 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
     s->api_ = std::move(*api);
   }
 
-  s->tun_stream_ = std::make_unique<asio::posix::stream_descriptor>(s->io_, ::dup(s->tun_->fd()));
-  s->read_buf_.resize(65536 + 4);
-  s->ReadTun();
+  if (s->tun_) {
+    s->tun_stream_ = std::make_unique<asio::posix::stream_descriptor>(s->io_, ::dup(s->tun_->fd()));
+    s->read_buf_.resize(65536 + 4);
+    s->ReadTun();
+  }
   return s;
 }
 
@@ -248,6 +282,11 @@ bool Service::InTunSubnet(const stack::IpAddress& addr) const {
 
 absl::Status Service::AddMapping(Mapping m, absl::string_view what) {
   stack::IpAddress kernel = kernel_address();
+  if (!tun_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, ": wrench runs without its TUN device (no CAP_NET_ADMIN or no /dev/net/tun), so nothing listens in ",
+        opts_.net_addr.ToString(), "/", opts_.prefix_len, "; listen on 0.0.0.0:PORT or a host address instead"));
+  }
   if (!InTunSubnet(m.front_addr)) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": not inside the TUN subnet ", opts_.net_addr.ToString(),
                                                    "/", opts_.prefix_len));

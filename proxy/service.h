@@ -55,6 +55,10 @@ struct ServiceOptions {
   // --allow-idle-rules: a rule that can never fire on this run's legs (README, "Which
   // rules act on which leg") is kept with a warning instead of refused.
   bool allow_idle_rules = false;
+  // wrench serve: when the TUN cannot be created for want of /dev/net/tun or
+  // CAP_NET_ADMIN (a container started without them), run on without it, one log line
+  // saying so: the API's proxies are kernel sockets with the stream toxics only.
+  bool tun_optional = false;
 };
 
 // Parses --net: "10.89.0.0/24"; an address with bits set past the prefix
@@ -102,6 +106,8 @@ class Service {
   bool RemoveMapping(uint64_t scope) { return proxy_->RemoveMapping(scope); }
   // Inside --net: reached through the TUN.
   bool InTunSubnet(const stack::IpAddress& addr) const;
+  // False when tun_optional let the service start without its TUN device.
+  bool has_tun() const { return tun_.has_value(); }
   // nftables DNAT into the TUN (proxy/dnat.h), set up on first use and torn down at
   // shutdown; the error (kept, and logged once) says why it is unavailable.
   absl::StatusOr<Dnat*> dnat();
