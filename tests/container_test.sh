@@ -118,7 +118,7 @@ base="$work/base.tar"
 [ -n "$cache" ] && base="$cache/container-rootfs-$(echo "$packages" | sha256sum | cut -c1-12).tar"
 if [ ! -s "$base" ]; then
   echo "building the root file system from Debian's archive with mmdebstrap: $packages"
-  if ! timeout 600 mmdebstrap --variant=apt --include="$packages" \
+  if ! timeout 600 mmdebstrap --variant=apt --format=tar --include="$packages" \
          --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
          --dpkgopt='path-exclude=/usr/share/locale/*' \
          bookworm "$base.part" http://deb.debian.org/debian >"$work/mmdebstrap.log" 2>&1; then
