@@ -628,6 +628,18 @@ bool TcpEndpoint::HoldOutOfOrder(SeqNum seq, absl::Span<const uint8_t> data) {
     ooo_count_ -= merged - 1;
   }
   ooo_[i] = {left, right};
+  // The most recent segment's range goes first in the SACK option; a range that
+  // was already listed keeps one entry, moved to the front.
+  size_t keep = 0;
+  for (size_t k = 0; k < sack_recent_count_; ++k) {
+    SeqNum s = sack_recent_[k];
+    if (s >= tcb_.rcv_nxt && !(left <= s && s < right)) sack_recent_[keep++] = s;
+  }
+  sack_recent_count_ = std::min(keep, sack_recent_.size() - 1);
+  std::move_backward(sack_recent_.begin(), sack_recent_.begin() + sack_recent_count_,
+                     sack_recent_.begin() + sack_recent_count_ + 1);
+  sack_recent_[0] = seq;
+  ++sack_recent_count_;
   return true;
 }
 
@@ -1190,12 +1202,31 @@ void TcpEndpoint::FillHeader(Instant now, TcpRepr& r, SeqNum seq, TcpFlags flags
   }
 }
 
+// RFC 2018 §4: the first block holds the segment that triggered the ACK, and the
+// others repeat the most recently reported blocks, so that a sender that misses
+// some ACKs still learns of every block; ranges never reported fill what room is left.
+// In sequence order instead, a receiver with more holes than blocks would report
+// only the lowest ranges, and the sender would not see what arrived above them.
 void TcpEndpoint::FillSackBlocks(TcpRepr& r) const {
   if (!tcb_.sack_ok || ooo_count_ == 0) return;
   size_t room = tcb_.ts_ok ? 3 : 4;  // RFC 2018 §3: what fits beside the timestamps
-  size_t n = std::min(room, ooo_count_);
-  for (size_t i = 0; i < n; ++i) r.options.sack[i] = {ooo_[i].left, ooo_[i].right};
+  size_t n = 0;
+  uint32_t used = 0;  // bit i: ooo_[i] is in the option
+  auto add = [&](size_t i) {
+    if (i >= ooo_count_ || n >= room || (used >> i) & 1u) return;
+    used |= 1u << i;
+    r.options.sack[n++] = {ooo_[i].left, ooo_[i].right};
+  };
+  for (size_t k = 0; k < sack_recent_count_; ++k) add(OooRangeHolding(sack_recent_[k]));
+  for (size_t i = ooo_count_; i-- > 0;) add(i);
   r.options.sack_count = static_cast<uint8_t>(n);
+}
+
+size_t TcpEndpoint::OooRangeHolding(SeqNum seq) const {
+  for (size_t i = 0; i < ooo_count_; ++i) {
+    if (ooo_[i].left <= seq && seq < ooo_[i].right) return i;
+  }
+  return ooo_count_;
 }
 
 uint32_t TcpEndpoint::EmitAt(Instant now, SeqNum seq, uint32_t max_payload,

@@ -238,6 +238,7 @@ class TcpEndpoint {
   void UpdateSendWindow(const TcpRepr& seg, bool advanced_una);
   void DeliverInOrder();
   bool HoldOutOfOrder(SeqNum seq, absl::Span<const uint8_t> data);
+  size_t OooRangeHolding(SeqNum seq) const;  // index in ooo_, or ooo_count_
   void QueueRst(const TcpRepr& answering, SeqNum seq, std::optional<SeqNum> ack);
   void SetState(Instant now, TcpState to, absl::string_view cause);
   void Terminate(Instant now, CloseReason why, absl::string_view cause, std::string error = {});
@@ -305,6 +306,10 @@ class TcpEndpoint {
   std::array<Range, 32> ooo_{};
   size_t ooo_count_ = 0;
   std::optional<SeqNum> ooo_fin_;  // a FIN that arrived ahead of data
+  // RFC 2018 §4: the first byte of each of the latest out-of-order segments, most
+  // recent first; the SACK blocks holding them go first, in this order.
+  std::array<SeqNum, 4> sack_recent_{};
+  size_t sack_recent_count_ = 0;
 
   bool passive_ = false;
   bool syn_acked_ = false;
