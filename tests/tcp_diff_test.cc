@@ -96,6 +96,7 @@ constexpr KnownDifference kKnownDifferences[] = {
      "delayed-ACK timeout (about 40 ms)"},
     {"recv_out_of_order_sack", "only-wrench", "ack 5793", WINDOW_UPDATE_AFTER_READ},
     {"recv_delayed_ack", "only-wrench", "ack 8789", WINDOW_UPDATE_AFTER_READ},
+    {"recv_sack_many_holes", "only-wrench", "ack 11585", WINDOW_UPDATE_AFTER_READ},
     {"recv_duplicate_segment", "sack", "linux 1:1449, wrench none",
      "Linux reports a duplicate segment with a D-SACK block (RFC 2883); wrench does not"},
     {"recv_duplicate_segment", "ecr", "linux 300, wrench 250",
