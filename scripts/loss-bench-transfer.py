@@ -9,7 +9,11 @@
       One transfer of BYTES; prints the seconds it took, from before connect() to the
       last byte (get) or to the server's 'K' (put), or "timeout" / "error ..." and
       exits non-zero.
+
+Both ends send with the congestion control named by the environment variable
+LOSS_BENCH_CC (for example "cubic"), else with the kernel's default.
 """
+import os
 import socket
 import struct
 import sys
@@ -20,8 +24,15 @@ CHUNK = 64 * 1024
 PAYLOAD = bytes(range(256)) * (CHUNK // 256)
 
 
+def set_congestion_control(sock):
+    cc = os.environ.get("LOSS_BENCH_CC")
+    if cc:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc.encode())
+
+
 def serve_one(conn):
     try:
+        set_congestion_control(conn)
         serve_commands(conn)
     except OSError:
         pass  # the client gave up (its timeout) and closed
@@ -64,6 +75,7 @@ def transfer(kind, host, port, size, timeout):
     deadline = start + timeout
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(timeout)
+    set_congestion_control(s)
     s.connect((host, port))
     if kind == "get":
         s.sendall(b"D" + struct.pack("!Q", size))

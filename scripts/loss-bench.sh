@@ -5,8 +5,10 @@
 # through `wrench proxy`, with the equivalent drop rule on the client leg. Prints
 # the median time of each and the ratio wrench/Linux. Needs root, ip, nft, ethtool
 # and python3 (scripts/install-deps.sh). Creates and deletes its own namespaces.
+# The kernel's senders use its default congestion control, or the one -c names
+# (wrench's endpoint runs CUBIC, Linux's mainline default; some kernels default to BBR).
 #
-#   scripts/loss-bench.sh [-b WRENCH_BINARY] [-n REPS] [-s BYTES] [-l "0 1 3 10"] [-t TIMEOUT_S]
+#   scripts/loss-bench.sh [-b WRENCH_BINARY] [-c CONGESTION_CONTROL] [-n REPS] [-s BYTES] [-l "0 1 3 10"] [-t TIMEOUT_S]
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,14 +17,16 @@ reps=5
 size=$((5 * 1024 * 1024))
 losses="0 1 3 10"
 timeout=120
-while getopts "b:n:s:l:t:h" opt; do
+cc=
+while getopts "b:c:n:s:l:t:h" opt; do
   case $opt in
     b) wrench=$OPTARG ;;
+    c) cc=$OPTARG ;;
     n) reps=$OPTARG ;;
     s) size=$OPTARG ;;
     l) losses=$OPTARG ;;
     t) timeout=$OPTARG ;;
-    *) sed -n '2,9p' "$0"; exit 2 ;;
+    *) sed -n '2,11p' "$0"; exit 2 ;;
   esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "loss-bench: needs root (network namespaces)" >&2; exit 1; }
@@ -33,6 +37,7 @@ done
 ((reps >= 1 && reps <= 50)) || { echo "loss-bench: -n must be 1..50" >&2; exit 2; }
 
 xfer=$here/loss-bench-transfer.py
+export LOSS_BENCH_CC=$cc  # read by both ends of each transfer
 tag=$$
 ns_srv=wlb-srv-$tag   # (a) the server's namespace
 ns_cli=wlb-cli-$tag   # (a) the client's namespace
@@ -164,7 +169,9 @@ median_of() {  # $1 = namespace, $2 = get|put, $3 = host, $4 = port
 mbps() { python3 -c "import sys; t=sys.argv[1]; print('-' if t.startswith('>') else '%.1f' % ($size/1e6/float(t)))" "$1"; }
 ratio() { python3 -c "import sys; a,b=sys.argv[1:]; print('-' if '>' in a+b else '%.2f' % (float(b)/float(a)))" "$1" "$2"; }
 
+[ -n "$cc" ] || cc="$(in_ns $ns_srv sysctl -n net.ipv4.tcp_congestion_control) (the kernel's default)"
 echo "loss-bench: $size bytes, $reps repetitions each, median seconds (timeout $timeout s)"
+echo "loss-bench: Linux's senders use $cc; wrench's endpoint uses CUBIC"
 printf '%-9s %-6s %10s %10s %10s %9s %9s\n' direction loss linux_s wrench_s wrench/lnx linux_MB/s wrench_MB/s
 for dir in get put; do
   for loss in $losses; do

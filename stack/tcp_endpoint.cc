@@ -906,9 +906,12 @@ void TcpEndpoint::RackDetectLoss(Instant now) {
   Duration wait = absl::ZeroDuration();
   for (size_t i = 0; i < sb_.size(); ++i) {
     const SentSegment& s = sb_[i];
-    if (s.sacked || (s.lost && !s.in_flight_retx)) continue;
     bool before = s.sent < rack_.xmit_ts || (s.sent == rack_.xmit_ts && s.end < rack_.end_seq);
-    if (!before) continue;
+    // Records are in sequence order, and every later one was first sent no earlier
+    // than a record never retransmitted: past the first such record that is not
+    // before RACK.xmit_ts, none is, and the scan ends (without loss, at the head).
+    if (!before && !s.retransmitted) break;
+    if (!before || s.sacked || (s.lost && !s.in_flight_retx)) continue;
     Duration remaining = s.sent + rack_.rtt + reo - now;
     if (remaining <= absl::ZeroDuration()) {
       if (sb_.MarkLost(i) > 0 || s.lost) ++loss_stats_.rack_marked;

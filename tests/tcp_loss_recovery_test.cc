@@ -132,7 +132,21 @@ class ScriptedPeer : public ::testing::Test {
         data_out_.push_back(Out{now_ - absl::UnixEpoch(), r.seq.raw() - kIss, static_cast<uint32_t>(r.payload.size()), f});
       }
       out_.push_back(Out{now_ - absl::UnixEpoch(), r.seq.raw() - kIss, static_cast<uint32_t>(r.payload.size()), f});
+      sacks_out_.emplace_back();
+      for (size_t i = 0; i < r.options.sack_count; ++i) {
+        sacks_out_.back().emplace_back(r.options.sack[i].left.raw() - kPeerIss, r.options.sack[i].right.raw() - kPeerIss);
+      }
     });
+  }
+
+  // The peer's data segment [rel_seq, rel_seq + len), relative to its ISS.
+  void PeerData(uint32_t rel_seq, uint32_t len) {
+    static const std::vector<uint8_t> kBytes(65536, 'y');
+    TcpRepr r = Header(1, peer_.window);
+    r.seq = SeqNum(kPeerIss + rel_seq);
+    r.payload = absl::MakeConstSpan(kBytes.data(), len);
+    ep_->OnSegment(now_, r);
+    Pump();
   }
 
   // The data segments sent since the last call.
@@ -150,10 +164,38 @@ class ScriptedPeer : public ::testing::Test {
   PeerOptions peer_;
   uint32_t ts_echo_ = 0;
   std::vector<Out> out_, data_out_;
+  std::vector<std::vector<std::pair<uint32_t, uint32_t>>> sacks_out_;  // each segment's blocks
 };
 
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
+
+// --- the receiver's SACK blocks --------------------------------------------------
+
+// RFC 2018 §4: the first block holds the segment that triggered the ACK, the others
+// repeat the latest blocks reported. With four holes and room for three blocks
+// beside the timestamps, the newest arrivals must still be reported (a sender that
+// learned only of the lowest ranges would not see the rest delivered).
+TEST_F(ScriptedPeer, SackBlocksListTheMostRecentSegmentFirst) {
+  Open(EndpointConfig(), {.sack = true, .timestamps = true});
+  ASSERT_TRUE(ep().tcb().ts_ok);
+  // The peer's segments of 100 bytes at 1, 101, ...: 101, 301, 501 and 701 arrive,
+  // with holes before each.
+  PeerData(101, 100);
+  PeerData(301, 100);
+  PeerData(501, 100);
+  ASSERT_FALSE(sacks_out_.empty());
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair{501u, 601u}, std::pair{301u, 401u}, std::pair{101u, 201u}));
+  PeerData(701, 100);
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair{701u, 801u}, std::pair{501u, 601u}, std::pair{301u, 401u}));
+  // A segment that extends an older range moves that range to the front.
+  PeerData(201, 50);
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair{101u, 251u}, std::pair{701u, 801u}, std::pair{501u, 601u}));
+  // The first hole filled: RCV.NXT moves past 101..251, and the remaining ranges follow.
+  PeerData(1, 100);
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 251));
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair{701u, 801u}, std::pair{501u, 601u}, std::pair{301u, 401u}));
+}
 
 // --- duplicate ACKs ----------------------------------------------------------
 
