@@ -130,7 +130,7 @@ TEST_F(BugScenarioTest, IdleTimeoutResetResetsTheRequestOnTheQuietConnection) {
   EXPECT_TRUE(absl::StrContains(r.output, "ConnectionResetError")) << r.output;
 }
 
-TEST_F(BugScenarioTest, SilentPeerHangsTheClientUntilItsOwnDeadline) {
+TEST_F(BugScenarioTest, SilentPeerHangsTheClientUntilItsOwnDeadlineOrTcpUserTimeout) {
   Serve(KeepAliveServer(absl::Seconds(10)));
   const absl::Time t0 = absl::Now();
   Ran r = Sh(RunLine("silent-peer"));
@@ -141,6 +141,16 @@ TEST_F(BugScenarioTest, SilentPeerHangsTheClientUntilItsOwnDeadline) {
   // Without a deadline the client is still waiting when `timeout` ends it.
   Ran hang = Sh(absl::StrCat("timeout 5 ", absl::StrReplaceAll(RunLine("silent-peer"), {{"s.settimeout(3); ", ""}})));
   EXPECT_EQ(hang.status, 124) << hang.output;
+  // TCP_USER_TIMEOUT bounds how long sent data may stay unacknowledged: ETIMEDOUT.
+  const absl::Time t1 = absl::Now();
+  Ran user_timeout = Sh(absl::StrCat(
+      "timeout 8 ", absl::StrReplaceAll(RunLine("silent-peer"),
+                                        {{"s.settimeout(3); ",
+                                          "s.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 1000); "}})));
+  EXPECT_NE(user_timeout.status, 0);
+  EXPECT_NE(user_timeout.status, 124) << user_timeout.output;
+  EXPECT_TRUE(absl::StrContains(user_timeout.output, "Connection timed out")) << user_timeout.output;
+  EXPECT_LT(absl::Now() - t1, absl::Seconds(6));
 }
 
 TEST_F(BugScenarioTest, HalfCloseBeforeResponseStillGetsTheAnswer) {

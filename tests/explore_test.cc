@@ -272,6 +272,20 @@ TEST_F(ExploreTest, ReportsNothingForARobustClient) {
   EXPECT_TRUE(j["findings"].empty()) << j.dump();
 }
 
+TEST_F(ExploreTest, ATimeBudgetStopsTheSearch) {
+  Serve(/*keepalive=*/false);
+  const absl::Time t0 = absl::Now();
+  Ran r = Explore(absl::StrCat("--budget=2s --timeout=5s --out=", dir_,
+                               "/out -- python3 tests/explore/robust_client.py 10.89.0.1 8000"),
+                  dir_ + "/stderr");
+  EXPECT_EQ(r.status, 0) << Stderr();
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(20));
+  Json j = Json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out << Stderr();
+  EXPECT_EQ(j["budget"], "2s");
+  EXPECT_GE(j["runs"].get<int>(), 1);
+}
+
 TEST_F(ExploreTest, RefusesATestThatFailsWithoutFaults) {
   Ran r = Explore(absl::StrCat("--budget=2 --out=", dir_, "/out -- false"), dir_ + "/stderr");
   EXPECT_EQ(r.status, 2);
