@@ -221,7 +221,8 @@ std::string ExploreReportHtml(const ExploreSummary& s) {
       absl::StrAppend(
           &h, "<tr><td>", i + 1, "</td><td><pre>", HtmlEscape(RulesFileText(f.minimal)), "</pre>Replay:<pre>",
           HtmlEscape(f.replay), "</pre></td><td class=\"", f.deterministic() ? "det" : "flaky", "\">",
-          f.deterministic() ? "deterministic" : "flaky", absl::StrFormat(" (%d of %d re-runs failed)", f.rerun_failures, f.reruns),
+          f.deterministic() ? "deterministic" : "flaky",
+          absl::StrFormat(" (%d of %d re-runs failed)", f.rerun_failures, f.reruns),
           "</td><td>", HtmlEscape(how), "</td><td>", HtmlEscape(f.origin), "<pre>",
           HtmlEscape(RulesFileText(f.original)), "</pre></td><td>");
       for (const char* file : {"rules", "replay.sh", "output.txt", "capture.pcap", "log.jsonl", "ladder.txt"}) {

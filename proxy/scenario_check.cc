@@ -446,7 +446,8 @@ absl::StatusOr<ScenarioCheck> ParseScenarioCheck(const Scenario& s) {
           return BadCheck(s, n, absl::StrCat(key, "=", value, ": expected seconds, up to 30"));
         }
       } else {
-        return BadCheck(s, n, absl::StrCat("unknown key \"", key, "\" (client, server, response, upload, read-timeout, reuse-after, server-idle)"));
+        return BadCheck(s, n, absl::StrCat("unknown key \"", key, "\" (client, server, response, upload, ",
+                                           "read-timeout, reuse-after, server-idle)"));
       }
     }
   }
