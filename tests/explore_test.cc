@@ -102,7 +102,9 @@ TEST(ExploreSchedules, TheLibraryFirstThenSeededRandomRulesExecAccepts) {
     Schedule s = a.Next(), t = b.Next();
     EXPECT_EQ(s.origin, t.origin);
     EXPECT_EQ(Texts(s.rules), Texts(t.rules));
-    if (i == 0) EXPECT_TRUE(absl::StartsWith(s.origin, "scenario ")) << s.origin;
+    if (i == 0) {
+      EXPECT_TRUE(absl::StartsWith(s.origin, "scenario ")) << s.origin;
+    }
     if (!absl::StartsWith(s.origin, "random ")) continue;
     random_seen = true;
     EXPECT_GE(s.rules.size(), 1u);
