@@ -236,6 +236,8 @@ void FaultEngine::Rebuild() {
         if (socket_ok) {
           candidates_[(size_t(h + kHookCount) * 256 + size_t(f)) * words_ + i / 64] |= bit;
           socket_watched_[h] = true;
+          // idle> needs the leg's events both ways, to know when it last carried one.
+          if (r.idle) socket_watched_[h ^ 1] = true;
         }
       }
     }

@@ -192,8 +192,9 @@ class FaultEngine {
   stack::Instant NextDeadline() const { return heap_.empty() ? stack::kNever : heap_.front().due; }
   // Segments held now (delayed, reordered, or waiting to go out).
   size_t held() const { return held_slots_; }
-  // Whether any rule could act on a socket-leg event at this hook (SegmentMeta::socket):
-  // when none can, the proxy skips building such events at all.
+  // Whether any rule could act on a socket-leg event at this hook (SegmentMeta::socket),
+  // or a delay or rst rule with idle> watches the other direction of the same leg (its
+  // idle time counts both): when neither, the proxy skips building such events at all.
   bool WatchesSocketLeg(Hook h) const { return socket_watched_[static_cast<int>(h) & 3]; }
 
   // Frees the connection's counters, blackholes and held segments (they are never

@@ -558,6 +558,15 @@ TEST_F(Engine, IdleWorksWithCountersAndBlackhole) {
   EXPECT_EQ(Hits(bh), 3u);
 }
 
+TEST_F(Engine, AnIdleRuleOnASocketLegWatchesBothDirectionsOfThatLeg) {
+  Add("rst on=from-server idle>1s");
+  EXPECT_TRUE(engine_->WatchesSocketLeg(Hook::kFromServer));
+  EXPECT_TRUE(engine_->WatchesSocketLeg(Hook::kToServer));  // its events stamp the leg too
+  EXPECT_FALSE(engine_->WatchesSocketLeg(Hook::kToClient));
+  Add("delay 1s on=to-client idle>1s");
+  EXPECT_TRUE(engine_->WatchesSocketLeg(Hook::kFromClient));
+}
+
 TEST_F(Engine, ForgettingAConnectionForgetsItsIdleTime) {
   Add("drop idle>1s");
   Offer(Build{.seq = 1}, Hook::kFromClient);
