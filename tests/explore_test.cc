@@ -248,7 +248,7 @@ TEST_F(ExploreTest, FindsTheKeepaliveRaceOfNodesAgent) {
   if (std::system("command -v node >/dev/null") != 0) GTEST_SKIP() << "node (Debian's nodejs) is needed";
   Serve(/*keepalive=*/true);
   Ran r = Explore(absl::StrCat("--budget=3 --timeout=8s --reruns=2 --out=", dir_,
-                               "/out -- node tests/scenario/keepalive_client.js http://10.89.0.1:8000/ 1500"),
+                               "/out -- node tests/scenario/keepalive_client.js http://10.89.0.1:8000/ 2000"),
                   dir_ + "/stderr");
   EXPECT_EQ(r.status, 1) << Stderr();
   Json j = Json::parse(r.out, nullptr, false);

@@ -6,7 +6,7 @@
 const http = require('http');
 
 const url = process.argv[2];
-const reuseMs = Number(process.argv[3] || 1500);
+const reuseMs = Number(process.argv[3] || 2000);
 const agent = new http.Agent({keepAlive: true, maxSockets: 1});
 
 function get() {
