@@ -676,6 +676,9 @@ void RuleSeeds() {
       "drop on=from-client # comment\n  # another\nrst on=to-server has=RST",
       "set seq=4294967296",
       "delay 1.000001s~1us",
+      "rst on=from-client idle>350s count=1",
+      "blackhole on=from-client,to-client idle>500ms",
+      "drop idle=1s idle>2",
   };
   int i = 0;
   for (const char* r : kRules) Write("rule_parser", absl::StrCat("rule-", i++), std::string(r));

@@ -10,6 +10,7 @@ const std::vector<Command>& Commands() {
       {"exec", "run a command in a namespace whose connections all go through wrench", RunExec},
       {"cleanup", "undo what killed wrench runs left on the host (sysctls, nftables tables)", RunCleanup},
       {"scenario", "list and show the teardown scenario library", RunScenario},
+      {"explore", "search for the fault schedule that breaks a test command, and shrink it", RunExplore},
       {"simulate", "run a connection between two simulated endpoints and print its ladder",
        RunSimulate},
       {"ladder", "draw the connections of a --log capture as sequence diagrams (text, SVG, HTML)",

@@ -23,5 +23,6 @@ int RunLadder(int argc, char** argv);
 int RunExec(int argc, char** argv);
 int RunScenario(int argc, char** argv);
 int RunCleanup(int argc, char** argv);
+int RunExplore(int argc, char** argv);
 
 }  // namespace wrench::proxy

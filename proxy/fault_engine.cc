@@ -172,6 +172,7 @@ absl::StatusOr<int> FaultEngine::AddRule(Rule rule, uint64_t scope) {
         break;
     }
   }
+  if (rule.idle) f.idle_ns = absl::ToInt64Nanoseconds(*rule.idle);
   f.counted = rule.nth || rule.every || rule.after || rule.count;
   f.drawn = rule.probability.has_value();
   const int id = next_id_++;
@@ -220,8 +221,10 @@ void FaultEngine::Rebuild() {
   any_port_.assign(words_, 0);
   by_conn_.clear();
   by_port_.clear();
+  idle_rules_ = 0;
   for (size_t i = 0; i < rules_.size(); ++i) {
     const Rule& r = rules_[i].rule;
+    if (r.idle) ++idle_rules_;
     const uint64_t bit = uint64_t{1} << (i % 64);
     const ActionKind kind = KindOf(r.action);
     const bool socket_ok = kind == ActionKind::kDelay || kind == ActionKind::kRst;
@@ -233,6 +236,8 @@ void FaultEngine::Rebuild() {
         if (socket_ok) {
           candidates_[(size_t(h + kHookCount) * 256 + size_t(f)) * words_ + i / 64] |= bit;
           socket_watched_[h] = true;
+          // idle> needs the leg's events both ways, to know when it last carried one.
+          if (r.idle) socket_watched_[h ^ 1] = true;
         }
       }
     }
@@ -258,6 +263,7 @@ void FaultEngine::Rebuild() {
 
 Verdict FaultEngine::Offer(Instant now, const SegmentMeta& meta, const Segment& parsed,
                            absl::Span<const uint8_t> datagram) {
+  offer_idle_ns_ = idle_rules_ != 0 ? TouchLeg(now, meta) : -1;
   if (blackholes_ != 0 && !meta.socket && DropIfBlackholed(now, meta, parsed)) return Verdict::kTaken;
   const uint64_t* candidates = CandidatesFor(SlotOf(meta), parsed.tcp.flags.bits());
   bool any = candidates[0] != 0;
@@ -277,13 +283,25 @@ struct FaultEngine::Probe {
   uint32_t len;
   uint16_t src_port, dst_port;
   uint16_t state_bit;
+  int64_t idle_ns;  // -1: the leg's first segment
 };
 
 inline bool FaultEngine::StaticMatch(const Filter& f, const Probe& p) {
   const bool conn_ok = (f.conn == 0 || f.conn == p.conn) & (f.scope == 0 || f.scope == p.scope);
   const bool port_ok = f.port == 0 || f.port == p.src_port || f.port == p.dst_port;
   const bool len_ok = p.len >= f.len_lo && p.len <= f.len_hi;
-  return conn_ok & port_ok & len_ok & ((f.states & p.state_bit) != 0);
+  const bool idle_ok = f.idle_ns < 0 || p.idle_ns > f.idle_ns;
+  return conn_ok & port_ok & len_ok & idle_ok & ((f.states & p.state_bit) != 0);
+}
+
+// Stamps the segment's leg with `now` and returns how long it was silent before, in
+// ns (-1 for the leg's first segment). Hooks 0-1 are the client's leg, 2-3 the server's.
+int64_t FaultEngine::TouchLeg(Instant now, const SegmentMeta& meta) {
+  Instant& last = conns_[meta.conn].last_seen[(static_cast<unsigned>(meta.hook) & 3) >> 1];
+  const Instant before = last;
+  last = std::max(last, now);
+  if (before == absl::InfinitePast()) return -1;
+  return std::max<int64_t>(0, absl::ToInt64Nanoseconds(now - before));
 }
 
 // The rules whose conn= and port= this segment can meet (rules naming neither
@@ -325,7 +343,8 @@ Verdict FaultEngine::Decide(Instant now, const SegmentMeta& meta, const Segment&
   const int slot = SlotOf(meta);
   const Probe probe{meta.conn, meta.scope, static_cast<uint32_t>(parsed.tcp.payload.size()),
                     parsed.tcp.src_port, parsed.tcp.dst_port,
-                    static_cast<uint16_t>(1u << (static_cast<unsigned>(meta.state) & 15))};
+                    static_cast<uint16_t>(1u << (static_cast<unsigned>(meta.state) & 15)),
+                    offer_idle_ns_};
   const Filter* filters = filters_.data();
   const Addressed addressed = AddressedTo(probe);
   uint8_t flags = parsed.tcp.flags.bits();

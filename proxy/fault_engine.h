@@ -131,6 +131,10 @@ enum class Verdict : uint8_t {
 // recall what it already holds (delayed or reordered segments are on the wire); it
 // does lift its blackholes. Ids are never reused.
 //
+// Idle time (idle>D). While some rule has idle>, every offered segment (blackholed,
+// passed or decided) stamps its connection's leg with `now`; the matcher compares the
+// time since the previous stamp.
+//
 // Cost. A segment whose hook and flags no rule accepts costs one table lookup (the
 // rules are compiled into a bit set of candidate rules per hook and flags byte);
 // rules naming a conn= or port= are indexed by it, and the remaining candidates
@@ -188,8 +192,9 @@ class FaultEngine {
   stack::Instant NextDeadline() const { return heap_.empty() ? stack::kNever : heap_.front().due; }
   // Segments held now (delayed, reordered, or waiting to go out).
   size_t held() const { return held_slots_; }
-  // Whether any rule could act on a socket-leg event at this hook (SegmentMeta::socket):
-  // when none can, the proxy skips building such events at all.
+  // Whether any rule could act on a socket-leg event at this hook (SegmentMeta::socket),
+  // or a delay or rst rule with idle> watches the other direction of the same leg (its
+  // idle time counts both): when neither, the proxy skips building such events at all.
   bool WatchesSocketLeg(Hook h) const { return socket_watched_[static_cast<int>(h) & 3]; }
 
   // Frees the connection's counters, blackholes and held segments (they are never
@@ -207,6 +212,7 @@ class FaultEngine {
     uint32_t len_lo = 0, len_hi = std::numeric_limits<uint32_t>::max();
     uint16_t port = 0;         // 0: any (port=0 is not a valid rule)
     uint16_t states = 0xffff;  // bit i: TcpState(i) matches
+    int64_t idle_ns = -1;      // idle>: more than this many ns of silence; -1: any
     bool counted = false;      // has nth, every, after or count
     bool drawn = false;        // has p
   };
@@ -230,6 +236,8 @@ class FaultEngine {
     absl::flat_hash_map<uint64_t, Counter> counters;  // key: rule id << 2 | hook
     absl::InlinedVector<Blackhole, 1> blackholes;
     std::array<uint32_t, kHookCount> reorder_held = {kNoSlot, kNoSlot, kNoSlot, kNoSlot};
+    // When each leg (0: the client's, 1: the server's) last carried a segment, for idle>.
+    std::array<stack::Instant, 2> last_seen = {absl::InfinitePast(), absl::InfinitePast()};
   };
   // A pooled datagram buffer. `ticket` is the order of the heap entry that releases
   // it; entries whose order differs are stale (the slot was re-timed or freed).
@@ -256,6 +264,7 @@ class FaultEngine {
                  absl::Span<const uint8_t> datagram, const uint64_t* candidates);
   static bool StaticMatch(const Filter& f, const Probe& p);
   Addressed AddressedTo(const Probe& probe) const;
+  int64_t TouchLeg(stack::Instant now, const SegmentMeta& meta);
   bool CountAndDraw(size_t index, const SegmentMeta& meta, ConnState*& conn);
   Verdict Act(Work& w, size_t index, ConnState*& conn);
   void Mutate(Work& w, size_t index);
@@ -302,6 +311,8 @@ class FaultEngine {
   absl::flat_hash_map<uint64_t, ConnState> conns_;
   size_t blackholes_ = 0;     // Blackhole entries over all connections
   size_t reorder_holds_ = 0;  // reorder_held entries over all connections
+  size_t idle_rules_ = 0;     // rules with idle>: while 0, no leg's time is kept
+  int64_t offer_idle_ns_ = -1;  // the offered segment's leg's silence before it; -1: none
 
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;

@@ -54,15 +54,17 @@ enum class Key : uint8_t {
   kFlags,
   kHas,
   kLen,
+  kIdle,
   kNth,
   kEvery,
   kAfter,
   kCount,
   kP,
 };
-constexpr int kKeyCount = 12;
-constexpr absl::string_view kKeyNames[kKeyCount] = {"on",  "conn", "port",  "state", "flags", "has",
-                                                    "len", "nth",  "every", "after", "count", "p"};
+constexpr int kKeyCount = 13;
+constexpr absl::string_view kKeyNames[kKeyCount] = {"on",  "conn", "port",  "state", "flags",
+                                                    "has", "len",  "idle",  "nth",   "every",
+                                                    "after", "count", "p"};
 
 constexpr absl::string_view kUnitNames[] = {"us", "ms", "s"};
 constexpr int64_t kUnitMicros[] = {1, 1000, 1000000};
@@ -87,6 +89,7 @@ constexpr Alias kKeyAliases[] = {
     {"direction", "on"}, {"flag", "flags"},      {"prob", "p"},     {"probability", "p"},
     {"chance", "p"},     {"connection", "conn"}, {"length", "len"}, {"size", "len"},
     {"limit", "count"},  {"times", "count"},     {"skip", "after"}, {"tcpstate", "state"},
+    {"idle-for", "idle"}, {"quiet", "idle"},     {"silence", "idle"},
 };
 constexpr Alias kFieldAliases[] = {
     {"sequence", "seq"}, {"seqno", "seq"},           {"ackno", "ack"},    {"window", "win"},
@@ -701,6 +704,7 @@ class RuleParser {
                              flags->ToString());
     }
     if (std::optional<int> key = Lookup(kKeyNames, word)) {
+      if (*key == int(Key::kIdle)) return "a matcher needs a value, e.g. idle>1s";
       return absl::StrFormat("a matcher needs a value, e.g. %s=%s", kKeyNames[*key],
                              *key == int(Key::kLen) ? "0" : "VALUE");
     }
@@ -733,7 +737,11 @@ class RuleParser {
     std::optional<int> index = Lookup(kKeyNames, name);
     if (!index) return Error(t.col, UnknownKey(name));
     const Key key = static_cast<Key>(*index);
-    if (op != '=' && key != Key::kLen) {
+    if (key == Key::kIdle && op != '>') {
+      return Error(value.col - 1, "idle compares with '>': idle>1s matches a segment after more "
+                                  "than 1s without one on its leg");
+    }
+    if (op != '=' && key != Key::kLen && key != Key::kIdle) {
       return Error(value.col - 1, absl::StrFormat("%s takes '=': only len compares with < or >",
                                                   kKeyNames[*index]));
     }
@@ -755,6 +763,13 @@ class RuleParser {
       }
       case Key::kState: return ParseState(value);
       case Key::kLen: return ParseLen(op, value);
+      case Key::kIdle: {
+        if (value.text.empty()) {
+          return Error(value.col, "idle needs a duration, e.g. idle>350s or idle>500ms");
+        }
+        ASSIGN_OR_RETURN(rule_.idle, ParseDuration(value));
+        return absl::OkStatus();
+      }
       case Key::kP: return ParseProbability(value);
       case Key::kPort: {
         ASSIGN_OR_RETURN(uint64_t port, ParseCount(key, value, 65535));
@@ -1085,6 +1100,9 @@ absl::Status ValidateRule(const Rule& r) {
   if (r.probability) {
     if (problem = ProbabilityProblem(*r.probability); !problem.empty()) return invalid(problem);
   }
+  if (r.idle) {
+    if (problem = DurationProblem(*r.idle); !problem.empty()) return invalid(problem);
+  }
   if (std::optional<ComboProblem> p = FindComboProblem(r)) return invalid(p->message);
   return absl::OkStatus();
 }
@@ -1155,6 +1173,7 @@ std::string ToString(const Rule& r) {
         r.len->op == LenMatch::Op::kLess ? "<" : (r.len->op == LenMatch::Op::kGreater ? ">" : "=");
     add(Key::kLen, op, r.len->value);
   }
+  if (r.idle) add(Key::kIdle, ">", DurationToString(*r.idle));
   if (r.nth) add(Key::kNth, "=", *r.nth);
   if (r.every) add(Key::kEvery, "=", *r.every);
   if (r.after) add(Key::kAfter, "=", *r.after);

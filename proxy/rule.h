@@ -146,6 +146,12 @@ struct LenMatch {
 //   count=C  stops the rule after it has fired C times;
 //   p=X      is the last test: a draw from the seeded generator, made only for
 //            segments every other matcher accepted.
+//
+// idle>D holds for a segment that comes more than D after the previous segment on the
+// same leg of the connection, in either direction: the client's leg (from-client and
+// to-client) or the server's leg (from-server and to-server), each the one TCP
+// connection a middlebox on that side would track. A leg's first segment has no idle
+// time and never matches. Every segment offered counts, whatever the rules do to it.
 struct Rule {
   Action action = DropAction{};
   HookSet hooks = HookSet::All();
@@ -155,6 +161,7 @@ struct Rule {
   std::optional<stack::TcpFlags> flags_exact;
   std::optional<stack::TcpFlags> flags_has;
   std::optional<LenMatch> len;
+  std::optional<stack::Duration> idle;  // idle>D: more than D since the leg's last segment
   std::optional<uint64_t> nth;
   std::optional<uint64_t> every;
   std::optional<uint64_t> after;
@@ -188,7 +195,7 @@ std::string DidYouMean(absl::string_view word, const std::vector<std::string>& c
 absl::Status ValidateRule(const Rule& rule);
 
 // The canonical text: action and its arguments, then the set matchers in the fixed
-// order on conn port state flags has len nth every after count p; `on=` is left out
+// order on conn port state flags has len idle nth every after count p; `on=` is left out
 // when it names all four hooks.
 std::string ToString(const Rule& rule);
 std::string ToString(const Action& action);

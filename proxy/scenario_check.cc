@@ -69,7 +69,8 @@ bool SendAll(int fd, const std::string& data) {
 
 class CheckServer {
  public:
-  CheckServer(CheckServerMode mode, size_t response) : mode_(mode), response_(response) {}
+  CheckServer(CheckServerMode mode, size_t response, double idle_s = 1)
+      : mode_(mode), response_(response), idle_s_(idle_s) {}
   ~CheckServer() {
     stop_ = true;
     if (acceptor_.joinable()) acceptor_.join();
@@ -109,6 +110,24 @@ class CheckServer {
     // An upload may stall for a while (zero-window-stall: probes back off to seconds).
     SetTimeouts(fd.get(), 60);
     char buf[65536];
+    if (mode_ == CheckServerMode::kKeepAlive) {
+      // Request after request until the connection has been idle for idle_s_ (the
+      // receive timeout), then close: no hint of that timeout is given to the client.
+      for (int request = 0; request < 1000; ++request) {
+        bool got = false;
+        for (int i = 0; i < (1 << 20); ++i) {
+          ssize_t n = ::recv(fd.get(), buf, 1, 0);
+          if (n <= 0) return;
+          if (buf[0] == '\n') {
+            got = true;
+            break;
+          }
+        }
+        if (!got || !SendAll(fd.get(), std::string(response_, 'r'))) return;
+        SetTimeouts(fd.get(), idle_s_);
+      }
+      return;
+    }
     // The request: up to its '\n', or to end-of-file.
     for (int i = 0; i < (1 << 24); ++i) {
       ssize_t n = ::recv(fd.get(), buf, mode_ == CheckServerMode::kReadEof ? sizeof buf : 1, 0);
@@ -126,6 +145,7 @@ class CheckServer {
 
   CheckServerMode mode_;
   size_t response_;
+  double idle_s_;
   UniqueFd fd_;
   std::atomic<bool> stop_{false};
   std::atomic<int> accepted_{0};
@@ -209,8 +229,21 @@ ClientReport RunClient(const ScenarioCheck& c) {
   }
   std::optional<Clock::time_point> t_data;
   char buf[65536];
+  const bool keepalive = c.client == CheckClientMode::kKeepAlive;
+  bool reused = false;
   for (int i = 0; i < (1 << 24) && r.error == "none"; ++i) {
     if (r.bytes == c.response && closes_first) break;
+    if (keepalive && r.bytes == c.response && !reused) {
+      // The connection goes back to the pool and is taken again for a second request.
+      absl::SleepFor(absl::Seconds(c.reuse_after_s));
+      reused = true;
+      if (!SendAll(fd.get(), "GET\n")) {
+        r.error = ErrnoName(errno);
+        break;
+      }
+      continue;
+    }
+    if (keepalive && r.bytes == 2 * c.response) break;
     if (r.bytes == c.response && !t_data) {
       r.state_at_data = TcpStateOf(fd.get());
       t_data = Clock::now();
@@ -308,7 +341,7 @@ bool CheckOne(const Scenario& s, const ScenarioCheck& check, int index) {
     return false;
   };
   if (!rules.ok()) return fail(std::string(rules.status().message()));
-  CheckServer server(check.server, check.response);
+  CheckServer server(check.server, check.response, check.server_idle_s);
   auto port = server.Start();
   if (!port.ok()) return fail(std::string(port.status().message()));
   ServiceOptions o;
@@ -380,7 +413,8 @@ absl::StatusOr<ScenarioCheck> ParseScenarioCheck(const Scenario& s) {
         static const std::pair<const char*, CheckClientMode> kModes[] = {
             {"request", CheckClientMode::kRequest},       {"close-first", CheckClientMode::kCloseFirst},
             {"sim-close", CheckClientMode::kSimClose},    {"close-wait", CheckClientMode::kCloseWait},
-            {"half-close", CheckClientMode::kHalfClose},  {"fin-wait-2", CheckClientMode::kFinWait2}};
+            {"half-close", CheckClientMode::kHalfClose},  {"fin-wait-2", CheckClientMode::kFinWait2},
+            {"keepalive", CheckClientMode::kKeepAlive}};
         bool found = false;
         for (const auto& [name, mode] : kModes) {
           if (value == name) c.client = mode, found = true;
@@ -393,6 +427,8 @@ absl::StatusOr<ScenarioCheck> ParseScenarioCheck(const Scenario& s) {
           c.server = CheckServerMode::kWaitEof;
         } else if (value == "read-eof") {
           c.server = CheckServerMode::kReadEof;
+        } else if (value == "keepalive") {
+          c.server = CheckServerMode::kKeepAlive;
         } else {
           return BadCheck(s, n, absl::StrCat("unknown server mode \"", value, "\""));
         }
@@ -404,8 +440,14 @@ absl::StatusOr<ScenarioCheck> ParseScenarioCheck(const Scenario& s) {
         if (!absl::SimpleAtod(value, &c.read_timeout_s) || c.read_timeout_s <= 0 || c.read_timeout_s > 60) {
           return BadCheck(s, n, absl::StrCat("read-timeout=", value, ": expected seconds, up to 60"));
         }
+      } else if (key == "reuse-after" || key == "server-idle") {
+        double* out = key == "reuse-after" ? &c.reuse_after_s : &c.server_idle_s;
+        if (!absl::SimpleAtod(value, out) || *out <= 0 || *out > 30) {
+          return BadCheck(s, n, absl::StrCat(key, "=", value, ": expected seconds, up to 30"));
+        }
       } else {
-        return BadCheck(s, n, absl::StrCat("unknown key \"", key, "\" (client, server, response, upload, read-timeout)"));
+        return BadCheck(s, n, absl::StrCat("unknown key \"", key, "\" (client, server, response, upload, ",
+                                           "read-timeout, reuse-after, server-idle)"));
       }
     }
   }

@@ -13,10 +13,14 @@
 //   close-wait   reads until end-of-file and keeps the socket open (a CLOSE-WAIT leak)
 //   half-close   shuts down its sending side after the request, then reads to the end
 //   fin-wait-2   the same, expecting the end never to come
+//   keepalive    reads the N-byte response, waits `reuse-after` seconds on the idle
+//                connection, sends "GET\n" again and reads the second response
 // The server (a kernel socket on loopback) answers N bytes; by MODE it then
 //   close        closes at once
 //   wait-eof     waits for the client's end-of-file (at most 10 s), then closes
 //   read-eof     reads the request to end-of-file before answering, then closes
+//   keepalive    answers every request on the connection and closes once it has been
+//                idle for `server-idle` seconds (as a keep-alive HTTP server does)
 // What the client saw is `client connect-s`, `upload-s`, `bytes`, `eof` (yes/no),
 // `eof-after-data-s`, `error` (an errno name such as ECONNRESET, "timeout" or "none"),
 // `state-at-data` (its TCP state when the whole response had arrived), `state` (after
@@ -33,8 +37,8 @@
 
 namespace wrench::proxy {
 
-enum class CheckClientMode { kRequest, kCloseFirst, kSimClose, kCloseWait, kHalfClose, kFinWait2 };
-enum class CheckServerMode { kClose, kWaitEof, kReadEof };
+enum class CheckClientMode { kRequest, kCloseFirst, kSimClose, kCloseWait, kHalfClose, kFinWait2, kKeepAlive };
+enum class CheckServerMode { kClose, kWaitEof, kReadEof, kKeepAlive };
 
 struct ScenarioCheck {
   CheckClientMode client = CheckClientMode::kRequest;
@@ -42,6 +46,8 @@ struct ScenarioCheck {
   size_t response = 100;
   size_t upload = 0;
   double read_timeout_s = 10;
+  double reuse_after_s = 1.5;  // keepalive client: idle time before the second request
+  double server_idle_s = 1;    // keepalive server: idle time before it closes
   std::vector<Expectation> expectations;
 };
 

@@ -203,7 +203,7 @@ class WrenchCli : public ::testing::Test {
 };
 
 TEST_F(WrenchCli, HelpCommandIsTheCommandsHelp) {
-  for (const char* cmd : {"proxy", "exec", "serve", "ladder", "scenario", "simulate"}) {
+  for (const char* cmd : {"proxy", "exec", "serve", "ladder", "scenario", "simulate", "explore"}) {
     tu::WrenchRun a = Run({"help", cmd});
     tu::WrenchRun b = Run({cmd, "--help"});
     EXPECT_EQ(a.status, 0) << cmd << a.err;

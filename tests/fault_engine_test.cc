@@ -499,6 +499,82 @@ TEST_F(Engine, LaterRulesMatchTheChangedFlags) {
   EXPECT_EQ(Hits(drop), 1u);
 }
 
+TEST_F(Engine, IdleMatchesTheFirstSegmentAfterTheLegWasSilentLongEnough) {
+  const int rst = Add("rst on=from-client idle>1s");
+  EXPECT_EQ(Offer(Build{.seq = 1}, Hook::kFromClient), Verdict::kPass);  // the leg's first
+  AdvanceTo(kT0 + absl::Milliseconds(1000));
+  EXPECT_EQ(Offer(Build{.seq = 2}, Hook::kFromClient), Verdict::kPass);  // exactly 1s: not more
+  AdvanceTo(kT0 + absl::Milliseconds(2001));
+  EXPECT_EQ(Offer(Build{.seq = 3}, Hook::kFromClient), Verdict::kTaken);  // 1.001s of silence
+  EXPECT_EQ(Offer(Build{.seq = 4}, Hook::kFromClient), Verdict::kPass);   // right after it
+  EXPECT_EQ(Hits(rst), 1u);
+  ASSERT_EQ(log_.size(), 1u);
+  EXPECT_EQ(log_[0].at, kT0 + absl::Milliseconds(2001));
+}
+
+TEST_F(Engine, IdleCountsSegmentsOfBothDirectionsOfTheSameLegOnly) {
+  const int drop = Add("drop on=from-client idle>1s");
+  Offer(Build{.seq = 1}, Hook::kFromClient);
+  // The client's leg carries a segment toward the client: the leg is not idle.
+  AdvanceTo(kT0 + absl::Milliseconds(900));
+  Offer(Build{.seq = 100}, Hook::kToClient);
+  AdvanceTo(kT0 + absl::Milliseconds(1800));
+  EXPECT_EQ(Offer(Build{.seq = 2}, Hook::kFromClient), Verdict::kPass);
+  // The server's leg is busy, but the client's leg has been silent for 1.5s.
+  for (int ms = 2000; ms <= 3200; ms += 400) {
+    AdvanceTo(kT0 + absl::Milliseconds(ms));
+    Offer(Build{.seq = 200}, Hook::kFromServer);
+    Offer(Build{.seq = 200}, Hook::kToServer);
+  }
+  AdvanceTo(kT0 + absl::Milliseconds(3300));
+  EXPECT_EQ(Offer(Build{.seq = 3}, Hook::kFromClient), Verdict::kTaken);
+  // Another connection's legs are its own.
+  EXPECT_EQ(Offer(Build{.seq = 9}, Hook::kFromClient, 2), Verdict::kPass);
+  EXPECT_EQ(Hits(drop), 1u);
+}
+
+TEST_F(Engine, IdleSeesSegmentsOtherRulesDropOrBlackhole) {
+  Add("drop on=to-client len>0");
+  const int rst = Add("rst on=from-client idle>500ms");
+  Offer(Build{.seq = 1}, Hook::kFromClient);
+  for (int ms = 400; ms <= 1600; ms += 400) {  // dropped, but carried to wrench
+    AdvanceTo(kT0 + absl::Milliseconds(ms));
+    EXPECT_EQ(Offer(Build{.seq = 100, .len = 10}, Hook::kToClient), Verdict::kTaken);
+  }
+  AdvanceTo(kT0 + absl::Milliseconds(1700));
+  EXPECT_EQ(Offer(Build{.seq = 2}, Hook::kFromClient), Verdict::kPass);
+  EXPECT_EQ(Hits(rst), 0u);
+}
+
+TEST_F(Engine, IdleWorksWithCountersAndBlackhole) {
+  const int bh = Add("blackhole on=from-client,to-client idle>2s count=1");
+  Offer(Build{.seq = 1}, Hook::kFromClient);
+  AdvanceTo(kT0 + absl::Seconds(3));
+  EXPECT_EQ(Offer(Build{.seq = 2}, Hook::kToClient), Verdict::kTaken);
+  // Blackholed from then on, idle or not.
+  EXPECT_EQ(Offer(Build{.seq = 3}, Hook::kFromClient), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{.seq = 4}, Hook::kToClient), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{.seq = 5}, Hook::kToServer), Verdict::kPass);
+  EXPECT_EQ(Hits(bh), 3u);
+}
+
+TEST_F(Engine, AnIdleRuleOnASocketLegWatchesBothDirectionsOfThatLeg) {
+  Add("rst on=from-server idle>1s");
+  EXPECT_TRUE(engine_->WatchesSocketLeg(Hook::kFromServer));
+  EXPECT_TRUE(engine_->WatchesSocketLeg(Hook::kToServer));  // its events stamp the leg too
+  EXPECT_FALSE(engine_->WatchesSocketLeg(Hook::kToClient));
+  Add("delay 1s on=to-client idle>1s");
+  EXPECT_TRUE(engine_->WatchesSocketLeg(Hook::kFromClient));
+}
+
+TEST_F(Engine, ForgettingAConnectionForgetsItsIdleTime) {
+  Add("drop idle>1s");
+  Offer(Build{.seq = 1}, Hook::kFromClient);
+  engine_->ForgetConnection(1);
+  AdvanceTo(kT0 + absl::Seconds(5));
+  EXPECT_EQ(Offer(Build{.seq = 2}, Hook::kFromClient), Verdict::kPass);  // a first segment again
+}
+
 TEST_F(Engine, ADecidingRuleHidesTheSegmentFromLaterRulesCounters) {
   Add("drop nth=1");
   int dup = Add("dup 1 nth=1");

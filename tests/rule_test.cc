@@ -160,6 +160,49 @@ TEST(RuleParser, ParsesLenComparisons) {
   EXPECT_EQ(MustParse("drop len=65535").len, (LenMatch{LenMatch::Op::kEqual, 65535}));
 }
 
+TEST(RuleParser, ParsesIdle) {
+  EXPECT_EQ(MustParse("rst idle>350s").idle, absl::Seconds(350));
+  EXPECT_EQ(MustParse("blackhole on=from-client idle>500ms").idle, absl::Milliseconds(500));
+  EXPECT_EQ(MustParse("drop IDLE>1.5S").idle, absl::Milliseconds(1500));
+  EXPECT_EQ(MustParse("drop idle>0s").idle, absl::ZeroDuration());
+  EXPECT_EQ(MustParse("drop").idle, std::nullopt);
+}
+
+TEST(RuleParser, IdleCombinesWithEveryActionAndMatcher) {
+  for (absl::string_view action : {"drop", "delay 1s", "dup", "reorder", "rst", "set win=0",
+                                   "add seq=1", "corrupt", "blackhole"}) {
+    const std::string line =
+        absl::StrCat(action, " on=to-client has=FIN len=0 idle>2s after=1 count=3 p=0.5");
+    EXPECT_EQ(MustParse(line).idle, absl::Seconds(2)) << line;
+  }
+}
+
+TEST(RuleParser, IdleComparesWithGreaterOnly) {
+  EXPECT_EQ(ErrorOf("drop idle=1s"),
+            "rule 1, col 10: idle compares with '>': idle>1s matches a segment after more than "
+            "1s without one on its leg");
+  EXPECT_EQ(ErrorOf("drop idle<1s"),
+            "rule 1, col 10: idle compares with '>': idle>1s matches a segment after more than "
+            "1s without one on its leg");
+}
+
+TEST(RuleParser, IdleNeedsADurationWithAUnit) {
+  EXPECT_EQ(ErrorOf("drop idle>"), "rule 1, col 11: idle needs a duration, e.g. idle>350s or "
+                                   "idle>500ms");
+  EXPECT_EQ(ErrorOf("drop idle>5"),
+            "rule 1, col 12: duration \"5\" needs a unit right after the number: us, ms or s");
+  EXPECT_EQ(ErrorOf("drop idle>3601s"), "rule 1, col 11: delays are at most 3600s");
+  EXPECT_EQ(ErrorOf("drop idle"), "rule 1, col 6: expected a matcher KEY=VALUE, got \"idle\"; "
+                                  "a matcher needs a value, e.g. idle>1s");
+  EXPECT_EQ(ErrorOf("drop quiet>1s"), "rule 1, col 6: unknown matcher \"quiet\"; did you mean "
+                                      "idle?");
+}
+
+TEST(RulePrinter, PrintsIdleAfterLen) {
+  EXPECT_EQ(ToString(MustParse("rst count=1 idle>350000ms len>0 on=from-client")),
+            "rst on=from-client len>0 idle>350s count=1");
+}
+
 TEST(RuleParser, ParsesProbability) {
   EXPECT_EQ(MustParse("drop p=0.1").probability, 0.1);
   EXPECT_EQ(MustParse("drop p=0").probability, 0.0);
@@ -334,6 +377,7 @@ class RuleGenerator {
       if (Chance()) r.count = Uniform(1, Chance() ? 10 : kMax);
     }
     if (Chance()) r.probability = NextProbability();
+    if (Chance()) r.idle = NextDuration(int64_t{3600} * 1000000);
     return r;
   }
 
@@ -543,7 +587,7 @@ TEST(RuleParser, UnknownMatcherSuggestsOn) {
 TEST(RuleParser, UnknownMatcherListsTheKeys) {
   EXPECT_EQ(ErrorOf("drop colour=red"),
             "rule 1, col 6: unknown matcher \"colour\"; expected on, conn, port, state, flags, "
-            "has, len, nth, every, after, count or p");
+            "has, len, idle, nth, every, after, count or p");
 }
 
 TEST(RuleParser, FieldUsedAsMatcher) {
