@@ -153,18 +153,35 @@ TEST_P(TcpDiff, SameAsLinux) {
   ASSERT_TRUE(script.ok()) << name << ".pkt: " << script.status();
   WRENCH_ENTER_NETNS_OR_SKIP();
 
+  // wrench runs in virtual time and gives the same trace every run; Linux runs in
+  // real time, and on a loaded machine its timers can fire tens of milliseconds late.
+  // When the only unexplained differences are in timing, Linux's side runs again
+  // (at most three runs in all); any other difference fails at once.
   const Trace wrench = RunWrench(*script, DiffConfig());
-  const Trace linux = RunLinux(*script);
-  const Comparison c = Compare(*script, linux, wrench);
-
-  std::string report = c.report;
+  constexpr int kLinuxRuns = 3;
+  Comparison c;
+  std::string report;
   int unexplained = 0;
-  absl::StrAppend(&report, "differences: ", c.differences.size(), "\n");
-  for (const Difference& d : c.differences) {
-    const KnownDifference* k = FindKnown(kKnownDifferences, name, d);
-    if (k == nullptr) ++unexplained;
-    absl::StrAppend(&report, k ? "  [known] " : "  [NEW]   ", d.kind, ": ", d.text, "\n");
-    if (k) absl::StrAppend(&report, "            because ", k->reason, "\n");
+  for (int run = 1; run <= kLinuxRuns; ++run) {
+    const Trace linux = RunLinux(*script);
+    c = Compare(*script, linux, wrench);
+    report = c.report;
+    unexplained = 0;
+    bool only_timing = true;
+    absl::StrAppend(&report, "differences: ", c.differences.size(), "\n");
+    for (const Difference& d : c.differences) {
+      const KnownDifference* k = FindKnown(kKnownDifferences, name, d);
+      if (k == nullptr) {
+        ++unexplained;
+        only_timing = only_timing && d.kind == "time";
+      }
+      absl::StrAppend(&report, k ? "  [known] " : "  [NEW]   ", d.kind, ": ", d.text, "\n");
+      if (k) absl::StrAppend(&report, "            because ", k->reason, "\n");
+    }
+    if (unexplained == 0 || !only_timing || run == kLinuxRuns) break;
+    std::cout << report << "Linux's run " << run << " of " << kLinuxRuns
+              << " differs only in timing: running Linux's side again\n"
+              << std::flush;
   }
   // Entries for this script that matched nothing: fixed, or the script changed.
   for (const KnownDifference& k : kKnownDifferences) {
