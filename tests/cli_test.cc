@@ -14,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proxy/app/service.h"
+#include "proxy/cli/rules_file.h"
 #include "proxy/fault/rule.h"
 #include "proxy/relay/capture.h"
 #include "tests/cli_testing.h"

@@ -13,7 +13,7 @@
 #include "nlohmann/json.hpp"
 #include "proxy/api/toxiproxy.h"
 #include "proxy/app/service.h"
-#include "proxy/cli/commands.h"
+#include "proxy/app/version.h"
 #include "proxy/os/host_lookup.h"
 
 namespace wrench::proxy {

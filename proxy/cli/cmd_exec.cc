@@ -28,6 +28,7 @@
 #include "proxy/cli/cli.h"
 #include "proxy/cli/commands.h"
 #include "proxy/cli/common_flags.h"
+#include "proxy/cli/verdict.h"
 #include "proxy/fault/scenarios.h"
 #include "proxy/os/netlink.h"
 

@@ -13,7 +13,9 @@
 #include "proxy/app/summary.h"
 #include "proxy/cli/cli.h"
 #include "proxy/cli/commands.h"
+#include "proxy/cli/rules_file.h"
 #include "proxy/cli/common_flags.h"
+#include "proxy/cli/verdict.h"
 #include "stack/tcp_profile.h"
 
 ABSL_FLAG(wrench::proxy::Repeated, map, {}, "FRONT_IP:PORT=UPSTREAM_HOST:PORT (repeatable)");

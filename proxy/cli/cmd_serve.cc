@@ -10,6 +10,7 @@
 #include "proxy/cli/cli.h"
 #include "proxy/cli/commands.h"
 #include "proxy/cli/common_flags.h"
+#include "proxy/cli/verdict.h"
 
 // Defined in cmd_proxy.cc; serve reads it with its own default.
 ABSL_DECLARE_FLAG(std::string, api);

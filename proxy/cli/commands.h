@@ -6,8 +6,6 @@
 
 namespace wrench::proxy {
 
-inline constexpr const char* kVersion = "0.1.0";
-
 struct Command {
   const char* name;
   const char* summary;

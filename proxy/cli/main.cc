@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "proxy/app/version.h"
 #include "proxy/cli/cli.h"
 #include "proxy/cli/commands.h"
 #include "proxy/fault/rule.h"

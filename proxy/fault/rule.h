@@ -173,12 +173,6 @@ absl::StatusOr<Rule> ParseRule(absl::string_view line, int rule_number = 1);
 // reported (one per line of the message) and then no rule at all is returned.
 absl::StatusOr<std::vector<Rule>> ParseRules(absl::string_view text);
 
-// Reads and parses a rule file (ParseRules). Refuses what is not a regular file
-// (a directory, a device, a pipe) and a file larger than kMaxRulesFileBytes. Errors
-// name the file; one from a system call says its errno text and carries its errno.
-inline constexpr size_t kMaxRulesFileBytes = size_t{1} << 20;
-absl::StatusOr<std::vector<Rule>> LoadRulesFile(const std::string& path);
-
 // The name among `candidates` that `word` most likely misspells (case-insensitive edit
 // distance, within a third of the name's length), or "" when none is close.
 std::string DidYouMean(absl::string_view word, const std::vector<std::string>& candidates);
