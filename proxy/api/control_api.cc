@@ -12,8 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 #include "proxy/api/toxiproxy.h"
-#include "proxy/app/service.h"
-#include "proxy/app/version.h"
+#include "proxy/api/api_host.h"
 #include "proxy/os/host_lookup.h"
 
 namespace wrench::proxy {
@@ -72,7 +71,7 @@ std::string PercentDecode(absl::string_view s) {
 
 class ControlApiImpl : public ControlApi {
  public:
-  explicit ControlApiImpl(Service& service) : service_(service), toxiproxy_(service) {}
+  explicit ControlApiImpl(ApiHost& service) : service_(service), toxiproxy_(service) {}
 
   absl::Status Listen(asio::io_context& io, const tcp::endpoint& at) {
     auto server = HttpServer::Start(io, at, [this](const HttpRequest& r) { return Handle(r); });
@@ -121,7 +120,7 @@ class ControlApiImpl : public ControlApi {
       if (!get) return MethodNotAllowed(req, "GET");
       HttpResponse r;
       r.content_type = "application/json;charset=utf-8";
-      r.body = absl::StrCat("{\"version\": \"", kToxiproxyApiVersion, "\", \"wrench\": \"", kVersion, "\"}\n");
+      r.body = absl::StrCat("{\"version\": \"", kToxiproxyApiVersion, "\", \"wrench\": \"", service_.version(), "\"}\n");
       return r;
     }
     if (top == "metrics" && n == 1) {
@@ -185,7 +184,7 @@ class ControlApiImpl : public ControlApi {
 
   HttpResponse Index() const {
     Json j;
-    j["wrench"] = kVersion;
+    j["wrench"] = service_.version();
     j["toxiproxy_api"] = kToxiproxyApiVersion;
     j["endpoints"] = {
         "GET /rules",          "POST /rules",          "DELETE /rules/{id}",     "GET /connections",
@@ -330,7 +329,7 @@ class ControlApiImpl : public ControlApi {
     return out;
   }
 
-  Service& service_;
+  ApiHost& service_;
   ToxiproxyCollection toxiproxy_;
   std::unique_ptr<HttpServer> server_;
 };
@@ -372,7 +371,7 @@ absl::StatusOr<tcp::endpoint> ApiEndpoint(const std::string& address) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ControlApi>> ControlApi::Start(asio::io_context& io, const std::string& address,
-                                                              Service& service) {
+                                                              ApiHost& service) {
   auto at = ApiEndpoint(address);
   if (!at.ok()) return at.status();
   auto api = std::make_unique<ControlApiImpl>(service);

@@ -14,7 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "proxy/app/service.h"
+#include "proxy/api/api_host.h"
 #include "proxy/fault/rule.h"
 #include "proxy/os/dnat.h"
 #include "proxy/os/host_lookup.h"
@@ -339,9 +339,9 @@ struct ToxiproxyCollection::Proxy {
   std::unique_ptr<StreamRelay> relay;
 };
 
-ToxiproxyCollection::ToxiproxyCollection(Service& service)
+ToxiproxyCollection::ToxiproxyCollection(ApiHost& service)
     : service_(service),
-      rng_(std::make_shared<std::mt19937_64>(service.options().seed * 0x9e3779b97f4a7c15ULL + 0x70c1c)) {}
+      rng_(std::make_shared<std::mt19937_64>(service.seed() * 0x9e3779b97f4a7c15ULL + 0x70c1c)) {}
 
 ToxiproxyCollection::~ToxiproxyCollection() {
   for (auto& [name, p] : proxies_) {
@@ -491,14 +491,14 @@ void ToxiproxyCollection::StartDnat(Proxy& p, const asio::ip::address& listen, u
   }
   if (!st.ok()) {
     p.no_segments = absl::StrCat("DNAT into the TUN failed (", st.message(), "), so the kernel terminates them");
-    service_.options().log_line(absl::StrCat("wrench: proxy ", p.name, ": ", p.no_segments, "; stream toxics only"));
+    service_.Log(absl::StrCat("wrench: proxy ", p.name, ": ", p.no_segments, "; stream toxics only"));
     return;
   }
   p.dnat = true;
   p.dnat_listen = match;
   p.dnat_port = port;
   p.dnat_front = EndpointText(asio::ip::address_v4(m.front_addr.v4_host_order()), m.front_port);
-  service_.options().log_line(absl::StrCat("wrench: proxy ", p.name, ": connections to ", p.listen,
+  service_.Log(absl::StrCat("wrench: proxy ", p.name, ": connections to ", p.listen,
                                            listen.is_unspecified() ? " (but loopback's)" : "", " are DNATed to ",
                                            p.dnat_front, " in the TUN"));
 }
@@ -516,7 +516,7 @@ void ToxiproxyCollection::Stop(Proxy& p) {
     p.dnat = false;
     if (auto d = service_.dnat(); d.ok()) {
       if (auto st = (*d)->Remove(p.dnat_listen, p.dnat_port); !st.ok()) {
-        service_.options().log_line(absl::StrCat("wrench: proxy ", p.name, ": ", st.message()));
+        service_.Log(absl::StrCat("wrench: proxy ", p.name, ": ", st.message()));
       }
     }
     service_.RemoveMapping(p.scope);
@@ -709,7 +709,7 @@ namespace {
 // Fills a toxic's realization from its type, stream, toxicity and attributes.
 absl::Status BuildToxic(ToxiproxyCollection::Json attrs, absl::string_view type, absl::string_view stream,
                         double toxicity, bool segments, absl::string_view no_segments,
-                        absl::string_view proxy_listen, const Service& service,
+                        absl::string_view proxy_listen, const ApiHost& service,
                         bool* segment, std::vector<Rule>* rules, StreamToxic* stream_toxic, Json* shown) {
   if (!attrs.is_object()) return BadBody(absl::StrCat("\"attributes\" must be an object, got ", attrs.dump()));
   if (!(toxicity >= 0 && toxicity <= 1)) return BadBody(absl::StrCat("toxicity must be from 0 to 1, got ", toxicity));
@@ -733,7 +733,7 @@ absl::Status BuildToxic(ToxiproxyCollection::Json attrs, absl::string_view type,
   if (!segments) {
     return BadBody(absl::StrCat(
         type, " acts on TCP segments, which wrench sees only on connections it terminates itself: a listen address "
-        "inside wrench's TUN subnet ", service.options().net_addr.ToString(), "/", service.options().prefix_len,
+        "inside wrench's TUN subnet ", service.TunSubnet(),
         " (for example ", stack::IpAddress::V4(service.kernel_address().v4_host_order() + 1).ToString(),
         ":PORT), or a non-loopback address of this host or 0.0.0.0:PORT, whose connections wrench DNATs into the "
         "TUN (nftables, root or CAP_NET_ADMIN); this proxy listens on ", proxy_listen, ": ",

@@ -23,7 +23,7 @@
 
 namespace wrench::proxy {
 
-class Service;
+class ApiHost;
 class StreamRelay;
 struct Mapping;
 
@@ -35,7 +35,7 @@ class ToxiproxyCollection {
  public:
   using Json = nlohmann::ordered_json;  // Toxiproxy's field order
 
-  explicit ToxiproxyCollection(Service& service);
+  explicit ToxiproxyCollection(ApiHost& service);
   ~ToxiproxyCollection();  // stops the socket proxies; the Service is not touched
   ToxiproxyCollection(const ToxiproxyCollection&) = delete;
   ToxiproxyCollection& operator=(const ToxiproxyCollection&) = delete;
@@ -81,7 +81,7 @@ class ToxiproxyCollection {
   Json ToxicJson(const Toxic& t) const;
   Proxy* Find(const std::string& name) const;
 
-  Service& service_;
+  ApiHost& service_;
   std::shared_ptr<std::mt19937_64> rng_;
   uint64_t next_scope_ = 0;
   uint64_t next_toxic_id_ = 0;

@@ -348,6 +348,10 @@ absl::Status Service::CheckRuleCanFire(const Rule& rule, absl::string_view what)
       absl::StrCat(msg, ". Name a hook where it acts with on=, or start wrench with --allow-idle-rules to keep it"));
 }
 
+std::string Service::TunSubnet() const {
+  return absl::StrCat(opts_.net_addr.ToString(), "/", opts_.prefix_len);
+}
+
 stack::IpAddress Service::DnatFront() const {
   uint32_t mask = PrefixMask(opts_.prefix_len);
   return stack::IpAddress::V4((opts_.net_addr.v4_host_order() | ~mask) - 1);

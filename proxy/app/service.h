@@ -13,7 +13,9 @@
 #include <boost/asio.hpp>
 
 #include "absl/status/statusor.h"
+#include "proxy/api/api_host.h"
 #include "proxy/app/summary.h"
+#include "proxy/app/version.h"
 #include "proxy/fault/fault_engine.h"
 #include "proxy/fault/rule.h"
 #include "proxy/os/tun_device.h"
@@ -69,7 +71,7 @@ std::string RaiseFileLimit();
 // The first address of the subnet: the kernel's side of the TUN.
 stack::IpAddress KernelAddress(const stack::IpAddress& net, int prefix_len);
 
-class Service {
+class Service final : public ApiHost {
  public:
   // Creates and configures the device, opens captures, binds the API. Errors are
   // for the user: a missing privilege, a busy device name, a bad file.
@@ -83,11 +85,17 @@ class Service {
   // SIGINT/SIGTERM stop cleanly; SIGUSR1 prints a summary line.
   void HandleSignals();
 
-  boost::asio::io_context& io() { return io_; }
-  Proxy& proxy() { return *proxy_; }
-  FaultEngine& engine() { return engine_; }
+  const char* version() const override { return kVersion; }
+  boost::asio::io_context& io() override { return io_; }
+  Proxy& proxy() override { return *proxy_; }
+  FaultEngine& engine() override { return engine_; }
   const ServiceOptions& options() const { return opts_; }
-  stack::IpAddress kernel_address() const { return KernelAddress(opts_.net_addr, opts_.prefix_len); }
+  uint64_t seed() const override { return opts_.seed; }
+  void Log(const std::string& line) const override { opts_.log_line(line); }
+  std::string TunSubnet() const override;
+  stack::IpAddress kernel_address() const override {
+    return KernelAddress(opts_.net_addr, opts_.prefix_len);
+  }
   // The API's bound port (useful with port 0), 0 without an API.
   uint16_t api_port() const;
   // The run's report, taken at shutdown before open connections are reset (null
@@ -98,22 +106,22 @@ class Service {
 
   // The control API's proxies on the TUN (proxy/api/control_api.h), on the loop's thread:
   // the front is checked as --map's are (`what` names it in errors), then mapped.
-  absl::Status AddMapping(Mapping m, absl::string_view what);
-  bool RemoveMapping(uint64_t scope) { return proxy_->RemoveMapping(scope); }
+  absl::Status AddMapping(Mapping m, absl::string_view what) override;
+  bool RemoveMapping(uint64_t scope) override { return proxy_->RemoveMapping(scope); }
   // Inside --net: reached through the TUN.
-  bool InTunSubnet(const stack::IpAddress& addr) const;
+  bool InTunSubnet(const stack::IpAddress& addr) const override;
   // nftables DNAT into the TUN (proxy/os/dnat.h), set up on first use and torn down at
   // shutdown; the error (kept, and logged once) says why it is unavailable.
-  absl::StatusOr<Dnat*> dnat();
+  absl::StatusOr<Dnat*> dnat() override;
   // The front that DNATed connections reach: the subnet's last host address.
-  stack::IpAddress DnatFront() const;
+  stack::IpAddress DnatFront() const override;
 
   // Whether `rule` can fire on the legs of this run: some hook of its on= must be on a
   // leg where its action acts, with flags a segment or socket event there can carry.
   // Without, an InvalidArgument error says which actions act on which leg; with
   // allow_idle_rules, a warning goes to the log and the result is OK. `what` names
   // the rule in the message ("rule #2", "--rule").
-  absl::Status CheckRuleCanFire(const Rule& rule, absl::string_view what) const;
+  absl::Status CheckRuleCanFire(const Rule& rule, absl::string_view what) const override;
 
  private:
   explicit Service(ServiceOptions opts);
