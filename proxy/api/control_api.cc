@@ -13,6 +13,7 @@
 #include "nlohmann/json.hpp"
 #include "proxy/api/toxiproxy.h"
 #include "proxy/api/api_host.h"
+#include "proxy/os/address.h"
 #include "proxy/os/host_lookup.h"
 
 namespace wrench::proxy {
@@ -336,29 +337,10 @@ class ControlApiImpl : public ControlApi {
 
 // "HOST:PORT", "[V6]:PORT", ":PORT" (loopback).
 absl::StatusOr<tcp::endpoint> ApiEndpoint(const std::string& address) {
-  std::string host;
-  absl::string_view port;
-  absl::string_view text = address;
-  if (!text.empty() && text[0] == '[') {
-    size_t close = text.find(']');
-    if (close == absl::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return absl::InvalidArgumentError(absl::StrCat("--api \"", address, "\": expected [IPV6]:PORT"));
-    }
-    host = std::string(text.substr(1, close - 1));
-    port = text.substr(close + 2);
-  } else {
-    size_t colon = text.rfind(':');
-    if (colon == absl::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("--api \"", address, "\": expected HOST:PORT or :PORT"));
-    }
-    host = std::string(text.substr(0, colon));
-    port = text.substr(colon + 1);
-  }
-  uint32_t p = 0;
-  if (!absl::SimpleAtoi(port, &p) || p > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--api \"", address, "\": port \"", port, "\" is not a number from 0 to 65535"));
-  }
+  auto hp = SplitHostPort(address, "--api", 0);
+  if (!hp.ok()) return hp.status();
+  const std::string& host = hp->host;
+  const uint16_t p = hp->port;
   if (host.empty()) return tcp::endpoint(asio::ip::address_v4::loopback(), static_cast<uint16_t>(p));
   auto addr = LookUpHost(host);
   if (!addr.ok()) {

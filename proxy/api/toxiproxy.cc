@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "proxy/api/api_host.h"
 #include "proxy/fault/rule.h"
+#include "proxy/os/address.h"
 #include "proxy/os/dnat.h"
 #include "proxy/os/host_lookup.h"
 #include "proxy/relay/stream_relay.h"
@@ -104,38 +105,6 @@ Json NumberJson(double v) {
 
 // ---- addresses ----
 
-struct HostPort {
-  std::string host;
-  uint16_t port = 0;
-};
-
-// "host:port", "[v6]:port", ":port" (Go's net.Listen forms).
-absl::StatusOr<HostPort> SplitHostPort(absl::string_view text) {
-  HostPort hp;
-  absl::string_view port;
-  if (!text.empty() && text[0] == '[') {
-    size_t close = text.find(']');
-    if (close == absl::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return absl::InvalidArgumentError(absl::StrCat("address ", text, ": missing port in address"));
-    }
-    hp.host = std::string(text.substr(1, close - 1));
-    port = text.substr(close + 2);
-  } else {
-    size_t colon = text.rfind(':');
-    if (colon == absl::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("address ", text, ": missing port in address"));
-    }
-    hp.host = std::string(text.substr(0, colon));
-    port = text.substr(colon + 1);
-  }
-  uint32_t p = 0;
-  if (!absl::SimpleAtoi(port, &p) || p > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("address ", text, ": invalid port"));
-  }
-  hp.port = static_cast<uint16_t>(p);
-  return hp;
-}
-
 // An IP literal, "" (every address), or a name looked up now (host_lookup.h).
 absl::StatusOr<asio::ip::address> Resolve(const std::string& host) {
   if (host.empty()) return asio::ip::address(asio::ip::address_v4::any());
@@ -156,14 +125,10 @@ stack::IpAddress ToIp(const asio::ip::address& a) {
 // "127.0.0.1:26379", so populating or updating with it restarts nothing (as 2.12).
 bool SameListen(const std::string& a, const std::string& b) {
   if (a == b) return true;
-  auto x = SplitHostPort(a), y = SplitHostPort(b);
+  auto x = SplitHostPort(a, "address", 0), y = SplitHostPort(b, "address", 0);
   if (!x.ok() || !y.ok() || x->port != y->port || x->port == 0) return false;
   auto xa = Resolve(x->host), ya = Resolve(y->host);
   return xa.ok() && ya.ok() && *xa == *ya;
-}
-
-std::string EndpointText(const asio::ip::address& a, uint16_t port) {
-  return a.is_v6() ? absl::StrCat("[", a.to_string(), "]:", port) : absl::StrCat(a.to_string(), ":", port);
 }
 
 // ---- toxic types ----
@@ -385,11 +350,11 @@ Json ToxiproxyCollection::ProxyJson(const Proxy& p) const {
 
 absl::Status ToxiproxyCollection::Start(Proxy& p) {
   if (p.enabled) return absl::OkStatus();
-  auto listen = SplitHostPort(p.listen);
+  auto listen = SplitHostPort(p.listen, "address", 0);
   if (!listen.ok()) return absl::UnavailableError(absl::StrCat("listen tcp: ", listen.status().message()));
   auto listen_addr = Resolve(listen->host);
   if (!listen_addr.ok()) return absl::UnavailableError(absl::StrCat("listen tcp: ", listen_addr.status().message()));
-  auto up = SplitHostPort(p.upstream);
+  auto up = SplitHostPort(p.upstream, "address", 0);
   if (!up.ok() || up->port == 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("upstream ", p.upstream, ": ", up.ok() ? "port 0 is not a server's port" : up.status().message()));
@@ -413,26 +378,26 @@ absl::Status ToxiproxyCollection::Start(Proxy& p) {
     for (uint32_t candidate = listen->port == 0 ? 10000 : listen->port; candidate <= 65535; ++candidate) {
       port = static_cast<uint16_t>(candidate);
       m.front_port = port;
-      m.text = absl::StrCat(EndpointText(*listen_addr, port), "=", p.upstream, " (proxy ", p.name, ")");
-      absl::Status st = service_.AddMapping(m, absl::StrCat("listen ", EndpointText(*listen_addr, port)));
+      m.text = absl::StrCat(FormatHostPort(*listen_addr, port), "=", p.upstream, " (proxy ", p.name, ")");
+      absl::Status st = service_.AddMapping(m, absl::StrCat("listen ", FormatHostPort(*listen_addr, port)));
       if (st.ok()) break;
       if (!absl::IsAlreadyExists(st) || listen->port != 0) {
         // Go's wording for a busy address, which Toxiproxy returns.
         if (absl::IsAlreadyExists(st)) {
           return absl::UnavailableError(
-              absl::StrCat("listen tcp ", EndpointText(*listen_addr, port), ": bind: address already in use"));
+              absl::StrCat("listen tcp ", FormatHostPort(*listen_addr, port), ": bind: address already in use"));
         }
         return absl::UnavailableError(st.message());
       }
     }
-    p.listen = EndpointText(*listen_addr, port);
+    p.listen = FormatHostPort(*listen_addr, port);
   } else {
     auto relay = StreamRelay::Start(service_.io(), tcp::endpoint(*listen_addr, listen->port),
                                     tcp::endpoint(*up_addr, up->port), factory);
     if (!relay.ok()) return relay.status();
     p.relay = std::move(*relay);
     auto bound = p.relay->local_endpoint();
-    p.listen = EndpointText(bound.address(), bound.port());
+    p.listen = FormatHostPort(bound.address(), bound.port());
     Mapping m;
     m.upstream_host = up->host;
     m.upstream_addr = ToIp(*up_addr);
@@ -480,7 +445,7 @@ void ToxiproxyCollection::StartDnat(Proxy& p, const asio::ip::address& listen, u
   // The listen port on the front if free (another proxy may hold it), else the next.
   for (uint32_t candidate = port, tries = 0; candidate <= 65535 && tries < 1000; ++candidate, ++tries) {
     m.front_port = static_cast<uint16_t>(candidate);
-    m.text = absl::StrCat(p.listen, " via ", EndpointText(asio::ip::address_v4(m.front_addr.v4_host_order()),
+    m.text = absl::StrCat(p.listen, " via ", FormatHostPort(asio::ip::address_v4(m.front_addr.v4_host_order()),
                                                            m.front_port), "=", p.upstream, " (proxy ", p.name, ")");
     st = service_.AddMapping(m, absl::StrCat("DNAT front of ", p.listen));
     if (!absl::IsAlreadyExists(st)) break;
@@ -497,7 +462,7 @@ void ToxiproxyCollection::StartDnat(Proxy& p, const asio::ip::address& listen, u
   p.dnat = true;
   p.dnat_listen = match;
   p.dnat_port = port;
-  p.dnat_front = EndpointText(asio::ip::address_v4(m.front_addr.v4_host_order()), m.front_port);
+  p.dnat_front = FormatHostPort(asio::ip::address_v4(m.front_addr.v4_host_order()), m.front_port);
   service_.Log(absl::StrCat("wrench: proxy ", p.name, ": connections to ", p.listen,
                                            listen.is_unspecified() ? " (but loopback's)" : "", " are DNATed to ",
                                            p.dnat_front, " in the TUN"));

@@ -29,6 +29,7 @@
 #include "proxy/cli/commands.h"
 #include "proxy/cli/common_flags.h"
 #include "proxy/cli/verdict.h"
+#include "proxy/os/address.h"
 #include "proxy/fault/scenarios.h"
 #include "proxy/os/netlink.h"
 
@@ -278,18 +279,14 @@ absl::Status ServeFromFlags(ServiceOptions& o) {
   boost::asio::ip::address addr = boost::asio::ip::address_v4::loopback();
   uint16_t listen_port = o.serve_port;
   if (!listen.empty()) {
-    size_t colon = listen.rfind(':');
-    uint32_t p = 0;
+    auto hp = SplitHostPort(listen, "--serve-listen");
     boost::system::error_code ec;
-    std::string host = colon == std::string::npos ? "" : listen.substr(0, colon);
-    if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    if (colon != std::string::npos) addr = boost::asio::ip::make_address(host, ec);
-    if (colon == std::string::npos || ec || !absl::SimpleAtoi(listen.substr(colon + 1), &p) || p == 0 ||
-        p > 65535) {
+    if (hp.ok()) addr = boost::asio::ip::make_address(hp->host, ec);
+    if (!hp.ok() || ec) {
       return absl::InvalidArgumentError(
           absl::StrCat("--serve-listen=", listen, ": expected ADDR:PORT, e.g. 127.0.0.1:8000"));
     }
-    listen_port = static_cast<uint16_t>(p);
+    listen_port = hp->port;
   }
   o.serve_listen = boost::asio::ip::tcp::endpoint(addr, listen_port);
   return absl::OkStatus();

@@ -13,10 +13,12 @@
 #include <cstring>
 #include <deque>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "proxy/os/address.h"
 #include "proxy/os/host_lookup.h"
 #include "proxy/relay/capture.h"
 
@@ -35,37 +37,6 @@ using stack::TcpState;
 // Mappings and time.
 
 namespace {
-
-absl::StatusOr<std::pair<std::string, uint16_t>> SplitHostPort(absl::string_view text,
-                                                               absl::string_view what) {
-  std::string host;
-  absl::string_view port;
-  if (!text.empty() && text[0] == '[') {
-    size_t close = text.find(']');
-    if (close == absl::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return absl::InvalidArgumentError(absl::StrCat(what, " \"", text, "\": expected [IPV6]:PORT"));
-    }
-    host = std::string(text.substr(1, close - 1));
-    port = text.substr(close + 2);
-  } else {
-    size_t colon = text.rfind(':');
-    if (colon == absl::string_view::npos || colon == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(what, " \"", text, "\": expected HOST:PORT"));
-    }
-    host = std::string(text.substr(0, colon));
-    port = text.substr(colon + 1);
-  }
-  uint32_t p = 0;
-  if (!absl::SimpleAtoi(port, &p) || p == 0 || p > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " \"", text, "\": port \"", port, "\" is not a number from 1 to 65535"));
-  }
-  return std::make_pair(host, static_cast<uint16_t>(p));
-}
-
-std::string HostPort(const IpAddress& a, uint16_t port) {
-  return a.is_v6() ? absl::StrCat("[", a.ToString(), "]:", port) : absl::StrCat(a.ToString(), ":", port);
-}
 
 std::chrono::steady_clock::time_point ToSteady(Instant t) {
   return std::chrono::steady_clock::time_point(
@@ -133,26 +104,32 @@ absl::StatusOr<Mapping> ParseMapping(absl::string_view text) {
   if (!front.ok()) return front.status();
   auto up = SplitHostPort(sides[1], "--map upstream");
   if (!up.ok()) return up.status();
+  for (auto [side, what] : {std::pair{sides[0], "front"}, std::pair{sides[1], "upstream"}}) {
+    if (absl::StartsWith(side, ":")) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--map ", what, " \"", side, "\": expected HOST:PORT"));
+    }
+  }
   Mapping m;
   m.text = std::string(text);
-  auto fa = IpAddress::Parse(front->first);
+  auto fa = IpAddress::Parse(front->host);
   if (!fa) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--map \"", text, "\": front \"", front->first, "\" is not an IP address"));
+        absl::StrCat("--map \"", text, "\": front \"", front->host, "\" is not an IP address"));
   }
   m.front_addr = *fa;
-  m.front_port = front->second;
-  m.upstream_host = up->first;
-  m.upstream_port = up->second;
-  if (auto ua = IpAddress::Parse(up->first)) {
+  m.front_port = front->port;
+  m.upstream_host = up->host;
+  m.upstream_port = up->port;
+  if (auto ua = IpAddress::Parse(up->host)) {
     m.upstream_addr = *ua;
     return m;
   }
   // A host name: resolve it now, once (the event loop never blocks on DNS).
-  auto looked_up = LookUpHost(up->first);
+  auto looked_up = LookUpHost(up->host);
   if (!looked_up.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--map \"", text, "\": cannot resolve \"",
-                                                   up->first, "\": ", looked_up.status().message()));
+                                                   up->host, "\": ", looked_up.status().message()));
   }
   const asio::ip::address& addr = *looked_up;
   if (addr.is_v4()) {
@@ -268,8 +245,8 @@ Proxy::Leg* Proxy::FindLeg(const TupleKey& key, Connection** conn) {
 
 void Proxy::Event(const Connection& c, const std::string& what) {
   if (event_log_) {
-    event_log_(absl::StrCat("conn ", c.id, " ", HostPort(c.client.key.remote_addr, c.client.key.remote_port),
-                            " -> ", HostPort(c.client.key.local_addr, c.client.key.local_port), ": ", what));
+    event_log_(absl::StrCat("conn ", c.id, " ", FormatHostPort(c.client.key.remote_addr, c.client.key.remote_port),
+                            " -> ", FormatHostPort(c.client.key.local_addr, c.client.key.local_port), ": ", what));
   }
 }
 
@@ -403,7 +380,7 @@ void Proxy::StartUpstream(Connection& c) {
   ++stats_.connections;
   Instant now = MonotonicNow();
   c.expire_at = stack::kNever;
-  Event(c, absl::StrCat("SYN: connecting to upstream ", HostPort(c.upstream_addr, c.upstream_port)));
+  Event(c, absl::StrCat("SYN: connecting to upstream ", FormatHostPort(c.upstream_addr, c.upstream_port)));
   if (opts_.upstream_via == UpstreamVia::kTun) {
     // Our own endpoint, from the front address, to the server over the TUN.
     uint16_t port = 0;
@@ -1292,9 +1269,9 @@ ConnectionInfo Proxy::Info(const Connection& conn) const {
   const Connection* c = &conn;
   ConnectionInfo i;
   i.id = c->id;
-  i.client = HostPort(c->client.key.remote_addr, c->client.key.remote_port);
-  i.front = HostPort(c->client.key.local_addr, c->client.key.local_port);
-  i.upstream = HostPort(c->upstream_addr, c->upstream_port);
+  i.client = FormatHostPort(c->client.key.remote_addr, c->client.key.remote_port);
+  i.front = FormatHostPort(c->client.key.local_addr, c->client.key.local_port);
+  i.upstream = FormatHostPort(c->upstream_addr, c->upstream_port);
   i.client_leg_state = c->client.ep ? std::string(StateName(c->client.ep->state())) : "SYN-SEEN";
   if (c->server.ep) {
     i.server_leg_state = std::string(StateName(c->server.ep->state()));
@@ -1335,7 +1312,7 @@ std::string Proxy::Summary() const {
 
 absl::Status Proxy::AddMapping(Mapping m) {
   if (FindMapping(m.front_addr, m.front_port)) {
-    return absl::AlreadyExistsError(absl::StrCat(HostPort(m.front_addr, m.front_port), " is mapped already"));
+    return absl::AlreadyExistsError(absl::StrCat(FormatHostPort(m.front_addr, m.front_port), " is mapped already"));
   }
   runtime_maps_.push_back(std::move(m));
   return absl::OkStatus();

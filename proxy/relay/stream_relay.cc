@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "proxy/os/address.h"
 #include "proxy/relay/proxy.h"
 
 namespace wrench::proxy {
@@ -20,11 +21,6 @@ using End = ToxicStream::End;
 namespace {
 
 constexpr size_t kChunk = 256 * 1024;
-
-std::string EndpointText(const tcp::endpoint& e) {
-  return e.address().is_v6() ? absl::StrCat("[", e.address().to_string(), "]:", e.port())
-                             : absl::StrCat(e.address().to_string(), ":", e.port());
-}
 
 std::chrono::steady_clock::time_point ToSteady(Instant t) {
   return std::chrono::steady_clock::time_point(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -74,7 +70,7 @@ absl::StatusOr<std::unique_ptr<StreamRelay>> StreamRelay::Start(asio::io_context
     // Go's wording, which Toxiproxy returns: "listen tcp 127.0.0.1:80: bind: address already in use".
     std::string why = ec.message();
     if (!why.empty()) why[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(why[0])));
-    return absl::UnavailableError(absl::StrCat("listen tcp ", EndpointText(listen), ": bind: ", why));
+    return absl::UnavailableError(absl::StrCat("listen tcp ", FormatHostPort(listen), ": bind: ", why));
   }
   r->Accept();
   return r;
@@ -101,7 +97,7 @@ void StreamRelay::Accept() {
       boost::system::error_code ignored;
       c->client.set_option(tcp::no_delay(true), ignored);
       auto peer = c->client.remote_endpoint(ignored);
-      c->client_text = EndpointText(peer);
+      c->client_text = FormatHostPort(peer);
       c->toxics = toxics_(MonotonicNow());
       c->up.from = c->down.to = &c->client;
       c->up.to = c->down.from = &c->server;
@@ -271,7 +267,7 @@ std::vector<StreamRelay::ConnectionInfo> StreamRelay::Connections() const {
     ConnectionInfo i;
     i.id = id;
     i.client = c->client_text;
-    i.upstream = EndpointText(upstream_);
+    i.upstream = FormatHostPort(upstream_);
     i.state = !c->connected          ? "connecting"
               : c->up.eof_out && c->down.eof_out ? "closing"
               : c->up.eof_out        ? "client closed"
