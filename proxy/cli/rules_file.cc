@@ -21,13 +21,14 @@ absl::StatusOr<std::vector<Rule>> LoadRulesFile(const std::string& path) {
   if (::fstat(fd.get(), &st) != 0) return ErrnoStatus(errno, what);
   // A device or a pipe could be endless (/dev/zero) and a directory reads as nothing.
   if (!S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": not a regular file (", S_ISDIR(st.st_mode) ? "a directory" : "a device, pipe or socket",
-        "); give a file of rules, one a line"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": not a regular file (",
+                     S_ISDIR(st.st_mode) ? "a directory" : "a device, pipe or socket",
+                     "); give a file of rules, one a line"));
   }
   auto too_big = [&] {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, ": larger than ", kMaxRulesFileBytes / 1024, " KiB; a rule file is one rule a line"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": larger than ", kMaxRulesFileBytes / 1024, " KiB; a rule file is one rule a line"));
   };
   if (static_cast<uint64_t>(st.st_size) > kMaxRulesFileBytes) return too_big();
   // Read at most one byte past the cap, in case the file grows while it is read.
@@ -42,7 +43,8 @@ absl::StatusOr<std::vector<Rule>> LoadRulesFile(const std::string& path) {
     if (text.size() > kMaxRulesFileBytes) return too_big();
   }
   absl::StatusOr<std::vector<Rule>> rules = ParseRules(text);
-  if (!rules.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", rules.status().message()));
+  if (!rules.ok())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", rules.status().message()));
   return rules;
 }
 

@@ -9,7 +9,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
-ABSL_FLAG(std::vector<std::string>, expect, {}, "an expectation checked at the end of the run (repeatable)");
+ABSL_FLAG(std::vector<std::string>, expect, {},
+          "an expectation checked at the end of the run (repeatable)");
 ABSL_FLAG(bool, expect_all_rules_fire, false, "expect every rule to fire at least once");
 ABSL_FLAG(std::string, summary_json, "", "write the run's summary as JSON to this file");
 
@@ -21,12 +22,14 @@ absl::StatusOr<RunVerdict> RunVerdict::FromFlags(size_t rule_count, bool rules_m
   v.all_rules_fire_ = absl::GetFlag(FLAGS_expect_all_rules_fire);
   for (const std::string& text : absl::GetFlag(FLAGS_expect)) {
     auto e = ParseExpectation(text);
-    if (!e.ok()) return absl::InvalidArgumentError(absl::StrCat("--expect: ", e.status().message()));
+    if (!e.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--expect: ", e.status().message()));
     uint64_t n = 0;
-    if (!rules_may_change && e->subject[0] == "rule" && absl::SimpleAtoi(e->subject[1], &n) && n > rule_count) {
-      return absl::InvalidArgumentError(absl::StrCat("--expect \"", e->text, "\": there is no rule ", n, " (the run has ",
-                                                     rule_count, rule_count == 1 ? " rule" : " rules",
-                                                     ", numbered from 1 in the order given)"));
+    if (!rules_may_change && e->subject[0] == "rule" && absl::SimpleAtoi(e->subject[1], &n) &&
+        n > rule_count) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--expect \"", e->text, "\": there is no rule ", n, " (the run has ", rule_count,
+          rule_count == 1 ? " rule" : " rules", ", numbered from 1 in the order given)"));
     }
     v.expectations_.push_back(std::move(*e));
   }
@@ -36,7 +39,9 @@ absl::StatusOr<RunVerdict> RunVerdict::FromFlags(size_t rule_count, bool rules_m
   if (!v.summary_path_.empty()) {
     // Fail at start, not after the run, when the file cannot be written.
     std::ofstream f(v.summary_path_, std::ios::app);
-    if (!f) return absl::InvalidArgumentError(absl::StrCat("--summary-json ", v.summary_path_, ": cannot write the file"));
+    if (!f)
+      return absl::InvalidArgumentError(
+          absl::StrCat("--summary-json ", v.summary_path_, ": cannot write the file"));
   }
   return v;
 }
@@ -54,7 +59,8 @@ int RunVerdict::Finish(const RunReport* report, RunOutcome outcome,
   if (report) {
     outcome.results = EvaluateAll(all, FactsOf(*report));
   } else {
-    for (const Expectation& e : all) outcome.results.push_back({e.text, false, "wrench did not run"});
+    for (const Expectation& e : all)
+      outcome.results.push_back({e.text, false, "wrench did not run"});
   }
   for (const ExpectResult& r : outcome.results) {
     log(absl::StrCat("wrench: ", ToString(r)));

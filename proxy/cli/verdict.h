@@ -25,7 +25,8 @@ inline constexpr FlagHelp kVerdictFlags[3] = {
      "--expect=EXPR       checked at the end of the run; repeatable. EXPR: `rule N hits>=1`,\n"
      "                      `conn N client=STATE` / `conn N server=STATE` (the final state of\n"
      "                      wrench's leg facing the client / the server; CLOSED once it closed),\n"
-     "                      `conn N client-visited=STATE` (it was ever in STATE), `conn N errors==0`,\n"
+     "                      `conn N client-visited=STATE` (it was ever in STATE), `conn N "
+     "errors==0`,\n"
      "                      `resets==0`, `connections>=3`, `refused`, `unreachable`, `bytes>=N`,\n"
      "                      `bytes-to-server`, `bytes-to-client`; OP: == = != >= <= > <. A failed\n"
      "                      expectation makes the exit status 3 (for exec: when COMMAND exited 0)"},
@@ -51,7 +52,8 @@ class RunVerdict {
   // line each through `log`, writes the summary when asked, and returns the exit
   // status: `status` (the command's, or 0), or 3 when it is 0 and an expectation
   // failed. `outcome` carries the command's name, status and warnings.
-  int Finish(const RunReport* report, RunOutcome outcome, const std::function<void(const std::string&)>& log) const;
+  int Finish(const RunReport* report, RunOutcome outcome,
+             const std::function<void(const std::string&)>& log) const;
 
  private:
   std::vector<Expectation> expectations_;

@@ -1,10 +1,11 @@
-# Writes the scenario library (proxy/fault/scenarios/*.rules) into a C++ source file, so the
-# wrench binary carries its scenarios wherever it is copied.
+# Writes the scenario library (proxy/fault/scenarios/*.rules) into a C++ source file,
+# so the wrench binary carries its scenarios wherever it is copied.
 file(GLOB files ${DIR}/*.rules)
 list(SORT files)
-set(out "// Generated from proxy/fault/scenarios/*.rules by proxy/fault/embed_scenarios.cmake. Do not edit.\n")
+set(out "// Generated from proxy/fault/scenarios/*.rules by embed_scenarios.cmake; do not edit.\n")
 string(APPEND out "#include \"proxy/fault/scenarios.h\"\n\nnamespace wrench::proxy {\n\n")
-string(APPEND out "absl::Span<const Scenario> Scenarios() {\n  static const Scenario kScenarios[] = {\n")
+string(APPEND out "absl::Span<const Scenario> Scenarios() {\n")
+string(APPEND out "  static const Scenario kScenarios[] = {\n")
 foreach(f ${files})
   get_filename_component(name ${f} NAME_WE)
   file(READ ${f} text)

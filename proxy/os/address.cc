@@ -14,7 +14,8 @@ absl::StatusOr<HostPort> SplitHostPort(absl::string_view text, absl::string_view
   if (!text.empty() && text[0] == '[') {
     size_t close = text.find(']');
     if (close == absl::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return absl::InvalidArgumentError(absl::StrCat(what, " \"", text, "\": expected [IPV6]:PORT"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " \"", text, "\": expected [IPV6]:PORT"));
     }
     hp.host = std::string(text.substr(1, close - 1));
     port = text.substr(close + 2);
@@ -28,9 +29,8 @@ absl::StatusOr<HostPort> SplitHostPort(absl::string_view text, absl::string_view
   }
   uint32_t p = 0;
   if (!absl::SimpleAtoi(port, &p) || p < min_port || p > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " \"", text, "\": port \"", port,
-                                                   "\" is not a number from ", min_port,
-                                                   " to 65535"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " \"", text, "\": port \"", port, "\" is not a number from ", min_port, " to 65535"));
   }
   hp.port = static_cast<uint16_t>(p);
   return hp;

@@ -38,11 +38,6 @@ using stack::TcpState;
 
 namespace {
 
-std::chrono::steady_clock::time_point ToSteady(Instant t) {
-  return std::chrono::steady_clock::time_point(
-      std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-          absl::ToChronoNanoseconds(t - absl::UnixEpoch())));
-}
 
 // The most one socket-leg event carries (a write or read), so it fits one datagram.
 constexpr size_t kSocketEventMax = 65000;
@@ -216,7 +211,7 @@ struct Proxy::Connection {
 };
 
 Proxy::Proxy(asio::io_context& io, DatagramSink& sink, FaultEngine& engine, ProxyOptions opts)
-    : io_(io), sink_(sink), engine_(engine), opts_(std::move(opts)), timer_(io) {
+    : io_(io), sink_(sink), engine_(engine), opts_(std::move(opts)), timer_(io, [this] { OnTimer(); }) {
   out_buf_.resize(65536 + 120);
   relay_buf_.resize(64 * 1024);
   engine_.set_decision_observer([this](const Decision& d) { decision_ = d; });
@@ -695,6 +690,19 @@ void Proxy::PollEngine() {
   }
 }
 
+// Resets, and legs that gave up, end the other leg with a reset too.
+void Proxy::ForwardResets(Connection& c, Instant now) {
+  auto reset = [&](Leg& from, Leg& to) {
+    if (!from.reset_forwarded && EndedAbnormally(*from.ep)) {
+      from.reset_forwarded = true;
+      ++stats_.resets;
+      if (to.ep->state() != TcpState::kClosed) to.ep->Abort(now);
+    }
+  };
+  reset(c.client, c.server);
+  reset(c.server, c.client);
+}
+
 void Proxy::PumpTunRelay(Connection& c) {
   TcpEndpoint& cl = *c.client.ep;
   if (!c.server.ep) return;
@@ -721,16 +729,7 @@ void Proxy::PumpTunRelay(Connection& c) {
   };
   half_close(c.client, sv);
   half_close(c.server, cl);
-  // Resets, and legs that gave up, end the other leg with a reset too.
-  auto reset = [&](Leg& from, TcpEndpoint& to) {
-    if (!from.reset_forwarded && EndedAbnormally(*from.ep)) {
-      from.reset_forwarded = true;
-      ++stats_.resets;
-      if (to.state() != TcpState::kClosed) to.Abort(now);
-    }
-  };
-  reset(c.client, sv);
-  reset(c.server, cl);
+  ForwardResets(c, now);
 }
 
 void Proxy::PumpSocketRelay(Connection& c) {
@@ -1145,18 +1144,7 @@ void Proxy::ArmTimer() {
     timers_.pop();  // stale
   }
   if (!timers_.empty()) next = std::min(next, timers_.top().at);
-  if (next == timer_at_) return;
-  timer_at_ = next;
-  if (next == stack::kNever) {
-    timer_.cancel();
-    return;
-  }
-  timer_.expires_at(ToSteady(next));
-  timer_.async_wait([this](boost::system::error_code ec) {
-    if (ec) return;
-    timer_at_ = stack::kNever;
-    OnTimer();
-  });
+  timer_.ArmAt(next);
 }
 
 void Proxy::OnTimer() {
@@ -1200,7 +1188,7 @@ void Proxy::Shutdown() {
     FlushLeg(c, c.server);
     if (conns_.contains(id)) Remove(*conns_.at(id));
   }
-  timer_.cancel();
+  timer_.Cancel();
   graveyard_.clear();
 }
 
@@ -1522,16 +1510,7 @@ void Proxy::PumpToxicTunRelay(Connection& c) {
   };
   if (!drain(t.up, sv, c.client, c.bytes_to_server, stats_.bytes_to_server)) return;
   if (!drain(t.down, cl, c.server, c.bytes_to_client, stats_.bytes_to_client)) return;
-  // Resets, and legs that gave up, end the other leg with a reset too (as PumpTunRelay).
-  auto reset = [&](Leg& from, TcpEndpoint& to) {
-    if (!from.reset_forwarded && EndedAbnormally(*from.ep)) {
-      from.reset_forwarded = true;
-      ++stats_.resets;
-      if (to.state() != TcpState::kClosed) to.Abort(now);
-    }
-  };
-  reset(c.client, sv);
-  reset(c.server, cl);
+  ForwardResets(c, now);
 }
 
 }  // namespace wrench::proxy

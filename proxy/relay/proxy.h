@@ -23,6 +23,7 @@
 #include "absl/types/span.h"
 #include "proxy/fault/fault_engine.h"
 #include "proxy/fault/stream_toxics.h"
+#include "proxy/relay/loop_timer.h"
 #include "stack/ip.h"
 #include "stack/segment.h"
 #include "stack/tcp_endpoint.h"
@@ -190,6 +191,8 @@ class Proxy {
   void PumpSocketRelay(Connection& c);
   void PumpToxicSocketRelay(Connection& c);
   void PumpToxicTunRelay(Connection& c);
+  // A leg that was reset or gave up resets the other leg (once).
+  void ForwardResets(Connection& c, stack::Instant now);
   bool ToxicEnd(Connection& c, ToxicStream::End end);
   void StartSocketRead(Connection& c);
   void StartSocketWrite(Connection& c);
@@ -244,8 +247,7 @@ class Proxy {
     bool operator>(const TimerEntry& o) const { return at > o.at; }
   };
   std::priority_queue<TimerEntry, std::vector<TimerEntry>, std::greater<>> timers_;
-  boost::asio::steady_timer timer_;
-  stack::Instant timer_at_ = stack::kNever;
+  LoopTimer timer_;
 
   std::vector<uint8_t> out_buf_;    // one datagram being emitted
   std::vector<uint8_t> relay_buf_;  // bytes moving between legs

@@ -34,10 +34,6 @@ bool EndedAbnormally(const TcpEndpoint& ep) {
   return ep.state() == TcpState::kClosed && abnormal && !(ep.fin_received() && ep.fin_acked());
 }
 
-std::chrono::steady_clock::time_point ToSteady(Instant t) {
-  return std::chrono::steady_clock::time_point(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-      absl::ToChronoNanoseconds(t - absl::UnixEpoch())));
-}
 
 }  // namespace
 
@@ -60,7 +56,7 @@ struct ServeProxy::Connection {
 };
 
 ServeProxy::ServeProxy(asio::io_context& io, DatagramSink& sink, FaultEngine& engine, ServeOptions opts)
-    : io_(io), sink_(sink), engine_(engine), opts_(std::move(opts)), acceptor_(io), timer_(io) {
+    : io_(io), sink_(sink), engine_(engine), opts_(std::move(opts)), acceptor_(io), timer_(io, [this] { OnTimer(); }) {
   out_buf_.resize(65536 + 120);
   // In serve mode the Proxy sees no traffic: the engine's decisions are ours.
   engine_.set_decision_observer([this](const Decision& d) { decision_ = d; });
@@ -406,18 +402,7 @@ void ServeProxy::ArmTimer() {
   if (shutting_down_) return;
   Instant next = engine_.NextDeadline();
   for (const auto& [id, c] : conns_) next = std::min(next, c->ep->NextDeadline());
-  if (next == timer_at_) return;
-  timer_at_ = next;
-  if (next == stack::kNever) {
-    timer_.cancel();
-    return;
-  }
-  timer_.expires_at(ToSteady(next));
-  timer_.async_wait([this](boost::system::error_code ec) {
-    if (ec) return;
-    timer_at_ = stack::kNever;
-    OnTimer();
-  });
+  timer_.ArmAt(next);
 }
 
 void ServeProxy::OnTimer() {
@@ -449,7 +434,7 @@ void ServeProxy::Shutdown() {
     if (c.sock->is_open()) c.sock->set_option(asio::socket_base::linger(true, 0), ignored);
     Remove(c);
   }
-  timer_.cancel();
+  timer_.Cancel();
   graveyard_.clear();
 }
 

@@ -111,8 +111,7 @@ class ServeProxy {
   absl::flat_hash_map<TupleKey, Connection*> by_tuple_;
   // One timer for every endpoint deadline and the engine's (a scan of the table:
   // a wrapped server under test sees few connections at once).
-  boost::asio::steady_timer timer_;
-  stack::Instant timer_at_ = stack::kNever;
+  LoopTimer timer_;
   std::vector<uint8_t> out_buf_;
   std::optional<Decision> decision_;
   uint16_t next_ident_ = 1;

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "proxy/os/address.h"
+#include "proxy/relay/loop_timer.h"
 #include "proxy/relay/proxy.h"
 
 namespace wrench::proxy {
@@ -22,10 +23,6 @@ namespace {
 
 constexpr size_t kChunk = 256 * 1024;
 
-std::chrono::steady_clock::time_point ToSteady(Instant t) {
-  return std::chrono::steady_clock::time_point(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-      absl::ToChronoNanoseconds(t - absl::UnixEpoch())));
-}
 
 }  // namespace
 
