@@ -2,7 +2,7 @@
 # ClusterFuzzLite / OSS-Fuzz build of wrench's fuzz targets: each one into $OUT,
 # with <target>_seed_corpus.zip (corpus/<target>/ and its -crashes/ inputs),
 # <target>.dict and <target>.options. Honours $CC $CXX $CFLAGS $CXXFLAGS
-# $LIB_FUZZING_ENGINE $OUT (and $SRC, $WORK). Only stack/, proxy/rule.cc and fuzz/
+# $LIB_FUZZING_ENGINE $OUT (and $SRC, $WORK). Only stack/, proxy/fault/rule.cc and fuzz/
 # are compiled, so abseil is the one library needed: built from $SRC/abseil-cpp
 # when the Dockerfile fetched it, else the system's (found with pkg-config).
 
@@ -37,7 +37,7 @@ absl_cflags=$(pkg-config --cflags $absl_modules)
 
 # The target bodies and what they test, compiled once.
 objs=()
-for f in "$src"/stack/*.cc "$src"/proxy/rule.cc "$src"/fuzz/check.cc "$src"/fuzz/endpoint_script.cc \
+for f in "$src"/stack/*.cc "$src"/proxy/fault/rule.cc "$src"/fuzz/check.cc "$src"/fuzz/endpoint_script.cc \
          "$src"/fuzz/segment_mutator.cc "$src"/fuzz/*_target.cc; do
   o="$work/wrench-obj/$(basename "$(dirname "$f")")_$(basename "$f" .cc).o"
   $CXX $CXXFLAGS -std=c++20 -I"$src" $absl_cflags -c "$f" -o "$o"

@@ -1,4 +1,4 @@
-// rule_parser: any text through the rule language (proxy/rule.h) and the names it
+// rule_parser: any text through the rule language (proxy/fault/rule.h) and the names it
 // is built from. What parses prints back canonically and re-parses equal; what
 // does not parse says where (column) and why.
 #include <string>
@@ -7,7 +7,7 @@
 #include "absl/strings/string_view.h"
 #include "fuzz/check.h"
 #include "fuzz/targets.h"
-#include "proxy/rule.h"
+#include "proxy/fault/rule.h"
 #include "stack/ip.h"
 #include "stack/tcp_state.h"
 #include "stack/tcp_wire.h"

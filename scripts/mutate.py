@@ -31,14 +31,14 @@ DEFAULT_FILES = [
     "stack/seq.h", "stack/ring_buffer.h", "stack/checksum.cc", "stack/ip.h", "stack/ip.cc",
     "stack/tcp_wire.h", "stack/tcp_wire.cc", "stack/segment.h", "stack/segment.cc",
     "stack/tcp_state.cc", "stack/simulator.h", "stack/simulator.cc", "stack/tcp_endpoint.h",
-    "stack/tcp_endpoint.cc", "proxy/rule.cc", "proxy/fault_engine.cc",
+    "stack/tcp_endpoint.cc", "proxy/fault/rule.cc", "proxy/fault/fault_engine.cc",
 ]
 # The stack tests alone judge stack/ mutants (stack/ builds and tests without proxy/);
 # rule and fault engine mutants are judged by the tests of those two files.
 STACK_TESTS = ["seq_test", "ring_buffer_test", "tcp_wire_test", "segment_test", "ip_test",
                "checksum_test", "tcp_state_test", "simulator_test", "tcp_endpoint_test"]
-PROXY_TESTS = {"proxy/rule.cc": ["rule_test", "fault_engine_test"],
-               "proxy/fault_engine.cc": ["fault_engine_test", "rule_test"]}
+PROXY_TESTS = {"proxy/fault/rule.cc": ["rule_test", "fault_engine_test"],
+               "proxy/fault/fault_engine.cc": ["fault_engine_test", "rule_test"]}
 # The test that most likely notices a mutant of a file runs first.
 FIRST_TEST = {"stack/seq.h": "seq_test", "stack/ring_buffer.h": "ring_buffer_test",
               "stack/checksum.cc": "checksum_test", "stack/ip.h": "ip_test", "stack/ip.cc": "ip_test",

@@ -12,7 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
-#include "proxy/scenarios.h"
+#include "proxy/fault/scenarios.h"
 #include "tests/netns_testing.h"
 
 namespace wrench::proxy {

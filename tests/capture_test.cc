@@ -1,7 +1,7 @@
-// Tests for the captures (proxy/capture.h): a pcap read back with libpcap (and, when
+// Tests for the captures (proxy/relay/capture.h): a pcap read back with libpcap (and, when
 // installed, tshark, which must not complain), and the JSON-lines log written and
 // read back with ReadJsonLog.
-#include "proxy/capture.h"
+#include "proxy/relay/capture.h"
 
 #include <pcap/pcap.h>
 #include <unistd.h>

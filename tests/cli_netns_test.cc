@@ -14,8 +14,8 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "proxy/netlink.h"
-#include "proxy/tun_device.h"
+#include "proxy/os/netlink.h"
+#include "proxy/os/tun_device.h"
 #include "tests/cli_testing.h"
 #include "tests/netns_testing.h"
 

@@ -1,7 +1,7 @@
 // The command line without the network: wrench's option parser on flags of its own,
 // and the real `wrench` binary for what fails before any device or namespace is
 // made (usage errors, help, version, rule files, ladder input, exec's 126/127).
-#include "proxy/cli.h"
+#include "proxy/cli/cli.h"
 
 #include <sys/stat.h>
 
@@ -13,9 +13,10 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "proxy/capture.h"
-#include "proxy/rule.h"
-#include "proxy/service.h"
+#include "proxy/app/service.h"
+#include "proxy/cli/rules_file.h"
+#include "proxy/fault/rule.h"
+#include "proxy/relay/capture.h"
 #include "tests/cli_testing.h"
 
 ABSL_FLAG(wrench::proxy::Repeated, test_rule, {}, "test: repeatable");

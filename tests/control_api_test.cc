@@ -1,8 +1,8 @@
-// The control API (proxy/control_api.h) against a running wrench in a network
+// The control API (proxy/api/control_api.h) against a running wrench in a network
 // namespace each test creates: wrench's own rules, connections and counters, then
 // Toxiproxy's contract path by path (status codes, JSON shapes, error bodies), then
 // what the toxics do to real kernel connections on both kinds of proxy.
-#include "proxy/control_api.h"
+#include "proxy/api/control_api.h"
 
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -15,7 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "proxy/service.h"
+#include "proxy/app/service.h"
 #include "tests/api_testing.h"
 #include "tests/netns_testing.h"
 

@@ -1,9 +1,9 @@
-// nftables DNAT into the TUN (proxy/dnat.h) end to end: two namespaces the test
+// nftables DNAT into the TUN (proxy/os/dnat.h) end to end: two namespaces the test
 // creates, joined by a veth; `wrench serve` (a Service with the API) in the first, a
 // kernel client in the second dialling the veth address. Proxies listening on
 // 0.0.0.0:PORT and on the veth address relay bytes and take segment toxics; loopback
 // connections still reach the kernel socket; a loopback-only listen still gets the 400.
-#include "proxy/dnat.h"
+#include "proxy/os/dnat.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -23,7 +23,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "proxy/service.h"
+#include "proxy/app/service.h"
 #include "tests/api_testing.h"
 #include "tests/netns_testing.h"
 

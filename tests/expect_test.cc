@@ -1,12 +1,12 @@
-// The --expect grammar (proxy/expect.h) and its evaluation against a run's report
-// (proxy/summary.h), without the network: reports are built by hand here. The same
+// The --expect grammar (proxy/fault/expect.h) and its evaluation against a run's report
+// (proxy/app/summary.h), without the network: reports are built by hand here. The same
 // expectations against real runs are in tests/verdict_test.cc.
-#include "proxy/expect.h"
+#include "proxy/fault/expect.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "proxy/summary.h"
+#include "proxy/app/summary.h"
 
 namespace wrench::proxy {
 namespace {

@@ -1,9 +1,9 @@
-// `wrench explore` (proxy/explore.h, proxy/cmd_explore.cc): the simplifications and the
+// `wrench explore` (proxy/cli/explore.h, proxy/cli/cmd_explore.cc): the simplifications and the
 // greedy shrinking against a scripted failure predicate, then the command itself run
 // for real against deliberately fragile programs of tests/ (a client without a read
 // timeout; Node's keep-alive agent) and a robust one, in a network namespace the test
 // creates, with small budgets.
-#include "proxy/explore.h"
+#include "proxy/cli/explore.h"
 
 #include <sys/wait.h>
 

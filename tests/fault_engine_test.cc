@@ -1,7 +1,7 @@
-// The fault engine (proxy/fault_engine.h): each action on hand-made datagrams, then
+// The fault engine (proxy/fault/fault_engine.h): each action on hand-made datagrams, then
 // every action and matcher on simulated connections between two TcpEndpoints, each
 // test showing what the fault does to TCP itself; determinism and live rule edits.
-#include "proxy/fault_engine.h"
+#include "proxy/fault/fault_engine.h"
 
 #include <memory>
 #include <string>
@@ -10,8 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "proxy/rule.h"
-#include "proxy/sim_interposer.h"
+#include "proxy/fault/rule.h"
+#include "proxy/fault/sim_interposer.h"
 #include "stack/segment.h"
 #include "stack/simulator.h"
 #include "stack/tcp_profile.h"

@@ -1,6 +1,6 @@
-// Tests for host name look-up (proxy/host_lookup.h): the names that never ask the
+// Tests for host name look-up (proxy/os/host_lookup.h): the names that never ask the
 // resolver, so they hold on any machine, with or without /etc/hosts.
-#include "proxy/host_lookup.h"
+#include "proxy/os/host_lookup.h"
 
 #include "gtest/gtest.h"
 

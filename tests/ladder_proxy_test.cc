@@ -11,8 +11,8 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "proxy/ladder.h"
-#include "proxy/service.h"
+#include "proxy/app/service.h"
+#include "proxy/ladder/ladder.h"
 #include "tests/netns_testing.h"
 
 namespace wrench::proxy {

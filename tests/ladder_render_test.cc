@@ -14,7 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "proxy/ladder.h"
+#include "proxy/ladder/ladder.h"
 
 namespace wrench::proxy {
 namespace {

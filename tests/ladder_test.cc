@@ -1,7 +1,7 @@
-// Tests of the ladder diagrams (proxy/ladder.h) on a small handwritten --log: a
+// Tests of the ladder diagrams (proxy/ladder/ladder.h) on a small handwritten --log: a
 // dropped SYN-ACK, a duplicated data segment, a delayed FIN and the four-way
 // teardown, drawn as text and as SVG; and every way a log can be unreadable.
-#include "proxy/ladder.h"
+#include "proxy/ladder/ladder.h"
 
 #include <sys/wait.h>
 #include <unistd.h>

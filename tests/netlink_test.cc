@@ -1,7 +1,7 @@
-// Tests for rtnetlink configuration (proxy/netlink.h) against the real kernel, each in
+// Tests for rtnetlink configuration (proxy/os/netlink.h) against the real kernel, each in
 // a fresh network namespace. Results are checked through other kernel interfaces
 // (ioctl, getifaddrs, a UDP socket's route lookup) rather than through netlink itself.
-#include "proxy/netlink.h"
+#include "proxy/os/netlink.h"
 
 #include <ifaddrs.h>
 #include <net/if.h>
@@ -11,7 +11,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "proxy/tun_device.h"
+#include "proxy/os/tun_device.h"
 #include "tests/netns_testing.h"
 
 namespace wrench::proxy {

@@ -35,17 +35,17 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "gtest/gtest.h"
-#include "proxy/netlink.h"
-#include "proxy/os_status.h"
-#include "proxy/tun_device.h"
-#include "proxy/unique_fd.h"
+#include "proxy/os/netlink.h"
+#include "proxy/os/os_status.h"
+#include "proxy/os/tun_device.h"
+#include "proxy/os/unique_fd.h"
 #include "stack/ip.h"
 #include "stack/segment.h"
 #include "stack/tcp_state.h"
 
 namespace wrench::proxy::testing {
 
-// Statuses made here from a failed syscall carry its errno (proxy/os_status.h), so a
+// Statuses made here from a failed syscall carry its errno (proxy/os/os_status.h), so a
 // test can tell ECONNREFUSED from ECONNRESET with ErrnoOf() instead of parsing text.
 // errno is copied before the message is built: StrCat may allocate, and an
 // allocation may change errno.

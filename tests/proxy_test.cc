@@ -3,7 +3,7 @@
 // runs in its own process under ctest). The client dials a front address of the TUN
 // subnet; the server listens on loopback (socket upstream) or on the kernel's TUN
 // address (tun upstream).
-#include "proxy/proxy.h"
+#include "proxy/relay/proxy.h"
 
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -24,7 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "proxy/service.h"
+#include "proxy/app/service.h"
 #include "tests/netns_testing.h"
 
 namespace wrench::proxy {

@@ -1,7 +1,7 @@
-// The fault rule language (proxy/rule.h): every action and matcher, the issue's
+// The fault rule language (proxy/fault/rule.h): every action and matcher, the issue's
 // examples, canonical printing, a seeded round trip over generated rules, and one
 // test per kind of mistake pinning the exact error text.
-#include "proxy/rule.h"
+#include "proxy/fault/rule.h"
 
 #include <cstdint>
 #include <limits>

@@ -1,4 +1,4 @@
-// Every scenario of the library (scenarios/*.rules) run for real: `wrench exec
+// Every scenario of the library (proxy/fault/scenarios/*.rules) run for real: `wrench exec
 // --scenario NAME` wraps a scripted kernel TCP client (tests/scenario/client.py) in a
 // namespace of its own, the server is a kernel socket on this test's loopback, and
 // each test checks what the scenario's header promises. Each test runs in a network
@@ -14,7 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "proxy/scenarios.h"
+#include "proxy/fault/scenarios.h"
 #include "tests/netns_testing.h"
 
 namespace wrench::proxy {

@@ -23,7 +23,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "proxy/service.h"
+#include "proxy/app/service.h"
 #include "tests/api_testing.h"
 #include "tests/cli_testing.h"
 #include "tests/netns_testing.h"

@@ -1,6 +1,6 @@
-// The stream toxics' pipeline (proxy/stream_toxics.h) on a virtual clock: each
+// The stream toxics' pipeline (proxy/fault/stream_toxics.h) on a virtual clock: each
 // Toxiproxy toxic's timing and effect, their chaining, and changes while data is held.
-#include "proxy/stream_toxics.h"
+#include "proxy/fault/stream_toxics.h"
 
 #include <string>
 

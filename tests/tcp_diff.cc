@@ -24,9 +24,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "proxy/netlink.h"
-#include "proxy/tun_device.h"
-#include "proxy/unique_fd.h"
+#include "proxy/os/netlink.h"
+#include "proxy/os/tun_device.h"
+#include "proxy/os/unique_fd.h"
 #include "stack/segment.h"
 #include "stack/tcp_state.h"
 

@@ -1,7 +1,7 @@
-// Tests for the TUN device (proxy/tun_device.h) against the real kernel, each inside a
+// Tests for the TUN device (proxy/os/tun_device.h) against the real kernel, each inside a
 // fresh network namespace: the kernel's SYN comes out of the device and parses, a
 // SYN-ACK or RST written back completes or refuses its connect, busy names fail.
-#include "proxy/tun_device.h"
+#include "proxy/os/tun_device.h"
 
 #include <net/if.h>
 #include <sys/ioctl.h>
@@ -10,7 +10,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "proxy/netlink.h"
+#include "proxy/os/netlink.h"
 #include "stack/segment.h"
 #include "tests/netns_testing.h"
 

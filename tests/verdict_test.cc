@@ -15,8 +15,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "proxy/scenario_check.h"
-#include "proxy/scenarios.h"
+#include "proxy/cli/scenario_check.h"
+#include "proxy/fault/scenarios.h"
 #include "tests/netns_testing.h"
 
 namespace wrench::proxy {

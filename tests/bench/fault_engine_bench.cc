@@ -1,4 +1,4 @@
-// Google Benchmark programs for the fault engine (proxy/fault_engine.h): a segment
+// Google Benchmark programs for the fault engine (proxy/fault/fault_engine.h): a segment
 // no rule touches, one decided against 100 rules, and the held paths (delay, dup,
 // mutation). Global operator new is counted: warmed-up paths must show 0 allocs.
 #include <atomic>
@@ -11,8 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
-#include "proxy/fault_engine.h"
-#include "proxy/rule.h"
+#include "proxy/fault/fault_engine.h"
+#include "proxy/fault/rule.h"
 #include "stack/segment.h"
 
 #include "tests/bench/alloc_counter.h"

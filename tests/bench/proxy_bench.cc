@@ -22,7 +22,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "proxy/service.h"
+#include "proxy/app/service.h"
 #include "tests/netns_testing.h"
 
 namespace wrench::proxy {

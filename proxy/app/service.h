@@ -1,0 +1,158 @@
+// A running wrench: the TUN device configured through rtnetlink, the fault engine,
+// the proxy, captures and the control API, all on one Asio io_context. `wrench
+// proxy`, `wrench exec` and the integration tests start one of these.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio.hpp>
+
+#include "absl/status/statusor.h"
+#include "proxy/api/api_host.h"
+#include "proxy/app/summary.h"
+#include "proxy/app/version.h"
+#include "proxy/fault/fault_engine.h"
+#include "proxy/fault/rule.h"
+#include "proxy/os/tun_device.h"
+#include "proxy/relay/capture.h"
+#include "proxy/relay/proxy.h"
+
+namespace wrench::proxy {
+
+class ControlApi;
+class Dnat;
+class ServeProxy;
+
+struct ServiceOptions {
+  std::vector<Mapping> maps;
+  std::string tun_name = "wrench0";
+  stack::IpAddress net_addr = stack::IpAddress::V4(0x0a590000);  // --net 10.89.0.0/24
+  int prefix_len = 24;
+  int mtu = 1500;
+  UpstreamVia upstream_via = UpstreamVia::kSocket;
+  std::vector<Rule> rules;
+  uint64_t seed = 1;
+  std::string pcap_path;
+  std::string log_path;
+  std::string api_address;  // HOST:PORT, empty: no API
+  stack::TcpConfig tcp;
+  // wrench exec: connections to any address are accepted and relayed to the same
+  // destination; the gateway address (the first of --net) reaches 127.0.0.1.
+  bool transparent = false;
+  // A TUN device already created and configured elsewhere (wrench exec's child
+  // made it inside the command's namespace); -1: create and configure one here.
+  int tun_fd = -1;
+  // Where lines about connections and the summary go (stderr in the CLI).
+  std::function<void(const std::string&)> log_line;
+  bool verbose = false;  // a line for every connection event
+  // wrench exec --serve (proxy/relay/serve_proxy.h): accept on `serve_listen` here and relay
+  // each connection over the TUN to the command's address, port `serve_port`; 0: off.
+  uint16_t serve_port = 0;
+  boost::asio::ip::tcp::endpoint serve_listen;
+  // --allow-idle-rules: a rule that can never fire on this run's legs (README, "Which
+  // rules act on which leg") is kept with a warning instead of refused.
+  bool allow_idle_rules = false;
+  // wrench serve: when the TUN cannot be created for want of /dev/net/tun or
+  // CAP_NET_ADMIN (a container started without them), run on without it, one log line
+  // saying so: the API's proxies are kernel sockets with the stream toxics only.
+  bool tun_optional = false;
+};
+
+// Parses --net: "10.89.0.0/24"; an address with bits set past the prefix
+// ("10.89.0.0/8") is refused with the subnet it would have meant.
+absl::StatusOr<std::pair<stack::IpAddress, int>> ParseNet(absl::string_view text);
+// FailedPrecondition naming the route or address of this network namespace that
+// overlaps net/prefix_len (the default route aside); the TUN's subnet must be free.
+absl::Status CheckNetIsFree(const stack::IpAddress& net, int prefix_len);
+// Raises the soft RLIMIT_NOFILE to the hard limit; "" when done (or nothing to do),
+// else what went wrong.
+std::string RaiseFileLimit();
+// The first address of the subnet: the kernel's side of the TUN.
+stack::IpAddress KernelAddress(const stack::IpAddress& net, int prefix_len);
+
+class Service final : public ApiHost {
+ public:
+  // Creates and configures the device, opens captures, binds the API. Errors are
+  // for the user: a missing privilege, a busy device name, a bad file.
+  static absl::StatusOr<std::unique_ptr<Service>> Start(ServiceOptions opts);
+  ~Service();
+
+  // Runs the loop until Stop() (or SIGINT/SIGTERM when HandleSignals() was called).
+  void Run();
+  // Thread-safe: asks the loop to shut down cleanly.
+  void Stop();
+  // SIGINT/SIGTERM stop cleanly; SIGUSR1 prints a summary line.
+  void HandleSignals();
+
+  const char* version() const override { return kVersion; }
+  boost::asio::io_context& io() override { return io_; }
+  Proxy& proxy() override { return *proxy_; }
+  FaultEngine& engine() override { return engine_; }
+  const ServiceOptions& options() const { return opts_; }
+  uint64_t seed() const override { return opts_.seed; }
+  void Log(const std::string& line) const override { opts_.log_line(line); }
+  std::string TunSubnet() const override;
+  stack::IpAddress kernel_address() const override {
+    return KernelAddress(opts_.net_addr, opts_.prefix_len);
+  }
+  // The API's bound port (useful with port 0), 0 without an API.
+  uint16_t api_port() const;
+  // The run's report, taken at shutdown before open connections are reset (null
+  // until then).
+  const RunReport* final_report() const { return final_report_ ? &*final_report_ : nullptr; }
+  // Runs `f` on the loop's thread and waits for it (for tests and the API).
+  void RunOnLoop(std::function<void()> f);
+
+  // The control API's proxies on the TUN (proxy/api/control_api.h), on the loop's thread:
+  // the front is checked as --map's are (`what` names it in errors), then mapped.
+  absl::Status AddMapping(Mapping m, absl::string_view what) override;
+  bool RemoveMapping(uint64_t scope) override { return proxy_->RemoveMapping(scope); }
+  // Inside --net: reached through the TUN.
+  bool InTunSubnet(const stack::IpAddress& addr) const override;
+  // False when tun_optional let the service start without its TUN device.
+  bool has_tun() const { return tun_.has_value(); }
+  // nftables DNAT into the TUN (proxy/os/dnat.h), set up on first use and torn down at
+  // shutdown; the error (kept, and logged once) says why it is unavailable.
+  absl::StatusOr<Dnat*> dnat() override;
+  // The front that DNATed connections reach: the subnet's last host address.
+  stack::IpAddress DnatFront() const override;
+
+  // Whether `rule` can fire on the legs of this run: some hook of its on= must be on a
+  // leg where its action acts, with flags a segment or socket event there can carry.
+  // Without, an InvalidArgument error says which actions act on which leg; with
+  // allow_idle_rules, a warning goes to the log and the result is OK. `what` names
+  // the rule in the message ("rule #2", "--rule").
+  absl::Status CheckRuleCanFire(const Rule& rule, absl::string_view what) const override;
+
+ private:
+  explicit Service(ServiceOptions opts);
+  void ReadTun();
+  void Shutdown();
+  void OnSignal(boost::system::error_code ec, int sig);
+
+  class TunSink;
+  ServiceOptions opts_;
+  boost::asio::io_context io_;
+  std::optional<TunDevice> tun_;
+  std::unique_ptr<TunSink> sink_;
+  std::unique_ptr<boost::asio::posix::stream_descriptor> tun_stream_;
+  FaultEngine engine_;
+  std::unique_ptr<Proxy> proxy_;
+  std::unique_ptr<ServeProxy> serve_;  // --serve: all of the TUN's traffic is its
+  std::optional<PcapWriter> pcap_;
+  std::optional<JsonLog> log_;
+  std::unique_ptr<Dnat> dnat_;
+  absl::Status dnat_error_;
+  std::unique_ptr<ControlApi> api_;
+  std::unique_ptr<boost::asio::signal_set> signals_;
+  std::vector<uint8_t> read_buf_;
+  std::atomic<bool> stopped_{false};
+  std::optional<RunReport> final_report_;
+};
+
+}  // namespace wrench::proxy

@@ -1,0 +1,40 @@
+// Flags that several subcommands share (abseil flags are process-wide, so each is
+// defined once, in cmd_proxy.cc, and declared here for the others).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/flags/declare.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "proxy/cli/cli.h"
+
+ABSL_DECLARE_FLAG(uint64_t, seed);
+ABSL_DECLARE_FLAG(wrench::proxy::Repeated, rule);
+ABSL_DECLARE_FLAG(wrench::proxy::Repeated, rules);
+// linux or rfc (stack/tcp_profile.h), for every command that runs endpoints.
+ABSL_DECLARE_FLAG(std::string, tcp_profile);
+// `wrench ladder`'s (cmd_ladder.cc).
+ABSL_DECLARE_FLAG(std::string, format);
+ABSL_DECLARE_FLAG(uint64_t, conn);
+ABSL_DECLARE_FLAG(std::string, out);
+
+namespace wrench::proxy {
+struct ServiceOptions;
+
+// The --help lines of the flags that proxy, exec and serve share word for word.
+inline constexpr FlagHelp kTcpProfileHelp = {
+    "tcp_profile",
+    "--tcp-profile=linux|rfc   timers and loss recovery of wrench's endpoints: Linux's\n"
+    "                      figures (default) or the RFCs' (1 s minimum RTO, NewReno, no TLP)"};
+inline constexpr FlagHelp kAllowIdleRulesHelp = {
+    "allow_idle_rules",
+    "--allow-idle-rules  keep a rule that can never fire on this run's legs (e.g.\n"
+    "                      blackhole on=from-server with a socket upstream) with a warning;\n"
+    "                      by default it is refused, saying which actions act on which leg"};
+
+// Fills what `proxy` and `exec` share from their flags (defined in cmd_proxy.cc).
+absl::Status ServiceOptionsFromFlags(ServiceOptions& o);
+}  // namespace wrench::proxy

@@ -1,0 +1,16 @@
+# Writes the scenario library (proxy/fault/scenarios/*.rules) into a C++ source file,
+# so the wrench binary carries its scenarios wherever it is copied.
+file(GLOB files ${DIR}/*.rules)
+list(SORT files)
+set(out "// Generated from proxy/fault/scenarios/*.rules by embed_scenarios.cmake; do not edit.\n")
+string(APPEND out "#include \"proxy/fault/scenarios.h\"\n\nnamespace wrench::proxy {\n\n")
+string(APPEND out "absl::Span<const Scenario> Scenarios() {\n")
+string(APPEND out "  static const Scenario kScenarios[] = {\n")
+foreach(f ${files})
+  get_filename_component(name ${f} NAME_WE)
+  file(READ ${f} text)
+  string(APPEND out "      {\"${name}\", R\"wrench_scenario(${text})wrench_scenario\"},\n")
+endforeach()
+string(APPEND out "  };\n  return kScenarios;\n}\n\n}  // namespace wrench::proxy\n")
+file(WRITE ${OUT}.tmp "${out}")
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different ${OUT}.tmp ${OUT})

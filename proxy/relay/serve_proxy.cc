@@ -1,0 +1,482 @@
+// The serve-mode relay (serve_proxy.h): an accepted kernel socket on one side, our
+// endpoint to the wrapped server over the TUN on the other. It follows Proxy's socket
+// relay with the roles swapped: the socket is the client, the endpoint the server.
+#include "proxy/relay/serve_proxy.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "proxy/relay/capture.h"
+#include "stack/tcp_state.h"
+
+namespace wrench::proxy {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using stack::Instant;
+using stack::IpAddress;
+using stack::Segment;
+using stack::TcpEndpoint;
+using stack::TcpRepr;
+using stack::TcpState;
+
+namespace {
+
+bool CanSend(TcpState s) { return s == TcpState::kEstablished || s == TcpState::kCloseWait; }
+
+// As Proxy's: a reset, abort or timeout before both byte streams were complete.
+bool EndedAbnormally(const TcpEndpoint& ep) {
+  auto r = ep.close_reason();
+  bool abnormal = r == stack::CloseReason::kReset || r == stack::CloseReason::kAborted ||
+                  r == stack::CloseReason::kTimeout || r == stack::CloseReason::kRefused;
+  return ep.state() == TcpState::kClosed && abnormal && !(ep.fin_received() && ep.fin_acked());
+}
+
+
+}  // namespace
+
+struct ServeProxy::Connection {
+  uint64_t id = 0;
+  std::string client;  // "127.0.0.1:43512", for event lines
+  TupleKey key;        // remote: the server; local: our gateway address and port
+  std::unique_ptr<tcp::socket> sock;
+  std::unique_ptr<TcpEndpoint> ep;
+  bool connected = false;
+  // Socket -> endpoint: what was read, handed to the server leg as its window allows.
+  std::vector<uint8_t> to_server;
+  size_t to_server_off = 0, to_server_len = 0;
+  // Endpoint -> socket: being written.
+  std::vector<uint8_t> to_client;
+  bool reading = false, writing = false;
+  bool client_eof = false, client_reset = false, shutdown_sent = false;
+  bool eof_forwarded = false, reset_forwarded = false;
+  uint64_t bytes_to_server = 0, bytes_to_client = 0;
+};
+
+ServeProxy::ServeProxy(asio::io_context& io, DatagramSink& sink, FaultEngine& engine, ServeOptions opts)
+    : io_(io), sink_(sink), engine_(engine), opts_(std::move(opts)), acceptor_(io), timer_(io, [this] { OnTimer(); }) {
+  out_buf_.resize(65536 + 120);
+  // In serve mode the Proxy sees no traffic: the engine's decisions are ours.
+  engine_.set_decision_observer([this](const Decision& d) { decision_ = d; });
+}
+
+ServeProxy::~ServeProxy() { engine_.set_decision_observer({}); }
+
+absl::Status ServeProxy::Start() {
+  boost::system::error_code ec;
+  std::string where = absl::StrCat(opts_.listen.address().to_string(), ":", opts_.listen.port());
+  acceptor_.open(opts_.listen.protocol(), ec);
+  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(opts_.listen, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return absl::UnavailableError(absl::StrCat("--serve: cannot listen on ", where, ": ", ec.message()));
+  Accept();
+  return absl::OkStatus();
+}
+
+void ServeProxy::Event(const Connection& c, const std::string& what) {
+  if (event_log_) event_log_(absl::StrCat("serve conn ", c.id, " ", c.client, ": ", what));
+}
+
+// ---------------------------------------------------------------------------
+// The client side: accepted kernel sockets.
+
+void ServeProxy::Accept() {
+  acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket sock) {
+    if (ec == asio::error::operation_aborted || shutting_down_) return;
+    if (!ec) OnAccepted(std::move(sock));
+    EndOfEntry();
+    Accept();
+  });
+}
+
+void ServeProxy::OnAccepted(tcp::socket sock) {
+  uint16_t port = 0;
+  for (int tries = 0; tries < 30000 && port == 0; ++tries) {
+    uint16_t p = next_ephemeral_;
+    next_ephemeral_ = next_ephemeral_ >= 60999 ? 40000 : next_ephemeral_ + 1;
+    if (!by_tuple_.contains(TupleKey{opts_.server_addr, opts_.gateway_addr, opts_.server_port, p})) port = p;
+  }
+  boost::system::error_code ec;
+  if (port == 0) {
+    sock.set_option(asio::socket_base::linger(true, 0), ec);
+    return;  // closed here: the client sees a reset
+  }
+  auto c = std::make_unique<Connection>();
+  c->id = ++next_id_;
+  auto peer = sock.remote_endpoint(ec);
+  c->client = ec ? "?" : absl::StrCat(peer.address().to_string(), ":", peer.port());
+  sock.set_option(tcp::no_delay(true), ec);
+  c->sock = std::make_unique<tcp::socket>(std::move(sock));
+  c->key = {opts_.server_addr, opts_.gateway_addr, opts_.server_port, port};
+  stack::TcpConfig cfg = opts_.tcp;
+  cfg.tuple = {opts_.gateway_addr, port, opts_.server_addr, opts_.server_port};
+  c->ep = std::make_unique<TcpEndpoint>(cfg);
+  uint64_t id = c->id;
+  c->ep->set_state_observer([this, id](const stack::StateChange& ch) {
+    auto it = conns_.find(id);
+    if (it != conns_.end()) {
+      Event(*it->second, absl::StrCat("server leg ", StateName(ch.from), " -> ", StateName(ch.to), " (", ch.cause,
+                                      ")"));
+    }
+  });
+  Connection& raw = *c;
+  by_tuple_[c->key] = &raw;
+  conns_[id] = std::move(c);
+  ++stats_.connections;
+  stats_.active = conns_.size();
+  Event(raw, absl::StrCat("accepted: connecting to ", opts_.server_addr.ToString(), ":", opts_.server_port,
+                          " from port ", port));
+  (void)raw.ep->Connect(MonotonicNow());
+  Service(raw);
+}
+
+void ServeProxy::StartSocketRead(Connection& c) {
+  // No more than the server leg can take: a slow server closes the client's window
+  // instead of growing our memory.
+  size_t room = std::min<size_t>(c.ep->send_space(), 256 * 1024);
+  c.to_server.resize(std::max(c.to_server.size(), room));
+  c.to_server_off = c.to_server_len = 0;
+  c.reading = true;
+  uint64_t id = c.id;
+  c.sock->async_read_some(asio::buffer(c.to_server.data(), room), [this, id](boost::system::error_code ec, size_t n) {
+    auto it = conns_.find(id);
+    if (it == conns_.end()) return;
+    Connection& conn = *it->second;
+    conn.reading = false;
+    if (ec == asio::error::eof) {
+      conn.client_eof = true;
+      Event(conn, "client closed its side (FIN)");
+    } else if (ec) {
+      if (ec != asio::error::operation_aborted) {
+        conn.client_reset = true;
+        Event(conn, absl::StrCat("client socket: ", ec.message()));
+      }
+    } else {
+      conn.to_server_len = n;
+    }
+    Service(conn);
+    EndOfEntry();
+  });
+}
+
+void ServeProxy::StartSocketWrite(Connection& c) {
+  c.to_client.resize(std::min<size_t>(c.ep->readable(), 256 * 1024));
+  size_t n = c.ep->Receive(absl::MakeSpan(c.to_client));
+  c.to_client.resize(n);
+  if (n == 0) return;
+  c.writing = true;
+  uint64_t id = c.id;
+  asio::async_write(*c.sock, asio::buffer(c.to_client), [this, id](boost::system::error_code ec, size_t n) {
+    auto it = conns_.find(id);
+    if (it == conns_.end()) return;
+    Connection& conn = *it->second;
+    conn.writing = false;
+    if (ec) {
+      if (ec != asio::error::operation_aborted) conn.client_reset = true;
+    } else {
+      conn.bytes_to_client += n;
+      stats_.bytes_to_client += n;
+    }
+    Service(conn);
+    EndOfEntry();
+  });
+}
+
+// ---------------------------------------------------------------------------
+// The relay.
+
+void ServeProxy::Service(Connection& c) {
+  uint64_t id = c.id;
+  Flush(c);
+  if (!c.connected && c.ep->state() == TcpState::kEstablished) {
+    c.connected = true;
+    Event(c, "server leg connected");
+  }
+  Pump(c);
+  // What the relay queued (data, FIN, RST) goes out now; when a rule's RST ended the
+  // server leg there, the relay resets the client at once.
+  if (Flush(c)) {
+    Pump(c);
+    Flush(c);
+  }
+  if (conns_.contains(id)) MaybeFinish(c);
+}
+
+void ServeProxy::Pump(Connection& c) {
+  TcpEndpoint& sv = *c.ep;
+  Instant now = MonotonicNow();
+  boost::system::error_code ignored;
+  if (c.client_reset && !c.reset_forwarded) {
+    c.reset_forwarded = true;
+    ++stats_.resets;
+    if (sv.state() != TcpState::kClosed) sv.Abort(now);
+    c.sock->close(ignored);
+    return;
+  }
+  if (EndedAbnormally(sv) && !c.reset_forwarded) {
+    // Refused, reset or gave up: the client gets a reset (an abortive close).
+    c.reset_forwarded = true;
+    if (sv.close_reason() == stack::CloseReason::kRefused) {
+      ++stats_.refused;
+    } else {
+      ++stats_.resets;
+    }
+    Event(c, absl::StrCat("server leg ended: ", sv.error(), "; resetting the client"));
+    if (c.sock->is_open()) {
+      c.sock->set_option(asio::socket_base::linger(true, 0), ignored);
+      c.sock->close(ignored);
+    }
+    return;
+  }
+  if (!c.sock->is_open()) return;
+  // Server -> client.
+  if (!c.writing && sv.readable() > 0) StartSocketWrite(c);
+  if (!c.writing && sv.eof() && !c.shutdown_sent) {
+    c.shutdown_sent = true;
+    c.sock->shutdown(tcp::socket::shutdown_send, ignored);
+  }
+  // Client -> server: what was read goes into the server leg as space allows.
+  if (c.to_server_off < c.to_server_len && CanSend(sv.state())) {
+    auto taken = sv.Send(absl::MakeConstSpan(c.to_server.data() + c.to_server_off, c.to_server_len - c.to_server_off));
+    if (taken.ok()) {
+      c.to_server_off += *taken;
+      c.bytes_to_server += *taken;
+      stats_.bytes_to_server += *taken;
+    }
+  }
+  if (c.to_server_off == c.to_server_len) {
+    if (c.client_eof) {
+      if (!c.eof_forwarded && CanSend(sv.state())) {
+        c.eof_forwarded = true;
+        (void)sv.Close(now);
+      }
+    } else if (!c.reading && CanSend(sv.state()) && sv.send_space() > 0) {
+      // Not before the server leg is up: until then the kernel holds the client's bytes.
+      StartSocketRead(c);
+    }
+  }
+}
+
+void ServeProxy::MaybeFinish(Connection& c) {
+  if (c.ep->state() != TcpState::kClosed) return;
+  bool client_done = !c.sock->is_open() || c.client_reset || (c.client_eof && c.shutdown_sent && !c.writing);
+  // The server's side ended normally but the client never closed: nothing more can
+  // come from the server, so the client gets a FIN (already sent) and we stop here.
+  if (!client_done && c.shutdown_sent && !c.writing && !c.reading) client_done = true;
+  if (client_done) Remove(c);
+}
+
+void ServeProxy::Remove(Connection& c) {
+  Event(c, "closed");
+  boost::system::error_code ignored;
+  if (c.sock->is_open()) c.sock->close(ignored);
+  by_tuple_.erase(c.key);
+  auto it = conns_.find(c.id);
+  graveyard_.push_back(std::move(it->second));
+  conns_.erase(it);
+  stats_.active = conns_.size();
+}
+
+// ---------------------------------------------------------------------------
+// The server side: segments over the TUN, through the fault engine.
+
+bool ServeProxy::Flush(Connection& c) {
+  Instant now = MonotonicNow();
+  bool reset_by_rule = false;
+  c.ep->Poll(now, [&](const TcpRepr& r) {
+    if (reset_by_rule) return;  // after a RST the server has nothing more to see
+    Segment s = stack::MakeSegment(c.key.local_addr, c.key.remote_addr, r, next_ident_++);
+    auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
+    if (!n.ok()) return;
+    absl::Span<const uint8_t> bytes(out_buf_.data(), *n);
+    auto parsed = stack::ParseSegment(bytes, {.verify_checksums = false});
+    if (parsed.ok()) {
+      reset_by_rule = Emit(&c, Hook::kToServer, c.ep->state(), bytes, *parsed) && !r.flags.has(stack::kRst);
+    }
+  });
+  if (reset_by_rule && c.ep->state() != TcpState::kClosed) {
+    // As Proxy::FlushLeg: the rule's RST ended the connection for the server, so the
+    // endpoint aborts (RFC 9293 §3.10.5) without a second RST.
+    c.ep->Abort(now);
+    c.ep->Poll(now, [](const TcpRepr&) {});
+  }
+  return reset_by_rule;
+}
+
+bool ServeProxy::Emit(Connection* c, Hook hook, TcpState state, absl::Span<const uint8_t> datagram,
+                      const Segment& parsed) {
+  Instant now = MonotonicNow();
+  decision_.reset();
+  Verdict v = engine_.Offer(now, {c ? c->id : 0, hook, state, 0}, parsed, datagram);
+  std::optional<Decision> decision = std::move(decision_);
+  decision_.reset();
+  if (v == Verdict::kPass) {
+    sink_.WriteDatagram(datagram);
+    ++stats_.datagrams_out;
+    if (pcap_) pcap_->Write(now, datagram);
+  }
+  Log(c, hook, parsed, state, state, decision ? &*decision : nullptr, now);
+  return decision && decision->action == ActionKind::kRst;
+}
+
+void ServeProxy::OnDatagram(absl::Span<const uint8_t> datagram) {
+  ++stats_.datagrams_in;
+  Instant now = MonotonicNow();
+  // Not TCP (neighbour discovery, ICMP, UDP): not ours.
+  if (!datagram.empty() && ((datagram[0] >> 4 == 4 && datagram.size() > 9 && datagram[9] != stack::kIpProtoTcp) ||
+                            (datagram[0] >> 4 == 6 && datagram.size() > 6 && datagram[6] != stack::kIpProtoTcp))) {
+    return;
+  }
+  auto parsed = stack::ParseSegment(datagram);
+  if (!parsed.ok()) return;
+  const Segment& seg = *parsed;
+  if (pcap_) pcap_->Write(now, datagram);
+  auto it = by_tuple_.find(TupleKey{seg.src(), seg.dst(), seg.tcp.src_port, seg.tcp.dst_port});
+  if (it != by_tuple_.end()) {
+    Connection& c = *it->second;
+    TcpState before = c.ep->state();
+    decision_.reset();
+    Verdict v = engine_.Offer(now, {c.id, Hook::kFromServer, before, 0}, seg, datagram);
+    std::optional<Decision> decision = std::move(decision_);
+    decision_.reset();
+    if (v == Verdict::kPass) Deliver(c, seg);
+    // (Perhaps removed by now, but alive until EndOfEntry.)
+    Log(&c, Hook::kFromServer, seg, before, c.ep->state(), decision ? &*decision : nullptr, now);
+  } else if (!seg.tcp.flags.has(stack::kRst)) {
+    // The wrapped command's own outbound connections are not relayed in serve mode.
+    SendStrayRst(seg);
+  }
+  EndOfEntry();
+}
+
+void ServeProxy::Deliver(Connection& c, const Segment& seg) {
+  c.ep->OnSegment(MonotonicNow(), seg.tcp);
+  Service(c);
+}
+
+void ServeProxy::SendStrayRst(const Segment& seg) {
+  // RFC 9293 §3.10.7.1, as for a CLOSED port.
+  if (seg.is_v6()) return;
+  ++stats_.stray_segments;
+  Segment s = stack::ClosedPortReset(seg, next_ident_++);
+  auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
+  if (!n.ok()) return;
+  sink_.WriteDatagram(absl::MakeConstSpan(out_buf_.data(), *n));
+  ++stats_.datagrams_out;
+  if (pcap_) pcap_->Write(MonotonicNow(), absl::MakeConstSpan(out_buf_.data(), *n));
+}
+
+void ServeProxy::PollEngine() {
+  Instant now = MonotonicNow();
+  for (int round = 0; round < 16 && engine_.NextDeadline() <= now; ++round) {
+    std::vector<std::pair<SegmentMeta, std::vector<uint8_t>>> inbound;
+    engine_.Poll(now, [&](const SegmentMeta& meta, absl::Span<const uint8_t> datagram) {
+      if (meta.hook == Hook::kToServer || meta.hook == Hook::kToClient) {
+        sink_.WriteDatagram(datagram);
+        ++stats_.datagrams_out;
+        if (pcap_) pcap_->Write(now, datagram);
+      } else {
+        // Delivered after Poll returns: delivery offers new segments to the engine.
+        inbound.emplace_back(meta, std::vector<uint8_t>(datagram.begin(), datagram.end()));
+      }
+    });
+    for (auto& [meta, bytes] : inbound) {
+      auto it = conns_.find(meta.conn);
+      if (it == conns_.end()) continue;
+      auto parsed = stack::ParseSegment(bytes);  // a corrupted one fails its checksum here
+      if (parsed.ok()) Deliver(*it->second, *parsed);
+    }
+  }
+}
+
+void ServeProxy::EndOfEntry() {
+  PollEngine();
+  ArmTimer();
+  graveyard_.clear();
+}
+
+void ServeProxy::ArmTimer() {
+  if (shutting_down_) return;
+  Instant next = engine_.NextDeadline();
+  for (const auto& [id, c] : conns_) next = std::min(next, c->ep->NextDeadline());
+  timer_.ArmAt(next);
+}
+
+void ServeProxy::OnTimer() {
+  Instant now = MonotonicNow();
+  std::vector<uint64_t> ids;
+  for (const auto& [id, c] : conns_) {
+    if (c->ep->NextDeadline() <= now) ids.push_back(id);
+  }
+  for (uint64_t id : ids) {
+    auto it = conns_.find(id);
+    if (it == conns_.end()) continue;
+    it->second->ep->OnTick(now);
+    Service(*it->second);
+  }
+  EndOfEntry();
+}
+
+void ServeProxy::Shutdown() {
+  shutting_down_ = true;
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  Instant now = MonotonicNow();
+  std::vector<uint64_t> ids;
+  for (const auto& [id, c] : conns_) ids.push_back(id);
+  for (uint64_t id : ids) {
+    Connection& c = *conns_.at(id);
+    if (c.ep->state() != TcpState::kClosed) c.ep->Abort(now);
+    Flush(c);
+    if (c.sock->is_open()) c.sock->set_option(asio::socket_base::linger(true, 0), ignored);
+    Remove(c);
+  }
+  timer_.Cancel();
+  graveyard_.clear();
+}
+
+// ---------------------------------------------------------------------------
+// Observation.
+
+void ServeProxy::Log(const Connection* c, Hook hook, const Segment& seg, std::optional<TcpState> before,
+                     std::optional<TcpState> after, const Decision* decision, Instant at) {
+  if (!log_) return;
+  SegmentRecord r;
+  r.at = at;
+  r.conn = c ? c->id : 0;
+  r.hook = hook;
+  r.seg = &seg;
+  r.state_before = before;
+  r.state_after = after;
+  // Relative numbers: the sender's ISN for seq, the receiver's for ack.
+  if (c && c->ep) {
+    uint32_t ours = c->ep->tcb().iss.raw(), theirs = c->ep->tcb().irs.raw();
+    bool inbound = hook == Hook::kFromServer;
+    r.seq_base = inbound ? theirs : ours;
+    r.ack_base = inbound ? ours : theirs;
+  }
+  if (decision) {
+    r.rule_id = decision->rule_id;
+    r.rule_text = decision->rule_text;
+    const absl::string_view name = ActionName(decision->action);
+    r.action = {name.data(), name.size()};
+    r.detail = decision->detail;
+  }
+  log_->Write(r);
+}
+
+std::string ServeProxy::Summary() const {
+  std::string rules;
+  for (const auto& r : engine_.Rules()) absl::StrAppend(&rules, rules.empty() ? "" : ", ", "#", r.id, " ", r.hits, " hits");
+  return absl::StrFormat(
+      "serve: connections %d (%d active, %d refused, %d reset), bytes to server %d, to client %d, datagrams in %d "
+      "out %d (%d stray)%s%s",
+      stats_.connections, stats_.active, stats_.refused, stats_.resets, stats_.bytes_to_server,
+      stats_.bytes_to_client, stats_.datagrams_in, stats_.datagrams_out, stats_.stray_segments,
+      rules.empty() ? "" : ", rules: ", rules);
+}
+
+}  // namespace wrench::proxy

@@ -1,0 +1,122 @@
+// `wrench exec --serve`: the inverse of the transparent proxy. Connections accepted on
+// a kernel socket in the caller's namespace are re-opened by one of our own TCP
+// endpoints over the TUN to a server in the command's namespace, so the server leg
+// carries real segments that the fault engine's to-server/from-server hooks act on.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio.hpp>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "proxy/fault/fault_engine.h"
+#include "proxy/relay/proxy.h"
+#include "stack/ip.h"
+#include "stack/segment.h"
+#include "stack/tcp_endpoint.h"
+#include "stack/time.h"
+
+namespace wrench::proxy {
+
+class JsonLog;
+class PcapWriter;
+
+struct ServeOptions {
+  boost::asio::ip::tcp::endpoint listen;  // in the caller's namespace, e.g. 127.0.0.1:8000
+  stack::IpAddress gateway_addr;          // our side on the TUN (10.89.0.1)
+  stack::IpAddress server_addr;           // the command's address (10.89.0.2)
+  uint16_t server_port = 0;
+  stack::TcpConfig tcp;  // the server leg's endpoint settings; the tuple is filled in
+};
+
+struct ServeStats {
+  uint64_t connections = 0, active = 0, refused = 0, resets = 0;
+  uint64_t bytes_to_server = 0, bytes_to_client = 0;
+  uint64_t datagrams_in = 0, datagrams_out = 0, stray_segments = 0;
+};
+
+class ServeProxy {
+ public:
+  ServeProxy(boost::asio::io_context& io, DatagramSink& sink, FaultEngine& engine, ServeOptions opts);
+  ~ServeProxy();
+  ServeProxy(const ServeProxy&) = delete;
+  ServeProxy& operator=(const ServeProxy&) = delete;
+
+  // Binds and listens; an error is for the user (port in use, bad address).
+  absl::Status Start();
+  void set_pcap(PcapWriter* pcap) { pcap_ = pcap; }
+  void set_log(JsonLog* log) { log_ = log; }
+  void set_event_log(std::function<void(const std::string&)> f) { event_log_ = std::move(f); }
+
+  // One datagram read from the TUN (all of them, in serve mode).
+  void OnDatagram(absl::Span<const uint8_t> datagram);
+  // Stops accepting and resets every connection (RST on both legs).
+  void Shutdown();
+  const ServeStats& stats() const { return stats_; }
+  std::string Summary() const;
+
+ private:
+  struct Connection;
+  struct TupleKey {
+    stack::IpAddress remote_addr, local_addr;
+    uint16_t remote_port = 0, local_port = 0;
+    bool operator==(const TupleKey&) const = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const TupleKey& k) {
+      return H::combine(std::move(h), k.remote_addr, k.local_addr, k.remote_port, k.local_port);
+    }
+  };
+
+  void Accept();
+  void OnAccepted(boost::asio::ip::tcp::socket sock);
+  void Service(Connection& c);
+  // Sends what the endpoint has due; true when a rule's RST ended the server leg.
+  bool Flush(Connection& c);
+  void Pump(Connection& c);
+  void StartSocketRead(Connection& c);
+  void StartSocketWrite(Connection& c);
+  void MaybeFinish(Connection& c);
+  void Remove(Connection& c);
+  void SendStrayRst(const stack::Segment& seg);
+  // Returns true when a rule replaced the segment with a RST.
+  bool Emit(Connection* c, Hook hook, stack::TcpState state, absl::Span<const uint8_t> datagram,
+            const stack::Segment& parsed);
+  void Deliver(Connection& c, const stack::Segment& seg);
+  void PollEngine();
+  void ArmTimer();
+  void OnTimer();
+  void EndOfEntry();
+  void Log(const Connection* c, Hook hook, const stack::Segment& seg, std::optional<stack::TcpState> before,
+           std::optional<stack::TcpState> after, const Decision* decision, stack::Instant at);
+  void Event(const Connection& c, const std::string& what);
+
+  boost::asio::io_context& io_;
+  DatagramSink& sink_;
+  FaultEngine& engine_;
+  ServeOptions opts_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  PcapWriter* pcap_ = nullptr;
+  JsonLog* log_ = nullptr;
+  std::function<void(const std::string&)> event_log_;
+  ServeStats stats_;
+  uint64_t next_id_ = 0;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Connection>> conns_;
+  std::vector<std::unique_ptr<Connection>> graveyard_;  // removed, freed at the entry point's end
+  absl::flat_hash_map<TupleKey, Connection*> by_tuple_;
+  // One timer for every endpoint deadline and the engine's (a scan of the table:
+  // a wrapped server under test sees few connections at once).
+  LoopTimer timer_;
+  std::vector<uint8_t> out_buf_;
+  std::optional<Decision> decision_;
+  uint16_t next_ident_ = 1;
+  uint16_t next_ephemeral_ = 40000;
+  bool shutting_down_ = false;
+};
+
+}  // namespace wrench::proxy

@@ -1,0 +1,79 @@
+// The control API's proxies on addresses outside the TUN subnet (0.0.0.0:PORT,
+// localhost:PORT, as Toxiproxy users write them): a kernel listening socket and, per
+// connection, a kernel socket to the upstream, with the stream toxics between them
+// (stream_toxics.h). The kernel owns both TCP endpoints here, so no segment faults.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio.hpp>
+
+#include "absl/status/statusor.h"
+#include "proxy/fault/stream_toxics.h"
+
+namespace wrench::proxy {
+
+class StreamRelay {
+ public:
+  using ToxicsFactory = std::function<std::unique_ptr<ConnectionToxics>(stack::Instant)>;
+  struct Stats {
+    uint64_t connections = 0;  // accepted
+    uint64_t refused = 0;      // upstream connect failed: the client got RST
+    uint64_t resets = 0;       // ended by a reset (either peer's, or reset_peer)
+    // Toxiproxy's metrics: received from the source, sent to the destination.
+    uint64_t received_up = 0, sent_up = 0;      // client -> server
+    uint64_t received_down = 0, sent_down = 0;  // server -> client
+  };
+  struct ConnectionInfo {
+    uint64_t id = 0;
+    std::string client, upstream;
+    std::string state;  // "connecting", "open", "client closed", "server closed"
+    uint64_t bytes_to_server = 0, bytes_to_client = 0;
+  };
+
+  // Listens on `listen` at once (a busy port is the caller's error to report). Each
+  // accepted connection dials `upstream` and starts with `toxics(now)`.
+  static absl::StatusOr<std::unique_ptr<StreamRelay>> Start(boost::asio::io_context& io,
+                                                            const boost::asio::ip::tcp::endpoint& listen,
+                                                            const boost::asio::ip::tcp::endpoint& upstream,
+                                                            ToxicsFactory toxics);
+  ~StreamRelay();
+  StreamRelay(const StreamRelay&) = delete;
+  StreamRelay& operator=(const StreamRelay&) = delete;
+
+  boost::asio::ip::tcp::endpoint local_endpoint() const;
+  // Stops listening and closes every connection (FIN both ways, as Toxiproxy does).
+  void Stop();
+  // Services every connection now: a changed toxic takes effect without traffic.
+  void Refresh();
+  const Stats& stats() const { return *stats_; }
+  std::vector<ConnectionInfo> Connections() const;
+
+ private:
+  struct Conn;
+  struct Dir;
+  StreamRelay(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& upstream, ToxicsFactory toxics);
+  void Accept();
+  void Pump(const std::shared_ptr<Conn>& c);
+  void PumpDir(const std::shared_ptr<Conn>& c, Dir& d, stack::Instant now);
+  void StartRead(const std::shared_ptr<Conn>& c, Dir& d, size_t max);
+  void StartWrite(const std::shared_ptr<Conn>& c, Dir& d, const uint8_t* data, size_t len);
+  void End(const std::shared_ptr<Conn>& c, bool reset);
+
+  boost::asio::io_context& io_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::ip::tcp::endpoint upstream_;
+  ToxicsFactory toxics_;
+  // Shared with pending completions, which may run after the relay is gone.
+  std::shared_ptr<Stats> stats_ = std::make_shared<Stats>();
+  std::shared_ptr<bool> stopped_ = std::make_shared<bool>(false);
+  uint64_t next_id_ = 0;
+  std::map<uint64_t, std::shared_ptr<Conn>> conns_;
+};
+
+}  // namespace wrench::proxy
