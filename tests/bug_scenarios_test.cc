@@ -13,6 +13,7 @@
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
 #include "proxy/fault/scenarios.h"
+#include "tests/http_servers_testing.h"
 #include "tests/netns_testing.h"
 
 namespace wrench::proxy {
@@ -56,39 +57,6 @@ std::string RunLine(absl::string_view scenario) {
   return "false";
 }
 
-// Reads one HTTP request head (up to the blank line) within `timeout`; false on
-// end-of-file, error or timeout.
-bool ReadRequestHead(int fd, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  std::string head;
-  for (int i = 0; i < 65536 && !absl::EndsWith(head, "\r\n\r\n"); ++i) {
-    if (!tu::WaitFor(fd, POLLIN, deadline, "request").ok()) return false;
-    char c;
-    if (::recv(fd, &c, 1, 0) != 1) return false;
-    head += c;
-  }
-  return absl::EndsWith(head, "\r\n\r\n");
-}
-
-// An HTTP/1.1 server that keeps connections alive and closes one once it has been
-// idle for `idle`, without a Keep-Alive: timeout hint (nginx's default behaviour).
-tu::TcpServer::Handler KeepAliveServer(absl::Duration idle) {
-  return [idle](int fd) {
-    for (int request = 0; request < 100; ++request) {
-      if (!ReadRequestHead(fd, request == 0 ? absl::Seconds(10) : idle)) return;
-      if (!tu::WriteAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", absl::Seconds(5)).ok()) return;
-    }
-  };
-}
-
-// An HTTP/1.0 server: one request, the answer, close.
-tu::TcpServer::Handler OneShotServer() {
-  return [](int fd) {
-    if (!ReadRequestHead(fd, absl::Seconds(10))) return;
-    (void)tu::WriteAll(fd, "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello", absl::Seconds(5));
-  };
-}
-
 class BugScenarioTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -106,7 +74,7 @@ class BugScenarioTest : public ::testing::Test {
 
 TEST_F(BugScenarioTest, KeepaliveRaceFailsNodeAgentEveryTimeAndNeverWithout) {
   if (std::system("command -v node >/dev/null") != 0) GTEST_SKIP() << "node (Debian's nodejs) is needed";
-  Serve(KeepAliveServer(absl::Seconds(1)));
+  Serve(tu::KeepAliveServer(absl::Seconds(1)));
   const std::string with = RunLine("keepalive-race");
   const std::string without = absl::StrReplaceAll(with, {{" --scenario keepalive-race", ""}});
   ASSERT_NE(with, without);
@@ -124,14 +92,14 @@ TEST_F(BugScenarioTest, KeepaliveRaceFailsNodeAgentEveryTimeAndNeverWithout) {
 }
 
 TEST_F(BugScenarioTest, IdleTimeoutResetResetsTheRequestOnTheQuietConnection) {
-  Serve(KeepAliveServer(absl::Seconds(10)));
+  Serve(tu::KeepAliveServer(absl::Seconds(10)));
   Ran r = Sh(RunLine("idle-timeout-reset"));
   EXPECT_NE(r.status, 0);
   EXPECT_TRUE(absl::StrContains(r.output, "ConnectionResetError")) << r.output;
 }
 
 TEST_F(BugScenarioTest, SilentPeerHangsTheClientUntilItsOwnDeadlineOrTcpUserTimeout) {
-  Serve(KeepAliveServer(absl::Seconds(10)));
+  Serve(tu::KeepAliveServer(absl::Seconds(10)));
   const absl::Time t0 = absl::Now();
   Ran r = Sh(RunLine("silent-peer"));
   const absl::Duration took = absl::Now() - t0;
@@ -154,7 +122,7 @@ TEST_F(BugScenarioTest, SilentPeerHangsTheClientUntilItsOwnDeadlineOrTcpUserTime
 }
 
 TEST_F(BugScenarioTest, HalfCloseBeforeResponseStillGetsTheAnswer) {
-  Serve(OneShotServer());
+  Serve(tu::OneShotServer());
   Ran r = Sh(RunLine("half-close-before-response"));
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(absl::StrContains(r.output, "b'HTTP/1.0 200 OK")) << r.output;
@@ -162,7 +130,7 @@ TEST_F(BugScenarioTest, HalfCloseBeforeResponseStillGetsTheAnswer) {
 
 TEST_F(BugScenarioTest, FinWait2PileupLeavesEveryClosedConnectionInFinWait2) {
   if (std::system("command -v ss >/dev/null") != 0) GTEST_SKIP() << "ss (iproute2) is needed";
-  Serve(OneShotServer());
+  Serve(tu::OneShotServer());
   Ran r = Sh(RunLine("fin-wait-2-pileup"));
   EXPECT_EQ(r.status, 0) << r.output;
   int sockets = 0;

@@ -17,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/http_servers_testing.h"
 #include "tests/netns_testing.h"
 
 namespace wrench::proxy {
@@ -162,18 +163,6 @@ Ran Explore(const std::string& args, const std::string& stderr_file) {
   return r;
 }
 
-bool ReadRequestHead(int fd, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  std::string head;
-  for (int i = 0; i < 65536 && !absl::EndsWith(head, "\r\n\r\n"); ++i) {
-    if (!tu::WaitFor(fd, POLLIN, deadline, "request").ok()) return false;
-    char c;
-    if (::recv(fd, &c, 1, 0) != 1) return false;
-    head += c;
-  }
-  return true;
-}
-
 class ExploreTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -190,16 +179,8 @@ class ExploreTest : public ::testing::Test {
   }
   // HTTP/1.0 (one request, close) or HTTP/1.1 closing idle connections after 1 s.
   void Serve(bool keepalive) {
-    auto s = tu::TcpServer::Start(stack::IpAddress::V4(0x7f000001), 8000, [keepalive](int fd) {
-      for (int request = 0; request < 100; ++request) {
-        if (!ReadRequestHead(fd, request == 0 ? absl::Seconds(10) : absl::Seconds(1))) return;
-        if (!keepalive) {
-          (void)tu::WriteAll(fd, "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello", absl::Seconds(5));
-          return;
-        }
-        if (!tu::WriteAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", absl::Seconds(5)).ok()) return;
-      }
-    });
+    auto s = tu::TcpServer::Start(stack::IpAddress::V4(0x7f000001), 8000,
+                                  keepalive ? tu::KeepAliveServer(absl::Seconds(1)) : tu::OneShotServer());
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = std::move(*s);
   }
