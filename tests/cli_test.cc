@@ -269,7 +269,7 @@ std::vector<std::string> Guard(const std::string& cmd) {
 
 TEST_F(WrenchCli, RuleFilesThatAreNotFilesOrTooBigAreRefused) {
   tu::WriteWholeFile(dir_.File("big.rules"), std::string(kMaxRulesFileBytes + 10, '\n'));
-  for (const std::string& cmd : {"proxy", "serve", "exec"}) {
+  for (const char* cmd : {"proxy", "serve", "exec"}) {
     const std::vector<std::string> tail = Guard(cmd);
     auto run = [&](std::vector<std::string> args) {
       args.insert(args.begin(), cmd);
@@ -300,7 +300,7 @@ TEST_F(WrenchCli, RuleFilesThatAreNotFilesOrTooBigAreRefused) {
 }
 
 TEST_F(WrenchCli, NetWithHostBitsIsRefused) {
-  for (const std::string& cmd : {"proxy", "serve", "exec"}) {
+  for (const char* cmd : {"proxy", "serve", "exec"}) {
     std::vector<std::string> args = {cmd, "--net", "10.89.0.0/8"};
     for (const std::string& a : Guard(cmd)) args.push_back(a);
     tu::WrenchRun r = Run(args);
