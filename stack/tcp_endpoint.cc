@@ -1229,8 +1229,10 @@ uint32_t TcpEndpoint::EmitAt(Instant now, SeqNum seq, uint32_t max_payload,
   SeqNum data_end = data_start + static_cast<uint32_t>(snd_buf_.size());
   TcpRepr r;
   // RFC 6691: the data shrinks by the options carried beside it (SND.MSS already
-  // allows for timestamps; SACK blocks take 2 + 8n bytes, padded to 4).
-  uint32_t sack_n = tcb_.sack_ok ? static_cast<uint32_t>(std::min<size_t>(ooo_count_, tcb_.ts_ok ? 3 : 4)) : 0;
+  // allows for timestamps; SACK blocks take 2 + 8n bytes, padded to 4). The blocks
+  // are the ones this segment carries, a held FIN's included.
+  FillSackBlocks(r);
+  uint32_t sack_n = r.options.sack_count;
   uint32_t sack_bytes = sack_n ? (2 + 8 * sack_n + 3) / 4 * 4 : 0;
   uint32_t seg_max = tcb_.snd_mss > sack_bytes ? tcb_.snd_mss - sack_bytes : 1;
   if (seq < data_end && seq >= data_start) {
@@ -1244,7 +1246,6 @@ uint32_t TcpEndpoint::EmitAt(Instant now, SeqNum seq, uint32_t max_payload,
   if (len > 0 && seq + len == data_end) flags = flags.with(kPsh);
   if (fin) flags = flags.with(kFin);
   FillHeader(now, r, seq, flags);
-  FillSackBlocks(r);
   emit(r);
   uint32_t consumed = len + (fin ? 1 : 0);
   if (recovery_ == Recovery::kRecovery) prr_out_ += consumed;
