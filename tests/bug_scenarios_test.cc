@@ -62,7 +62,7 @@ class BugScenarioTest : public ::testing::Test {
   void SetUp() override {
     absl::Status st = tu::EnterFreshNetworkNamespace();
     if (!st.ok()) GTEST_SKIP() << "needs a network namespace of its own: " << st;
-    if (std::system("command -v python3 >/dev/null") != 0) GTEST_SKIP() << "python3 is needed";
+    if (std::system("command -v python3 >/dev/null") != 0) GTEST_SKIP() << "python3 is not installed (scripts/install-deps.sh installs it)";
   }
   void Serve(tu::TcpServer::Handler h) {
     auto s = tu::TcpServer::Start(kLoopback, kPort, std::move(h));
@@ -73,7 +73,7 @@ class BugScenarioTest : public ::testing::Test {
 };
 
 TEST_F(BugScenarioTest, KeepaliveRaceFailsNodeAgentEveryTimeAndNeverWithout) {
-  if (std::system("command -v node >/dev/null") != 0) GTEST_SKIP() << "node (Debian's nodejs) is needed";
+  if (std::system("command -v node >/dev/null") != 0) GTEST_SKIP() << "node is not installed (scripts/install-deps.sh installs Debian's nodejs)";
   Serve(tu::KeepAliveServer(absl::Seconds(1)));
   const std::string with = RunLine("keepalive-race");
   const std::string without = absl::StrReplaceAll(with, {{" --scenario keepalive-race", ""}});
@@ -129,7 +129,7 @@ TEST_F(BugScenarioTest, HalfCloseBeforeResponseStillGetsTheAnswer) {
 }
 
 TEST_F(BugScenarioTest, FinWait2PileupLeavesEveryClosedConnectionInFinWait2) {
-  if (std::system("command -v ss >/dev/null") != 0) GTEST_SKIP() << "ss (iproute2) is needed";
+  if (std::system("command -v ss >/dev/null") != 0) GTEST_SKIP() << "ss is not installed (scripts/install-deps.sh installs iproute2)";
   Serve(tu::OneShotServer());
   Ran r = Sh(RunLine("fin-wait-2-pileup"));
   EXPECT_EQ(r.status, 0) << r.output;

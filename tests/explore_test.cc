@@ -168,7 +168,7 @@ class ExploreTest : public ::testing::Test {
   void SetUp() override {
     absl::Status st = tu::EnterFreshNetworkNamespace();
     if (!st.ok()) GTEST_SKIP() << "needs a network namespace of its own: " << st;
-    if (std::system("command -v python3 >/dev/null") != 0) GTEST_SKIP() << "python3 is needed";
+    if (std::system("command -v python3 >/dev/null") != 0) GTEST_SKIP() << "python3 is not installed (scripts/install-deps.sh installs it)";
     char dir[] = "/tmp/wrench-explore-XXXXXX";
     ASSERT_NE(::mkdtemp(dir), nullptr);
     dir_ = dir;
@@ -226,7 +226,7 @@ TEST_F(ExploreTest, FindsTheLostFinThatHangsAClientWithoutReadTimeout) {
 }
 
 TEST_F(ExploreTest, FindsTheKeepaliveRaceOfNodesAgent) {
-  if (std::system("command -v node >/dev/null") != 0) GTEST_SKIP() << "node (Debian's nodejs) is needed";
+  if (std::system("command -v node >/dev/null") != 0) GTEST_SKIP() << "node is not installed (scripts/install-deps.sh installs Debian's nodejs)";
   Serve(/*keepalive=*/true);
   Ran r = Explore(absl::StrCat("--budget=3 --timeout=8s --reruns=2 --out=", dir_,
                                "/out -- node tests/scenario/keepalive_client.js http://10.89.0.1:8000/ 2000"),

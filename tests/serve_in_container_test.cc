@@ -46,11 +46,11 @@ int Count(const std::string& text, const std::string& what) {
   return n;
 }
 
-class ServeWithoutTun : public ::testing::Test {
+// What both fixtures share: a host-record directory of the test's own (never the
+// host's), an echo server upstream, the service on a loop thread and its log.
+class ServeFixture : public ::testing::Test {
  protected:
-  void SetUp() override {
-    WRENCH_ENTER_NETNS_OR_SKIP();
-    // Host records of earlier runs: this test's own (empty) directory, not the host's.
+  void PrepareRunDirAndEcho() {
     char dir[] = "/tmp/wrench-run-XXXXXX";
     ASSERT_NE(::mkdtemp(dir), nullptr);
     run_dir_ = dir;
@@ -58,6 +58,47 @@ class ServeWithoutTun : public ::testing::Test {
     auto echo = tu::TcpServer::Start(kLoopback, 0, tu::ChunkEcho);
     ASSERT_TRUE(echo.ok()) << echo.status();
     echo_ = std::move(*echo);
+  }
+
+  // Options with the API on a free port and every log line kept for Log().
+  ServiceOptions Options() {
+    ServiceOptions o;
+    o.api_address = ":0";
+    o.log_line = [this](const std::string& l) {
+      std::fprintf(stderr, "%s\n", l.c_str());
+      std::lock_guard<std::mutex> lock(mu_);
+      log_ += l + "\n";
+    };
+    return o;
+  }
+
+  void TearDown() override {
+    if (service_) service_->Stop();
+    if (loop_.joinable()) loop_.join();
+    service_.reset();
+    if (!run_dir_.empty()) std::system(absl::StrCat("rm -rf ", run_dir_).c_str());
+  }
+
+  std::string Log() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return log_;
+  }
+
+  std::string run_dir_;
+  std::unique_ptr<tu::TcpServer> echo_;
+  std::unique_ptr<Service> service_;
+  std::thread loop_;
+  uint16_t api_ = 0;
+  std::mutex mu_;
+  std::string log_;
+};
+
+class ServeWithoutTun : public ServeFixture {
+ protected:
+  void SetUp() override {
+    WRENCH_ENTER_NETNS_OR_SKIP();
+    PrepareRunDirAndEcho();
+    if (HasFatalFailure()) return;
 
     std::promise<absl::Status> started;
     loop_ = std::thread([&] {
@@ -65,14 +106,8 @@ class ServeWithoutTun : public ::testing::Test {
         started.set_value(st);
         return;
       }
-      ServiceOptions o;
-      o.api_address = ":0";
+      ServiceOptions o = Options();
       o.tun_optional = true;
-      o.log_line = [this](const std::string& l) {
-        std::fprintf(stderr, "%s\n", l.c_str());
-        std::lock_guard<std::mutex> lock(mu_);
-        log_ += l + "\n";
-      };
       auto s = Service::Start(o);
       if (!s.ok()) {
         started.set_value(s.status());
@@ -89,31 +124,11 @@ class ServeWithoutTun : public ::testing::Test {
     api_ = service_->api_port();
   }
 
-  void TearDown() override {
-    if (service_) service_->Stop();
-    if (loop_.joinable()) loop_.join();
-    service_.reset();
-    if (!run_dir_.empty()) std::system(absl::StrCat("rm -rf ", run_dir_).c_str());
-  }
-
-  std::string Log() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return log_;
-  }
-
   HttpResult Call(const std::string& method, const std::string& path, const std::string& body = "") {
     return tu::HttpOrFail(api_, method, path, body);
   }
 
   std::string Upstream() const { return absl::StrCat("127.0.0.1:", echo_->port()); }
-
-  std::string run_dir_;
-  std::unique_ptr<tu::TcpServer> echo_;
-  std::unique_ptr<Service> service_;
-  std::thread loop_;
-  uint16_t api_ = 0;
-  std::mutex mu_;
-  std::string log_;
 };
 
 TEST_F(ServeWithoutTun, StartsAndSaysOnceThatItFellBackToStreamToxics) {
@@ -162,7 +177,7 @@ TEST_F(ServeWithoutTun, ProxyInsideTheTunSubnetIsRefusedNamingWhatIsMissing) {
 
 // A read-only /proc/sys, as a container has, in a mount namespace of the test's own
 // and a fresh network namespace whose net.ipv4.ip_forward is set first.
-class ServeUnderReadOnlyProcSys : public ::testing::Test {
+class ServeUnderReadOnlyProcSys : public ServeFixture {
  protected:
   void Start(bool forwarding) {
     if (::unshare(CLONE_NEWNS) != 0) GTEST_SKIP() << "needs a mount namespace of its own: " << std::strerror(errno);
@@ -172,37 +187,13 @@ class ServeUnderReadOnlyProcSys : public ::testing::Test {
     ASSERT_EQ(::mount("/proc/sys", "/proc/sys", nullptr, MS_BIND, nullptr), 0) << std::strerror(errno);
     ASSERT_EQ(::mount(nullptr, "/proc/sys", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr), 0)
         << std::strerror(errno);
-    char dir[] = "/tmp/wrench-run-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    run_dir_ = dir;
-    ::setenv("WRENCH_RUN_DIR", dir, 1);
-    auto echo = tu::TcpServer::Start(kLoopback, 0, tu::ChunkEcho);
-    ASSERT_TRUE(echo.ok()) << echo.status();
-    echo_ = std::move(*echo);
-    ServiceOptions o;
-    o.api_address = ":0";
-    o.log_line = [this](const std::string& l) {
-      std::fprintf(stderr, "%s\n", l.c_str());
-      std::lock_guard<std::mutex> lock(mu_);
-      log_ += l + "\n";
-    };
-    auto s = Service::Start(o);
+    PrepareRunDirAndEcho();
+    if (HasFatalFailure()) return;
+    auto s = Service::Start(Options());
     ASSERT_TRUE(s.ok()) << s.status();
     service_ = std::move(*s);
     api_ = service_->api_port();
     loop_ = std::thread([this] { service_->Run(); });
-  }
-
-  void TearDown() override {
-    if (service_) service_->Stop();
-    if (loop_.joinable()) loop_.join();
-    service_.reset();
-    if (!run_dir_.empty()) std::system(absl::StrCat("rm -rf ", run_dir_).c_str());
-  }
-
-  std::string Log() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return log_;
   }
 
   HttpResult CreateWildcardProxyAndAddASegmentToxic() {
@@ -212,14 +203,6 @@ class ServeUnderReadOnlyProcSys : public ::testing::Test {
     EXPECT_EQ(r.status, 201) << r.body;
     return tu::HttpOrFail(api_, "POST", "/proxies/any/toxics", kDropFirstSynAck);
   }
-
-  std::string run_dir_;
-  std::unique_ptr<tu::TcpServer> echo_;
-  std::unique_ptr<Service> service_;
-  std::thread loop_;
-  uint16_t api_ = 0;
-  std::mutex mu_;
-  std::string log_;
 };
 
 TEST_F(ServeUnderReadOnlyProcSys, ForwardingAlreadyOnIsEnoughForDnat) {
