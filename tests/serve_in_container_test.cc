@@ -181,7 +181,9 @@ class ServeUnderReadOnlyProcSys : public ServeFixture {
  protected:
   void Start(bool forwarding) {
     if (::unshare(CLONE_NEWNS) != 0) GTEST_SKIP() << "needs a mount namespace of its own: " << std::strerror(errno);
-    ASSERT_EQ(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0) << std::strerror(errno);
+    // /proc's mounts, the bind below among them, stay in this mount namespace. /proc
+    // is a mount point on every machine; "/" is not in a chroot.
+    ASSERT_EQ(::mount(nullptr, "/proc", nullptr, MS_REC | MS_PRIVATE, nullptr), 0) << std::strerror(errno);
     WRENCH_ENTER_NETNS_OR_SKIP();
     tu::WriteWholeFile("/proc/sys/net/ipv4/ip_forward", forwarding ? "1\n" : "0\n");
     ASSERT_EQ(::mount("/proc/sys", "/proc/sys", nullptr, MS_BIND, nullptr), 0) << std::strerror(errno);
