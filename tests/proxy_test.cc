@@ -205,6 +205,28 @@ TEST_F(ProxyTest, ServerHalfCloseIsRelayedWhileClientKeepsSending) {
   EXPECT_TRUE(got == late);
 }
 
+TEST_F(ProxyTest, ServerResetAfterItsFinResetsTheClient) {
+  // The server says hello, closes its side, then resets the connection (SO_LINGER 0)
+  // while the client sends nothing: the client, in CLOSE-WAIT, is reset too.
+  auto server = tu::TcpServer::Start(kLoopback, 0, [](int fd) {
+    (void)tu::WriteAll(fd, "hello", absl::Seconds(5));
+    ::shutdown(fd, SHUT_WR);
+    absl::SleepFor(absl::Milliseconds(300));
+    linger lg{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  });
+  ASSERT_TRUE(server.ok());
+  StartProxy((*server)->port());
+  auto fd = Connect();
+  ASSERT_TRUE(fd.ok());
+  auto hello = tu::ReadAll(fd->get(), absl::Seconds(10));  // ends at the FIN
+  ASSERT_TRUE(hello.ok()) << hello.status();
+  EXPECT_EQ(*hello, "hello");
+  auto st = tu::WaitForTcpState(fd->get(), TcpState::kClosed, absl::Seconds(5));
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(*st, TcpState::kClosed) << "the client stayed in " << StateName(*st);
+}
+
 // With --upstream-via tun the server listens on the kernel's TUN address, which
 // exists once the proxy has configured the device: start the proxy first.
 constexpr uint16_t kTunServerPort = 8080;

@@ -1,6 +1,9 @@
 // HOST:PORT parsing and formatting (address.h).
 #include "proxy/os/address.h"
 
+#include <algorithm>
+#include <array>
+
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -48,6 +51,14 @@ std::string FormatHostPort(const boost::asio::ip::address& addr, uint16_t port) 
 
 std::string FormatHostPort(const boost::asio::ip::tcp::endpoint& e) {
   return FormatHostPort(e.address(), e.port());
+}
+
+stack::IpAddress ToIpAddress(const boost::asio::ip::address& a) {
+  if (a.is_v4()) return stack::IpAddress::V4(a.to_v4().to_uint());
+  auto b = a.to_v6().to_bytes();
+  std::array<uint8_t, 16> bytes;
+  std::copy(b.begin(), b.end(), bytes.begin());
+  return stack::IpAddress::V6(bytes);
 }
 
 }  // namespace wrench::proxy

@@ -29,4 +29,7 @@ std::string FormatHostPort(const stack::IpAddress& addr, uint16_t port);
 std::string FormatHostPort(const boost::asio::ip::address& addr, uint16_t port);
 std::string FormatHostPort(const boost::asio::ip::tcp::endpoint& e);
 
+// Asio's address as the stack's.
+stack::IpAddress ToIpAddress(const boost::asio::ip::address& a);
+
 }  // namespace wrench::proxy

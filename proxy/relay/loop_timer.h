@@ -1,4 +1,4 @@
-// The relays' one timer on the Asio loop, set to the earliest deadline their
+// The relays' clock, and their one timer on the Asio loop, set to the earliest deadline their
 // endpoints and the fault engine ask for (stack::Instant), and the conversion of that
 // time to the loop's clock.
 #pragma once
@@ -13,6 +13,11 @@
 #include "stack/time.h"
 
 namespace wrench::proxy {
+
+// The clock the relays run on: monotonic, expressed as a stack::Instant.
+inline stack::Instant MonotonicNow() {
+  return absl::UnixEpoch() + absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch());
+}
 
 inline std::chrono::steady_clock::time_point ToSteady(stack::Instant t) {
   return std::chrono::steady_clock::time_point(

@@ -24,6 +24,8 @@
 #include "proxy/fault/fault_engine.h"
 #include "proxy/fault/stream_toxics.h"
 #include "proxy/relay/loop_timer.h"
+#include "proxy/relay/mapping.h"
+#include "proxy/relay/tuple_key.h"
 #include "stack/ip.h"
 #include "stack/segment.h"
 #include "stack/tcp_endpoint.h"
@@ -35,27 +37,6 @@ class JsonLog;
 class PcapWriter;
 
 enum class UpstreamVia { kSocket, kTun };
-
-// FRONT_IP:PORT=UPSTREAM_HOST:PORT.
-struct Mapping {
-  stack::IpAddress front_addr;
-  uint16_t front_port = 0;
-  std::string upstream_host;
-  stack::IpAddress upstream_addr;  // resolved at start-up
-  uint16_t upstream_port = 0;
-  std::string text;
-  // A control-API proxy (proxy/api/control_api.h): its scope, which its connections' segments
-  // carry to the fault engine (SegmentMeta::scope), and the stream toxics each of its
-  // connections starts with. Both unset for --map.
-  uint64_t scope = 0;
-  std::function<std::unique_ptr<ConnectionToxics>(stack::Instant)> toxics;
-};
-// Parses "10.89.0.2:80=127.0.0.1:8080" (IPv6 in brackets: "[fd00::2]:80=..."). The
-// upstream host may be a name; it is resolved here, once, before the loop starts.
-absl::StatusOr<Mapping> ParseMapping(absl::string_view text);
-
-// The clock the proxy runs on: monotonic, expressed as a stack::Instant.
-stack::Instant MonotonicNow();
 
 // Where the proxy's datagrams go: the TUN device (or a test's in-memory link).
 class DatagramSink {
@@ -162,16 +143,7 @@ class Proxy {
  private:
   struct Connection;
   struct Leg;
-  struct TupleKey {
-    stack::IpAddress remote_addr, local_addr;
-    uint16_t remote_port = 0, local_port = 0;
-    bool operator==(const TupleKey&) const = default;
-    template <typename H>
-    friend H AbslHashValue(H h, const TupleKey& k) {
-      return H::combine(std::move(h), k.remote_addr, k.local_addr, k.remote_port, k.local_port);
-    }
-  };
-
+  class SocketLeg;
   Connection* NewConnection(const stack::Segment& syn, const Mapping* map,
                             stack::IpAddress upstream_addr, uint16_t upstream_port);
   void Inbound(Connection& c, Leg& leg, const stack::Segment& seg, absl::Span<const uint8_t> bytes);
@@ -187,15 +159,9 @@ class Proxy {
   // Returns true when a rule replaced the segment with a RST.
   bool Transmit(Connection* c, const SegmentMeta& meta, absl::Span<const uint8_t> datagram,
                 const stack::Segment* parsed);
-  void PumpTunRelay(Connection& c);
-  void PumpSocketRelay(Connection& c);
-  void PumpToxicSocketRelay(Connection& c);
-  void PumpToxicTunRelay(Connection& c);
-  // A leg that was reset or gave up resets the other leg (once).
-  void ForwardResets(Connection& c, stack::Instant now);
-  bool ToxicEnd(Connection& c, ToxicStream::End end);
+  // Moves bytes, FIN and RST between the two legs (relay_loop.h).
+  void Relay(Connection& c);
   void StartSocketRead(Connection& c);
-  void StartSocketWrite(Connection& c);
   void WriteToServer(Connection& c);
   void ShutdownToServer(Connection& c);
   void ConnectSocket(Connection& c);

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "proxy/relay/capture.h"
+#include "proxy/relay/relay_loop.h"
 #include "stack/tcp_state.h"
 
 namespace wrench::proxy {
@@ -21,21 +22,6 @@ using stack::Segment;
 using stack::TcpEndpoint;
 using stack::TcpRepr;
 using stack::TcpState;
-
-namespace {
-
-bool CanSend(TcpState s) { return s == TcpState::kEstablished || s == TcpState::kCloseWait; }
-
-// As Proxy's: a reset, abort or timeout before both byte streams were complete.
-bool EndedAbnormally(const TcpEndpoint& ep) {
-  auto r = ep.close_reason();
-  bool abnormal = r == stack::CloseReason::kReset || r == stack::CloseReason::kAborted ||
-                  r == stack::CloseReason::kTimeout || r == stack::CloseReason::kRefused;
-  return ep.state() == TcpState::kClosed && abnormal && !(ep.fin_received() && ep.fin_acked());
-}
-
-
-}  // namespace
 
 struct ServeProxy::Connection {
   uint64_t id = 0;
@@ -51,13 +37,67 @@ struct ServeProxy::Connection {
   std::vector<uint8_t> to_client;
   bool reading = false, writing = false;
   bool client_eof = false, client_reset = false, shutdown_sent = false;
-  bool eof_forwarded = false, reset_forwarded = false;
+  RelaySide client_side, server_side;  // what the relay loop keeps of each leg
   uint64_t bytes_to_server = 0, bytes_to_client = 0;
+};
+
+// The accepted client socket as the relay loop's leg: what one read returned is
+// readable; a write is one socket write at a time.
+class ServeProxy::SocketLeg final : public ByteLeg {
+ public:
+  SocketLeg(ServeProxy& serve, Connection& c) : serve_(serve), c_(c) {}
+  size_t readable() const override { return c_.sock->is_open() ? c_.to_server_len - c_.to_server_off : 0; }
+  size_t Read(absl::Span<uint8_t> out) override {
+    size_t n = std::min(out.size(), readable());
+    std::copy_n(c_.to_server.data() + c_.to_server_off, n, out.data());
+    c_.to_server_off += n;
+    return n;
+  }
+  absl::Span<const uint8_t> Peek() override { return {c_.to_server.data() + c_.to_server_off, readable()}; }
+  void Consume(size_t n) override { c_.to_server_off += n; }
+  bool eof() const override { return c_.sock->is_open() && c_.client_eof && readable() == 0; }
+  bool reset() const override { return c_.client_reset; }
+  void WantRead(size_t room) override {
+    if (c_.sock->is_open() && !c_.reading && !c_.client_eof) serve_.StartSocketRead(c_, room);
+  }
+  bool writable() const override { return c_.sock->is_open(); }
+  size_t write_space() const override { return c_.writing ? 0 : 256 * 1024; }
+  absl::Span<uint8_t> WriteBuffer(size_t n) override {
+    c_.to_client.resize(n);
+    return absl::MakeSpan(c_.to_client);
+  }
+  void Write(Instant, absl::Span<const uint8_t> data) override {
+    if (data.data() == c_.to_client.data()) {
+      c_.to_client.resize(data.size());
+    } else {
+      c_.to_client.assign(data.begin(), data.end());
+    }
+    if (!data.empty()) serve_.StartSocketWrite(c_);
+  }
+  bool writing() const override { return c_.writing; }
+  bool closable() const override { return c_.sock->is_open() && !c_.shutdown_sent; }
+  void Close(Instant) override {
+    c_.shutdown_sent = true;
+    boost::system::error_code ignored;
+    c_.sock->shutdown(tcp::socket::shutdown_send, ignored);
+  }
+  void End(Instant, bool reset) override {
+    // A reset is an abortive close: the client gets a RST.
+    boost::system::error_code ignored;
+    if (!c_.sock->is_open()) return;
+    if (reset) c_.sock->set_option(asio::socket_base::linger(true, 0), ignored);
+    c_.sock->close(ignored);
+  }
+
+ private:
+  ServeProxy& serve_;
+  Connection& c_;
 };
 
 ServeProxy::ServeProxy(asio::io_context& io, DatagramSink& sink, FaultEngine& engine, ServeOptions opts)
     : io_(io), sink_(sink), engine_(engine), opts_(std::move(opts)), acceptor_(io), timer_(io, [this] { OnTimer(); }) {
   out_buf_.resize(65536 + 120);
+  relay_buf_.resize(64 * 1024);
   // In serve mode the Proxy sees no traffic: the engine's decisions are ours.
   engine_.set_decision_observer([this](const Decision& d) { decision_ = d; });
 }
@@ -133,10 +173,10 @@ void ServeProxy::OnAccepted(tcp::socket sock) {
   Service(raw);
 }
 
-void ServeProxy::StartSocketRead(Connection& c) {
+void ServeProxy::StartSocketRead(Connection& c, size_t room) {
   // No more than the server leg can take: a slow server closes the client's window
   // instead of growing our memory.
-  size_t room = std::min<size_t>(c.ep->send_space(), 256 * 1024);
+  room = std::min<size_t>(room, 256 * 1024);
   c.to_server.resize(std::max(c.to_server.size(), room));
   c.to_server_off = c.to_server_len = 0;
   c.reading = true;
@@ -163,10 +203,6 @@ void ServeProxy::StartSocketRead(Connection& c) {
 }
 
 void ServeProxy::StartSocketWrite(Connection& c) {
-  c.to_client.resize(std::min<size_t>(c.ep->readable(), 256 * 1024));
-  size_t n = c.ep->Receive(absl::MakeSpan(c.to_client));
-  c.to_client.resize(n);
-  if (n == 0) return;
   c.writing = true;
   uint64_t id = c.id;
   asio::async_write(*c.sock, asio::buffer(c.to_client), [this, id](boost::system::error_code ec, size_t n) {
@@ -195,68 +231,38 @@ void ServeProxy::Service(Connection& c) {
     c.connected = true;
     Event(c, "server leg connected");
   }
-  Pump(c);
+  Relay(c);
   // What the relay queued (data, FIN, RST) goes out now; when a rule's RST ended the
   // server leg there, the relay resets the client at once.
   if (Flush(c)) {
-    Pump(c);
+    Relay(c);
     Flush(c);
   }
   if (conns_.contains(id)) MaybeFinish(c);
 }
 
-void ServeProxy::Pump(Connection& c) {
-  TcpEndpoint& sv = *c.ep;
-  Instant now = MonotonicNow();
-  boost::system::error_code ignored;
-  if (c.client_reset && !c.reset_forwarded) {
-    c.reset_forwarded = true;
+void ServeProxy::Relay(Connection& c) {
+  SocketLeg client(*this, c);
+  EndpointLeg server(*c.ep);
+  // Serve mode has no stream toxics.
+  RelayRun run = RunRelay(client, c.client_side, server, c.server_side, nullptr, MonotonicNow(),
+                          absl::MakeSpan(relay_buf_), [](ToxicStream::End) {});
+  // Bytes to the client are counted as the socket takes them (StartSocketWrite).
+  c.bytes_to_server += run.to_b;
+  stats_.bytes_to_server += run.to_b;
+  if (run.reset_from_a) {
     ++stats_.resets;
-    if (sv.state() != TcpState::kClosed) sv.Abort(now);
+    boost::system::error_code ignored;
     c.sock->close(ignored);
-    return;
   }
-  if (EndedAbnormally(sv) && !c.reset_forwarded) {
-    // Refused, reset or gave up: the client gets a reset (an abortive close).
-    c.reset_forwarded = true;
-    if (sv.close_reason() == stack::CloseReason::kRefused) {
+  if (run.reset_from_b) {
+    // Refused, reset or gave up: the client got a reset (an abortive close).
+    if (c.ep->close_reason() == stack::CloseReason::kRefused) {
       ++stats_.refused;
     } else {
       ++stats_.resets;
     }
-    Event(c, absl::StrCat("server leg ended: ", sv.error(), "; resetting the client"));
-    if (c.sock->is_open()) {
-      c.sock->set_option(asio::socket_base::linger(true, 0), ignored);
-      c.sock->close(ignored);
-    }
-    return;
-  }
-  if (!c.sock->is_open()) return;
-  // Server -> client.
-  if (!c.writing && sv.readable() > 0) StartSocketWrite(c);
-  if (!c.writing && sv.eof() && !c.shutdown_sent) {
-    c.shutdown_sent = true;
-    c.sock->shutdown(tcp::socket::shutdown_send, ignored);
-  }
-  // Client -> server: what was read goes into the server leg as space allows.
-  if (c.to_server_off < c.to_server_len && CanSend(sv.state())) {
-    auto taken = sv.Send(absl::MakeConstSpan(c.to_server.data() + c.to_server_off, c.to_server_len - c.to_server_off));
-    if (taken.ok()) {
-      c.to_server_off += *taken;
-      c.bytes_to_server += *taken;
-      stats_.bytes_to_server += *taken;
-    }
-  }
-  if (c.to_server_off == c.to_server_len) {
-    if (c.client_eof) {
-      if (!c.eof_forwarded && CanSend(sv.state())) {
-        c.eof_forwarded = true;
-        (void)sv.Close(now);
-      }
-    } else if (!c.reading && CanSend(sv.state()) && sv.send_space() > 0) {
-      // Not before the server leg is up: until then the kernel holds the client's bytes.
-      StartSocketRead(c);
-    }
+    Event(c, absl::StrCat("server leg ended: ", c.ep->error(), "; resetting the client"));
   }
 }
 

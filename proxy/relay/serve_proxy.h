@@ -17,6 +17,7 @@
 #include "absl/types/span.h"
 #include "proxy/fault/fault_engine.h"
 #include "proxy/relay/proxy.h"
+#include "proxy/relay/tuple_key.h"
 #include "stack/ip.h"
 #include "stack/segment.h"
 #include "stack/tcp_endpoint.h"
@@ -63,23 +64,16 @@ class ServeProxy {
 
  private:
   struct Connection;
-  struct TupleKey {
-    stack::IpAddress remote_addr, local_addr;
-    uint16_t remote_port = 0, local_port = 0;
-    bool operator==(const TupleKey&) const = default;
-    template <typename H>
-    friend H AbslHashValue(H h, const TupleKey& k) {
-      return H::combine(std::move(h), k.remote_addr, k.local_addr, k.remote_port, k.local_port);
-    }
-  };
-
+  class SocketLeg;
   void Accept();
   void OnAccepted(boost::asio::ip::tcp::socket sock);
   void Service(Connection& c);
   // Sends what the endpoint has due; true when a rule's RST ended the server leg.
   bool Flush(Connection& c);
-  void Pump(Connection& c);
-  void StartSocketRead(Connection& c);
+  // Moves bytes, FIN and RST between the client's socket and the server leg
+  // (relay_loop.h).
+  void Relay(Connection& c);
+  void StartSocketRead(Connection& c, size_t room);
   void StartSocketWrite(Connection& c);
   void MaybeFinish(Connection& c);
   void Remove(Connection& c);
@@ -113,6 +107,7 @@ class ServeProxy {
   // a wrapped server under test sees few connections at once).
   LoopTimer timer_;
   std::vector<uint8_t> out_buf_;
+  std::vector<uint8_t> relay_buf_;  // bytes moving between legs
   std::optional<Decision> decision_;
   uint16_t next_ident_ = 1;
   uint16_t next_ephemeral_ = 40000;

@@ -10,7 +10,6 @@
 #include "absl/strings/str_cat.h"
 #include "proxy/os/address.h"
 #include "proxy/relay/loop_timer.h"
-#include "proxy/relay/proxy.h"
 
 namespace wrench::proxy {
 
