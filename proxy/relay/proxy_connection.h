@@ -2,13 +2,12 @@
 // socket_leg.cc: the upstream leg through a kernel socket). Not for other users.
 #pragma once
 
+#include <boost/asio.hpp>
 #include <cstdint>
 #include <deque>
 #include <memory>
 #include <optional>
 #include <vector>
-
-#include <boost/asio.hpp>
 
 #include "proxy/relay/proxy.h"
 #include "proxy/relay/relay_loop.h"
@@ -36,7 +35,7 @@ struct Proxy::Connection {
   uint16_t upstream_port = 0;
   Phase phase = Phase::kSynSeen;
   Leg client;
-  Leg server;  // upstream over the TUN
+  Leg server;                              // upstream over the TUN
   std::optional<stack::TcpRepr> held_syn;  // the client's SYN, answered once upstream is up
   stack::Instant expire_at = stack::kNever;
   uint64_t timer_gen = 0;
@@ -74,7 +73,8 @@ struct Proxy::Connection {
     std::vector<uint8_t> data;
   };
   std::deque<SocketEvent> gate[2];
-  uint32_t gate_seq[2] = {0, 0};  // next sequence number per direction: every byte, FIN and SYN, gated or not
+  uint32_t gate_seq[2] = {
+      0, 0};  // next sequence number per direction: every byte, FIN and SYN, gated or not
   size_t gate_bytes[2] = {0, 0};
 
   uint64_t bytes_to_server = 0, bytes_to_client = 0;

@@ -93,8 +93,8 @@ void Feed(ByteLeg& from, ToxicStream& s, bool& eof_in, Instant now, absl::Span<u
 
 // One direction out of its toxics to the receiving leg. False when what came out was
 // a toxic's close.
-bool Drain(ToxicStream& s, ByteLeg& to, RelaySide& from_side, Instant now, absl::Span<uint8_t> scratch,
-           uint64_t& moved) {
+bool Drain(ToxicStream& s, ByteLeg& to, RelaySide& from_side, Instant now,
+           absl::Span<uint8_t> scratch, uint64_t& moved) {
   while (s.readable() > 0 && to.writable()) {
     size_t want = std::min(s.readable(), to.write_space());
     if (want == 0) break;
@@ -123,8 +123,9 @@ void EndBoth(ByteLeg& a, RelaySide& as, ByteLeg& b, RelaySide& bs, ConnectionTox
   b.End(now, end == End::kReset);
 }
 
-void RunToxics(ByteLeg& a, RelaySide& as, ByteLeg& b, RelaySide& bs, ConnectionToxics& t, Instant now,
-               absl::Span<uint8_t> scratch, absl::FunctionRef<void(End)> on_toxic_end, RelayRun& run) {
+void RunToxics(ByteLeg& a, RelaySide& as, ByteLeg& b, RelaySide& bs, ConnectionToxics& t,
+               Instant now, absl::Span<uint8_t> scratch, absl::FunctionRef<void(End)> on_toxic_end,
+               RelayRun& run) {
   if (t.ended) {
     // Closed by a toxic: what either peer still sends goes nowhere, as to a closed socket.
     while (a.readable() > 0 && a.Read(scratch) > 0) {
@@ -140,7 +141,8 @@ void RunToxics(ByteLeg& a, RelaySide& as, ByteLeg& b, RelaySide& bs, ConnectionT
   if (t.up.end() == End::kReset || t.down.end() == End::kReset) {
     return EndBoth(a, as, b, bs, t, End::kReset, now, on_toxic_end);
   }
-  if (!Drain(t.up, b, as, now, scratch, run.to_b) || !Drain(t.down, a, bs, now, scratch, run.to_a)) {
+  if (!Drain(t.up, b, as, now, scratch, run.to_b) ||
+      !Drain(t.down, a, bs, now, scratch, run.to_a)) {
     return EndBoth(a, as, b, bs, t, End::kClose, now, on_toxic_end);
   }
   if (a.readable() == 0 && !a.eof() && t.up.room() > 0) a.WantRead(t.up.room());
@@ -156,7 +158,8 @@ void Demand(ByteLeg& from, ByteLeg& to) {
 }  // namespace
 
 RelayRun RunRelay(ByteLeg& a, RelaySide& as, ByteLeg& b, RelaySide& bs, ConnectionToxics* toxics,
-                  Instant now, absl::Span<uint8_t> scratch, absl::FunctionRef<void(End)> on_toxic_end) {
+                  Instant now, absl::Span<uint8_t> scratch,
+                  absl::FunctionRef<void(End)> on_toxic_end) {
   RelayRun run;
   run.reset_from_a = ForwardReset(a, as, b, bs, now);
   if (!run.reset_from_a) run.reset_from_b = ForwardReset(b, bs, a, as, now);

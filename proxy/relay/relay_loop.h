@@ -101,7 +101,7 @@ struct RelaySide {
 
 // What one run did, for the caller's counters and log.
 struct RelayRun {
-  uint64_t to_b = 0, to_a = 0;                    // bytes handed to each leg
+  uint64_t to_b = 0, to_a = 0;                      // bytes handed to each leg
   bool reset_from_a = false, reset_from_b = false;  // a leg's reset was relayed to the other
 };
 

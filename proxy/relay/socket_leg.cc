@@ -19,9 +19,6 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 using stack::Instant;
 using stack::IpAddress;
-using stack::Segment;
-using stack::TcpEndpoint;
-using stack::TcpRepr;
 using stack::TcpState;
 
 // The kernel socket's own state (Linux numbering, include/net/tcp_states.h).
@@ -29,11 +26,13 @@ stack::TcpState KernelSocketState(tcp::socket& sock) {
   if (!sock.is_open()) return TcpState::kClosed;
   tcp_info info{};
   socklen_t len = sizeof info;
-  if (::getsockopt(sock.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return TcpState::kClosed;
+  if (::getsockopt(sock.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
+    return TcpState::kClosed;
   switch (info.tcpi_state) {
     case 1: return TcpState::kEstablished;
     case 2: return TcpState::kSynSent;
-    case 3: case 12: return TcpState::kSynReceived;
+    case 3:
+    case 12: return TcpState::kSynReceived;
     case 4: return TcpState::kFinWait1;
     case 5: return TcpState::kFinWait2;
     case 6: return TcpState::kTimeWait;
@@ -56,42 +55,43 @@ void Proxy::ConnectSocket(Connection& c) {
     addr = asio::ip::address_v4(c.upstream_addr.v4_host_order());
   }
   uint64_t id = c.id;
-  c.sock->async_connect(tcp::endpoint(addr, c.upstream_port), [this, id](boost::system::error_code ec) {
-    auto it = conns_.find(id);
-    if (it == conns_.end()) return;
-    Connection& conn = *it->second;
-    conn.connect_timer->cancel();
-    if (!ec) {
-      boost::system::error_code ignored;
-      conn.sock->set_option(tcp::no_delay(true), ignored);
-      conn.sock->non_blocking(true, ignored);  // reads happen on readiness (StartSocketRead)
-      if (Gated(conn, Hook::kFromServer)) {
-        OfferSocketEvent(conn, Hook::kFromServer, stack::kSyn | stack::kAck, {});
-        DrainSocketGates(conn);
-      } else {
-        conn.gate_seq[1] = 1;
-        OnUpstreamConnected(conn);
-      }
-    } else if (ec == asio::error::connection_refused) {
-      if (Gated(conn, Hook::kFromServer)) {
-        // The server's RST answering the SYN: a rule may delay the refusal.
-        OfferSocketEvent(conn, Hook::kFromServer, stack::kRst | stack::kAck, {});
-        DrainSocketGates(conn);
-      } else {
-        OnUpstreamFailed(conn, true, "upstream refused the connection");
-      }
-    } else if (ec == asio::error::operation_aborted) {
-      OnUpstreamFailed(conn, false, "upstream connect timed out");
-    } else if (ec == asio::error::no_descriptors ||
-               ec == boost::system::error_code(ENFILE, boost::system::system_category())) {
-      OnOutOfDescriptors(conn, ec);
-    } else {
-      OnUpstreamFailed(conn, false, absl::StrCat("upstream connect failed: ", ec.message()));
-    }
-    PollEngine();
-    ArmTimer();
-    graveyard_.clear();
-  });
+  c.sock->async_connect(
+      tcp::endpoint(addr, c.upstream_port), [this, id](boost::system::error_code ec) {
+        auto it = conns_.find(id);
+        if (it == conns_.end()) return;
+        Connection& conn = *it->second;
+        conn.connect_timer->cancel();
+        if (!ec) {
+          boost::system::error_code ignored;
+          conn.sock->set_option(tcp::no_delay(true), ignored);
+          conn.sock->non_blocking(true, ignored);  // reads happen on readiness (StartSocketRead)
+          if (Gated(conn, Hook::kFromServer)) {
+            OfferSocketEvent(conn, Hook::kFromServer, stack::kSyn | stack::kAck, {});
+            DrainSocketGates(conn);
+          } else {
+            conn.gate_seq[1] = 1;
+            OnUpstreamConnected(conn);
+          }
+        } else if (ec == asio::error::connection_refused) {
+          if (Gated(conn, Hook::kFromServer)) {
+            // The server's RST answering the SYN: a rule may delay the refusal.
+            OfferSocketEvent(conn, Hook::kFromServer, stack::kRst | stack::kAck, {});
+            DrainSocketGates(conn);
+          } else {
+            OnUpstreamFailed(conn, true, "upstream refused the connection");
+          }
+        } else if (ec == asio::error::operation_aborted) {
+          OnUpstreamFailed(conn, false, "upstream connect timed out");
+        } else if (ec == asio::error::no_descriptors ||
+                   ec == boost::system::error_code(ENFILE, boost::system::system_category())) {
+          OnOutOfDescriptors(conn, ec);
+        } else {
+          OnUpstreamFailed(conn, false, absl::StrCat("upstream connect failed: ", ec.message()));
+        }
+        PollEngine();
+        ArmTimer();
+        graveyard_.clear();
+      });
   c.connect_timer->expires_after(absl::ToChronoNanoseconds(opts_.connect_timeout));
   c.connect_timer->async_wait([this, id](boost::system::error_code ec) {
     if (ec) return;
@@ -109,7 +109,8 @@ size_t Proxy::SocketLeg::Read(absl::Span<uint8_t> out) {
 
 void Proxy::SocketLeg::WantRead(size_t) {
   // StartSocketRead sizes the read when the socket is readable, by the room then.
-  if (open() && !c_.reading && !c_.read_closed && !c_.upstream_eof && c_.gate_bytes[1] < kGateRoom) {
+  if (open() && !c_.reading && !c_.read_closed && !c_.upstream_eof &&
+      c_.gate_bytes[1] < kGateRoom) {
     proxy_.StartSocketRead(c_);
   }
 }
@@ -139,7 +140,8 @@ void Proxy::SocketLeg::Write(Instant, absl::Span<const uint8_t> data) {
     c_.to_server.assign(data.begin(), data.end());
   }
   if (data.empty()) return;
-  c_.gate_seq[0] += static_cast<uint32_t>(data.size());  // socket events count every byte, gated or not
+  c_.gate_seq[0] +=
+      static_cast<uint32_t>(data.size());  // socket events count every byte, gated or not
   proxy_.WriteToServer(c_);
 }
 
@@ -157,22 +159,23 @@ void Proxy::SocketLeg::End(Instant, bool reset) {
 void Proxy::WriteToServer(Connection& c) {
   c.writing = true;
   uint64_t id = c.id;
-  asio::async_write(*c.sock, asio::buffer(c.to_server), [this, id](boost::system::error_code ec, size_t n) {
-    auto it = conns_.find(id);
-    if (it == conns_.end()) return;
-    Connection& conn = *it->second;
-    conn.writing = false;
-    if (ec) {
-      if (ec != asio::error::operation_aborted) conn.upstream_reset = true;
-    } else {
-      conn.bytes_to_server += n;
-      stats_.bytes_to_server += n;
-    }
-    Service(conn);
-    PollEngine();
-    ArmTimer();
-    graveyard_.clear();
-  });
+  asio::async_write(*c.sock, asio::buffer(c.to_server),
+                    [this, id](boost::system::error_code ec, size_t n) {
+                      auto it = conns_.find(id);
+                      if (it == conns_.end()) return;
+                      Connection& conn = *it->second;
+                      conn.writing = false;
+                      if (ec) {
+                        if (ec != asio::error::operation_aborted) conn.upstream_reset = true;
+                      } else {
+                        conn.bytes_to_server += n;
+                        stats_.bytes_to_server += n;
+                      }
+                      Service(conn);
+                      PollEngine();
+                      ArmTimer();
+                      graveyard_.clear();
+                    });
 }
 
 void Proxy::StartSocketRead(Connection& c) {
@@ -194,11 +197,14 @@ void Proxy::StartSocketRead(Connection& c) {
       // Read no more than the client leg (or the toxics) can take: a slow client
       // closes the server's window instead of growing our memory.
       const bool gated = Gated(conn, Hook::kFromServer);
-      size_t room = std::min<size_t>(
-          conn.toxics && conn.toxics->engaged ? conn.toxics->down.room() : conn.client.ep->send_space(),
-          256 * 1024);
+      size_t room =
+          std::min<size_t>(conn.toxics && conn.toxics->engaged ? conn.toxics->down.room()
+                                                               : conn.client.ep->send_space(),
+                           256 * 1024);
       // Through the gate, a read is one from-server event, while the gate has room.
-      if (gated) room = std::min({room, kSocketEventMax, kGateRoom - std::min(kGateRoom, conn.gate_bytes[1])});
+      if (gated)
+        room =
+            std::min({room, kSocketEventMax, kGateRoom - std::min(kGateRoom, conn.gate_bytes[1])});
       if (!gated) conn.ReserveToClient(room);
       if (!gated) conn.to_client_off = conn.to_client_len = 0;
       uint8_t* into = gated ? relay_buf_.data() : conn.to_client.get();
@@ -224,7 +230,9 @@ void Proxy::StartSocketRead(Connection& c) {
           conn.upstream_reset = true;
         }
       } else if (gated) {
-        if (n > 0) OfferSocketEvent(conn, Hook::kFromServer, stack::kPsh | stack::kAck, absl::MakeConstSpan(into, n));
+        if (n > 0)
+          OfferSocketEvent(conn, Hook::kFromServer, stack::kPsh | stack::kAck,
+                           absl::MakeConstSpan(into, n));
       } else {
         conn.to_client_len = n;
         conn.gate_seq[1] += static_cast<uint32_t>(n);
@@ -251,7 +259,8 @@ void Proxy::SocketLeg::WatchErrors(Proxy& p, Connection& c) {
     int err = 0;
     socklen_t len = sizeof err;
     // Without an error it is the end of both directions (POLLHUP): nothing to relay.
-    if (::getsockopt(conn.sock->native_handle(), SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0) return;
+    if (::getsockopt(conn.sock->native_handle(), SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0)
+      return;
     p.Event(conn, absl::StrCat("upstream socket after its FIN: ", std::strerror(err)));
     if (p.Gated(conn, Hook::kFromServer)) {
       p.OfferSocketEvent(conn, Hook::kFromServer, stack::kRst | stack::kAck, {});
@@ -283,7 +292,8 @@ bool Proxy::Gated(const Connection& c, Hook hook) const {
   return c.sock && (engine_.WatchesSocketLeg(hook) || !c.gate[dir].empty());
 }
 
-void Proxy::OfferSocketEvent(Connection& c, Hook hook, uint8_t flags, absl::Span<const uint8_t> data) {
+void Proxy::OfferSocketEvent(Connection& c, Hook hook, uint8_t flags,
+                             absl::Span<const uint8_t> data) {
   const int dir = hook == Hook::kToServer ? 0 : 1;
   Connection::SocketEvent e;
   e.seq = c.gate_seq[dir];
@@ -304,7 +314,7 @@ void Proxy::OfferSocketEvent(Connection& c, Hook hook, uint8_t flags, absl::Span
       local_port = ep.port();
     }
   }
-  TcpRepr r;
+  stack::TcpRepr r;
   const bool out = dir == 0;
   r.src_port = out ? local_port : c.upstream_port;
   r.dst_port = out ? c.upstream_port : local_port;
@@ -313,11 +323,13 @@ void Proxy::OfferSocketEvent(Connection& c, Hook hook, uint8_t flags, absl::Span
   r.flags = stack::TcpFlags(flags);
   r.window = 65535;
   r.payload = data;
-  Segment seg = stack::MakeSegment(out ? local : server, out ? server : local, r, next_ident_++);
+  stack::Segment seg =
+      stack::MakeSegment(out ? local : server, out ? server : local, r, next_ident_++);
   auto n = stack::EmitSegment(seg, absl::MakeSpan(out_buf_));
-  std::optional<Segment> parsed;
+  std::optional<stack::Segment> parsed;
   if (n.ok()) {
-    auto p = stack::ParseSegment(absl::MakeConstSpan(out_buf_.data(), *n), {.verify_checksums = false});
+    auto p =
+        stack::ParseSegment(absl::MakeConstSpan(out_buf_.data(), *n), {.verify_checksums = false});
     if (p.ok()) parsed = *p;
   }
   c.gate_bytes[dir] += data.size();
@@ -326,9 +338,10 @@ void Proxy::OfferSocketEvent(Connection& c, Hook hook, uint8_t flags, absl::Span
     c.gate[dir].push_back(std::move(e));
     return;
   }
-  const TcpState state = c.phase == Connection::Phase::kOpen || c.phase == Connection::Phase::kConnecting
-                             ? KernelSocketState(*c.sock)
-                             : TcpState::kClosed;
+  const TcpState state =
+      c.phase == Connection::Phase::kOpen || c.phase == Connection::Phase::kConnecting
+          ? KernelSocketState(*c.sock)
+          : TcpState::kClosed;
   Instant now = MonotonicNow();
   decision_.reset();
   SegmentMeta meta{c.id, hook, state, c.scope, /*socket=*/true};
@@ -402,7 +415,8 @@ void Proxy::DrainSocketGates(Connection& c) {
         c.sock->close(ignored);
       }
       OnUpstreamFailed(c, /*refused=*/true,
-                       refusal ? "upstream refused the connection" : "socket leg: rst instead of the connect's answer");
+                       refusal ? "upstream refused the connection"
+                               : "socket leg: rst instead of the connect's answer");
       return;
     }
     if (e.reset || (e.flags & stack::kRst)) {
