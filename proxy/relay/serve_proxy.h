@@ -113,7 +113,6 @@ class ServeProxy {
   // a wrapped server under test sees few connections at once).
   LoopTimer timer_;
   std::vector<uint8_t> out_buf_;
-  std::optional<Decision> decision_;
   uint16_t next_ident_ = 1;
   uint16_t next_ephemeral_ = 40000;
   bool shutting_down_ = false;
