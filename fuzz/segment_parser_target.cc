@@ -4,12 +4,14 @@
 #include <array>
 #include <cstring>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "fuzz/check.h"
 #include "fuzz/known_issues.h"
 #include "fuzz/targets.h"
 #include "stack/checksum.h"
+#include "stack/datagram_view.h"
 #include "stack/segment.h"
 
 namespace wrench::fuzz {
@@ -138,6 +140,46 @@ uint64_t Selector(const uint8_t* data, size_t size) {
 
 }  // namespace
 
+// The datagram view (stack/datagram_view.h) accepts what the parser accepts, reads
+// the same fields, and its patches keep a right checksum right.
+void CheckDatagramView(absl::Span<const uint8_t> in, const absl::StatusOr<Segment>& strict) {
+  auto layout = stack::CheckDatagram(in);
+  WRENCH_CHECK(layout.ok() == strict.ok()) << "the view's check and the parser disagree: "
+                                           << layout.status() << " / " << strict.status();
+  if (!layout.ok()) {
+    WRENCH_CHECK(layout.status().message() == strict.status().message())
+        << "the view refuses with " << layout.status() << ", the parser with " << strict.status();
+    return;
+  }
+  const Segment& seg = *strict;
+  std::vector<uint8_t> copy(in.begin(), in.begin() + layout->len);
+  stack::DatagramView v(absl::MakeSpan(copy), *layout);
+  WRENCH_CHECK(v.src() == seg.src() && v.dst() == seg.dst() && v.ttl() == seg.ttl() &&
+               v.src_port() == seg.tcp.src_port && v.dst_port() == seg.tcp.dst_port &&
+               v.seq() == seg.tcp.seq && v.ack() == seg.tcp.ack && v.flags() == seg.tcp.flags &&
+               v.window() == seg.tcp.window && v.urgent() == seg.tcp.urgent &&
+               v.mss() == seg.tcp.options.mss &&
+               v.window_scale() == seg.tcp.options.window_scale &&
+               v.timestamps() == seg.tcp.options.timestamps &&
+               v.sack_count() == seg.tcp.options.sack_count &&
+               v.payload().size() == seg.tcp.payload.size())
+      << "the view reads other fields than the parser: " << Describe(seg);
+  v.set_ttl(static_cast<uint8_t>(seg.ttl() + 1));
+  v.set_seq(seg.tcp.seq + 1);
+  v.set_window(static_cast<uint16_t>(~seg.tcp.window));
+  v.set_mss(1);
+  if (!v.payload().empty()) {
+    const uint8_t b = static_cast<uint8_t>(~v.payload().back());
+    v.PatchPayload(v.payload().size() - 1, absl::MakeConstSpan(&b, 1));
+  }
+  auto patched = ParseSegment(copy);
+  WRENCH_CHECK(patched.ok()) << "patched through the view, the datagram fails: "
+                             << patched.status() << " (" << Describe(seg) << ")";
+  WRENCH_CHECK(patched->tcp.seq == seg.tcp.seq + 1 &&
+               patched->tcp.window == static_cast<uint16_t>(~seg.tcp.window))
+      << "the view's patches did not land: " << Describe(*patched);
+}
+
 int FuzzSegmentParser(const uint8_t* data, size_t size) {
   absl::Span<const uint8_t> in(data, size);
   uint64_t selector = Selector(data, size);
@@ -146,6 +188,7 @@ int FuzzSegmentParser(const uint8_t* data, size_t size) {
   // One parse for most inputs: with checksums verified. Without verification only
   // where that one failed on a checksum, and (thorough) to check the two agree.
   auto strict = ParseSegment(in);
+  if (thorough) CheckDatagramView(in, strict);
   absl::StatusOr<Segment> loose;
   const Segment* seg = nullptr;
   if (strict.ok()) {

@@ -112,6 +112,16 @@ uint64_t ChecksumAccumulate(absl::Span<const uint8_t> data, uint64_t initial) {
 
 uint16_t ChecksumFinish(uint64_t sum) { return static_cast<uint16_t>(~Fold(sum)); }
 
+uint16_t ChecksumUpdate(uint16_t checksum, uint64_t old_sum, uint64_t new_sum) {
+  // One's-complement arithmetic throughout: adding ~m subtracts m, and the sum of
+  // nonzero terms never folds to the +0 that RFC 1624 §3 warns about.
+  const uint64_t old_folded = Fold(old_sum);
+  uint64_t sum = uint64_t{static_cast<uint16_t>(~checksum)};
+  sum += static_cast<uint16_t>(~old_folded);
+  sum += Fold(new_sum);
+  return static_cast<uint16_t>(~Fold(sum));
+}
+
 uint16_t InternetChecksum(absl::Span<const uint8_t> data) {
   return ChecksumFinish(ChecksumAccumulate(data));
 }

@@ -19,6 +19,11 @@ uint64_t ChecksumAccumulate(absl::Span<const uint8_t> data, uint64_t initial = 0
 // Folds a 64-bit accumulator to 16 bits and inverts it: the value that goes on the wire.
 uint16_t ChecksumFinish(uint64_t sum);
 
+// RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'): the checksum `checksum` after the words
+// that summed to `old_sum` were replaced by words that sum to `new_sum` (both
+// ChecksumAccumulate results over the same even-aligned range).
+uint16_t ChecksumUpdate(uint16_t checksum, uint64_t old_sum, uint64_t new_sum);
+
 // ChecksumFinish(ChecksumAccumulate(data)).
 uint16_t InternetChecksum(absl::Span<const uint8_t> data);
 

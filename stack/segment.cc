@@ -45,16 +45,13 @@ size_t Segment::BufferLen() const {
   return ip_len + tcp.header_len() + tcp.payload.size();
 }
 
-namespace {
-
-// Fills *seg in place; ParseSegment builds it where it is returned.
-absl::Status ParseInto(absl::Span<const uint8_t> datagram, ParseOptions opts, Segment* seg) {
+absl::Status ParseIpLayer(absl::Span<const uint8_t> datagram, bool verify_checksum,
+                          std::variant<Ipv4Repr, Ipv6Repr>* ip, absl::Span<const uint8_t>* tcp) {
   if (datagram.empty()) return absl::InvalidArgumentError("empty datagram");
   int version = datagram[0] >> 4;
-  absl::Span<const uint8_t> payload;
   if (version == 4) {
-    auto& v4 = seg->ip.emplace<Ipv4Repr>();
-    absl::Status s = ParseIpv4Into(datagram, &v4, &payload, opts.verify_checksums);
+    auto& v4 = ip->emplace<Ipv4Repr>();
+    absl::Status s = ParseIpv4Into(datagram, &v4, tcp, verify_checksum);
     if (!s.ok()) return s;
     // The proxy terminates TCP and does not reassemble (RFC 791 §3.2): a fragment
     // would reach the TCP parser as a partial segment.
@@ -65,14 +62,24 @@ absl::Status ParseInto(absl::Span<const uint8_t> datagram, ParseOptions opts, Se
     }
     if (v4.protocol != kIpProtoTcp) return NotTcp(v4.protocol);
   } else if (version == 6) {
-    auto& v6 = seg->ip.emplace<Ipv6Repr>();
-    absl::Status s = ParseIpv6Into(datagram, &v6, &payload);
+    auto& v6 = ip->emplace<Ipv6Repr>();
+    absl::Status s = ParseIpv6Into(datagram, &v6, tcp);
     if (!s.ok()) return s;
     if (v6.next_header != kIpProtoTcp) return NotTcp(v6.next_header);
   } else {
     return absl::InvalidArgumentError(
         absl::StrFormat("not an IP packet (version %d)", version));
   }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// Fills *seg in place; ParseSegment builds it where it is returned.
+absl::Status ParseInto(absl::Span<const uint8_t> datagram, ParseOptions opts, Segment* seg) {
+  absl::Span<const uint8_t> payload;
+  absl::Status s = ParseIpLayer(datagram, opts.verify_checksums, &seg->ip, &payload);
+  if (!s.ok()) return s;
   return ParseTcpInto(payload, seg->src(), seg->dst(), &seg->tcp, opts.verify_checksums);
 }
 

@@ -37,6 +37,11 @@ struct ParseOptions {
 absl::StatusOr<Segment> ParseSegment(absl::Span<const uint8_t> datagram,
                                      ParseOptions opts = {});
 
+// ParseSegment's IP layer: the IPv4 or IPv6 header, with the same refusals; on
+// success *tcp is the IP payload (the TCP segment) and *ip the header.
+absl::Status ParseIpLayer(absl::Span<const uint8_t> datagram, bool verify_checksum,
+                          std::variant<Ipv4Repr, Ipv6Repr>* ip, absl::Span<const uint8_t>* tcp);
+
 // A datagram from src to dst carrying `tcp`: an IPv4 header (with `ipv4_ident`) or
 // an IPv6 one, as the addresses are.
 Segment MakeSegment(const IpAddress& src, const IpAddress& dst, const TcpRepr& tcp,

@@ -66,7 +66,7 @@ absl::Status BadOptionLength(uint8_t kind, uint8_t len) {
 // kind, length (counting both), value. Parsing stops at EOL; what follows it is
 // padding. A known option seen twice replaces the first (the last one wins), as
 // Linux's tcp_parse_options does: refusing would drop segments real stacks accept.
-absl::Status ParseOptions(absl::Span<const uint8_t> b, TcpOptions* o) {
+absl::Status ParseOptions(absl::Span<const uint8_t> b, TcpOptions* o, TcpOptionOffsets* at) {
   size_t i = 0;
   while (i < b.size()) {
     uint8_t kind = b[i];
@@ -91,10 +91,12 @@ absl::Status ParseOptions(absl::Span<const uint8_t> b, TcpOptions* o) {
       case kOptMss:
         if (len != kMssLen) return BadOptionLength(kind, len);
         o->mss = Get16(v);
+        if (at != nullptr) at->mss = static_cast<uint8_t>(i);
         break;
       case kOptWindowScale:
         if (len != kWindowScaleLen) return BadOptionLength(kind, len);
         o->window_scale = v[0];
+        if (at != nullptr) at->window_scale = static_cast<uint8_t>(i);
         break;
       case kOptSackPermitted:
         if (len != kSackPermittedLen) return BadOptionLength(kind, len);
@@ -103,6 +105,7 @@ absl::Status ParseOptions(absl::Span<const uint8_t> b, TcpOptions* o) {
       case kOptTimestamps:
         if (len != kTimestampsLen) return BadOptionLength(kind, len);
         o->timestamps = Timestamps{Get32(v), Get32(v + 4)};
+        if (at != nullptr) at->timestamps = static_cast<uint8_t>(i);
         break;
       case kOptSack: {
         // RFC 2018 §3: length 2 + 8n; n is at most 4 in 40 option bytes.
@@ -115,6 +118,7 @@ absl::Status ParseOptions(absl::Span<const uint8_t> b, TcpOptions* o) {
           o->sack[k] = SackBlock{SeqNum(Get32(v + 8 * k)), SeqNum(Get32(v + 8 * k + 4))};
         }
         for (size_t k = n; k < TcpOptions::kMaxSackBlocks; ++k) o->sack[k] = SackBlock{};
+        if (at != nullptr) at->sack = static_cast<uint8_t>(i);
         break;
       }
       default:
@@ -362,8 +366,8 @@ absl::StatusOr<TcpRepr> ParseTcp(absl::Span<const uint8_t> bytes, const IpAddres
   return result;
 }
 
-absl::Status ParseTcpInto(absl::Span<const uint8_t> bytes, const IpAddress& src,
-                          const IpAddress& dst, TcpRepr* repr, bool verify_checksum) {
+absl::Status CheckTcpHeader(absl::Span<const uint8_t> bytes, const IpAddress& src,
+                            const IpAddress& dst, bool verify_checksum, size_t* header_len_out) {
   if (bytes.size() < 20) {
     return absl::InvalidArgumentError(
         absl::StrFormat("truncated TCP header (%d bytes, need 20)", bytes.size()));
@@ -394,6 +398,22 @@ absl::Status ParseTcpInto(absl::Span<const uint8_t> bytes, const IpAddress& src,
           "bad TCP checksum 0x%04x (expected 0x%04x)", field, expected));
     }
   }
+  *header_len_out = header_len;
+  return absl::OkStatus();
+}
+
+absl::Status ParseTcpOptions(absl::Span<const uint8_t> bytes, TcpOptions* options,
+                             TcpOptionOffsets* at) {
+  return ParseOptions(bytes, options, at);
+}
+
+absl::Status ParseTcpInto(absl::Span<const uint8_t> bytes, const IpAddress& src,
+                          const IpAddress& dst, TcpRepr* repr, bool verify_checksum) {
+  size_t header_len = 0;
+  if (absl::Status s = CheckTcpHeader(bytes, src, dst, verify_checksum, &header_len); !s.ok()) {
+    return s;
+  }
+  const uint8_t* p = bytes.data();
   TcpRepr& r = *repr;
   r.src_port = Get16(p);
   r.dst_port = Get16(p + 2);
@@ -404,7 +424,7 @@ absl::Status ParseTcpInto(absl::Span<const uint8_t> bytes, const IpAddress& src,
   r.window = Get16(p + 14);
   r.urgent = Get16(p + 18);
   if (header_len > 20) {  // mutate: equivalent > (no options parse to none)
-    absl::Status s = ParseOptions(bytes.subspan(20, header_len - 20), &r.options);
+    absl::Status s = ParseOptions(bytes.subspan(20, header_len - 20), &r.options, nullptr);
     if (!s.ok()) return s;
   }
   r.payload = bytes.subspan(header_len);

@@ -136,6 +136,27 @@ absl::StatusOr<TcpRepr> ParseTcp(absl::Span<const uint8_t> bytes, const IpAddres
 absl::Status ParseTcpInto(absl::Span<const uint8_t> bytes, const IpAddress& src,
                           const IpAddress& dst, TcpRepr* repr, bool verify_checksum = true);
 
+// Where the known options of one header start (the offset of their kind byte from
+// the start of the options), for stack/datagram_view.h; 0xff: absent. When an option
+// appears twice, the last one (the one ParseTcp keeps).
+struct TcpOptionOffsets {
+  static constexpr uint8_t kAbsent = 0xff;
+  uint8_t mss = kAbsent;
+  uint8_t window_scale = kAbsent;
+  uint8_t sack = kAbsent;
+  uint8_t timestamps = kAbsent;
+};
+
+// The checks ParseTcp makes on the fixed header: length, data offset, and the
+// checksum when verify_checksum. On success *header_len is the header's length
+// with options.
+absl::Status CheckTcpHeader(absl::Span<const uint8_t> bytes, const IpAddress& src,
+                            const IpAddress& dst, bool verify_checksum, size_t* header_len);
+// ParseTcp's option parser, over the option bytes of one header (after the fixed 20);
+// fills *options and, when `at` is not null, where each known option lies.
+absl::Status ParseTcpOptions(absl::Span<const uint8_t> bytes, TcpOptions* options,
+                             TcpOptionOffsets* at = nullptr);
+
 // Writes header, options and payload into `out` (at least header_len() +
 // payload.size() bytes) and fills in data offset and checksum. Returns bytes
 // written, or an error when the options do not fit in 40 bytes or `out` is short.

@@ -110,12 +110,19 @@ struct Build {
   }
 };
 
+// The engine reads datagrams through a checked view.
+stack::ConstDatagramView View(absl::Span<const uint8_t> bytes) {
+  absl::StatusOr<stack::ConstDatagramView> v = stack::ConstDatagramView::Check(bytes);
+  EXPECT_TRUE(v.ok()) << v.status();
+  return *v;
+}
+
 // What left the engine, in order: passes (the caller's own bytes) and Poll output.
 struct Out {
   Instant at;
   SegmentMeta meta;
   std::vector<uint8_t> bytes;
-  bool passed = false;  // Offer said kPass
+  bool passed = false;  // Offer said kPass (bytes: what it said to send)
   // Parsed with checksums checked; the spans point into `bytes`.
   absl::StatusOr<Segment> Parse(bool verify = true) const {
     return stack::ParseSegment(bytes, stack::ParseOptions{.verify_checksums = verify});
@@ -147,13 +154,13 @@ class Engine : public ::testing::Test {
   // Offers at now_ and polls, as the proxy does after each datagram.
   Verdict Offer(const std::vector<uint8_t>& bytes, Hook hook = Hook::kToServer, uint64_t conn = 1,
                 TcpState state = TcpState::kEstablished) {
-    absl::StatusOr<Segment> parsed = stack::ParseSegment(bytes);
-    EXPECT_TRUE(parsed.ok()) << parsed.status();
     SegmentMeta meta{conn, hook, state};
-    Verdict v = engine_->Offer(now_, meta, *parsed, bytes);
-    if (v == Verdict::kPass) out_.push_back(Out{now_, meta, bytes, true});
+    const Offered o = engine_->Offer(now_, meta, View(bytes));
+    if (o.verdict == Verdict::kPass) {
+      out_.push_back(Out{now_, meta, std::vector<uint8_t>(o.datagram.begin(), o.datagram.end()), true});
+    }
     PollNow();
-    return v;
+    return o.verdict;
   }
   Verdict Offer(const Build& b, Hook hook = Hook::kToServer, uint64_t conn = 1,
                 TcpState state = TcpState::kEstablished) {
@@ -217,10 +224,8 @@ TEST_F(Engine, SocketLegEventsMeetOnlyDelayAndRstRules) {
   EXPECT_FALSE(engine_->WatchesSocketLeg(Hook::kToClient));
   auto offer_socket = [&](const Build& b, Hook hook) {
     std::vector<uint8_t> bytes = b.Bytes();
-    absl::StatusOr<Segment> parsed = stack::ParseSegment(bytes);
-    EXPECT_TRUE(parsed.ok());
     SegmentMeta meta{1, hook, TcpState::kEstablished, 0, /*socket=*/true};
-    Verdict v = engine_->Offer(now_, meta, *parsed, bytes);
+    Verdict v = engine_->Offer(now_, meta, View(bytes)).verdict;
     PollNow();
     return v;
   };
@@ -374,7 +379,7 @@ struct FieldCase {
   std::function<void(const Segment&)> check;
 };
 
-TEST_F(Engine, SetAndAddChangeEachFieldAndRefreshTheChecksums) {
+TEST_F(Engine, SetAndAddChangeEachFieldInPlaceAndKeepTheChecksumsRight) {
   const std::vector<FieldCase> cases = {
       {"set seq=77",
        {},
@@ -423,9 +428,9 @@ TEST_F(Engine, SetAndAddChangeEachFieldAndRefreshTheChecksums) {
     Add(c.rule);
     Build in = c.in;
     in.len = 5;
-    EXPECT_EQ(Offer(in), Verdict::kTaken);
+    EXPECT_EQ(Offer(in), Verdict::kPass);  // changed, and on at once
     ASSERT_EQ(out_.size(), 1u);
-    Segment s = out_[0].Seg();  // fresh checksums: parses with verification
+    Segment s = out_[0].Seg();  // checksums kept right: parses with verification
     c.check(s);
     EXPECT_EQ(s.tcp.payload.size(), 5u);
     EXPECT_EQ(s.tcp.options.timestamps, (stack::Timestamps{7, 9}));
@@ -446,7 +451,7 @@ TEST_F(Engine, MssAndWscaleWithoutTheOptionChangeNothing) {
 TEST_F(Engine, CorruptPayloadInvertsOneByteAndKeepsTheOldChecksum) {
   Add("corrupt payload len>0");
   std::vector<uint8_t> in = Build{.len = 100}.Bytes();
-  EXPECT_EQ(Offer(in), Verdict::kTaken);
+  EXPECT_EQ(Offer(in), Verdict::kPass);  // changed, and on at once
   ASSERT_EQ(out_.size(), 1u);
   EXPECT_THAT(out_[0].Parse().status().message(), HasSubstr("checksum"));
   ASSERT_EQ(out_[0].bytes.size(), in.size());
@@ -467,7 +472,7 @@ TEST_F(Engine, CorruptPayloadInvertsOneByteAndKeepsTheOldChecksum) {
 TEST_F(Engine, CorruptChecksumFailsVerificationOnly) {
   Add("corrupt checksum flags=SYN");
   std::vector<uint8_t> in = Build{.flags = kSyn, .mss = 1460}.Bytes();
-  EXPECT_EQ(Offer(in), Verdict::kTaken);
+  EXPECT_EQ(Offer(in), Verdict::kPass);  // changed, and on at once
   ASSERT_EQ(out_.size(), 1u);
   EXPECT_FALSE(out_[0].Parse().ok());
   absl::StatusOr<Segment> unchecked = out_[0].Parse(/*verify=*/false);
@@ -591,8 +596,7 @@ std::vector<int> FiringsOf(absl::string_view rule) {
   std::vector<int> fired;
   for (int k = 1; k <= 10; ++k) {
     std::vector<uint8_t> bytes = Build{.seq = uint32_t(k)}.Bytes();
-    Segment s = *stack::ParseSegment(bytes);
-    if (engine.Offer(kT0, {1, Hook::kToServer, TcpState::kEstablished}, s, bytes) ==
+    if (engine.Offer(kT0, {1, Hook::kToServer, TcpState::kEstablished}, View(bytes)).verdict ==
         Verdict::kTaken) {
       fired.push_back(k);
     }
@@ -614,9 +618,9 @@ TEST_F(Engine, AScopedRuleSeesOnlySegmentsOfItsScope) {
   absl::StatusOr<int> scoped = engine_->AddRule(MustParse("drop len>0"), /*scope=*/7);
   ASSERT_TRUE(scoped.ok());
   std::vector<uint8_t> bytes = Build{.len = 5}.Bytes();
-  Segment s = *stack::ParseSegment(bytes);
   auto offer = [&](uint64_t scope) {
-    return engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished, scope}, s, bytes);
+    return engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished, scope}, View(bytes))
+        .verdict;
   };
   EXPECT_EQ(offer(0), Verdict::kPass);
   EXPECT_EQ(offer(8), Verdict::kPass);
@@ -666,8 +670,7 @@ TEST(EngineRandom, ProbabilityDrawsOnlyWhenTheOtherMatchersHold) {
     std::string fate;
     for (uint32_t k = 0; k < 64; ++k) {
       std::vector<uint8_t> bytes = Build{.seq = k}.Bytes();
-      Segment s = *stack::ParseSegment(bytes);
-      fate += engine.Offer(kT0, {1, Hook::kToServer, TcpState::kEstablished}, s, bytes) ==
+      fate += engine.Offer(kT0, {1, Hook::kToServer, TcpState::kEstablished}, View(bytes)).verdict ==
                       Verdict::kPass
                   ? '.'
                   : 'x';
@@ -750,8 +753,7 @@ TEST_F(Engine, PollOutputMayBeOfferedAtTheNextHookFromTheCallback) {
       return;
     }
     std::vector<uint8_t> copy(d.begin(), d.end());
-    Segment s = *stack::ParseSegment(copy);
-    if (engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished}, s, copy) ==
+    if (engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished}, View(copy)).verdict ==
         Verdict::kPass) {
       delivered.push_back(Hook::kFromClient);
     }

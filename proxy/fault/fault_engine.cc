@@ -16,28 +16,28 @@
 
 namespace wrench::proxy {
 
+using stack::ConstDatagramView;
+using stack::DatagramView;
 using stack::Instant;
 using stack::Segment;
 using stack::TcpRepr;
 
-// One segment's trip through the rules: the segment as offered, and the changed
-// copy once a mutation touched it.
+// One segment's trip through the rules: the datagram as offered, and the changed
+// copy (FaultEngine::changed_) once a mutation touched it, patched through a view.
 struct FaultEngine::Work {
-  Work(Instant t, const SegmentMeta& m, const Segment& p, absl::Span<const uint8_t> d)
-      : now(t), meta(m), parsed(p), datagram(d) {}
+  Work(Instant t, const SegmentMeta& m, ConstDatagramView d) : now(t), meta(m), offered(d) {}
 
   Instant now;
   const SegmentMeta& meta;
-  const Segment& parsed;
-  absl::Span<const uint8_t> datagram;
-  std::optional<Segment> seg;  // the changed copy; made on the first change only
-  bool changed = false;        // a header field differs from `parsed`
-  int64_t corrupt_payload_at = -1;
+  ConstDatagramView offered;
+  std::optional<DatagramView> copy;  // made on the first change only
+  int64_t corrupt_payload_at = -1;   // applied by Seal, after every field change
   bool corrupt_checksum = false;
+  bool sealed = false;
   uint32_t held_slot = kNoSlot;  // the slot a reorder of this segment holds
 
-  const Segment& current() const { return seg ? *seg : parsed; }
-  bool NeedsEmit() const { return changed || corrupt_payload_at >= 0 || corrupt_checksum; }
+  ConstDatagramView current() const { return copy ? ConstDatagramView(*copy) : offered; }
+  bool NeedsEmit() const { return copy.has_value() || corrupt_payload_at >= 0 || corrupt_checksum; }
 };
 
 namespace {
@@ -52,59 +52,60 @@ bool FlagsMatch(const Rule& r, uint8_t flags) {
   return true;
 }
 
-bool HasField(const Segment& s, Field f) {
-  if (f == Field::kMss) return s.tcp.options.mss.has_value();
-  if (f == Field::kWscale) return s.tcp.options.window_scale.has_value();
+bool HasField(ConstDatagramView s, Field f) {
+  if (f == Field::kMss) return s.mss().has_value();
+  if (f == Field::kWscale) return s.window_scale().has_value();
   return true;
 }
 
-uint32_t GetField(const Segment& s, Field f) {
+uint32_t GetField(ConstDatagramView s, Field f) {
   switch (f) {
     case Field::kSeq:
-      return s.tcp.seq.raw();
+      return s.seq().raw();
     case Field::kAck:
-      return s.tcp.ack.raw();
+      return s.ack().raw();
     case Field::kWin:
-      return s.tcp.window;
+      return s.window();
     case Field::kUrg:
-      return s.tcp.urgent;
+      return s.urgent();
     case Field::kFlags:
-      return s.tcp.flags.bits();
+      return s.flags().bits();
     case Field::kTtl:
       return s.ttl();
     case Field::kMss:
-      return s.tcp.options.mss.value_or(0);
+      return s.mss().value_or(0);
     case Field::kWscale:
-      return s.tcp.options.window_scale.value_or(0);
+      return s.window_scale().value_or(0);
   }
   return 0;
 }
 
-void PutField(Segment& s, Field f, uint32_t v) {
+// Patches the field in place; the view keeps both checksums right.
+void PutField(DatagramView& s, Field f, uint32_t v) {
   switch (f) {
     case Field::kSeq:
-      s.tcp.seq = stack::SeqNum(v);
+      s.set_seq(stack::SeqNum(v));
       break;
     case Field::kAck:
-      s.tcp.ack = stack::SeqNum(v);
+      s.set_ack(stack::SeqNum(v));
       break;
     case Field::kWin:
-      s.tcp.window = static_cast<uint16_t>(v);
+      s.set_window(static_cast<uint16_t>(v));
       break;
     case Field::kUrg:
-      s.tcp.urgent = static_cast<uint16_t>(v);
+      s.set_urgent(static_cast<uint16_t>(v));
       break;
     case Field::kFlags:
-      s.tcp.flags = stack::TcpFlags(static_cast<uint8_t>(v));
+      s.set_flags(stack::TcpFlags(static_cast<uint8_t>(v)));
       break;
     case Field::kTtl:
       s.set_ttl(static_cast<uint8_t>(v));
       break;
     case Field::kMss:
-      s.tcp.options.mss = static_cast<uint16_t>(v);
+      s.set_mss(static_cast<uint16_t>(v));
       break;
     case Field::kWscale:
-      s.tcp.options.window_scale = static_cast<uint8_t>(v);
+      s.set_window_scale(static_cast<uint8_t>(v));
       break;
   }
 }
@@ -129,6 +130,11 @@ uint32_t Wrap(uint32_t v, int64_t delta, Field f) {
 SegmentSummary Summarize(const TcpRepr& tcp) {
   return SegmentSummary{tcp.src_port, tcp.dst_port, tcp.flags,
                         tcp.seq,      tcp.ack,      static_cast<uint32_t>(tcp.payload.size())};
+}
+
+SegmentSummary Summarize(ConstDatagramView d) {
+  return SegmentSummary{d.src_port(), d.dst_port(), d.flags(), d.seq(), d.ack(),
+                        static_cast<uint32_t>(d.payload().size())};
 }
 
 std::string ToString(const Decision& d) {
@@ -261,18 +267,29 @@ void FaultEngine::Rebuild() {
 // ---------------------------------------------------------------------------
 // Deciding.
 
-Verdict FaultEngine::Offer(Instant now, const SegmentMeta& meta, const Segment& parsed,
-                           absl::Span<const uint8_t> datagram) {
+Offered FaultEngine::Offer(Instant now, const SegmentMeta& meta, ConstDatagramView datagram) {
+  decisions_made_ = 0;
   offer_idle_ns_ = idle_rules_ != 0 ? TouchLeg(now, meta) : -1;
-  if (blackholes_ != 0 && !meta.socket && DropIfBlackholed(now, meta, parsed)) return Verdict::kTaken;
-  const uint64_t* candidates = CandidatesFor(SlotOf(meta), parsed.tcp.flags.bits());
+  if (blackholes_ != 0 && !meta.socket && DropIfBlackholed(now, meta, datagram)) {
+    return Offered{Verdict::kTaken, {}, {decisions_.data(), decisions_made_}};
+  }
+  const uint64_t* candidates = CandidatesFor(SlotOf(meta), datagram.flags().bits());
   bool any = candidates[0] != 0;
   for (size_t w = 1; !any && w < words_; ++w) any = candidates[w] != 0;
   if (!any) {
     if (reorder_holds_ != 0) ReleaseReorderedAfter(now, meta, kNoSlot);
-    return Verdict::kPass;
+    return Offered{Verdict::kPass, datagram.bytes(), {}};
   }
-  return Decide(now, meta, parsed, datagram, candidates);
+  Work w(now, meta, datagram);
+  const Verdict v = Decide(w, candidates);
+  return Answer(v, w);
+}
+
+// A pass sends the changed copy when there is one (sealed by then).
+Offered FaultEngine::Answer(Verdict v, const Work& w) {
+  Offered o{v, {}, {decisions_.data(), decisions_made_}};
+  if (v == Verdict::kPass) o.datagram = w.current().bytes();
+  return o;
 }
 
 // The matchers beyond hook and flags that never change while a segment is decided,
@@ -336,18 +353,19 @@ FaultEngine::Addressed FaultEngine::AddressedTo(const Probe& probe) const {
   return a;
 }
 
-Verdict FaultEngine::Decide(Instant now, const SegmentMeta& meta, const Segment& parsed,
-                            absl::Span<const uint8_t> datagram, const uint64_t* candidates) {
-  Work w(now, meta, parsed, datagram);
+Verdict FaultEngine::Decide(Work& w, const uint64_t* candidates) {
+  const Instant now = w.now;
+  const SegmentMeta& meta = w.meta;
+  const ConstDatagramView parsed = w.offered;
   ConnState* conn = nullptr;
   const int slot = SlotOf(meta);
-  const Probe probe{meta.conn, meta.scope, static_cast<uint32_t>(parsed.tcp.payload.size()),
-                    parsed.tcp.src_port, parsed.tcp.dst_port,
+  const Probe probe{meta.conn, meta.scope, static_cast<uint32_t>(parsed.payload().size()),
+                    parsed.src_port(), parsed.dst_port(),
                     static_cast<uint16_t>(1u << (static_cast<unsigned>(meta.state) & 15)),
                     offer_idle_ns_};
   const Filter* filters = filters_.data();
   const Addressed addressed = AddressedTo(probe);
-  uint8_t flags = parsed.tcp.flags.bits();
+  uint8_t flags = parsed.flags().bits();
   for (size_t word = 0; word < words_; ++word) {
     const uint64_t mask = addressed.Mask(word);
     uint64_t bits = candidates[word] & mask;
@@ -365,7 +383,7 @@ Verdict FaultEngine::Decide(Instant now, const SegmentMeta& meta, const Segment&
       }
       Mutate(w, i);
       // Later rules match the changed flags: continue with their candidates past i.
-      if (const uint8_t changed = w.current().tcp.flags.bits(); changed != flags) {
+      if (const uint8_t changed = w.current().flags().bits(); changed != flags) {
         flags = changed;
         candidates = CandidatesFor(slot, flags);
         const size_t next = i % 64 + 1;
@@ -373,13 +391,10 @@ Verdict FaultEngine::Decide(Instant now, const SegmentMeta& meta, const Segment&
       }
     }
   }
-  Verdict v = Verdict::kPass;
-  if (w.NeedsEmit()) {
-    Schedule(Materialize(w), now);
-    v = Verdict::kTaken;
-  }
+  // Only mutations fired (or none): the changed copy goes on now.
+  Seal(w);
   ReleaseReorderedAfter(now, meta, kNoSlot);
-  return v;
+  return Verdict::kPass;
 }
 
 // Occurrence counting, then the draw (proxy/fault/rule.h): only for segments every other
@@ -407,16 +422,16 @@ bool FaultEngine::CountAndDraw(size_t index, const SegmentMeta& meta, ConnState*
 
 void FaultEngine::Mutate(Work& w, size_t index) {
   const Action& action = rules_[index].rule.action;
-  const TcpRepr& tcp = w.current().tcp;
+  const ConstDatagramView tcp = w.current();
   if (const auto* c = std::get_if<CorruptAction>(&action)) {
     if (c->target == CorruptTarget::kChecksum) {
       w.corrupt_checksum = true;
       Report(w.now, w.meta, tcp, index,
              [](std::string* d) { d->append("TCP checksum low byte inverted"); });
-    } else if (tcp.payload.empty()) {
+    } else if (tcp.payload().empty()) {
       Report(w.now, w.meta, tcp, index, [](std::string* d) { d->append("no payload: unchanged"); });
     } else {
-      w.corrupt_payload_at = static_cast<int64_t>(UniformBelow(tcp.payload.size()));
+      w.corrupt_payload_at = static_cast<int64_t>(UniformBelow(tcp.payload().size()));
       Report(w.now, w.meta, tcp, index, [&](std::string* d) {
         absl::StrAppend(d, "payload byte ", w.corrupt_payload_at, " inverted, checksum kept");
       });
@@ -448,14 +463,35 @@ void FaultEngine::Mutate(Work& w, size_t index) {
                     FieldValueText(field, after_value));
   });
   if (after_value == before) return;
-  if (!w.seg) w.seg = w.parsed;
-  PutField(*w.seg, field, after_value);
-  w.changed = true;
+  if (!w.copy) CopyForChange(w);
+  PutField(*w.copy, field, after_value);
+}
+
+// The first change copies the offered bytes once; every change then patches the copy.
+void FaultEngine::CopyForChange(Work& w) {
+    const absl::Span<const uint8_t> bytes = w.offered.bytes();
+    if (changed_.size() < bytes.size()) changed_.resize(std::max<size_t>(bytes.size(), 2048));
+    std::memcpy(changed_.data(), bytes.data(), bytes.size());
+    w.copy.emplace(absl::MakeSpan(changed_.data(), bytes.size()), w.offered.layout());
+}
+
+// The corruptions go on last, over the fields as every rule left them: a payload
+// byte inverted under the checksum as it was, or the checksum's low byte inverted.
+void FaultEngine::Seal(Work& w) {
+  if (w.sealed || (w.corrupt_payload_at < 0 && !w.corrupt_checksum)) return;
+  w.sealed = true;
+  if (!w.copy) CopyForChange(w);
+  uint8_t* b = changed_.data();
+  const size_t payload = w.copy->payload().size();
+  if (w.corrupt_payload_at >= 0 && static_cast<size_t>(w.corrupt_payload_at) < payload) {
+    b[w.copy->layout().payload + static_cast<size_t>(w.corrupt_payload_at)] ^= 0xff;
+  }
+  if (w.corrupt_checksum) b[w.copy->layout().tcp + 17] ^= 0xff;  // bytes 16-17 of the header
 }
 
 Verdict FaultEngine::Act(Work& w, size_t index, ConnState*& conn) {
   const Compiled& rule = rules_[index];
-  const TcpRepr& tcp = w.current().tcp;
+  const ConstDatagramView tcp = w.current();
   const int hook = static_cast<int>(w.meta.hook) & 3;
   switch (KindOf(rule.rule.action)) {
     case ActionKind::kDrop:
@@ -475,24 +511,15 @@ Verdict FaultEngine::Act(Work& w, size_t index, ConnState*& conn) {
       return Verdict::kTaken;
     }
     case ActionKind::kDup: {
+      // The segment (changed, if a mutation changed it) goes on now, its copies
+      // right after it.
       const uint32_t copies = std::get<DupAction>(rule.rule.action).copies;
-      Verdict v = Verdict::kPass;
-      uint32_t first = kNoSlot;
-      if (w.NeedsEmit()) {
-        first = Materialize(w);
-        Schedule(first, w.now);
-        v = Verdict::kTaken;
-      }
-      for (uint32_t k = 0; k < copies; ++k) {
-        // One emission, then byte copies of it.
-        const uint32_t s = first == kNoSlot ? Materialize(w) : CopySlot(first);
-        if (first == kNoSlot) first = s;
-        Schedule(s, w.now);
-      }
+      Seal(w);
+      for (uint32_t k = 0; k < copies; ++k) Schedule(Materialize(w), w.now);
       Report(w.now, w.meta, tcp, index, [&](std::string* d) {
         absl::StrAppend(d, "original + ", copies, copies == 1 ? " copy" : " copies");
       });
-      return v;
+      return Verdict::kPass;
     }
     case ActionKind::kReorder: {
       if (conn == nullptr) conn = &conns_[w.meta.conn];
@@ -500,9 +527,8 @@ Verdict FaultEngine::Act(Work& w, size_t index, ConnState*& conn) {
         // The pair swaps: this one goes now, the held one right after it.
         Report(w.now, w.meta, tcp, index,
                [](std::string* d) { d->append("goes ahead of the segment already held"); });
-        if (!w.NeedsEmit()) return Verdict::kPass;
-        Schedule(Materialize(w), w.now);
-        return Verdict::kTaken;
+        Seal(w);
+        return Verdict::kPass;
       }
       const uint32_t s = Materialize(w);
       slots_[s].reorder_held = true;
@@ -519,8 +545,8 @@ Verdict FaultEngine::Act(Work& w, size_t index, ConnState*& conn) {
     case ActionKind::kRst: {
       Schedule(MaterializeRst(w), w.now);
       Report(w.now, w.meta, tcp, index, [&](std::string* d) {
-        absl::StrAppend(d, "replaced by RST seq ", tcp.seq.raw());
-        if (tcp.flags.has(stack::kAck)) absl::StrAppend(d, " ack ", tcp.ack.raw());
+        absl::StrAppend(d, "replaced by RST seq ", tcp.seq().raw());
+        if (tcp.flags().has(stack::kAck)) absl::StrAppend(d, " ack ", tcp.ack().raw());
       });
       return Verdict::kTaken;
     }
@@ -539,7 +565,8 @@ Verdict FaultEngine::Act(Work& w, size_t index, ConnState*& conn) {
 }
 
 // Blackholes act before any rule: the connection has vanished at those hooks.
-bool FaultEngine::DropIfBlackholed(Instant now, const SegmentMeta& meta, const Segment& parsed) {
+bool FaultEngine::DropIfBlackholed(Instant now, const SegmentMeta& meta,
+                                   ConstDatagramView parsed) {
   auto it = conns_.find(meta.conn);
   if (it == conns_.end()) return false;
   const unsigned hook_bit = 1u << (static_cast<unsigned>(meta.hook) & 3);
@@ -548,7 +575,7 @@ bool FaultEngine::DropIfBlackholed(Instant now, const SegmentMeta& meta, const S
     for (size_t i = 0; i < rules_.size(); ++i) {
       if (rules_[i].id != b.rule_id) continue;
       ++rules_[i].hits;
-      Report(now, meta, parsed.tcp, i,
+      Report(now, meta, parsed, i,
              [](std::string* d) { d->append("dropped: connection blackholed"); });
       break;
     }
@@ -574,19 +601,20 @@ void FaultEngine::ReleaseReorderedAfter(Instant now, const SegmentMeta& meta, ui
   PruneStale();
 }
 
-void FaultEngine::Report(Instant now, const SegmentMeta& meta, const TcpRepr& tcp, size_t index,
-                         absl::FunctionRef<void(std::string*)> detail) {
-  if (!observer_) return;
+void FaultEngine::Report(Instant now, const SegmentMeta& meta, ConstDatagramView seg,
+                         size_t index, absl::FunctionRef<void(std::string*)> detail) {
+  if (decisions_made_ == decisions_.size()) decisions_.emplace_back();
+  Decision& d = decisions_[decisions_made_++];
   const Compiled& rule = rules_[index];
-  decision_.at = now;
-  decision_.meta = meta;
-  decision_.rule_id = rule.id;
-  decision_.rule_text = *rule.text;
-  decision_.action = KindOf(rule.rule.action);
-  decision_.segment = Summarize(tcp);
-  decision_.detail.clear();
-  detail(&decision_.detail);
-  observer_(decision_);
+  d.at = now;
+  d.meta = meta;
+  d.rule_id = rule.id;
+  d.rule_text = *rule.text;
+  d.action = KindOf(rule.rule.action);
+  d.segment = Summarize(seg);
+  d.detail.clear();
+  detail(&d.detail);
+  if (observer_) observer_(d);
 }
 
 // ---------------------------------------------------------------------------
@@ -630,15 +658,12 @@ uint32_t FaultEngine::CopySlot(uint32_t from) {
   return s;
 }
 
-uint32_t FaultEngine::Materialize(const Work& w) {
-  if (!w.NeedsEmit()) {
-    const uint32_t s = AcquireSlot(w.meta, w.datagram.size());
-    std::memcpy(slots_[s].bytes.data(), w.datagram.data(), w.datagram.size());
-    return s;
-  }
-  const Segment& seg = w.current();
-  const uint32_t s = AcquireSlot(w.meta, seg.BufferLen());
-  EmitInto(s, seg, w);
+// A held copy of the segment as the rules left it.
+uint32_t FaultEngine::Materialize(Work& w) {
+  Seal(w);
+  const absl::Span<const uint8_t> bytes = w.current().bytes();
+  const uint32_t s = AcquireSlot(w.meta, bytes.size());
+  std::memcpy(slots_[s].bytes.data(), bytes.data(), bytes.size());
   return s;
 }
 
@@ -646,44 +671,26 @@ uint32_t FaultEngine::Materialize(const Work& w) {
 // sequence space of the segment it replaces, so the receiver finds it acceptable
 // exactly when it would have found that segment's first byte in order.
 uint32_t FaultEngine::MaterializeRst(const Work& w) {
-  const Segment& from = w.current();
+  const ConstDatagramView from = w.current();
   Segment rst;
-  rst.ip = from.ip;
+  absl::Span<const uint8_t> tcp;
+  // The IP header of the segment it replaces, read once for this rare action.
+  (void)stack::ParseIpLayer(from.bytes(), /*verify_checksum=*/false, &rst.ip, &tcp);
   if (auto* v4 = std::get_if<stack::Ipv4Repr>(&rst.ip)) v4->options = {};
-  rst.tcp.src_port = from.tcp.src_port;
-  rst.tcp.dst_port = from.tcp.dst_port;
-  rst.tcp.seq = from.tcp.seq;
+  rst.tcp.src_port = from.src_port();
+  rst.tcp.dst_port = from.dst_port();
+  rst.tcp.seq = from.seq();
   rst.tcp.flags = stack::TcpFlags(stack::kRst);
-  if (from.tcp.flags.has(stack::kAck)) {
+  if (from.flags().has(stack::kAck)) {
     rst.tcp.flags = rst.tcp.flags.with(stack::kAck);
-    rst.tcp.ack = from.tcp.ack;
+    rst.tcp.ack = from.ack();
   }
   const uint32_t s = AcquireSlot(w.meta, rst.BufferLen());
-  EmitInto(s, rst, w);
-  return s;
-}
-
-// Emits with fresh checksums, then applies the corruption the rules asked for.
-void FaultEngine::EmitInto(uint32_t s, const Segment& seg, const Work& w) {
   Slot& slot = slots_[s];
-  absl::StatusOr<size_t> n = EmitSegment(seg, absl::MakeSpan(slot.bytes.data(), slot.len));
-  if (!n.ok()) {
-    // Cannot happen for a segment ParseSegment produced; forward the original
-    // rather than lose it silently.
-    if (slot.bytes.size() < w.datagram.size()) slot.bytes.resize(w.datagram.size());
-    std::memcpy(slot.bytes.data(), w.datagram.data(), w.datagram.size());
-    slot.len = w.datagram.size();
-    return;
-  }
-  slot.len = *n;
-  const size_t payload = seg.tcp.payload.size();
-  if (w.corrupt_payload_at >= 0 && static_cast<size_t>(w.corrupt_payload_at) < payload) {
-    slot.bytes[slot.len - payload + static_cast<size_t>(w.corrupt_payload_at)] ^= 0xff;
-  }
-  if (w.corrupt_checksum) {
-    const size_t tcp_start = slot.len - payload - seg.tcp.header_len();
-    slot.bytes[tcp_start + 17] ^= 0xff;  // the checksum is bytes 16-17 of the header
-  }
+  absl::StatusOr<size_t> n = EmitSegment(rst, absl::MakeSpan(slot.bytes.data(), slot.len));
+  // Cannot fail for the header of a checked datagram; an empty slot is dropped.
+  slot.len = n.ok() ? *n : 0;
+  return s;
 }
 
 void FaultEngine::Schedule(uint32_t s, Instant due) {
@@ -720,7 +727,7 @@ void FaultEngine::Poll(Instant now, Output out) {
     const SegmentMeta meta = slot.meta;
     // The callback may add slots (moving slots_), but a vector's move keeps its bytes.
     const absl::Span<const uint8_t> bytes(slot.bytes.data(), slot.len);
-    out(meta, bytes);
+    if (!bytes.empty()) out(meta, bytes);
     FreeSlot(top.slot);
     PruneStale();
   }

@@ -21,6 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "proxy/fault/rule.h"
+#include "stack/datagram_view.h"
 #include "stack/segment.h"
 #include "stack/tcp_state.h"
 #include "stack/time.h"
@@ -53,6 +54,7 @@ struct SegmentSummary {
   uint32_t payload_len = 0;
 };
 SegmentSummary Summarize(const stack::TcpRepr& tcp);
+SegmentSummary Summarize(stack::ConstDatagramView datagram);
 
 // One rule firing on one segment, for captures and logs. `rule_text` stays valid
 // until the rule is removed (adding rules does not move it).
@@ -72,8 +74,27 @@ inline std::ostream& operator<<(std::ostream& os, const Decision& d) { return os
 
 // What Offer did with a datagram.
 enum class Verdict : uint8_t {
-  kPass,   // goes on unchanged, now: the caller sends its own bytes (nothing was copied)
+  kPass,   // goes on now: the caller sends Offered::datagram
   kTaken,  // the engine holds what it needs; results, if any, come out of Poll
+};
+
+// Offer's answer for one datagram. The spans stay valid until the next call into the
+// engine.
+struct Offered {
+  Verdict verdict = Verdict::kPass;
+  // With kPass, what to send now: the caller's own bytes when no rule changed them
+  // (nothing was copied), else the engine's changed copy of them.
+  absl::Span<const uint8_t> datagram;
+  // Every rule that fired on it, in order: mutations first, the deciding rule last.
+  absl::Span<const Decision> decisions;
+
+  bool changed(absl::Span<const uint8_t> offered) const { return datagram.data() != offered.data(); }
+  // The last rule that fired, or null.
+  const Decision* last() const { return decisions.empty() ? nullptr : &decisions.back(); }
+  // An `rst` rule replaced the datagram with a RST.
+  bool replaced_by_rst() const {
+    return !decisions.empty() && decisions.back().action == ActionKind::kRst;
+  }
 };
 
 // Decides, per the rules, the fate of each datagram offered at a hook.
@@ -111,8 +132,8 @@ enum class Verdict : uint8_t {
 //   rst        replaced by <SEQ=seq><CTL=RST> (RST+ACK with the same ack when the
 //              segment had ACK): same addresses, ports and IP header, window 0, no
 //              options, no payload, valid checksums.
-//   set/add F  the field changes (add wraps modulo the field's width) and the
-//              segment is re-emitted with fresh checksums. mss and wscale change only
+//   set/add F  the field changes (add wraps modulo the field's width), patched in a
+//              copy of the datagram with both checksums updated (RFC 1624). mss and wscale change only
 //              a segment carrying that option; otherwise nothing changes and the
 //              decision's detail says so. ttl is the IPv4 TTL or the IPv6 hop limit.
 //   corrupt payload  one payload byte, chosen by the generator, is inverted and the
@@ -124,8 +145,9 @@ enum class Verdict : uint8_t {
 //              connection at the rule's hooks is dropped before any rule is tried,
 //              until the rule is removed or the connection forgotten. Each such drop
 //              is a decision (and a hit) of the blackhole rule.
-// A changed segment is re-emitted from its parsed form: TCP options in the canonical
-// layout of stack/tcp_wire.h, IPv4 options kept, IPv6 extension headers left out.
+// A changed segment is the offered bytes patched in place through a datagram view
+// (stack/datagram_view.h): options, IPv4 options and IPv6 extension headers stay
+// where they were; link padding after the IP length is left out.
 //
 // Rules may be added and removed while traffic flows. Removing a rule does not
 // recall what it already holds (delayed or reordered segments are on the wire); it
@@ -140,7 +162,7 @@ enum class Verdict : uint8_t {
 // rules naming a conn= or port= are indexed by it, and the remaining candidates
 // are checked on conn, scope, port, len and state before any counter or draw is
 // touched. Held segments live in a pool of reusable buffers: once warm, no path
-// allocates per segment (the observer's Decision reuses its detail string).
+// allocates per segment (the Decisions Offer returns reuse their detail strings).
 class FaultEngine {
  public:
   struct Options {
@@ -170,18 +192,18 @@ class FaultEngine {
   // The rules in evaluation order.
   std::vector<RuleInfo> Rules() const;
 
-  // Called for every decision, in the middle of Offer: it must not call back into
-  // the engine. The Decision is reused; copy what outlives the call.
+  // A log of every decision, for runs that record them all (the simulator's tests):
+  // called in the middle of Offer, so it must not call back into the engine. Offer
+  // returns the same decisions to its caller.
   void set_decision_observer(std::function<void(const Decision&)> observer) {
     observer_ = std::move(observer);
   }
 
-  // Offers one datagram (IPv4 or IPv6 with TCP) at a hook; `parsed` must be
-  // ParseSegment(datagram) (its spans point into it). kPass: the caller forwards its
-  // own bytes now. kTaken: the engine copied what it needs. Either way, call Poll(now)
-  // next: a kPass may be followed by copies of it or by a segment released after it.
-  Verdict Offer(stack::Instant now, const SegmentMeta& meta, const stack::Segment& parsed,
-                absl::Span<const uint8_t> datagram);
+  // Offers one checked datagram (IPv4 or IPv6 with TCP) at a hook and returns its
+  // fate: kPass with the bytes to send now, or kTaken when the engine dropped it or
+  // holds what it needs. Either way, call Poll(now) next: a kPass may be followed by
+  // copies of it or by a segment released after it.
+  Offered Offer(stack::Instant now, const SegmentMeta& meta, stack::ConstDatagramView datagram);
 
   using Output = absl::FunctionRef<void(const SegmentMeta&, absl::Span<const uint8_t> datagram)>;
   // Hands out every held datagram due at or before `now`, by due time, then in the
@@ -260,18 +282,21 @@ class FaultEngine {
   struct Probe;      // a segment's parts the static matchers read
   struct Addressed;  // the rules a segment's conn and ports can meet
 
-  Verdict Decide(stack::Instant now, const SegmentMeta& meta, const stack::Segment& parsed,
-                 absl::Span<const uint8_t> datagram, const uint64_t* candidates);
+  Verdict Decide(Work& w, const uint64_t* candidates);
+  Offered Answer(Verdict v, const Work& w);
   static bool StaticMatch(const Filter& f, const Probe& p);
   Addressed AddressedTo(const Probe& probe) const;
   int64_t TouchLeg(stack::Instant now, const SegmentMeta& meta);
   bool CountAndDraw(size_t index, const SegmentMeta& meta, ConnState*& conn);
   Verdict Act(Work& w, size_t index, ConnState*& conn);
   void Mutate(Work& w, size_t index);
-  bool DropIfBlackholed(stack::Instant now, const SegmentMeta& meta, const stack::Segment& parsed);
+  void CopyForChange(Work& w);
+  void Seal(Work& w);
+  bool DropIfBlackholed(stack::Instant now, const SegmentMeta& meta,
+                        stack::ConstDatagramView datagram);
   void ReleaseReorderedAfter(stack::Instant now, const SegmentMeta& meta, uint32_t except);
-  void Report(stack::Instant now, const SegmentMeta& meta, const stack::TcpRepr& tcp, size_t index,
-              absl::FunctionRef<void(std::string*)> detail);
+  void Report(stack::Instant now, const SegmentMeta& meta, stack::ConstDatagramView seg,
+              size_t index, absl::FunctionRef<void(std::string*)> detail);
   void Rebuild();
   // Candidate sets per slot: the hook for real segments, the hook + kHookCount for
   // socket-leg events (only delay and rst rules).
@@ -282,9 +307,8 @@ class FaultEngine {
     return &candidates_[(static_cast<size_t>(slot) * 256 + flags) * words_];
   }
 
-  uint32_t Materialize(const Work& w);
+  uint32_t Materialize(Work& w);
   uint32_t MaterializeRst(const Work& w);
-  void EmitInto(uint32_t slot, const stack::Segment& seg, const Work& w);
   uint32_t CopySlot(uint32_t from);
   uint32_t AcquireSlot(const SegmentMeta& meta, size_t len);
   void FreeSlot(uint32_t slot);
@@ -320,8 +344,10 @@ class FaultEngine {
   uint64_t next_order_ = 1;
   size_t held_slots_ = 0;
 
+  std::vector<uint8_t> changed_;  // the offered datagram's changed copy, patched in place
   std::function<void(const Decision&)> observer_;
-  Decision decision_;  // reused, so reporting does not allocate once warm
+  std::vector<Decision> decisions_;  // the offered datagram's; reused, so reporting does
+  size_t decisions_made_ = 0;        // not allocate once warm
 };
 
 }  // namespace wrench::proxy

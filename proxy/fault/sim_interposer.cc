@@ -47,14 +47,22 @@ void SimInterposer::Submit(stack::Instant now, Side from, const stack::TcpRepr& 
 }
 
 void SimInterposer::OfferAt(stack::Instant now, Hook hook, absl::Span<const uint8_t> bytes) {
-  absl::StatusOr<stack::Segment> parsed = stack::ParseSegment(bytes);
-  if (!parsed.ok()) {
+  absl::StatusOr<stack::ConstDatagramView> view = stack::ConstDatagramView::Check(bytes);
+  if (!view.ok()) {
     // Corrupted at the first hook: the proxy's own stack would drop it here.
     ++bad_datagrams_;
     return;
   }
   SegmentMeta meta{conn_, hook, StateAt(hook)};
-  if (engine_.Offer(now, meta, *parsed, bytes) == Verdict::kPass) Forward(now, hook, bytes);
+  const Offered o = engine_.Offer(now, meta, *view);
+  if (o.verdict != Verdict::kPass) return;
+  if (!o.changed(bytes)) {
+    Forward(now, hook, bytes);
+    return;
+  }
+  // The engine's changed copy lives until its next Offer, which Forward may make.
+  const std::vector<uint8_t> changed(o.datagram.begin(), o.datagram.end());
+  Forward(now, hook, changed);
 }
 
 void SimInterposer::Forward(stack::Instant now, Hook hook, absl::Span<const uint8_t> bytes) {

@@ -42,12 +42,9 @@ Proxy::Proxy(asio::io_context& io, DatagramSink& sink, FaultEngine& engine, Prox
     : io_(io), sink_(sink), engine_(engine), opts_(std::move(opts)), timer_(io, [this] { OnTimer(); }) {
   out_buf_.resize(65536 + 120);
   relay_buf_.resize(64 * 1024);
-  engine_.set_decision_observer([this](const Decision& d) { decision_ = d; });
 }
 
-Proxy::~Proxy() {
-  engine_.set_decision_observer({});
-}
+Proxy::~Proxy() = default;
 
 const Mapping* Proxy::FindMapping(const IpAddress& addr, uint16_t port) const {
   for (const Mapping& m : opts_.maps) {
@@ -165,11 +162,20 @@ void Proxy::OnDatagram(absl::Span<const uint8_t> datagram) {
 void Proxy::Inbound(Connection& c, Leg& leg, const Segment& seg, absl::Span<const uint8_t> bytes) {
   Instant now = MonotonicNow();
   TcpState before = leg.ep ? leg.ep->state() : (&leg == &c.client ? TcpState::kListen : TcpState::kClosed);
-  decision_.reset();
-  Verdict v = engine_.Offer(now, {c.id, leg.in_hook, before, c.scope}, seg, bytes);
-  std::optional<Decision> decision = std::move(decision_);
-  decision_.reset();
-  if (v == Verdict::kPass) DeliverToLeg(c, leg, seg);
+  // OnDatagram checked the bytes; the view only finds the parts again.
+  auto view = stack::ConstDatagramView::Check(bytes, {.verify_checksums = false});
+  if (!view.ok()) return;
+  const Offered o = engine_.Offer(now, {c.id, leg.in_hook, before, c.scope}, *view);
+  std::optional<Decision> decision;
+  if (o.last()) decision = *o.last();  // delivery below may offer more segments
+  if (o.verdict == Verdict::kPass && !o.changed(bytes)) {
+    DeliverToLeg(c, leg, seg);
+  } else if (o.verdict == Verdict::kPass) {
+    // Changed by the rules: what the endpoint gets is the changed datagram, and a
+    // corrupted one fails its checksum here, as it would in a kernel.
+    const std::vector<uint8_t> changed(o.datagram.begin(), o.datagram.end());
+    if (auto parsed = stack::ParseSegment(changed); parsed.ok()) DeliverToLeg(c, leg, *parsed);
+  }
   // (Removed from the table by now, perhaps, but alive until the entry point returns.)
   std::optional<TcpState> after;
   if (leg.ep) after = leg.ep->state();
@@ -268,11 +274,8 @@ void Proxy::OnUpstreamFailed(Connection& c, bool refused, const std::string& why
       Segment s = stack::MakeSegment(c.client.key.local_addr, c.client.key.remote_addr, rst, next_ident_++);
       auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
       if (n.ok()) {
-        auto parsed = stack::ParseSegment(absl::MakeConstSpan(out_buf_.data(), *n));
-        if (parsed.ok()) {
-          Transmit(&c, {c.id, Hook::kToClient, TcpState::kClosed, c.scope}, absl::MakeConstSpan(out_buf_.data(), *n),
-                   &*parsed);
-        }
+        Transmit(&c, {c.id, Hook::kToClient, TcpState::kClosed, c.scope}, absl::MakeConstSpan(out_buf_.data(), *n),
+                 s);
       }
     }
     Remove(c);
@@ -381,11 +384,8 @@ bool Proxy::FlushLeg(Connection& c, Leg& leg) {
     Segment s = stack::MakeSegment(leg.key.local_addr, leg.key.remote_addr, r, next_ident_++);
     auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
     if (!n.ok()) return;  // cannot happen for what the endpoint builds
-    absl::Span<const uint8_t> bytes(out_buf_.data(), *n);
-    // The engine wants views into the datagram itself.
-    auto parsed = stack::ParseSegment(bytes, {.verify_checksums = false});
-    if (!parsed.ok()) return;
-    reset_by_rule = Transmit(&c, {c.id, leg.out_hook, leg.ep->state(), c.scope}, bytes, &*parsed) &&
+    reset_by_rule = Transmit(&c, {c.id, leg.out_hook, leg.ep->state(), c.scope},
+                             absl::MakeConstSpan(out_buf_.data(), *n), s) &&
                     !r.flags.has(stack::kRst);
   });
   if (reset_by_rule && leg.ep->state() != TcpState::kClosed) {
@@ -400,19 +400,19 @@ bool Proxy::FlushLeg(Connection& c, Leg& leg) {
 }
 
 bool Proxy::Transmit(Connection* c, const SegmentMeta& meta, absl::Span<const uint8_t> datagram,
-                     const Segment* parsed) {
+                     const Segment& seg) {
   Instant now = MonotonicNow();
-  decision_.reset();
-  Verdict v = engine_.Offer(now, meta, *parsed, datagram);
-  std::optional<Decision> decision = std::move(decision_);
-  decision_.reset();
-  if (v == Verdict::kPass) {
-    sink_.WriteDatagram(datagram);
+  // The bytes were just emitted from `seg`: the view finds their parts without a parse.
+  auto view = stack::ConstDatagramView::Check(datagram, {.verify_checksums = false});
+  if (!view.ok()) return false;  // cannot happen for what EmitSegment wrote
+  const Offered o = engine_.Offer(now, meta, *view);
+  if (o.verdict == Verdict::kPass) {
+    sink_.WriteDatagram(o.datagram);
     ++stats_.datagrams_out;
-    if (pcap_) pcap_->Write(now, datagram);
+    if (pcap_) pcap_->Write(now, o.datagram);
   }
-  LogSegment(c, meta.hook, *parsed, meta.state, meta.state, decision ? &*decision : nullptr);
-  return decision && decision->action == ActionKind::kRst;
+  LogSegment(c, meta.hook, seg, meta.state, meta.state, o.last());
+  return o.replaced_by_rst();
 }
 
 void Proxy::PollEngine() {

@@ -157,8 +157,9 @@ class Proxy {
   // Sends what the leg's endpoint has due; true when a rule's RST ended the leg.
   bool FlushLeg(Connection& c, Leg& leg);
   // Returns true when a rule replaced the segment with a RST.
+  // `datagram` is `seg` as just emitted; the engine reads it through a view.
   bool Transmit(Connection* c, const SegmentMeta& meta, absl::Span<const uint8_t> datagram,
-                const stack::Segment* parsed);
+                const stack::Segment& seg);
   // Moves bytes, FIN and RST between the two legs (relay_loop.h).
   void Relay(Connection& c);
   void StartSocketRead(Connection& c);
@@ -217,8 +218,6 @@ class Proxy {
 
   std::vector<uint8_t> out_buf_;    // one datagram being emitted
   std::vector<uint8_t> relay_buf_;  // bytes moving between legs
-  const Decision* last_decision_ = nullptr;
-  std::optional<Decision> decision_;
   uint16_t next_ident_ = 1;
   uint16_t next_ephemeral_ = 40000;
   bool shutting_down_ = false;

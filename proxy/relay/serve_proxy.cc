@@ -99,10 +99,9 @@ ServeProxy::ServeProxy(asio::io_context& io, DatagramSink& sink, FaultEngine& en
   out_buf_.resize(65536 + 120);
   relay_buf_.resize(64 * 1024);
   // In serve mode the Proxy sees no traffic: the engine's decisions are ours.
-  engine_.set_decision_observer([this](const Decision& d) { decision_ = d; });
 }
 
-ServeProxy::~ServeProxy() { engine_.set_decision_observer({}); }
+ServeProxy::~ServeProxy() = default;
 
 absl::Status ServeProxy::Start() {
   boost::system::error_code ec;
@@ -298,10 +297,7 @@ bool ServeProxy::Flush(Connection& c) {
     auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
     if (!n.ok()) return;
     absl::Span<const uint8_t> bytes(out_buf_.data(), *n);
-    auto parsed = stack::ParseSegment(bytes, {.verify_checksums = false});
-    if (parsed.ok()) {
-      reset_by_rule = Emit(&c, Hook::kToServer, c.ep->state(), bytes, *parsed) && !r.flags.has(stack::kRst);
-    }
+    reset_by_rule = Emit(&c, Hook::kToServer, c.ep->state(), bytes, s) && !r.flags.has(stack::kRst);
   });
   if (reset_by_rule && c.ep->state() != TcpState::kClosed) {
     // As Proxy::FlushLeg: the rule's RST ended the connection for the server, so the
@@ -315,17 +311,17 @@ bool ServeProxy::Flush(Connection& c) {
 bool ServeProxy::Emit(Connection* c, Hook hook, TcpState state, absl::Span<const uint8_t> datagram,
                       const Segment& parsed) {
   Instant now = MonotonicNow();
-  decision_.reset();
-  Verdict v = engine_.Offer(now, {c ? c->id : 0, hook, state, 0}, parsed, datagram);
-  std::optional<Decision> decision = std::move(decision_);
-  decision_.reset();
-  if (v == Verdict::kPass) {
-    sink_.WriteDatagram(datagram);
+  // The bytes were just emitted from `parsed`: the view finds their parts without a parse.
+  auto view = stack::ConstDatagramView::Check(datagram, {.verify_checksums = false});
+  if (!view.ok()) return false;  // cannot happen for what EmitSegment wrote
+  const Offered o = engine_.Offer(now, {c ? c->id : 0, hook, state, 0}, *view);
+  if (o.verdict == Verdict::kPass) {
+    sink_.WriteDatagram(o.datagram);
     ++stats_.datagrams_out;
-    if (pcap_) pcap_->Write(now, datagram);
+    if (pcap_) pcap_->Write(now, o.datagram);
   }
-  Log(c, hook, parsed, state, state, decision ? &*decision : nullptr, now);
-  return decision && decision->action == ActionKind::kRst;
+  Log(c, hook, parsed, state, state, o.last(), now);
+  return o.replaced_by_rst();
 }
 
 void ServeProxy::OnDatagram(absl::Span<const uint8_t> datagram) {
@@ -344,11 +340,19 @@ void ServeProxy::OnDatagram(absl::Span<const uint8_t> datagram) {
   if (it != by_tuple_.end()) {
     Connection& c = *it->second;
     TcpState before = c.ep->state();
-    decision_.reset();
-    Verdict v = engine_.Offer(now, {c.id, Hook::kFromServer, before, 0}, seg, datagram);
-    std::optional<Decision> decision = std::move(decision_);
-    decision_.reset();
-    if (v == Verdict::kPass) Deliver(c, seg);
+    // Checked by the parse above: the view only finds the parts again.
+    auto view = stack::ConstDatagramView::Check(datagram, {.verify_checksums = false});
+    const Offered o = view.ok() ? engine_.Offer(now, {c.id, Hook::kFromServer, before, 0}, *view)
+                                : Offered{Verdict::kTaken, {}, {}};
+    std::optional<Decision> decision;
+    if (o.last()) decision = *o.last();  // delivery below may offer more segments
+    if (o.verdict == Verdict::kPass && !o.changed(datagram)) {
+      Deliver(c, seg);
+    } else if (o.verdict == Verdict::kPass) {
+      // Changed by the rules; a corrupted one fails its checksum here, as in a kernel.
+      const std::vector<uint8_t> changed(o.datagram.begin(), o.datagram.end());
+      if (auto p = stack::ParseSegment(changed); p.ok()) Deliver(c, *p);
+    }
     // (Perhaps removed by now, but alive until EndOfEntry.)
     Log(&c, Hook::kFromServer, seg, before, c.ep->state(), decision ? &*decision : nullptr, now);
   } else if (!seg.tcp.flags.has(stack::kRst)) {

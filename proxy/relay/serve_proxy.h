@@ -108,7 +108,6 @@ class ServeProxy {
   LoopTimer timer_;
   std::vector<uint8_t> out_buf_;
   std::vector<uint8_t> relay_buf_;  // bytes moving between legs
-  std::optional<Decision> decision_;
   uint16_t next_ident_ = 1;
   uint16_t next_ephemeral_ = 40000;
   bool shutting_down_ = false;

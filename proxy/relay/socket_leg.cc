@@ -326,14 +326,14 @@ void Proxy::OfferSocketEvent(Connection& c, Hook hook, uint8_t flags,
   stack::Segment seg =
       stack::MakeSegment(out ? local : server, out ? server : local, r, next_ident_++);
   auto n = stack::EmitSegment(seg, absl::MakeSpan(out_buf_));
-  std::optional<stack::Segment> parsed;
+  std::optional<stack::ConstDatagramView> view;
   if (n.ok()) {
-    auto p =
-        stack::ParseSegment(absl::MakeConstSpan(out_buf_.data(), *n), {.verify_checksums = false});
-    if (p.ok()) parsed = *p;
+    auto v = stack::ConstDatagramView::Check(absl::MakeConstSpan(out_buf_.data(), *n),
+                                             {.verify_checksums = false});
+    if (v.ok()) view = *v;
   }
   c.gate_bytes[dir] += data.size();
-  if (!parsed) {  // cannot happen for what is built here; the event goes on unjudged
+  if (!view) {  // cannot happen for what is built here; the event goes on unjudged
     e.released = true;
     c.gate[dir].push_back(std::move(e));
     return;
@@ -343,14 +343,11 @@ void Proxy::OfferSocketEvent(Connection& c, Hook hook, uint8_t flags,
           ? KernelSocketState(*c.sock)
           : TcpState::kClosed;
   Instant now = MonotonicNow();
-  decision_.reset();
   SegmentMeta meta{c.id, hook, state, c.scope, /*socket=*/true};
-  Verdict v = engine_.Offer(now, meta, *parsed, absl::MakeConstSpan(out_buf_.data(), *n));
-  std::optional<Decision> decision = std::move(decision_);
-  decision_.reset();
-  e.released = v == Verdict::kPass;
+  const Offered o = engine_.Offer(now, meta, *view);
+  e.released = o.verdict == Verdict::kPass;
   c.gate[dir].push_back(std::move(e));
-  LogSegment(&c, hook, *parsed, state, state, decision ? &*decision : nullptr, now);
+  LogSegment(&c, hook, seg, state, state, o.last(), now);
 }
 
 void Proxy::AbortSocket(Connection& c, const std::string& why) {

@@ -29,7 +29,7 @@ using ::wrench::bench::AllocCounter;
 struct Datagram {
   std::vector<uint8_t> payload = std::vector<uint8_t>(1448, 0x5a);
   std::vector<uint8_t> bytes;
-  Segment parsed;
+  stack::DatagramLayout layout;
 
   Datagram() {
     Segment s;
@@ -47,8 +47,9 @@ struct Datagram {
     s.tcp.payload = payload;
     bytes.resize(s.BufferLen());
     if (!stack::EmitSegment(s, absl::MakeSpan(bytes)).ok()) std::abort();
-    parsed = *stack::ParseSegment(bytes);
+    layout = *stack::CheckDatagram(bytes);
   }
+  stack::ConstDatagramView View() const { return {bytes, layout}; }
 };
 
 void AddOrDie(FaultEngine& e, const std::string& text) {
@@ -87,7 +88,7 @@ void BM_SegmentNoRuleTouches(benchmark::State& state) {
   Instant now = absl::UnixEpoch();
   AllocCounter allocs(state);
   for (auto _ : state) {
-    Verdict v = engine.Offer(now, kMeta, d.parsed, d.bytes);
+    Verdict v = engine.Offer(now, kMeta, d.View()).verdict;
     benchmark::DoNotOptimize(v);
   }
   allocs.Report();
@@ -104,7 +105,7 @@ void BM_Decide100CandidatesNoneFires(benchmark::State& state) {
   Instant now = absl::UnixEpoch();
   AllocCounter allocs(state);
   for (auto _ : state) {
-    Verdict v = engine.Offer(now, kMeta, d.parsed, d.bytes);
+    Verdict v = engine.Offer(now, kMeta, d.View()).verdict;
     benchmark::DoNotOptimize(v);
   }
   allocs.Report();
@@ -133,7 +134,7 @@ void BM_Decide100RulesLastFires(benchmark::State& state) {
   Instant now = absl::UnixEpoch();
   AllocCounter allocs(state);
   for (auto _ : state) {
-    Verdict v = engine.Offer(now, kMeta, d.parsed, d.bytes);
+    Verdict v = engine.Offer(now, kMeta, d.View()).verdict;
     benchmark::DoNotOptimize(v);
   }
   allocs.Report();
@@ -154,7 +155,7 @@ void BM_Decide100UnindexedRulesLastFires(benchmark::State& state) {
   Instant now = absl::UnixEpoch();
   AllocCounter allocs(state);
   for (auto _ : state) {
-    Verdict v = engine.Offer(now, kMeta, d.parsed, d.bytes);
+    Verdict v = engine.Offer(now, kMeta, d.View()).verdict;
     benchmark::DoNotOptimize(v);
   }
   allocs.Report();
@@ -171,10 +172,10 @@ void BM_Decide100RulesLastFiresObserved(benchmark::State& state) {
   engine.set_decision_observer([&](const Decision& d) { seen += d.detail.size(); });
   Datagram d;
   Instant now = absl::UnixEpoch();
-  for (int i = 0; i < 10; ++i) engine.Offer(now, kMeta, d.parsed, d.bytes);  // warm up
+  for (int i = 0; i < 10; ++i) engine.Offer(now, kMeta, d.View());  // warm up
   AllocCounter allocs(state);
   for (auto _ : state) {
-    Verdict v = engine.Offer(now, kMeta, d.parsed, d.bytes);
+    Verdict v = engine.Offer(now, kMeta, d.View()).verdict;
     benchmark::DoNotOptimize(v);
   }
   allocs.Report();
@@ -190,12 +191,12 @@ void BM_CountingRuleManyConnections(benchmark::State& state) {
   Instant now = absl::UnixEpoch();
   const uint64_t conns = static_cast<uint64_t>(state.range(0));
   for (uint64_t c = 1; c <= conns; ++c)
-    engine.Offer(now, {c, Hook::kToServer, kMeta.state}, d.parsed, d.bytes);
+    engine.Offer(now, {c, Hook::kToServer, kMeta.state}, d.View());
   uint64_t c = 0;
   AllocCounter allocs(state);
   for (auto _ : state) {
     SegmentMeta meta{1 + (c++ % conns), Hook::kToServer, kMeta.state};
-    Verdict v = engine.Offer(now, meta, d.parsed, d.bytes);
+    Verdict v = engine.Offer(now, meta, d.View()).verdict;
     benchmark::DoNotOptimize(v);
   }
   allocs.Report();
@@ -212,13 +213,13 @@ void RunHeld(benchmark::State& state, const std::string& rule) {
   uint64_t out_bytes = 0;
   auto sink = [&](const SegmentMeta&, absl::Span<const uint8_t> b) { out_bytes += b.size(); };
   for (int i = 0; i < 2000; ++i) {  // warm the pool and the heap
-    engine.Offer(now, kMeta, d.parsed, d.bytes);
+    engine.Offer(now, kMeta, d.View());
     now += absl::Microseconds(10);
     engine.Poll(now, sink);
   }
   AllocCounter allocs(state);
   for (auto _ : state) {
-    engine.Offer(now, kMeta, d.parsed, d.bytes);
+    engine.Offer(now, kMeta, d.View());
     now += absl::Microseconds(10);
     engine.Poll(now, sink);
   }

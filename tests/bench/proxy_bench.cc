@@ -197,8 +197,12 @@ struct Running {
   }
 };
 
+// Rules every wrench of the run applies (proxy_bench --rule='drop p=0.01 len>0').
+std::vector<Rule> bench_rules;
+
 std::unique_ptr<Running> StartWrench(int mtu, uint16_t upstream_port, const std::string& tun) {
   ServiceOptions o;
+  o.rules = bench_rules;
   o.tun_name = tun;
   o.mtu = mtu;
   auto m = ParseMapping(absl::StrCat("10.89.0.2:80=127.0.0.1:", upstream_port));
@@ -230,14 +234,25 @@ pid_t StartSocat(uint16_t listen, uint16_t target) {
   return pid;
 }
 
-// proxy_bench [bulk|conn|rtt|idle]...: the named parts only (default: all).
+// proxy_bench [--rule=RULE]... [bulk|conn|rtt|idle]...: the named parts only (default:
+// all), each wrench with the rules given.
 int Main(int argc, char** argv) {
-  auto part = [&](const char* name) {
-    if (argc < 2) return true;
-    for (int i = 1; i < argc; ++i) {
-      if (std::string(argv[i]) == name) return true;
+  std::vector<std::string> parts;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--rule=", 0) != 0) {
+      parts.push_back(arg);
+      continue;
     }
-    return false;
+    auto rule = ParseRule(arg.substr(7));
+    if (!rule.ok()) {
+      std::fprintf(stderr, "proxy_bench: %s\n", std::string(rule.status().message()).c_str());
+      return 2;
+    }
+    bench_rules.push_back(*rule);
+  }
+  auto part = [&](const char* name) {
+    return parts.empty() || std::find(parts.begin(), parts.end(), name) != parts.end();
   };
   if (auto st = tu::EnterFreshNetworkNamespace(); !st.ok()) {
     std::fprintf(stderr, "proxy_bench needs root (a network namespace of its own): %s\n",
