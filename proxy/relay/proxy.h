@@ -23,6 +23,7 @@
 #include "absl/types/span.h"
 #include "proxy/fault/fault_engine.h"
 #include "proxy/fault/stream_toxics.h"
+#include "proxy/os/host_lookup.h"
 #include "proxy/relay/loop_timer.h"
 #include "stack/ip.h"
 #include "stack/segment.h"
@@ -43,6 +44,9 @@ struct Mapping {
   std::string upstream_host;
   stack::IpAddress upstream_addr;  // resolved at start-up
   uint16_t upstream_port = 0;
+  // upstream_host is a name looked up at each connection (HostResolver), so one that
+  // does not resolve yet is no error until a client connects; upstream_addr is unset.
+  bool resolve_per_connection = false;
   std::string text;
   // A control-API proxy (proxy/api/control_api.h): its scope, which its connections' segments
   // carry to the fault engine (SegmentMeta::scope), and the stream toxics each of its
@@ -220,6 +224,7 @@ class Proxy {
   Leg* FindLeg(const TupleKey& key, Connection** conn);
 
   boost::asio::io_context& io_;
+  HostResolver resolver_{io_};
   DatagramSink& sink_;
   FaultEngine& engine_;
   ProxyOptions opts_;
