@@ -320,6 +320,22 @@ TEST_F(ControlApiTest, AProxyWithoutListenTakesIpv4AndIpv6OnEveryAddress) {
   }
 }
 
+TEST_F(ControlApiTest, AProxyWithoutListenTakesIpv4WhereIpv6IsDisabled) {
+  // net.ipv6.conf.all.disable_ipv6 in this test's own namespace: no IPv6 address, not
+  // even ::1, yet [::] still takes IPv4 clients.
+  FILE* f = std::fopen("/proc/sys/net/ipv6/conf/all/disable_ipv6", "w");
+  if (f == nullptr) GTEST_SKIP() << "this kernel has no IPv6 at all (the fallback to 0.0.0.0 is taken)";
+  std::fputs("1", f);
+  std::fclose(f);
+  StartWrench();
+  HttpResult r = Call("POST", "/proxies",
+                      Json{{"name", "any"}, {"upstream", absl::StrCat("127.0.0.1:", echo_->port())}}.dump());
+  ASSERT_EQ(r.status, 201) << r.body;
+  auto fd = tu::ConnectTo(kLoopback, ListenPort(r.json()), absl::Seconds(5));
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  EXPECT_TRUE(RoundTrip(fd->get(), "ipv4 only").ok());
+}
+
 TEST_F(ControlApiTest, ToxicCreateDefaultsShowUpdateDeleteAndErrors) {
   StartWrench();
   CreateProxy("echo", "127.0.0.1:0");

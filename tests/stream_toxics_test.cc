@@ -142,13 +142,16 @@ TEST_F(StreamToxicsTest, SlowCloseHoldsOnlyTheEnd) {
   EXPECT_EQ(Stream().end(), End::kEof);
 }
 
-TEST_F(StreamToxicsTest, TimeoutDropsDataAndClosesAfterItsTimeout) {
+TEST_F(StreamToxicsTest, TimeoutDropsDataAndClosesOnceIdleForItsTimeout) {
   Add(Toxic("timeout", {{"timeout", 200}}));
-  Write(absl::Milliseconds(10), "lost");
-  EXPECT_EQ(ReadAt(absl::Milliseconds(199)), "");
-  EXPECT_EQ(Stream().end(), End::kNone);
+  Stream().Advance(kT0 + absl::Milliseconds(199));
   EXPECT_EQ(Stream().NextDeadline(), kT0 + absl::Milliseconds(200));
-  Stream().Advance(kT0 + absl::Milliseconds(200));
+  // Each chunk starts the wait again, as Toxiproxy's loop does.
+  Write(absl::Milliseconds(150), "lost");
+  EXPECT_EQ(ReadAt(absl::Milliseconds(349)), "");
+  EXPECT_EQ(Stream().end(), End::kNone);
+  EXPECT_EQ(Stream().NextDeadline(), kT0 + absl::Milliseconds(350));
+  Stream().Advance(kT0 + absl::Milliseconds(350));
   EXPECT_EQ(Stream().end(), End::kClose);
 }
 
@@ -317,9 +320,10 @@ TEST_F(StreamToxicsTest, TimeoutAfterLatencySwallowsTheDelayedDataAndCloses) {
   Add(Latency(100));
   Add(Toxic("timeout", {{"timeout", 300}}));
   Write(absl::ZeroDuration(), "gone");
-  EXPECT_EQ(ReadAt(absl::Milliseconds(299)), "");
+  // The chunk reaches the timeout toxic at 100 ms, which starts its wait again.
+  EXPECT_EQ(ReadAt(absl::Milliseconds(399)), "");
   EXPECT_EQ(Stream().end(), End::kNone);
-  Stream().Advance(kT0 + absl::Milliseconds(300));
+  Stream().Advance(kT0 + absl::Milliseconds(400));
   EXPECT_EQ(Stream().end(), End::kClose);
 }
 

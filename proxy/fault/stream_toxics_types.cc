@@ -93,8 +93,10 @@ class SlowClose final : public Toxic {
   int64_t delay_ = 0;
 };
 
-// timeout (ms): drops all data; closes the connection `timeout` after the toxic
-// started (0: never). Removing it closes the connection (Toxiproxy's Cleanup).
+// timeout (ms): drops all data; closes the connection once `timeout` has passed
+// since the toxic started or the last chunk reached it, whichever is later (0: never),
+// as Toxiproxy's loop, which waits a fresh time.After(timeout) after each chunk.
+// Removing it closes the connection (Toxiproxy's Cleanup).
 class Timeout final : public Toxic {
  public:
   void Configure(absl::Span<const int64_t> v) override { timeout_ = v[0]; }
@@ -102,7 +104,10 @@ class Timeout final : public Toxic {
     if (timeout_ > 0) cx.SetTimer(now + absl::Milliseconds(timeout_));
   }
   void Enter(ToxicChunk c, Instant t, ToxicContext& cx) override {
-    if (c.is_data()) return cx.Discard(c.data.size());
+    if (c.is_data()) {
+      Start(t, cx);
+      return cx.Discard(c.data.size());
+    }
     cx.SetTimer(stack::kNever);
     cx.Emit(std::move(c), t);
   }

@@ -60,7 +60,13 @@ void HostResolver::Resolve(const std::string& host, Done done) {
     e.waiting.push_back(std::move(done));
     return;
   }
-  if (now < e.expires) return done(e.answer);
+  if (now < e.expires) {
+    // From the loop, as a lookup's answer: the caller may be in the middle of an event.
+    asio::post(io_, [done = std::move(done), answer = e.answer, alive = alive_] {
+      if (*alive) done(answer);
+    });
+    return;
+  }
   e.pending = true;
   e.waiting.push_back(std::move(done));
   // The resolver lives in the handler: its lookup is not cancelled when this returns.

@@ -45,8 +45,9 @@ class HostResolver {
   HostResolver(const HostResolver&) = delete;
   HostResolver& operator=(const HostResolver&) = delete;
 
-  // Calls `done` with the address of `host`: at once for literals and cached answers,
-  // else from the io_context when the lookup ends. Never after the resolver is gone.
+  // Calls `done` with the address of `host`: at once for literals (LiteralHost), from
+  // the io_context for names, cached or not, so never inside this call. Never after
+  // the resolver is gone.
   void Resolve(const std::string& host, Done done);
 
  private:
