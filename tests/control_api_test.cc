@@ -305,6 +305,37 @@ TEST_F(ControlApiTest, ProxyDisableEnableAndDelete) {
   EXPECT_EQ(Call("GET", "/proxies").json(), Json::object());
 }
 
+TEST_F(ControlApiTest, AProxyWithoutListenTakesIpv4AndIpv6OnEveryAddress) {
+  StartWrench();
+  HttpResult r = Call("POST", "/proxies",
+                      Json{{"name", "any"}, {"upstream", absl::StrCat("127.0.0.1:", echo_->port())}}.dump());
+  ASSERT_EQ(r.status, 201) << r.body;
+  const std::string listen = r.json()["listen"];
+  EXPECT_TRUE(absl::StartsWith(listen, "[::]:")) << listen;
+  const uint16_t port = ListenPort(r.json());
+  for (const IpAddress& addr : {kLoopback, *IpAddress::Parse("::1")}) {
+    auto fd = tu::ConnectTo(addr, port, absl::Seconds(5));
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    EXPECT_TRUE(RoundTrip(fd->get(), "dual stack").ok()) << addr.ToString();
+  }
+}
+
+TEST_F(ControlApiTest, AProxyWithoutListenTakesIpv4WhereIpv6IsDisabled) {
+  // net.ipv6.conf.all.disable_ipv6 in this test's own namespace: no IPv6 address, not
+  // even ::1, yet [::] still takes IPv4 clients.
+  FILE* f = std::fopen("/proc/sys/net/ipv6/conf/all/disable_ipv6", "w");
+  if (f == nullptr) GTEST_SKIP() << "this kernel has no IPv6 at all (the fallback to 0.0.0.0 is taken)";
+  std::fputs("1", f);
+  std::fclose(f);
+  StartWrench();
+  HttpResult r = Call("POST", "/proxies",
+                      Json{{"name", "any"}, {"upstream", absl::StrCat("127.0.0.1:", echo_->port())}}.dump());
+  ASSERT_EQ(r.status, 201) << r.body;
+  auto fd = tu::ConnectTo(kLoopback, ListenPort(r.json()), absl::Seconds(5));
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  EXPECT_TRUE(RoundTrip(fd->get(), "ipv4 only").ok());
+}
+
 TEST_F(ControlApiTest, ToxicCreateDefaultsShowUpdateDeleteAndErrors) {
   StartWrench();
   CreateProxy("echo", "127.0.0.1:0");
@@ -471,6 +502,14 @@ class ToxicEffectTest : public ControlApiTest, public ::testing::WithParamInterf
     port_p_ = ListenPort(p);
     return tu::ConnectTo(GetParam().addr, port_p_, absl::Seconds(5));
   }
+  // Creates proxy "p" (on this kind's listen address) toward `upstream`.
+  void ProxyTo(const std::string& upstream) {
+    HttpResult r = Call("POST", "/proxies",
+                        Json{{"name", "p"}, {"listen", GetParam().listen}, {"upstream", upstream}}.dump());
+    ASSERT_EQ(r.status, 201) << r.body;
+    EXPECT_EQ(r.json()["upstream"], upstream);
+    port_p_ = ListenPort(r.json());
+  }
   HttpResult AddToxic(const std::string& json) {
     HttpResult r = Call("POST", "/proxies/p/toxics", json);
     EXPECT_EQ(r.status, 200) << r.body;
@@ -569,6 +608,84 @@ TEST_P(ToxicEffectTest, DisablingTheProxyEndsItsConnections) {
   auto again = tu::ConnectTo(GetParam().addr, port_p_, absl::Seconds(5));
   ASSERT_FALSE(again.ok());
   EXPECT_EQ(tu::ErrnoOf(again.status()), ECONNREFUSED);
+}
+
+// Toxics on one stream compose in creation order, as Toxiproxy's chain.
+
+TEST_P(ToxicEffectTest, TwoLatencyToxicsOnOneStreamAddUp) {
+  StartWrench();
+  auto fd = ProxyAndConnect();
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  AddToxic(R"({"name":"first","type":"latency","attributes":{"latency":300}})");
+  AddToxic(R"({"name":"second","type":"latency","attributes":{"latency":300}})");
+  auto slow = RoundTrip(fd->get(), "b");
+  ASSERT_TRUE(slow.ok()) << slow.status();
+  EXPECT_GE(*slow, absl::Milliseconds(595));
+  EXPECT_LT(*slow, absl::Milliseconds(1000));
+}
+
+TEST_P(ToxicEffectTest, BandwidthAfterLatencyAddsItsTimeToTheLatency) {
+  StartWrench();
+  auto fd = ProxyAndConnect();
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  AddToxic(R"({"name":"l","type":"latency","attributes":{"latency":300}})");
+  AddToxic(R"({"name":"b","type":"bandwidth","attributes":{"rate":100}})");  // 40 KB: 400 ms
+  auto took = RoundTrip(fd->get(), std::string(40'000, 'b'));
+  ASSERT_TRUE(took.ok()) << took.status();
+  EXPECT_GE(*took, absl::Milliseconds(680));
+  EXPECT_LT(*took, absl::Milliseconds(1500));
+}
+
+TEST_P(ToxicEffectTest, LimitDataAfterSlicerCountsTheSlicesAndCloses) {
+  StartWrench();
+  auto fd = ProxyAndConnect();
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  AddToxic(R"({"name":"s","type":"slicer","attributes":{"average_size":3,"size_variation":0,"delay":1000}})");
+  AddToxic(R"({"name":"l","type":"limit_data","attributes":{"bytes":10}})");
+  AddToxic(R"({"name":"c","type":"slow_close","attributes":{"delay":200}})");
+  absl::Time start = absl::Now();
+  ASSERT_TRUE(tu::WriteAll(fd->get(), "0123456789abcdef", absl::Seconds(5)).ok());
+  auto r = tu::ReadAll(fd->get(), absl::Seconds(5));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*r, "0123456789");
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(190)) << "the close waited for slow_close";
+}
+
+// Upstream names are looked up at each connection.
+
+TEST_P(ToxicEffectTest, AnUpstreamNameThatDoesNotResolveIsAcceptedAndRefusesConnections) {
+  StartWrench();
+  ProxyTo("db.not-yet-up.invalid:5432");  // RFC 6761 §6.4: never resolves
+  for (int i = 0; i < 2; ++i) {  // the second answer comes from the cache
+    auto fd = tu::ConnectTo(GetParam().addr, port_p_, absl::Seconds(5));
+    if (!fd.ok()) {
+      // The TUN proxy answers the SYN only once the upstream is up: a refusal.
+      EXPECT_EQ(tu::ErrnoOf(fd.status()), ECONNREFUSED) << fd.status();
+      continue;
+    }
+    auto r = tu::ReadAll(fd->get(), absl::Seconds(10));
+    ASSERT_FALSE(r.ok()) << "read " << r->size() << " bytes and EOF";
+    EXPECT_EQ(tu::ErrnoOf(r.status()), ECONNRESET) << r.status();
+  }
+  EXPECT_EQ(Call("GET", "/proxies/p").json()["upstream"], "db.not-yet-up.invalid:5432");
+}
+
+TEST_P(ToxicEffectTest, AnUpstreamNameIsResolvedForTheConnection) {
+  StartWrench();
+  ProxyTo(absl::StrCat("localhost:", echo_->port()));
+  auto fd = tu::ConnectTo(GetParam().addr, port_p_, absl::Seconds(5));
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  EXPECT_TRUE(RoundTrip(fd->get(), "by name").ok());
+}
+
+TEST_P(ToxicEffectTest, UpdatingTheUpstreamToANameNotYetUpIsAccepted) {
+  // toxiproxy-node-client's own "Proxy Should update a proxy".
+  StartWrench();
+  CreateProxy("p", GetParam().listen);
+  HttpResult r = Call("POST", "/proxies/p", R"({"upstream":"somehost:12345"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json()["upstream"], "somehost:12345");
+  EXPECT_EQ(r.json()["enabled"], true);
 }
 
 INSTANTIATE_TEST_SUITE_P(BothKinds, ToxicEffectTest, ::testing::Values(kSocketKind, kTunKind),

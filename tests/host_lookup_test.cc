@@ -25,5 +25,21 @@ TEST(LookUpHost, LiteralsAreTakenAsTheyAre) {
   }
 }
 
+TEST(HostResolver, LiteralsAndLocalhostAnswerAtOnceWithoutTheLoop) {
+  // A name that needs the resolver is answered from the loop; control_api_test looks
+  // names up through it inside a network namespace of its own.
+  boost::asio::io_context io;
+  HostResolver resolver(io);
+  for (const char* host : {"127.0.0.2", "::1", "localhost", "db.localhost"}) {
+    bool answered = false;
+    resolver.Resolve(host, [&](const absl::StatusOr<boost::asio::ip::address>& a) {
+      answered = true;
+      ASSERT_TRUE(a.ok()) << host << ": " << a.status();
+      EXPECT_EQ(*a, *LookUpHost(host)) << host;
+    });
+    EXPECT_TRUE(answered) << host;
+  }
+}
+
 }  // namespace
 }  // namespace wrench::proxy

@@ -46,13 +46,14 @@ class StreamToxicsTest : public ::testing::Test {
   uint64_t next_id_ = 0;
 };
 
-StreamToxic Latency(int64_t ms, int64_t jitter = 0) {
-  StreamToxic t;
-  t.type = StreamToxicType::kLatency;
-  t.latency = ms;
-  t.jitter = jitter;
-  return t;
+// A toxic of Toxiproxy's type name with those attributes, the others 0.
+StreamToxic Toxic(absl::string_view type, const std::vector<std::pair<absl::string_view, int64_t>>& attributes) {
+  auto t = MakeStreamToxic(type, attributes);
+  EXPECT_TRUE(t.ok()) << t.status();
+  return t.ok() ? *t : StreamToxic{};
 }
+
+StreamToxic Latency(int64_t ms, int64_t jitter = 0) { return Toxic("latency", {{"latency", ms}, {"jitter", jitter}}); }
 
 TEST_F(StreamToxicsTest, NoToxicIsTransparentAndPassesAtOnce) {
   EXPECT_TRUE(Stream().Transparent(kT0));
@@ -94,10 +95,7 @@ TEST_F(StreamToxicsTest, EndOfStreamFollowsTheDelayedData) {
 }
 
 TEST_F(StreamToxicsTest, BandwidthPacesBytes) {
-  StreamToxic t;
-  t.type = StreamToxicType::kBandwidth;
-  t.rate = 10;  // KB/s: 1000 bytes take 100 ms
-  Add(t);
+  Add(Toxic("bandwidth", {{"rate", 10}}));  // KB/s: 1000 bytes take 100 ms
   Write(absl::ZeroDuration(), std::string(3000, 'x'));
   // More than 100 ms worth: 1000-byte pieces every 100 ms.
   EXPECT_EQ(ReadAt(absl::Milliseconds(99)).size(), 0u);
@@ -111,12 +109,7 @@ TEST_F(StreamToxicsTest, BandwidthPacesBytes) {
 }
 
 TEST_F(StreamToxicsTest, SlicerCutsChunksAndSpacesThem) {
-  StreamToxic t;
-  t.type = StreamToxicType::kSlicer;
-  t.average_size = 10;
-  t.size_variation = 5;
-  t.delay = 1000;  // us
-  Add(t);
+  Add(Toxic("slicer", {{"average_size", 10}, {"size_variation", 5}, {"delay", 1000}}));
   std::string data(100, 'z');
   Write(absl::ZeroDuration(), data);
   std::string first = ReadAt(absl::ZeroDuration());
@@ -126,10 +119,7 @@ TEST_F(StreamToxicsTest, SlicerCutsChunksAndSpacesThem) {
 }
 
 TEST_F(StreamToxicsTest, LimitDataPassesThatManyBytesThenCloses) {
-  StreamToxic t;
-  t.type = StreamToxicType::kLimitData;
-  t.bytes = 7;
-  Add(t);
+  Add(Toxic("limit_data", {{"bytes", 7}}));
   Write(absl::ZeroDuration(), "hello");
   EXPECT_EQ(ReadAt(absl::ZeroDuration()), "hello");
   EXPECT_EQ(Stream().end(), End::kNone);
@@ -141,10 +131,7 @@ TEST_F(StreamToxicsTest, LimitDataPassesThatManyBytesThenCloses) {
 }
 
 TEST_F(StreamToxicsTest, SlowCloseHoldsOnlyTheEnd) {
-  StreamToxic t;
-  t.type = StreamToxicType::kSlowClose;
-  t.delay = 500;
-  Add(t);
+  Add(Toxic("slow_close", {{"delay", 500}}));
   Write(absl::ZeroDuration(), "bye");
   Stream().WriteEof(kT0);
   EXPECT_EQ(ReadAt(absl::ZeroDuration()), "bye");
@@ -155,23 +142,21 @@ TEST_F(StreamToxicsTest, SlowCloseHoldsOnlyTheEnd) {
   EXPECT_EQ(Stream().end(), End::kEof);
 }
 
-TEST_F(StreamToxicsTest, TimeoutDropsDataAndClosesAfterItsTimeout) {
-  StreamToxic t;
-  t.type = StreamToxicType::kTimeout;
-  t.timeout = 200;
-  Add(t);
-  Write(absl::Milliseconds(10), "lost");
-  EXPECT_EQ(ReadAt(absl::Milliseconds(199)), "");
-  EXPECT_EQ(Stream().end(), End::kNone);
+TEST_F(StreamToxicsTest, TimeoutDropsDataAndClosesOnceIdleForItsTimeout) {
+  Add(Toxic("timeout", {{"timeout", 200}}));
+  Stream().Advance(kT0 + absl::Milliseconds(199));
   EXPECT_EQ(Stream().NextDeadline(), kT0 + absl::Milliseconds(200));
-  Stream().Advance(kT0 + absl::Milliseconds(200));
+  // Each chunk starts the wait again, as Toxiproxy's loop does.
+  Write(absl::Milliseconds(150), "lost");
+  EXPECT_EQ(ReadAt(absl::Milliseconds(349)), "");
+  EXPECT_EQ(Stream().end(), End::kNone);
+  EXPECT_EQ(Stream().NextDeadline(), kT0 + absl::Milliseconds(350));
+  Stream().Advance(kT0 + absl::Milliseconds(350));
   EXPECT_EQ(Stream().end(), End::kClose);
 }
 
 TEST_F(StreamToxicsTest, TimeoutZeroHoldsForeverAndClosesWhenRemoved) {
-  StreamToxic t;
-  t.type = StreamToxicType::kTimeout;
-  Add(t);
+  Add(Toxic("timeout", {}));
   Write(absl::ZeroDuration(), "lost");
   Stream().Advance(kT0 + absl::Hours(1));
   EXPECT_EQ(Stream().end(), End::kNone);
@@ -182,10 +167,7 @@ TEST_F(StreamToxicsTest, TimeoutZeroHoldsForeverAndClosesWhenRemoved) {
 }
 
 TEST_F(StreamToxicsTest, ResetPeerResetsAfterTheFirstData) {
-  StreamToxic t;
-  t.type = StreamToxicType::kResetPeer;
-  t.timeout = 100;
-  Add(t);
+  Add(Toxic("reset_peer", {{"timeout", 100}}));
   Stream().Advance(kT0 + absl::Seconds(5));
   EXPECT_EQ(Stream().end(), End::kNone);  // nothing flowed yet
   Write(absl::Seconds(5), "x");
@@ -195,10 +177,7 @@ TEST_F(StreamToxicsTest, ResetPeerResetsAfterTheFirstData) {
 }
 
 TEST_F(StreamToxicsTest, ACloseGoesThroughTheToxicsAfterIt) {
-  StreamToxic limit;
-  limit.type = StreamToxicType::kLimitData;
-  limit.bytes = 2;
-  Add(limit);
+  Add(Toxic("limit_data", {{"bytes", 2}}));
   Add(Latency(100));
   Write(absl::ZeroDuration(), "abc");
   EXPECT_EQ(ReadAt(absl::Milliseconds(50)), "");
@@ -241,21 +220,132 @@ TEST_F(StreamToxicsTest, RoomShrinksWhileDataIsHeld) {
   EXPECT_EQ(Stream().room(), before);
 }
 
+// Toxics on one stream compose in the order they were added, each one's output the
+// next one's input, as Toxiproxy's chain.
+
+TEST_F(StreamToxicsTest, TwoLatenciesAddUp) {
+  Add(Latency(300));
+  Add(Latency(300));
+  Write(absl::ZeroDuration(), "a");
+  Write(absl::Milliseconds(10), "b");
+  EXPECT_EQ(ReadAt(absl::Milliseconds(599)), "");
+  EXPECT_EQ(ReadAt(absl::Milliseconds(600)), "a");
+  EXPECT_EQ(ReadAt(absl::Milliseconds(610)), "b");
+}
+
+TEST_F(StreamToxicsTest, BandwidthAfterLatencyStartsWhenTheLatencyEnds) {
+  Add(Latency(100));
+  Add(Toxic("bandwidth", {{"rate", 10}}));  // 500 bytes take 50 ms
+  Write(absl::ZeroDuration(), std::string(500, 'x'));
+  EXPECT_EQ(ReadAt(absl::Milliseconds(149)), "");
+  EXPECT_EQ(ReadAt(absl::Milliseconds(150)).size(), 500u);
+}
+
+TEST_F(StreamToxicsTest, LatencyAfterBandwidthCountsFromTheReadAsToxiproxys) {
+  // Bandwidth keeps a chunk's timestamp, so the latency after it overlaps the 50 ms.
+  Add(Toxic("bandwidth", {{"rate", 10}}));
+  Add(Latency(100));
+  Write(absl::ZeroDuration(), std::string(500, 'x'));
+  EXPECT_EQ(ReadAt(absl::Milliseconds(99)), "");
+  EXPECT_EQ(ReadAt(absl::Milliseconds(100)).size(), 500u);
+  // One that takes longer than the latency leaves when the bandwidth lets it go.
+  Write(absl::Seconds(1), std::string(2000, 'y'));  // 200 ms
+  EXPECT_EQ(ReadAt(absl::Seconds(1) + absl::Milliseconds(199)).size(), 1000u);  // the first 100 ms piece
+  EXPECT_EQ(ReadAt(absl::Seconds(1) + absl::Milliseconds(200)).size(), 1000u);
+}
+
+TEST_F(StreamToxicsTest, TwoBandwidthsPassOneAfterTheOther) {
+  Add(Toxic("bandwidth", {{"rate", 10}}));
+  Add(Toxic("bandwidth", {{"rate", 10}}));
+  Write(absl::ZeroDuration(), std::string(500, 'x'));
+  EXPECT_EQ(ReadAt(absl::Milliseconds(99)), "");
+  EXPECT_EQ(ReadAt(absl::Milliseconds(100)).size(), 500u);
+}
+
+TEST_F(StreamToxicsTest, SlicerBeforeLimitDataCountsTheSlices) {
+  Add(Toxic("slicer", {{"average_size", 2}, {"delay", 10'000}}));  // 2 bytes each 10 ms
+  Add(Toxic("limit_data", {{"bytes", 5}}));
+  Write(absl::ZeroDuration(), "abcdefgh");
+  EXPECT_EQ(ReadAt(absl::ZeroDuration()), "ab");
+  EXPECT_EQ(ReadAt(absl::Milliseconds(10)), "cd");
+  EXPECT_EQ(Stream().end(), End::kNone);
+  EXPECT_EQ(ReadAt(absl::Milliseconds(20)), "e");
+  EXPECT_EQ(Stream().end(), End::kClose);
+}
+
+TEST_F(StreamToxicsTest, LimitDataBeforeSlicerSlicesWhatItPasses) {
+  Add(Toxic("limit_data", {{"bytes", 5}}));
+  Add(Toxic("slicer", {{"average_size", 2}, {"delay", 10'000}}));
+  Write(absl::ZeroDuration(), "abcdefgh");
+  EXPECT_EQ(ReadAt(absl::ZeroDuration()), "ab");
+  EXPECT_EQ(ReadAt(absl::Milliseconds(10)).size(), 1u);
+  EXPECT_EQ(ReadAt(absl::Milliseconds(20)).size(), 2u);
+  EXPECT_EQ(Stream().end(), End::kNone) << "the close waits behind the slices";
+  ReadAt(absl::Milliseconds(30));
+  EXPECT_EQ(Stream().end(), End::kClose);
+}
+
+TEST_F(StreamToxicsTest, SlowCloseAfterLimitDataDelaysItsClose) {
+  Add(Toxic("limit_data", {{"bytes", 3}}));
+  Add(Toxic("slow_close", {{"delay", 200}}));
+  Write(absl::ZeroDuration(), "abcdef");
+  EXPECT_EQ(ReadAt(absl::ZeroDuration()), "abc");
+  EXPECT_EQ(ReadAt(absl::Milliseconds(199)), "");
+  EXPECT_EQ(Stream().end(), End::kNone);
+  Stream().Advance(kT0 + absl::Milliseconds(200));
+  EXPECT_EQ(Stream().end(), End::kClose);
+}
+
+TEST_F(StreamToxicsTest, TwoSlowClosesAddUp) {
+  Add(Toxic("slow_close", {{"delay", 100}}));
+  Add(Toxic("slow_close", {{"delay", 100}}));
+  Stream().WriteEof(kT0);
+  Stream().Advance(kT0 + absl::Milliseconds(199));
+  EXPECT_EQ(Stream().end(), End::kNone);
+  Stream().Advance(kT0 + absl::Milliseconds(200));
+  EXPECT_EQ(Stream().end(), End::kEof);
+}
+
+TEST_F(StreamToxicsTest, ResetPeerAfterLatencyStartsWhenTheDelayedChunkArrives) {
+  Add(Latency(100));
+  Add(Toxic("reset_peer", {{"timeout", 50}}));
+  Write(absl::ZeroDuration(), "x");
+  Stream().Advance(kT0 + absl::Milliseconds(149));
+  EXPECT_EQ(Stream().end(), End::kNone);
+  Stream().Advance(kT0 + absl::Milliseconds(150));
+  EXPECT_EQ(Stream().end(), End::kReset);
+}
+
+TEST_F(StreamToxicsTest, TimeoutAfterLatencySwallowsTheDelayedDataAndCloses) {
+  Add(Latency(100));
+  Add(Toxic("timeout", {{"timeout", 300}}));
+  Write(absl::ZeroDuration(), "gone");
+  // The chunk reaches the timeout toxic at 100 ms, which starts its wait again.
+  EXPECT_EQ(ReadAt(absl::Milliseconds(399)), "");
+  EXPECT_EQ(Stream().end(), End::kNone);
+  Stream().Advance(kT0 + absl::Milliseconds(400));
+  EXPECT_EQ(Stream().end(), End::kClose);
+}
+
+TEST_F(StreamToxicsTest, LatencyAfterTimeoutPassesItsCloseAtOnce) {
+  // Latency delays data; an end waits only for the chunks before it (Toxiproxy's
+  // latency closes as soon as its input closes).
+  Add(Toxic("timeout", {{"timeout", 100}}));
+  Add(Latency(50));
+  Stream().Advance(kT0 + absl::Milliseconds(99));
+  EXPECT_EQ(Stream().end(), End::kNone);
+  Stream().Advance(kT0 + absl::Milliseconds(100));
+  EXPECT_EQ(Stream().end(), End::kClose);
+}
+
 TEST(StreamToxicValidation, RejectsWhatCannotWork) {
-  StreamToxic slicer;
-  slicer.type = StreamToxicType::kSlicer;
-  slicer.average_size = 0;
-  EXPECT_FALSE(ValidateStreamToxic(slicer).ok());
-  slicer.average_size = 10;
-  slicer.size_variation = 11;
-  EXPECT_FALSE(ValidateStreamToxic(slicer).ok());
-  slicer.size_variation = 10;
-  EXPECT_TRUE(ValidateStreamToxic(slicer).ok());
-  StreamToxic latency = Latency(-1);
-  EXPECT_FALSE(ValidateStreamToxic(latency).ok());
-  latency = Latency(1);
-  latency.toxicity = 1.5;
-  EXPECT_FALSE(ValidateStreamToxic(latency).ok());
+  EXPECT_FALSE(MakeStreamToxic("slicer", {{"average_size", 0}}).ok());
+  EXPECT_FALSE(MakeStreamToxic("slicer", {{"average_size", 10}, {"size_variation", 11}}).ok());
+  EXPECT_TRUE(MakeStreamToxic("slicer", {{"average_size", 10}, {"size_variation", 10}}).ok());
+  EXPECT_FALSE(MakeStreamToxic("latency", {{"latency", -1}}).ok());
+  EXPECT_FALSE(MakeStreamToxic("latency", {{"latency", 1}}, 1.5).ok());
+  EXPECT_FALSE(MakeStreamToxic("latency", {{"rate", 1}}).ok());
+  EXPECT_FALSE(MakeStreamToxic("jitter", {}).ok());
 }
 
 }  // namespace

@@ -105,9 +105,10 @@ Json NumberJson(double v) {
 
 // ---- addresses ----
 
-// An IP literal, "" (every address), or a name looked up now (host_lookup.h).
+// A listen host: an IP literal, "" (every address, IPv4 and IPv6: [::], as Go's
+// listeners), or a name looked up now (host_lookup.h).
 absl::StatusOr<asio::ip::address> Resolve(const std::string& host) {
-  if (host.empty()) return asio::ip::address(asio::ip::address_v4::any());
+  if (host.empty()) return asio::ip::address(asio::ip::address_v6::any());
   auto addr = LookUpHost(host);
   if (!addr.ok()) return absl::InvalidArgumentError(absl::StrCat("lookup ", host, ": ", addr.status().message()));
   return *addr;
@@ -131,45 +132,17 @@ bool SameListen(const std::string& a, const std::string& b) {
   return xa.ok() && ya.ok() && *xa == *ya;
 }
 
+// Whether this host has IPv6 sockets (not so with ipv6.disable=1 on the kernel's
+// command line): a proxy without a listen address listens on [::] only then.
+bool Ipv6Available() {
+  asio::io_context io;
+  tcp::acceptor probe(io);
+  boost::system::error_code ec;
+  probe.open(tcp::v6(), ec);
+  return !ec;
+}
+
 // ---- toxic types ----
-
-struct StreamType {
-  absl::string_view name;
-  StreamToxicType type;
-  std::vector<absl::string_view> attributes;  // Toxiproxy's struct field order
-};
-
-const std::vector<StreamType>& StreamTypes() {
-  static const std::vector<StreamType> types = {
-      {"latency", StreamToxicType::kLatency, {"latency", "jitter"}},
-      {"bandwidth", StreamToxicType::kBandwidth, {"rate"}},
-      {"slow_close", StreamToxicType::kSlowClose, {"delay"}},
-      {"timeout", StreamToxicType::kTimeout, {"timeout"}},
-      {"reset_peer", StreamToxicType::kResetPeer, {"timeout"}},
-      {"slicer", StreamToxicType::kSlicer, {"average_size", "size_variation", "delay"}},
-      {"limit_data", StreamToxicType::kLimitData, {"bytes"}},
-  };
-  return types;
-}
-
-const StreamType* FindStreamType(absl::string_view name) {
-  for (const StreamType& t : StreamTypes()) {
-    if (t.name == name) return &t;
-  }
-  return nullptr;
-}
-
-int64_t* AttributeField(StreamToxic& t, absl::string_view attr) {
-  if (attr == "latency") return &t.latency;
-  if (attr == "jitter") return &t.jitter;
-  if (attr == "rate") return &t.rate;
-  if (attr == "delay") return &t.delay;
-  if (attr == "timeout") return &t.timeout;
-  if (attr == "average_size") return &t.average_size;
-  if (attr == "size_variation") return &t.size_variation;
-  if (attr == "bytes") return &t.bytes;
-  return nullptr;
-}
 
 constexpr absl::string_view kSegmentActions[] = {"drop", "delay", "dup",     "reorder",  "rst",
                                                  "set",  "add",   "corrupt", "blackhole"};
@@ -359,8 +332,14 @@ absl::Status ToxiproxyCollection::Start(Proxy& p) {
     return absl::InvalidArgumentError(
         absl::StrCat("upstream ", p.upstream, ": ", up.ok() ? "port 0 is not a server's port" : up.status().message()));
   }
-  auto up_addr = Resolve(up->host);
-  if (!up_addr.ok()) return absl::InvalidArgumentError(absl::StrCat("upstream: ", up_addr.status().message()));
+  // An upstream name is looked up per connection (as Toxiproxy dials it), so a name
+  // that does not resolve yet (a container still starting) is accepted.
+  std::optional<asio::ip::address> up_addr = LiteralHost(up->host);
+  if (*listen_addr == asio::ip::address(asio::ip::address_v6::any()) && !Ipv6Available()) {
+    listen_addr = asio::ip::address(asio::ip::address_v4::any());
+    service_.Log(absl::StrCat("wrench: proxy ", p.name, ": IPv6 is unavailable on this host, so it listens on 0.0.0.0"
+                              " (IPv4) instead of [::]"));
+  }
   auto factory = [upc = p.up, downc = p.down, rng = rng_](stack::Instant now) {
     return std::make_unique<ConnectionToxics>(upc, downc, rng, now);
   };
@@ -369,7 +348,8 @@ absl::Status ToxiproxyCollection::Start(Proxy& p) {
     Mapping m;
     m.front_addr = ToIp(*listen_addr);
     m.upstream_host = up->host;
-    m.upstream_addr = ToIp(*up_addr);
+    if (up_addr) m.upstream_addr = ToIp(*up_addr);
+    m.resolve_per_connection = !up_addr;
     m.upstream_port = up->port;
     m.scope = p.scope;
     m.toxics = factory;
@@ -392,15 +372,18 @@ absl::Status ToxiproxyCollection::Start(Proxy& p) {
     }
     p.listen = FormatHostPort(*listen_addr, port);
   } else {
-    auto relay = StreamRelay::Start(service_.io(), tcp::endpoint(*listen_addr, listen->port),
-                                    tcp::endpoint(*up_addr, up->port), factory);
+    auto relay = StreamRelay::Start(service_.io(), tcp::endpoint(*listen_addr, listen->port), {up->host, up->port},
+                                    factory, [this, name = p.name](const std::string& line) {
+                                      service_.Log(absl::StrCat("wrench: proxy ", name, ": ", line));
+                                    });
     if (!relay.ok()) return relay.status();
     p.relay = std::move(*relay);
     auto bound = p.relay->local_endpoint();
     p.listen = FormatHostPort(bound.address(), bound.port());
     Mapping m;
     m.upstream_host = up->host;
-    m.upstream_addr = ToIp(*up_addr);
+    if (up_addr) m.upstream_addr = ToIp(*up_addr);
+    m.resolve_per_connection = !up_addr;
     m.upstream_port = up->port;
     m.toxics = factory;
     StartDnat(p, bound.address(), bound.port(), m);
@@ -678,15 +661,16 @@ absl::Status BuildToxic(ToxiproxyCollection::Json attrs, absl::string_view type,
                         bool* segment, std::vector<Rule>* rules, StreamToxic* stream_toxic, Json* shown) {
   if (!attrs.is_object()) return BadBody(absl::StrCat("\"attributes\" must be an object, got ", attrs.dump()));
   if (!(toxicity >= 0 && toxicity <= 1)) return BadBody(absl::StrCat("toxicity must be from 0 to 1, got ", toxicity));
-  if (const StreamType* st = FindStreamType(type)) {
+  if (const ToxicType* st = FindStreamToxicType(type)) {
     StreamToxic t;
-    t.type = st->type;
+    t.type = st;
     t.toxicity = toxicity;
+    t.values.assign(st->attributes.size(), 0);
     Json out = Json::object();
-    for (absl::string_view attr : st->attributes) {
-      int64_t* field = AttributeField(t, attr);
-      if (auto s = GetInt(attrs, std::string(attr).c_str(), field); !s.ok()) return s;
-      out[std::string(attr)] = *field;
+    for (size_t i = 0; i < st->attributes.size(); ++i) {
+      const std::string attr(st->attributes[i]);
+      if (auto s = GetInt(attrs, attr.c_str(), &t.values[i]); !s.ok()) return s;
+      out[attr] = t.values[i];
     }
     if (auto s = ValidateStreamToxic(t); !s.ok()) return BadBody(s.message());
     *segment = false;
@@ -763,7 +747,7 @@ absl::StatusOr<Json> ToxiproxyCollection::CreateToxic(const std::string& proxy, 
   t->stream = absl::AsciiStrToLower(t->stream);
   if (t->stream != "upstream" && t->stream != "downstream") return absl::InvalidArgumentError(kInvalidStream);
   if (t->name.empty()) t->name = absl::StrCat(t->type, "_", t->stream);
-  if (!FindStreamType(t->type) && !IsSegmentType(t->type)) return absl::InvalidArgumentError(kInvalidType);
+  if (!FindStreamToxicType(t->type) && !IsSegmentType(t->type)) return absl::InvalidArgumentError(kInvalidType);
   for (const auto& other : p->toxics) {
     if (other->name == t->name) return absl::AlreadyExistsError(kToxicExists);
   }

@@ -1,6 +1,7 @@
 // Toxiproxy's stream toxics (latency, bandwidth, slicer, limit_data, slow_close,
-// timeout, reset_peer) as a sans-I/O pipeline over one direction of a relayed byte
+// timeout, reset_peer) as a sans-I/O chain over one direction of a relayed byte
 // stream: chunks and the end of the stream go in with the time and come out when due.
+// Each toxic type is one class behind the Toxic interface (stream_toxics_types.cc).
 // Both relays of the control API's proxies drive one per direction: the TUN relay
 // (proxy.cc) and the kernel-socket relay (stream_relay.cc).
 #pragma once
@@ -11,37 +12,94 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "stack/time.h"
 
 namespace wrench::proxy {
 
-enum class StreamToxicType : uint8_t {
-  kLatency,
-  kBandwidth,
-  kSlowClose,
-  kTimeout,
-  kResetPeer,
-  kSlicer,
-  kLimitData,
+// What moves through a stream's toxics: a chunk of data (what one read from the source
+// returned, as in Toxiproxy, where a chunk is the unit of latency and slicing) or the
+// end of the stream.
+struct ToxicChunk {
+  enum class Kind : uint8_t { kData, kEof, kClose, kReset };
+  Kind kind = Kind::kData;
+  std::vector<uint8_t> data;
+  // Toxiproxy's chunk timestamp: when the source's read returned it, moved on by each
+  // latency toxic it passed (so two latency toxics add up).
+  stack::Instant ts;
+  bool is_data() const { return kind == Kind::kData; }
 };
+
+// What a toxic acts through: the next toxic in the chain, a timer and the stream's
+// random generator. One per toxic per stream.
+class ToxicContext {
+ public:
+  virtual ~ToxicContext() = default;
+  // Hands `chunk` to the next toxic at `at` (no earlier than the chunks handed on
+  // before it: a toxic never reorders the stream).
+  virtual void Emit(ToxicChunk chunk, stack::Instant at) = 0;
+  // Forgets `bytes` bytes of data the toxic swallowed.
+  virtual void Discard(size_t bytes) = 0;
+  // Calls OnTimer at `at` (stack::kNever: not at all).
+  virtual void SetTimer(stack::Instant at) = 0;
+  virtual std::mt19937_64& rng() = 0;
+};
+
+// One toxic on one direction of one connection: its settings and its state. Each type
+// is one small class in stream_toxics_types.cc, listed in its table of types; adding a
+// toxic touches that file only. The stream around it (ToxicStream) handles toxicity,
+// what follows an end, holding chunks until due, and a toxic's removal.
+class Toxic {
+ public:
+  virtual ~Toxic() = default;
+  // The attribute values, in the order of the type's attribute names. A change while
+  // the stream runs keeps the state (limit_data's count) and acts on chunks to come.
+  virtual void Configure(absl::Span<const int64_t> values) = 0;
+  // Range checks beyond "not negative", with a message naming the attribute.
+  virtual absl::Status Check() const { return absl::OkStatus(); }
+  // The toxic starts acting on a stream at `now` (its connection starts, or it is added).
+  virtual void Start(stack::Instant /*now*/, ToxicContext& /*cx*/) {}
+  // A chunk reaches the toxic at `t`. An end of stream reaches it once; after it
+  // nothing more does.
+  virtual void Enter(ToxicChunk chunk, stack::Instant t, ToxicContext& cx) = 0;
+  // The timer set with cx.SetTimer fires.
+  virtual void OnTimer(stack::Instant /*t*/, ToxicContext& /*cx*/) {}
+  // The toxic is removed from a running stream before an end went through it; what
+  // it emits goes on to the toxic that followed it (Toxiproxy's Cleanup).
+  virtual void Remove(stack::Instant /*t*/, ToxicContext& /*cx*/) {}
+};
+
+// A kind of toxic, as the API names it.
+struct ToxicType {
+  absl::string_view name;
+  std::vector<absl::string_view> attributes;  // Toxiproxy's names, in its JSON order
+  std::unique_ptr<Toxic> (*make)();
+};
+// Every stream toxic type: latency, bandwidth, slow_close, timeout, reset_peer,
+// slicer, limit_data.
+const std::vector<ToxicType>& StreamToxicTypes();
+// The type of that name, or nullptr.
+const ToxicType* FindStreamToxicType(absl::string_view name);
 
 // One toxic's settings, in Toxiproxy's attribute names and units.
 struct StreamToxic {
-  StreamToxicType type = StreamToxicType::kLatency;
-  int64_t latency = 0, jitter = 0;  // latency: ms; each chunk waits latency ± jitter
-  int64_t rate = 0;                 // bandwidth: KB/s (1 KB = 1000 bytes), <= 0: unlimited
-  int64_t delay = 0;                // slow_close: ms; slicer: us between slices
-  int64_t timeout = 0;              // timeout, reset_peer: ms
-  int64_t average_size = 0, size_variation = 0;  // slicer: bytes
-  int64_t bytes = 0;                // limit_data
+  const ToxicType* type = nullptr;
+  std::vector<int64_t> values;  // in the order of type->attributes; unset ones 0
   // Probability that the toxic acts on a given connection (drawn once per connection
   // and toxic, when either starts), as Toxiproxy's toxicity.
   double toxicity = 1.0;
 };
+
+// A toxic of the named type with the given attributes (the others 0), checked.
+absl::StatusOr<StreamToxic> MakeStreamToxic(absl::string_view type,
+                                           const std::vector<std::pair<absl::string_view, int64_t>>& attributes,
+                                           double toxicity = 1.0);
 
 // Checks attribute ranges (negative durations, a slicer that cannot slice, ...) with
 // a message naming the attribute.
@@ -58,26 +116,16 @@ struct ToxicChain {
   uint64_t version = 0;
 };
 
-// One direction of one connection through its proxy's toxics.
+// One direction of one connection through its proxy's toxics, in the order they were
+// added: each toxic's output is the next one's input, as in Toxiproxy's chain. Each
+// toxic handles its chunks in order, so the stream never reorders bytes; what each
+// type does is written beside its class (stream_toxics_types.cc).
 //
-// A chunk written at time t is what one read from the source returned, as in
-// Toxiproxy, where a chunk is the unit of latency and slicing. Each toxic handles its
-// chunks in order, one at a time, so the stream never reorders bytes:
-//   latency     a chunk leaves at max(free, t + latency ± jitter), jitter uniform in ms.
-//   bandwidth   a chunk takes len / rate to pass (split into 100 ms pieces if larger).
-//   slicer      a chunk is cut into slices of about average_size ± size_variation
-//               bytes, `delay` us apart.
-//   limit_data  passes `bytes` bytes in all, then closes the connection.
-//   slow_close  holds the end of the stream for `delay` ms; data passes.
-//   timeout     drops all data; closes the connection `timeout` ms after the toxic
-//               started (0: never); removing it closes the connection (Toxiproxy's
-//               Cleanup).
-//   reset_peer  at the first chunk (or end of stream), waits `timeout` ms and resets
-//               the connection; data is dropped.
 // The end of the source's stream passes through the toxics after the data before it
 // and comes out as End::kEof: a half-close for the relay to pass on (Toxiproxy
 // closes the whole connection instead). A close or reset by a toxic also passes
-// through the toxics after it (slow_close delays it) before it comes out.
+// through the toxics after it (slow_close delays it) before it comes out; a toxic
+// that an end went through drops what still reaches it.
 //
 // When the chain changes, a removed toxic's held chunks move on at once (Toxiproxy
 // does not drop data on the floor); toxics that stay keep their state (limit_data's
@@ -113,37 +161,34 @@ class ToxicStream {
   bool Transparent(stack::Instant now);
 
  private:
-  struct Item {
-    End kind = End::kNone;  // kNone: data
-    std::vector<uint8_t> data;
-    size_t off = 0;         // bytes of `data` already read (output only)
-    stack::Instant ts;      // when the source's read returned it
+  struct Held {
+    ToxicChunk chunk;
+    size_t off = 0;  // bytes of chunk.data already read (output only)
     stack::Instant due;
   };
+  class StageContext;
   struct Stage {
     uint64_t id = 0;
-    StreamToxic toxic;
+    std::unique_ptr<Toxic> toxic;
+    double toxicity = 1.0;
     bool active = true;  // won the toxicity draw
-    bool ended = false;  // a close, reset or end of stream went through
-    std::deque<Item> held;  // due times never decrease
-    stack::Instant free_at = absl::InfinitePast();  // one chunk at a time
-    stack::Instant timer = stack::kNever;           // timeout's close, reset_peer's reset
-    int64_t passed = 0;                             // limit_data
+    bool ended = false;  // an end went in or came out
+    std::deque<Held> held;  // due times never decrease
+    stack::Instant timer = stack::kNever;
   };
 
   void Refresh(stack::Instant now);
-  Stage MakeStage(const ToxicChain::Entry& e, stack::Instant now);
-  void Enter(size_t stage, Item item, stack::Instant t);
-  void Hold(Stage& s, Item item, stack::Instant due);
-  void Output(Item item);
-  void Slice(const Stage& s, int64_t start, int64_t end, std::vector<int64_t>& cuts);
-  int64_t JitterMs(int64_t jitter);
+  bool Draw(double toxicity);
+  Stage MakeStage(const ToxicChain::Entry& e);
+  // Hands `chunk` to stage `index` (stages_.size(): the output) at `t`.
+  void Enter(size_t index, ToxicChunk chunk, stack::Instant t);
+  void Output(ToxicChunk chunk);
 
   std::shared_ptr<const ToxicChain> chain_;
   std::shared_ptr<std::mt19937_64> rng_;
   uint64_t version_ = ~uint64_t{0};
   std::vector<Stage> stages_;
-  std::deque<Item> out_;
+  std::deque<Held> out_;
   size_t out_bytes_ = 0;
   size_t held_bytes_ = 0;  // in stages and out_
   End end_ = End::kNone;

@@ -21,6 +21,9 @@ struct Mapping {
   std::string upstream_host;
   stack::IpAddress upstream_addr;  // resolved at start-up
   uint16_t upstream_port = 0;
+  // upstream_host is a name looked up at each connection (HostResolver), so one that
+  // does not resolve yet is no error until a client connects; upstream_addr is unset.
+  bool resolve_per_connection = false;
   std::string text;
   // A control-API proxy (proxy/api/control_api.h): its scope, which its connections' segments
   // carry to the fault engine (SegmentMeta::scope), and the stream toxics each of its

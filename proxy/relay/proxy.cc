@@ -205,6 +205,35 @@ void Proxy::DeliverToLeg(Connection& c, Leg& leg, const Segment& seg) {
 // The upstream leg.
 
 void Proxy::StartUpstream(Connection& c) {
+  if (c.map && c.map->resolve_per_connection && c.upstream_addr == IpAddress()) {
+    // Look the name up first; meanwhile retransmitted SYNs wait with the first.
+    if (c.resolving) return;
+    c.resolving = true;
+    const std::string host = c.map->upstream_host;
+    uint64_t id = c.id;
+    resolver_.Resolve(host, [this, id, host](const absl::StatusOr<asio::ip::address>& addr) {
+      auto it = conns_.find(id);
+      if (it == conns_.end()) return;
+      Connection& conn = *it->second;
+      conn.resolving = false;
+      if (!addr.ok()) {
+        // As a refused upstream: the client gets RST.
+        const std::string why =
+            absl::StrCat("cannot resolve upstream ", host, ":", conn.upstream_port, ": ", addr.status().message());
+        if (warning_log_) {
+          warning_log_(absl::StrCat("wrench: connection ", conn.id, ": ", why, "; the client gets a reset"));
+        }
+        OnUpstreamFailed(conn, true, why);
+      } else {
+        conn.upstream_addr = ToIpAddress(*addr);
+        StartUpstream(conn);
+      }
+      PollEngine();
+      ArmTimer();
+      graveyard_.clear();
+    });
+    return;
+  }
   c.phase = Connection::Phase::kConnecting;
   ++stats_.connections;
   Instant now = MonotonicNow();

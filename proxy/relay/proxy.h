@@ -23,6 +23,7 @@
 #include "absl/types/span.h"
 #include "proxy/fault/fault_engine.h"
 #include "proxy/fault/stream_toxics.h"
+#include "proxy/os/host_lookup.h"
 #include "proxy/relay/loop_timer.h"
 #include "proxy/relay/mapping.h"
 #include "proxy/relay/tuple_key.h"
@@ -187,6 +188,7 @@ class Proxy {
   Leg* FindLeg(const TupleKey& key, Connection** conn);
 
   boost::asio::io_context& io_;
+  HostResolver resolver_{io_};
   DatagramSink& sink_;
   FaultEngine& engine_;
   ProxyOptions opts_;

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <chrono>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "proxy/os/address.h"
 #include "proxy/relay/loop_timer.h"
@@ -55,11 +56,14 @@ struct StreamRelay::Conn {
 };
 
 absl::StatusOr<std::unique_ptr<StreamRelay>> StreamRelay::Start(asio::io_context& io, const tcp::endpoint& listen,
-                                                               const tcp::endpoint& upstream, ToxicsFactory toxics) {
-  std::unique_ptr<StreamRelay> r(new StreamRelay(io, upstream, std::move(toxics)));
+                                                               Upstream upstream, ToxicsFactory toxics,
+                                                               std::function<void(const std::string&)> log) {
+  std::unique_ptr<StreamRelay> r(new StreamRelay(io, std::move(upstream), std::move(toxics), std::move(log)));
   boost::system::error_code ec;
   r->acceptor_.open(listen.protocol(), ec);
   if (!ec) r->acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  // [::] takes IPv4 connections too (as Go's listeners), whatever bindv6only says.
+  if (!ec && listen.address().is_v6()) r->acceptor_.set_option(asio::ip::v6_only(false), ec);
   if (!ec) r->acceptor_.bind(listen, ec);
   if (!ec) r->acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
@@ -72,8 +76,17 @@ absl::StatusOr<std::unique_ptr<StreamRelay>> StreamRelay::Start(asio::io_context
   return r;
 }
 
-StreamRelay::StreamRelay(asio::io_context& io, const tcp::endpoint& upstream, ToxicsFactory toxics)
-    : io_(io), acceptor_(io), upstream_(upstream), toxics_(std::move(toxics)) {}
+StreamRelay::StreamRelay(asio::io_context& io, Upstream upstream, ToxicsFactory toxics,
+                         std::function<void(const std::string&)> log)
+    : io_(io),
+      acceptor_(io),
+      upstream_(std::move(upstream)),
+      upstream_text_(absl::StrCat(absl::StrContains(upstream_.host, ':') ? absl::StrCat("[", upstream_.host, "]")
+                                                                         : upstream_.host,
+                                  ":", upstream_.port)),
+      toxics_(std::move(toxics)),
+      log_(std::move(log)),
+      resolver_(io) {}
 
 StreamRelay::~StreamRelay() { Stop(); }
 
@@ -93,6 +106,10 @@ void StreamRelay::Accept() {
       boost::system::error_code ignored;
       c->client.set_option(tcp::no_delay(true), ignored);
       auto peer = c->client.remote_endpoint(ignored);
+      if (peer.address().is_v6() && peer.address().to_v6().is_v4_mapped()) {
+        // An IPv4 client of a [::] listener, shown as IPv4.
+        peer.address(asio::ip::make_address_v4(asio::ip::v4_mapped, peer.address().to_v6()));
+      }
       c->client_text = FormatHostPort(peer);
       c->toxics = toxics_(MonotonicNow());
       c->up.from = c->down.to = &c->client;
@@ -101,21 +118,37 @@ void StreamRelay::Accept() {
       c->down.stream = &c->toxics->down;
       c->down.upstream = false;
       conns_[c->id] = c;
-      c->server.async_connect(upstream_, [this, c, stopped](boost::system::error_code ec) {
-        if (*stopped || c->closed) return;
-        if (ec) {
-          // Refused or unreachable: the client sees a reset, as the server's refusal
-          // would have looked without the proxy (Toxiproxy closes it with a FIN).
-          ++stats_->refused;
-          return End(c, /*reset=*/true);
-        }
-        boost::system::error_code ignored;
-        c->server.set_option(tcp::no_delay(true), ignored);
-        c->connected = true;
-        Pump(c);
-      });
+      Connect(c);
     }
     Accept();
+  });
+}
+
+void StreamRelay::Connect(const std::shared_ptr<Conn>& c) {
+  resolver_.Resolve(upstream_.host, [this, c, stopped = stopped_](const absl::StatusOr<asio::ip::address>& addr) {
+    if (*stopped || c->closed) return;
+    if (!addr.ok()) {
+      // As a refused upstream: the client sees a reset.
+      ++stats_->refused;
+      if (log_) {
+        log_(absl::StrCat("connection from ", c->client_text, ": cannot resolve upstream ", upstream_text_, ": ",
+                          addr.status().message(), "; the client gets a reset"));
+      }
+      return End(c, /*reset=*/true);
+    }
+    c->server.async_connect(tcp::endpoint(*addr, upstream_.port), [this, c, stopped](boost::system::error_code ec) {
+      if (*stopped || c->closed) return;
+      if (ec) {
+        // Refused or unreachable: the client sees a reset, as the server's refusal
+        // would have looked without the proxy (Toxiproxy closes it with a FIN).
+        ++stats_->refused;
+        return End(c, /*reset=*/true);
+      }
+      boost::system::error_code ignored;
+      c->server.set_option(tcp::no_delay(true), ignored);
+      c->connected = true;
+      Pump(c);
+    });
   });
 }
 
@@ -263,7 +296,7 @@ std::vector<StreamRelay::ConnectionInfo> StreamRelay::Connections() const {
     ConnectionInfo i;
     i.id = id;
     i.client = c->client_text;
-    i.upstream = FormatHostPort(upstream_);
+    i.upstream = upstream_text_;
     i.state = !c->connected          ? "connecting"
               : c->up.eof_out && c->down.eof_out ? "closing"
               : c->up.eof_out        ? "client closed"

@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "proxy/fault/stream_toxics.h"
+#include "proxy/os/host_lookup.h"
 
 namespace wrench::proxy {
 
@@ -23,7 +24,7 @@ class StreamRelay {
   using ToxicsFactory = std::function<std::unique_ptr<ConnectionToxics>(stack::Instant)>;
   struct Stats {
     uint64_t connections = 0;  // accepted
-    uint64_t refused = 0;      // upstream connect failed: the client got RST
+    uint64_t refused = 0;      // upstream lookup or connect failed: the client got RST
     uint64_t resets = 0;       // ended by a reset (either peer's, or reset_peer)
     // Toxiproxy's metrics: received from the source, sent to the destination.
     uint64_t received_up = 0, sent_up = 0;      // client -> server
@@ -36,12 +37,20 @@ class StreamRelay {
     uint64_t bytes_to_server = 0, bytes_to_client = 0;
   };
 
+  // Where connections go: a host (an IP literal or a name, looked up per connection
+  // through HostResolver) and a port.
+  struct Upstream {
+    std::string host;
+    uint16_t port = 0;
+  };
   // Listens on `listen` at once (a busy port is the caller's error to report). Each
-  // accepted connection dials `upstream` and starts with `toxics(now)`.
+  // accepted connection looks `upstream` up, dials it and starts with `toxics(now)`;
+  // a name that does not resolve is treated as a refused upstream (the client gets
+  // RST), and `log` says why.
   static absl::StatusOr<std::unique_ptr<StreamRelay>> Start(boost::asio::io_context& io,
                                                             const boost::asio::ip::tcp::endpoint& listen,
-                                                            const boost::asio::ip::tcp::endpoint& upstream,
-                                                            ToxicsFactory toxics);
+                                                            Upstream upstream, ToxicsFactory toxics,
+                                                            std::function<void(const std::string&)> log = {});
   ~StreamRelay();
   StreamRelay(const StreamRelay&) = delete;
   StreamRelay& operator=(const StreamRelay&) = delete;
@@ -57,8 +66,10 @@ class StreamRelay {
  private:
   struct Conn;
   struct Dir;
-  StreamRelay(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& upstream, ToxicsFactory toxics);
+  StreamRelay(boost::asio::io_context& io, Upstream upstream, ToxicsFactory toxics,
+              std::function<void(const std::string&)> log);
   void Accept();
+  void Connect(const std::shared_ptr<Conn>& c);
   void Pump(const std::shared_ptr<Conn>& c);
   void PumpDir(const std::shared_ptr<Conn>& c, Dir& d, stack::Instant now);
   void StartRead(const std::shared_ptr<Conn>& c, Dir& d, size_t max);
@@ -67,8 +78,11 @@ class StreamRelay {
 
   boost::asio::io_context& io_;
   boost::asio::ip::tcp::acceptor acceptor_;
-  boost::asio::ip::tcp::endpoint upstream_;
+  Upstream upstream_;
+  std::string upstream_text_;  // HOST:PORT
   ToxicsFactory toxics_;
+  std::function<void(const std::string&)> log_;
+  HostResolver resolver_;
   // Shared with pending completions, which may run after the relay is gone.
   std::shared_ptr<Stats> stats_ = std::make_shared<Stats>();
   std::shared_ptr<bool> stopped_ = std::make_shared<bool>(false);

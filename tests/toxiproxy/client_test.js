@@ -165,6 +165,38 @@ async function main() {
     assert.strictEqual(fresh.enabled, true);
   });
 
+  await check("toxics on one stream add up: two latency toxics of 300 ms make 600 ms", async () => {
+    const { sock } = await connect(host, port);
+    const first = await proxy.addToxic({
+      name: "first", type: "latency", stream: "downstream", toxicity: 1, attributes: { latency: 300, jitter: 0 },
+    });
+    const second = await proxy.addToxic({
+      name: "second", type: "latency", stream: "downstream", toxicity: 1, attributes: { latency: 300, jitter: 0 },
+    });
+    const ms = await roundTrip(sock, Buffer.from("twice"));
+    assert.ok(ms >= 595 && ms < 1500, `with two latency toxics: ${ms} ms`);
+    await first.remove();
+    await second.remove();
+    sock.destroy();
+  });
+
+  await check("Proxy Should update a proxy (upstream somehost:12345, resolved per connection)", async () => {
+    const other = await toxiproxy.createProxy({ name: "update", listen: "127.0.0.1:0", upstream });
+    const updated = await other.update({ enabled: true, listen: other.listen, upstream: "somehost:12345" });
+    assert.strictEqual(updated.upstream, "somehost:12345");
+    assert.strictEqual(updated.enabled, true);
+    await other.remove();
+  });
+
+  await check("a proxy created without listen listens on [::]", async () => {
+    const any = await toxiproxy.createProxy({ name: "any", upstream });
+    assert.match(any.listen, /^\[::\]:\d+$/);
+    const { sock } = await connect("127.0.0.1", hostPort(any.listen)[1]);
+    await roundTrip(sock, Buffer.from("v4 through [::]"));
+    sock.destroy();
+    await any.remove();
+  });
+
   await check("disable and re-enable with update(), then reset()", async () => {
     const down = await proxy.update({ enabled: false });
     assert.strictEqual(down.enabled, false);
