@@ -185,6 +185,25 @@ TEST(ParseNet, RefusesHostBitsAndSaysWhichSubnetWasMeant) {
   EXPECT_EQ(n->second, 24);
 }
 
+TEST(ParseNet6, RefusesHostBitsAndNonIpv6AndDefaultFollowsNet) {
+  auto n = ParseNet6("fd89:2e6c:4f1a:5900::1/64");
+  ASSERT_FALSE(n.ok());
+  EXPECT_EQ(n.status().message(),
+            "--net6 fd89:2e6c:4f1a:5900::1/64 has host bits set; did you mean fd89:2e6c:4f1a:5900::/64?");
+  EXPECT_FALSE(ParseNet6("10.89.0.0/24").ok());
+  EXPECT_FALSE(ParseNet6("fd00::/8").ok()) << "shorter than /16";
+  n = ParseNet6("fd00:1:2:3::/64");
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(n->first.ToString(), "fd00:1:2:3::");
+  EXPECT_EQ(KernelAddress(n->first, n->second).ToString(), "fd00:1:2:3::1");
+  auto d = DefaultNet6(stack::IpAddress::V4(0x0a590000));  // 10.89.0.0
+  EXPECT_EQ(d.first.ToString(), "fd89:2e6c:4f1a:5900::");
+  EXPECT_EQ(d.second, 64);
+  EXPECT_EQ(DefaultNet6(stack::IpAddress::V4(0x0a5a0100)).first.ToString(), "fd89:2e6c:4f1a:5a01::");
+  // The IPv4 kernel address is unchanged by the shared helper.
+  EXPECT_EQ(KernelAddress(stack::IpAddress::V4(0x0a590000), 24).ToString(), "10.89.0.1");
+}
+
 TEST(ReadJsonLog, APcapIsToldApart) {
   tu::TempDir dir;
   tu::WriteWholeFile(dir.File("x.pcap"), std::string("\xd4\xc3\xb2\xa1\x02\x00\x04\x00", 8));

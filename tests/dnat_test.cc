@@ -38,6 +38,8 @@ namespace tu = ::wrench::proxy::testing;
 const IpAddress kLoopback = IpAddress::V4(0x7f000001);
 const IpAddress kServerVeth = IpAddress::V4(0x0a4d0001);  // 10.77.0.1: wrench's namespace
 const IpAddress kClientVeth = IpAddress::V4(0x0a4d0002);  // 10.77.0.2: the client's
+const IpAddress kServerVeth6 = *IpAddress::Parse("fd77::1");
+const IpAddress kClientVeth6 = *IpAddress::Parse("fd77::2");
 constexpr uint16_t kAnyPort = 7000;                       // the proxy on 0.0.0.0
 constexpr uint16_t kHostPort = 7001;                      // the proxy on 10.77.0.1
 constexpr char kDropFirstSynAck[] =
@@ -103,8 +105,10 @@ class DnatTest : public ::testing::Test {
     UseOwnRunDirectory();
     server_ns_ = UniqueFd(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
     ASSERT_TRUE(server_ns_);
+    EnableIpv6();
     std::thread([&] {
       if (::unshare(CLONE_NEWNET) != 0) return;
+      EnableIpv6();
       client_ns_ = UniqueFd(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
       // The veth is made from the client's side; its peer goes to this process's
       // main thread, which is in wrench's namespace.
@@ -139,6 +143,24 @@ class DnatTest : public ::testing::Test {
   }
 
   void TearDown() override { StopWrench(); }
+
+  // A fresh namespace takes the host's defaults, which may turn IPv6 off.
+  static void EnableIpv6() {
+    for (const char* dev : {"all", "default", "lo"}) {
+      std::ofstream(absl::StrCat("/proc/sys/net/ipv6/conf/", dev, "/disable_ipv6")) << "0";
+    }
+  }
+
+  // IPv6 on the veth: kServerVeth6 in wrench's namespace, kClientVeth6 in the client's.
+  void AddIpv6ToTheVeth() {
+    ASSERT_TRUE(AddAddress("wrs0", kServerVeth6, 64).ok());
+    bool added = false;
+    AsClient([&] { added = AddAddress("wrc0", kClientVeth6, 64).ok(); });
+    ASSERT_TRUE(added);
+    // NODAD addresses are usable once their local route is in (a work queue).
+    for (int i = 0; i < 200 && !IsLocalAddress(kServerVeth6).value_or(false); ++i) absl::SleepFor(absl::Milliseconds(5));
+    absl::SleepFor(absl::Milliseconds(50));
+  }
 
   void StopWrench() {
     if (!service_) return;
@@ -265,6 +287,71 @@ TEST_F(DnatTest, AHostAddressListenTakesOtherNamespacesAndLocalClients) {
   EXPECT_EQ(conns.back()["kind"], "tun") << conns.dump();
   echoed = EchoesByteForByte(local->get(), Pattern(300'000));
   EXPECT_TRUE(echoed.ok()) << echoed;
+}
+
+TEST_F(DnatTest, AnIpv6WildcardListenSteersIpv6ClientsIntoTheTunToo) {
+  AddIpv6ToTheVeth();
+  // Forwarding IPv6 is the host's choice (wrench leaves it as it is): this namespace
+  // is a router for the client's.
+  std::ofstream("/proc/sys/net/ipv6/conf/all/forwarding") << "1";
+  CreateProxy("any6", absl::StrCat("[::]:", kAnyPort));
+  if (DnatUnavailable()) GTEST_SKIP() << "no nftables DNAT here: " << log_;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ASSERT_THAT(log_, HasSubstr("ip6 wrench_wrench0 DNATs IPv6 listen addresses to fd89:2e6c:4f1a:5900:ffff:ffff:ffff:fffe"));
+  }
+  const absl::Duration clean = ClientConnectTime(kServerVeth6, kAnyPort);
+  ASSERT_EQ(Call("POST", "/proxies/any6/toxics", kDropFirstSynAck).status, 200);
+  const absl::Duration dropped = ClientConnectTime(kServerVeth6, kAnyPort);
+  std::fprintf(stderr, "connect to [%s]:%u from the other namespace: %.1f ms clean, %.1f ms with the first SYN-ACK "
+               "dropped\n", kServerVeth6.ToString().c_str(), kAnyPort, absl::ToDoubleMilliseconds(clean),
+               absl::ToDoubleMilliseconds(dropped));
+  EXPECT_LT(clean, absl::Milliseconds(300));
+  EXPECT_GE(dropped, absl::Milliseconds(900));
+  EXPECT_LT(dropped, absl::Milliseconds(2500));
+  auto fd = ClientConnect(kServerVeth6, kAnyPort);
+  ASSERT_TRUE(fd.ok()) << fd.status();
+  Json conns = Call("GET", "/connections").json();
+  ASSERT_FALSE(conns.empty());
+  EXPECT_EQ(conns.back()["kind"], "tun") << conns.dump();
+  EXPECT_EQ(conns.back()["client"].get<std::string>().rfind("[fd77::2]:", 0), 0u) << conns.dump();
+  absl::Status echoed = EchoesByteForByte(fd->get(), Pattern(300'000));
+  EXPECT_TRUE(echoed.ok()) << echoed;
+  // IPv4 clients of the same [::] proxy are steered as before, and a client of
+  // wrench's own namespace dialling the IPv6 address goes through the output hook.
+  auto v4 = ClientConnect(kServerVeth, kAnyPort);
+  ASSERT_TRUE(v4.ok()) << v4.status();
+  auto local = tu::ConnectTo(kServerVeth6, kAnyPort, absl::Seconds(5));
+  ASSERT_TRUE(local.ok()) << local.status();
+  echoed = EchoesByteForByte(local->get(), Pattern(100'000));
+  EXPECT_TRUE(echoed.ok()) << echoed;
+  // The rule saw the SYN-ACK of each of the four steered connections since the toxic.
+  EXPECT_EQ(Call("GET", "/rules").json()[0]["hits"], 4);
+  // ::1 is never steered: the kernel socket, no rule.
+  auto lo = tu::ConnectTo(*IpAddress::Parse("::1"), kAnyPort, absl::Seconds(5));
+  ASSERT_TRUE(lo.ok()) << lo.status();
+  EXPECT_EQ(Call("GET", "/rules").json()[0]["hits"], 4);
+  ASSERT_EQ(Call("DELETE", "/proxies/any6").status, 204);
+  StopWrench();
+  if (std::system("command -v nft >/dev/null") == 0) {
+    FILE* f = ::popen("nft list tables", "r");
+    ASSERT_NE(f, nullptr);
+    char buf[4096];
+    size_t n = std::fread(buf, 1, sizeof buf, f);
+    ::pclose(f);
+    EXPECT_THAT(std::string(buf, n), ::testing::Not(HasSubstr("wrench_"))) << "a table outlived wrench";
+  }
+}
+
+TEST_F(DnatTest, AnIpv6HostAddressListenTakesSegmentToxics) {
+  AddIpv6ToTheVeth();
+  std::ofstream("/proc/sys/net/ipv6/conf/all/forwarding") << "1";
+  CreateProxy("host6", absl::StrCat("[", kServerVeth6.ToString(), "]:", kHostPort));
+  if (DnatUnavailable()) GTEST_SKIP() << "no nftables DNAT here: " << log_;
+  ASSERT_EQ(Call("POST", "/proxies/host6/toxics", kDropFirstSynAck).status, 200);
+  const absl::Duration dropped = ClientConnectTime(kServerVeth6, kHostPort);
+  EXPECT_GE(dropped, absl::Milliseconds(900));
+  EXPECT_LT(dropped, absl::Milliseconds(2500));
 }
 
 TEST_F(DnatTest, ALoopbackListenStillRefusesSegmentToxicsNamingAnAddressThatWorks) {
@@ -428,6 +515,7 @@ class DnatHostRecordTest : public ::testing::Test {
     }
     EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "1");
     EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/conf/wrench0/rp_filter"), "2");
+    EXPECT_EQ(std::system("nft list table ip6 wrench_wrench0 >/dev/null 2>&1"), 0) << "no IPv6 twin";
     const std::string table = Shell("nft list table ip wrench_wrench0");
     EXPECT_THAT(table, HasSubstr("chain forward"));
     EXPECT_THAT(table, ::testing::Not(HasSubstr("drop"))) << "a catch-all drop:\n" << table;

@@ -35,18 +35,22 @@ class ApiHost {
   // --net as "10.89.0.0/24", and the kernel's address in it.
   virtual std::string TunSubnet() const = 0;
   virtual stack::IpAddress kernel_address() const = 0;
+  // --net6's kernel address; nullopt when the TUN is IPv4 only.
+  virtual std::optional<stack::IpAddress> kernel_address6() const = 0;
 
   // A proxy on the TUN: the front is checked as --map's are (`what` names it in
   // errors), then mapped.
   virtual absl::Status AddMapping(Mapping m, absl::string_view what) = 0;
   virtual bool RemoveMapping(uint64_t scope) = 0;
-  // Inside --net: reached through the TUN.
+  // Inside --net or --net6: reached through the TUN.
   virtual bool InTunSubnet(const stack::IpAddress& addr) const = 0;
   // nftables DNAT into the TUN, set up on first use; the error says why it is
   // unavailable.
   virtual absl::StatusOr<Dnat*> dnat() = 0;
   // The front that DNATed connections reach.
   virtual stack::IpAddress DnatFront() const = 0;
+  // The front that DNATed IPv6 connections reach; nullopt when the TUN is IPv4 only.
+  virtual std::optional<stack::IpAddress> DnatFront6() const = 0;
   // Whether `rule` can fire on the legs of this run (`what` names it in the error).
   virtual absl::Status CheckRuleCanFire(const Rule& rule, absl::string_view what) const = 0;
 };

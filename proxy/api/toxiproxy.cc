@@ -267,7 +267,7 @@ struct ToxiproxyCollection::Proxy {
   // TUN front dnat_front, which carries this proxy's scope. Without it, `no_segments`
   // says why segment toxics cannot act.
   bool dnat = false;
-  stack::IpAddress dnat_listen;
+  std::vector<stack::IpAddress> dnat_listen;  // [::]: 0.0.0.0 and ::, one per IP version
   uint16_t dnat_port = 0;
   std::string dnat_front;
   std::string no_segments;
@@ -395,13 +395,18 @@ absl::Status ToxiproxyCollection::Start(Proxy& p) {
 namespace {
 
 // Why connections to `listen` cannot be steered into the TUN; empty when they can be.
-std::string WhyNoDnat(const asio::ip::address& listen) {
+std::string WhyNoDnat(const asio::ip::address& listen, bool tun_has_v6) {
   if (listen.is_loopback()) {
     return "connections to loopback cannot be steered into the TUN (the kernel drops a packet from 127.0.0.0/8 "
            "that leaves through another device), so the kernel terminates them";
   }
-  if (listen.is_v6() && !listen.is_unspecified()) {
-    return "the TUN is IPv4, so connections to an IPv6 address stay with the kernel, which terminates them";
+  if (listen.is_v6() && !listen.is_unspecified() && !tun_has_v6) {
+    return "the TUN is IPv4 only (--net6 none, or no IPv6 in its namespace), so connections to an IPv6 address "
+           "stay with the kernel, which terminates them";
+  }
+  if (listen.is_v6() && listen.to_v6().is_link_local()) {
+    return "connections to a link-local address cannot be steered into the TUN (their replies could not leave "
+           "through it), so the kernel terminates them";
   }
   return "";
 }
@@ -410,7 +415,8 @@ std::string WhyNoDnat(const asio::ip::address& listen) {
 
 void ToxiproxyCollection::StartDnat(Proxy& p, const asio::ip::address& listen, uint16_t port,
                                     const Mapping& upstream) {
-  p.no_segments = WhyNoDnat(listen);
+  const std::optional<stack::IpAddress> front6 = service_.DnatFront6();
+  p.no_segments = WhyNoDnat(listen, front6.has_value());
   if (!p.no_segments.empty()) return;
   auto dnat = service_.dnat();
   if (!dnat.ok()) {
@@ -418,34 +424,46 @@ void ToxiproxyCollection::StartDnat(Proxy& p, const asio::ip::address& listen, u
                                  "), so the kernel terminates the connections");
     return;
   }
-  // The v4 address the rule matches: 0.0.0.0 for both wildcards.
-  const stack::IpAddress match =
-      listen.is_unspecified() ? stack::IpAddress::V4(0) : stack::IpAddress::V4(listen.to_v4().to_uint());
-  Mapping m = upstream;
-  m.front_addr = service_.DnatFront();
-  m.scope = p.scope;
-  absl::Status st = absl::ResourceExhaustedError("no free port on the DNAT front");
-  // The listen port on the front if free (another proxy may hold it), else the next.
-  for (uint32_t candidate = port, tries = 0; candidate <= 65535 && tries < 1000; ++candidate, ++tries) {
-    m.front_port = static_cast<uint16_t>(candidate);
-    m.text = absl::StrCat(p.listen, " via ", FormatHostPort(asio::ip::address_v4(m.front_addr.v4_host_order()),
-                                                           m.front_port), "=", p.upstream, " (proxy ", p.name, ")");
-    st = service_.AddMapping(m, absl::StrCat("DNAT front of ", p.listen));
-    if (!absl::IsAlreadyExists(st)) break;
+  // The addresses the rules match, one per IP version steered: 0.0.0.0 for 0.0.0.0,
+  // 0.0.0.0 and :: for [::] (a dual-stack socket), or the one address.
+  std::vector<stack::IpAddress> matches;
+  if (listen.is_unspecified()) {
+    matches.push_back(stack::IpAddress::V4(0));
+    if (listen.is_v6() && front6 && (*dnat)->ipv6().ok()) matches.push_back(stack::IpAddress::V6({}));
+  } else {
+    matches.push_back(ToIp(listen));
   }
-  if (st.ok()) {
-    st = (*dnat)->Add(match, port, m.front_addr, m.front_port);
-    if (!st.ok()) service_.RemoveMapping(p.scope);
+  absl::Status st;
+  std::vector<std::string> fronts;
+  for (const stack::IpAddress& match : matches) {
+    Mapping m = upstream;
+    m.front_addr = match.is_v6() ? *front6 : service_.DnatFront();
+    m.scope = p.scope;
+    st = absl::ResourceExhaustedError("no free port on the DNAT front");
+    // The listen port on the front if free (another proxy may hold it), else the next.
+    for (uint32_t candidate = port, tries = 0; candidate <= 65535 && tries < 1000; ++candidate, ++tries) {
+      m.front_port = static_cast<uint16_t>(candidate);
+      m.text = absl::StrCat(p.listen, " via ", FormatHostPort(m.front_addr, m.front_port), "=", p.upstream,
+                            " (proxy ", p.name, ")");
+      st = service_.AddMapping(m, absl::StrCat("DNAT front of ", p.listen));
+      if (!absl::IsAlreadyExists(st)) break;
+    }
+    if (st.ok()) st = (*dnat)->Add(match, port, m.front_addr, m.front_port);
+    if (!st.ok()) break;
+    p.dnat_listen.push_back(match);
+    fronts.push_back(FormatHostPort(m.front_addr, m.front_port));
   }
   if (!st.ok()) {
+    for (const stack::IpAddress& match : p.dnat_listen) (void)(*dnat)->Remove(match, port);
+    p.dnat_listen.clear();
+    service_.RemoveMapping(p.scope);
     p.no_segments = absl::StrCat("DNAT into the TUN failed (", st.message(), "), so the kernel terminates them");
     service_.Log(absl::StrCat("wrench: proxy ", p.name, ": ", p.no_segments, "; stream toxics only"));
     return;
   }
   p.dnat = true;
-  p.dnat_listen = match;
   p.dnat_port = port;
-  p.dnat_front = FormatHostPort(asio::ip::address_v4(m.front_addr.v4_host_order()), m.front_port);
+  p.dnat_front = absl::StrJoin(fronts, ", ");
   service_.Log(absl::StrCat("wrench: proxy ", p.name, ": connections to ", p.listen,
                                            listen.is_unspecified() ? " (but loopback's)" : "", " are DNATed to ",
                                            p.dnat_front, " in the TUN"));
@@ -463,9 +481,12 @@ void ToxiproxyCollection::Stop(Proxy& p) {
   if (p.dnat) {
     p.dnat = false;
     if (auto d = service_.dnat(); d.ok()) {
-      if (auto st = (*d)->Remove(p.dnat_listen, p.dnat_port); !st.ok()) {
-        service_.Log(absl::StrCat("wrench: proxy ", p.name, ": ", st.message()));
+      for (const stack::IpAddress& listen : p.dnat_listen) {
+        if (auto st = (*d)->Remove(listen, p.dnat_port); !st.ok()) {
+          service_.Log(absl::StrCat("wrench: proxy ", p.name, ": ", st.message()));
+        }
       }
+      p.dnat_listen.clear();
     }
     service_.RemoveMapping(p.scope);
   }

@@ -5,7 +5,9 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <future>
 
 #include "absl/strings/numbers.h"
@@ -23,6 +25,8 @@ namespace asio = boost::asio;
 namespace {
 // The IPv4 netmask of a prefix length, 0 to 32.
 uint32_t PrefixMask(int len) { return len == 0 ? 0 : ~uint32_t{0} << (32 - len); }
+// RFC 8200 §5: the kernel disables IPv6 on a link with a smaller MTU.
+constexpr int kMinMtuV6 = 1280;
 }  // namespace
 
 absl::StatusOr<std::pair<stack::IpAddress, int>> ParseNet(absl::string_view text) {
@@ -51,33 +55,60 @@ absl::StatusOr<std::pair<stack::IpAddress, int>> ParseNet(absl::string_view text
 }
 
 namespace {
-bool Overlaps(uint32_t a, int a_len, uint32_t b, int b_len) {
-  const uint32_t mask = PrefixMask(std::min(a_len, b_len));
-  return (a & mask) == (b & mask);
+// Whether the first `len` bits of a and b agree (both of one family).
+bool SamePrefix(const stack::IpAddress& a, const stack::IpAddress& b, int len) {
+  if (a.is_v6() != b.is_v6()) return false;
+  auto x = a.bytes(), y = b.bytes();
+  for (size_t i = 0; i < x.size() && len > 0; ++i, len -= 8) {
+    const uint8_t mask = len >= 8 ? 0xff : static_cast<uint8_t>(0xff << (8 - len));
+    if ((x[i] & mask) != (y[i] & mask)) return false;
+  }
+  return true;
+}
+
+// `net` with its bits past `len` all set (or, with set = false, cleared), plus `add`.
+stack::IpAddress HostOf(const stack::IpAddress& net, int len, bool set, int add) {
+  std::array<uint8_t, 16> b{};
+  auto in = net.bytes();
+  std::copy(in.begin(), in.end(), b.begin());
+  for (size_t i = 0; i < in.size(); ++i) {
+    const int keep = std::clamp(len - static_cast<int>(i) * 8, 0, 8);
+    const uint8_t host = keep == 8 ? 0 : static_cast<uint8_t>(0xff >> keep);
+    b[i] = set ? (b[i] | host) : (b[i] & ~host);
+  }
+  // add is small (-1 to 2): a carry or borrow through the low bytes.
+  for (int i = static_cast<int>(in.size()) - 1, carry = add; i >= 0 && carry != 0; --i) {
+    const int v = b[i] + carry;
+    b[i] = static_cast<uint8_t>(v & 0xff);
+    carry = v >> 8;  // -1 on a borrow, 1 on a carry, else 0
+  }
+  return net.is_v6() ? stack::IpAddress::V6(b) : stack::IpAddress::V4({b[0], b[1], b[2], b[3]});
 }
 }  // namespace
 
 absl::Status CheckNetIsFree(const stack::IpAddress& net, int prefix_len) {
   const std::string text = absl::StrCat(net.ToString(), "/", prefix_len);
-  auto routes = ListIpv4Routes();
+  const char* flag = net.is_v6() ? "--net6" : "--net";
+  const char* other = net.is_v6() ? "--net6 fd89:2e6c:4f1a:5a00::/64" : "--net 10.90.0.0/24";
+  auto routes = ListRoutes(net.is_v6());
   if (!routes.ok()) return routes.status();
-  for (const Ipv4Prefix& r : *routes) {
+  for (const IpPrefix& r : *routes) {
     // The default route covers everything; a more specific one is what --net adds.
     if (r.prefix_len == 0) continue;
-    if (Overlaps(r.addr.v4_host_order(), r.prefix_len, net.v4_host_order(), prefix_len)) {
+    if (SamePrefix(r.addr, net, std::min(r.prefix_len, prefix_len))) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "--net ", text, " overlaps the route ", r.addr.ToString(), "/", r.prefix_len,
+          flag, " ", text, " overlaps the route ", r.addr.ToString(), "/", r.prefix_len,
           r.ifname.empty() ? "" : absl::StrCat(" dev ", r.ifname),
-          " (another wrench, or a network of this host); choose another --net, e.g. --net 10.90.0.0/24"));
+          " (another wrench, or a network of this host); choose another ", flag, ", e.g. ", other));
     }
   }
-  auto addresses = ListIpv4Addresses();
+  auto addresses = ListAddresses(net.is_v6());
   if (!addresses.ok()) return addresses.status();
-  for (const Ipv4Prefix& a : *addresses) {
-    if (Overlaps(a.addr.v4_host_order(), a.prefix_len, net.v4_host_order(), prefix_len)) {
-      return absl::FailedPreconditionError(absl::StrCat("--net ", text, " overlaps the address ", a.addr.ToString(),
-                                                        "/", a.prefix_len, " of ", a.ifname,
-                                                        "; choose another --net, e.g. --net 10.90.0.0/24"));
+  for (const IpPrefix& a : *addresses) {
+    if (SamePrefix(a.addr, net, std::min(a.prefix_len, prefix_len))) {
+      return absl::FailedPreconditionError(absl::StrCat(flag, " ", text, " overlaps the address ", a.addr.ToString(),
+                                                        "/", a.prefix_len, " of ", a.ifname, "; choose another ",
+                                                        flag, ", e.g. ", other));
     }
   }
   return absl::OkStatus();
@@ -102,8 +133,31 @@ std::string RaiseFileLimit() {
 }
 
 stack::IpAddress KernelAddress(const stack::IpAddress& net, int prefix_len) {
-  uint32_t mask = PrefixMask(prefix_len);
-  return stack::IpAddress::V4((net.v4_host_order() & mask) + 1);
+  return HostOf(net, prefix_len, /*set=*/false, 1);
+}
+
+absl::StatusOr<std::pair<stack::IpAddress, int>> ParseNet6(absl::string_view text) {
+  size_t slash = text.find('/');
+  auto addr = slash == absl::string_view::npos ? std::nullopt : stack::IpAddress::Parse(text.substr(0, slash));
+  if (!addr || !addr->is_v6()) {
+    return absl::InvalidArgumentError(absl::StrCat("--net6 \"", text,
+                                                   "\": expected IPV6ADDRESS/PREFIX, e.g. fd89:2e6c:4f1a:5900::/64, "
+                                                   "or none"));
+  }
+  int prefix = 0;
+  if (!absl::SimpleAtoi(text.substr(slash + 1), &prefix) || prefix < 16 || prefix > 120) {
+    return absl::InvalidArgumentError(absl::StrCat("--net6 \"", text, "\": the prefix length must be 16 to 120"));
+  }
+  if (HostOf(*addr, prefix, /*set=*/false, 0) != *addr) {
+    return absl::InvalidArgumentError(absl::StrCat("--net6 ", text, " has host bits set; did you mean ",
+                                                   HostOf(*addr, prefix, false, 0).ToString(), "/", prefix, "?"));
+  }
+  return std::make_pair(*addr, prefix);
+}
+
+std::pair<stack::IpAddress, int> DefaultNet6(const stack::IpAddress& net) {
+  auto b = net.bytes();
+  return {stack::IpAddress::V6({0xfd, 0x89, 0x2e, 0x6c, 0x4f, 0x1a, b[1], b[2], 0, 0, 0, 0, 0, 0, 0, 0}), 64};
 }
 
 class Service::TunSink : public DatagramSink {
@@ -164,26 +218,41 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
     auto id = s->engine_.AddRule(r);
     if (!id.ok()) return id.status();
   }
-  stack::IpAddress kernel = KernelAddress(o.net_addr, o.prefix_len);
-  uint32_t mask = PrefixMask(o.prefix_len);
-  for (const Mapping& m : o.maps) {
-    if (m.front_addr.is_v6() || (m.front_addr.v4_host_order() & mask) != o.net_addr.v4_host_order()) {
-      return absl::InvalidArgumentError(absl::StrCat("--map ", m.text, ": the front address must be inside --net ",
-                                                     o.net_addr.ToString(), "/", o.prefix_len));
+  if (o.mtu < 576 || o.mtu > 65520) {
+    return absl::InvalidArgumentError(absl::StrCat("--mtu ", o.mtu, ": must be 576 to 65520"));
+  }
+  if (o.prefix6_len != 0 && o.mtu < kMinMtuV6) {
+    const bool v6_front = std::any_of(o.maps.begin(), o.maps.end(), [](const Mapping& m) { return m.front_addr.is_v6(); });
+    if (v6_front) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--mtu ", o.mtu, ": IPv6 fronts need an MTU of at least ", kMinMtuV6));
     }
-    if (m.front_addr == kernel) {
-      return absl::InvalidArgumentError(absl::StrCat("--map ", m.text, ": ", kernel.ToString(),
+    o.log_line(absl::StrCat("wrench: --mtu ", o.mtu, " is below IPv6's minimum of ", kMinMtuV6,
+                            ": the TUN is IPv4 only"));
+    o.prefix6_len = 0;
+  }
+  stack::IpAddress kernel = KernelAddress(o.net_addr, o.prefix_len);
+  for (const Mapping& m : o.maps) {
+    const bool v6 = m.front_addr.is_v6();
+    const stack::IpAddress& net = v6 ? o.net6_addr : o.net_addr;
+    const int len = v6 ? o.prefix6_len : o.prefix_len;
+    if (len == 0 || !SamePrefix(m.front_addr, net, len)) {
+      return absl::InvalidArgumentError(
+          len == 0 ? absl::StrCat("--map ", m.text, ": an IPv6 front needs --net6, and it is none")
+                   : absl::StrCat("--map ", m.text, ": the front address must be inside ", v6 ? "--net6 " : "--net ",
+                                  net.ToString(), "/", len));
+    }
+    const stack::IpAddress own = KernelAddress(net, len);
+    if (m.front_addr == own) {
+      return absl::InvalidArgumentError(absl::StrCat("--map ", m.text, ": ", own.ToString(),
                                                      " is the kernel's own address on the TUN; use another "
                                                      "address of the subnet as the front"));
     }
-    if (o.upstream_via == UpstreamVia::kTun && m.upstream_addr != kernel) {
+    if (o.upstream_via == UpstreamVia::kTun && m.upstream_addr != own) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--map ", m.text, ": with --upstream-via tun the server must listen on the kernel's TUN address ",
-          kernel.ToString()));
+          own.ToString(), " (of the front's IP version)"));
     }
-  }
-  if (o.mtu < 576 || o.mtu > 65520) {
-    return absl::InvalidArgumentError(absl::StrCat("--mtu ", o.mtu, ": must be 576 to 65520"));
   }
   // What runs that were killed left on the host (dnat.h): undone before this one
   // changes anything. Without the privilege there is nothing wrench could have left.
@@ -202,10 +271,14 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
     // The subnet must be wrench's alone: a route or address already there would be
     // shadowed (or shadow the TUN), and a second wrench on it would get nothing.
     if (auto st = CheckNetIsFree(o.net_addr, o.prefix_len); !st.ok()) return st;
+    if (o.prefix6_len != 0) {
+      if (auto st = CheckNetIsFree(o.net6_addr, o.prefix6_len); !st.ok()) return st;
+    }
     auto tun = TunDevice::Create(o.tun_name, o.mtu);
     if (tun.ok()) {
       s->tun_.emplace(std::move(*tun));
       if (auto st = ConfigureTun(*s->tun_, kernel, o.prefix_len, o.mtu); !st.ok()) return st;
+      if (auto st = s->ConfigureTun6(); !st.ok()) return st;
     } else if (o.tun_optional && LacksTunPrivilege(tun.status())) {
       s->dnat_error_ = absl::FailedPreconditionError(absl::StrCat("wrench runs without its TUN device: ",
                                                                   tun.status().message()));
@@ -239,6 +312,7 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
   po.tcp.mss = static_cast<uint16_t>(std::min(o.mtu - 40, 65495));
   po.transparent = o.transparent;
   po.gateway_addr = kernel;
+  if (o.prefix6_len != 0) po.gateway_addr6 = KernelAddress(o.net6_addr, o.prefix6_len);
   s->sink_ = std::make_unique<TunSink>(s->tun_ ? &*s->tun_ : nullptr);
   s->proxy_ = std::make_unique<Proxy>(s->io_, *s->sink_, s->engine_, po);
   if (s->pcap_) s->proxy_->set_pcap(&*s->pcap_);
@@ -275,21 +349,43 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
 
 uint16_t Service::api_port() const { return api_ ? api_->port() : 0; }
 
+absl::Status Service::ConfigureTun6() {
+  ServiceOptions& o = opts_;
+  if (o.prefix6_len == 0) return absl::OkStatus();
+  const stack::IpAddress kernel6 = KernelAddress(o.net6_addr, o.prefix6_len);
+  absl::Status st = ConfigureTun(*tun_, kernel6, o.prefix6_len, o.mtu);
+  if (st.ok()) return st;
+  // IPv6 turned off in this namespace (net.ipv6.conf.*.disable_ipv6=1): the kernel
+  // refuses the address. Only IPv6 fronts need it.
+  const int err = ErrnoOf(st);
+  const bool v6_front = std::any_of(o.maps.begin(), o.maps.end(), [](const Mapping& m) { return m.front_addr.is_v6(); });
+  if ((err == EACCES || err == EAFNOSUPPORT || err == EPERM) && !v6_front) {
+    o.log_line(absl::StrCat("wrench: no IPv6 on the TUN (", st.message(), "): it is IPv4 only"));
+    o.prefix6_len = 0;
+    return absl::OkStatus();
+  }
+  return st;
+}
+
+std::optional<stack::IpAddress> Service::kernel_address6() const {
+  if (opts_.prefix6_len == 0) return std::nullopt;
+  return KernelAddress(opts_.net6_addr, opts_.prefix6_len);
+}
+
 bool Service::InTunSubnet(const stack::IpAddress& addr) const {
-  uint32_t mask = PrefixMask(opts_.prefix_len);
-  return !addr.is_v6() && (addr.v4_host_order() & mask) == opts_.net_addr.v4_host_order();
+  if (addr.is_v6()) return opts_.prefix6_len != 0 && SamePrefix(addr, opts_.net6_addr, opts_.prefix6_len);
+  return SamePrefix(addr, opts_.net_addr, opts_.prefix_len);
 }
 
 absl::Status Service::AddMapping(Mapping m, absl::string_view what) {
-  stack::IpAddress kernel = kernel_address();
+  stack::IpAddress kernel = m.front_addr.is_v6() && opts_.prefix6_len != 0 ? *kernel_address6() : kernel_address();
   if (!tun_) {
     return absl::FailedPreconditionError(absl::StrCat(
         what, ": wrench runs without its TUN device (no CAP_NET_ADMIN or no /dev/net/tun), so nothing listens in ",
         opts_.net_addr.ToString(), "/", opts_.prefix_len, "; listen on 0.0.0.0:PORT or a host address instead"));
   }
   if (!InTunSubnet(m.front_addr)) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": not inside the TUN subnet ", opts_.net_addr.ToString(),
-                                                   "/", opts_.prefix_len));
+    return absl::InvalidArgumentError(absl::StrCat(what, ": not inside the TUN subnet ", TunSubnet()));
   }
   if (m.front_addr == kernel) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": ", kernel.ToString(),
@@ -318,6 +414,23 @@ absl::StatusOr<Dnat*> Service::dnat() {
   dnat_ = std::move(*d);
   opts_.log_line(absl::StrCat("wrench: nftables table ", dnat_->table(), " DNATs proxies' listen addresses to ",
                               DnatFront().ToString()));
+  if (!DnatFront6()) return dnat_.get();
+  if (!dnat_->ipv6().ok()) {
+    opts_.log_line(absl::StrCat("wrench: no IPv6 DNAT into the TUN (", dnat_->ipv6().message(),
+                                "): IPv6 clients of host addresses get stream toxics only"));
+    return dnat_.get();
+  }
+  opts_.log_line(absl::StrCat("wrench: nftables table ", dnat_->table6(), " DNATs IPv6 listen addresses to ",
+                              DnatFront6()->ToString()));
+  // IPv6 forwarding is the host's choice: turning it on makes every interface a
+  // router's, which stops taking router advertisements (and so, in time, its default
+  // route). Clients on this host need none; those of other hosts and namespaces do.
+  std::ifstream forwarding("/proc/sys/net/ipv6/conf/all/forwarding");
+  int on = 1;
+  if (forwarding >> on && on == 0) {
+    opts_.log_line("wrench: net.ipv6.conf.all.forwarding is 0: IPv6 clients on this host are DNATed, those of "
+                   "other hosts and namespaces only once it is 1 (wrench leaves it to you)");
+  }
   return dnat_.get();
 }
 
@@ -388,12 +501,16 @@ absl::Status Service::CheckRuleCanFire(const Rule& rule, absl::string_view what)
 }
 
 std::string Service::TunSubnet() const {
-  return absl::StrCat(opts_.net_addr.ToString(), "/", opts_.prefix_len);
+  std::string text = absl::StrCat(opts_.net_addr.ToString(), "/", opts_.prefix_len);
+  if (opts_.prefix6_len != 0) absl::StrAppend(&text, " or ", opts_.net6_addr.ToString(), "/", opts_.prefix6_len);
+  return text;
 }
 
-stack::IpAddress Service::DnatFront() const {
-  uint32_t mask = PrefixMask(opts_.prefix_len);
-  return stack::IpAddress::V4((opts_.net_addr.v4_host_order() | ~mask) - 1);
+stack::IpAddress Service::DnatFront() const { return HostOf(opts_.net_addr, opts_.prefix_len, /*set=*/true, -1); }
+
+std::optional<stack::IpAddress> Service::DnatFront6() const {
+  if (opts_.prefix6_len == 0) return std::nullopt;
+  return HostOf(opts_.net6_addr, opts_.prefix6_len, /*set=*/true, -1);
 }
 
 void Service::ReadTun() {

@@ -28,11 +28,23 @@ class ControlApi;
 class Dnat;
 class ServeProxy;
 
+// Parses --net6: "fd89:2e6c:4f1a:5900::/64"; host bits are refused as --net's are.
+absl::StatusOr<std::pair<stack::IpAddress, int>> ParseNet6(absl::string_view text);
+// --net6's default for a --net: the unique local prefix (RFC 4193) fd89:2e6c:4f1a::/48,
+// global ID 89:2e6c:4f1a, with the second and third bytes of --net as its subnet ID:
+// 10.89.0.0/24 gives fd89:2e6c:4f1a:5900::/64, so two wrenches with different --net
+// get different IPv6 prefixes too.
+std::pair<stack::IpAddress, int> DefaultNet6(const stack::IpAddress& net);
+
 struct ServiceOptions {
   std::vector<Mapping> maps;
   std::string tun_name = "wrench0";
   stack::IpAddress net_addr = stack::IpAddress::V4(0x0a590000);  // --net 10.89.0.0/24
   int prefix_len = 24;
+  // --net6: the TUN's IPv6 prefix beside --net (DefaultNet6 of --net unless given);
+  // the kernel gets its first address. prefix6_len 0: the TUN is IPv4 only (--net6 none).
+  stack::IpAddress net6_addr = DefaultNet6(stack::IpAddress::V4(0x0a590000)).first;
+  int prefix6_len = 64;
   int mtu = 1500;
   UpstreamVia upstream_via = UpstreamVia::kSocket;
   std::vector<Rule> rules;
@@ -42,7 +54,8 @@ struct ServiceOptions {
   std::string api_address;  // HOST:PORT, empty: no API
   stack::TcpConfig tcp;
   // wrench exec: connections to any address are accepted and relayed to the same
-  // destination; the gateway address (the first of --net) reaches 127.0.0.1.
+  // destination; the gateway address (the first of --net) reaches 127.0.0.1, the
+  // first of --net6 reaches ::1.
   bool transparent = false;
   // A TUN device already created and configured elsewhere (wrench exec's child
   // made it inside the command's namespace); -1: create and configure one here.
@@ -68,11 +81,12 @@ struct ServiceOptions {
 absl::StatusOr<std::pair<stack::IpAddress, int>> ParseNet(absl::string_view text);
 // FailedPrecondition naming the route or address of this network namespace that
 // overlaps net/prefix_len (the default route aside); the TUN's subnet must be free.
+// IPv4 (--net) or IPv6 (--net6), by net's family.
 absl::Status CheckNetIsFree(const stack::IpAddress& net, int prefix_len);
 // Raises the soft RLIMIT_NOFILE to the hard limit; "" when done (or nothing to do),
 // else what went wrong.
 std::string RaiseFileLimit();
-// The first address of the subnet: the kernel's side of the TUN.
+// The first address of the subnet (IPv4 or IPv6): the kernel's side of the TUN.
 stack::IpAddress KernelAddress(const stack::IpAddress& net, int prefix_len);
 
 class Service final : public ApiHost {
@@ -100,6 +114,8 @@ class Service final : public ApiHost {
   stack::IpAddress kernel_address() const override {
     return KernelAddress(opts_.net_addr, opts_.prefix_len);
   }
+  // The kernel's IPv6 address on the TUN; nullopt when the TUN is IPv4 only.
+  std::optional<stack::IpAddress> kernel_address6() const override;
   // The API's bound port (useful with port 0), 0 without an API.
   uint16_t api_port() const;
   // The run's report, taken at shutdown before open connections are reset (null
@@ -111,16 +127,23 @@ class Service final : public ApiHost {
   // The control API's proxies on the TUN (proxy/api/control_api.h), on the loop's thread:
   // the front is checked as --map's are (`what` names it in errors), then mapped.
   absl::Status AddMapping(Mapping m, absl::string_view what) override;
-  bool RemoveMapping(uint64_t scope) override { return proxy_->RemoveMapping(scope); }
-  // Inside --net: reached through the TUN.
+  // Every mapping of the scope: a proxy DNATed from [::] has an IPv4 and an IPv6 front.
+  bool RemoveMapping(uint64_t scope) override {
+    bool removed = false;
+    while (proxy_->RemoveMapping(scope)) removed = true;
+    return removed;
+  }
+  // Inside --net or --net6: reached through the TUN.
   bool InTunSubnet(const stack::IpAddress& addr) const override;
   // False when tun_optional let the service start without its TUN device.
   bool has_tun() const { return tun_.has_value(); }
   // nftables DNAT into the TUN (proxy/os/dnat.h), set up on first use and torn down at
   // shutdown; the error (kept, and logged once) says why it is unavailable.
   absl::StatusOr<Dnat*> dnat() override;
-  // The front that DNATed connections reach: the subnet's last host address.
+  // The front that DNATed connections reach: the subnet's last host address (of
+  // --net6 for IPv6 clients; nullopt when the TUN is IPv4 only).
   stack::IpAddress DnatFront() const override;
+  std::optional<stack::IpAddress> DnatFront6() const override;
 
   // Whether `rule` can fire on the legs of this run: some hook of its on= must be on a
   // leg where its action acts, with flags a segment or socket event there can carry.
@@ -131,6 +154,9 @@ class Service final : public ApiHost {
 
  private:
   explicit Service(ServiceOptions opts);
+  // The --net6 address on the TUN; without IPv6 in the namespace, the TUN stays IPv4
+  // only (prefix6_len 0) unless a --map front needs it.
+  absl::Status ConfigureTun6();
   void ReadTun();
   void Shutdown();
   void OnSignal(boost::system::error_code ec, int sig);

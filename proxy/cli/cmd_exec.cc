@@ -55,6 +55,10 @@ constexpr FlagHelp kExecFlags[] = {
     {"net", "--net=CIDR          the namespace's subnet: wrench is the gateway, its first address\n"
             "                      (default 10.89.0.0/24: the gateway 10.89.0.1 reaches the caller's\n"
             "                      127.0.0.1; the command's address is 10.89.0.2)"},
+    {"net6", "--net6=CIDR         the namespace's IPv6 prefix and default route: the gateway, its\n"
+             "                      first address, reaches the caller's ::1 (default\n"
+             "                      fd89:2e6c:4f1a:XXYY::/64, XX.YY the second and third bytes of --net:\n"
+             "                      fd89:2e6c:4f1a:5900::1 for 10.89.0.0/24; none: IPv4 only)"},
     {"mtu", "--mtu=N             TUN MTU (default 1500)"},
     {"msl", "--msl=DURATION      maximum segment lifetime of wrench's endpoints (default 30s)"},
     kTcpProfileHelp,
@@ -91,17 +95,20 @@ bool TeardownDone(Service& s) {
 }
 
 // Why a run saw no connection, in the words of the usual causes.
-std::string NoConnectionWarning(const ServiceOptions& o, stack::IpAddress gateway) {
+std::string NoConnectionWarning(const ServiceOptions& o, stack::IpAddress gateway,
+                                std::optional<stack::IpAddress> gateway6) {
   if (o.serve_port != 0) {
     return absl::StrCat("no connection reached ", o.serve_listen.address().to_string(), ":", o.serve_listen.port(),
                         " while COMMAND ran, so no rule was tried: the clients must connect there (in the "
                         "caller's namespace) while COMMAND serves");
   }
   return absl::StrCat(
-      "COMMAND opened no TCP connection through wrench, so no rule was tried. Usually: it dialled localhost or "
-      "127.0.0.1, which inside `wrench exec` is the namespace's own loopback (the caller's 127.0.0.1 is ",
-      gateway.ToString(), "); or it used IPv6 (::1, or a name that resolves to IPv6 first), which has no route "
-      "in the namespace; or it resolved a name (DNS is UDP, which is not relayed)");
+      "COMMAND opened no TCP connection through wrench, so no rule was tried. Usually: it dialled localhost, "
+      "127.0.0.1 or ::1, which inside `wrench exec` is the namespace's own loopback (the caller's 127.0.0.1 is ",
+      gateway.ToString(),
+      gateway6 ? absl::StrCat(", its ::1 is ", gateway6->ToString())
+               : std::string("; IPv6 has no route in the namespace (--net6 none)"),
+      "); or it resolved a name (DNS is UDP, which is not relayed)");
 }
 // As shells and sudo report a command that cannot be run.
 constexpr int kExitNotExecutable = 126;
@@ -213,6 +220,22 @@ void WriteFile(const char* path, const std::string& text) {
   stack::IpAddress self = stack::IpAddress::V4(gateway.v4_host_order() + 1);
   if (auto st = ConfigureTun(*tun, self, o.prefix_len, o.mtu); !st.ok()) fail(std::string(st.message()));
   if (auto st = AddDefaultRoute(o.tun_name, false, gateway); !st.ok()) fail(std::string(st.message()));
+  if (o.prefix6_len != 0 && o.mtu >= 1280) {
+    // The same for IPv6: the command's address is the prefix's second, its default
+    // route goes to the first, wrench's gateway to the caller's ::1. A fresh namespace
+    // has IPv6 on unless the host's defaults turn it off; then the command is IPv4 only.
+    const stack::IpAddress gateway6 = KernelAddress(o.net6_addr, o.prefix6_len);
+    auto b = gateway6.bytes();
+    std::array<uint8_t, 16> self6{};
+    std::copy(b.begin(), b.end(), self6.begin());
+    self6[15] += 1;  // the first address ends in 1: no carry
+    WriteFile("/proc/sys/net/ipv6/conf/all/disable_ipv6", "0");
+    WriteFile(absl::StrCat("/proc/sys/net/ipv6/conf/", tun->name(), "/disable_ipv6").c_str(), "0");
+    if (auto st = ConfigureTun(*tun, stack::IpAddress::V6(self6), o.prefix6_len, o.mtu); !st.ok()) {
+      fail(std::string(st.message()));
+    }
+    if (auto st = AddDefaultRoute(o.tun_name, true, gateway6); !st.ok()) fail(std::string(st.message()));
+  }
   if (!SendFd(sock, tun->fd())) fail("cannot pass the TUN device to wrench");
   char go = 0;
   if (::recv(sock, &go, 1, 0) != 1) _exit(1);  // wrench could not start, or is gone
@@ -460,7 +483,7 @@ int RunExec(int argc, char** argv) {
   RunOutcome outcome("exec", exit_status);
   const RunReport* report = s.final_report();
   if (report && report->connections == 0) {
-    outcome.warnings.push_back(NoConnectionWarning(o, s.kernel_address()));
+    outcome.warnings.push_back(NoConnectionWarning(o, s.kernel_address(), s.kernel_address6()));
     log(absl::StrCat("wrench: warning: ", outcome.warnings.back()));
   }
   return verdict->Finish(report, std::move(outcome), log);

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <tuple>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -21,6 +22,7 @@
 ABSL_FLAG(wrench::proxy::Repeated, map, {}, "FRONT_IP:PORT=UPSTREAM_HOST:PORT (repeatable)");
 ABSL_FLAG(std::string, tun, "wrench0", "TUN device name");
 ABSL_FLAG(std::string, net, "10.89.0.0/24", "TUN subnet");
+ABSL_FLAG(std::string, net6, "", "TUN IPv6 prefix (default: derived from --net; none: IPv4 only)");
 ABSL_FLAG(int, mtu, 1500, "TUN MTU");
 ABSL_FLAG(std::string, upstream_via, "socket", "socket or tun");
 ABSL_FLAG(wrench::proxy::Repeated, rule, {}, "a fault rule (repeatable)");
@@ -40,10 +42,12 @@ namespace {
 
 constexpr FlagHelp kProxyFlags[] = {
     {"map", "--map=FRONT_IP:PORT=UPSTREAM_HOST:PORT   relay connections to FRONT to UPSTREAM (repeatable;\n"
-            "                      FRONT is an address of --net other than the first)"},
+            "                      FRONT is an address of --net or --net6 other than the first;\n"
+            "                      IPv6 in brackets: --map '[fd89:2e6c:4f1a:5900::2]:80=[::1]:8080')"},
     {"tun", "--tun=NAME          TUN device to create (default wrench0)"},
     {"net", "--net=CIDR          subnet routed into the TUN; the kernel gets its first address\n"
             "                      (default 10.89.0.0/24: the kernel is 10.89.0.1)"},
+    kNet6Help,
     {"mtu", "--mtu=N             TUN MTU (default 1500; up to 65520)"},
     {"upstream_via", "--upstream-via=socket|tun   the upstream leg: a kernel socket (default; to-server and\n"
                      "                      from-server rules delay or reset its connect, writes, reads and\n"
@@ -89,6 +93,16 @@ absl::Status ServiceOptionsFromFlags(ServiceOptions& o) {
   if (!net.ok()) return net.status();
   o.net_addr = net->first;
   o.prefix_len = net->second;
+  const std::string net6 = absl::GetFlag(FLAGS_net6);
+  if (net6 == "none") {
+    o.prefix6_len = 0;
+  } else if (net6.empty()) {
+    std::tie(o.net6_addr, o.prefix6_len) = DefaultNet6(o.net_addr);
+  } else {
+    auto n6 = ParseNet6(net6);
+    if (!n6.ok()) return n6.status();
+    std::tie(o.net6_addr, o.prefix6_len) = *n6;
+  }
   o.tun_name = absl::GetFlag(FLAGS_tun);
   if (o.tun_name.empty() || o.tun_name.size() > 15) {
     return absl::InvalidArgumentError("--tun: a device name has 1 to 15 characters");

@@ -27,6 +27,7 @@ constexpr FlagHelp kServeFlags[] = {
     {"tun", "--tun=NAME          TUN device to create (default wrench0)"},
     {"net", "--net=CIDR          subnet routed into the TUN (default 10.89.0.0/24): a proxy whose\n"
             "                      listen address is inside it gets segment toxics too"},
+    kNet6Help,
     {"mtu", "--mtu=N             TUN MTU (default 1500; up to 65520)"},
     {"upstream_via", "--upstream-via=socket|tun   the upstream leg of TUN proxies (default socket)"},
     {"rule", "--rule=TEXT         a fault rule for every connection on the TUN (repeatable)"},

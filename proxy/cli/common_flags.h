@@ -29,6 +29,12 @@ inline constexpr FlagHelp kTcpProfileHelp = {
     "tcp_profile",
     "--tcp-profile=linux|rfc   timers and loss recovery of wrench's endpoints: Linux's\n"
     "                      figures (default) or the RFCs' (1 s minimum RTO, NewReno, no TLP)"};
+inline constexpr FlagHelp kNet6Help = {
+    "net6",
+    "--net6=CIDR         IPv6 prefix routed into the TUN beside --net; the kernel gets its\n"
+    "                      first address (default fd89:2e6c:4f1a:XXYY::/64, XX.YY the second\n"
+    "                      and third bytes of --net: fd89:2e6c:4f1a:5900::1 for 10.89.0.0/24;\n"
+    "                      none: IPv4 only)"};
 inline constexpr FlagHelp kAllowIdleRulesHelp = {
     "allow_idle_rules",
     "--allow-idle-rules  keep a rule that can never fire on this run's legs (e.g.\n"

@@ -76,8 +76,42 @@ std::string DevSysctl(const std::string& dev, absl::string_view key) {
 
 // The nft key of a listen address: the map and the element's key.
 std::pair<const char*, std::string> MapKey(const stack::IpAddress& listen, uint16_t port) {
-  if (listen.v4_host_order() == 0) return {"any_to_front", absl::StrCat(port)};
+  const auto b = listen.bytes();
+  if (std::all_of(b.begin(), b.end(), [](uint8_t x) { return x == 0; })) return {"any_to_front", absl::StrCat(port)};
   return {"to_front", absl::StrCat(listen.ToString(), " . ", port)};
+}
+
+// The IPv6 table beside the IPv4 one: the same name, family ip6 ("ip wrench_X" ->
+// "ip6 wrench_X"). A record names the IPv4 table; its IPv6 twin goes with it.
+std::string Ip6Twin(absl::string_view table) {
+  absl::ConsumePrefix(&table, "ip ");
+  return absl::StrCat("ip6 ", table);
+}
+
+// The table's maps and chains in nft's language. Both maps take listen address and
+// port to a front; any_to_front serves the wildcard (every local destination but
+// loopback's, and for IPv6 but link-local ones too, whose replies could not leave
+// through the TUN). The prerouting chain skips the TUN's own traffic (wrench's server
+// legs), so a front never loops back into itself. The forward chain accepts what
+// wrench steers and ends without a verdict: the host's policy decides the rest.
+std::string TableRules(const std::string& table, const std::string& tun_name, bool ipv6) {
+  const char* addr_type = ipv6 ? "ipv6_addr" : "ipv4_addr";
+  const char* family = ipv6 ? "ip6" : "ip";
+  const char* not_loopback = ipv6 ? "ip6 daddr != { ::1, fe80::/10 }" : "ip daddr != 127.0.0.0/8";
+  return absl::StrCat(
+      "add table ", table, "\ndelete table ", table, "\ntable ", table, " {\n",
+      "  map to_front { type ", addr_type, " . inet_service : ", addr_type, " . inet_service; }\n",
+      "  map any_to_front { type inet_service : ", addr_type, " . inet_service; }\n",
+      "  chain prerouting { type nat hook prerouting priority dstnat; policy accept;\n",
+      "    iifname \"", tun_name, "\" return\n",
+      "    dnat to ", family, " daddr . tcp dport map @to_front\n",
+      "    fib daddr type local ", not_loopback, " dnat to tcp dport map @any_to_front\n  }\n",
+      "  chain output { type nat hook output priority -100; policy accept;\n",
+      "    dnat to ", family, " daddr . tcp dport map @to_front\n",
+      "    fib daddr type local ", not_loopback, " dnat to tcp dport map @any_to_front\n  }\n",
+      "  chain forward { type filter hook forward priority filter; policy accept;\n",
+      "    iifname \"", tun_name, "\" ct status dnat accept\n",
+      "    oifname \"", tun_name, "\" ct status dnat accept\n  }\n", "}\n");
 }
 
 // What libnftables would otherwise find out badly: without CAP_NET_ADMIN it prints to
@@ -445,16 +479,19 @@ absl::StatusOr<CleanupReport> CleanUpAfterDeadRuns(std::optional<std::string> on
       if (IsAlive(r) || (only_tun && r.tun != *only_tun)) continue;
       RestoreSysctls(r, path, report);
       if (!r.table.empty() && nft_usable &&
-          std::find(live_tables.begin(), live_tables.end(), r.table) == live_tables.end() &&
-          nft->Run(absl::StrCat("delete table ", r.table, "\n")).ok()) {
-        report.done.push_back(absl::StrCat("deleted nftables table ", r.table, " (TUN ", r.tun, ")"));
+          std::find(live_tables.begin(), live_tables.end(), r.table) == live_tables.end()) {
+        for (const std::string& table : {r.table, Ip6Twin(r.table)}) {
+          if (nft->Run(absl::StrCat("delete table ", table, "\n")).ok()) {
+            report.done.push_back(absl::StrCat("deleted nftables table ", table, " (TUN ", r.tun, ")"));
+          }
+        }
       }
       ::unlink(path.c_str());
       report.done.push_back(absl::StrCat("removed the record of wrench pid ", r.pid, " (TUN ", r.tun, "), which is gone"));
     }
   }
   // Tables no record names: left by a wrench that kept none, or whose record is lost.
-  if (nft_usable && nft->Run("list tables ip\n").ok()) {
+  if (nft_usable && nft->Run("list tables\n").ok()) {
     std::vector<std::string> ids;  // the table ids of the devices that exist
     if (struct if_nameindex* names = ::if_nameindex()) {
       for (struct if_nameindex* n = names; n->if_index != 0; ++n) {
@@ -465,10 +502,15 @@ absl::StatusOr<CleanupReport> CleanUpAfterDeadRuns(std::optional<std::string> on
     const std::string listing = nft->Output();
     for (absl::string_view line : absl::StrSplit(listing, '\n', absl::SkipEmpty())) {
       line = absl::StripAsciiWhitespace(line);
-      if (!absl::ConsumePrefix(&line, "table ip ") || !absl::StartsWith(line, "wrench_")) continue;
-      const std::string table = absl::StrCat("ip ", line);
-      if (only_table && table != *only_table) continue;
-      if (std::find(live_tables.begin(), live_tables.end(), table) != live_tables.end()) continue;
+      const char* family = absl::ConsumePrefix(&line, "table ip ")    ? "ip"
+                           : absl::ConsumePrefix(&line, "table ip6 ") ? "ip6"
+                                                                      : nullptr;
+      if (family == nullptr || !absl::StartsWith(line, "wrench_")) continue;
+      const std::string table = absl::StrCat(family, " ", line);
+      // A record and --tun name the IPv4 table; its IPv6 twin goes with it.
+      const std::string v4_table = absl::StrCat("ip ", line);
+      if (only_table && v4_table != *only_table) continue;
+      if (std::find(live_tables.begin(), live_tables.end(), v4_table) != live_tables.end()) continue;
       if (std::find(ids.begin(), ids.end(), line) != ids.end()) {
         report.skipped.push_back(absl::StrCat("nftables table ", table, ": its TUN exists"));
         continue;
@@ -531,25 +573,10 @@ absl::StatusOr<std::unique_ptr<Dnat>> Dnat::Open(const std::string& tun_name) {
     const std::string path = RecordPath(rec.netns, tun_name);
     if (auto w = WriteRecord(path, rec); !w.ok()) return w;
     d->record_path_ = path;
-    // Both maps take listen address and port to a front; any_to_front serves 0.0.0.0.
-    // The prerouting chain skips the TUN's own traffic (wrench's server legs), so a
-    // front never loops back into itself. The forward chain accepts what wrench
-    // steers and ends without a verdict: the host's policy decides the rest.
-    std::string rules = absl::StrCat(
-        "add table ", table, "\ndelete table ", table, "\ntable ", table, " {\n",
-        "  map to_front { type ipv4_addr . inet_service : ipv4_addr . inet_service; }\n",
-        "  map any_to_front { type inet_service : ipv4_addr . inet_service; }\n",
-        "  chain prerouting { type nat hook prerouting priority dstnat; policy accept;\n",
-        "    iifname \"", tun_name, "\" return\n",
-        "    dnat to ip daddr . tcp dport map @to_front\n",
-        "    fib daddr type local ip daddr != 127.0.0.0/8 dnat to tcp dport map @any_to_front\n  }\n",
-        "  chain output { type nat hook output priority -100; policy accept;\n",
-        "    dnat to ip daddr . tcp dport map @to_front\n",
-        "    fib daddr type local ip daddr != 127.0.0.0/8 dnat to tcp dport map @any_to_front\n  }\n",
-        "  chain forward { type filter hook forward priority filter; policy accept;\n",
-        "    iifname \"", tun_name, "\" ct status dnat accept\n",
-        "    oifname \"", tun_name, "\" ct status dnat accept\n  }\n", "}\n");
+    std::string rules = TableRules(table, tun_name, /*ipv6=*/false);
     if (auto r = nft.Run(rules); !r.ok()) return r;
+    // The IPv6 twin: without it (no IPv6 NAT in this kernel) IPv4 DNAT still works.
+    d->ipv6_ = nft.Run(TableRules(Ip6Twin(table), tun_name, /*ipv6=*/true));
     // The replies come out of the TUN from a front address: the reverse path must not
     // be checked strictly (2, loose, whatever conf/all says), and for other hosts'
     // clients the TUN and their device forward.
@@ -572,20 +599,27 @@ Dnat::~Dnat() {
     }
   }
   (void)nft_->Run(absl::StrCat("delete table ", table_, "\n"));
+  (void)nft_->Run(absl::StrCat("delete table ", Ip6Twin(table_), "\n"));
   if (!record_path_.empty()) ::unlink(record_path_.c_str());
 }
 
 absl::Status Dnat::Add(const stack::IpAddress& listen, uint16_t port, const stack::IpAddress& front,
                        uint16_t front_port) {
-  if (listen.is_v6() || front.is_v6()) return absl::InvalidArgumentError("DNAT into the TUN is IPv4 only");
+  if (listen.is_v6() != front.is_v6()) {
+    return absl::InvalidArgumentError("DNAT keeps the IP version: an IPv6 listen address needs an IPv6 front");
+  }
+  if (listen.is_v6() && !ipv6_.ok()) return ipv6_;
   auto [map, key] = MapKey(listen, port);
-  return nft_->Run(absl::StrCat("add element ", table_, " ", map, " { ", key, " : ", front.ToString(), " . ",
-                                front_port, " }\n"));
+  return nft_->Run(absl::StrCat("add element ", listen.is_v6() ? table6() : table_, " ", map, " { ", key, " : ",
+                                front.ToString(), " . ", front_port, " }\n"));
 }
 
 absl::Status Dnat::Remove(const stack::IpAddress& listen, uint16_t port) {
   auto [map, key] = MapKey(listen, port);
-  return nft_->Run(absl::StrCat("delete element ", table_, " ", map, " { ", key, " }\n"));
+  return nft_->Run(
+      absl::StrCat("delete element ", listen.is_v6() ? table6() : table_, " ", map, " { ", key, " }\n"));
 }
+
+std::string Dnat::table6() const { return Ip6Twin(table_); }
 
 }  // namespace wrench::proxy

@@ -16,7 +16,8 @@
 
 namespace wrench::proxy {
 
-// The table `ip wrench_<TUN>`: two maps of listen addresses to fronts, read by rules
+// The table `ip wrench_<TUN>` (and its twin `ip6 wrench_<TUN>` for IPv6): two maps of
+// listen addresses to fronts, read by rules
 // in the prerouting hook (other hosts and namespaces) and the output hook (this
 // host's own clients). Loopback destinations are never rewritten: the kernel drops a
 // packet from 127.0.0.0/8 that leaves through another device. Every call is one
@@ -37,13 +38,20 @@ class Dnat {
   Dnat(const Dnat&) = delete;
   Dnat& operator=(const Dnat&) = delete;
 
-  // Connections to listen:port (an IPv4 address of this host; 0.0.0.0 for every
-  // local address but loopback's) go to front:front_port from now on.
+  // Connections to listen:port (an address of this host; 0.0.0.0 for every local
+  // IPv4 address but loopback's, :: for every IPv6 one but ::1 and link-local ones)
+  // go to front:front_port, of the same IP version, from now on. IPv6 listen
+  // addresses go into the table's IPv6 twin (table6()).
   absl::Status Add(const stack::IpAddress& listen, uint16_t port, const stack::IpAddress& front, uint16_t front_port);
   // Stops steering listen:port; connections already steered keep their translation.
   absl::Status Remove(const stack::IpAddress& listen, uint16_t port);
 
   const std::string& table() const { return table_; }
+  // "ip6 wrench_<TUN>": the same maps and chains for IPv6, created and deleted with
+  // the IPv4 table (a clean-up after a dead run deletes both).
+  std::string table6() const;
+  // OK when the IPv6 table exists; else why not (no IPv6 NAT in the kernel).
+  const absl::Status& ipv6() const { return ipv6_; }
 
  private:
   class Nft;
@@ -52,6 +60,7 @@ class Dnat {
   std::string table_;
   std::string tun_;
   std::string record_path_;  // the host record, once written
+  absl::Status ipv6_ = absl::FailedPreconditionError("no IPv6 table");
 };
 
 // The host record: what a running wrench changed on the host, one file per TUN and

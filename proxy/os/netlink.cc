@@ -366,52 +366,56 @@ std::string IfName(uint32_t index) {
 
 }  // namespace
 
-absl::StatusOr<std::vector<Ipv4Prefix>> ListIpv4Routes() {
+absl::StatusOr<std::vector<IpPrefix>> ListRoutes(bool ipv6) {
+  const int family = ipv6 ? AF_INET6 : AF_INET;
+  const size_t len = ipv6 ? 16 : 4;
   Request req(RTM_GETROUTE, NLM_F_DUMP);
   rtmsg rt{};
-  rt.rtm_family = AF_INET;
+  rt.rtm_family = static_cast<uint8_t>(family);
   req.PutHeader(rt);
-  std::vector<Ipv4Prefix> out;
+  std::vector<IpPrefix> out;
   RETURN_IF_ERROR(Transact(
-      req, "listing the IPv4 routes",
+      req, ipv6 ? "listing the IPv6 routes" : "listing the IPv4 routes",
       [&](const nlmsghdr& h, absl::Span<const uint8_t> body) {
         if (h.nlmsg_type != RTM_NEWROUTE || body.size() < sizeof(rtmsg)) return;
         rtmsg m;
         std::memcpy(&m, body.data(), sizeof m);
         uint32_t table = m.rtm_table;
-        Ipv4Prefix p{stack::IpAddress::V4(uint32_t{0}), m.rtm_dst_len, ""};
+        IpPrefix p{ipv6 ? stack::IpAddress::V6({}) : stack::IpAddress::V4(uint32_t{0}), m.rtm_dst_len, ""};
         ForEachAttr(body.subspan(NLMSG_ALIGN(sizeof m)), [&](uint16_t type, absl::Span<const uint8_t> v) {
           if (type == RTA_TABLE && v.size() >= 4) std::memcpy(&table, v.data(), 4);
-          if (type == RTA_DST && v.size() == 4) p.addr = stack::IpAddress::FromBytes(v);
+          if (type == RTA_DST && v.size() == len) p.addr = stack::IpAddress::FromBytes(v);
           if (type == RTA_OIF && v.size() >= 4) {
             uint32_t index;
             std::memcpy(&index, v.data(), 4);
             p.ifname = IfName(index);
           }
         });
-        if (m.rtm_family == AF_INET && table == RT_TABLE_MAIN) out.push_back(p);
+        if (m.rtm_family == family && table == RT_TABLE_MAIN) out.push_back(p);
       },
       /*dump=*/true));
   return out;
 }
 
-absl::StatusOr<std::vector<Ipv4Prefix>> ListIpv4Addresses() {
+absl::StatusOr<std::vector<IpPrefix>> ListAddresses(bool ipv6) {
+  const int family = ipv6 ? AF_INET6 : AF_INET;
+  const size_t len = ipv6 ? 16 : 4;
   Request req(RTM_GETADDR, NLM_F_DUMP);
   ifaddrmsg ifa{};
-  ifa.ifa_family = AF_INET;
+  ifa.ifa_family = static_cast<uint8_t>(family);
   req.PutHeader(ifa);
-  std::vector<Ipv4Prefix> out;
+  std::vector<IpPrefix> out;
   RETURN_IF_ERROR(Transact(
-      req, "listing the IPv4 addresses",
+      req, ipv6 ? "listing the IPv6 addresses" : "listing the IPv4 addresses",
       [&](const nlmsghdr& h, absl::Span<const uint8_t> body) {
         if (h.nlmsg_type != RTM_NEWADDR || body.size() < sizeof(ifaddrmsg)) return;
         ifaddrmsg m;
         std::memcpy(&m, body.data(), sizeof m);
-        if (m.ifa_family != AF_INET) return;
+        if (m.ifa_family != family) return;
         std::optional<stack::IpAddress> local, address;
         ForEachAttr(body.subspan(NLMSG_ALIGN(sizeof m)), [&](uint16_t type, absl::Span<const uint8_t> v) {
-          if (type == IFA_LOCAL && v.size() == 4) local = stack::IpAddress::FromBytes(v);
-          if (type == IFA_ADDRESS && v.size() == 4) address = stack::IpAddress::FromBytes(v);
+          if (type == IFA_LOCAL && v.size() == len) local = stack::IpAddress::FromBytes(v);
+          if (type == IFA_ADDRESS && v.size() == len) address = stack::IpAddress::FromBytes(v);
         });
         if (!local) local = address;
         if (local) out.push_back({*local, m.ifa_prefixlen, IfName(m.ifa_index)});
@@ -419,6 +423,10 @@ absl::StatusOr<std::vector<Ipv4Prefix>> ListIpv4Addresses() {
       /*dump=*/true));
   return out;
 }
+
+absl::StatusOr<std::vector<IpPrefix>> ListIpv4Routes() { return ListRoutes(false); }
+
+absl::StatusOr<std::vector<IpPrefix>> ListIpv4Addresses() { return ListAddresses(false); }
 
 absl::Status BringUpLoopback() { return SetLinkUp("lo", true); }
 

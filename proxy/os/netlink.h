@@ -55,19 +55,23 @@ absl::Status AddDefaultRoute(absl::string_view ifname, bool ipv6 = false,
 // an error (ENETUNREACH), not false.
 absl::StatusOr<bool> IsLocalAddress(const stack::IpAddress& addr);
 
-// An IPv4 route of the main table, or an IPv4 address with its prefix, as the host
-// has it configured.
-struct Ipv4Prefix {
+// A route of the main table, or an address with its prefix, as the host has it
+// configured.
+struct IpPrefix {
   stack::IpAddress addr;  // the route's destination, or the address
   int prefix_len = 0;
   std::string ifname;  // the interface it is on ("" for a route without one)
 };
 
-// Every IPv4 route of the main routing table (a dump, RTM_GETROUTE), the default
-// route included (prefix_len 0).
-absl::StatusOr<std::vector<Ipv4Prefix>> ListIpv4Routes();
-// Every IPv4 address configured on any interface (a dump, RTM_GETADDR).
-absl::StatusOr<std::vector<Ipv4Prefix>> ListIpv4Addresses();
+using Ipv4Prefix = IpPrefix;
+
+// Every IPv4 (or IPv6) route of the main routing table (a dump, RTM_GETROUTE), the
+// default route included (prefix_len 0).
+absl::StatusOr<std::vector<IpPrefix>> ListRoutes(bool ipv6);
+absl::StatusOr<std::vector<IpPrefix>> ListIpv4Routes();
+// Every IPv4 (or IPv6) address configured on any interface (a dump, RTM_GETADDR).
+absl::StatusOr<std::vector<IpPrefix>> ListAddresses(bool ipv6);
+absl::StatusOr<std::vector<IpPrefix>> ListIpv4Addresses();
 
 // Sets "lo" up. A fresh network namespace has it down (its 127.0.0.1 and ::1 are
 // configured but unreachable until then).

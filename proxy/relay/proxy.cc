@@ -143,7 +143,9 @@ void Proxy::OnDatagram(absl::Span<const uint8_t> datagram) {
     if (map) {
       c = NewConnection(seg, map, map->upstream_addr, map->upstream_port);
     } else if (opts_.transparent) {
-      IpAddress target = seg.dst() == opts_.gateway_addr ? opts_.gateway_target : seg.dst();
+      IpAddress target = seg.dst() == opts_.gateway_addr    ? opts_.gateway_target
+                         : seg.dst() == opts_.gateway_addr6 ? opts_.gateway_target6
+                                                            : seg.dst();
       c = NewConnection(seg, nullptr, target, seg.tcp.dst_port);
     }
     if (c) {
@@ -255,6 +257,7 @@ void Proxy::StartUpstream(Connection& c) {
     c.server.key = {c.upstream_addr, c.client.key.local_addr, c.upstream_port, port};
     stack::TcpConfig cfg = opts_.tcp;
     cfg.tuple = {c.server.key.local_addr, port, c.upstream_addr, c.upstream_port};
+    if (c.upstream_addr.is_v6()) cfg.mss -= 20;  // as the client leg's
     c.server.ep = std::make_unique<TcpEndpoint>(cfg);
     by_tuple_[c.server.key] = {&c, &c.server};
     uint64_t id = c.id;
@@ -349,6 +352,7 @@ void Proxy::AcceptClient(Connection& c) {
   stack::TcpConfig cfg = opts_.tcp;
   cfg.tuple = {c.client.key.local_addr, c.client.key.local_port, c.client.key.remote_addr,
                c.client.key.remote_port};
+  if (cfg.tuple.local_addr.is_v6()) cfg.mss -= 20;  // the MSS is IPv4's; IPv6's header is 20 bytes longer
   c.client.ep = std::make_unique<TcpEndpoint>(cfg);
   uint64_t id = c.id;
   c.client.ep->set_state_observer([this, id](const stack::StateChange& ch) {

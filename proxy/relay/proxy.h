@@ -58,6 +58,9 @@ struct ProxyOptions {
   bool transparent = false;
   stack::IpAddress gateway_addr;
   stack::IpAddress gateway_target = stack::IpAddress::V4(0x7f000001);
+  // The same for IPv6: the kernel's --net6 address reaches ::1 (unset: no IPv6).
+  std::optional<stack::IpAddress> gateway_addr6;
+  stack::IpAddress gateway_target6 = stack::IpAddress::V6({0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1});
   // How long an upstream connect may take before the client is left to time out.
   stack::Duration connect_timeout = absl::Seconds(75);
 };
