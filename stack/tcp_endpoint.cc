@@ -136,11 +136,15 @@ absl::Status TcpEndpoint::Connect(Instant now) {
   if (state_ != TcpState::kClosed) {
     return absl::FailedPreconditionError(absl::StrCat("connect in ", StateName(state_)));
   }
+  StartActiveOpen(now, "active open");
+  return absl::OkStatus();
+}
+
+void TcpEndpoint::StartActiveOpen(Instant now, absl::string_view cause) {
   snd_.passive = false;
   ChooseIss(now);
   snd_.syn_due = true;
-  SetState(now, TcpState::kSynSent, "active open");
-  return absl::OkStatus();
+  SetState(now, TcpState::kSynSent, cause);
 }
 
 absl::Status TcpEndpoint::Listen(Instant now) {
@@ -160,11 +164,29 @@ absl::StatusOr<size_t> TcpEndpoint::Send(absl::Span<const uint8_t> data) {
     case TcpState::kCloseWait:
       if (snd_.fin_requested) break;
       return snd_buf_.Append(data);
+    case TcpState::kListen:
+      return absl::FailedPreconditionError(
+          "cannot send in LISTEN without the time: Send(now, data) opens actively");
     default:
       break;
   }
   return absl::FailedPreconditionError(
       absl::StrCat("cannot send in ", StateName(state_), snd_.fin_requested ? " after close" : ""));
+}
+
+// §3.10.2 SEND, LISTEN STATE: "If the foreign socket is specified, then change the
+// connection from passive to active, select an ISS. Send a SYN segment ... Enter
+// SYN-SENT state. Data associated with SEND may be sent with SYN segment or queued
+// for transmission after entering ESTABLISHED state." The data waits for the
+// handshake, as after Connect. "If the foreign socket is not specified, then return
+// 'error: foreign socket unspecified'."
+absl::StatusOr<size_t> TcpEndpoint::Send(Instant now, absl::Span<const uint8_t> data) {
+  if (state_ != TcpState::kListen) return Send(data);
+  if (cfg_.tuple.remote_port == 0) {
+    return absl::FailedPreconditionError("cannot send in LISTEN: foreign socket unspecified");
+  }
+  StartActiveOpen(now, "send on a listener (active open)");
+  return snd_buf_.Append(data);
 }
 
 size_t TcpEndpoint::Receive(absl::Span<uint8_t> out) {
@@ -280,6 +302,9 @@ void TcpEndpoint::OnSegment(Instant now, const TcpRepr& seg) {
   // Sixth, URG: the urgent pointer is carried on the wire but not acted upon.
   ProcessSegmentText(now, seg);
   CheckFinBit(now, seg);
+  // Our FIN was acknowledged by a segment whose own FIN is not in yet (data before
+  // it is missing, or the window cut it off): FIN-WAIT-2 now.
+  if (state_ == TcpState::kFinWait1 && FinAcked()) SetState(now, TcpState::kFinWait2, "FIN acked");
 }
 
 // §3.10.7.1: all data in the segment is discarded; an incoming RST is discarded; any
@@ -492,7 +517,13 @@ bool TcpEndpoint::CheckAckField(Instant now, const TcpRepr& seg) {
 
   switch (state_) {
     case TcpState::kFinWait1:
-      if (FinAcked()) SetState(now, TcpState::kFinWait2, "FIN acked");
+      // "If the FIN segment is now acknowledged, then enter FIN-WAIT-2 and continue
+      // processing in that state." A segment that also carries the peer's FIN leaves
+      // the choice to the eighth step, which reads in FIN-WAIT-1 "If our FIN has been
+      // ACKed (perhaps in this segment), then enter TIME-WAIT": one change, FIN-WAIT-1
+      // -> TIME-WAIT, as Figure 5's neighbours draw it. OnSegment enters FIN-WAIT-2
+      // after the eighth step when that FIN did not take effect.
+      if (FinAcked() && !seg.flags.has(kFin)) SetState(now, TcpState::kFinWait2, "FIN acked");
       break;
     case TcpState::kClosing:
       if (FinAcked()) EnterTimeWait(now, "FIN acked");

@@ -137,6 +137,10 @@ class TcpEndpoint {
   // Queues bytes for sending; returns how many fit in the send buffer (0 when full).
   // An error when the connection can no longer send (after Close, or closed).
   absl::StatusOr<size_t> Send(absl::Span<const uint8_t> data);
+  // The same, and in LISTEN an active open (RFC 9293 §3.10.2 SEND, LISTEN STATE):
+  // with the foreign socket known (config.tuple.remote_port), the listener turns
+  // active, chooses its ISS, queues the data and sends a SYN (LISTEN -> SYN-SENT).
+  absl::StatusOr<size_t> Send(Instant now, absl::Span<const uint8_t> data);
   // Reads received, in-order bytes. Reading opens the receive window.
   size_t Receive(absl::Span<uint8_t> out);
   // Sends FIN after all queued data (half-close: receiving goes on).
@@ -285,6 +289,7 @@ class TcpEndpoint {
   uint32_t ReceiveWindow() const;     // bytes we can take beyond rcv_nxt
   SeqNum DataStartSeq() const;        // sequence number of the first byte in snd_buf_
   SeqNum SendLimitSeq() const;        // one past the last sequence number we may send
+  void StartActiveOpen(Instant now, absl::string_view cause);
   bool FinAcked() const { return snd_.fin_requested && tcb_.snd_una > snd_.fin_seq; }
   // Not `snd_una > iss`: after 2^31 bytes that modular comparison turns false.
   bool SynAcked() const { return snd_.syn_acked; }
