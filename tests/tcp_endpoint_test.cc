@@ -979,6 +979,27 @@ TEST(TcpEndpointProperty, RandomFaultsStillDeliverEveryByteInBoundedTimeAndClose
 
 // --- the two Figure 5 edges the endpoint does not take (tcp_state.cc) -------------
 
+// RFC 6528: ISN = M + F(4-tuple, secret), F SipHash-2-4 over the local and remote
+// addresses and ports, M a clock of 4 µs ticks. The key 00..0f and the tuple laid out
+// as the bytes 00, 01, ... give the reference implementation's values
+// (its 15-byte vector, a129ca6149be45e5, checks the same code).
+TEST(TcpEndpoint, Rfc6528IsnIsSipHashOfTheTuplePlusAFourMicrosecondClock) {
+  const std::array<uint64_t, 2> key = {0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL};
+  FourTuple v4{IpAddress::V4(0x00010203), 0x0809, IpAddress::V4(0x04050607), 0x0a0b};
+  const Instant t0 = absl::UnixEpoch();
+  EXPECT_EQ(Rfc6528Isn(v4, t0, key), 0x860ee5fbu);
+  EXPECT_EQ(Rfc6528Isn(v4, t0 + absl::Microseconds(4), key), 0x860ee5fcu);
+  EXPECT_EQ(Rfc6528Isn(v4, t0 + absl::Microseconds(7), key), 0x860ee5fcu);
+  EXPECT_EQ(Rfc6528Isn(v4, t0 + absl::Seconds(4), key), 0x860ee5fbu + 1'000'000u);
+  std::array<uint8_t, 16> l{}, r{};
+  for (uint8_t i = 0; i < 16; ++i) {
+    l[i] = i;
+    r[i] = static_cast<uint8_t>(16 + i);
+  }
+  FourTuple v6{IpAddress::V6(l), 0x2021, IpAddress::V6(r), 0x2223};
+  EXPECT_EQ(Rfc6528Isn(v6, t0, key), 0x0815a3b4u);
+}
+
 // RFC 9293 §3.10.2, SEND in LISTEN with the foreign socket specified: the listener
 // turns active, sends a SYN, and its data follows the handshake.
 TEST_F(Conversation, SendOnAListenerOpensActively) {
