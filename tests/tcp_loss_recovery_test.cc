@@ -398,8 +398,10 @@ TEST_F(ScriptedPeer, RetransmissionTimerRestartsBacksOffAndKarnKeepsTheBackoff) 
   EXPECT_THAT(TakeData(), ElementsAre(O(Ms(663.75), 1001, 1000)));
   EXPECT_EQ(ep().tcb().rto, Ms(845));
   EXPECT_EQ(ep().retransmissions(), 2);
+  EXPECT_EQ(ep().bytes_acked(), 1000u);
   RunTo(Ms(700));
   Ack(2001);
+  EXPECT_EQ(ep().bytes_acked(), 2000u);
   EXPECT_EQ(ep().tcb().srtt, Ms(11.25));  // no sample from a retransmission
   EXPECT_EQ(ep().tcb().rto, Ms(845));
   EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
@@ -410,6 +412,31 @@ TEST_F(ScriptedPeer, RetransmissionTimerRestartsBacksOffAndKarnKeepsTheBackoff) 
   Ack(3001);
   EXPECT_EQ(ep().tcb().srtt, absl::Nanoseconds(12'343'750));  // 7/8 * 11.25 + 1/8 * 20
   EXPECT_EQ(ep().tcb().rto, absl::Nanoseconds(212'343'750));
+}
+
+// RFC 5961 §7: a RST inside the window but not at RCV.NXT gets a challenge ACK, at
+// most challenge_ack_limit (100) a second; the count starts again a second after the
+// first of the window.
+TEST_F(ScriptedPeer, ChallengeAcksAreLimitedPerSecond) {
+  Open(EndpointConfig(), {.sack = true});
+  auto rst_in_window = [&] {
+    TcpRepr r = Header(1, peer_.window);
+    r.flags = TcpFlags(kRst);
+    r.seq = SeqNum(kPeerIss + 1 + 500);
+    ep_->OnSegment(now_, r);
+    Pump();
+  };
+  for (int i = 0; i < 150; ++i) rst_in_window();
+  EXPECT_EQ(out_.size(), 100u);
+  for (const Out& o : out_) EXPECT_EQ(o, O(Ms(10), 1, 0));
+  out_.clear();
+  RunTo(Ms(1009));
+  rst_in_window();
+  EXPECT_THAT(out_, IsEmpty());
+  RunTo(Ms(1010));
+  for (int i = 0; i < 150; ++i) rst_in_window();
+  EXPECT_EQ(out_.size(), 100u);
+  EXPECT_EQ(ep().state(), TcpState::kEstablished);
 }
 
 // --- PRR (RFC 6937) ----------------------------------------------------------
