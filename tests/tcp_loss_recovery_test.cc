@@ -439,6 +439,35 @@ TEST_F(ScriptedPeer, ChallengeAcksAreLimitedPerSecond) {
   EXPECT_EQ(ep().state(), TcpState::kEstablished);
 }
 
+// RFC 2018 §8 lets a receiver discard what it SACKed, so a sender must not rely on
+// SACK marks forever; RFC 6675 §5.1 keeps them through the first timeout. Here the
+// peer SACKed the third segment: the first RTO resends the first, and once that is
+// acknowledged, only the second goes again, not the SACKed third. (RACK and TLP off,
+// so the timer alone repairs the loss.)
+TEST_F(ScriptedPeer, FirstTimeoutKeepsSackMarks) {
+  TcpConfig c = EndpointConfig();
+  c.rack = false;
+  c.tlp = false;
+  Open(c, {.sack = true});
+  Send(3000);
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(10), 1, 1000), O(Ms(10), 1001, 1000), O(Ms(10), 2001, 1000)));
+  RunTo(Ms(20));
+  Ack(1, {{2001, 3001}});
+  EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
+  RunTo(Ms(220));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(220), 1, 1000)));
+  EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kLoss);
+  RunTo(Ms(230));
+  Ack(1001);
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(230), 1001, 1000)));
+  EXPECT_EQ(ep().tcb().cwnd, 2000u);  // slow start from one segment
+  RunTo(Ms(240));
+  Ack(3001);
+  EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
+  EXPECT_EQ(ep().loss_stats().timeouts, 1);
+  EXPECT_EQ(ep().retransmissions(), 2);
+}
+
 // --- PRR (RFC 6937) ----------------------------------------------------------
 
 TEST_F(ScriptedPeer, PrrSpreadsTheReductionOverTheAcksOfOneRoundTrip) {
