@@ -121,7 +121,15 @@ class ScriptedPeer : public ::testing::Test {
     now_ = std::max(now_, end);
   }
 
+  // Polls, and checks HasPendingOutput() against it: true exactly when Poll emits.
   void Pump() {
+    const bool pending = ep_->HasPendingOutput();
+    const size_t before = out_.size();
+    PollOnce();
+    EXPECT_EQ(pending, out_.size() > before) << "HasPendingOutput() at " << absl::FormatDuration(Now());
+  }
+
+  void PollOnce() {
     ep_->Poll(now_, [&](const TcpRepr& r) {
       std::string f;
       if (r.flags.has(kSyn)) f += 'S';
