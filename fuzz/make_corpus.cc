@@ -400,6 +400,12 @@ void TcpEndpointScripts() {
     WriteScript("simultaneous-open", b);
   }
   {
+    // SEND on a listener opens actively (RFC 9293 §3.10.2): LISTEN -> SYN-SENT.
+    ScriptBuilder b(true);
+    b.Add(AppSend(100)).Syn(kSynAck).Seg(kAck, 0, SeqMode::kNext, 0, AckMode::kSndNxt);
+    WriteScript("send-on-a-listener", b);
+  }
+  {
     ScriptBuilder b(false);
     b.Syn(kSyn);
     Event synack = Segment(kSynAck, SeqMode::kBehind, 1);  // the peer's SYN-ACK repeats its SYN

@@ -219,7 +219,7 @@ class Harness {
     size_t space = ep_->send_space();
     // Only what fits is read; the rest of the span is left as it is.
     AppPattern().Fill(app_sent_, absl::MakeSpan(buf.data(), std::min<size_t>(n, space)));
-    auto taken = ep_->Send({buf.data(), n});
+    auto taken = ep_->Send(now_, {buf.data(), n});
     if (!taken.ok()) return;
     WRENCH_CHECK(*taken <= n && *taken == std::min<size_t>(n, space))
         << "Send took " << *taken << " of " << n << " with " << space << " free";

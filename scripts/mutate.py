@@ -31,12 +31,14 @@ DEFAULT_FILES = [
     "stack/seq.h", "stack/ring_buffer.h", "stack/checksum.cc", "stack/ip.h", "stack/ip.cc",
     "stack/tcp_wire.h", "stack/tcp_wire.cc", "stack/segment.h", "stack/segment.cc",
     "stack/tcp_state.cc", "stack/simulator.h", "stack/simulator.cc", "stack/tcp_endpoint.h",
-    "stack/tcp_endpoint.cc", "proxy/fault/rule.cc", "proxy/fault/fault_engine.cc",
+    "stack/tcp_endpoint.cc", "stack/sack_scoreboard.h", "stack/sack_scoreboard.cc",
+    "stack/congestion.h", "stack/congestion.cc", "proxy/fault/rule.cc", "proxy/fault/fault_engine.cc",
 ]
 # The stack tests alone judge stack/ mutants (stack/ builds and tests without proxy/);
 # rule and fault engine mutants are judged by the tests of those two files.
 STACK_TESTS = ["seq_test", "ring_buffer_test", "tcp_wire_test", "segment_test", "ip_test",
-               "checksum_test", "tcp_state_test", "simulator_test", "tcp_endpoint_test"]
+               "checksum_test", "tcp_state_test", "simulator_test", "sack_scoreboard_test",
+               "congestion_test", "tcp_profile_test", "tcp_endpoint_test", "tcp_loss_recovery_test"]
 PROXY_TESTS = {"proxy/fault/rule.cc": ["rule_test", "fault_engine_test"],
                "proxy/fault/fault_engine.cc": ["fault_engine_test", "rule_test"]}
 # The test that most likely notices a mutant of a file runs first.
@@ -45,7 +47,9 @@ FIRST_TEST = {"stack/seq.h": "seq_test", "stack/ring_buffer.h": "ring_buffer_tes
               "stack/tcp_wire.h": "tcp_wire_test", "stack/tcp_wire.cc": "tcp_wire_test",
               "stack/segment.h": "segment_test", "stack/segment.cc": "segment_test",
               "stack/tcp_state.cc": "tcp_state_test", "stack/simulator.h": "simulator_test",
-              "stack/simulator.cc": "simulator_test"}
+              "stack/simulator.cc": "simulator_test", "stack/sack_scoreboard.h": "sack_scoreboard_test",
+              "stack/sack_scoreboard.cc": "sack_scoreboard_test", "stack/congestion.h": "congestion_test",
+              "stack/congestion.cc": "congestion_test"}
 FUZZERS = ["tcp_endpoint", "endpoint_pair"]
 EQUIVALENT_MARK = "mutate: equivalent"
 

@@ -120,8 +120,8 @@ TcpEndpoint::TcpEndpoint(TcpConfig config)
       sb_(ScoreboardCapacity(cfg_)) {
   tcb_.rto = cfg_.initial_rto;
   cfg_.dup_thresh = std::max(cfg_.dup_thresh, 1);
-  quickacks_left_ = cfg_.quickacks;
-  cfg_.max_ooo_ranges = std::min(cfg_.max_ooo_ranges, ooo_.size());
+  rcv_.quickacks_left = cfg_.quickacks;
+  cfg_.max_ooo_ranges = std::min(cfg_.max_ooo_ranges, rcv_.ooo.size());
   // The smallest shift that lets the whole receive buffer be advertised (RFC 7323 §2.3).
   uint8_t ws = 0;
   while (ws < 14 && (rcv_buf_.capacity() >> ws) > 0xffff) ++ws;
@@ -136,22 +136,22 @@ absl::Status TcpEndpoint::Connect(Instant now) {
   if (state_ != TcpState::kClosed) {
     return absl::FailedPreconditionError(absl::StrCat("connect in ", StateName(state_)));
   }
-  passive_ = false;
-  tcb_.iss = SeqNum(cfg_.isn ? cfg_.isn(cfg_.tuple, now) : Rfc6528Isn(cfg_.tuple, now, ProcessSecret()));
-  ts_offset_ = tcb_.iss.raw() * 2654435761u;
-  tcb_.snd_una = tcb_.iss;
-  tcb_.snd_nxt = tcb_.iss;
-  send_cursor_ = tcb_.iss;
-  syn_needs_send_ = true;
-  SetState(now, TcpState::kSynSent, "active open");
+  StartActiveOpen(now, "active open");
   return absl::OkStatus();
+}
+
+void TcpEndpoint::StartActiveOpen(Instant now, absl::string_view cause) {
+  snd_.passive = false;
+  ChooseIss(now);
+  snd_.syn_due = true;
+  SetState(now, TcpState::kSynSent, cause);
 }
 
 absl::Status TcpEndpoint::Listen(Instant now) {
   if (state_ != TcpState::kClosed) {
     return absl::FailedPreconditionError(absl::StrCat("listen in ", StateName(state_)));
   }
-  passive_ = true;
+  snd_.passive = true;
   SetState(now, TcpState::kListen, "passive open");
   return absl::OkStatus();
 }
@@ -162,13 +162,31 @@ absl::StatusOr<size_t> TcpEndpoint::Send(absl::Span<const uint8_t> data) {
     case TcpState::kSynReceived:
     case TcpState::kEstablished:
     case TcpState::kCloseWait:
-      if (fin_requested_) break;
+      if (snd_.fin_requested) break;
       return snd_buf_.Append(data);
+    case TcpState::kListen:
+      return absl::FailedPreconditionError(
+          "cannot send in LISTEN without the time: Send(now, data) opens actively");
     default:
       break;
   }
   return absl::FailedPreconditionError(
-      absl::StrCat("cannot send in ", StateName(state_), fin_requested_ ? " after close" : ""));
+      absl::StrCat("cannot send in ", StateName(state_), snd_.fin_requested ? " after close" : ""));
+}
+
+// §3.10.2 SEND, LISTEN STATE: "If the foreign socket is specified, then change the
+// connection from passive to active, select an ISS. Send a SYN segment ... Enter
+// SYN-SENT state. Data associated with SEND may be sent with SYN segment or queued
+// for transmission after entering ESTABLISHED state." The data waits for the
+// handshake, as after Connect. "If the foreign socket is not specified, then return
+// 'error: foreign socket unspecified'."
+absl::StatusOr<size_t> TcpEndpoint::Send(Instant now, absl::Span<const uint8_t> data) {
+  if (state_ != TcpState::kListen) return Send(data);
+  if (cfg_.tuple.remote_port == 0) {
+    return absl::FailedPreconditionError("cannot send in LISTEN: foreign socket unspecified");
+  }
+  StartActiveOpen(now, "send on a listener (active open)");
+  return snd_buf_.Append(data);
 }
 
 size_t TcpEndpoint::Receive(absl::Span<uint8_t> out) {
@@ -186,7 +204,7 @@ void TcpEndpoint::MaybeWindowUpdate() {
   uint32_t adv = (wnd >> tcb_.rcv_wscale) << tcb_.rcv_wscale;
   SeqNum edge = tcb_.rcv_nxt + adv;
   uint32_t threshold = static_cast<uint32_t>(std::min<size_t>(rcv_buf_.capacity() / 2, cfg_.mss));
-  if (edge - last_adv_edge_ >= static_cast<int32_t>(threshold)) window_update_needed_ = true;
+  if (edge - rcv_.last_adv_edge >= static_cast<int32_t>(threshold)) rcv_.window_update_needed = true;
 }
 
 absl::Status TcpEndpoint::Close(Instant now) {
@@ -200,8 +218,8 @@ absl::Status TcpEndpoint::Close(Instant now) {
     case TcpState::kSynReceived:
     case TcpState::kEstablished:
     case TcpState::kCloseWait:
-      fin_requested_ = true;
-      fin_seq_ = DataStartSeq() + static_cast<uint32_t>(snd_buf_.size());
+      snd_.fin_requested = true;
+      snd_.fin_seq = DataStartSeq() + static_cast<uint32_t>(snd_buf_.size());
       SetState(now, state_ == TcpState::kCloseWait ? TcpState::kLastAck : TcpState::kFinWait1,
                "close");
       return absl::OkStatus();
@@ -273,7 +291,7 @@ void TcpEndpoint::OnSegment(Instant now, const TcpRepr& seg) {
     TcpRepr stripped = seg;
     stripped.payload = {};
     stripped.flags = seg.flags.without(kFin | kSyn);
-    ack_needed_ = true;
+    rcv_.ack_needed = true;
     CheckAckField(now, stripped);
     return;
   }
@@ -284,6 +302,9 @@ void TcpEndpoint::OnSegment(Instant now, const TcpRepr& seg) {
   // Sixth, URG: the urgent pointer is carried on the wire but not acted upon.
   ProcessSegmentText(now, seg);
   CheckFinBit(now, seg);
+  // Our FIN was acknowledged by a segment whose own FIN is not in yet (data before
+  // it is missing, or the window cut it off): FIN-WAIT-2 now.
+  if (state_ == TcpState::kFinWait1 && FinAcked()) SetState(now, TcpState::kFinWait2, "FIN acked");
 }
 
 // §3.10.7.1: all data in the segment is discarded; an incoming RST is discarded; any
@@ -308,18 +329,14 @@ void TcpEndpoint::SegmentArrivesListen(Instant now, const TcpRepr& seg) {
   cfg_.tuple.remote_port = seg.src_port;
   tcb_.irs = seg.seq;
   tcb_.rcv_nxt = seg.seq + 1;
-  tcb_.iss = SeqNum(cfg_.isn ? cfg_.isn(cfg_.tuple, now) : Rfc6528Isn(cfg_.tuple, now, ProcessSecret()));
-  ts_offset_ = tcb_.iss.raw() * 2654435761u;
-  tcb_.snd_una = tcb_.iss;
-  tcb_.snd_nxt = tcb_.iss;
-  send_cursor_ = tcb_.iss;
+  ChooseIss(now);
   AcceptSynOptions(seg);
   // RFC 7323 §2.2: the window of a SYN segment is never scaled.
   tcb_.snd_wnd = seg.window;
   tcb_.snd_wl1 = seg.seq;
   tcb_.snd_wl2 = seg.ack;
-  max_snd_wnd_ = tcb_.snd_wnd;
-  syn_needs_send_ = true;
+  tcb_.max_snd_wnd = tcb_.snd_wnd;
+  snd_.syn_due = true;
   // Data on a SYN is not kept: it is not acknowledged, so the peer sends it again.
   SetState(now, TcpState::kSynReceived, "SYN received");
 }
@@ -351,16 +368,16 @@ void TcpEndpoint::SegmentArrivesSynSent(Instant now, const TcpRepr& seg) {
   tcb_.snd_wnd = seg.window;  // a SYN's window is never scaled
   tcb_.snd_wl1 = seg.seq;
   tcb_.snd_wl2 = seg.ack;
-  max_snd_wnd_ = tcb_.snd_wnd;
+  tcb_.max_snd_wnd = tcb_.snd_wnd;
   if (ack_ok) {
     AdvanceUna(now, seg.ack, seg);
-    ack_needed_ = true;
-    syn_needs_send_ = false;  // a SYN retransmission that was due is moot now
+    rcv_.ack_needed = true;
+    snd_.syn_due = false;  // a SYN retransmission that was due is moot now
     SetState(now, TcpState::kEstablished, "SYN-ACK received");
     return;
   }
   // Simultaneous open: answer with SYN-ACK, <SEQ=ISS><ACK=RCV.NXT>.
-  syn_needs_send_ = true;
+  snd_.syn_due = true;
   SetState(now, TcpState::kSynReceived, "SYN received (simultaneous open)");
 }
 
@@ -370,7 +387,7 @@ bool TcpEndpoint::CheckSequenceNumber(Instant now, const TcpRepr& seg) {
   // send it again now rather than wait for our own timer (as Linux does).
   if (state_ == TcpState::kSynReceived && seg.flags.has(kSyn) && !seg.flags.has(kAck) &&
       seg.seq == tcb_.irs) {
-    syn_needs_send_ = true;
+    snd_.syn_due = true;
     return false;
   }
   uint32_t wnd = ReceiveWindow();
@@ -395,11 +412,11 @@ bool TcpEndpoint::CheckSequenceNumber(Instant now, const TcpRepr& seg) {
     return true;
   }
   if (seg.flags.has(kRst)) return false;
-  ack_needed_ = true;
+  rcv_.ack_needed = true;
   // TIME-WAIT: "The only thing that can arrive in this state is a retransmission of
   // the remote FIN. Acknowledge it, and restart the 2 MSL timeout."
   if (state_ == TcpState::kTimeWait && seg.flags.has(kFin)) {
-    time_wait_deadline_ = now + 2 * cfg_.msl;
+    timers_.time_wait = now + 2 * cfg_.msl;
   }
   return false;
 }
@@ -409,20 +426,15 @@ bool TcpEndpoint::CheckSequenceNumber(Instant now, const TcpRepr& seg) {
 bool TcpEndpoint::CheckRstBit(Instant now, const TcpRepr& seg) {
   if (!seg.flags.has(kRst)) return true;
   if (seg.seq != tcb_.rcv_nxt) {
-    if (ChallengeAckAllowed(now)) ack_needed_ = true;
+    if (ChallengeAckAllowed(now)) rcv_.ack_needed = true;
     return false;
   }
   switch (state_) {
     case TcpState::kSynReceived:
-      if (passive_) {
+      if (snd_.passive) {
         // "If this connection was initiated with a passive OPEN, then return this
         // connection to the LISTEN state."
-        snd_buf_.Consume(snd_buf_.size());
-        rto_deadline_ = kNever;
-        retries_ = 0;
-        syn_needs_send_ = false;
-        ack_needed_ = false;
-        SetState(now, TcpState::kListen, "RST received");
+        ReturnToListen(now, "RST received");
       } else {
         Terminate(now, CloseReason::kRefused, "RST received", "connection refused");
       }
@@ -443,16 +455,11 @@ bool TcpEndpoint::CheckRstBit(Instant now, const TcpRepr& seg) {
 // SYN-RECEIVED after a passive open the connection goes back to LISTEN.
 bool TcpEndpoint::CheckSynBit(Instant now, const TcpRepr& seg) {
   if (!seg.flags.has(kSyn)) return true;
-  if (state_ == TcpState::kSynReceived && passive_) {
-    snd_buf_.Consume(snd_buf_.size());  // queued for that connection, not the next
-    rto_deadline_ = kNever;
-    retries_ = 0;
-    syn_needs_send_ = false;
-    ack_needed_ = false;
-    SetState(now, TcpState::kListen, "SYN in window");
+  if (state_ == TcpState::kSynReceived && snd_.passive) {
+    ReturnToListen(now, "SYN in window");
     return false;
   }
-  if (ChallengeAckAllowed(now)) ack_needed_ = true;
+  if (ChallengeAckAllowed(now)) rcv_.ack_needed = true;
   return false;
 }
 
@@ -467,27 +474,27 @@ bool TcpEndpoint::CheckAckField(Instant now, const TcpRepr& seg) {
     tcb_.snd_wnd = static_cast<uint32_t>(seg.window) << tcb_.snd_wscale;
     tcb_.snd_wl1 = seg.seq;
     tcb_.snd_wl2 = seg.ack;
-    max_snd_wnd_ = std::max(max_snd_wnd_, tcb_.snd_wnd);
+    tcb_.max_snd_wnd = std::max(tcb_.max_snd_wnd, tcb_.snd_wnd);
     AdvanceUna(now, seg.ack, seg);
-    syn_needs_send_ = false;  // a SYN-ACK retransmission that was due is moot now
+    snd_.syn_due = false;  // a SYN-ACK retransmission that was due is moot now
     SetState(now, TcpState::kEstablished, "ACK of SYN");
   }
   // RFC 5961 §5.2: acceptable is SND.UNA - MAX.SND.WND =< SEG.ACK =< SND.NXT.
   if (seg.ack > tcb_.snd_nxt) {
-    ack_needed_ = true;
+    rcv_.ack_needed = true;
     return false;
   }
-  if (seg.ack < tcb_.snd_una - max_snd_wnd_) {
-    if (ChallengeAckAllowed(now)) ack_needed_ = true;
+  if (seg.ack < tcb_.snd_una - tcb_.max_snd_wnd) {
+    if (ChallengeAckAllowed(now)) rcv_.ack_needed = true;
     return false;
   }
-  unanswered_probes_ = 0;
+  snd_.unanswered_probes = 0;
   AckInfo info;
   info.prior_una = tcb_.snd_una;
   info.prior_sacked = sb_.sacked_bytes();
   info.advanced = seg.ack > tcb_.snd_una;
   if (info.advanced) {
-    dup_acks_ = 0;
+    rec_.dup_acks = 0;
     AdvanceUna(now, seg.ack, seg);
   } else if (seg.ack == tcb_.snd_una && seg.payload.empty() && !seg.flags.any(kSyn | kFin) &&
              tcb_.snd_una != tcb_.snd_nxt &&
@@ -498,7 +505,7 @@ bool TcpEndpoint::CheckAckField(Instant now, const TcpRepr& seg) {
     // window. With SACK, new SACK information counts as well (ProcessSack), which is
     // what recovers a hole while the peer's reads keep opening its window.
     info.dupack = true;
-    if (!tcb_.sack_ok && dup_acks_ < 0x7fff) ++dup_acks_;
+    if (!tcb_.sack_ok && rec_.dup_acks < 0x7fff) ++rec_.dup_acks;
   }
   if (SynAcked()) {
     ProcessSack(now, seg, info);
@@ -510,14 +517,16 @@ bool TcpEndpoint::CheckAckField(Instant now, const TcpRepr& seg) {
 
   switch (state_) {
     case TcpState::kFinWait1:
-      if (FinAcked()) SetState(now, TcpState::kFinWait2, "FIN acked");
+      // "If the FIN segment is now acknowledged, then enter FIN-WAIT-2 and continue
+      // processing in that state." A segment that also carries the peer's FIN leaves
+      // the choice to the eighth step, which reads in FIN-WAIT-1 "If our FIN has been
+      // ACKed (perhaps in this segment), then enter TIME-WAIT": one change, FIN-WAIT-1
+      // -> TIME-WAIT, as Figure 5's neighbours draw it. OnSegment enters FIN-WAIT-2
+      // after the eighth step when that FIN did not take effect.
+      if (FinAcked() && !seg.flags.has(kFin)) SetState(now, TcpState::kFinWait2, "FIN acked");
       break;
     case TcpState::kClosing:
-      if (FinAcked()) {
-        time_wait_deadline_ = now + 2 * cfg_.msl;
-        rto_deadline_ = kNever;
-        SetState(now, TcpState::kTimeWait, "FIN acked");
-      }
+      if (FinAcked()) EnterTimeWait(now, "FIN acked");
       return false;
     case TcpState::kLastAck:
       if (FinAcked()) {
@@ -541,7 +550,7 @@ void TcpEndpoint::ProcessSegmentText(Instant now, const TcpRepr& seg) {
   if (seq < tcb_.rcv_nxt) {
     uint32_t old = static_cast<uint32_t>(tcb_.rcv_nxt - seq);
     if (old >= data.size()) {
-      ack_needed_ = true;
+      rcv_.ack_needed = true;
       return;
     }
     data.remove_prefix(old);
@@ -550,23 +559,23 @@ void TcpEndpoint::ProcessSegmentText(Instant now, const TcpRepr& seg) {
   uint32_t wnd = ReceiveWindow();
   uint32_t offset = static_cast<uint32_t>(seq - tcb_.rcv_nxt);
   if (offset >= wnd) {
-    ack_needed_ = true;
+    rcv_.ack_needed = true;
     return;
   }
   if (data.size() > wnd - offset) data = data.first(wnd - offset);
   if (offset == 0) {
-    bool filled_hole = ooo_count_ > 0;
+    bool filled_hole = rcv_.ooo_count > 0;
     rcv_buf_.WriteAt(rcv_buf_.size(), data);
     rcv_buf_.Commit(data.size());
     tcb_.rcv_nxt += static_cast<uint32_t>(data.size());
     DeliverInOrder();
     ScheduleAck(now, static_cast<uint32_t>(data.size()), filled_hole);
   } else {
-    ack_needed_ = true;
+    rcv_.ack_needed = true;
     HoldOutOfOrder(seq, data);
     // RFC 5681 §4.2: an out-of-order segment gets an immediate duplicate ACK of
     // its own, even when several arrive before the next Poll.
-    if (dup_acks_owed_ < 8) ++dup_acks_owed_;
+    if (rcv_.dup_acks_owed < 8) ++rcv_.dup_acks_owed;
   }
 }
 
@@ -576,33 +585,33 @@ void TcpEndpoint::ProcessSegmentText(Instant now, const TcpRepr& seg) {
 // segment fills a hole; otherwise within the delayed-ACK timeout.
 void TcpEndpoint::ScheduleAck(Instant now, uint32_t len, bool filled_hole) {
   if (!cfg_.delayed_ack) {
-    ack_needed_ = true;
+    rcv_.ack_needed = true;
     return;
   }
-  rcv_mss_ = std::max<uint32_t>(rcv_mss_, std::min<uint32_t>(len, cfg_.mss));
-  unacked_rcv_ += len;
-  if (quickacks_left_ > 0 || unacked_rcv_ > rcv_mss_ || filled_hole || ooo_count_ > 0) {
-    if (quickacks_left_ > 0) --quickacks_left_;
-    ack_needed_ = true;
+  rcv_.mss = std::max<uint32_t>(rcv_.mss, std::min<uint32_t>(len, cfg_.mss));
+  rcv_.unacked += len;
+  if (rcv_.quickacks_left > 0 || rcv_.unacked > rcv_.mss || filled_hole || rcv_.ooo_count > 0) {
+    if (rcv_.quickacks_left > 0) --rcv_.quickacks_left;
+    rcv_.ack_needed = true;
     return;
   }
-  if (delack_deadline_ == kNever) delack_deadline_ = now + cfg_.delayed_ack_timeout;
+  if (timers_.delayed_ack == kNever) timers_.delayed_ack = now + cfg_.delayed_ack_timeout;
 }
 
 // Moves held out-of-order ranges that RCV.NXT has reached into the readable bytes.
 void TcpEndpoint::DeliverInOrder() {
   size_t drop = 0;
-  while (drop < ooo_count_ && ooo_[drop].left <= tcb_.rcv_nxt) {
-    if (ooo_[drop].right > tcb_.rcv_nxt) {
-      uint32_t n = static_cast<uint32_t>(ooo_[drop].right - tcb_.rcv_nxt);
+  while (drop < rcv_.ooo_count && rcv_.ooo[drop].left <= tcb_.rcv_nxt) {
+    if (rcv_.ooo[drop].right > tcb_.rcv_nxt) {
+      uint32_t n = static_cast<uint32_t>(rcv_.ooo[drop].right - tcb_.rcv_nxt);
       rcv_buf_.Commit(n);
       tcb_.rcv_nxt += n;
     }
     ++drop;
   }
   if (drop > 0) {
-    std::move(ooo_.begin() + drop, ooo_.begin() + ooo_count_, ooo_.begin());
-    ooo_count_ -= drop;
+    std::move(rcv_.ooo.begin() + drop, rcv_.ooo.begin() + rcv_.ooo_count, rcv_.ooo.begin());
+    rcv_.ooo_count -= drop;
   }
 }
 
@@ -610,31 +619,31 @@ bool TcpEndpoint::HoldOutOfOrder(SeqNum seq, absl::Span<const uint8_t> data) {
   SeqNum left = seq, right = seq + static_cast<uint32_t>(data.size());
   // Find the insertion point and merge with every range it touches.
   size_t i = 0;
-  while (i < ooo_count_ && ooo_[i].right < left) ++i;
+  while (i < rcv_.ooo_count && rcv_.ooo[i].right < left) ++i;
   size_t j = i;
-  while (j < ooo_count_ && ooo_[j].left <= right) {
-    left = Min(left, ooo_[j].left);
-    right = Max(right, ooo_[j].right);
+  while (j < rcv_.ooo_count && rcv_.ooo[j].left <= right) {
+    left = Min(left, rcv_.ooo[j].left);
+    right = Max(right, rcv_.ooo[j].right);
     ++j;
   }
   size_t merged = j - i;
-  if (merged == 0 && ooo_count_ >= cfg_.max_ooo_ranges) return false;  // bounded: drop it
+  if (merged == 0 && rcv_.ooo_count >= cfg_.max_ooo_ranges) return false;  // bounded: drop it
   rcv_buf_.WriteAt(rcv_buf_.size() + static_cast<uint32_t>(seq - tcb_.rcv_nxt), data);
   if (merged == 0) {
-    std::move_backward(ooo_.begin() + i, ooo_.begin() + ooo_count_, ooo_.begin() + ooo_count_ + 1);
-    ++ooo_count_;
+    std::move_backward(rcv_.ooo.begin() + i, rcv_.ooo.begin() + rcv_.ooo_count, rcv_.ooo.begin() + rcv_.ooo_count + 1);
+    ++rcv_.ooo_count;
   } else if (merged > 1) {
-    std::move(ooo_.begin() + j, ooo_.begin() + ooo_count_, ooo_.begin() + i + 1);
-    ooo_count_ -= merged - 1;
+    std::move(rcv_.ooo.begin() + j, rcv_.ooo.begin() + rcv_.ooo_count, rcv_.ooo.begin() + i + 1);
+    rcv_.ooo_count -= merged - 1;
   }
-  ooo_[i] = {left, right, ++ooo_arrivals_};
+  rcv_.ooo[i] = {left, right, ++rcv_.ooo_arrivals};
   return true;
 }
 
 // Eighth: the FIN bit.
 void TcpEndpoint::CheckFinBit(Instant now, const TcpRepr& seg) {
   if (!seg.flags.has(kFin)) {
-    if (ooo_fin_ && *ooo_fin_ == tcb_.rcv_nxt) {
+    if (rcv_.ooo_fin && *rcv_.ooo_fin == tcb_.rcv_nxt) {
       // The data a FIN overtook has arrived: the FIN takes effect now.
     } else {
       return;
@@ -645,13 +654,13 @@ void TcpEndpoint::CheckFinBit(Instant now, const TcpRepr& seg) {
       // Data before the FIN is missing: remember the FIN until it is in, and send
       // the immediate duplicate ACK an out-of-order segment gets (RFC 5681 §4.2),
       // whose SACK block names the FIN.
-      if (fin - tcb_.rcv_nxt <= static_cast<int32_t>(ReceiveWindow())) ooo_fin_ = fin;
-      ack_needed_ = true;
+      if (fin - tcb_.rcv_nxt <= static_cast<int32_t>(ReceiveWindow())) rcv_.ooo_fin = fin;
+      rcv_.ack_needed = true;
       return;
     }
     if (fin < tcb_.rcv_nxt) return;  // a FIN we have already taken (it was acked above)
   }
-  ooo_fin_.reset();
+  rcv_.ooo_fin.reset();
   switch (state_) {
     case TcpState::kCloseWait:
     case TcpState::kClosing:
@@ -660,15 +669,15 @@ void TcpEndpoint::CheckFinBit(Instant now, const TcpRepr& seg) {
     case TcpState::kTimeWait:
       // The peer's FIN was taken already: RCV.NXT stays; acknowledge and restart
       // the 2 MSL timeout.
-      ack_needed_ = true;
-      time_wait_deadline_ = now + 2 * cfg_.msl;
+      rcv_.ack_needed = true;
+      timers_.time_wait = now + 2 * cfg_.msl;
       return;
     default:
       break;
   }
   tcb_.rcv_nxt += 1;
-  fin_received_ = true;
-  ack_needed_ = true;
+  rcv_.fin_received = true;
+  rcv_.ack_needed = true;
   switch (state_) {
     case TcpState::kSynReceived:
     case TcpState::kEstablished:
@@ -676,20 +685,16 @@ void TcpEndpoint::CheckFinBit(Instant now, const TcpRepr& seg) {
       break;
     case TcpState::kFinWait1:
       if (FinAcked()) {
-        time_wait_deadline_ = now + 2 * cfg_.msl;
-        rto_deadline_ = kNever;
-        SetState(now, TcpState::kTimeWait, "FIN received");
+        EnterTimeWait(now, "FIN received");
       } else {
         SetState(now, TcpState::kClosing, "FIN received (simultaneous close)");
       }
       break;
     case TcpState::kFinWait2:
-      time_wait_deadline_ = now + 2 * cfg_.msl;
-      rto_deadline_ = kNever;
-      SetState(now, TcpState::kTimeWait, "FIN received");
+      EnterTimeWait(now, "FIN received");
       break;
     case TcpState::kTimeWait:
-      time_wait_deadline_ = now + 2 * cfg_.msl;
+      timers_.time_wait = now + 2 * cfg_.msl;
       break;
     default:
       break;
@@ -712,7 +717,7 @@ void TcpEndpoint::AcceptSynOptions(const TcpRepr& seg) {
   }
   tcb_.sack_ok = cfg_.sack && o.sack_permitted;
   tcb_.ts_ok = cfg_.timestamps && o.timestamps.has_value();
-  if (tcb_.ts_ok) ts_recent_ = o.timestamps->value;
+  if (tcb_.ts_ok) tcb_.ts_recent = o.timestamps->value;
   // The peer's MSS is a limit on data plus options (RFC 6691); an MSS too small
   // for the timestamps still lets one byte through rather than wrapping around.
   uint32_t mss = std::min<uint32_t>(peer_mss, cfg_.mss);
@@ -727,7 +732,7 @@ void TcpEndpoint::AcceptSynOptions(const TcpRepr& seg) {
 void TcpEndpoint::UpdateTimestamps(const TcpRepr& seg) {
   if (!tcb_.ts_ok || !seg.options.timestamps) return;
   uint32_t val = seg.options.timestamps->value;
-  if (static_cast<int32_t>(val - ts_recent_) >= 0 && seg.seq <= last_ack_sent_) ts_recent_ = val;
+  if (static_cast<int32_t>(val - tcb_.ts_recent) >= 0 && seg.seq <= tcb_.last_ack_sent) tcb_.ts_recent = val;
 }
 
 void TcpEndpoint::AdvanceUna(Instant now, SeqNum ack, const TcpRepr& seg) {
@@ -739,39 +744,39 @@ void TcpEndpoint::AdvanceUna(Instant now, SeqNum ack, const TcpRepr& seg) {
     bytes_acked_ += n;
   }
   tcb_.snd_una = ack;
-  bool synack_only = !syn_acked_;
-  syn_acked_ = true;  // every advance of SND.UNA covers the SYN first
-  if (send_cursor_ < ack) send_cursor_ = ack;
+  bool synack_only = !snd_.syn_acked;
+  snd_.syn_acked = true;  // every advance of SND.UNA covers the SYN first
+  if (snd_.cursor < ack) snd_.cursor = ack;
   if (!synack_only) sb_.OnCumulativeAck(ack, [&](const SentSegment& s) { RackUpdate(now, s); });
   // An ACK ending a timeout or a recovery may echo the timestamp of a segment sent
   // long before (the peer's TS.Recent did not move while our retransmissions were
   // old news to it): such a sample would measure the outage, not the path, and send
   // the RTO to its ceiling. Karn's rule, applied to timestamps too.
-  bool after_loss = retries_ > 0 || recovery_ != Recovery::kOpen;
-  retries_ = 0;
+  bool after_loss = rec_.retries > 0 || rec_.state != Recovery::kOpen;
+  rec_.retries = 0;
 
   // RTT sample: from the echoed timestamp, else from the timed segment (Karn's
   // algorithm: never from a retransmitted one).
   if (after_loss) {
-    rtt_timing_ = false;
+    rtt_.timing = false;
   } else if (tcb_.ts_ok && seg.options.timestamps && seg.options.timestamps->echo != 0) {
     int32_t ms = static_cast<int32_t>(TsNow(now) - seg.options.timestamps->echo);
     if (ms >= 0) UpdateRtt(now, absl::Milliseconds(ms));
-  } else if (rtt_timing_ && ack >= rtt_seq_) {
-    rtt_timing_ = false;
-    UpdateRtt(now, now - rtt_start_);
+  } else if (rtt_.timing && ack >= rtt_.seq) {
+    rtt_.timing = false;
+    UpdateRtt(now, now - rtt_.start);
   }
 
   // The congestion window grows outside fast recovery (PRR governs it there) and
   // in slow start after a timeout; an ACK of the SYN alone moved no data.
-  if (ack > data_start && recovery_ != Recovery::kRecovery) {
+  if (ack > data_start && rec_.state != Recovery::kRecovery) {
     cc_->OnAck(now, newly, tcb_.srtt);
     SyncCongestion();
   }
 
   // RFC 6298 §5.2 / §5.3.
   if (tcb_.snd_una == tcb_.snd_nxt) {
-    rto_deadline_ = rack_deadline_ = tlp_deadline_ = kNever;
+    timers_.rto = timers_.rack = timers_.tlp = kNever;
   } else {
     RestartRetransmitTimer(now);
   }
@@ -789,27 +794,27 @@ void TcpEndpoint::UpdateSendWindow(const TcpRepr& seg, bool advanced_una) {
     tcb_.snd_wnd = static_cast<uint32_t>(seg.window) << tcb_.snd_wscale;
     tcb_.snd_wl1 = seg.seq;
     tcb_.snd_wl2 = seg.ack;
-    max_snd_wnd_ = std::max(max_snd_wnd_, tcb_.snd_wnd);
+    tcb_.max_snd_wnd = std::max(tcb_.max_snd_wnd, tcb_.snd_wnd);
     if (tcb_.snd_wnd > 0) {
-      persist_deadline_ = kNever;
-      persist_backoff_ = absl::ZeroDuration();
+      timers_.persist = kNever;
+      snd_.persist_backoff = absl::ZeroDuration();
     }
   }
 }
 
 bool TcpEndpoint::ChallengeAckAllowed(Instant now) {
-  if (now - challenge_window_start_ >= absl::Seconds(1)) {
-    challenge_window_start_ = now;
-    challenge_acks_in_window_ = 0;
+  if (now - challenge_.window_start >= absl::Seconds(1)) {
+    challenge_.window_start = now;
+    challenge_.sent = 0;
   }
-  if (challenge_acks_in_window_ >= cfg_.challenge_ack_limit) return false;
-  ++challenge_acks_in_window_;
+  if (challenge_.sent >= cfg_.challenge_ack_limit) return false;
+  ++challenge_.sent;
   return true;
 }
 
 void TcpEndpoint::QueueRst(const TcpRepr& answering, SeqNum seq, std::optional<SeqNum> ack) {
-  if (rst_count_ == rst_queue_.size()) return;  // bounded: a flood gets some answers
-  rst_queue_[rst_count_++] = {answering.dst_port, answering.src_port, seq, ack};
+  if (rst_.count == rst_.queue.size()) return;  // bounded: a flood gets some answers
+  rst_.queue[rst_.count++] = {answering.dst_port, answering.src_port, seq, ack};
 }
 
 void TcpEndpoint::SetState(Instant now, TcpState to, absl::string_view cause) {
@@ -818,11 +823,38 @@ void TcpEndpoint::SetState(Instant now, TcpState to, absl::string_view cause) {
   if (observer_) observer_({from, to, cause, now});
 }
 
+void TcpEndpoint::ChooseIss(Instant now) {
+  tcb_.iss = SeqNum(cfg_.isn ? cfg_.isn(cfg_.tuple, now) : Rfc6528Isn(cfg_.tuple, now, ProcessSecret()));
+  snd_.ts_offset = tcb_.iss.raw() * 2654435761u;
+  tcb_.snd_una = tcb_.iss;
+  tcb_.snd_nxt = tcb_.iss;
+  snd_.cursor = tcb_.iss;
+}
+
+// "If this connection was initiated with a passive OPEN, then return this connection
+// to the LISTEN state": what was queued for that connection is not the next one's.
+void TcpEndpoint::ReturnToListen(Instant now, absl::string_view cause) {
+  snd_buf_.Consume(snd_buf_.size());
+  timers_.rto = kNever;
+  rec_.retries = 0;
+  snd_.syn_due = false;
+  rcv_.ack_needed = false;
+  SetState(now, TcpState::kListen, cause);
+}
+
+// "Enter the TIME-WAIT state, start the time-wait timer, turn off the other timers":
+// the retransmission timer stops; the others find nothing to do in TIME-WAIT.
+void TcpEndpoint::EnterTimeWait(Instant now, absl::string_view cause) {
+  timers_.time_wait = now + 2 * cfg_.msl;
+  timers_.rto = kNever;
+  SetState(now, TcpState::kTimeWait, cause);
+}
+
 void TcpEndpoint::Terminate(Instant now, CloseReason why, absl::string_view cause, std::string error) {
-  rto_deadline_ = persist_deadline_ = time_wait_deadline_ = rack_deadline_ = tlp_deadline_ = kNever;
-  delack_deadline_ = kNever;
-  syn_needs_send_ = ack_needed_ = window_update_needed_ = probe_due_ = retransmit_one_ = false;
-  probe_data_due_ = false;
+  timers_.rto = timers_.persist = timers_.time_wait = timers_.rack = timers_.tlp = kNever;
+  timers_.delayed_ack = kNever;
+  snd_.syn_due = rcv_.ack_needed = rcv_.window_update_needed = snd_.window_probe_due = snd_.retransmit_one = false;
+  tlp_.probe_due = false;
   close_reason_ = why;
   error_ = std::move(error);
   if (why == CloseReason::kReset || why == CloseReason::kRefused || why == CloseReason::kAborted ||
@@ -840,8 +872,8 @@ void TcpEndpoint::Terminate(Instant now, CloseReason why, absl::string_view caus
 // left the network (RFC 6937 §3, as Linux's tcp_add_reno_sack).
 uint32_t TcpEndpoint::Pipe() const {
   uint32_t pipe = sb_.Pipe();
-  if (!tcb_.sack_ok && dup_acks_ > 0) {
-    uint64_t left = static_cast<uint64_t>(dup_acks_) * tcb_.snd_mss;
+  if (!tcb_.sack_ok && rec_.dup_acks > 0) {
+    uint64_t left = static_cast<uint64_t>(rec_.dup_acks) * tcb_.snd_mss;
     pipe = left >= pipe ? 0 : pipe - static_cast<uint32_t>(left);
   }
   return pipe;
@@ -888,19 +920,19 @@ void TcpEndpoint::RackUpdate(Instant now, const SentSegment& s) {
 // RFC 8985 §6.2 step 4.
 Duration TcpEndpoint::RackReorderWindow() const {
   if (!rack_.reordering_seen) {
-    if (recovery_ != Recovery::kOpen) return absl::ZeroDuration();
+    if (rec_.state != Recovery::kOpen) return absl::ZeroDuration();
     if (sb_.sacked_count() >= static_cast<size_t>(cfg_.dup_thresh)) return absl::ZeroDuration();
   }
   if (rack_.min_rtt == absl::InfiniteDuration()) return absl::ZeroDuration();
   Duration w = rack_.min_rtt / 4;
-  if (rtt_sampled_) w = std::min(w, tcb_.srtt);
+  if (rtt_.sampled) w = std::min(w, tcb_.srtt);
   return w;
 }
 
 // RFC 8985 §6.2 step 5: a segment sent before the most recently delivered one,
 // and not delivered itself RACK.rtt + RACK.reo_wnd after it was sent, is lost.
 void TcpEndpoint::RackDetectLoss(Instant now) {
-  rack_deadline_ = kNever;
+  timers_.rack = kNever;
   if (rack_.xmit_ts == absl::InfinitePast()) return;
   Duration reo = RackReorderWindow();
   Duration wait = absl::ZeroDuration();
@@ -919,51 +951,51 @@ void TcpEndpoint::RackDetectLoss(Instant now) {
       wait = std::max(wait, remaining);
     }
   }
-  if (wait > absl::ZeroDuration()) rack_deadline_ = now + wait;
+  if (wait > absl::ZeroDuration()) timers_.rack = now + wait;
 }
 
 void TcpEndpoint::DetectLoss(Instant now, const AckInfo& info) {
   // Recovery ends once the cumulative ACK reaches the RecoveryPoint (RFC 6675 §5,
   // RFC 6582 §3.2 step 3 "full acknowledgment").
-  if (recovery_ != Recovery::kOpen && recover_set_ && tcb_.snd_una >= recover_ &&
+  if (rec_.state != Recovery::kOpen && rec_.recover_set && tcb_.snd_una >= rec_.recover &&
       (info.advanced || sb_.empty())) {
-    if (recovery_ == Recovery::kRecovery) {
+    if (rec_.state == Recovery::kRecovery) {
       cc_->OnRecoveryEnd();  // RFC 6937 §3.1: cwnd = ssthresh
       SyncCongestion();
     }
-    recovery_ = Recovery::kOpen;
-    dup_acks_ = 0;
+    rec_.state = Recovery::kOpen;
+    rec_.dup_acks = 0;
   }
   if (sb_.empty()) return;
   if (tcb_.sack_ok) {
     if (sb_.sacked_count() > 0) sb_.MarkLostByDupThresh(cfg_.dup_thresh, tcb_.snd_mss);
     if (cfg_.rack) RackDetectLoss(now);
-  } else if (recovery_ == Recovery::kOpen) {
+  } else if (rec_.state == Recovery::kOpen) {
     // RFC 5681 §3.2 / RFC 6582: DupThresh duplicate ACKs mean SND.UNA's segment is lost.
-    if (dup_acks_ >= cfg_.dup_thresh) sb_.MarkLost(0);
-  } else if (recovery_ == Recovery::kRecovery && info.advanced) {
+    if (rec_.dup_acks >= cfg_.dup_thresh) sb_.MarkLost(0);
+  } else if (rec_.state == Recovery::kRecovery && info.advanced) {
     // RFC 6582 §3.2 step 3, a partial acknowledgment: the segment now at SND.UNA
     // is lost too; retransmit it.
     sb_.MarkLost(0);
   }
-  if (recovery_ == Recovery::kOpen && sb_.lost_bytes() > 0) EnterFastRecovery(now);
-  if (recovery_ == Recovery::kRecovery) PrrOnAck(info);
+  if (rec_.state == Recovery::kOpen && sb_.lost_bytes() > 0) EnterFastRecovery(now);
+  if (rec_.state == Recovery::kRecovery) PrrOnAck(info);
 }
 
 void TcpEndpoint::EnterFastRecovery(Instant now) {
-  recovery_ = Recovery::kRecovery;
+  rec_.state = Recovery::kRecovery;
   ++loss_stats_.fast_recoveries;
-  recover_ = tcb_.snd_nxt;  // RFC 6675 RecoveryPoint, RFC 6582 recover
-  recover_set_ = true;
+  rec_.recover = tcb_.snd_nxt;  // RFC 6675 RecoveryPoint, RFC 6582 recover
+  rec_.recover_set = true;
   cc_->OnCongestionEvent(now, FlightSize());
   SyncCongestion();
   // RFC 6937 §3.1 initialization.
-  prr_delivered_ = 0;
-  prr_out_ = 0;
-  recover_fs_ = std::max<uint32_t>(FlightSize(), 1);
-  rtt_timing_ = false;
-  tlp_deadline_ = kNever;
-  tlp_in_flight_ = false;
+  rec_.prr_delivered = 0;
+  rec_.prr_out = 0;
+  rec_.recover_fs = std::max<uint32_t>(FlightSize(), 1);
+  rtt_.timing = false;
+  timers_.tlp = kNever;
+  tlp_.in_flight = false;
 }
 
 // RFC 6937 §3.1, on every ACK during recovery: sndcnt from the data delivered,
@@ -974,19 +1006,19 @@ void TcpEndpoint::PrrOnAck(const AckInfo& info) {
                       (static_cast<int64_t>(sb_.sacked_bytes()) - info.prior_sacked);
   if (!tcb_.sack_ok && info.dupack) delivered += tcb_.snd_mss;
   delivered = std::max<int64_t>(delivered, 0);
-  prr_delivered_ += static_cast<uint32_t>(delivered);
+  rec_.prr_delivered += static_cast<uint32_t>(delivered);
   int64_t pipe = Pipe();
   int64_t ssthresh = cc_->ssthresh();
   int64_t sndcnt;
   if (pipe > ssthresh) {
-    sndcnt = (static_cast<int64_t>(prr_delivered_) * ssthresh + recover_fs_ - 1) / recover_fs_ - prr_out_;
+    sndcnt = (static_cast<int64_t>(rec_.prr_delivered) * ssthresh + rec_.recover_fs - 1) / rec_.recover_fs - rec_.prr_out;
   } else {
-    int64_t limit = std::max<int64_t>(static_cast<int64_t>(prr_delivered_) - prr_out_, delivered) + tcb_.snd_mss;
+    int64_t limit = std::max<int64_t>(static_cast<int64_t>(rec_.prr_delivered) - rec_.prr_out, delivered) + tcb_.snd_mss;
     sndcnt = std::min(ssthresh - pipe, limit);
   }
   sndcnt = std::max<int64_t>(sndcnt, 0);
   // The fast retransmit itself goes out at once (RFC 6937 §3: PRR starts with it).
-  if (prr_out_ == 0 && sndcnt == 0 && sb_.NextLost() < sb_.size()) sndcnt = tcb_.snd_mss;
+  if (rec_.prr_out == 0 && sndcnt == 0 && sb_.NextLost() < sb_.size()) sndcnt = tcb_.snd_mss;
   cc_->SetCwnd(static_cast<uint32_t>(std::min<int64_t>(pipe + sndcnt, 0x3fffffff)));
   SyncCongestion();
 }
@@ -994,19 +1026,19 @@ void TcpEndpoint::PrrOnAck(const AckInfo& info) {
 // RFC 8985 §7.2: arm the probe timeout PTO = 2*SRTT (plus the peer's delayed-ACK
 // allowance when one segment is in flight), never later than the RTO.
 void TcpEndpoint::ScheduleLossProbe(Instant now) {
-  tlp_deadline_ = kNever;
-  if (!cfg_.tlp || !tcb_.sack_ok || recovery_ != Recovery::kOpen || tlp_in_flight_ || sb_.empty()) return;
-  Duration pto = rtt_sampled_ ? 2 * tcb_.srtt : cfg_.initial_rto;
+  timers_.tlp = kNever;
+  if (!cfg_.tlp || !tcb_.sack_ok || rec_.state != Recovery::kOpen || tlp_.in_flight || sb_.empty()) return;
+  Duration pto = rtt_.sampled ? 2 * tcb_.srtt : cfg_.initial_rto;
   if (sb_.size() == 1) pto += cfg_.tlp_one_segment_allowance;
   pto = std::max(pto, absl::Milliseconds(1));
   // PTO = min(PTO, RTO) (§7.2): a probe due with the RTO goes instead of it, as on Linux.
-  tlp_deadline_ = std::min(now + pto, rto_deadline_);
+  timers_.tlp = std::min(now + pto, timers_.rto);
 }
 
 void TcpEndpoint::OnLossProbeTimeout(Instant now) {
-  tlp_deadline_ = kNever;
-  if (recovery_ != Recovery::kOpen || sb_.empty() || tlp_in_flight_ || !SendsData(state_)) return;
-  probe_data_due_ = true;
+  timers_.tlp = kNever;
+  if (rec_.state != Recovery::kOpen || sb_.empty() || tlp_.in_flight || !SendsData(state_)) return;
+  tlp_.probe_due = true;
   // §7.3: after the probe, the RTO is armed afresh.
   RestartRetransmitTimer(now);
 }
@@ -1014,9 +1046,9 @@ void TcpEndpoint::OnLossProbeTimeout(Instant now) {
 // RFC 8985 §7.4: an ACK of a retransmitted probe without a D-SACK shows that the
 // probe repaired a loss: the window is reduced once, as for a recovery.
 void TcpEndpoint::TlpOnAck(Instant now, const TcpRepr& seg, const AckInfo& info) {
-  if (!tlp_in_flight_ || seg.ack < tlp_end_seq_) return;
-  tlp_in_flight_ = false;
-  if (tlp_retrans_ && !info.dsack && recovery_ == Recovery::kOpen) {
+  if (!tlp_.in_flight || seg.ack < tlp_.end_seq) return;
+  tlp_.in_flight = false;
+  if (tlp_.retransmitted && !info.dsack && rec_.state == Recovery::kOpen) {
     cc_->OnCongestionEvent(now, FlightSize());
     cc_->OnRecoveryEnd();
     SyncCongestion();
@@ -1031,7 +1063,7 @@ bool TcpEndpoint::TimeWaitAcceptsSyn(const TcpRepr& syn) const {
   // PAWS (RFC 7323 §5) and is refused; otherwise a TSval newer than TS.Recent or an
   // ISN beyond RCV.NXT shows that it cannot be an old duplicate.
   bool ts = tcb_.ts_ok && syn.options.timestamps.has_value();
-  int32_t ts_diff = ts ? static_cast<int32_t>(syn.options.timestamps->value - ts_recent_) : 0;
+  int32_t ts_diff = ts ? static_cast<int32_t>(syn.options.timestamps->value - tcb_.ts_recent) : 0;
   if (ts && ts_diff < 0) return false;
   return syn.seq > tcb_.rcv_nxt || (ts && ts_diff > 0);
 }
@@ -1040,20 +1072,20 @@ bool TcpEndpoint::TimeWaitAcceptsSyn(const TcpRepr& syn) const {
 // Timers.
 
 void TcpEndpoint::OnTick(Instant now) {
-  if (now >= time_wait_deadline_) {
+  if (now >= timers_.time_wait) {
     Terminate(now, CloseReason::kNormal, "2MSL timeout");
     return;
   }
-  if (now >= delack_deadline_) {
-    delack_deadline_ = kNever;
-    if (AcceptsText(state_) || state_ == TcpState::kCloseWait) ack_needed_ = true;
+  if (now >= timers_.delayed_ack) {
+    timers_.delayed_ack = kNever;
+    if (AcceptsText(state_) || state_ == TcpState::kCloseWait) rcv_.ack_needed = true;
   }
-  if (now >= tlp_deadline_) OnLossProbeTimeout(now);  // first: it re-arms the RTO
-  if (now >= rto_deadline_) OnRetransmitTimeout(now);
-  if (now >= persist_deadline_) OnPersistTimeout(now);
-  if (now >= rack_deadline_) {
+  if (now >= timers_.tlp) OnLossProbeTimeout(now);  // first: it re-arms the RTO
+  if (now >= timers_.rto) OnRetransmitTimeout(now);
+  if (now >= timers_.persist) OnPersistTimeout(now);
+  if (now >= timers_.rack) {
     // RFC 8985 §6.3: the reordering timer expired; look for losses again.
-    rack_deadline_ = kNever;
+    timers_.rack = kNever;
     AckInfo info;
     info.prior_una = tcb_.snd_una;
     info.prior_sacked = sb_.sacked_bytes();
@@ -1064,7 +1096,7 @@ void TcpEndpoint::OnTick(Instant now) {
 void TcpEndpoint::OnRetransmitTimeout(Instant now) {
   bool handshake = state_ == TcpState::kSynSent || state_ == TcpState::kSynReceived;
   int limit = handshake ? cfg_.syn_retries : cfg_.max_retries;
-  if (++retries_ > limit) {
+  if (++rec_.retries > limit) {
     Terminate(now, CloseReason::kTimeout, "retransmission limit",
               absl::StrCat("connection timed out: no answer after ", limit,
                            handshake ? (state_ == TcpState::kSynSent ? " SYN" : " SYN-ACK")
@@ -1072,58 +1104,58 @@ void TcpEndpoint::OnRetransmitTimeout(Instant now) {
                            " retransmissions"));
     return;
   }
-  rtt_timing_ = false;
+  rtt_.timing = false;
   // RFC 6298 §5.5: back off the timer.
   tcb_.rto = std::min(tcb_.rto * 2, cfg_.max_rto);
-  rto_deadline_ = now + tcb_.rto;
+  timers_.rto = now + tcb_.rto;
   if (handshake || !SynAcked()) {
-    ++retransmissions_total_;
-    syn_needs_send_ = true;
+    ++rec_.retransmissions;
+    snd_.syn_due = true;
     return;
   }
   ++loss_stats_.timeouts;
   // RFC 5681 §3.1: ssthresh from the flight on the first timeout, cwnd one segment.
-  cc_->OnRto(now, FlightSize(), retries_ == 1);
+  cc_->OnRto(now, FlightSize(), rec_.retries == 1);
   SyncCongestion();
   // RFC 2018 §8: a receiver may discard what it SACKed; from the second timeout in
   // a row, or when SND.UNA itself was SACKed, the SACK marks are not trusted.
-  if (!sb_.empty() && (retries_ > 1 || sb_[0].sacked)) sb_.ClearSacks();
+  if (!sb_.empty() && (rec_.retries > 1 || sb_[0].sacked)) sb_.ClearSacks();
   // RFC 6675 §5.1: every segment not SACKed is deemed lost and goes again, in
   // order, as slow start allows. The earliest goes out whatever the windows say
   // (RFC 6298 §5.4; RFC 9293 §3.8.6.1: keep retransmitting into a zero window).
   sb_.MarkAllLost();
-  recovery_ = Recovery::kLoss;
-  recover_ = tcb_.snd_nxt;
-  recover_set_ = true;
-  dup_acks_ = 0;
-  retransmit_one_ = true;
-  tlp_deadline_ = rack_deadline_ = kNever;
-  tlp_in_flight_ = false;
-  probe_data_due_ = false;
+  rec_.state = Recovery::kLoss;
+  rec_.recover = tcb_.snd_nxt;
+  rec_.recover_set = true;
+  rec_.dup_acks = 0;
+  snd_.retransmit_one = true;
+  timers_.tlp = timers_.rack = kNever;
+  tlp_.in_flight = false;
+  tlp_.probe_due = false;
 }
 
 // Zero-window probing (RFC 9293 §3.8.6.1) the way Linux does it: a segment one
 // below SND.UNA, which the peer must answer with an ACK carrying its window, so no
 // data waits beyond the window and the probes never count as lost data.
 void TcpEndpoint::OnPersistTimeout(Instant now) {
-  if (++unanswered_probes_ > cfg_.max_retries) {
+  if (++snd_.unanswered_probes > cfg_.max_retries) {
     Terminate(now, CloseReason::kTimeout, "retransmission limit",
               absl::StrCat("connection timed out: ", cfg_.max_retries,
                            " zero-window probes unanswered"));
     return;
   }
-  probe_due_ = true;
-  persist_backoff_ = std::min(persist_backoff_ * 2, cfg_.max_rto);
-  persist_deadline_ = now + persist_backoff_;
+  snd_.window_probe_due = true;
+  snd_.persist_backoff = std::min(snd_.persist_backoff * 2, cfg_.max_rto);
+  timers_.persist = now + snd_.persist_backoff;
 }
 
 void TcpEndpoint::UpdateRtt(Instant now, Duration r) {
   (void)now;
   // RFC 6298 §2.2 and §2.3, alpha = 1/8, beta = 1/4, G = 1 ms.
-  if (!rtt_sampled_) {
+  if (!rtt_.sampled) {
     tcb_.srtt = r;
     tcb_.rttvar = r / 2;
-    rtt_sampled_ = true;
+    rtt_.sampled = true;
   } else {
     tcb_.rttvar = tcb_.rttvar * 3 / 4 + absl::AbsDuration(tcb_.srtt - r) / 4;
     tcb_.srtt = tcb_.srtt * 7 / 8 + r / 8;
@@ -1136,18 +1168,18 @@ void TcpEndpoint::UpdateRtt(Instant now, Duration r) {
   }
 }
 
-void TcpEndpoint::RestartRetransmitTimer(Instant now) { rto_deadline_ = now + tcb_.rto; }
+void TcpEndpoint::RestartRetransmitTimer(Instant now) { timers_.rto = now + tcb_.rto; }
 
 Instant TcpEndpoint::NextDeadline() const {
-  return std::min({rto_deadline_, persist_deadline_, time_wait_deadline_, rack_deadline_, tlp_deadline_,
-                   delack_deadline_});
+  return std::min({timers_.rto, timers_.persist, timers_.time_wait, timers_.rack, timers_.tlp,
+                   timers_.delayed_ack});
 }
 
 // ---------------------------------------------------------------------------
 // Output.
 
 SeqNum TcpEndpoint::DataStartSeq() const {
-  return syn_acked_ ? tcb_.snd_una : tcb_.iss + 1;
+  return snd_.syn_acked ? tcb_.snd_una : tcb_.iss + 1;
 }
 
 uint32_t TcpEndpoint::FlightSize() const { return static_cast<uint32_t>(tcb_.snd_nxt - tcb_.snd_una); }
@@ -1161,7 +1193,7 @@ uint32_t TcpEndpoint::AdvertisedWindow() const {
 }
 
 uint32_t TcpEndpoint::TsNow(Instant now) const {
-  return static_cast<uint32_t>(absl::ToInt64Milliseconds(now - absl::UnixEpoch())) + ts_offset_;
+  return static_cast<uint32_t>(absl::ToInt64Milliseconds(now - absl::UnixEpoch())) + snd_.ts_offset;
 }
 
 void TcpEndpoint::FillHeader(Instant now, TcpRepr& r, SeqNum seq, TcpFlags flags) {
@@ -1171,17 +1203,17 @@ void TcpEndpoint::FillHeader(Instant now, TcpRepr& r, SeqNum seq, TcpFlags flags
   r.flags = flags;
   if (flags.has(kAck)) {
     r.ack = tcb_.rcv_nxt;
-    last_ack_sent_ = tcb_.rcv_nxt;
+    tcb_.last_ack_sent = tcb_.rcv_nxt;
     // Every segment with an ACK acknowledges what a delayed ACK would have.
-    unacked_rcv_ = 0;
-    delack_deadline_ = kNever;
+    rcv_.unacked = 0;
+    timers_.delayed_ack = kNever;
   }
   if (flags.has(kSyn)) {
     r.window = static_cast<uint16_t>(std::min<uint32_t>(ReceiveWindow(), 0xffff));
   } else {
     r.window = static_cast<uint16_t>(AdvertisedWindow());
   }
-  last_adv_edge_ = tcb_.rcv_nxt + (static_cast<uint32_t>(r.window) << (flags.has(kSyn) ? 0 : tcb_.rcv_wscale));
+  rcv_.last_adv_edge = tcb_.rcv_nxt + (static_cast<uint32_t>(r.window) << (flags.has(kSyn) ? 0 : tcb_.rcv_wscale));
   tcb_.rcv_wnd = static_cast<uint32_t>(r.window) << (flags.has(kSyn) ? 0 : tcb_.rcv_wscale);
   bool syn = flags.has(kSyn);
   bool synack = syn && flags.has(kAck);
@@ -1190,9 +1222,9 @@ void TcpEndpoint::FillHeader(Instant now, TcpRepr& r, SeqNum seq, TcpFlags flags
     // In a SYN-ACK, offer only what the peer's SYN offered (RFC 7323 §1.3, RFC 2018 §2).
     if (cfg_.window_scaling && (!synack || tcb_.wscale_ok)) r.options.window_scale = tcb_.rcv_wscale;
     if (cfg_.sack && (!synack || tcb_.sack_ok)) r.options.sack_permitted = true;
-    if (cfg_.timestamps && (!synack || tcb_.ts_ok)) r.options.timestamps = Timestamps{TsNow(now), synack ? ts_recent_ : 0};
+    if (cfg_.timestamps && (!synack || tcb_.ts_ok)) r.options.timestamps = Timestamps{TsNow(now), synack ? tcb_.ts_recent : 0};
   } else if (tcb_.ts_ok) {
-    r.options.timestamps = Timestamps{TsNow(now), ts_recent_};
+    r.options.timestamps = Timestamps{TsNow(now), tcb_.ts_recent};
   }
 }
 
@@ -1202,24 +1234,24 @@ void TcpEndpoint::FillHeader(Instant now, TcpRepr& r, SeqNum seq, TcpFlags flags
 // occupies sequence space, and a sender's scoreboard marks its last segment SACKed
 // only when a block covers all of it (Linux SACKs a segment's whole seq..end_seq).
 void TcpEndpoint::FillSackBlocks(TcpRepr& r) const {
-  if (!tcb_.sack_ok || (ooo_count_ == 0 && !ooo_fin_)) return;
+  if (!tcb_.sack_ok || (rcv_.ooo_count == 0 && !rcv_.ooo_fin)) return;
   size_t room = tcb_.ts_ok ? 3 : 4;  // RFC 2018 §3: what fits beside the timestamps
-  std::array<const Range*, std::tuple_size_v<decltype(ooo_)>> by_arrival;
-  for (size_t i = 0; i < ooo_count_; ++i) by_arrival[i] = &ooo_[i];
-  size_t take = std::min(room, ooo_count_);
-  std::partial_sort(by_arrival.begin(), by_arrival.begin() + take, by_arrival.begin() + ooo_count_,
-                    [](const Range* a, const Range* b) { return a->arrival > b->arrival; });
+  std::array<const Receiver::Range*, std::tuple_size_v<decltype(rcv_.ooo)>> by_arrival;
+  for (size_t i = 0; i < rcv_.ooo_count; ++i) by_arrival[i] = &rcv_.ooo[i];
+  size_t take = std::min(room, rcv_.ooo_count);
+  std::partial_sort(by_arrival.begin(), by_arrival.begin() + take, by_arrival.begin() + rcv_.ooo_count,
+                    [](const Receiver::Range* a, const Receiver::Range* b) { return a->arrival > b->arrival; });
   size_t n = 0;
   bool fin_covered = false;
   for (size_t i = 0; i < take; ++i) {
     SackBlock b{by_arrival[i]->left, by_arrival[i]->right};
-    if (ooo_fin_ && b.right == *ooo_fin_) {
+    if (rcv_.ooo_fin && b.right == *rcv_.ooo_fin) {
       b.right += 1;
       fin_covered = true;
     }
     r.options.sack[n++] = b;
   }
-  if (ooo_fin_ && !fin_covered && n < room) r.options.sack[n++] = {*ooo_fin_, *ooo_fin_ + 1};
+  if (rcv_.ooo_fin && !fin_covered && n < room) r.options.sack[n++] = {*rcv_.ooo_fin, *rcv_.ooo_fin + 1};
   r.options.sack_count = static_cast<uint8_t>(n);
 }
 
@@ -1240,7 +1272,7 @@ uint32_t TcpEndpoint::EmitAt(Instant now, SeqNum seq, uint32_t max_payload,
                                     std::min<uint32_t>(max_payload, seg_max));
   }
   uint32_t len = static_cast<uint32_t>(r.payload.size());
-  bool fin = fin_requested_ && seq + len == fin_seq_;
+  bool fin = snd_.fin_requested && seq + len == snd_.fin_seq;
   if (len == 0 && !fin) return 0;
   TcpFlags flags(kAck);
   if (len > 0 && seq + len == data_end) flags = flags.with(kPsh);
@@ -1248,18 +1280,18 @@ uint32_t TcpEndpoint::EmitAt(Instant now, SeqNum seq, uint32_t max_payload,
   FillHeader(now, r, seq, flags);
   emit(r);
   uint32_t consumed = len + (fin ? 1 : 0);
-  if (recovery_ == Recovery::kRecovery) prr_out_ += consumed;
+  if (rec_.state == Recovery::kRecovery) rec_.prr_out += consumed;
   if (seq + consumed > tcb_.snd_nxt) {
     sb_.OnSend(Max(seq, tcb_.snd_nxt), seq + consumed, now);
-    if (!rtt_timing_ && !tcb_.ts_ok && seq >= tcb_.snd_nxt) {
-      rtt_timing_ = true;
-      rtt_seq_ = seq + consumed;
-      rtt_start_ = now;
+    if (!rtt_.timing && !tcb_.ts_ok && seq >= tcb_.snd_nxt) {
+      rtt_.timing = true;
+      rtt_.seq = seq + consumed;
+      rtt_.start = now;
     }
     tcb_.snd_nxt = seq + consumed;
   }
-  if (rto_deadline_ == kNever) RestartRetransmitTimer(now);
-  ack_needed_ = window_update_needed_ = false;
+  if (timers_.rto == kNever) RestartRetransmitTimer(now);
+  rcv_.ack_needed = rcv_.window_update_needed = false;
   return consumed;
 }
 
@@ -1274,43 +1306,43 @@ bool TcpEndpoint::RetransmitSegment(Instant now, size_t i, absl::FunctionRef<voi
   }
   if (at == sb_[i].start) return false;
   sb_.OnRetransmit(i, now);
-  ++retransmissions_total_;
-  rtt_timing_ = false;  // Karn
+  ++rec_.retransmissions;
+  rtt_.timing = false;  // Karn
   return true;
 }
 
 void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> emit) {
   SeqNum end = DataStartSeq() + static_cast<uint32_t>(snd_buf_.size());
-  if (fin_requested_) end = fin_seq_ + 1;
-  if (retransmit_one_) {
-    retransmit_one_ = false;
+  if (snd_.fin_requested) end = snd_.fin_seq + 1;
+  if (snd_.retransmit_one) {
+    snd_.retransmit_one = false;
     size_t i = sb_.NextLost();
     if (i < sb_.size()) RetransmitSegment(now, i, emit);
   }
-  if (probe_data_due_) {
+  if (tlp_.probe_due) {
     // RFC 8985 §7.3: the loss probe is one segment of new data if the peer's window
     // takes it, else the last segment sent again; cwnd does not hold it back.
-    probe_data_due_ = false;
+    tlp_.probe_due = false;
     bool sent = false;
-    int32_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - send_cursor_;
-    if (send_cursor_ < end && !sb_.full() && (wnd_room > 0 || (fin_requested_ && send_cursor_ == fin_seq_))) {
-      uint32_t c = EmitAt(now, send_cursor_, static_cast<uint32_t>(std::max<int32_t>(wnd_room, 0)), emit);
-      send_cursor_ += c;
+    int32_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - snd_.cursor;
+    if (snd_.cursor < end && !sb_.full() && (wnd_room > 0 || (snd_.fin_requested && snd_.cursor == snd_.fin_seq))) {
+      uint32_t c = EmitAt(now, snd_.cursor, static_cast<uint32_t>(std::max<int32_t>(wnd_room, 0)), emit);
+      snd_.cursor += c;
       sent = c > 0;
-      tlp_retrans_ = false;
+      tlp_.retransmitted = false;
     }
     if (!sent) {
       for (size_t k = sb_.size(); k-- > 0;) {
         if (sb_[k].sacked) continue;
         sent = RetransmitSegment(now, k, emit);
-        tlp_retrans_ = true;
+        tlp_.retransmitted = true;
         break;
       }
     }
     if (sent) {
       ++loss_stats_.tlp_probes;
-      tlp_in_flight_ = true;
-      tlp_end_seq_ = tcb_.snd_nxt;
+      tlp_.in_flight = true;
+      tlp_.end_seq = tcb_.snd_nxt;
     }
   }
   // RFC 6675 §5 NextSeg rule 1: segments deemed lost go first, in order, while
@@ -1321,31 +1353,31 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
   }
   // Rule 2: new data, within the peer's window and cwnd - pipe.
   bool sent_new = false;
-  for (int guard = 0; send_cursor_ < end && guard < 4096; ++guard) {
+  for (int guard = 0; snd_.cursor < end && guard < 4096; ++guard) {
     if (sb_.full()) break;
     int64_t cwnd_room = static_cast<int64_t>(cc_->cwnd()) - Pipe();
-    int64_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - send_cursor_;
+    int64_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - snd_.cursor;
     int32_t room = static_cast<int32_t>(std::clamp<int64_t>(std::min(cwnd_room, wnd_room), -1, 0x3fffffff));
-    bool fin_only = fin_requested_ && send_cursor_ == fin_seq_;
+    bool fin_only = snd_.fin_requested && snd_.cursor == snd_.fin_seq;
     if (room <= 0 && !fin_only) break;
     // Sender SWS avoidance (RFC 9293 §3.8.6.2.1): while segments are in flight,
     // do not cut a small segment just because the window ends; wait for ACKs.
-    uint32_t queued = static_cast<uint32_t>(end - send_cursor_);
+    uint32_t queued = static_cast<uint32_t>(end - snd_.cursor);
     if (!fin_only && static_cast<uint32_t>(room) < std::min<uint32_t>(queued, tcb_.snd_mss) &&
-        tcb_.snd_una != tcb_.snd_nxt && send_cursor_ >= tcb_.snd_nxt) {
+        tcb_.snd_una != tcb_.snd_nxt && snd_.cursor >= tcb_.snd_nxt) {
       break;
     }
-    uint32_t c = EmitAt(now, send_cursor_, room > 0 ? static_cast<uint32_t>(room) : 0, emit);
+    uint32_t c = EmitAt(now, snd_.cursor, room > 0 ? static_cast<uint32_t>(room) : 0, emit);
     if (c == 0) break;
-    send_cursor_ += c;
+    snd_.cursor += c;
     sent_new = true;
   }
   if (sent_new) ScheduleLossProbe(now);
   // Zero window with data waiting and nothing in flight: start probing.
-  bool waiting = send_cursor_ < end && !(fin_requested_ && send_cursor_ == fin_seq_);
-  if (tcb_.snd_wnd == 0 && waiting && tcb_.snd_una == tcb_.snd_nxt && persist_deadline_ == kNever) {
-    persist_backoff_ = tcb_.rto;
-    persist_deadline_ = now + persist_backoff_;
+  bool waiting = snd_.cursor < end && !(snd_.fin_requested && snd_.cursor == snd_.fin_seq);
+  if (tcb_.snd_wnd == 0 && waiting && tcb_.snd_una == tcb_.snd_nxt && timers_.persist == kNever) {
+    snd_.persist_backoff = tcb_.rto;
+    timers_.persist = now + snd_.persist_backoff;
   }
 }
 
@@ -1353,18 +1385,18 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
 SeqNum TcpEndpoint::SendLimit() const { return tcb_.snd_una + std::min(tcb_.snd_wnd, cc_->cwnd()); }
 
 bool TcpEndpoint::HasPendingOutput() const {
-  if (rst_count_ > 0) return true;
+  if (rst_.count > 0) return true;
   if (state_ == TcpState::kClosed || state_ == TcpState::kListen) return false;
-  if (syn_needs_send_ || ack_needed_ || window_update_needed_ || probe_due_) return true;
+  if (snd_.syn_due || rcv_.ack_needed || rcv_.window_update_needed || snd_.window_probe_due) return true;
   if (!SynAcked()) return false;
   SeqNum end = DataStartSeq() + static_cast<uint32_t>(snd_buf_.size());
-  if (fin_requested_) end = fin_seq_ + 1;
-  if (retransmit_one_ && sb_.NextLost() < sb_.size()) return true;
-  if (probe_data_due_) {
+  if (snd_.fin_requested) end = snd_.fin_seq + 1;
+  if (snd_.retransmit_one && sb_.NextLost() < sb_.size()) return true;
+  if (tlp_.probe_due) {
     // The same choice as EmitData: new data the window takes, else the last
     // segment not SACKed.
-    int32_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - send_cursor_;
-    if (send_cursor_ < end && !sb_.full() && (wnd_room > 0 || (fin_requested_ && send_cursor_ == fin_seq_))) {
+    int32_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - snd_.cursor;
+    if (snd_.cursor < end && !sb_.full() && (wnd_room > 0 || (snd_.fin_requested && snd_.cursor == snd_.fin_seq))) {
       return true;
     }
     for (size_t k = sb_.size(); k-- > 0;) {
@@ -1372,78 +1404,78 @@ bool TcpEndpoint::HasPendingOutput() const {
     }
   }
   if (sb_.lost_bytes() > 0 && Pipe() < cc_->cwnd() && sb_.NextLost() < sb_.size()) return true;
-  if (send_cursor_ >= end || sb_.full()) return false;
-  if (fin_requested_ && send_cursor_ == fin_seq_) return true;
+  if (snd_.cursor >= end || sb_.full()) return false;
+  if (snd_.fin_requested && snd_.cursor == snd_.fin_seq) return true;
   int64_t cwnd_room = static_cast<int64_t>(cc_->cwnd()) - Pipe();
-  int64_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - send_cursor_;
+  int64_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - snd_.cursor;
   int64_t room = std::min(cwnd_room, wnd_room);
   if (room <= 0) return false;
   // The same sender SWS avoidance as EmitData: a small segment waits for ACKs.
-  uint32_t queued = static_cast<uint32_t>(end - send_cursor_);
+  uint32_t queued = static_cast<uint32_t>(end - snd_.cursor);
   return !(room < std::min<uint32_t>(queued, tcb_.snd_mss) && tcb_.snd_una != tcb_.snd_nxt &&
-           send_cursor_ >= tcb_.snd_nxt);
+           snd_.cursor >= tcb_.snd_nxt);
 }
 
 void TcpEndpoint::Poll(Instant now, absl::FunctionRef<void(const TcpRepr&)> emit) {
-  for (size_t i = 0; i < rst_count_; ++i) {
+  for (size_t i = 0; i < rst_.count; ++i) {
     TcpRepr r;
-    r.src_port = rst_queue_[i].src_port;
-    r.dst_port = rst_queue_[i].dst_port;
-    r.seq = rst_queue_[i].seq;
+    r.src_port = rst_.queue[i].src_port;
+    r.dst_port = rst_.queue[i].dst_port;
+    r.seq = rst_.queue[i].seq;
     r.flags = TcpFlags(kRst);
-    if (rst_queue_[i].ack) {
+    if (rst_.queue[i].ack) {
       r.flags = r.flags.with(kAck);
-      r.ack = *rst_queue_[i].ack;
+      r.ack = *rst_.queue[i].ack;
     }
     emit(r);
   }
-  rst_count_ = 0;
+  rst_.count = 0;
   if (state_ == TcpState::kClosed || state_ == TcpState::kListen) return;
 
-  if (syn_needs_send_) {
-    syn_needs_send_ = false;
+  if (snd_.syn_due) {
+    snd_.syn_due = false;
     TcpRepr r;
     bool synack = state_ != TcpState::kSynSent;
     FillHeader(now, r, tcb_.iss, synack ? TcpFlags(kSyn | kAck) : TcpFlags(kSyn));
     emit(r);
     if (tcb_.snd_nxt == tcb_.iss) {
       // Karn: time only the first transmission of the SYN.
-      if (!tcb_.ts_ok && retries_ == 0) {
-        rtt_timing_ = true;
-        rtt_seq_ = tcb_.iss + 1;
-        rtt_start_ = now;
+      if (!tcb_.ts_ok && rec_.retries == 0) {
+        rtt_.timing = true;
+        rtt_.seq = tcb_.iss + 1;
+        rtt_.start = now;
       }
       tcb_.snd_nxt = tcb_.iss + 1;
     }
-    if (send_cursor_ == tcb_.iss) send_cursor_ = tcb_.iss + 1;
-    if (rto_deadline_ == kNever) RestartRetransmitTimer(now);
-    ack_needed_ = false;
+    if (snd_.cursor == tcb_.iss) snd_.cursor = tcb_.iss + 1;
+    if (timers_.rto == kNever) RestartRetransmitTimer(now);
+    rcv_.ack_needed = false;
   }
   if (state_ == TcpState::kSynSent) {
-    ack_needed_ = window_update_needed_ = false;
+    rcv_.ack_needed = rcv_.window_update_needed = false;
     return;
   }
-  if (probe_due_) {
-    probe_due_ = false;
+  if (snd_.window_probe_due) {
+    snd_.window_probe_due = false;
     TcpRepr r;
     FillHeader(now, r, tcb_.snd_una - 1, TcpFlags(kAck));
     emit(r);
-    ack_needed_ = false;
+    rcv_.ack_needed = false;
   }
   if (SynAcked() && SendsData(state_)) EmitData(now, emit);
-  for (; dup_acks_owed_ > 1; --dup_acks_owed_) {
+  for (; rcv_.dup_acks_owed > 1; --rcv_.dup_acks_owed) {
     TcpRepr r;
     FillHeader(now, r, tcb_.snd_nxt, TcpFlags(kAck));
     FillSackBlocks(r);
     emit(r);
   }
-  dup_acks_owed_ = 0;
-  if (ack_needed_ || window_update_needed_) {
+  rcv_.dup_acks_owed = 0;
+  if (rcv_.ack_needed || rcv_.window_update_needed) {
     TcpRepr r;
     FillHeader(now, r, tcb_.snd_nxt, TcpFlags(kAck));
     FillSackBlocks(r);
     emit(r);
-    ack_needed_ = window_update_needed_ = false;
+    rcv_.ack_needed = rcv_.window_update_needed = false;
   }
 }
 

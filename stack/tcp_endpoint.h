@@ -137,6 +137,10 @@ class TcpEndpoint {
   // Queues bytes for sending; returns how many fit in the send buffer (0 when full).
   // An error when the connection can no longer send (after Close, or closed).
   absl::StatusOr<size_t> Send(absl::Span<const uint8_t> data);
+  // The same, and in LISTEN an active open (RFC 9293 §3.10.2 SEND, LISTEN STATE):
+  // with the foreign socket known (config.tuple.remote_port), the listener turns
+  // active, chooses its ISS, queues the data and sends a SYN (LISTEN -> SYN-SENT).
+  absl::StatusOr<size_t> Send(Instant now, absl::Span<const uint8_t> data);
   // Reads received, in-order bytes. Reading opens the receive window.
   size_t Receive(absl::Span<uint8_t> out);
   // Sends FIN after all queued data (half-close: receiving goes on).
@@ -157,9 +161,7 @@ class TcpEndpoint {
   struct Timers {
     Instant rto, persist, time_wait, rack, tlp, delayed_ack;
   };
-  Timers timers() const {
-    return {rto_deadline_, persist_deadline_, time_wait_deadline_, rack_deadline_, tlp_deadline_, delack_deadline_};
-  }
+  const Timers& timers() const { return timers_; }
   // True when Poll would emit something now.
   bool HasPendingOutput() const;
   // SND.UNA + min(SND.WND, cwnd): where sending new data stops.
@@ -179,8 +181,8 @@ class TcpEndpoint {
   size_t send_queue() const { return snd_buf_.size(); }   // unacked + unsent bytes
   size_t send_space() const { return snd_buf_.free(); }
   // The peer's FIN arrived and every byte before it was read.
-  bool eof() const { return fin_received_ && rcv_buf_.empty(); }
-  bool fin_received() const { return fin_received_; }
+  bool eof() const { return rcv_.fin_received && rcv_buf_.empty(); }
+  bool fin_received() const { return rcv_.fin_received; }
   // Our FIN was acknowledged: every byte we sent arrived.
   bool fin_acked() const { return FinAcked(); }
   const TcpConfig& config() const { return cfg_; }
@@ -192,6 +194,7 @@ class TcpEndpoint {
     SeqNum snd_una, snd_nxt, iss;
     uint32_t snd_wnd = 0;   // scaled
     SeqNum snd_wl1, snd_wl2;
+    uint32_t max_snd_wnd = 0;  // MAX.SND.WND, RFC 5961 §5.2
     SeqNum rcv_nxt, irs;
     uint32_t rcv_wnd = 0;   // what we advertise, scaled
     uint8_t snd_wscale = 0, rcv_wscale = 0;
@@ -199,16 +202,19 @@ class TcpEndpoint {
     bool wscale_ok = false, sack_ok = false, ts_ok = false;
     Duration srtt = absl::ZeroDuration(), rttvar = absl::ZeroDuration(), rto;
     uint32_t cwnd = 0, ssthresh = 0;
+    // RFC 7323 §4.3: the TSval to echo, and the ACK field we last sent.
+    uint32_t ts_recent = 0;
+    SeqNum last_ack_sent;
   };
   const Tcb& tcb() const { return tcb_; }
   // Bytes delivered to the application so far, and sent by it.
   uint64_t bytes_received() const { return bytes_received_; }
   uint64_t bytes_acked() const { return bytes_acked_; }
-  int retransmissions() const { return retransmissions_total_; }
+  int retransmissions() const { return rec_.retransmissions; }
   // Loss recovery as Linux names its states (tcp_ca_state): open, fast recovery
   // (RFC 6675 / RFC 6582 with PRR) or loss (after a retransmission timeout).
   enum class Recovery : uint8_t { kOpen, kRecovery, kLoss };
-  Recovery recovery() const { return recovery_; }
+  Recovery recovery() const { return rec_.state; }
   // Counters of how losses were repaired, for tests and logs.
   struct LossStats {
     int fast_recoveries = 0;   // recovery episodes entered on duplicate ACKs, SACK or RACK
@@ -240,6 +246,12 @@ class TcpEndpoint {
   bool HoldOutOfOrder(SeqNum seq, absl::Span<const uint8_t> data);
   void QueueRst(const TcpRepr& answering, SeqNum seq, std::optional<SeqNum> ack);
   void SetState(Instant now, TcpState to, absl::string_view cause);
+  // RFC 9293 §3.3.2: choose the ISS (RFC 6528) and start the send sequence there.
+  void ChooseIss(Instant now);
+  // §3.10.7.4: back to LISTEN after a passive open, forgetting that connection.
+  void ReturnToListen(Instant now, absl::string_view cause);
+  // §3.10.7.4: enter TIME-WAIT and start the 2 MSL timer.
+  void EnterTimeWait(Instant now, absl::string_view cause);
   void Terminate(Instant now, CloseReason why, absl::string_view cause, std::string error = {});
 
   void OnRetransmitTimeout(Instant now);
@@ -277,9 +289,10 @@ class TcpEndpoint {
   uint32_t ReceiveWindow() const;     // bytes we can take beyond rcv_nxt
   SeqNum DataStartSeq() const;        // sequence number of the first byte in snd_buf_
   SeqNum SendLimitSeq() const;        // one past the last sequence number we may send
-  bool FinAcked() const { return fin_requested_ && tcb_.snd_una > fin_seq_; }
+  void StartActiveOpen(Instant now, absl::string_view cause);
+  bool FinAcked() const { return snd_.fin_requested && tcb_.snd_una > snd_.fin_seq; }
   // Not `snd_una > iss`: after 2^31 bytes that modular comparison turns false.
-  bool SynAcked() const { return syn_acked_; }
+  bool SynAcked() const { return snd_.syn_acked; }
   uint32_t EmitAt(Instant now, SeqNum seq, uint32_t max_payload,
                   absl::FunctionRef<void(const TcpRepr&)> emit);
   uint32_t TsNow(Instant now) const;
@@ -300,50 +313,67 @@ class TcpEndpoint {
   RingBuffer rcv_buf_;  // in-order bytes not yet read; out-of-order ones are written past size()
   uint64_t bytes_received_ = 0, bytes_acked_ = 0;
 
-  // Out-of-order ranges held in rcv_buf_, sorted, relative to rcv_nxt at arrival.
-  // `arrival` orders the ranges by their newest segment, for the SACK blocks.
-  struct Range { SeqNum left, right; uint64_t arrival = 0; };
-  std::array<Range, 32> ooo_{};
-  size_t ooo_count_ = 0;
-  uint64_t ooo_arrivals_ = 0;
-  std::optional<SeqNum> ooo_fin_;  // a FIN that arrived ahead of data
+  // The sender's state beside the TCB's send sequence variables (RFC 9293 §3.3.1).
+  struct Sender {
+    bool passive = false;        // opened by a passive OPEN (LISTEN)
+    bool syn_acked = false;
+    bool syn_due = false;        // SYN or SYN-ACK due now
+    bool fin_requested = false;  // the application called Close
+    SeqNum fin_seq;              // our FIN's sequence number, fixed by Close
+    SeqNum cursor;               // next sequence number to transmit (<= SND.NXT after a timeout)
+    bool retransmit_one = false;  // after a timeout: resend at SND.UNA whatever the windows say
+    // Zero-window probing (RFC 9293 §3.8.6.1).
+    bool window_probe_due = false;
+    int unanswered_probes = 0;
+    Duration persist_backoff;
+    uint32_t ts_offset = 0;      // added to our clock in TSval (RFC 7323 §5.4)
+  } snd_;
 
-  bool passive_ = false;
-  bool syn_acked_ = false;
-  bool fin_requested_ = false;   // the application called Close
-  SeqNum fin_seq_;               // our FIN's sequence number, fixed by Close
-  bool fin_received_ = false;
-  bool syn_needs_send_ = false;  // SYN or SYN-ACK due now
-  bool ack_needed_ = false;
-  int dup_acks_owed_ = 0;
-  bool window_update_needed_ = false;
-  SeqNum send_cursor_;           // next sequence number to transmit (<= snd_nxt after a timeout)
-  uint32_t max_snd_wnd_ = 0;     // MAX.SND.WND, RFC 5961 §5.2
+  // The receiver's state beside the TCB's receive sequence variables.
+  struct Receiver {
+    bool fin_received = false;
+    bool ack_needed = false;
+    bool window_update_needed = false;
+    int dup_acks_owed = 0;
+    SeqNum last_adv_edge;        // RCV.NXT + the window we last advertised
+    // Out-of-order ranges held in rcv_buf_, sorted, relative to rcv_nxt at arrival.
+    // `arrival` orders the ranges by their newest segment, for the SACK blocks.
+    struct Range { SeqNum left, right; uint64_t arrival = 0; };
+    std::array<Range, 32> ooo{};
+    size_t ooo_count = 0;
+    uint64_t ooo_arrivals = 0;
+    std::optional<SeqNum> ooo_fin;  // a FIN that arrived ahead of data
+    // Delayed ACKs.
+    uint32_t unacked = 0;        // in-order bytes received since our last ACK
+    uint32_t mss = 0;            // the largest segment received (Linux's rcv_mss)
+    int quickacks_left = 0;
+  } rcv_;
 
-  // Timers: one deadline each, all reported through NextDeadline().
-  Instant rto_deadline_ = kNever;
-  Instant persist_deadline_ = kNever;
-  Instant time_wait_deadline_ = kNever;
-  int retries_ = 0;               // consecutive timeouts of the oldest segment
-  int retransmissions_total_ = 0;
-  bool rtt_sampled_ = false;
-  bool rtt_timing_ = false;       // Karn: a segment is being timed
-  SeqNum rtt_seq_;
-  Instant rtt_start_;
-  Duration persist_backoff_;
-  bool probe_due_ = false;
-  int unanswered_probes_ = 0;
-  bool retransmit_one_ = false;   // after a timeout: resend at SND.UNA whatever the windows say
-  SeqNum last_adv_edge_;          // RCV.NXT + the window we last advertised
-  int dup_acks_ = 0;
-  Recovery recovery_ = Recovery::kOpen;
-  SeqNum recover_;                // RFC 6582 / RFC 6675 RecoveryPoint
-  bool recover_set_ = false;
+  // One deadline per timer, all reported through NextDeadline().
+  Timers timers_{kNever, kNever, kNever, kNever, kNever, kNever};
+
+  // RTT measurement (RFC 6298; SRTT, RTTVAR and RTO are in the TCB).
+  struct RttSampler {
+    bool sampled = false;
+    bool timing = false;         // Karn: a segment is being timed
+    SeqNum seq;
+    Instant start;
+  } rtt_;
+
+  // Retransmission and loss recovery (RFC 6298, RFC 5681, RFC 6582, RFC 6675, RFC 6937).
+  struct LossRecovery {
+    Recovery state = Recovery::kOpen;
+    int retries = 0;             // consecutive timeouts of the oldest segment
+    int retransmissions = 0;
+    int dup_acks = 0;
+    SeqNum recover;              // RFC 6582 / RFC 6675 RecoveryPoint
+    bool recover_set = false;
+    // RFC 6937 PRR.
+    uint32_t prr_delivered = 0, prr_out = 0, recover_fs = 0;
+  } rec_;
   std::unique_ptr<CongestionControl> cc_;
   SackScoreboard sb_;
   LossStats loss_stats_;
-  // RFC 6937 PRR.
-  uint32_t prr_delivered_ = 0, prr_out_ = 0, recover_fs_ = 0;
   // RFC 8985 RACK.
   struct Rack {
     Instant xmit_ts = absl::InfinitePast();
@@ -354,32 +384,26 @@ class TcpEndpoint {
     bool fack_set = false;
     bool reordering_seen = false;
   } rack_;
-  Instant rack_deadline_ = kNever;  // the reordering timer
   // RFC 8985 TLP.
-  Instant tlp_deadline_ = kNever;
-  bool tlp_in_flight_ = false;
-  bool tlp_retrans_ = false;
-  SeqNum tlp_end_seq_;
-  bool probe_data_due_ = false;     // the PTO fired: one probe segment goes out
-  // Delayed ACKs.
-  Instant delack_deadline_ = kNever;
-  uint32_t unacked_rcv_ = 0;        // in-order bytes received since our last ACK
-  uint32_t rcv_mss_ = 0;            // the largest segment received (Linux's rcv_mss)
-  int quickacks_left_ = 0;
-
-  // Timestamps (RFC 7323).
-  uint32_t ts_offset_ = 0;
-  uint32_t ts_recent_ = 0;
-  SeqNum last_ack_sent_;
+  struct Tlp {
+    bool in_flight = false;
+    bool retransmitted = false;
+    SeqNum end_seq;
+    bool probe_due = false;      // the PTO fired: one probe segment goes out
+  } tlp_;
 
   // Challenge ACK rate limit (RFC 5961 §7).
-  Instant challenge_window_start_ = absl::InfinitePast();
-  int challenge_acks_in_window_ = 0;
+  struct ChallengeAcks {
+    Instant window_start = absl::InfinitePast();
+    int sent = 0;
+  } challenge_;
 
   // RSTs owed to the peer (answers to segments for a connection that is not there).
   struct RstOut { uint16_t src_port, dst_port; SeqNum seq; std::optional<SeqNum> ack; };
-  std::array<RstOut, 4> rst_queue_{};
-  size_t rst_count_ = 0;
+  struct RstQueue {
+    std::array<RstOut, 4> queue{};
+    size_t count = 0;
+  } rst_;
 };
 
 }  // namespace wrench::stack

@@ -22,17 +22,13 @@ using S = TcpState;
 // kEdges[from] has a bit per state reachable in one step. Every state but CLOSED
 // also reaches CLOSED: by RST (§3.10.7.4 second check), ABORT (§3.10.5) or a user
 // timeout (§3.10.8); that edge is added in IsLegalTransition.
-// Two edges of Figure 5's neighbourhood are left out because the endpoint never takes
-// them: LISTEN -> SYN-SENT (SEND on a listener with a foreign socket, §3.10.2; Send()
-// names no foreign socket, so a listener refuses it) and FIN-WAIT-1 -> TIME-WAIT (a
-// FIN that also acknowledges ours: the fifth step enters FIN-WAIT-2 "and continue[s]
-// processing in that state", §3.10.7.4, so the eighth step leaves FIN-WAIT-2).
 constexpr std::array<uint16_t, kTcpStateCount> kEdges = [] {
   std::array<uint16_t, kTcpStateCount> e{};
   auto add = [&e](S from, S to) { e[static_cast<int>(from)] |= Bit(to); };
   add(S::kClosed, S::kListen);             // passive OPEN
   add(S::kClosed, S::kSynSent);            // active OPEN, send SYN
   add(S::kListen, S::kSynReceived);        // rcv SYN, send SYN,ACK
+  add(S::kListen, S::kSynSent);            // SEND: a listener turned active (§3.10.2)
   add(S::kSynSent, S::kSynReceived);       // rcv SYN (simultaneous open), send SYN,ACK
   add(S::kSynSent, S::kEstablished);       // rcv SYN,ACK, send ACK
   add(S::kSynReceived, S::kEstablished);   // rcv ACK of SYN
@@ -42,6 +38,7 @@ constexpr std::array<uint16_t, kTcpStateCount> kEdges = [] {
   add(S::kEstablished, S::kCloseWait);     // rcv FIN, send ACK
   add(S::kFinWait1, S::kFinWait2);         // rcv ACK of FIN
   add(S::kFinWait1, S::kClosing);          // rcv FIN (simultaneous close), send ACK
+  add(S::kFinWait1, S::kTimeWait);         // rcv FIN together with the ACK of our FIN
   add(S::kFinWait2, S::kTimeWait);         // rcv FIN, send ACK
   add(S::kCloseWait, S::kLastAck);         // CLOSE, send FIN
   add(S::kClosing, S::kTimeWait);          // rcv ACK of FIN

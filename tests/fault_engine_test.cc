@@ -200,6 +200,44 @@ class Engine : public ::testing::Test {
   std::vector<Logged> log_;
 };
 
+// The candidate sets are bitsets of 64 rules a word: rules past the first word, and
+// rules on either side of its edge, fire on exactly their own connection and port,
+// and removing a rule renumbers the rest without losing one.
+TEST_F(Engine, SeventyRulesEachFireOnlyOnTheirOwnConnectionAndPort) {
+  std::vector<int> ids;
+  for (int k = 1; k <= 70; ++k) ids.push_back(Add(absl::StrCat("drop conn=", k, " port=", 1000 + k)));
+  const int any_conn = Add("drop port=5555");
+  const int any_port = Add("drop conn=300");
+  auto fired = [&](uint64_t conn, uint16_t port) {
+    log_.clear();
+    Verdict v = Offer(Build{.dst_port = port}, Hook::kToServer, conn);
+    if (v == Verdict::kPass) return 0;
+    EXPECT_EQ(log_.size(), 1u);
+    return log_.empty() ? -1 : log_[0].rule_id;
+  };
+  for (int k : {1, 2, 63, 64, 65, 66, 70}) {
+    SCOPED_TRACE(k);
+    EXPECT_EQ(fired(k, 1000 + k), ids[k - 1]);
+    EXPECT_EQ(fired(k + 1, 1000 + k), 0);  // another connection, the same port
+    EXPECT_EQ(fired(k, 999), 0);           // the same connection, another port
+  }
+  EXPECT_EQ(fired(200, 5555), any_conn);
+  EXPECT_EQ(fired(300, 80), any_port);
+  EXPECT_EQ(fired(71, 1071), 0);
+  EXPECT_EQ(Hits(ids[64]), 1u);
+  ASSERT_TRUE(engine_->RemoveRule(ids[0]));
+  ASSERT_TRUE(engine_->RemoveRule(ids[64]));
+  EXPECT_EQ(engine_->Rules().size(), 70u);
+  EXPECT_EQ(fired(1, 1001), 0);
+  EXPECT_EQ(fired(65, 1065), 0);
+  for (int k : {2, 64, 66, 70}) {
+    SCOPED_TRACE(k);
+    EXPECT_EQ(fired(k, 1000 + k), ids[k - 1]);
+  }
+  EXPECT_EQ(fired(200, 5555), any_conn);
+  EXPECT_EQ(fired(300, 80), any_port);
+}
+
 TEST_F(Engine, PassesWhatNoRuleMatchesWithoutCopyingOrReporting) {
   Add("drop on=from-client flags=SYN");
   Add("delay 1s on=to-server has=FIN");

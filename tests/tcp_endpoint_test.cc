@@ -979,20 +979,69 @@ TEST(TcpEndpointProperty, RandomFaultsStillDeliverEveryByteInBoundedTimeAndClose
 
 // --- the two Figure 5 edges the endpoint does not take (tcp_state.cc) -------------
 
-TEST_F(Conversation, SendOnAListenerIsRefusedAndItKeepsListening) {
+// RFC 6528: ISN = M + F(4-tuple, secret), F SipHash-2-4 over the local and remote
+// addresses and ports, M a clock of 4 µs ticks. The key 00..0f and the tuple laid out
+// as the bytes 00, 01, ... give the reference implementation's values
+// (its 15-byte vector, a129ca6149be45e5, checks the same code).
+TEST(TcpEndpoint, Rfc6528IsnIsSipHashOfTheTuplePlusAFourMicrosecondClock) {
+  const std::array<uint64_t, 2> key = {0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL};
+  FourTuple v4{IpAddress::V4(0x00010203), 0x0809, IpAddress::V4(0x04050607), 0x0a0b};
+  const Instant t0 = absl::UnixEpoch();
+  EXPECT_EQ(Rfc6528Isn(v4, t0, key), 0x860ee5fbu);
+  EXPECT_EQ(Rfc6528Isn(v4, t0 + absl::Microseconds(4), key), 0x860ee5fcu);
+  EXPECT_EQ(Rfc6528Isn(v4, t0 + absl::Microseconds(7), key), 0x860ee5fcu);
+  EXPECT_EQ(Rfc6528Isn(v4, t0 + absl::Seconds(4), key), 0x860ee5fbu + 1'000'000u);
+  std::array<uint8_t, 16> l{}, r{};
+  for (uint8_t i = 0; i < 16; ++i) {
+    l[i] = i;
+    r[i] = static_cast<uint8_t>(16 + i);
+  }
+  FourTuple v6{IpAddress::V6(l), 0x2021, IpAddress::V6(r), 0x2223};
+  EXPECT_EQ(Rfc6528Isn(v6, t0, key), 0x0815a3b4u);
+}
+
+// RFC 9293 §3.10.2, SEND in LISTEN with the foreign socket specified: the listener
+// turns active, sends a SYN, and its data follows the handshake.
+TEST_F(Conversation, SendOnAListenerOpensActively) {
+  ASSERT_TRUE(a().Listen(now()).ok());
+  ASSERT_TRUE(b().Listen(now()).ok());
+  std::vector<uint8_t> data(100, 7);
+  auto sent = a().Send(now(), data);
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(*sent, 100u);
+  EXPECT_EQ(a().state(), TcpState::kSynSent);
+  ASSERT_TRUE(sim().RunUntil([&] { return b().bytes_received() == 100; }, absl::Seconds(1)));
+  // The data goes with the ACK that completes the handshake.
+  EXPECT_THAT(Segments(), ElementsAre(S(A, "S", 0, 0), S(B, "S.", 0, 1), S(A, ".", 1, 1, 100),
+                                      S(B, ".", 1, 101)));
+  EXPECT_THAT(States(A), ElementsAre(TcpState::kListen, TcpState::kSynSent, TcpState::kEstablished));
+  EXPECT_EQ(sim().changes(A)[1].cause, "send on a listener (active open)");
+}
+
+// Without a foreign port the listener cannot turn active: "error: foreign socket
+// unspecified", and it keeps listening with nothing queued.
+TEST_F(Conversation, SendOnAListenerWithoutForeignSocketIsRefused) {
+  TcpConfig cb = Config(B);
+  cb.tuple.remote_port = 0;
+  Reset(Config(A), cb);
   ASSERT_TRUE(b().Listen(now()).ok());
   uint8_t byte = 7;
-  EXPECT_FALSE(b().Send({&byte, 1}).ok());
+  auto sent = b().Send(now(), {&byte, 1});
+  EXPECT_FALSE(sent.ok());
+  EXPECT_THAT(std::string(sent.status().message()), ::testing::HasSubstr("foreign socket unspecified"));
+  EXPECT_FALSE(b().Send({&byte, 1}).ok());  // no time: no state change either
   ASSERT_FALSE(sim().RunUntil([] { return false; }, absl::Seconds(5)));
   EXPECT_EQ(b().state(), TcpState::kListen);
+  EXPECT_EQ(b().send_queue(), 0u);
   EXPECT_THAT(Segments(), ElementsAre());
-  // The refused byte is not queued for a later connection.
   ASSERT_TRUE(a().Connect(now()).ok());
   ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kEstablished; }, absl::Seconds(1)));
   EXPECT_THAT(Segments(), ElementsAre(S(A, "S", 0, 0), S(B, "S.", 0, 1), S(A, ".", 1, 1)));
 }
 
-TEST_F(Conversation, FinThatAcknowledgesOurFinPassesThroughFinWait2) {
+// §3.10.7.4 eighth step, FIN-WAIT-1: "If our FIN has been ACKed (perhaps in this
+// segment), then enter TIME-WAIT": one change, at the instant the FIN arrives.
+TEST_F(Conversation, FinThatAcknowledgesOurFinEntersTimeWaitFromFinWait1) {
   Open();
   DropNth(B, kAck, 1);  // B's ACK of A's FIN, so that B's FIN carries it
   ASSERT_TRUE(a().Close(now()).ok());
@@ -1003,13 +1052,39 @@ TEST_F(Conversation, FinThatAcknowledgesOurFinPassesThroughFinWait2) {
                                       S(A, "F.", 1, 1), S(B, ".", 1, 2), S(B, "F.", 1, 2),
                                       S(A, ".", 2, 2)));
   const std::vector<StateChange>& c = sim().changes(A);
-  ASSERT_EQ(c.size(), 5u);
+  ASSERT_EQ(c.size(), 4u);
   EXPECT_EQ(c[3].from, TcpState::kFinWait1);
-  EXPECT_EQ(c[3].to, TcpState::kFinWait2);
-  EXPECT_EQ(c[4].from, TcpState::kFinWait2);
-  EXPECT_EQ(c[4].to, TcpState::kTimeWait);
-  EXPECT_EQ(c[3].at, c[4].at);  // one segment
+  EXPECT_EQ(c[3].to, TcpState::kTimeWait);
+  EXPECT_EQ(a().timers().time_wait, c[3].at + absl::Seconds(60));
+  EXPECT_EQ(a().timers().rto, kNever);
   EXPECT_EQ(b().state(), TcpState::kLastAck);
+}
+
+// The same ACK of our FIN on a FIN that cannot take effect yet (the peer's data
+// before it is missing): FIN-WAIT-2, and TIME-WAIT once the data arrives.
+TEST_F(Conversation, FinAheadOfMissingDataAcksOurFinIntoFinWait2) {
+  Open();
+  // B's ACK of A's FIN and B's data are lost; B's FIN, which acknowledges A's, arrives.
+  auto dropped = std::make_shared<int>(0);
+  sim().set_filter([dropped](Side f, const TcpRepr& seg) {
+    LinkVerdict v;
+    if (f == B && !seg.flags.has(kFin) && *dropped < 2) v.drop = ++*dropped > 0;
+    return v;
+  });
+  ASSERT_TRUE(a().Close(now()).ok());
+  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(1)));
+  std::vector<uint8_t> data(100, 1);
+  ASSERT_TRUE(b().Send(data).ok());
+  ASSERT_FALSE(sim().RunUntil([] { return false; }, absl::Milliseconds(1)));
+  ASSERT_EQ(*dropped, 2);
+  ASSERT_TRUE(b().Close(now()).ok());
+  ASSERT_TRUE(sim().RunUntil([&] { return a().state() == TcpState::kFinWait2; }, absl::Seconds(1)));
+  EXPECT_TRUE(a().fin_acked());
+  EXPECT_FALSE(a().fin_received());
+  ASSERT_TRUE(sim().RunUntil([&] { return a().state() == TcpState::kTimeWait; }, absl::Seconds(5)));
+  EXPECT_EQ(a().bytes_received(), 100u);
+  EXPECT_THAT(States(A), ElementsAre(TcpState::kSynSent, TcpState::kEstablished, TcpState::kFinWait1,
+                                     TcpState::kFinWait2, TcpState::kTimeWait));
 }
 
 // --- answers to unexpected segments (RFC 9293 §3.10.7.1 to §3.10.7.3) -------------

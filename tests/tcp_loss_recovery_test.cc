@@ -121,7 +121,15 @@ class ScriptedPeer : public ::testing::Test {
     now_ = std::max(now_, end);
   }
 
+  // Polls, and checks HasPendingOutput() against it: true exactly when Poll emits.
   void Pump() {
+    const bool pending = ep_->HasPendingOutput();
+    const size_t before = out_.size();
+    PollOnce();
+    EXPECT_EQ(pending, out_.size() > before) << "HasPendingOutput() at " << absl::FormatDuration(Now());
+  }
+
+  void PollOnce() {
     ep_->Poll(now_, [&](const TcpRepr& r) {
       std::string f;
       if (r.flags.has(kSyn)) f += 'S';
@@ -348,6 +356,124 @@ TEST_F(ScriptedPeer, LinuxProfileRtoHasA200MillisecondFloor) {
   RunTo(Ms(20) + rto);
   EXPECT_THAT(TakeData(), ElementsAre(O(Ms(20) + rto, 8001, 1000)));
   EXPECT_EQ(ep().tcb().rto, 2 * rto);  // backed off once
+}
+
+// RFC 6298 §2.2 and §2.3 with Linux's floor on the variance term, sample by sample:
+// the handshake gives SRTT = 10 ms, RTTVAR = 5 ms; the next samples are 30 ms and
+// 400 ms. Every figure is exact (alpha = 1/8, beta = 1/4).
+TEST_F(ScriptedPeer, RttSamplesMoveSrttRttvarAndRtoAsRfc6298Says) {
+  Open(EndpointConfig(), {.sack = false});
+  EXPECT_EQ(ep().tcb().srtt, Ms(10));
+  EXPECT_EQ(ep().tcb().rttvar, Ms(5));
+  EXPECT_EQ(ep().tcb().rto, Ms(210));  // 10 + max(200, 4 * 5)
+  Send(1000);
+  RunTo(Ms(40));
+  Ack(1001);  // a 30 ms sample
+  EXPECT_EQ(ep().tcb().rttvar, Ms(8.75));   // 3/4 * 5 + 1/4 * |10 - 30|
+  EXPECT_EQ(ep().tcb().srtt, Ms(12.5));     // 7/8 * 10 + 1/8 * 30
+  EXPECT_EQ(ep().tcb().rto, Ms(212.5));     // 12.5 + max(200, 35)
+  EXPECT_EQ(ep().timers().rto, kNever);     // nothing outstanding
+  Send(1000);
+  RunTo(Ms(240));
+  Ack(2001);  // a 200 ms sample: the variance term passes the floor
+  EXPECT_EQ(ep().tcb().rttvar, absl::Nanoseconds(53'437'500));  // 3/4 * 8.75 + 1/4 * 187.5
+  EXPECT_EQ(ep().tcb().srtt, absl::Nanoseconds(35'937'500));    // 7/8 * 12.5 + 1/8 * 200
+  EXPECT_EQ(ep().tcb().rto, absl::Nanoseconds(249'687'500));    // 35.9375 + 4 * 53.4375
+}
+
+// RFC 6298 §5: the timer runs while data is outstanding, restarts on an ACK of new
+// data, backs off on each expiry (§5.5), and a retransmitted segment gives no RTT
+// sample (Karn), so the backed-off RTO stays until a new one is measured (§5.7).
+TEST_F(ScriptedPeer, RetransmissionTimerRestartsBacksOffAndKarnKeepsTheBackoff) {
+  Open(EndpointConfig(), {.sack = false});
+  Send(2000);
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(10), 1, 1000), O(Ms(10), 1001, 1000)));
+  EXPECT_EQ(ep().timers().rto, absl::UnixEpoch() + Ms(220));
+  RunTo(Ms(30));
+  Ack(1001);  // 20 ms sample: RTTVAR 6.25, SRTT 11.25, RTO 211.25; restarted
+  EXPECT_EQ(ep().tcb().rto, Ms(211.25));
+  EXPECT_EQ(ep().timers().rto, absl::UnixEpoch() + Ms(241.25));
+  RunTo(Ms(241));
+  EXPECT_THAT(TakeData(), IsEmpty());
+  RunTo(Ms(241.25));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(241.25), 1001, 1000)));
+  EXPECT_EQ(ep().tcb().rto, Ms(422.5));
+  EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kLoss);
+  EXPECT_EQ(ep().loss_stats().timeouts, 1);
+  EXPECT_EQ(ep().retransmissions(), 1);
+  EXPECT_EQ(ep().tcb().cwnd, 1000u);
+  RunTo(Ms(663.75));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(663.75), 1001, 1000)));
+  EXPECT_EQ(ep().tcb().rto, Ms(845));
+  EXPECT_EQ(ep().retransmissions(), 2);
+  EXPECT_EQ(ep().bytes_acked(), 1000u);
+  RunTo(Ms(700));
+  Ack(2001);
+  EXPECT_EQ(ep().bytes_acked(), 2000u);
+  EXPECT_EQ(ep().tcb().srtt, Ms(11.25));  // no sample from a retransmission
+  EXPECT_EQ(ep().tcb().rto, Ms(845));
+  EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
+  EXPECT_EQ(ep().timers().rto, kNever);
+  // The next segment is timed again, and its sample recomputes the RTO.
+  Send(1000);
+  RunTo(Ms(720));
+  Ack(3001);
+  EXPECT_EQ(ep().tcb().srtt, absl::Nanoseconds(12'343'750));  // 7/8 * 11.25 + 1/8 * 20
+  EXPECT_EQ(ep().tcb().rto, absl::Nanoseconds(212'343'750));
+}
+
+// RFC 5961 §7: a RST inside the window but not at RCV.NXT gets a challenge ACK, at
+// most challenge_ack_limit (100) a second; the count starts again a second after the
+// first of the window.
+TEST_F(ScriptedPeer, ChallengeAcksAreLimitedPerSecond) {
+  Open(EndpointConfig(), {.sack = true});
+  auto rst_in_window = [&] {
+    TcpRepr r = Header(1, peer_.window);
+    r.flags = TcpFlags(kRst);
+    r.seq = SeqNum(kPeerIss + 1 + 500);
+    ep_->OnSegment(now_, r);
+    Pump();
+  };
+  for (int i = 0; i < 150; ++i) rst_in_window();
+  EXPECT_EQ(out_.size(), 100u);
+  for (const Out& o : out_) EXPECT_EQ(o, O(Ms(10), 1, 0));
+  out_.clear();
+  RunTo(Ms(1009));
+  rst_in_window();
+  EXPECT_THAT(out_, IsEmpty());
+  RunTo(Ms(1010));
+  for (int i = 0; i < 150; ++i) rst_in_window();
+  EXPECT_EQ(out_.size(), 100u);
+  EXPECT_EQ(ep().state(), TcpState::kEstablished);
+}
+
+// RFC 2018 §8 lets a receiver discard what it SACKed, so a sender must not rely on
+// SACK marks forever; RFC 6675 §5.1 keeps them through the first timeout. Here the
+// peer SACKed the third segment: the first RTO resends the first, and once that is
+// acknowledged, only the second goes again, not the SACKed third. (RACK and TLP off,
+// so the timer alone repairs the loss.)
+TEST_F(ScriptedPeer, FirstTimeoutKeepsSackMarks) {
+  TcpConfig c = EndpointConfig();
+  c.rack = false;
+  c.tlp = false;
+  Open(c, {.sack = true});
+  Send(3000);
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(10), 1, 1000), O(Ms(10), 1001, 1000), O(Ms(10), 2001, 1000)));
+  RunTo(Ms(20));
+  Ack(1, {{2001, 3001}});
+  EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
+  RunTo(Ms(220));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(220), 1, 1000)));
+  EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kLoss);
+  RunTo(Ms(230));
+  Ack(1001);
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(230), 1001, 1000)));
+  EXPECT_EQ(ep().tcb().cwnd, 2000u);  // slow start from one segment
+  RunTo(Ms(240));
+  Ack(3001);
+  EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
+  EXPECT_EQ(ep().loss_stats().timeouts, 1);
+  EXPECT_EQ(ep().retransmissions(), 2);
 }
 
 // --- PRR (RFC 6937) ----------------------------------------------------------

@@ -52,14 +52,14 @@ TEST(TcpState, ParseRejectsUnknownNames) {
 const std::set<std::pair<S, S>>& DiagramEdges() {
   static const std::set<std::pair<S, S>> edges = {
       {S::kClosed, S::kListen},          {S::kClosed, S::kSynSent},
-      {S::kListen, S::kSynReceived},     {S::kListen, S::kClosed},
-      {S::kSynSent, S::kSynReceived},
+      {S::kListen, S::kSynReceived},     {S::kListen, S::kSynSent},
+      {S::kListen, S::kClosed},          {S::kSynSent, S::kSynReceived},
       {S::kSynSent, S::kEstablished},    {S::kSynSent, S::kClosed},
       {S::kSynReceived, S::kEstablished}, {S::kSynReceived, S::kFinWait1},
       {S::kSynReceived, S::kListen},     {S::kEstablished, S::kFinWait1},
       {S::kEstablished, S::kCloseWait},  {S::kFinWait1, S::kFinWait2},
-      {S::kFinWait1, S::kClosing},       {S::kFinWait2, S::kTimeWait},
-      {S::kCloseWait, S::kLastAck},
+      {S::kFinWait1, S::kClosing},       {S::kFinWait1, S::kTimeWait},
+      {S::kFinWait2, S::kTimeWait},      {S::kCloseWait, S::kLastAck},
       {S::kClosing, S::kTimeWait},       {S::kLastAck, S::kClosed},
       {S::kTimeWait, S::kClosed},
   };
