@@ -34,6 +34,9 @@ struct ServiceOptions {
   stack::IpAddress net_addr = stack::IpAddress::V4(0x0a590000);  // --net 10.89.0.0/24
   int prefix_len = 24;
   int mtu = 1500;
+  // Checksum and TCP segmentation offload on the TUN (proxy/os/tun_device.h), as far as
+  // the kernel grants them; --offload=false turns them off.
+  bool offload = true;
   UpstreamVia upstream_via = UpstreamVia::kSocket;
   std::vector<Rule> rules;
   uint64_t seed = 1;

@@ -169,6 +169,8 @@ class FaultEngine {
   };
   // The rules in evaluation order.
   std::vector<RuleInfo> Rules() const;
+  // Whether any rule is in place (a cheap test, for every datagram).
+  bool has_rules() const { return !rules_.empty(); }
 
   // Called for every decision, in the middle of Offer: it must not call back into
   // the engine. The Decision is reused; copy what outlives the call.

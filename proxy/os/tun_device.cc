@@ -115,25 +115,35 @@ absl::StatusOr<TunDevice> TunDevice::Create(std::string name, int mtu, bool offl
   name.assign(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
 
   TunDevice tun(std::move(fd), std::move(name), mtu);
-  if (offload) {
-    // The most the kernel grants: TSO needs checksum offload, TSO6 may be missing.
-    tun.offloads_.vnet_hdr = true;
-    constexpr unsigned int kWanted[] = {TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6,
-                                        TUN_F_CSUM | TUN_F_TSO4, TUN_F_CSUM};
-    for (const unsigned int want : kWanted) {
-      if (::ioctl(tun.fd(), TUNSETOFFLOAD, want) == 0) {
-        tun.offloads_.csum = true;
-        tun.offloads_.tso4 = (want & TUN_F_TSO4) != 0;
-        tun.offloads_.tso6 = (want & TUN_F_TSO6) != 0;
-        break;
-      }
-    }
-  }
+  if (offload) tun.NegotiateOffloads();
   if (absl::Status s = SetLinkMtu(tun.name(), mtu); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("cannot create TUN device ", tun.name(), ": ",
                                                s.message()));
   }
   return tun;
+}
+
+TunDevice TunDevice::Adopt(UniqueFd fd, std::string name, int mtu) {
+  TunDevice tun(std::move(fd), std::move(name), mtu);
+  ifreq ifr{};
+  if (::ioctl(tun.fd(), TUNGETIFF, &ifr) == 0 && (ifr.ifr_flags & IFF_VNET_HDR) != 0) {
+    tun.NegotiateOffloads();
+  }
+  return tun;
+}
+
+void TunDevice::NegotiateOffloads() {
+  offloads_.vnet_hdr = true;
+  constexpr unsigned int kWanted[] = {TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6,
+                                      TUN_F_CSUM | TUN_F_TSO4, TUN_F_CSUM};
+  for (const unsigned int want : kWanted) {
+    if (::ioctl(fd_.get(), TUNSETOFFLOAD, want) == 0) {
+      offloads_.csum = true;
+      offloads_.tso4 = (want & TUN_F_TSO4) != 0;
+      offloads_.tso6 = (want & TUN_F_TSO6) != 0;
+      return;
+    }
+  }
 }
 
 ssize_t TunDevice::Read(absl::Span<uint8_t> buf, stack::VnetHdr* hdr) const {

@@ -43,9 +43,8 @@ class TunDevice {
   static absl::StatusOr<TunDevice> Create(std::string name, int mtu, bool offload = false);
   // Takes over the descriptor of a TUN device created elsewhere — by `wrench exec`'s
   // child, inside the network namespace the command runs in.
-  static TunDevice Adopt(UniqueFd fd, std::string name, int mtu) {
-    return TunDevice(std::move(fd), std::move(name), mtu);
-  }
+  // A device created with offloads (IFF_VNET_HDR) is used with them.
+  static TunDevice Adopt(UniqueFd fd, std::string name, int mtu);
 
   TunDevice(TunDevice&&) noexcept = default;
   TunDevice& operator=(TunDevice&&) noexcept = default;
@@ -90,6 +89,8 @@ class TunDevice {
  private:
   TunDevice(UniqueFd fd, std::string name, int mtu)
       : fd_(std::move(fd)), name_(std::move(name)), mtu_(mtu) {}
+  // Asks for the most the kernel grants: TSO needs checksum offload, TSO6 may be missing.
+  void NegotiateOffloads();
 
   UniqueFd fd_;
   std::string name_;
