@@ -353,5 +353,106 @@ TEST(TunDevice, WriteRefusesWhatIsNotIp) {
   EXPECT_EQ(errno, EINVAL);
 }
 
+class TunOffload : public ::testing::TestWithParam<bool> {};
+
+// With offloads the kernel's bulk send comes out of the device as TCP super-segments
+// larger than the MTU, which cut into MSS-sized wire segments holding the bytes in
+// order; and a super-segment of the peer's written with its GSO header reaches the
+// socket whole.
+TEST_P(TunOffload, SuperSegmentsComeOutAndGoIn) {
+  WRENCH_ENTER_NETNS_OR_SKIP();
+  const bool v6 = GetParam();
+  absl::StatusOr<TunDevice> made = TunDevice::Create(kTunName, 1500, /*offload=*/true);
+  ASSERT_TRUE(made.ok()) << made.status();
+  TunDevice tun = std::move(made).value();
+  ASSERT_TRUE(tun.offloads().vnet_hdr);
+  if (!(v6 ? tun.offloads().tso6 : tun.offloads().tso4)) {
+    GTEST_SKIP() << "this kernel grants no TSO" << (v6 ? "6" : "4") << " on a TUN device ("
+                 << tun.offloads().ToString() << ")";
+  }
+  const IpAddress kernel = v6 ? kKernelV6 : kKernelV4;
+  const IpAddress peer = v6 ? kPeerV6 : kPeerV4;
+  ASSERT_TRUE(ConfigureTun(tun, kernel, v6 ? 64 : 24).ok());
+
+  UniqueFd client = StartConnect(peer, 9);
+  std::vector<uint8_t> syn_bytes;
+  stack::Segment syn = ExpectSegmentTo(tun, peer, 9, kSyn, &syn_bytes);
+  const SeqNum iss(0x20000000);
+  ASSERT_GT(tun.Write(Answer(syn, kSynAck, iss, syn.tcp.seq + 1)), 0);
+  std::vector<uint8_t> ack_bytes;
+  stack::Segment ack = ExpectSegmentTo(tun, peer, 9, kAck, &ack_bytes);
+  ASSERT_EQ(StateOf(client.get()), TcpState::kEstablished);
+  const size_t mss = *syn.tcp.options.mss;
+
+  // The kernel's first flight: ten segments' worth, in super-segments.
+  std::string sent(10 * mss, '\0');
+  for (size_t i = 0; i < sent.size(); ++i) sent[i] = static_cast<char>('a' + i % 23);
+  ASSERT_TRUE(testing::WriteAll(client.get(), sent, kWait).ok());
+  std::string got;
+  size_t largest = 0, wire_segments = 0;
+  std::vector<uint8_t> buf(65535);
+  const absl::Time deadline = absl::Now() + kWait;
+  for (int i = 0; i < 1000 && got.size() < sent.size() && absl::Now() < deadline; ++i) {
+    stack::VnetHdr hdr;
+    const ssize_t n = tun.Read(absl::MakeSpan(buf), &hdr);
+    ASSERT_GE(n, 0) << std::strerror(errno);
+    if (n == 0) {
+      absl::SleepFor(absl::Milliseconds(1));
+      continue;
+    }
+    // The kernel's IPv6 link chatter (router and MLD messages) is not the test's.
+    const bool tcp = (buf[0] >> 4 == 4 && buf[9] == stack::kIpProtoTcp) ||
+                     (buf[0] >> 4 == 6 && buf[6] == stack::kIpProtoTcp);
+    if (!tcp) continue;
+    largest = std::max(largest, static_cast<size_t>(n));
+    absl::StatusOr<size_t> cut = stack::SplitSuperSegment(
+        absl::MakeConstSpan(buf.data(), static_cast<size_t>(n)), hdr,
+        [&](absl::Span<const uint8_t> wire) {
+          absl::StatusOr<stack::Segment> s = stack::ParseSegment(wire);
+          ASSERT_TRUE(s.ok()) << s.status();
+          if (s->tcp.dst_port != 9 || s->tcp.payload.empty()) return;
+          EXPECT_LE(s->tcp.payload.size(), mss);
+          EXPECT_LE(wire.size(), 1500u);
+          EXPECT_EQ(s->tcp.seq, syn.tcp.seq + 1 + static_cast<uint32_t>(got.size()));
+          got.append(s->tcp.payload.begin(), s->tcp.payload.end());
+          ++wire_segments;
+        });
+    ASSERT_TRUE(cut.ok()) << cut.status();
+  }
+  EXPECT_EQ(got, sent);
+  EXPECT_EQ(wire_segments, 10u);
+  EXPECT_GT(largest, 1500u) << "no super-segment came out of the device";
+
+  // The peer's ten segments, merged, in one write.
+  std::string payload(10 * 1400, '\0');
+  for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>('A' + i % 19);
+  stack::GsoBatch batch;
+  for (size_t i = 0; i < 10; ++i) {
+    ASSERT_TRUE(batch.Append(Answer(ack, kAck, iss + 1 + static_cast<uint32_t>(i * 1400),
+                                    ack.tcp.seq, std::string_view(payload).substr(i * 1400, 1400))));
+  }
+  stack::VnetHdr hdr;
+  const absl::Span<const uint8_t> super = batch.Finish(&hdr);
+  EXPECT_EQ(hdr.gso_size, 1400);
+  ASSERT_EQ(tun.Write(super, hdr), static_cast<ssize_t>(super.size()));
+  EXPECT_EQ(testing::ReadAll(client.get(), kWait, payload.size()).value_or(""), payload);
+}
+
+INSTANTIATE_TEST_SUITE_P(V4AndV6, TunOffload, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "V6" : "V4"; });
+
+// Without offloads there is no header to carry GSO fields: such a write is refused.
+TEST(TunDevice, AGsoWriteWithoutOffloadsIsRefused) {
+  WRENCH_ENTER_NETNS_OR_SKIP();
+  TunDevice tun = MakeTun();
+  EXPECT_FALSE(tun.offloads().vnet_hdr);
+  EXPECT_EQ(tun.offloads().ToString(), "none");
+  stack::VnetHdr hdr;
+  hdr.gso_type = stack::VnetHdr::kGsoTcpV4;
+  const std::vector<uint8_t> d(40, 0x45);
+  EXPECT_EQ(tun.Write(d, hdr), -1);
+  EXPECT_EQ(errno, EINVAL);
+}
+
 }  // namespace
 }  // namespace wrench::proxy

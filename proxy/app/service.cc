@@ -164,16 +164,56 @@ class Service::TunSink : public DatagramSink {
  public:
   // `tun` null: the service runs without its device (tun_optional), where no mapping
   // exists to write anything.
-  explicit TunSink(const TunDevice* tun) : tun_(tun) {}
+  TunSink(const TunDevice* tun, asio::io_context& io) : tun_(tun), io_(io) {}
   void WriteDatagram(absl::Span<const uint8_t> datagram) override {
-    // A TUN write hands the datagram to the kernel's input path: it does not block
-    // for long and fails only when the kernel drops it (counted, as a lost segment).
-    if (tun_ == nullptr || tun_->Write(datagram) < 0) ++write_errors_;
+    if (tun_ == nullptr || !tun_->offloads().tso4) {
+      Write(datagram, stack::VnetHdr{});
+      return;
+    }
+    // With segmentation offload, the datagrams one handler writes in a row merge into
+    // super-segments (a burst of one connection's data: one write instead of one per
+    // segment); the kernel cuts them back into exactly these datagrams. What is
+    // batched is written when the next datagram cannot join, or when the handler
+    // that wrote it returns.
+    if (!batch_.Append(datagram)) {
+      Flush();
+      batch_.Append(datagram);
+    }
+    if (!flush_posted_) {
+      flush_posted_ = true;
+      asio::post(io_, [this] {
+        flush_posted_ = false;
+        Flush();
+      });
+    }
+  }
+  void Flush() {
+    if (batch_.empty()) return;
+    stack::VnetHdr hdr;
+    const absl::Span<const uint8_t> d = batch_.Finish(&hdr);
+    if (hdr.is_gso() && !(d[0] >> 4 == 4 ? tun_->offloads().tso4 : tun_->offloads().tso6)) {
+      // An IPv6 batch on a device without TSO6: cut here, written one by one.
+      (void)stack::SplitSuperSegment(d, hdr, [&](absl::Span<const uint8_t> wire) {
+        Write(wire, stack::VnetHdr{});
+      });
+    } else {
+      Write(d, hdr);
+    }
+    batch_.Clear();
   }
   uint64_t write_errors_ = 0;
 
  private:
+  // A TUN write hands the datagram to the kernel's input path: it does not block
+  // for long and fails only when the kernel drops it (counted, as a lost segment).
+  void Write(absl::Span<const uint8_t> d, const stack::VnetHdr& hdr) {
+    if (tun_ == nullptr || tun_->Write(d, hdr) < 0) ++write_errors_;
+  }
+
   const TunDevice* tun_;
+  asio::io_context& io_;
+  stack::GsoBatch batch_;
+  bool flush_posted_ = false;
 };
 
 namespace {
@@ -274,7 +314,7 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
     if (o.prefix6_len != 0) {
       if (auto st = CheckNetIsFree(o.net6_addr, o.prefix6_len); !st.ok()) return st;
     }
-    auto tun = TunDevice::Create(o.tun_name, o.mtu);
+    auto tun = TunDevice::Create(o.tun_name, o.mtu, o.offload);
     if (tun.ok()) {
       s->tun_.emplace(std::move(*tun));
       if (auto st = ConfigureTun(*s->tun_, kernel, o.prefix_len, o.mtu); !st.ok()) return st;
@@ -313,7 +353,11 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
   po.transparent = o.transparent;
   po.gateway_addr = kernel;
   if (o.prefix6_len != 0) po.gateway_addr6 = KernelAddress(o.net6_addr, o.prefix6_len);
-  s->sink_ = std::make_unique<TunSink>(s->tun_ ? &*s->tun_ : nullptr);
+  if (s->tun_ && o.verbose) {
+    o.log_line(absl::StrCat("wrench: TUN ", s->tun_->name(), " offloads: ", s->tun_->offloads().ToString(),
+                            o.offload ? "" : " (--offload=false)"));
+  }
+  s->sink_ = std::make_unique<TunSink>(s->tun_ ? &*s->tun_ : nullptr, s->io_);
   s->proxy_ = std::make_unique<Proxy>(s->io_, *s->sink_, s->engine_, po);
   if (s->pcap_) s->proxy_->set_pcap(&*s->pcap_);
   if (s->log_) s->proxy_->set_log(&*s->log_);
@@ -341,7 +385,7 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
 
   if (s->tun_) {
     s->tun_stream_ = std::make_unique<asio::posix::stream_descriptor>(s->io_, ::dup(s->tun_->fd()));
-    s->read_buf_.resize(65536 + 4);
+    s->read_buf_.resize(65536 + 4);  // a super-segment is at most 64 KiB
     s->ReadTun();
   }
   return s;
@@ -518,13 +562,27 @@ void Service::ReadTun() {
     if (ec) return;
     // Drain what is queued (bounded), then let the loop run timers and sockets.
     for (int i = 0; i < 256; ++i) {
-      ssize_t n = tun_->Read(absl::MakeSpan(read_buf_));
+      stack::VnetHdr hdr;
+      ssize_t n = tun_->Read(absl::MakeSpan(read_buf_), &hdr);
       if (n <= 0) break;
       auto datagram = absl::MakeConstSpan(read_buf_.data(), static_cast<size_t>(n));
-      if (serve_) {
-        serve_->OnDatagram(datagram);
-      } else {
-        proxy_->OnDatagram(datagram);
+      auto deliver = [this](absl::Span<const uint8_t> d) {
+        if (serve_) {
+          serve_->OnDatagram(d);
+        } else {
+          proxy_->OnDatagram(d);
+        }
+      };
+      if (hdr == stack::VnetHdr{}) {
+        deliver(datagram);
+      } else if (hdr.is_gso() && !serve_ && !engine_.has_rules() && !pcap_ && !log_) {
+        // Nothing would look at the wire segments (no rule, log or capture): the
+        // client-leg endpoint takes the super-segment whole and answers it with one ACK.
+        proxy_->OnDatagram(datagram, /*checksum_done=*/true);
+      } else if (!stack::SplitSuperSegment(datagram, hdr, deliver).ok()) {
+        // A super-segment of what is not TCP, or with a partial checksum: as it came
+        // (the proxy counts what it cannot parse).
+        deliver(datagram);
       }
     }
     if (!stopped_) ReadTun();
@@ -538,6 +596,7 @@ void Service::Shutdown() {
   final_report_ = CollectReport(*proxy_, serve_.get(), engine_);
   proxy_->Shutdown();
   if (serve_) serve_->Shutdown();
+  sink_->Flush();
   if (tun_stream_) {
     boost::system::error_code ignored;
     tun_stream_->cancel(ignored);

@@ -46,6 +46,9 @@ struct ServiceOptions {
   stack::IpAddress net6_addr = DefaultNet6(stack::IpAddress::V4(0x0a590000)).first;
   int prefix6_len = 64;
   int mtu = 1500;
+  // Checksum and TCP segmentation offload on the TUN (proxy/os/tun_device.h), as far as
+  // the kernel grants them; --offload=false turns them off.
+  bool offload = true;
   UpstreamVia upstream_via = UpstreamVia::kSocket;
   std::vector<Rule> rules;
   uint64_t seed = 1;

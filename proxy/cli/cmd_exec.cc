@@ -62,6 +62,7 @@ constexpr FlagHelp kExecFlags[] = {
     {"mtu", "--mtu=N             TUN MTU (default 1500)"},
     {"msl", "--msl=DURATION      maximum segment lifetime of wrench's endpoints (default 30s)"},
     kTcpProfileHelp,
+    kOffloadHelp,
     {"verbose", "--verbose           a line on stderr for every connection event"},
     kAllowIdleRulesHelp,
     {"serve", "--serve=PORT        wrap a server instead: COMMAND listens on PORT (at 10.89.0.2);\n"
@@ -206,7 +207,7 @@ void WriteFile(const char* path, const std::string& text) {
   }
   if (::unshare(CLONE_NEWNET) != 0) fail(absl::StrCat("unshare(CLONE_NEWNET): ", std::strerror(errno)));
   if (auto st = BringUpLoopback(); !st.ok()) fail(std::string(st.message()));
-  auto tun = TunDevice::Create(o.tun_name, o.mtu);
+  auto tun = TunDevice::Create(o.tun_name, o.mtu, o.offload);
   if (!tun.ok()) {
     std::string why(tun.status().message());
     if (uid != 0 && ::access("/dev/net/tun", R_OK | W_OK) != 0) {

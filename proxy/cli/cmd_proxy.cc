@@ -34,6 +34,7 @@ ABSL_FLAG(std::string, api, "", "serve the HTTP control API on ADDR:PORT");
 ABSL_FLAG(absl::Duration, msl, absl::Seconds(30), "maximum segment lifetime; TIME-WAIT lasts 2*MSL");
 ABSL_FLAG(bool, verbose, false, "a line on stderr for every connection event");
 ABSL_FLAG(std::string, tcp_profile, "linux", "timing profile of wrench's TCP endpoints: linux or rfc");
+ABSL_FLAG(bool, offload, true, "checksum and TCP segmentation offload on the TUN");
 ABSL_FLAG(bool, allow_idle_rules, false, "keep rules that can never fire on this run's legs, with a warning");
 
 namespace wrench::proxy {
@@ -62,6 +63,7 @@ constexpr FlagHelp kProxyFlags[] = {
     {"msl", "--msl=DURATION      maximum segment lifetime; TIME-WAIT lasts 2*MSL (default 30s)"},
     {"verbose", "--verbose           a line on stderr for every connection event"},
     kTcpProfileHelp,
+    kOffloadHelp,
     kAllowIdleRulesHelp,
     kVerdictFlags[0],
     kVerdictFlags[1],
@@ -108,6 +110,7 @@ absl::Status ServiceOptionsFromFlags(ServiceOptions& o) {
     return absl::InvalidArgumentError("--tun: a device name has 1 to 15 characters");
   }
   o.mtu = absl::GetFlag(FLAGS_mtu);
+  o.offload = absl::GetFlag(FLAGS_offload);
   std::string via = absl::GetFlag(FLAGS_upstream_via);
   if (via == "socket") {
     o.upstream_via = UpstreamVia::kSocket;

@@ -16,6 +16,8 @@ ABSL_DECLARE_FLAG(wrench::proxy::Repeated, rule);
 ABSL_DECLARE_FLAG(wrench::proxy::Repeated, rules);
 // linux or rfc (stack/tcp_profile.h), for every command that runs endpoints.
 ABSL_DECLARE_FLAG(std::string, tcp_profile);
+// Segmentation offload on the TUN, for every command that makes one.
+ABSL_DECLARE_FLAG(bool, offload);
 // `wrench ladder`'s (cmd_ladder.cc).
 ABSL_DECLARE_FLAG(std::string, format);
 ABSL_DECLARE_FLAG(uint64_t, conn);
@@ -35,6 +37,11 @@ inline constexpr FlagHelp kNet6Help = {
     "                      first address (default fd89:2e6c:4f1a:XXYY::/64, XX.YY the second\n"
     "                      and third bytes of --net: fd89:2e6c:4f1a:5900::1 for 10.89.0.0/24;\n"
     "                      none: IPv4 only)"};
+inline constexpr FlagHelp kOffloadHelp = {
+    "offload",
+    "--offload=false     no checksum or TCP segmentation offload on the TUN: every segment\n"
+    "                      is its own read and write (default on, as far as the kernel allows;\n"
+    "                      --verbose says which); rules and captures see the same segments"};
 inline constexpr FlagHelp kAllowIdleRulesHelp = {
     "allow_idle_rules",
     "--allow-idle-rules  keep a rule that can never fire on this run's legs (e.g.\n"

@@ -191,6 +191,8 @@ class FaultEngine {
   };
   // The rules in evaluation order.
   std::vector<RuleInfo> Rules() const;
+  // Whether any rule is in place (a cheap test, for every datagram).
+  bool has_rules() const { return !rules_.empty(); }
 
   // A log of every decision, for runs that record them all (the simulator's tests):
   // called in the middle of Offer, so it must not call back into the engine. Offer

@@ -8,9 +8,13 @@
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -59,7 +63,15 @@ absl::Status WaitUntilLocal(const stack::IpAddress& addr, absl::string_view what
 
 }  // namespace
 
-absl::StatusOr<TunDevice> TunDevice::Create(std::string name, int mtu) {
+std::string TunOffloads::ToString() const {
+  std::string out;
+  for (const auto& [on, word] : {std::pair{csum, "csum"}, {tso4, "tso4"}, {tso6, "tso6"}}) {
+    if (on) absl::StrAppend(&out, out.empty() ? "" : " ", word);
+  }
+  return out.empty() ? "none" : out;
+}
+
+absl::StatusOr<TunDevice> TunDevice::Create(std::string name, int mtu, bool offload) {
   if (name.empty() || name.size() >= IFNAMSIZ) {
     return absl::InvalidArgumentError(absl::StrCat("bad TUN device name \"", name,
                                                    "\": it must have 1 to ", IFNAMSIZ - 1,
@@ -93,7 +105,8 @@ absl::StatusOr<TunDevice> TunDevice::Create(std::string name, int mtu) {
 
   ifreq ifr{};
   // IFF_TUN_EXCL is bit 15 of a short: the cast keeps the bit pattern.
-  ifr.ifr_flags = static_cast<short>(IFF_TUN | IFF_NO_PI | IFF_TUN_EXCL);
+  ifr.ifr_flags =
+      static_cast<short>(IFF_TUN | IFF_NO_PI | IFF_TUN_EXCL | (offload ? IFF_VNET_HDR : 0));
   std::memcpy(ifr.ifr_name, name.data(), name.size());
   if (::ioctl(fd.get(), TUNSETIFF, &ifr) < 0) {
     return CreateError(name, errno);
@@ -102,6 +115,7 @@ absl::StatusOr<TunDevice> TunDevice::Create(std::string name, int mtu) {
   name.assign(ifr.ifr_name, strnlen(ifr.ifr_name, IFNAMSIZ));
 
   TunDevice tun(std::move(fd), std::move(name), mtu);
+  if (offload) tun.NegotiateOffloads();
   if (absl::Status s = SetLinkMtu(tun.name(), mtu); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("cannot create TUN device ", tun.name(), ": ",
                                                s.message()));
@@ -109,14 +123,76 @@ absl::StatusOr<TunDevice> TunDevice::Create(std::string name, int mtu) {
   return tun;
 }
 
-ssize_t TunDevice::Read(absl::Span<uint8_t> buf) const {
-  const ssize_t n = ::read(fd_.get(), buf.data(), buf.size());
+TunDevice TunDevice::Adopt(UniqueFd fd, std::string name, int mtu) {
+  TunDevice tun(std::move(fd), std::move(name), mtu);
+  ifreq ifr{};
+  if (::ioctl(tun.fd(), TUNGETIFF, &ifr) == 0 && (ifr.ifr_flags & IFF_VNET_HDR) != 0) {
+    tun.NegotiateOffloads();
+  }
+  return tun;
+}
+
+void TunDevice::NegotiateOffloads() {
+  offloads_.vnet_hdr = true;
+  constexpr unsigned int kWanted[] = {TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6,
+                                      TUN_F_CSUM | TUN_F_TSO4, TUN_F_CSUM};
+  for (const unsigned int want : kWanted) {
+    if (::ioctl(fd_.get(), TUNSETOFFLOAD, want) == 0) {
+      offloads_.csum = true;
+      offloads_.tso4 = (want & TUN_F_TSO4) != 0;
+      offloads_.tso6 = (want & TUN_F_TSO6) != 0;
+      return;
+    }
+  }
+}
+
+ssize_t TunDevice::Read(absl::Span<uint8_t> buf, stack::VnetHdr* hdr) const {
+  if (!offloads_.vnet_hdr) {
+    if (hdr != nullptr) *hdr = stack::VnetHdr{};
+    const ssize_t n = ::read(fd_.get(), buf.data(), buf.size());
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
+    return n;
+  }
+  std::array<uint8_t, stack::VnetHdr::kLen> head{};
+  iovec iov[2] = {{head.data(), head.size()}, {buf.data(), buf.size()}};
+  const ssize_t n = ::readv(fd_.get(), iov, 2);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
-  return n;
+  if (n < 0) return n;
+  if (static_cast<size_t>(n) < head.size()) {
+    errno = EPROTO;  // the kernel always writes the whole header
+    return -1;
+  }
+  const size_t len = static_cast<size_t>(n) - head.size();
+  const stack::VnetHdr h = stack::DecodeVnetHdr(head);
+  if (hdr != nullptr) {
+    *hdr = h;
+  } else if (!h.is_gso()) {
+    // Offsets outside the datagram leave it as it came: its checksum then fails the
+    // caller's parse, as a corrupt datagram would.
+    (void)stack::FinishPartialChecksum(buf.subspan(0, len), h);
+  }
+  return static_cast<ssize_t>(len);
 }
 
 ssize_t TunDevice::Write(absl::Span<const uint8_t> datagram) const {
-  const ssize_t n = ::write(fd_.get(), datagram.data(), datagram.size());
+  return Write(datagram, stack::VnetHdr{});
+}
+
+ssize_t TunDevice::Write(absl::Span<const uint8_t> datagram, const stack::VnetHdr& hdr) const {
+  ssize_t n;
+  if (offloads_.vnet_hdr) {
+    std::array<uint8_t, stack::VnetHdr::kLen> head{};
+    stack::EncodeVnetHdr(hdr, head);
+    iovec iov[2] = {{head.data(), head.size()},
+                    {const_cast<uint8_t*>(datagram.data()), datagram.size()}};
+    n = ::writev(fd_.get(), iov, 2);
+    if (n > 0) n = std::max<ssize_t>(0, n - static_cast<ssize_t>(head.size()));
+  } else if (hdr != stack::VnetHdr{}) {
+    errno = EINVAL;  // the device has no header to carry it
+    return -1;
+  } else {
+    n = ::write(fd_.get(), datagram.data(), datagram.size());
+  }
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS || errno == EINTR)) {
     return 0;
   }

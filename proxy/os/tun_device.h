@@ -13,8 +13,19 @@
 #include "absl/types/span.h"
 #include "proxy/os/unique_fd.h"
 #include "stack/ip.h"
+#include "stack/offload.h"
 
 namespace wrench::proxy {
+
+// What a TUN device opened with offloads negotiated with the kernel (TUNSETOFFLOAD).
+struct TunOffloads {
+  bool vnet_hdr = false;  // every datagram carries a virtio_net_hdr (stack/offload.h)
+  bool csum = false;      // checksums may be left partial (TUN_F_CSUM)
+  bool tso4 = false;      // TCP super-segments over IPv4 (TUN_F_TSO4)
+  bool tso6 = false;      // and over IPv6 (TUN_F_TSO6)
+  // "csum tso4 tso6", or "none".
+  std::string ToString() const;
+};
 
 class TunDevice {
  public:
@@ -24,12 +35,16 @@ class TunDevice {
   // device, when an interface of that name already exists (AlreadyExists, "is another
   // wrench running?"); PermissionDenied without CAP_NET_ADMIN; InvalidArgument for a
   // name of more than 15 characters or an MTU outside 68..65535.
-  static absl::StatusOr<TunDevice> Create(std::string name, int mtu);
+  //
+  // With `offload`, the device is opened with IFF_VNET_HDR and asks the kernel for
+  // checksum and TCP segmentation offload, taking what the kernel grants (offloads()):
+  // the kernel then hands over TCP super-segments of up to 64 KiB and takes such
+  // super-segments to cut into MTU-sized segments itself (stack/offload.h).
+  static absl::StatusOr<TunDevice> Create(std::string name, int mtu, bool offload = false);
   // Takes over the descriptor of a TUN device created elsewhere — by `wrench exec`'s
   // child, inside the network namespace the command runs in.
-  static TunDevice Adopt(UniqueFd fd, std::string name, int mtu) {
-    return TunDevice(std::move(fd), std::move(name), mtu);
-  }
+  // A device created with offloads (IFF_VNET_HDR) is used with them.
+  static TunDevice Adopt(UniqueFd fd, std::string name, int mtu);
 
   TunDevice(TunDevice&&) noexcept = default;
   TunDevice& operator=(TunDevice&&) noexcept = default;
@@ -43,6 +58,7 @@ class TunDevice {
   int fd() const { return fd_.get(); }
   const std::string& name() const { return name_; }
   int mtu() const { return mtu_; }
+  const TunOffloads& offloads() const { return offloads_; }
 
   // Reads one datagram into `buf`, which should hold mtu() bytes.
   //   > 0  the datagram's length;
@@ -51,7 +67,10 @@ class TunDevice {
   //        kernel returns its first buf.size() bytes and discards the rest, so a short
   //        buffer shows up as a datagram whose IP total length exceeds what was read.
   // Never blocks. One call, one datagram (no partial reads across calls).
-  ssize_t Read(absl::Span<uint8_t> buf) const;
+  // With offloads, the datagram's virtio_net_hdr goes to *hdr; a super-segment can be
+  // 64 KiB long, so `buf` should hold 65535 bytes. Without `hdr`, a partial checksum is
+  // finished before returning, and a super-segment is returned as it came.
+  ssize_t Read(absl::Span<uint8_t> buf, stack::VnetHdr* hdr = nullptr) const;
 
   // Writes one whole IPv4 or IPv6 datagram into the kernel.
   //   > 0  bytes accepted (always the whole datagram);
@@ -63,14 +82,20 @@ class TunDevice {
   // sends into the device), and it checks the IP and TCP checksums itself: a bad one
   // is counted and dropped silently, not reported here.
   ssize_t Write(absl::Span<const uint8_t> datagram) const;
+  // With offloads: writes `datagram` with `hdr` in front, e.g. a super-segment of
+  // stack::GsoBatch for the kernel to cut. Without, `hdr` must be all zero.
+  ssize_t Write(absl::Span<const uint8_t> datagram, const stack::VnetHdr& hdr) const;
 
  private:
   TunDevice(UniqueFd fd, std::string name, int mtu)
       : fd_(std::move(fd)), name_(std::move(name)), mtu_(mtu) {}
+  // Asks for the most the kernel grants: TSO needs checksum offload, TSO6 may be missing.
+  void NegotiateOffloads();
 
   UniqueFd fd_;
   std::string name_;
   int mtu_ = 0;
+  TunOffloads offloads_;
 };
 
 // Gives the kernel side of the TUN its address (the first address of the proxy's

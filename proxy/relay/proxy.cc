@@ -104,7 +104,7 @@ Proxy::Connection* Proxy::NewConnection(const Segment& syn, const Mapping* map, 
 // ---------------------------------------------------------------------------
 // Inbound.
 
-void Proxy::OnDatagram(absl::Span<const uint8_t> datagram) {
+void Proxy::OnDatagram(absl::Span<const uint8_t> datagram, bool checksum_done) {
   ++stats_.datagrams_in;
   Instant now = MonotonicNow();
   // Not TCP (the kernel's IPv6 neighbour discovery, ICMP, UDP): not ours.
@@ -113,7 +113,7 @@ void Proxy::OnDatagram(absl::Span<const uint8_t> datagram) {
     ++stats_.not_tcp;
     return;
   }
-  auto parsed = stack::ParseSegment(datagram);
+  auto parsed = stack::ParseSegment(datagram, {.verify_checksums = !checksum_done});
   if (!parsed.ok()) {
     // Not ours to answer (a kernel would drop it too); counted and logged.
     if (stats_.bad_datagrams++ < 10 && event_log_) {

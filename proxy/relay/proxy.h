@@ -118,7 +118,9 @@ class Proxy {
   void set_warning_log(std::function<void(const std::string&)> f) { warning_log_ = std::move(f); }
 
   // One datagram read from the TUN.
-  void OnDatagram(absl::Span<const uint8_t> datagram);
+  // `checksum_done`: the kernel left the TCP checksum to the device and vouches for the
+  // bytes (a super-segment read with offloads), so it is not verified.
+  void OnDatagram(absl::Span<const uint8_t> datagram, bool checksum_done = false);
   // Aborts every connection (RST on both legs) — for a clean exit.
   void Shutdown();
 
