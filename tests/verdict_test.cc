@@ -311,7 +311,7 @@ TEST_F(VerdictTest, NoConnectionWarnsWhy) {
   EXPECT_EQ(Wrench(absl::StrCat("exec ", SummaryFlag(), " -- true")), 0) << err_;
   EXPECT_THAT(err_, HasSubstr("warning: COMMAND opened no TCP connection"));
   EXPECT_THAT(err_, HasSubstr("the caller's 127.0.0.1 is 10.89.0.1"));
-  EXPECT_THAT(err_, HasSubstr("IPv6"));
+  EXPECT_THAT(err_, HasSubstr("its ::1 is fd89:2e6c:4f1a:5900::1"));
   Json j = Summary();
   ASSERT_EQ(j["warnings"].size(), 1u);
   EXPECT_THAT(j["warnings"][0].get<std::string>(), HasSubstr("localhost"));
