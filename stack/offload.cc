@@ -8,15 +8,13 @@
 #include "absl/strings/str_cat.h"
 #include "stack/checksum.h"
 #include "stack/ip.h"
+#include "stack/tcp_wire.h"
 
 namespace wrench::stack {
 namespace {
 
-// TCP header flag bits (RFC 9293 §3.1, RFC 3168 §6.1).
-constexpr uint8_t kFin = 0x01;
-constexpr uint8_t kPsh = 0x08;
-constexpr uint8_t kAck = 0x10;
-constexpr uint8_t kCwr = 0x80;
+// The TCP header's flag byte and checksum (RFC 9293 §3.1); the flag bits are
+// tcp_wire.h's.
 constexpr size_t kTcpFlagsAt = 13;
 constexpr size_t kTcpChecksumAt = 16;
 
