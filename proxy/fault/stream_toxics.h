@@ -2,8 +2,8 @@
 // timeout, reset_peer) as a sans-I/O chain over one direction of a relayed byte
 // stream: chunks and the end of the stream go in with the time and come out when due.
 // Each toxic type is one class behind the Toxic interface (stream_toxics_types.cc).
-// Both relays of the control API's proxies drive one per direction: the TUN relay
-// (proxy.cc) and the kernel-socket relay (stream_relay.cc).
+// Both relays of the control API's proxies drive one per direction: the relay loop of
+// the TUN proxies (relay_loop.cc) and the kernel-socket relay (stream_relay.cc).
 #pragma once
 
 #include <algorithm>
