@@ -36,10 +36,8 @@ absl::StatusOr<DatagramLayout> CheckDatagram(absl::Span<const uint8_t> datagram,
   return layout;
 }
 
-template <typename Byte>
-void BasicDatagramView<Byte>::PatchTcp(size_t at, const uint8_t* data, size_t n)
-  requires kMutable
-{
+template <>
+void BasicDatagramView<uint8_t>::PatchTcp(size_t at, const uint8_t* data, size_t n) {
   if (n == 0) return;
   // The 16-bit words the bytes fall in, counted from the TCP header (the pseudo-header
   // and the IP header before it are whole words, so the alignment is the segment's).
@@ -55,10 +53,8 @@ void BasicDatagramView<Byte>::PatchTcp(size_t at, const uint8_t* data, size_t n)
   b_[tcp + 17] = static_cast<uint8_t>(updated);
 }
 
-template <typename Byte>
-void BasicDatagramView<Byte>::set_ttl(uint8_t ttl)
-  requires kMutable
-{
+template <>
+void BasicDatagramView<uint8_t>::set_ttl(uint8_t ttl) {
   if (is_v6()) {
     b_[7] = ttl;  // the hop limit is in no checksum (RFC 8200 §8.1)
     return;
@@ -73,28 +69,22 @@ void BasicDatagramView<Byte>::set_ttl(uint8_t ttl)
   b_[11] = static_cast<uint8_t>(updated);
 }
 
-template <typename Byte>
-bool BasicDatagramView<Byte>::set_mss(uint16_t mss)
-  requires kMutable
-{
+template <>
+bool BasicDatagramView<uint8_t>::set_mss(uint16_t mss) {
   if (!Has(layout_.options.mss)) return false;
   Patch16(OptionAt(layout_.options.mss) + 2, mss);
   return true;
 }
 
-template <typename Byte>
-bool BasicDatagramView<Byte>::set_window_scale(uint8_t shift)
-  requires kMutable
-{
+template <>
+bool BasicDatagramView<uint8_t>::set_window_scale(uint8_t shift) {
   if (!Has(layout_.options.window_scale)) return false;
   PatchTcp(OptionAt(layout_.options.window_scale) + 2, &shift, 1);
   return true;
 }
 
-template <typename Byte>
-bool BasicDatagramView<Byte>::set_timestamps(Timestamps ts)
-  requires kMutable
-{
+template <>
+bool BasicDatagramView<uint8_t>::set_timestamps(Timestamps ts) {
   if (!Has(layout_.options.timestamps)) return false;
   const size_t at = OptionAt(layout_.options.timestamps) + 2;
   Patch32(at, ts.value);
@@ -102,18 +92,13 @@ bool BasicDatagramView<Byte>::set_timestamps(Timestamps ts)
   return true;
 }
 
-template <typename Byte>
-bool BasicDatagramView<Byte>::set_sack(size_t i, SackBlock block)
-  requires kMutable
-{
+template <>
+bool BasicDatagramView<uint8_t>::set_sack(size_t i, SackBlock block) {
   if (i >= sack_count()) return false;
   const size_t at = OptionAt(layout_.options.sack) + 2 + 8 * i;
   Patch32(at, block.left.raw());
   Patch32(at + 4, block.right.raw());
   return true;
 }
-
-template class BasicDatagramView<uint8_t>;
-template class BasicDatagramView<const uint8_t>;
 
 }  // namespace wrench::stack

@@ -116,7 +116,7 @@ class BasicDatagramView {
   // Patches, each keeping both checksums as they were: right if they were right, wrong
   // by the same amount if they were wrong. The option setters change an option the
   // segment carries and return false, changing nothing, when it carries none.
-  void set_ttl(uint8_t ttl) requires kMutable;
+  void set_ttl(uint8_t ttl);
   void set_src_port(uint16_t port) requires kMutable { Patch16(layout_.tcp, port); }
   void set_dst_port(uint16_t port) requires kMutable { Patch16(layout_.tcp + 2, port); }
   void set_seq(SeqNum seq) requires kMutable { Patch32(layout_.tcp + 4, seq.raw()); }
@@ -127,10 +127,10 @@ class BasicDatagramView {
   }
   void set_window(uint16_t window) requires kMutable { Patch16(layout_.tcp + 14, window); }
   void set_urgent(uint16_t urgent) requires kMutable { Patch16(layout_.tcp + 18, urgent); }
-  bool set_mss(uint16_t mss) requires kMutable;
-  bool set_window_scale(uint8_t shift) requires kMutable;
-  bool set_timestamps(Timestamps ts) requires kMutable;
-  bool set_sack(size_t i, SackBlock block) requires kMutable;  // false when i >= sack_count()
+  bool set_mss(uint16_t mss);
+  bool set_window_scale(uint8_t shift);
+  bool set_timestamps(Timestamps ts);
+  bool set_sack(size_t i, SackBlock block);  // false when i >= sack_count()
   // Replaces payload bytes [offset, offset + data.size()), which must lie in the payload.
   void PatchPayload(size_t offset, absl::Span<const uint8_t> data) requires kMutable {
     PatchTcp(layout_.payload + offset, data.data(), data.size());
@@ -153,7 +153,7 @@ class BasicDatagramView {
   }
   // Writes n bytes at `at` (in the TCP segment, not over its checksum) and updates
   // the TCP checksum by the 16-bit words they touch.
-  void PatchTcp(size_t at, const uint8_t* data, size_t n) requires kMutable;
+  void PatchTcp(size_t at, const uint8_t* data, size_t n);
 
   Byte* b_;
   DatagramLayout layout_;
@@ -162,7 +162,19 @@ class BasicDatagramView {
 using DatagramView = BasicDatagramView<uint8_t>;
 using ConstDatagramView = BasicDatagramView<const uint8_t>;
 
-extern template class BasicDatagramView<uint8_t>;
-extern template class BasicDatagramView<const uint8_t>;
+// The patching members defined in datagram_view.cc exist for the patching view only
+// (a read-only view that called one would not link).
+template <>
+void BasicDatagramView<uint8_t>::set_ttl(uint8_t ttl);
+template <>
+bool BasicDatagramView<uint8_t>::set_mss(uint16_t mss);
+template <>
+bool BasicDatagramView<uint8_t>::set_window_scale(uint8_t shift);
+template <>
+bool BasicDatagramView<uint8_t>::set_timestamps(Timestamps ts);
+template <>
+bool BasicDatagramView<uint8_t>::set_sack(size_t i, SackBlock block);
+template <>
+void BasicDatagramView<uint8_t>::PatchTcp(size_t at, const uint8_t* data, size_t n);
 
 }  // namespace wrench::stack
