@@ -287,6 +287,39 @@ TEST_F(Engine, SocketLegEventsMeetOnlyDelayAndRstRules) {
   EXPECT_EQ(Hits(rst), 1u);
 }
 
+// Whether a super-segment read from the TUN must be split before the engine: only
+// when some rule at that hook could match one of its data segments.
+TEST_F(Engine, OnlyRulesThatCanMatchDataSegmentsAskForWireSegments) {
+  for (int h = 0; h < kHookCount; ++h) EXPECT_FALSE(engine_->MatchesDataOn(static_cast<Hook>(h)));
+  // Segments a super-segment never holds: SYN, RST, URG, or no payload.
+  Add("drop on=from-client flags=SYN");
+  Add("delay 1s on=from-client has=RST");
+  Add("drop on=from-client has=URG");
+  Add("drop on=from-client len=0");
+  Add("drop on=from-client len<1");
+  Add("dup on=from-client flags=ACK len=0 nth=3");
+  Add("drop on=from-client flags=FIN");  // FIN alone: a data segment carries ACK too
+  EXPECT_FALSE(engine_->MatchesDataOn(Hook::kFromClient));
+  // Data rules at the other hooks leave this one whole.
+  Add("drop on=to-client len>0");
+  Add("delay 10ms on=from-server p=0.5");
+  EXPECT_FALSE(engine_->MatchesDataOn(Hook::kFromClient));
+  EXPECT_TRUE(engine_->MatchesDataOn(Hook::kToClient));
+  EXPECT_TRUE(engine_->MatchesDataOn(Hook::kFromServer));
+  EXPECT_FALSE(engine_->MatchesDataOn(Hook::kToServer));
+  // Each of these could match a data segment from the client.
+  for (const char* rule : {"drop on=from-client nth=50", "drop on=from-client len>0 p=0.01",
+                           "set win=0 on=from-client", "drop on=from-client len<2",
+                           "drop on=from-client flags=FIN+ACK", "delay 1ms on=from-client has=PSH",
+                           "drop on=from-client len=1448", "corrupt on=from-client conn=2 idle>1s"}) {
+    SCOPED_TRACE(rule);
+    const int id = Add(rule);
+    EXPECT_TRUE(engine_->MatchesDataOn(Hook::kFromClient));
+    EXPECT_TRUE(engine_->RemoveRule(id));
+    EXPECT_FALSE(engine_->MatchesDataOn(Hook::kFromClient));
+  }
+}
+
 TEST_F(Engine, DropIsReportedWithRuleIdTextAndSegment) {
   Add("drop on=from-client flags=SYN");
   int id = Add("drop on=to-client flags=SYN+ACK nth=1");

@@ -566,20 +566,21 @@ void Service::ReadTun() {
       ssize_t n = tun_->Read(absl::MakeSpan(read_buf_), &hdr);
       if (n <= 0) break;
       auto datagram = absl::MakeConstSpan(read_buf_.data(), static_cast<size_t>(n));
-      auto deliver = [this](absl::Span<const uint8_t> d) {
+      auto deliver = [this](absl::Span<const uint8_t> d, bool whole = false) {
         if (serve_) {
-          serve_->OnDatagram(d);
+          serve_->OnDatagram(d, whole);
         } else {
-          proxy_->OnDatagram(d);
+          proxy_->OnDatagram(d, whole);
         }
       };
       if (hdr == stack::VnetHdr{}) {
         deliver(datagram);
-      } else if (hdr.is_gso() && !serve_ && !engine_.has_rules() && !pcap_ && !log_) {
-        // Nothing would look at the wire segments (no rule, log or capture): the
-        // client-leg endpoint takes the super-segment whole and answers it with one ACK.
-        proxy_->OnDatagram(datagram, /*checksum_done=*/true);
-      } else if (!stack::SplitSuperSegment(datagram, hdr, deliver).ok()) {
+      } else if (hdr.is_gso() && !log_ && !RuleSeesTunData() && SplitIntoCapture(datagram, hdr)) {
+        // No rule looks at the data segments one by one, and the log is not kept: the
+        // endpoint takes the super-segment whole and answers it as a kernel answers
+        // what GRO merged. The capture has its wire segments.
+        deliver(datagram, /*whole=*/true);
+      } else if (!stack::SplitSuperSegment(datagram, hdr, [&](absl::Span<const uint8_t> d) { deliver(d); }).ok()) {
         // A super-segment of what is not TCP, or with a partial checksum: as it came
         // (the proxy counts what it cannot parse).
         deliver(datagram);
@@ -587,6 +588,22 @@ void Service::ReadTun() {
     }
     if (!stopped_) ReadTun();
   });
+}
+
+bool Service::RuleSeesTunData() const {
+  // The TUN carries the legs whose endpoint is wrench's: the client's, the server's
+  // too with --upstream-via tun, and the served command's under `exec --serve`.
+  if (serve_) return engine_.MatchesDataOn(Hook::kFromServer);
+  return engine_.MatchesDataOn(Hook::kFromClient) ||
+         (opts_.upstream_via == UpstreamVia::kTun && engine_.MatchesDataOn(Hook::kFromServer));
+}
+
+bool Service::SplitIntoCapture(absl::Span<const uint8_t> datagram, const stack::VnetHdr& hdr) {
+  if (!pcap_) return true;
+  const stack::Instant now = MonotonicNow();
+  // The capture shows the wire, as it would without offloads.
+  return stack::SplitSuperSegment(datagram, hdr, [&](absl::Span<const uint8_t> wire) { pcap_->Write(now, wire); })
+      .ok();
 }
 
 void Service::Run() { io_.run(); }

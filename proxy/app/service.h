@@ -140,6 +140,11 @@ class Service final : public ApiHost {
   bool InTunSubnet(const stack::IpAddress& addr) const override;
   // False when tun_optional let the service start without its TUN device.
   bool has_tun() const { return tun_.has_value(); }
+  // Whether a rule could match a data segment read from the TUN: then super-segments
+  // are split into their wire segments before the engine sees them.
+  bool RuleSeesTunData() const;
+  // What the TUN negotiated with the kernel (none without a TUN).
+  TunOffloads tun_offloads() const { return tun_ ? tun_->offloads() : TunOffloads{}; }
   // nftables DNAT into the TUN (proxy/os/dnat.h), set up on first use and torn down at
   // shutdown; the error (kept, and logged once) says why it is unavailable.
   absl::StatusOr<Dnat*> dnat() override;
@@ -161,6 +166,10 @@ class Service final : public ApiHost {
   // only (prefix6_len 0) unless a --map front needs it.
   absl::Status ConfigureTun6();
   void ReadTun();
+  // Writes the wire segments of a super-segment passed whole to the capture, if one
+  // is kept; false when `datagram` is not a TCP super-segment (it is split instead,
+  // which refuses it too, and delivered as it came).
+  bool SplitIntoCapture(absl::Span<const uint8_t> datagram, const stack::VnetHdr& hdr);
   void Shutdown();
   void OnSignal(boost::system::error_code ec, int sig);
 

@@ -46,6 +46,27 @@ bool IsMutation(ActionKind k) {
   return k == ActionKind::kSet || k == ActionKind::kAdd || k == ActionKind::kCorrupt;
 }
 
+// The flags of a wire segment cut from a TCP super-segment: ACK, and only PSH, FIN
+// (the last piece), ECE or CWR (the first piece) beside it.
+bool CanCarrySuperSegmentData(uint8_t flags) {
+  constexpr uint8_t kAllowed = stack::kAck | stack::kPsh | stack::kFin | stack::kEce | stack::kCwr;
+  return (flags & stack::kAck) != 0 && (flags & ~kAllowed) == 0;
+}
+
+// Whether the rule's len= lets a segment with a payload through.
+bool AllowsPayload(const Rule& r) {
+  if (!r.len) return true;
+  switch (r.len->op) {
+    case LenMatch::Op::kEqual:
+      return r.len->value > 0;
+    case LenMatch::Op::kLess:
+      return r.len->value > 1;
+    case LenMatch::Op::kGreater:
+      return true;
+  }
+  return true;
+}
+
 bool FlagsMatch(const Rule& r, uint8_t flags) {
   if (r.flags_exact && flags != r.flags_exact->bits()) return false;
   if (r.flags_has && (flags & r.flags_has->bits()) != r.flags_has->bits()) return false;
@@ -223,6 +244,7 @@ void FaultEngine::Rebuild() {
   words_ = std::max<size_t>(1, (rules_.size() + 63) / 64);
   candidates_.assign(size_t{2 * kHookCount} * 256 * words_, 0);
   socket_watched_ = {};
+  data_watched_ = {};
   any_conn_.assign(words_, 0);
   any_port_.assign(words_, 0);
   by_conn_.clear();
@@ -239,6 +261,7 @@ void FaultEngine::Rebuild() {
       for (int f = 0; f < 256; ++f) {
         if (!FlagsMatch(r, static_cast<uint8_t>(f))) continue;
         candidates_[(size_t(h) * 256 + size_t(f)) * words_ + i / 64] |= bit;
+        if (CanCarrySuperSegmentData(static_cast<uint8_t>(f)) && AllowsPayload(r)) data_watched_[h] = true;
         if (socket_ok) {
           candidates_[(size_t(h + kHookCount) * 256 + size_t(f)) * words_ + i / 64] |= bit;
           socket_watched_[h] = true;

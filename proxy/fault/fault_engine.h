@@ -220,6 +220,14 @@ class FaultEngine {
   // or a delay or rst rule with idle> watches the other direction of the same leg (its
   // idle time counts both): when neither, the proxy skips building such events at all.
   bool WatchesSocketLeg(Hook h) const { return socket_watched_[static_cast<int>(h) & 3]; }
+  // Whether any rule at this hook could match a data segment of a TCP super-segment
+  // (ACK set, perhaps PSH, FIN, ECE or CWR; never SYN, RST or URG; a payload): its
+  // hooks include h, its flags allow such a segment and its len= allows a payload.
+  // Such a rule must see the wire segments one by one (its counts, draws and changes
+  // are per segment), so a super-segment read from the TUN is split first; with none,
+  // the super-segment stays whole. Every other matcher (conn, port, state, idle,
+  // counts, p) is taken to match: the answer errs toward splitting.
+  bool MatchesDataOn(Hook h) const { return data_watched_[static_cast<int>(h) & 3]; }
 
   // Frees the connection's counters, blackholes and held segments (they are never
   // released). Its number may then start afresh.
@@ -328,6 +336,7 @@ class FaultEngine {
   size_t words_ = 1;                  // 64-bit words per candidate set
   std::vector<uint64_t> candidates_;  // [slot][flags][word]
   std::array<bool, kHookCount> socket_watched_ = {};
+  std::array<bool, kHookCount> data_watched_ = {};
   // Rules naming a connection or a port, indexed by it, so a big rule set aimed at
   // many connections or ports costs each segment only the rules that can be its.
   std::vector<uint64_t> any_conn_, any_port_;  // rules without conn= / port=

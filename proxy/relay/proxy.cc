@@ -104,7 +104,7 @@ Proxy::Connection* Proxy::NewConnection(const Segment& syn, const Mapping* map, 
 // ---------------------------------------------------------------------------
 // Inbound.
 
-void Proxy::OnDatagram(absl::Span<const uint8_t> datagram, bool checksum_done) {
+void Proxy::OnDatagram(absl::Span<const uint8_t> datagram, bool whole_super_segment) {
   ++stats_.datagrams_in;
   Instant now = MonotonicNow();
   // Not TCP (the kernel's IPv6 neighbour discovery, ICMP, UDP): not ours.
@@ -113,7 +113,7 @@ void Proxy::OnDatagram(absl::Span<const uint8_t> datagram, bool checksum_done) {
     ++stats_.not_tcp;
     return;
   }
-  auto parsed = stack::ParseSegment(datagram, {.verify_checksums = !checksum_done});
+  auto parsed = stack::ParseSegment(datagram, {.verify_checksums = !whole_super_segment});
   if (!parsed.ok()) {
     // Not ours to answer (a kernel would drop it too); counted and logged.
     if (stats_.bad_datagrams++ < 10 && event_log_) {
@@ -122,7 +122,7 @@ void Proxy::OnDatagram(absl::Span<const uint8_t> datagram, bool checksum_done) {
     return;
   }
   const Segment& seg = *parsed;
-  if (pcap_) pcap_->Write(now, datagram);
+  if (pcap_ && !whole_super_segment) pcap_->Write(now, datagram);
   TupleKey key{seg.src(), seg.dst(), seg.tcp.src_port, seg.tcp.dst_port};
   Connection* c = nullptr;
   Leg* leg = FindLeg(key, &c);

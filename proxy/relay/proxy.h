@@ -118,9 +118,11 @@ class Proxy {
   void set_warning_log(std::function<void(const std::string&)> f) { warning_log_ = std::move(f); }
 
   // One datagram read from the TUN.
-  // `checksum_done`: the kernel left the TCP checksum to the device and vouches for the
-  // bytes (a super-segment read with offloads), so it is not verified.
-  void OnDatagram(absl::Span<const uint8_t> datagram, bool checksum_done = false);
+  // `whole_super_segment`: a TCP super-segment read with offloads and passed whole
+  // because no rule looks at its data segments. The kernel left its checksum to the
+  // device and vouches for the bytes, so it is not verified; its wire segments are in
+  // the capture already (the caller wrote them).
+  void OnDatagram(absl::Span<const uint8_t> datagram, bool whole_super_segment = false);
   // Aborts every connection (RST on both legs) — for a clean exit.
   void Shutdown();
 

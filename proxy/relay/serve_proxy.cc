@@ -324,7 +324,7 @@ bool ServeProxy::Emit(Connection* c, Hook hook, TcpState state, absl::Span<const
   return o.replaced_by_rst();
 }
 
-void ServeProxy::OnDatagram(absl::Span<const uint8_t> datagram) {
+void ServeProxy::OnDatagram(absl::Span<const uint8_t> datagram, bool whole_super_segment) {
   ++stats_.datagrams_in;
   Instant now = MonotonicNow();
   // Not TCP (neighbour discovery, ICMP, UDP): not ours.
@@ -332,10 +332,10 @@ void ServeProxy::OnDatagram(absl::Span<const uint8_t> datagram) {
                             (datagram[0] >> 4 == 6 && datagram.size() > 6 && datagram[6] != stack::kIpProtoTcp))) {
     return;
   }
-  auto parsed = stack::ParseSegment(datagram);
+  auto parsed = stack::ParseSegment(datagram, {.verify_checksums = !whole_super_segment});
   if (!parsed.ok()) return;
   const Segment& seg = *parsed;
-  if (pcap_) pcap_->Write(now, datagram);
+  if (pcap_ && !whole_super_segment) pcap_->Write(now, datagram);
   auto it = by_tuple_.find(TupleKey{seg.src(), seg.dst(), seg.tcp.src_port, seg.tcp.dst_port});
   if (it != by_tuple_.end()) {
     Connection& c = *it->second;

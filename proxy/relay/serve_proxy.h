@@ -56,7 +56,8 @@ class ServeProxy {
   void set_event_log(std::function<void(const std::string&)> f) { event_log_ = std::move(f); }
 
   // One datagram read from the TUN (all of them, in serve mode).
-  void OnDatagram(absl::Span<const uint8_t> datagram);
+  // `whole_super_segment` as for Proxy::OnDatagram.
+  void OnDatagram(absl::Span<const uint8_t> datagram, bool whole_super_segment = false);
   // Stops accepting and resets every connection (RST on both legs).
   void Shutdown();
   const ServeStats& stats() const { return stats_; }
