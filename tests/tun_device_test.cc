@@ -240,6 +240,27 @@ TEST(TunDevice, KernelSynComesOutAndAWrittenSynAckCompletesTheHandshake) {
   EXPECT_EQ(testing::ReadAll(client.get(), kWait, big.size()).value_or(""), big);
 }
 
+// A burst of connects while nobody reads: the device queues every SYN (its queue
+// is deeper than the kernel's default of 500 for a TUN), so none waits for its 1 s
+// retransmission.
+TEST(TunDevice, QueuesABurstOfThousandsOfSynsForItsReader) {
+  WRENCH_ENTER_NETNS_OR_SKIP();
+  TunDevice tun = MakeTun();
+  ASSERT_TRUE(ConfigureTun(tun, kKernelV4, 24).ok());
+  constexpr int kConnects = 3000;
+  std::vector<UniqueFd> clients;
+  for (int i = 0; i < kConnects; ++i) clients.push_back(StartConnect(kPeerV4, static_cast<uint16_t>(10000 + i)));
+  int syns = 0;
+  std::vector<uint8_t> buf(65536);
+  for (int i = 0; i < 2 * kConnects; ++i) {
+    const ssize_t n = tun.Read(absl::MakeSpan(buf));
+    if (n <= 0) break;
+    auto seg = stack::ParseSegment(absl::MakeConstSpan(buf.data(), static_cast<size_t>(n)));
+    if (seg.ok() && seg->tcp.flags == kSyn) ++syns;
+  }
+  EXPECT_EQ(syns, kConnects);
+}
+
 TEST(TunDevice, TheKernelDropsASegmentWithABadChecksumSilently) {
   WRENCH_ENTER_NETNS_OR_SKIP();
   TunDevice tun = MakeTun();

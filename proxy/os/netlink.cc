@@ -239,8 +239,10 @@ absl::Status CheckPrefix(const stack::IpAddress& a, int prefix_len, absl::string
   return absl::OkStatus();
 }
 
+// RTM_NEWLINK on an existing link: the flags in `change` set as in `flags`, and the
+// one u32 attribute `attr` (IFLA_MTU, IFLA_TXQLEN) when given.
 absl::Status SetLink(absl::string_view name, absl::string_view what, unsigned flags,
-                     unsigned change, std::optional<uint32_t> mtu) {
+                     unsigned change, std::optional<std::pair<uint16_t, uint32_t>> attr) {
   ASSIGN_OR_RETURN(const int idx, IndexFor(name, what));
   Request req(RTM_NEWLINK, 0);
   ifinfomsg ifi{};
@@ -249,7 +251,7 @@ absl::Status SetLink(absl::string_view name, absl::string_view what, unsigned fl
   ifi.ifi_flags = flags;
   ifi.ifi_change = change;
   req.PutHeader(ifi);
-  if (mtu) req.PutAttrU32(IFLA_MTU, *mtu);
+  if (attr) req.PutAttrU32(attr->first, attr->second);
   return Transact(req, what);
 }
 
@@ -269,7 +271,12 @@ absl::Status SetLinkMtu(absl::string_view name, int mtu) {
   if (mtu < 68 || mtu > 65535) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": an MTU must be 68..65535"));
   }
-  return SetLink(name, what, 0, 0, static_cast<uint32_t>(mtu));
+  return SetLink(name, what, 0, 0, std::pair<uint16_t, uint32_t>{IFLA_MTU, static_cast<uint32_t>(mtu)});
+}
+
+absl::Status SetLinkTxQueueLen(absl::string_view name, uint32_t packets) {
+  return SetLink(name, absl::StrCat("setting the transmit queue of ", name, " to ", packets, " packets"), 0, 0,
+                 std::pair<uint16_t, uint32_t>{IFLA_TXQLEN, packets});
 }
 
 absl::Status AddAddress(absl::string_view name, const stack::IpAddress& addr, int prefix_len) {

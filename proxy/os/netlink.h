@@ -34,6 +34,10 @@ absl::Status SetLinkUp(absl::string_view name, bool up);
 // Sets the link MTU (a TUN accepts 68..65535).
 absl::Status SetLinkMtu(absl::string_view name, int mtu);
 
+// Sets the link's transmit queue length (txqueuelen): for a TUN, how many datagrams
+// the kernel queues for the reader before it drops.
+absl::Status SetLinkTxQueueLen(absl::string_view name, uint32_t packets);
+
 // Adds addr/prefix_len to the interface (IPv4 or IPv6). The kernel then routes the
 // subnet into the interface once it is up. IPv6 addresses are added with NODAD so they
 // are usable at once instead of tentative for a second.

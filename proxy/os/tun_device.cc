@@ -120,6 +120,14 @@ absl::StatusOr<TunDevice> TunDevice::Create(std::string name, int mtu, bool offl
     return absl::Status(s.code(), absl::StrCat("cannot create TUN device ", tun.name(), ": ",
                                                s.message()));
   }
+  // A TUN's queue toward its reader holds 500 datagrams by default: a burst of
+  // connections (or of a connection's segments) larger than that while wrench is busy
+  // loses SYNs, each costing its client a 1 s retransmission. A deeper queue absorbs
+  // such bursts; wrench drains it up to 256 datagrams per wake-up.
+  if (absl::Status s = SetLinkTxQueueLen(tun.name(), kTxQueueLen); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("cannot create TUN device ", tun.name(), ": ",
+                                               s.message()));
+  }
   return tun;
 }
 

@@ -41,6 +41,8 @@ class TunDevice {
   // the kernel then hands over TCP super-segments of up to 64 KiB and takes such
   // super-segments to cut into MTU-sized segments itself (stack/offload.h).
   static absl::StatusOr<TunDevice> Create(std::string name, int mtu, bool offload = false);
+  // The transmit queue Create gives the device (the kernel's default for a TUN is 500).
+  static constexpr uint32_t kTxQueueLen = 10000;
   // Takes over the descriptor of a TUN device created elsewhere — by `wrench exec`'s
   // child, inside the network namespace the command runs in.
   // A device created with offloads (IFF_VNET_HDR) is used with them.
