@@ -5,6 +5,7 @@
 // connection, holding 10,000 connections at once. Runs inside a network namespace
 // of its own (needs root); prints figures, asserts nothing.
 #include <fcntl.h>
+#include <sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -18,6 +19,8 @@
 #include <fstream>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -41,12 +44,14 @@ constexpr uint16_t kSocatPort = 9100;  // socat in front of the sink / echo
 // one byte so the client knows everything arrived; `echo` echoes.
 class Server {
  public:
-  Server(uint16_t port, bool echo) : echo_(echo) {
+  // `source` > 0: instead, writes that many bytes to each connection and closes.
+  Server(uint16_t port, bool echo, const IpAddress& bind = kLoopback, size_t source = 0)
+      : echo_(echo), source_(source) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     sockaddr_storage ss;
-    socklen_t len = tu::ToSockaddr(kLoopback, port, &ss);
+    socklen_t len = tu::ToSockaddr(bind, port, &ss);
     if (::bind(fd_, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd_, 4096) != 0) {
       std::perror("server");
       std::exit(1);
@@ -81,12 +86,17 @@ class Server {
       ++active_;
       std::thread([this, c] {
         std::vector<char> buf(1 << 18);
-        for (;;) {
+        for (size_t sent = 0; sent < source_;) {
+          ssize_t n = ::write(c, buf.data(), std::min(buf.size(), source_ - sent));
+          if (n <= 0) break;
+          sent += static_cast<size_t>(n);
+        }
+        for (; source_ == 0;) {
           ssize_t n = ::read(c, buf.data(), buf.size());
           if (n <= 0) break;
           if (echo_ && ::write(c, buf.data(), static_cast<size_t>(n)) != n) break;
         }
-        if (!echo_) (void)!::write(c, "k", 1);
+        if (!echo_ && source_ == 0) (void)!::write(c, "k", 1);
         ::close(c);
         --active_;
       }).detach();
@@ -94,6 +104,7 @@ class Server {
   }
   int fd_;
   bool echo_;
+  size_t source_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> hold_{false};
   std::vector<int> held_;
@@ -130,6 +141,19 @@ double Throughput(const IpAddress& addr, uint16_t port, size_t bytes) {
   double secs = absl::ToDoubleSeconds(absl::Now() - start);
   ::close(fd);
   return static_cast<double>(sent) / secs;
+}
+
+// Bytes per second of one download of everything a source server at addr:port sends.
+double Download(const IpAddress& addr, uint16_t port) {
+  int fd = Dial(addr, port);
+  if (fd < 0) return 0;
+  std::vector<char> buf(1 << 18);
+  absl::Time start = absl::Now();
+  size_t got = 0;
+  for (ssize_t n; (n = ::read(fd, buf.data(), buf.size())) > 0;) got += static_cast<size_t>(n);
+  double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  ::close(fd);
+  return static_cast<double>(got) / secs;
 }
 
 // Connections per second: connect, one byte each way, close — for `duration`.
@@ -201,14 +225,15 @@ struct Running {
 std::vector<Rule> bench_rules;
 
 std::unique_ptr<Running> StartWrench(int mtu, uint16_t upstream_port, const std::string& tun,
-                                     bool offload = true) {
+                                     bool offload = true, const std::vector<Rule>& rules = bench_rules,
+                                     std::vector<std::string> maps = {}) {
   ServiceOptions o;
-  o.rules = bench_rules;
+  o.rules = rules;
   o.tun_name = tun;
   o.mtu = mtu;
   o.offload = offload;
-  auto m = ParseMapping(absl::StrCat("10.89.0.2:80=127.0.0.1:", upstream_port));
-  o.maps.push_back(*m);
+  maps.push_back(absl::StrCat("10.89.0.2:80=127.0.0.1:", upstream_port));
+  for (const std::string& text : maps) o.maps.push_back(*ParseMapping(text));
   o.log_line = [](const std::string&) {};
   auto s = Service::Start(o);
   if (!s.ok()) {
@@ -221,23 +246,76 @@ std::unique_ptr<Running> StartWrench(int mtu, uint16_t upstream_port, const std:
   return r;
 }
 
-pid_t StartSocat(uint16_t listen, uint16_t target) {
+pid_t StartSocat(uint16_t listen, uint16_t target, const IpAddress& bind = kLoopback) {
   pid_t pid = ::fork();
   if (pid == 0) {
-    std::string l = absl::StrCat("TCP-LISTEN:", listen, ",bind=127.0.0.1,reuseaddr,fork");
+    std::string l = absl::StrCat("TCP-LISTEN:", listen, ",bind=", bind.ToString(), ",reuseaddr,fork");
     std::string t = absl::StrCat("TCP:127.0.0.1:", target);
+    // socat reports a client that closed while it wrote (the download runs): not ours to show.
+    if (int null = ::open("/dev/null", O_WRONLY); null >= 0) ::dup2(null, 2);
     ::execlp("socat", "socat", l.c_str(), t.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   for (int i = 0; i < 100; ++i) {
-    if (tu::ConnectTo(kLoopback, listen, absl::Seconds(1)).ok()) break;
+    if (tu::ConnectTo(bind, listen, absl::Seconds(1)).ok()) break;
     absl::SleepFor(absl::Milliseconds(20));
   }
   return pid;
 }
 
-// proxy_bench [--rule=RULE]... [bulk|conn|rtt|idle]...: the named parts only (default:
-// all), each wrench with the rules given.
+void StopChild(pid_t pid) {
+  ::kill(pid, SIGTERM);
+  ::waitpid(pid, nullptr, 0);
+}
+
+// A client in a network namespace of its own, joined to the benchmark's by a veth
+// (10.77.0.2 there, 10.77.0.1 here) with both ends at one MTU, and routed to the TUN's
+// subnet through this namespace, which forwards: a client on another host or
+// container, as proxies are used. The namespace lives as long as the object.
+class VethClient {
+ public:
+  static constexpr uint32_t kHere = 0x0a4d0001;  // 10.77.0.1
+
+  explicit VethClient(int mtu) {
+    if (FILE* f = std::fopen("/proc/sys/net/ipv4/ip_forward", "w")) {
+      std::fputs("1", f);
+      std::fclose(f);
+    }
+    std::thread([&] {
+      if (::unshare(CLONE_NEWNET) != 0) return;
+      ns_ = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+      ok_ = std::system(absl::StrCat("ip link set lo up && ip link add wvc0 mtu ", mtu,
+                                     " type veth peer name wvs0 mtu ", mtu, " netns ", ::getpid(),
+                                     " && ip addr add 10.77.0.2/24 dev wvc0 && ip link set wvc0 up")
+                            .c_str()) == 0;
+    }).join();
+    ok_ = ok_ && std::system("ip addr add 10.77.0.1/24 dev wvs0 && ip link set wvs0 up") == 0;
+    // The route to the TUN's subnet needs the veth up: added once the link is.
+    ok_ = ok_ && Run([] { return std::system("ip route add 10.89.0.0/16 via 10.77.0.1") == 0; });
+  }
+  ~VethClient() {
+    (void)!std::system("ip link del wvs0 2>/dev/null");
+    if (ns_ >= 0) ::close(ns_);
+  }
+  bool ok() const { return ok_; }
+
+  // Runs `fn` on a thread in the client's namespace and returns what it returned.
+  template <typename F>
+  std::invoke_result_t<F> Run(F fn) {
+    std::invoke_result_t<F> out{};
+    std::thread([&] {
+      if (::setns(ns_, CLONE_NEWNET) == 0) out = fn();
+    }).join();
+    return out;
+  }
+
+ private:
+  int ns_ = -1;
+  bool ok_ = false;
+};
+
+// proxy_bench [--rule=RULE]... [bulk|veth|conn|rtt|idle]...: the named parts only
+// (default: all), each wrench with the rules given (the veth part sets its own).
 int Main(int argc, char** argv) {
   std::vector<std::string> parts;
   for (int i = 1; i < argc; ++i) {
@@ -256,6 +334,7 @@ int Main(int argc, char** argv) {
   auto part = [&](const char* name) {
     return parts.empty() || std::find(parts.begin(), parts.end(), name) != parts.end();
   };
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each figure as it is measured
   if (auto st = tu::EnterFreshNetworkNamespace(); !st.ok()) {
     std::fprintf(stderr, "proxy_bench needs root (a network namespace of its own): %s\n",
                  std::string(st.message()).c_str());
@@ -303,6 +382,56 @@ int Main(int argc, char** argv) {
                 have_socat ? absl::StrCat(", ", absl::SixDigits(t / socat), " of socat").c_str() : "");
   }
 
+  }
+
+  if (part("veth")) {
+    // Toxiproxy's users run the proxy beside their services and connect across a
+    // bridge or veth: the client here is in another namespace, its segments cross
+    // the veth (GRO/TSO on, as veths have them) before the proxy sees them.
+    const IpAddress here = IpAddress::V4(VethClient::kHere);
+    const IpAddress front = kFront;
+    const size_t kVethBulk = 256u << 20;
+    Server sink_any(9003, false, IpAddress::V4(0)), source_any(9004, false, IpAddress::V4(0), kVethBulk);
+    std::vector<Rule> drop_data = {*ParseRule("drop p=0.01 len>0")};
+    for (int mtu : {1500, 9000}) {
+      VethClient client(mtu);
+      if (!client.ok()) {
+        std::printf("== veth at MTU %d: could not make the client's namespace (needs ip)\n", mtu);
+        break;
+      }
+      std::printf("== a client across a veth at MTU %d, %zu MiB each way (one connection)\n", mtu,
+                  kVethBulk >> 20);
+      auto row = [&](const char* name, const IpAddress& addr, uint16_t up, uint16_t down, double ref_up,
+                     double ref_down) {
+        const double u = client.Run([&] { return Throughput(addr, up, kVethBulk); });
+        const double d = client.Run([&] { return Download(addr, down); });
+        std::printf("  %-34s up %6.0f MB/s  down %6.0f MB/s", name, u / 1e6, d / 1e6);
+        if (ref_up > 0) std::printf("   (%.2f, %.2f of socat)", u / ref_up, d / ref_down);
+        std::printf("\n");
+        return std::pair{u, d};
+      };
+      row("direct", here, 9003, 9004, 0, 0);
+      double socat_up = 0, socat_down = 0;
+      if (have_socat) {
+        pid_t a = StartSocat(9101, 9003, here), b = StartSocat(9102, 9004, here);
+        std::tie(socat_up, socat_down) = row("socat", here, 9101, 9102, 0, 0);
+        StopChild(a);
+        StopChild(b);
+      }
+      struct Variant {
+        const char* name;
+        bool offload;
+        const std::vector<Rule>* rules;
+      };
+      const std::vector<Rule> none;
+      for (const Variant& v : {Variant{"wrench proxy, no offload", false, &none},
+                               Variant{"wrench proxy", true, &none},
+                               Variant{"wrench, drop p=0.01 len>0, no offl.", false, &drop_data},
+                               Variant{"wrench, drop p=0.01 len>0", true, &drop_data}}) {
+        auto w = StartWrench(mtu, 9003, "wrbench0", v.offload, *v.rules, {"10.89.0.2:81=127.0.0.1:9004"});
+        row(v.name, front, 80, 81, socat_up, socat_down);
+      }
+    }
   }
 
   if (part("conn")) {
