@@ -1,4 +1,4 @@
-// Issue 8's speed check: with no toxic, a proxy created through the control API must
+// The control API's speed check: with no toxic, a proxy created through the control API must
 // add no more latency and take no less throughput than `wrench proxy`'s --map. One run
 // against the same kernel client and server: direct loopback, socat, a --map front, a
 // TUN proxy and a loopback (kernel socket) proxy made by POST /proxies, and the same
