@@ -12,6 +12,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/bench-lib.sh"
 wrench=$here/../build/default/proxy/wrench
 reps=5
 size=$((256 * 1024 * 1024))
@@ -80,12 +81,10 @@ median_of() {  # $1 = get|put, $2 = host, then the command that runs the client
     t=$("$@" python3 "$xfer" "$kind" "$host" 9000 "$size" "$timeout" 2>"$workdir/err" | tail -1) || true
     if [[ $t =~ ^[0-9.]+$ ]]; then times+=("$t"); else fails=$((fails + 1)); echo "  ($kind via $host: $t $(head -c 300 "$workdir/err"))" >&2; fi
   done
-  if ((fails * 2 >= reps)) || ((${#times[@]} == 0)); then median=">$timeout"; return; fi
-  median=$(printf '%s\n' "${times[@]}" | sort -g |
-    awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}')
+  median=$(bench_median "$timeout" "$fails" "${times[@]}")
 }
-mbps() { python3 -c "import sys; t=sys.argv[1]; print('-' if t.startswith('>') else '%.0f' % ($size/1e6/float(t)))" "$1"; }
-ratio() { python3 -c "import sys; a,b=sys.argv[1:]; print('-' if '>' in a+b else '%.2f' % (float(a)/float(b)))" "$1" "$2"; }
+mbps() { bench_mbps "$size" "$1"; }
+ratio() { bench_ratio "$1" "$2"; }
 
 echo "exec-bench: $((size >> 20)) MiB a transfer, $reps repetitions each, median seconds"
 printf '%-9s %10s %10s %12s %12s %14s\n' direction slirp_s wrench_s slirp_MB/s wrench_MB/s wrench/slirp
@@ -95,5 +94,5 @@ for kind in get put; do
   median_of $kind 10.89.0.1 ip netns exec "$ns" "$wrench" exec --tun wxb0 --
   w=$median
   name=download; [ $kind = put ] && name=upload
-  printf '%-9s %10s %10s %12s %12s %14s\n' $name "$s" "$w" "$(mbps "$s")" "$(mbps "$w")" "$(ratio "$s" "$w")"
+  printf '%-9s %10s %10s %12s %12s %14s\n' $name "$s" "$w" "$(mbps "$s")" "$(mbps "$w")" "$(ratio "$w" "$s")"
 done

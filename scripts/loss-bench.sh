@@ -12,6 +12,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/bench-lib.sh"
 wrench=$here/../build/default/proxy/wrench
 reps=5
 size=$((5 * 1024 * 1024))
@@ -161,13 +162,11 @@ median_of() {  # $1 = namespace, $2 = get|put, $3 = host, $4 = port
     t=$(head -c 200 "$workdir/t")
     if [[ $t =~ ^[0-9.]+$ ]]; then times+=("$t"); else fails=$((fails + 1)); echo "  ($2 $3: $t)" >&2; fi
   done
-  if ((fails * 2 >= reps)) || ((${#times[@]} == 0)); then median=">$timeout"; return; fi
-  median=$(printf '%s\n' "${times[@]}" | sort -g |
-    awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}')
+  median=$(bench_median "$timeout" "$fails" "${times[@]}")
 }
 
-mbps() { python3 -c "import sys; t=sys.argv[1]; print('-' if t.startswith('>') else '%.1f' % ($size/1e6/float(t)))" "$1"; }
-ratio() { python3 -c "import sys; a,b=sys.argv[1:]; print('-' if '>' in a+b else '%.2f' % (float(b)/float(a)))" "$1" "$2"; }
+mbps() { bench_mbps "$size" "$1"; }
+ratio() { bench_ratio "$1" "$2"; }
 
 [ -n "$cc" ] || cc="$(in_ns $ns_srv sysctl -n net.ipv4.tcp_congestion_control) (the kernel's default)"
 echo "loss-bench: $size bytes, $reps repetitions each, median seconds (timeout $timeout s)"
