@@ -26,6 +26,7 @@ if [ "$profile" = test ]; then
   packages+=(socat tshark zip unzip)  # zip and unzip: the ClusterFuzzLite build check
   packages+=(nftables)  # tests/dnat_test lists wrench's table with nft
   packages+=(ethtool)   # scripts/loss-bench.sh turns the veth's offloads off
+  packages+=(slirp4netns)  # scripts/exec-bench.sh measures wrench exec against it
   packages+=(chromium)  # renders the ladder SVG in tests/ladder_render_test
   # toxiproxy-node-client drives wrench serve in tests/toxiproxy_client_test.sh; a
   # Node.js that is already there (from any source) will do.
