@@ -397,6 +397,18 @@ TEST(SackScoreboard, BlocksFindTheirRecordsAmongMany) {
   EXPECT_EQ(sb.sacked_count(), 15u);
 }
 
+TEST(SackScoreboard, IsLostCountsSackedSegmentsSmallerThanAnSmss) {
+  // 100-byte segments under an SMSS of 1000: the bytes above never exceed
+  // (DupThresh - 1) * SMSS, so the count of SACKed segments decides.
+  SackScoreboard sb = Ten();
+  Sack(sb, {{100, 200}, {300, 400}});
+  EXPECT_EQ(sb.MarkLostByDupThresh(3, 1000), 0u);
+  Sack(sb, {{500, 600}});
+  EXPECT_EQ(sb.MarkLostByDupThresh(3, 1000), 100u);
+  EXPECT_TRUE(sb[0].lost);
+  EXPECT_FALSE(sb[2].lost);
+}
+
 TEST(SackScoreboard, IsLostAlsoCountsSackedBytesAbove) {
   // Two SACKed records of 150 bytes: 300 bytes above [0, 100) are more than
   // (DupThresh - 1) * SMSS = 200, though fewer than DupThresh records.
@@ -477,12 +489,14 @@ TEST(SackScoreboard, TimeoutMarksOnlyRecordsInFlight) {
 }
 
 TEST(SackScoreboard, RenegingClearsOnlyRecordsInFlight) {
-  SackScoreboard sb = WrappedRing({{0, 200}, {500, 600}}, 200);
+  SackScoreboard sb = WrappedRing({{0, 200}, {200, 300}, {500, 600}}, 200);
   ASSERT_EQ(sb.size(), 8u);
-  EXPECT_EQ(sb.sacked_count(), 1u);
+  EXPECT_EQ(sb.sacked_count(), 2u);
+  EXPECT_EQ(sb.Pipe(), 600u);
   sb.ClearSacks();
   EXPECT_EQ(sb.sacked_bytes(), 0u);
   EXPECT_EQ(sb.sacked_count(), 0u);
+  EXPECT_FALSE(sb[0].sacked);
   EXPECT_FALSE(sb[3].sacked);
   EXPECT_EQ(sb.Pipe(), 800u);
   // The receiver may SACK it again (RFC 2018 §8).
