@@ -359,7 +359,8 @@ def find_mutants(path, src):
             declares = is_declaration(toks, k, j) or "ASSIGN" in t.text  # ASSIGN_OR_RETURN(T x, ...)
             if ok and j < n and not declares and (t.kind == "ident" or t.text in ("*", "++", "--")):
                 text = src[t.start:toks[j].end]
-                if t.line not in skip_lines and not any(l in skip_lines for l in range(t.line, toks[j].line + 1)):
+                if (t.line not in skip_lines and "del" not in skip_ops.get(t.line, ())
+                        and not any(l in skip_lines for l in range(t.line, toks[j].line + 1))):
                     m = Mutant(path, t.line, "del", " ".join(text.split()), "", t.start, toks[j].end,
                                stack[-1][1] or "(file)")
                     m.cexpr = constant_context(k)
