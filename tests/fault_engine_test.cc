@@ -800,6 +800,155 @@ TEST_F(Engine, PollOutputMayBeOfferedAtTheNextHookFromTheCallback) {
   EXPECT_EQ(engine_->held(), 0u);
 }
 
+TEST(EngineRandom, ADelayWithoutJitterDrawsNothing) {
+  // Engine 2 also delays the segments of another port by a fixed time; drawing for
+  // them would shift the shared generator and change the other rule's decisions.
+  auto run = [](bool with_delay_rule) {
+    FaultEngine engine(7);
+    if (with_delay_rule) EXPECT_TRUE(engine.AddRule(MustParse("delay 10ms port=9")).ok());
+    EXPECT_TRUE(engine.AddRule(MustParse("drop port=80 p=0.5")).ok());
+    std::string fate;
+    for (uint32_t k = 0; k < 64; ++k) {
+      std::vector<uint8_t> other = Build{.seq = k, .dst_port = 9}.Bytes();
+      Verdict delayed = engine.Offer(kT0, {1, Hook::kToServer, TcpState::kEstablished}, View(other)).verdict;
+      EXPECT_EQ(delayed, with_delay_rule ? Verdict::kTaken : Verdict::kPass);
+      std::vector<uint8_t> bytes = Build{.seq = k}.Bytes();
+      fate += engine.Offer(kT0, {1, Hook::kToServer, TcpState::kEstablished}, View(bytes)).verdict ==
+                      Verdict::kPass
+                  ? '.'
+                  : 'x';
+    }
+    return fate;
+  };
+  std::string plain = run(false);
+  EXPECT_EQ(run(true), plain);
+  EXPECT_NE(plain.find('x'), std::string::npos);
+  EXPECT_NE(plain.find('.'), std::string::npos);
+}
+
+TEST_F(Engine, DupOfOneSaysCopyInTheSingular) {
+  Add("dup 1 on=to-server");
+  std::vector<uint8_t> in = Build{.len = 3}.Bytes();
+  EXPECT_EQ(Offer(in), Verdict::kPass);
+  ASSERT_EQ(out_.size(), 2u);
+  EXPECT_EQ(out_[1].bytes, in);
+  EXPECT_FALSE(out_[1].passed);
+  EXPECT_EQ(log_[0].detail, "original + 1 copy");
+  EXPECT_EQ(engine_->held(), 0u);
+}
+
+TEST_F(Engine, RstOfASegmentWithoutAckNamesOnlyItsSeq) {
+  Add("rst flags=SYN");
+  EXPECT_EQ(Offer(Build{.flags = kSyn, .seq = 42}), Verdict::kTaken);
+  ASSERT_EQ(out_.size(), 1u);
+  EXPECT_EQ(out_[0].Seg().tcp.flags, TcpFlags(kRst));
+  EXPECT_EQ(out_[0].Seg().tcp.ack.raw(), 0u);
+  EXPECT_EQ(log_[0].detail, "replaced by RST seq 42");
+  EXPECT_EQ(log_[0].line,
+            "00:00:00.000000 conn 1 to-server ESTABLISHED rule 1 (rst flags=SYN): SYN 40000>80 seq 42 "
+            "len 0: replaced by RST seq 42");
+}
+
+TEST_F(Engine, CorruptPayloadNamesTheByteItInverted) {
+  Add("corrupt payload");
+  for (uint32_t k = 0; k < 20; ++k) {
+    SCOPED_TRACE(k);
+    out_.clear();
+    log_.clear();
+    std::vector<uint8_t> in = Build{.seq = k, .len = 30}.Bytes();
+    EXPECT_EQ(Offer(in), Verdict::kPass);
+    ASSERT_EQ(out_.size(), 1u);
+    ASSERT_EQ(out_[0].bytes.size(), in.size());
+    const size_t payload_at = in.size() - 30;
+    std::vector<size_t> differing;
+    for (size_t i = 0; i < in.size(); ++i) {
+      if (in[i] != out_[0].bytes[i]) differing.push_back(i);
+    }
+    ASSERT_EQ(differing.size(), 1u);
+    ASSERT_GE(differing[0], payload_at);
+    EXPECT_EQ(log_[0].detail,
+              absl::StrCat("payload byte ", differing[0] - payload_at, " inverted, checksum kept"));
+  }
+  // No payload: the offered bytes go on as they were, and the decision says why.
+  out_.clear();
+  log_.clear();
+  std::vector<uint8_t> empty = Build{}.Bytes();
+  EXPECT_EQ(Offer(empty), Verdict::kPass);
+  ASSERT_EQ(out_.size(), 1u);
+  EXPECT_EQ(out_[0].bytes, empty);
+  EXPECT_EQ(log_[0].detail, "no payload: unchanged");
+}
+
+TEST_F(Engine, CorruptChecksumInvertsTheLowByteAfterEveryFieldChange) {
+  Add("add seq=1");
+  Add("corrupt checksum");
+  Add("add ack=1");
+  std::vector<uint8_t> in = Build{.seq = 1000, .ack = 5000}.Bytes();
+  EXPECT_EQ(Offer(in), Verdict::kPass);
+  ASSERT_EQ(out_.size(), 1u);
+  ASSERT_EQ(log_.size(), 3u);
+  EXPECT_EQ(log_[1].detail, "TCP checksum low byte inverted");
+  // Inverting the low byte back gives a segment with both changes and a right checksum.
+  std::vector<uint8_t> fixed = out_[0].bytes;
+  const size_t tcp_at = 20;  // IPv4 without options
+  fixed[tcp_at + 17] ^= 0xff;
+  absl::StatusOr<Segment> s = stack::ParseSegment(fixed);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->tcp.seq.raw(), 1001u);
+  EXPECT_EQ(s->tcp.ack.raw(), 5001u);
+  EXPECT_FALSE(out_[0].Parse().ok());
+}
+
+TEST_F(Engine, RemovingOneBlackholeRuleLeavesAnothersBlackholeInPlace) {
+  const int first = Add("blackhole on=to-server flags=SYN");
+  const int second = Add("blackhole on=to-server,to-client has=FIN");
+  EXPECT_EQ(Offer(Build{.flags = kSyn}), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{.flags = kFin | kAck}, Hook::kToClient), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{}), Verdict::kTaken);
+  EXPECT_EQ(Hits(first), 2u);  // the first blackhole in place decides
+  EXPECT_TRUE(engine_->RemoveRule(first));
+  EXPECT_EQ(Offer(Build{}), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{}, Hook::kToClient), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{}, Hook::kFromClient), Verdict::kPass);
+  EXPECT_EQ(Hits(second), 3u);
+  // Forgetting the connection lifts the rest; its number starts afresh.
+  engine_->ForgetConnection(1);
+  EXPECT_EQ(Offer(Build{}), Verdict::kPass);
+  EXPECT_EQ(Offer(Build{}, Hook::kToClient), Verdict::kPass);
+  EXPECT_EQ(Hits(second), 3u);
+}
+
+TEST_F(Engine, ABlackholeHoldsOnlyAtItsOwnHooks) {
+  const int id = Add("blackhole on=from-client,to-server flags=SYN");
+  EXPECT_EQ(Offer(Build{.flags = kSyn}, Hook::kFromClient), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{}, Hook::kFromClient), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{}, Hook::kToServer), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{}, Hook::kFromServer), Verdict::kPass);
+  EXPECT_EQ(Offer(Build{}, Hook::kToClient), Verdict::kPass);
+  EXPECT_EQ(Hits(id), 3u);
+  EXPECT_EQ(log_.back().rule_id, id);
+  EXPECT_EQ(log_.back().action, ActionKind::kBlackhole);
+}
+
+TEST_F(Engine, ForgettingAConnectionLeavesOtherConnectionsReorderHolds) {
+  Add("reorder nth=1");
+  // Connection 1 held one segment and released it: nothing of it is held now.
+  EXPECT_EQ(Offer(Build{.seq = 1}, Hook::kToServer, 1), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{.seq = 2}, Hook::kToServer, 1), Verdict::kPass);
+  // Connection 2 holds one segment at each of the four hooks.
+  const Hook hooks[] = {Hook::kFromClient, Hook::kToServer, Hook::kFromServer, Hook::kToClient};
+  for (Hook h : hooks) EXPECT_EQ(Offer(Build{.seq = 100}, h, 2), Verdict::kTaken);
+  EXPECT_EQ(engine_->held(), 4u);
+  engine_->ForgetConnection(1);
+  EXPECT_EQ(engine_->held(), 4u);
+  // Each next segment of connection 2 still releases the one its hook holds.
+  out_.clear();
+  for (Hook h : hooks) EXPECT_EQ(Offer(Build{.seq = 200}, h, 2), Verdict::kPass);
+  EXPECT_THAT(OutSeqs(), ElementsAre(200, 100, 200, 100, 200, 100, 200, 100));
+  EXPECT_EQ(engine_->held(), 0u);
+  EXPECT_EQ(engine_->NextDeadline(), stack::kNever);
+}
+
 // =============================================================================
 // Part 2: the engine between two simulated endpoints. A is the client
 // (10.0.0.1:40000, ISN 1000), B the server (10.0.0.2:80, ISN 5000); the link takes

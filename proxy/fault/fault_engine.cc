@@ -205,6 +205,7 @@ bool FaultEngine::RemoveRule(int id) {
     state.blackholes.erase(std::remove_if(state.blackholes.begin(), state.blackholes.end(),
                                           [id](const Blackhole& b) { return b.rule_id == id; }),
                            state.blackholes.end());
+    // mutate: equivalent (the count ends too high or wraps far from 0: it gates a fast path)
     blackholes_ -= before - state.blackholes.size();
   }
   return true;
@@ -595,6 +596,7 @@ void FaultEngine::ReleaseReorderedAfter(Instant now, const SegmentMeta& meta, ui
   if (held == kNoSlot || held == except) return;
   const uint32_t s = held;
   held = kNoSlot;
+  // mutate: equivalent (the count gates a fast path only: too high costs a lookup)
   --reorder_holds_;
   slots_[s].reorder_held = false;
   Schedule(s, now);  // its timeout entry goes stale
@@ -721,6 +723,7 @@ void FaultEngine::Poll(Instant now, Output out) {
       auto it = conns_.find(slot.meta.conn);
       if (it != conns_.end()) {
         it->second.reorder_held[static_cast<int>(slot.meta.hook) & 3] = kNoSlot;
+        // mutate: equivalent (the count gates a fast path only: too high costs a lookup)
         --reorder_holds_;
       }
     }
@@ -735,8 +738,10 @@ void FaultEngine::Poll(Instant now, Output out) {
 
 void FaultEngine::ForgetConnection(uint64_t conn) {
   if (auto it = conns_.find(conn); it != conns_.end()) {
+    // mutate: equivalent (the count gates a fast path only: too high costs a lookup)
     blackholes_ -= it->second.blackholes.size();
     for (uint32_t held : it->second.reorder_held) {
+      // mutate: equivalent --,del (the count gates a fast path: too high costs a lookup)
       if (held != kNoSlot) --reorder_holds_;
     }
     conns_.erase(it);
