@@ -949,6 +949,124 @@ TEST_F(Engine, ForgettingAConnectionLeavesOtherConnectionsReorderHolds) {
   EXPECT_EQ(engine_->NextDeadline(), stack::kNever);
 }
 
+TEST_F(Engine, PortMatchesTheSourcePortToo) {
+  const int id = Add("drop port=40000");
+  EXPECT_EQ(Offer(Build{.src_port = 40000, .dst_port = 80}), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{.src_port = 80, .dst_port = 40000}, Hook::kToClient), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{.src_port = 40001, .dst_port = 80}), Verdict::kPass);
+  EXPECT_EQ(Hits(id), 2u);
+}
+
+TEST_F(Engine, AddThatWrapsToExactlyZeroGivesZero) {
+  Add("add win=64536");
+  EXPECT_EQ(Offer(Build{}), Verdict::kPass);
+  ASSERT_EQ(out_.size(), 1u);
+  EXPECT_EQ(out_[0].Seg().tcp.window, 0);
+  EXPECT_EQ(log_[0].detail, "win 1000 -> 0");
+}
+
+TEST_F(Engine, ARulePastTheFirstSixtyFourFiresWhereNoEarlierRuleWatches) {
+  // 64 rules at another hook fill the first word of the candidate sets.
+  for (int k = 0; k < 64; ++k) Add(absl::StrCat("delay 1s port=", 1000 + k, " on=from-client"));
+  const int drop = Add("drop on=to-server");  // the 65th: bit 0 of the second word
+  EXPECT_EQ(Offer(Build{}, Hook::kToServer), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{}, Hook::kFromClient), Verdict::kPass);
+  EXPECT_EQ(Hits(drop), 1u);
+}
+
+TEST_F(Engine, ASocketRulePastTheFirstSixtyFourDelaysSocketEvents) {
+  for (int k = 0; k < 64; ++k) Add(absl::StrCat("delay 1s port=", 1000 + k));
+  const int delay = Add("delay 1s port=9");
+  EXPECT_TRUE(engine_->WatchesSocketLeg(Hook::kToServer));
+  std::vector<uint8_t> bytes = Build{.dst_port = 9}.Bytes();
+  SegmentMeta socket_event{1, Hook::kToServer, TcpState::kEstablished, 0, /*socket=*/true};
+  EXPECT_EQ(engine_->Offer(now_, socket_event, View(bytes)).verdict, Verdict::kTaken);
+  std::vector<uint8_t> other = Build{.dst_port = 1000}.Bytes();
+  EXPECT_EQ(engine_->Offer(now_, socket_event, View(other)).verdict, Verdict::kTaken);  // a filler
+  std::vector<uint8_t> none = Build{.dst_port = 8}.Bytes();
+  EXPECT_EQ(engine_->Offer(now_, socket_event, View(none)).verdict, Verdict::kPass);
+  EXPECT_EQ(Hits(delay), 1u);
+}
+
+TEST_F(Engine, AFlagsChangingRuleAtTheEndOfAWordFiresOnce) {
+  for (int k = 0; k < 63; ++k) Add(absl::StrCat("drop port=", 1000 + k));
+  const int flags = Add("set flags=FIN+ACK has=ACK");  // bit 63: ACK becomes FIN+ACK
+  const int seq = Add("add seq=1 has=ACK");      // bit 0 of the second word
+  EXPECT_EQ(Offer(Build{.flags = kAck, .seq = 100}), Verdict::kPass);
+  ASSERT_EQ(out_.size(), 1u);
+  EXPECT_EQ(out_[0].Seg().tcp.flags, TcpFlags(kFin | kAck));
+  EXPECT_EQ(out_[0].Seg().tcp.seq.raw(), 101u);
+  EXPECT_EQ(Hits(flags), 1u);  // its change still has ACK, but it is not tried again
+  EXPECT_EQ(Hits(seq), 1u);
+  EXPECT_EQ(log_.size(), 2u);
+}
+
+TEST_F(Engine, ASegmentNoRuleWatchesStillReleasesTheHeldOne) {
+  Add("reorder flags=PSH+ACK");
+  EXPECT_EQ(Offer(Build{.flags = kPsh | kAck, .seq = 1, .len = 5}), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{.flags = kAck, .seq = 6}), Verdict::kPass);  // no rule's flags
+  EXPECT_THAT(OutSeqs(), ElementsAre(6, 1));
+  EXPECT_EQ(engine_->held(), 0u);
+}
+
+TEST_F(Engine, IdleOfZeroMatchesAnySilenceButNotTheFirstSegment) {
+  const int id = Add("drop on=to-server idle>0s");
+  EXPECT_EQ(Offer(Build{.seq = 1}), Verdict::kPass);  // the leg's first: no silence before it
+  EXPECT_EQ(Offer(Build{.seq = 2}), Verdict::kPass);  // the same instant
+  AdvanceTo(kT0 + absl::Microseconds(1));
+  EXPECT_EQ(Offer(Build{.seq = 3}), Verdict::kTaken);
+  EXPECT_EQ(Hits(id), 1u);
+}
+
+TEST_F(Engine, CorruptingAOneBytePayloadInvertsThatByte) {
+  Add("corrupt payload");
+  std::vector<uint8_t> in = Build{.len = 1}.Bytes();
+  EXPECT_EQ(Offer(in), Verdict::kPass);
+  ASSERT_EQ(out_.size(), 1u);
+  ASSERT_EQ(out_[0].bytes.size(), in.size());
+  EXPECT_EQ(out_[0].bytes.back(), in.back() ^ 0xff);
+  EXPECT_EQ(log_[0].detail, "payload byte 0 inverted, checksum kept");
+}
+
+TEST_F(Engine, ACorruptedSegmentStaysCorruptedWhenDelayed) {
+  Add("corrupt checksum");
+  Add("delay 1s");
+  std::vector<uint8_t> in = Build{.len = 4}.Bytes();
+  EXPECT_EQ(Offer(in), Verdict::kTaken);
+  RunUntil(kT0 + absl::Seconds(1));
+  ASSERT_EQ(out_.size(), 1u);
+  EXPECT_FALSE(out_[0].Parse().ok());
+  EXPECT_TRUE(out_[0].Parse(/*verify=*/false).ok());
+}
+
+TEST_F(Engine, AReleasedReorderHoldLeavesNothingBehind) {
+  Add("delay 200ms flags=SYN");
+  Add("reorder len>0");
+  EXPECT_EQ(Offer(Build{.seq = 1, .len = 5}), Verdict::kTaken);  // held until 500 ms at most
+  EXPECT_EQ(Offer(Build{.flags = kSyn, .seq = 9}), Verdict::kTaken);  // delayed; releases the held one
+  EXPECT_THAT(OutSeqs(), ElementsAre(1));
+  AdvanceTo(kT0 + absl::Seconds(1));  // one Poll past both due times
+  EXPECT_THAT(OutSeqs(), ElementsAre(1, 9));
+  EXPECT_EQ(engine_->held(), 0u);
+  EXPECT_EQ(engine_->NextDeadline(), stack::kNever);
+}
+
+TEST_F(Engine, AReorderTimeoutFreesItsHookForTheNextSegment) {
+  Add("reorder on=to-server nth=1");
+  EXPECT_EQ(Offer(Build{.seq = 1}, Hook::kToServer, 1), Verdict::kTaken);
+  AdvanceTo(kT0 + absl::Milliseconds(400));
+  EXPECT_EQ(Offer(Build{.seq = 100}, Hook::kToServer, 2), Verdict::kTaken);  // held until 900 ms
+  RunUntil(kT0 + absl::Milliseconds(600));
+  EXPECT_THAT(OutSeqs(), ElementsAre(1));
+  EXPECT_EQ(out_[0].at, kT0 + absl::Milliseconds(500));
+  // Connection 1's next segment has nothing to release; connection 2's still does.
+  EXPECT_EQ(Offer(Build{.seq = 2}, Hook::kToServer, 1), Verdict::kPass);
+  EXPECT_THAT(OutSeqs(), ElementsAre(1, 2));
+  EXPECT_EQ(Offer(Build{.seq = 101}, Hook::kToServer, 2), Verdict::kPass);
+  EXPECT_THAT(OutSeqs(), ElementsAre(1, 2, 101, 100));
+  EXPECT_EQ(engine_->held(), 0u);
+}
+
 // =============================================================================
 // Part 2: the engine between two simulated endpoints. A is the client
 // (10.0.0.1:40000, ISN 1000), B the server (10.0.0.2:80, ISN 5000); the link takes

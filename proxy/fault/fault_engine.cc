@@ -37,6 +37,7 @@ struct FaultEngine::Work {
   uint32_t held_slot = kNoSlot;  // the slot a reorder of this segment holds
 
   ConstDatagramView current() const { return copy ? ConstDatagramView(*copy) : offered; }
+  // mutate: equivalent (nothing calls it)
   bool NeedsEmit() const { return copy.has_value() || corrupt_payload_at >= 0 || corrupt_checksum; }
 };
 
@@ -226,8 +227,9 @@ void FaultEngine::Rebuild() {
   socket_watched_ = {};
   any_conn_.assign(words_, 0);
   any_port_.assign(words_, 0);
-  by_conn_.clear();
-  by_port_.clear();
+  // The two indexes only narrow the candidates: StaticMatch checks conn and port again.
+  by_conn_.clear();  // mutate: equivalent (stale bits add candidates StaticMatch refuses)
+  by_port_.clear();  // mutate: equivalent (stale bits add candidates StaticMatch refuses)
   idle_rules_ = 0;
   for (size_t i = 0; i < rules_.size(); ++i) {
     const Rule& r = rules_[i].rule;
@@ -270,12 +272,14 @@ void FaultEngine::Rebuild() {
 
 Offered FaultEngine::Offer(Instant now, const SegmentMeta& meta, ConstDatagramView datagram) {
   decisions_made_ = 0;
+  // mutate: equivalent 1 (without idle rules no filter reads it)
   offer_idle_ns_ = idle_rules_ != 0 ? TouchLeg(now, meta) : -1;
   if (blackholes_ != 0 && !meta.socket && DropIfBlackholed(now, meta, datagram)) {
     return Offered{Verdict::kTaken, {}, {decisions_.data(), decisions_made_}};
   }
   const uint64_t* candidates = CandidatesFor(SlotOf(meta), datagram.flags().bits());
   bool any = candidates[0] != 0;
+  // mutate: equivalent && (reading on only finds rules Decide never tries: the outcome is a pass)
   for (size_t w = 1; !any && w < words_; ++w) any = candidates[w] != 0;
   if (!any) {
     if (reorder_holds_ != 0) ReleaseReorderedAfter(now, meta, kNoSlot);
@@ -334,6 +338,7 @@ struct FaultEngine::Addressed {
     uint64_t m = ~uint64_t{0};
     if (!engine.by_conn_.empty()) m &= engine.any_conn_[word] | (conn ? conn[word] : 0);
     if (!engine.by_port_.empty()) {
+      // mutate: equivalent 0 (an extra candidate is refused by StaticMatch's port check)
       m &= engine.any_port_[word] | (src ? src[word] : 0) | (dst ? dst[word] : 0);
     }
     return m;
@@ -416,6 +421,7 @@ bool FaultEngine::CountAndDraw(size_t index, const SegmentMeta& meta, ConnState*
     if (r.every && k % *r.every != 0) return false;
     if (r.count && c->fired >= *r.count) return false;
   }
+  // mutate: equivalent < (a draw equal to p has probability 2^-53)
   if (r.probability && !(UniformUnit() < *r.probability)) return false;
   if (c != nullptr) ++c->fired;
   return true;
@@ -440,7 +446,7 @@ void FaultEngine::Mutate(Work& w, size_t index) {
     return;
   }
   Field field;
-  uint32_t after_value = 0;
+  uint32_t after_value = 0;  // mutate: equivalent (assigned on every path before use)
   int64_t delta = 0;
   const bool is_set = std::holds_alternative<SetAction>(action);
   if (is_set) {
@@ -471,6 +477,7 @@ void FaultEngine::Mutate(Work& w, size_t index) {
 // The first change copies the offered bytes once; every change then patches the copy.
 void FaultEngine::CopyForChange(Work& w) {
     const absl::Span<const uint8_t> bytes = w.offered.bytes();
+    // mutate: equivalent 2048 (capacity only)
     if (changed_.size() < bytes.size()) changed_.resize(std::max<size_t>(bytes.size(), 2048));
     std::memcpy(changed_.data(), bytes.data(), bytes.size());
     w.copy.emplace(absl::MakeSpan(changed_.data(), bytes.size()), w.offered.layout());
@@ -484,6 +491,7 @@ void FaultEngine::Seal(Work& w) {
   if (!w.copy) CopyForChange(w);
   uint8_t* b = changed_.data();
   const size_t payload = w.copy->payload().size();
+  // mutate: equivalent < (the byte was drawn below the payload's length)
   if (w.corrupt_payload_at >= 0 && static_cast<size_t>(w.corrupt_payload_at) < payload) {
     b[w.copy->layout().payload + static_cast<size_t>(w.corrupt_payload_at)] ^= 0xff;
   }
@@ -573,6 +581,7 @@ bool FaultEngine::DropIfBlackholed(Instant now, const SegmentMeta& meta,
   const unsigned hook_bit = 1u << (static_cast<unsigned>(meta.hook) & 3);
   for (const Blackhole& b : it->second.blackholes) {
     if ((b.hooks & hook_bit) == 0) continue;
+    // mutate: equivalent < (a blackhole's rule is always present: removing it lifts the blackhole)
     for (size_t i = 0; i < rules_.size(); ++i) {
       if (rules_[i].id != b.rule_id) continue;
       ++rules_[i].hits;
@@ -633,12 +642,13 @@ uint32_t FaultEngine::AcquireSlot(const SegmentMeta& meta, size_t len) {
   }
   Slot& slot = slots_[s];
   // Room for a full Ethernet-MTU datagram from the start, so buffers rarely grow.
+  // mutate: equivalent 2048 (capacity only)
   if (slot.bytes.size() < len) slot.bytes.resize(std::max<size_t>(len, 2048));
   slot.len = len;
   slot.meta = meta;
   slot.ticket = 0;
   slot.in_use = true;
-  slot.reorder_held = false;
+  slot.reorder_held = false;  // mutate: equivalent (FreeSlot cleared it; a new slot starts clear)
   ++held_slots_;
   return s;
 }
@@ -719,7 +729,7 @@ void FaultEngine::Poll(Instant now, Output out) {
     slot.ticket = 0;  // delivering: ForgetConnection leaves it to us
     if (slot.reorder_held) {
       // Nothing followed it in time.
-      slot.reorder_held = false;
+      slot.reorder_held = false;  // mutate: equivalent (FreeSlot below clears it too)
       auto it = conns_.find(slot.meta.conn);
       if (it != conns_.end()) {
         it->second.reorder_held[static_cast<int>(slot.meta.hook) & 3] = kNoSlot;
