@@ -988,17 +988,21 @@ TEST_F(Engine, ASocketRulePastTheFirstSixtyFourDelaysSocketEvents) {
   EXPECT_EQ(Hits(delay), 1u);
 }
 
-TEST_F(Engine, AFlagsChangingRuleAtTheEndOfAWordFiresOnce) {
+TEST_F(Engine, FlagsChangingRulesAroundAWordsEdgeFireOnce) {
   for (int k = 0; k < 63; ++k) Add(absl::StrCat("drop port=", 1000 + k));
-  const int flags = Add("set flags=FIN+ACK has=ACK");  // bit 63: ACK becomes FIN+ACK
-  const int seq = Add("add seq=1 has=ACK");      // bit 0 of the second word
+  // Each change keeps ACK, so each rule still matches what it made; none is tried again.
+  const int fin = Add("set flags=FIN+ACK has=ACK");  // bit 63
+  const int seq = Add("add seq=1 has=ACK");          // bit 0 of the second word
+  const int psh = Add("set flags=PSH+ACK has=ACK");  // bit 1 of the second word
   EXPECT_EQ(Offer(Build{.flags = kAck, .seq = 100}), Verdict::kPass);
   ASSERT_EQ(out_.size(), 1u);
-  EXPECT_EQ(out_[0].Seg().tcp.flags, TcpFlags(kFin | kAck));
+  EXPECT_EQ(out_[0].Seg().tcp.flags, TcpFlags(kPsh | kAck));
   EXPECT_EQ(out_[0].Seg().tcp.seq.raw(), 101u);
-  EXPECT_EQ(Hits(flags), 1u);  // its change still has ACK, but it is not tried again
+  EXPECT_EQ(Hits(fin), 1u);
   EXPECT_EQ(Hits(seq), 1u);
-  EXPECT_EQ(log_.size(), 2u);
+  EXPECT_EQ(Hits(psh), 1u);
+  ASSERT_EQ(log_.size(), 3u);
+  EXPECT_EQ(log_[2].detail, "flags FIN+ACK -> PSH+ACK");
 }
 
 TEST_F(Engine, ASegmentNoRuleWatchesStillReleasesTheHeldOne) {

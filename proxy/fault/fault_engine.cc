@@ -720,7 +720,7 @@ void FaultEngine::PruneStale() {
 }
 
 void FaultEngine::Poll(Instant now, Output out) {
-  PruneStale();
+  PruneStale();  // mutate: equivalent (every path that leaves a stale entry prunes after it)
   while (!heap_.empty() && heap_.front().due <= now) {
     const Pending top = heap_.front();
     std::pop_heap(heap_.begin(), heap_.end());
