@@ -3,7 +3,10 @@
 // test showing what the fault does to TCP itself; determinism and live rule edits.
 #include "proxy/fault/fault_engine.h"
 
+#include <limits>
+#include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -989,7 +992,8 @@ TEST_F(Engine, ASocketRulePastTheFirstSixtyFourDelaysSocketEvents) {
 }
 
 TEST_F(Engine, FlagsChangingRulesAroundAWordsEdgeFireOnce) {
-  for (int k = 0; k < 63; ++k) Add(absl::StrCat("drop port=", 1000 + k));
+  const int urg = Add("add urg=1");  // bit 0
+  for (int k = 1; k < 63; ++k) Add(absl::StrCat("drop port=", 1000 + k));
   // Each change keeps ACK, so each rule still matches what it made; none is tried again.
   const int fin = Add("set flags=FIN+ACK has=ACK");  // bit 63
   const int seq = Add("add seq=1 has=ACK");          // bit 0 of the second word
@@ -998,11 +1002,13 @@ TEST_F(Engine, FlagsChangingRulesAroundAWordsEdgeFireOnce) {
   ASSERT_EQ(out_.size(), 1u);
   EXPECT_EQ(out_[0].Seg().tcp.flags, TcpFlags(kPsh | kAck));
   EXPECT_EQ(out_[0].Seg().tcp.seq.raw(), 101u);
+  EXPECT_EQ(out_[0].Seg().tcp.urgent, 1);
+  EXPECT_EQ(Hits(urg), 1u);
   EXPECT_EQ(Hits(fin), 1u);
   EXPECT_EQ(Hits(seq), 1u);
   EXPECT_EQ(Hits(psh), 1u);
-  ASSERT_EQ(log_.size(), 3u);
-  EXPECT_EQ(log_[2].detail, "flags FIN+ACK -> PSH+ACK");
+  ASSERT_EQ(log_.size(), 4u);
+  EXPECT_EQ(log_[3].detail, "flags FIN+ACK -> PSH+ACK");
 }
 
 TEST_F(Engine, ASegmentNoRuleWatchesStillReleasesTheHeldOne) {
@@ -1068,6 +1074,237 @@ TEST_F(Engine, AReorderTimeoutFreesItsHookForTheNextSegment) {
   EXPECT_THAT(OutSeqs(), ElementsAre(1, 2));
   EXPECT_EQ(Offer(Build{.seq = 101}, Hook::kToServer, 2), Verdict::kPass);
   EXPECT_THAT(OutSeqs(), ElementsAre(1, 2, 101, 100));
+  EXPECT_EQ(engine_->held(), 0u);
+}
+
+TEST_F(Engine, AFinWithoutOtherFlagsIsNamedFin) {
+  Add("set flags=FIN on=to-server");
+  Add("drop flags=FIN on=to-client");
+  EXPECT_EQ(Offer(Build{.flags = kAck}), Verdict::kPass);
+  EXPECT_EQ(log_[0].detail, "flags ACK -> FIN");
+  EXPECT_EQ(Offer(Build{.flags = kFin, .seq = 7}, Hook::kToClient), Verdict::kTaken);
+  EXPECT_EQ(log_[1].line,
+            "00:00:00.000000 conn 1 to-client ESTABLISHED rule 2 (drop on=to-client flags=FIN): FIN "
+            "40000>80 seq 7 len 0: dropped");
+}
+
+TEST_F(Engine, LenLessThanExcludesItsValue) {
+  const int id = Add("drop len<10");
+  EXPECT_EQ(Offer(Build{.len = 10}), Verdict::kPass);
+  EXPECT_EQ(Offer(Build{.len = 9}), Verdict::kTaken);
+  EXPECT_EQ(Hits(id), 1u);
+}
+
+TEST_F(Engine, RemovingARuleLeavesTheOtherRulesCounters) {
+  const int first = Add("dup 1 on=from-client nth=5");
+  const int second = Add("drop on=from-client nth=2");
+  Add("drop on=to-server nth=3");
+  EXPECT_EQ(Offer(Build{.seq = 1}, Hook::kFromClient), Verdict::kPass);  // counted by both
+  EXPECT_TRUE(engine_->RemoveRule(first));
+  EXPECT_EQ(Offer(Build{.seq = 2}, Hook::kFromClient), Verdict::kTaken);  // the second's 2nd
+  EXPECT_EQ(Hits(second), 1u);
+}
+
+TEST_F(Engine, IdleTimeIsKeptOnlyWhileAnIdleRuleExists) {
+  const int gone = Add("drop on=to-client idle>1s");
+  EXPECT_TRUE(engine_->RemoveRule(gone));
+  EXPECT_EQ(Offer(Build{.seq = 1}), Verdict::kPass);  // no idle rule: the leg is not stamped
+  AdvanceTo(kT0 + absl::Seconds(5));
+  const int idle = Add("drop on=to-server idle>1s");
+  EXPECT_EQ(Offer(Build{.seq = 2}), Verdict::kPass);  // the leg's first stamp
+  AdvanceTo(kT0 + absl::Seconds(7));
+  EXPECT_EQ(Offer(Build{.seq = 3}), Verdict::kTaken);
+  EXPECT_EQ(Hits(idle), 1u);
+}
+
+TEST_F(Engine, ASegmentWithoutFlagsMeetsTheRulesOfItsOwnHookOnly) {
+  const int id = Add("drop on=from-client");
+  EXPECT_EQ(Offer(Build{.flags = 0}, Hook::kToClient), Verdict::kPass);
+  EXPECT_EQ(Offer(Build{.flags = 0}, Hook::kFromClient), Verdict::kTaken);
+  EXPECT_EQ(Hits(id), 1u);
+}
+
+TEST_F(Engine, ARuleForAnyConnectionPastTheFirstSixtyFourMeetsEveryConnection) {
+  for (int k = 1; k <= 64; ++k) Add(absl::StrCat("drop conn=", k, " len=7"));
+  const int any = Add("drop port=5555");  // the 65th
+  EXPECT_EQ(Offer(Build{.dst_port = 5555}, Hook::kToServer, 200), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{.dst_port = 5555}, Hook::kToServer, 3), Verdict::kTaken);
+  EXPECT_EQ(Hits(any), 2u);
+}
+
+TEST_F(Engine, OfferReturnsOnlyThisDatagramsDecisions) {
+  Add("add seq=1");
+  Add("add ack=1");
+  std::vector<uint8_t> bytes = Build{}.Bytes();
+  for (int k = 0; k < 3; ++k) {
+    const Offered o = engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished}, View(bytes));
+    ASSERT_EQ(o.decisions.size(), 2u);
+    EXPECT_EQ(o.decisions[0].detail, "seq 1000 -> 1001");
+    EXPECT_EQ(o.last()->detail, "ack 5000 -> 5001");
+  }
+}
+
+TEST_F(Engine, ARuleOfScopeOneSeesOnlyScopeOne) {
+  ASSERT_TRUE(engine_->AddRule(MustParse("drop"), /*scope=*/1).ok());
+  std::vector<uint8_t> bytes = Build{}.Bytes();
+  auto offer = [&](uint64_t scope) {
+    return engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished, scope}, View(bytes)).verdict;
+  };
+  EXPECT_EQ(offer(0), Verdict::kPass);
+  EXPECT_EQ(offer(2), Verdict::kPass);
+  EXPECT_EQ(offer(1), Verdict::kTaken);
+}
+
+TEST_F(Engine, AMutationThatChangesNothingPassesTheCallersOwnBytes) {
+  Add("set seq=1000");
+  std::vector<uint8_t> bytes = Build{.seq = 1000}.Bytes();
+  const Offered o = engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished}, View(bytes));
+  EXPECT_EQ(o.verdict, Verdict::kPass);
+  EXPECT_FALSE(o.changed(bytes));
+  EXPECT_EQ(o.datagram.data(), bytes.data());
+  ASSERT_EQ(o.decisions.size(), 1u);
+  EXPECT_EQ(o.decisions[0].detail, "seq 1000 -> 1000");
+}
+
+TEST_F(Engine, ACorruptedSegmentAndItsCopiesAreAllCorrupted) {
+  Add("corrupt checksum");
+  Add("dup 2");
+  std::vector<uint8_t> in = Build{.len = 4}.Bytes();
+  EXPECT_EQ(Offer(in), Verdict::kPass);
+  ASSERT_EQ(out_.size(), 3u);
+  for (const Out& o : out_) {
+    EXPECT_FALSE(o.Parse().ok());
+    EXPECT_EQ(o.bytes, out_[0].bytes);
+  }
+}
+
+TEST_F(Engine, ReorderedPairsAreBothCorruptedAndTheSecondSaysItWentAhead) {
+  Add("corrupt checksum");
+  Add("reorder");
+  EXPECT_EQ(Offer(Build{.seq = 1, .len = 4}), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{.seq = 5, .len = 4}), Verdict::kPass);
+  ASSERT_EQ(out_.size(), 2u);
+  for (const Out& o : out_) EXPECT_FALSE(o.Parse().ok());
+  EXPECT_EQ(out_[0].Parse(/*verify=*/false)->tcp.seq.raw(), 5u);
+  EXPECT_EQ(out_[1].Parse(/*verify=*/false)->tcp.seq.raw(), 1u);
+  ASSERT_EQ(log_.size(), 4u);
+  EXPECT_EQ(log_[3].detail, "goes ahead of the segment already held");
+  EXPECT_EQ(log_[3].seg.seq.raw(), 5u);
+}
+
+// UniformBelow as the engine header specifies it: one mt19937_64 seeded from the
+// seed, exactly uniform by rejection.
+uint64_t ReferenceUniformBelow(std::mt19937_64& rng, uint64_t n) {
+  const uint64_t limit = std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % n;
+  uint64_t x;
+  do {
+    x = rng();
+  } while (x >= limit);
+  return x % n;
+}
+
+TEST_F(Engine, JitterIsTheSeedsUniformDrawAroundTheDelay) {
+  Reset(1234);
+  Add("delay 100ms~50ms");
+  for (uint32_t k = 0; k < 5; ++k) Offer(Build{.seq = k});
+  std::mt19937_64 rng(1234);
+  const int64_t j = 50'000'000;
+  ASSERT_EQ(log_.size(), 5u);
+  for (uint32_t k = 0; k < 5; ++k) {
+    SCOPED_TRACE(k);
+    const int64_t u = static_cast<int64_t>(ReferenceUniformBelow(rng, 2 * j + 1)) - j;
+    EXPECT_EQ(log_[k].detail, absl::StrCat("delayed ", DurationToString(absl::Milliseconds(100) + absl::Nanoseconds(u))));
+  }
+}
+
+TEST_F(Engine, EveryDelayedSegmentLeavesAtItsOwnDueTime) {
+  Add("delay 100ms~99ms");
+  std::map<uint32_t, Instant> due;
+  for (uint32_t k = 0; k < 60; ++k) {
+    RunUntil(kT0 + absl::Milliseconds(7 * k));  // each release at its own deadline
+    Offer(Build{.seq = k});
+    const std::string& d = log_.back().detail;
+    stack::Duration delay;
+    ASSERT_TRUE(absl::ParseDuration(d.substr(d.find(' ') + 1), &delay)) << d;
+    due[k] = now_ + delay;
+  }
+  RunUntil(kT0 + absl::Seconds(2));
+  ASSERT_EQ(out_.size(), 60u);
+  for (const Out& o : out_) {
+    const uint32_t k = o.Seg().tcp.seq.raw();
+    EXPECT_EQ(o.at, due[k]) << k;
+  }
+  EXPECT_EQ(engine_->held(), 0u);
+}
+
+TEST_F(Engine, ABlackholeRuleAfterOthersCountsEveryDropItMakes) {
+  Add("drop flags=SYN");
+  Add("dup 1 flags=RST");
+  const int bh = Add("blackhole has=FIN");
+  EXPECT_EQ(Offer(Build{.flags = kFin | kAck}), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{}), Verdict::kTaken);
+  EXPECT_EQ(Hits(bh), 2u);
+  ASSERT_EQ(log_.size(), 2u);
+  EXPECT_EQ(log_[1].rule_id, bh);
+  EXPECT_EQ(log_[1].detail, "dropped: connection blackholed");
+}
+
+TEST_F(Engine, ABlackholedSegmentReleasesTheSegmentHeldBeforeIt) {
+  Add("reorder on=to-server nth=1");
+  Add("blackhole on=from-client,to-server has=FIN");
+  EXPECT_EQ(Offer(Build{.seq = 1}, Hook::kToServer), Verdict::kTaken);       // held
+  EXPECT_EQ(Offer(Build{.flags = kFin | kAck}, Hook::kFromClient), Verdict::kTaken);
+  EXPECT_TRUE(out_.empty());
+  EXPECT_EQ(Offer(Build{.seq = 2}, Hook::kToServer), Verdict::kTaken);  // blackholed
+  EXPECT_THAT(OutSeqs(), ElementsAre(1));  // released at once, not at the timeout
+  EXPECT_EQ(out_[0].at, kT0);
+}
+
+TEST_F(Engine, AFreedSlotIsReusedOnce) {
+  Add("delay 10ms");
+  Offer(Build{.seq = 1});
+  RunUntil(kT0 + absl::Milliseconds(20));  // its slot is free again
+  Offer(Build{.seq = 2});
+  Offer(Build{.seq = 3});
+  Offer(Build{.seq = 4});
+  EXPECT_EQ(engine_->held(), 3u);
+  RunUntil(kT0 + absl::Milliseconds(40));
+  EXPECT_THAT(OutSeqs(), ElementsAre(1, 2, 3, 4));
+}
+
+TEST_F(Engine, ForgettingTheConnectionBeingDeliveredDeliversItOnce) {
+  Add("delay 10ms");
+  Offer(Build{.seq = 1}, Hook::kToServer, 1);
+  Offer(Build{.seq = 2}, Hook::kToServer, 1);
+  Offer(Build{.seq = 3}, Hook::kToServer, 2);
+  std::vector<uint32_t> seqs;
+  now_ = kT0 + absl::Milliseconds(10);
+  engine_->Poll(now_, [&](const SegmentMeta& meta, absl::Span<const uint8_t> d) {
+    seqs.push_back(stack::ParseSegment(d)->tcp.seq.raw());
+    if (meta.conn == 1) engine_->ForgetConnection(1);  // a RST went by: the proxy forgets it
+  });
+  EXPECT_THAT(seqs, ElementsAre(1, 3));  // the other held segment of connection 1 is gone
+  EXPECT_EQ(engine_->held(), 0u);
+  EXPECT_EQ(engine_->NextDeadline(), stack::kNever);
+  // The freed slots serve again, one segment each.
+  Offer(Build{.seq = 4});
+  Offer(Build{.seq = 5});
+  RunUntil(kT0 + absl::Milliseconds(30));
+  EXPECT_THAT(OutSeqs(), ElementsAre(4, 5));
+}
+
+TEST_F(Engine, ForgettingAConnectionFreesItsSegmentsInAnySlot) {
+  Add("delay 1s");
+  Offer(Build{.seq = 20}, Hook::kToServer, 2);  // slot 0
+  Offer(Build{.seq = 10}, Hook::kToServer, 1);  // slot 1
+  engine_->ForgetConnection(1);
+  EXPECT_EQ(engine_->held(), 1u);
+  RunUntil(kT0 + absl::Seconds(2));
+  EXPECT_THAT(OutSeqs(), ElementsAre(20));
+  // Forgetting the only holder leaves nothing due.
+  Offer(Build{.seq = 30}, Hook::kToServer, 3);
+  engine_->ForgetConnection(3);
+  EXPECT_EQ(engine_->NextDeadline(), stack::kNever);
   EXPECT_EQ(engine_->held(), 0u);
 }
 
