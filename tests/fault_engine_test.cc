@@ -1096,13 +1096,13 @@ TEST_F(Engine, LenLessThanExcludesItsValue) {
 }
 
 TEST_F(Engine, RemovingARuleLeavesTheOtherRulesCounters) {
-  const int first = Add("dup 1 on=from-client nth=5");
-  const int second = Add("drop on=from-client nth=2");
   Add("drop on=to-server nth=3");
+  const int removed = Add("dup 1 on=from-client nth=5");
+  const int next = Add("drop on=from-client nth=2");
   EXPECT_EQ(Offer(Build{.seq = 1}, Hook::kFromClient), Verdict::kPass);  // counted by both
-  EXPECT_TRUE(engine_->RemoveRule(first));
-  EXPECT_EQ(Offer(Build{.seq = 2}, Hook::kFromClient), Verdict::kTaken);  // the second's 2nd
-  EXPECT_EQ(Hits(second), 1u);
+  EXPECT_TRUE(engine_->RemoveRule(removed));
+  EXPECT_EQ(Offer(Build{.seq = 2}, Hook::kFromClient), Verdict::kTaken);  // the next rule's 2nd
+  EXPECT_EQ(Hits(next), 1u);
 }
 
 TEST_F(Engine, IdleTimeIsKeptOnlyWhileAnIdleRuleExists) {
