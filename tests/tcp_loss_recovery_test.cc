@@ -6,6 +6,7 @@
 // unless a test asks for them, so that segment boundaries are round numbers.
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -140,6 +141,7 @@ class ScriptedPeer : public ::testing::Test {
         data_out_.push_back(Out{now_ - absl::UnixEpoch(), r.seq.raw() - kIss, static_cast<uint32_t>(r.payload.size()), f});
       }
       out_.push_back(Out{now_ - absl::UnixEpoch(), r.seq.raw() - kIss, static_cast<uint32_t>(r.payload.size()), f});
+      tsecr_out_.push_back(r.options.timestamps ? std::optional<uint32_t>(r.options.timestamps->echo) : std::nullopt);
       sacks_out_.emplace_back();
       for (size_t i = 0; i < r.options.sack_count; ++i) {
         sacks_out_.back().emplace_back(r.options.sack[i].left.raw() - kPeerIss, r.options.sack[i].right.raw() - kPeerIss);
@@ -153,6 +155,18 @@ class ScriptedPeer : public ::testing::Test {
     TcpRepr r = Header(1, peer_.window);
     r.seq = SeqNum(kPeerIss + rel_seq);
     r.payload = absl::MakeConstSpan(kBytes.data(), len);
+    ep_->OnSegment(now_, r);
+    Pump();
+  }
+
+  // The peer's segment [rel_seq, rel_seq + len) with these flags and, if given, a TSval.
+  void PeerSegment(uint32_t rel_seq, uint32_t len, uint8_t flags, std::optional<uint32_t> tsval = std::nullopt) {
+    static const std::vector<uint8_t> kBytes(65536, 'y');
+    TcpRepr r = Header(1, peer_.window);
+    r.seq = SeqNum(kPeerIss + rel_seq);
+    r.flags = TcpFlags(flags);
+    r.payload = absl::MakeConstSpan(kBytes.data(), len);
+    if (tsval) r.options.timestamps = Timestamps{*tsval, 0};
     ep_->OnSegment(now_, r);
     Pump();
   }
@@ -173,6 +187,7 @@ class ScriptedPeer : public ::testing::Test {
   uint32_t ts_echo_ = 0;
   std::vector<Out> out_, data_out_;
   std::vector<std::vector<std::pair<uint32_t, uint32_t>>> sacks_out_;  // each segment's blocks
+  std::vector<std::optional<uint32_t>> tsecr_out_;                       // each segment's TSecr
 };
 
 using ::testing::ElementsAre;
@@ -203,6 +218,62 @@ TEST_F(ScriptedPeer, SackBlocksListTheMostRecentSegmentFirst) {
   PeerData(1, 100);
   EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 251));
   EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair{701u, 801u}, std::pair{501u, 601u}, std::pair{301u, 401u}));
+}
+
+TEST_F(ScriptedPeer, NoSackBlocksWithoutSackPermitted) {
+  Open(EndpointConfig(), {.sack = false});
+  PeerData(101, 100);  // a hole at 1..101
+  ASSERT_FALSE(sacks_out_.empty());
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 1));
+  EXPECT_THAT(sacks_out_.back(), IsEmpty());
+}
+
+// RFC 2018 §3 with a FIN: the block of data ending at an out-of-order FIN covers
+// the FIN too, once, and a FIN alone past a hole gets a block of its own.
+TEST_F(ScriptedPeer, AnOutOfOrderFinIsSackedWithItsData) {
+  Open(EndpointConfig(), {.sack = true});
+  PeerSegment(101, 100, kAck | kFin);
+  ASSERT_FALSE(sacks_out_.empty());
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair{101u, 202u}));
+}
+
+TEST_F(ScriptedPeer, AnOutOfOrderFinAloneGetsABlockOfItsOwn) {
+  Open(EndpointConfig(), {.sack = true});
+  PeerSegment(101, 100, kAck);
+  PeerSegment(301, 0, kAck | kFin);
+  ASSERT_FALSE(sacks_out_.empty());
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair{101u, 201u}, std::pair{301u, 302u}));
+}
+
+// RFC 5681 §4.2: each out-of-order segment is owed a duplicate ACK, even when several
+// arrive before the next Poll; at most eight are owed at once.
+TEST_F(ScriptedPeer, OutOfOrderSegmentsBetweenPollsAreOwedAtMostEightDuplicateAcks) {
+  Open(EndpointConfig(), {.sack = true});
+  static const std::vector<uint8_t> kBytes(100, 'y');
+  for (uint32_t k = 0; k < 10; ++k) {
+    TcpRepr r = Header(1, peer_.window);
+    r.seq = SeqNum(kPeerIss + 101 + 200 * k);
+    r.payload = absl::MakeConstSpan(kBytes);
+    ep_->OnSegment(now_, r);
+  }
+  PollOnce();
+  EXPECT_EQ(out_.size(), 8u);
+  for (const Out& o : out_) EXPECT_EQ(o.len, 0u);
+}
+
+// RFC 7323 §4.3: TS.Recent takes the TSval of a segment that reaches the left edge
+// of the window (SEG.SEQ <= Last.ACK.sent), never one from beyond a hole.
+TEST_F(ScriptedPeer, TsRecentFollowsOnlySegmentsAtTheLeftEdge) {
+  Open(EndpointConfig(), {.sack = true, .timestamps = true});
+  ASSERT_TRUE(ep().tcb().ts_ok);
+  PeerSegment(1, 100, kAck, 10);
+  ASSERT_FALSE(tsecr_out_.empty());
+  EXPECT_EQ(tsecr_out_.back(), 10u);
+  PeerSegment(201, 100, kAck, 20);  // beyond the hole at 101
+  EXPECT_EQ(tsecr_out_.back(), 10u);
+  PeerSegment(101, 100, kAck, 30);  // fills it
+  EXPECT_EQ(tsecr_out_.back(), 30u);
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 301));
 }
 
 // --- duplicate ACKs ----------------------------------------------------------
