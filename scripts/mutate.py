@@ -322,6 +322,10 @@ def find_mutants(path, src):
     def constant_context(k):
         if stack[-1][2] or angle > 0 or (k and toks[k - 1].text == "case"):
             return True
+        # The bound of an array declared here (`uint8_t b[4] = ...;`): a constant.
+        if (k >= 2 and toks[k - 1].text == "[" and toks[k - 2].kind == "ident" and k + 2 < len(toks)
+                and toks[k + 1].text == "]" and toks[k + 2].text in ("=", ";", "{", "[")):
+            return True
         j = k - 1
         while j >= 0 and toks[j].text not in (";", "{", "}"):
             if toks[j].text in ("constexpr", "consteval", "case", "enum"):

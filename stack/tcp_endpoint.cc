@@ -872,7 +872,7 @@ void TcpEndpoint::Terminate(Instant now, CloseReason why, absl::string_view caus
 // left the network (RFC 6937 §3, as Linux's tcp_add_reno_sack).
 uint32_t TcpEndpoint::Pipe() const {
   uint32_t pipe = sb_.Pipe();
-  if (!tcb_.sack_ok && rec_.dup_acks > 0) {
+  if (!tcb_.sack_ok && rec_.dup_acks > 0) {  // mutate: equivalent > (none subtracts nothing)
     uint64_t left = static_cast<uint64_t>(rec_.dup_acks) * tcb_.snd_mss;
     pipe = left >= pipe ? 0 : pipe - static_cast<uint32_t>(left);
   }
