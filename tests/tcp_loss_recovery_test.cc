@@ -520,6 +520,42 @@ TEST_F(ScriptedPeer, TailLossIsProbedAfterTwoSrttNotAtTheRto) {
   EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
 }
 
+// RFC 8985 §7.4: the ACK of a probe that retransmitted the tail, without a D-SACK,
+// shows that the probe repaired a loss: the window is reduced once.
+TEST_F(ScriptedPeer, AProbeThatRepairedATailLossReducesTheWindowOnce) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(10'000);
+  ASSERT_EQ(TakeData().size(), 10u);
+  RunTo(Ms(20));
+  Ack(8001);  // the last two segments are late
+  ASSERT_EQ(ep().tcb().ssthresh, 0x7fffffffu);
+  RunTo(Ms(40));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(40), 9001, 1000)));  // the probe: the last segment
+  RunTo(Ms(50));
+  Ack(10001);  // everything, no D-SACK: the probe's copy was needed
+  EXPECT_EQ(ep().loss_stats().tlp_probes, 1);
+  EXPECT_LT(ep().tcb().ssthresh, 0x7fffffffu);
+  EXPECT_EQ(ep().tcb().cwnd, ep().tcb().ssthresh);
+  EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
+}
+
+// RFC 8985 §7.3: with new data waiting (here held back by cwnd), the probe is one
+// segment of it; its ACK repairs nothing, so the window is not reduced.
+TEST_F(ScriptedPeer, AProbeOfNewDataIsOneSegmentAndNoReduction) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(11'000);
+  ASSERT_EQ(TakeData().size(), 10u);  // the initial window; 1000 bytes wait
+  RunTo(Ms(29));
+  EXPECT_THAT(TakeData(), IsEmpty());
+  RunTo(Ms(30));  // PTO = 2 * SRTT after the last send
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(30), 10001, 1000)));
+  EXPECT_EQ(ep().loss_stats().tlp_probes, 1);
+  RunTo(Ms(40));
+  Ack(11001);
+  EXPECT_EQ(ep().tcb().ssthresh, 0x7fffffffu);
+  EXPECT_EQ(ep().retransmissions(), 0);
+}
+
 TEST_F(ScriptedPeer, RfcProfileWaitsForTheOneSecondRto) {
   Open(EndpointConfig(TcpProfile::kRfc), {.sack = true});
   Send(10'000);
