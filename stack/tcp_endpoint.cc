@@ -1325,7 +1325,9 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
     tlp_.probe_due = false;
     bool sent = false;
     int32_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - snd_.cursor;
+    // mutate: equivalent < (at the end EmitAt sends nothing and the tail goes instead)
     if (snd_.cursor < end && !sb_.full() && (wnd_room > 0 || (snd_.fin_requested && snd_.cursor == snd_.fin_seq))) {
+      // mutate: equivalent 0 (with no room only a FIN is left: there is no byte to send)
       uint32_t c = EmitAt(now, snd_.cursor, static_cast<uint32_t>(std::max<int32_t>(wnd_room, 0)), emit);
       snd_.cursor += c;
       sent = c > 0;
@@ -1347,6 +1349,7 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
   }
   // RFC 6675 §5 NextSeg rule 1: segments deemed lost go first, in order, while
   // pipe is below cwnd.
+  // mutate: equivalent 0 (a bound of 4095 or 4096 turns is never reached)
   for (int guard = 0; guard < 4096 && sb_.lost_bytes() > 0 && Pipe() < cc_->cwnd(); ++guard) {
     size_t i = sb_.NextLost();
     if (i >= sb_.size() || !RetransmitSegment(now, i, emit)) break;
@@ -1403,6 +1406,7 @@ bool TcpEndpoint::HasPendingOutput() const {
       if (!sb_[k].sacked) return true;
     }
   }
+  // mutate: equivalent > (without lost bytes NextLost() is size())
   if (sb_.lost_bytes() > 0 && Pipe() < cc_->cwnd() && sb_.NextLost() < sb_.size()) return true;
   if (snd_.cursor >= end || sb_.full()) return false;
   if (snd_.fin_requested && snd_.cursor == snd_.fin_seq) return true;

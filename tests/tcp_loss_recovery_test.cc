@@ -368,6 +368,23 @@ TEST_F(ScriptedPeer, AnAckOfUnsentDataChangesNothingButGetsAnAck) {
   EXPECT_EQ(TakeData().size(), 3u);  // the window is the real ACK's
 }
 
+// RFC 5961 §5.2: a segment whose ACK lies below SND.UNA - MAX.SND.WND is discarded,
+// text and window with it, and answered with a (challenge) ACK.
+TEST_F(ScriptedPeer, ASegmentWithAnAckOlderThanAWindowIsDiscarded) {
+  Open(EndpointConfig(), {.sack = true});
+  static const std::vector<uint8_t> kBytes(100, 'y');
+  TcpRepr r = Header(1, 100);
+  r.ack = SeqNum(kIss + 1 - 100'000);  // 100 000 bytes before SND.UNA
+  r.payload = absl::MakeConstSpan(kBytes);
+  out_.clear();
+  ep_->OnSegment(now_, r);
+  Pump();
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 1));
+  EXPECT_EQ(ep().tcb().snd_wnd, 65535u);
+  ASSERT_EQ(out_.size(), 1u);
+  EXPECT_EQ(out_[0].len, 0u);
+}
+
 // RFC 9293 §3.10.7.4: with our receive window at zero, a segment at RCV.NXT is still
 // taken for its ACK (its text is dropped), as a peer's window probe is.
 TEST_F(ScriptedPeer, AZeroWindowProbeAtRcvNxtIsTakenForItsAck) {
