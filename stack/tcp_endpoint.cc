@@ -1265,6 +1265,7 @@ uint32_t TcpEndpoint::EmitAt(Instant now, SeqNum seq, uint32_t max_payload,
   // are the ones this segment carries, a held FIN's included.
   FillSackBlocks(r);
   uint32_t sack_n = r.options.sack_count;
+  // mutate: equivalent 2,3 (8n + 5 and 8n + 6 round down to the same multiple of 4)
   uint32_t sack_bytes = sack_n ? (2 + 8 * sack_n + 3) / 4 * 4 : 0;
   uint32_t seg_max = tcb_.snd_mss > sack_bytes ? tcb_.snd_mss - sack_bytes : 1;
   if (seq < data_end && seq >= data_start) {
@@ -1349,13 +1350,14 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
   }
   // RFC 6675 §5 NextSeg rule 1: segments deemed lost go first, in order, while
   // pipe is below cwnd.
-  // mutate: equivalent 0 (a bound of 4095 or 4096 turns is never reached)
+  // mutate: equivalent 0,4096,++ (a bound on turns that other conditions end first)
   for (int guard = 0; guard < 4096 && sb_.lost_bytes() > 0 && Pipe() < cc_->cwnd(); ++guard) {
     size_t i = sb_.NextLost();
     if (i >= sb_.size() || !RetransmitSegment(now, i, emit)) break;
   }
   // Rule 2: new data, within the peer's window and cwnd - pipe.
   bool sent_new = false;
+  // mutate: equivalent 0,4096 (a bound on turns that other conditions end first)
   for (int guard = 0; snd_.cursor < end && guard < 4096; ++guard) {
     if (sb_.full()) break;
     int64_t cwnd_room = static_cast<int64_t>(cc_->cwnd()) - Pipe();
