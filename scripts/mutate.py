@@ -322,6 +322,10 @@ def find_mutants(path, src):
     def constant_context(k):
         if stack[-1][2] or angle > 0 or (k and toks[k - 1].text == "case"):
             return True
+        # The bound of an array declared here (`uint8_t b[4] = ...;`): a constant.
+        if (k >= 2 and toks[k - 1].text == "[" and toks[k - 2].kind == "ident" and k + 2 < len(toks)
+                and toks[k + 1].text == "]" and toks[k + 2].text in ("=", ";", "{", "[")):
+            return True
         j = k - 1
         while j >= 0 and toks[j].text not in (";", "{", "}"):
             if toks[j].text in ("constexpr", "consteval", "case", "enum"):
@@ -359,7 +363,8 @@ def find_mutants(path, src):
             declares = is_declaration(toks, k, j) or "ASSIGN" in t.text  # ASSIGN_OR_RETURN(T x, ...)
             if ok and j < n and not declares and (t.kind == "ident" or t.text in ("*", "++", "--")):
                 text = src[t.start:toks[j].end]
-                if t.line not in skip_lines and not any(l in skip_lines for l in range(t.line, toks[j].line + 1)):
+                if (t.line not in skip_lines and "del" not in skip_ops.get(t.line, ())
+                        and not any(l in skip_lines for l in range(t.line, toks[j].line + 1))):
                     m = Mutant(path, t.line, "del", " ".join(text.split()), "", t.start, toks[j].end,
                                stack[-1][1] or "(file)")
                     m.cexpr = constant_context(k)
@@ -898,7 +903,8 @@ def main():
                          "tests); the others there keep their status, and the report covers them all")
     ap.add_argument("--killed-file", default=os.path.join(ROOT, "tests", "mutation", "killed.tsv"))
     ap.add_argument("--update-killed", action="store_true",
-                    help="write the killed mutants of this (full) run to --killed-file")
+                    help="merge this run's results into --killed-file: its killed mutants join, "
+                         "its survivors leave, the others stay")
     ap.add_argument("--ci", action="store_true",
                     help="run a seeded sample (--sample, default 20) of the mutants in --killed-file; "
                          "fail if one survives")
@@ -1011,15 +1017,27 @@ def main():
     log("%-24s %7d %7d %8d %7s %5.1f%%" % ("total", len(report), tk, ts, "", 100.0 * tk / max(1, tk + ts)))
     log("results: %s; %.0f s" % (results, time.time() - t_start))
     if args.update_killed:
+        # Merged into the set, so a run over one file or a sample adds to it: this
+        # run's killed mutants join, its survivors leave, mutants it did not run keep
+        # their entry, and entries of a file this run read whose mutant no longer
+        # exists (its line changed) are dropped.
+        killed = load_killed(args.killed_file)
+        exists = {(m.file, m.mid) for m in everything}
+        for key in [k for k in killed if k[0] in by_file and k not in exists]:
+            del killed[key]
+        for m in report:
+            if m.status == "killed":
+                killed[(m.file, m.mid)] = [m.file, m.mid, m.kind, m.change()]
+            elif m.status in ("survived", "invalid"):
+                killed.pop((m.file, m.mid), None)
         os.makedirs(os.path.dirname(args.killed_file), exist_ok=True)
         with open(args.killed_file, "w") as f:
-            f.write("# Mutants the last run of scripts/mutate.sh --update-killed killed: file, id, then\n"
+            f.write("# Mutants the runs of scripts/mutate.sh --update-killed killed: file, id, then\n"
                     "# the change as it was (the id survives line shifts). scripts/mutate.sh --ci fails\n"
                     "# when one of them survives (see docs/testing.md).\n")
-            for m in report:
-                if m.status == "killed":
-                    f.write("\t".join([m.file, m.mid, m.kind, m.change()]) + "\n")
-        log("wrote %s" % args.killed_file)
+            for row in killed.values():
+                f.write("\t".join(row) + "\n")
+        log("wrote %s (%d mutants)" % (args.killed_file, len(killed)))
     if args.ci:
         bad = [m for m in chosen if m.status == "survived"]
         for m in bad:

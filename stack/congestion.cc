@@ -77,7 +77,7 @@ void CubicCongestionControl::OnAck(Instant now, uint32_t acked, Duration rtt) {
     // RFC 9438 §4.2: a congestion avoidance stage starts. Without an earlier
     // congestion event (W_max below cwnd), the curve starts at its plateau.
     epoch_start_ = now;
-    if (w_max_ < cwnd) {
+    if (w_max_ < cwnd) {  // mutate: equivalent < (W_max = cwnd gives K = 0 either way)
       w_max_ = cwnd;
       k_ = 0;
     } else {
@@ -97,7 +97,7 @@ void CubicCongestionControl::OnAck(Instant now, uint32_t acked, Duration rtt) {
     target = w_est_;  // Reno-friendly region: cwnd = W_est
     cwnd_frac_ = 0;
     w_.cwnd = static_cast<uint32_t>(std::min(target * mss, double{0x3fffffff}));
-    Clamp();
+    Clamp();  // mutate: equivalent (W_est >= cwnd_epoch >= ssthresh >= 2 SMSS; capped above)
     return;
   }
   // §4.4/§4.5: target = W_cubic(t + RTT) within [cwnd, 1.5 cwnd]; cwnd grows by

@@ -34,7 +34,8 @@ uint32_t SackScoreboard::OnCumulativeAck(SeqNum ack, absl::FunctionRef<void(cons
   uint32_t freed = 0;
   while (count_ > 0) {
     SentSegment& s = ring_[head_];
-    if (s.start >= ack) break;
+    if (s.start >= ack) break;  // mutate: equivalent >= (an ACK at a record's start trims nothing)
+    // mutate: equivalent <= (at s.end == ack both arms give len())
     uint32_t n = s.end <= ack ? s.len() : static_cast<uint32_t>(ack - s.start);
     if (!s.sacked) freed += n;
     total_bytes_ -= n;
@@ -84,17 +85,19 @@ SackScoreboard::SackResult SackScoreboard::OnSackBlocks(absl::Span<const SackBlo
     }
     // RFC 2018 §3 / RFC 6675 §5: a block must lie within SND.UNA..SND.NXT.
     if (!(left < right) || left < snd_una || right > snd_nxt) continue;
+    // mutate: equivalent > (an equal edge stores the same value)
     if (!any_sacked_ever_ || right > high_sacked_) high_sacked_ = right;
     any_sacked_ever_ = true;
     // Records are sorted by sequence number: find the first that ends past `left`.
     size_t lo = 0, hi = count_;
     while (lo < hi) {
       size_t mid = (lo + hi) / 2;
+      // mutate: equivalent <= (a record ending at `left` found first is skipped below: it starts before)
       if ((*this)[mid].end <= left) lo = mid + 1; else hi = mid;
     }
     for (size_t i = lo; i < count_; ++i) {
       SentSegment& s = (*this)[i];
-      if (s.start >= right) break;
+      if (s.start >= right) break;  // mutate: equivalent >= (one starting at `right` ends past it: skipped)
       if (s.sacked || s.start < left || s.end > right) continue;  // only records covered in full
       SetSacked(s);
       r.newly_sacked += s.len();
@@ -160,6 +163,7 @@ void SackScoreboard::ClearSacks() {
 
 size_t SackScoreboard::NextLost() const {
   if (lost_bytes_ == 0) return count_;
+  // mutate: equivalent < (one more turn can only return count_, as the loop's end does)
   for (size_t i = 0; i < count_; ++i) {
     const SentSegment& s = (*this)[i];
     if (s.lost && !s.in_flight_retx) return i;

@@ -872,7 +872,7 @@ void TcpEndpoint::Terminate(Instant now, CloseReason why, absl::string_view caus
 // left the network (RFC 6937 §3, as Linux's tcp_add_reno_sack).
 uint32_t TcpEndpoint::Pipe() const {
   uint32_t pipe = sb_.Pipe();
-  if (!tcb_.sack_ok && rec_.dup_acks > 0) {
+  if (!tcb_.sack_ok && rec_.dup_acks > 0) {  // mutate: equivalent > (none subtracts nothing)
     uint64_t left = static_cast<uint64_t>(rec_.dup_acks) * tcb_.snd_mss;
     pipe = left >= pipe ? 0 : pipe - static_cast<uint32_t>(left);
   }
@@ -1265,6 +1265,7 @@ uint32_t TcpEndpoint::EmitAt(Instant now, SeqNum seq, uint32_t max_payload,
   // are the ones this segment carries, a held FIN's included.
   FillSackBlocks(r);
   uint32_t sack_n = r.options.sack_count;
+  // mutate: equivalent 2,3 (8n + 5 and 8n + 6 round down to the same multiple of 4)
   uint32_t sack_bytes = sack_n ? (2 + 8 * sack_n + 3) / 4 * 4 : 0;
   uint32_t seg_max = tcb_.snd_mss > sack_bytes ? tcb_.snd_mss - sack_bytes : 1;
   if (seq < data_end && seq >= data_start) {
@@ -1325,7 +1326,9 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
     tlp_.probe_due = false;
     bool sent = false;
     int32_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - snd_.cursor;
+    // mutate: equivalent < (at the end EmitAt sends nothing and the tail goes instead)
     if (snd_.cursor < end && !sb_.full() && (wnd_room > 0 || (snd_.fin_requested && snd_.cursor == snd_.fin_seq))) {
+      // mutate: equivalent 0 (with no room only a FIN is left: there is no byte to send)
       uint32_t c = EmitAt(now, snd_.cursor, static_cast<uint32_t>(std::max<int32_t>(wnd_room, 0)), emit);
       snd_.cursor += c;
       sent = c > 0;
@@ -1347,12 +1350,14 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
   }
   // RFC 6675 §5 NextSeg rule 1: segments deemed lost go first, in order, while
   // pipe is below cwnd.
+  // mutate: equivalent 0,4096,++ (a bound on turns that other conditions end first)
   for (int guard = 0; guard < 4096 && sb_.lost_bytes() > 0 && Pipe() < cc_->cwnd(); ++guard) {
     size_t i = sb_.NextLost();
     if (i >= sb_.size() || !RetransmitSegment(now, i, emit)) break;
   }
   // Rule 2: new data, within the peer's window and cwnd - pipe.
   bool sent_new = false;
+  // mutate: equivalent 0,4096 (a bound on turns that other conditions end first)
   for (int guard = 0; snd_.cursor < end && guard < 4096; ++guard) {
     if (sb_.full()) break;
     int64_t cwnd_room = static_cast<int64_t>(cc_->cwnd()) - Pipe();
@@ -1403,6 +1408,7 @@ bool TcpEndpoint::HasPendingOutput() const {
       if (!sb_[k].sacked) return true;
     }
   }
+  // mutate: equivalent > (without lost bytes NextLost() is size())
   if (sb_.lost_bytes() > 0 && Pipe() < cc_->cwnd() && sb_.NextLost() < sb_.size()) return true;
   if (snd_.cursor >= end || sb_.full()) return false;
   if (snd_.fin_requested && snd_.cursor == snd_.fin_seq) return true;

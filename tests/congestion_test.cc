@@ -128,5 +128,226 @@ TEST(Cubic, TimeoutCollapsesToOneSegment) {
   EXPECT_EQ(cc.ssthresh(), 7 * kMss);
 }
 
+TEST(CongestionControl, FactoryMakesTheNamedAlgorithm) {
+  auto cubic = MakeCongestionControl(CongestionAlgorithm::kCubic);
+  EXPECT_EQ(cubic->algorithm(), CongestionAlgorithm::kCubic);
+  EXPECT_EQ(CongestionAlgorithmName(cubic->algorithm()), "cubic");
+  auto reno = MakeCongestionControl(CongestionAlgorithm::kNewReno);
+  EXPECT_EQ(reno->algorithm(), CongestionAlgorithm::kNewReno);
+  EXPECT_EQ(CongestionAlgorithmName(reno->algorithm()), "newreno");
+}
+
+TEST(NewReno, InitialWindowIsTwoSegmentsOfAJumboMss) {
+  NewRenoCongestionControl cc;
+  cc.Init(8000);
+  EXPECT_EQ(cc.cwnd(), 16000u);  // RFC 6928: max(2*MSS, 14600)
+  cc.Init(0);
+  EXPECT_EQ(cc.mss(), 1u);  // an SMSS of at least one byte
+  EXPECT_EQ(cc.cwnd(), 10u);
+}
+
+TEST(NewReno, InitStartsInSlowStart) {
+  NewRenoCongestionControl cc;
+  cc.Init(kMss);
+  cc.OnCongestionEvent(kT0, 8 * kMss);
+  ASSERT_EQ(cc.ssthresh(), 4 * kMss);
+  cc.Init(kMss);
+  EXPECT_EQ(cc.ssthresh(), 0x7fffffffu);
+  EXPECT_EQ(cc.cwnd(), 10 * kMss);
+}
+
+TEST(NewReno, SsthreshIsAtLeastTwoSegments) {
+  NewRenoCongestionControl cc;
+  cc.Init(kMss);
+  cc.OnCongestionEvent(kT0, 3 * kMss);
+  EXPECT_EQ(cc.ssthresh(), 2 * kMss);  // RFC 5681 eq. (4)
+  cc.OnRto(kT0, 3 * kMss, true);
+  EXPECT_EQ(cc.ssthresh(), 2 * kMss);
+}
+
+TEST(NewReno, CongestionAvoidanceCountsBytesFromTheLastReduction) {
+  NewRenoCongestionControl cc;
+  cc.Init(kMss);
+  cc.OnCongestionEvent(kT0, 12 * kMss);
+  cc.OnRecoveryEnd();
+  ASSERT_EQ(cc.cwnd(), 6 * kMss);
+  // One SMSS per cwnd of bytes, the rest carried into the next window.
+  cc.OnAck(kT0, 6 * kMss - 1, absl::ZeroDuration());
+  EXPECT_EQ(cc.cwnd(), 6 * kMss);
+  cc.OnAck(kT0, 1, absl::ZeroDuration());
+  EXPECT_EQ(cc.cwnd(), 7 * kMss);
+  cc.OnAck(kT0, 7 * kMss - 1, absl::ZeroDuration());
+  EXPECT_EQ(cc.cwnd(), 7 * kMss);
+  cc.OnAck(kT0, 1, absl::ZeroDuration());
+  EXPECT_EQ(cc.cwnd(), 8 * kMss);
+  // Bytes counted before a congestion event do not count after it.
+  cc.OnAck(kT0, 3 * kMss, absl::ZeroDuration());
+  cc.OnCongestionEvent(kT0, 8 * kMss);
+  cc.OnRecoveryEnd();
+  ASSERT_EQ(cc.cwnd(), 4 * kMss);
+  cc.OnAck(kT0, 4 * kMss - 1, absl::ZeroDuration());
+  EXPECT_EQ(cc.cwnd(), 4 * kMss);
+  cc.OnAck(kT0, 1, absl::ZeroDuration());
+  EXPECT_EQ(cc.cwnd(), 5 * kMss);
+  // Nor before a timeout.
+  cc.OnAck(kT0, 2 * kMss, absl::ZeroDuration());
+  cc.OnRto(kT0, 5 * kMss, true);
+  ASSERT_EQ(cc.ssthresh(), 2500u);
+  cc.OnAck(kT0, kMss, absl::ZeroDuration());
+  cc.OnAck(kT0, kMss, absl::ZeroDuration());
+  ASSERT_EQ(cc.cwnd(), 3 * kMss);  // slow start up to ssthresh and one step past
+  cc.OnAck(kT0, 3 * kMss - 1, absl::ZeroDuration());
+  EXPECT_EQ(cc.cwnd(), 3 * kMss);
+  cc.OnAck(kT0, 1, absl::ZeroDuration());
+  EXPECT_EQ(cc.cwnd(), 4 * kMss);
+}
+
+TEST(NewReno, WindowStaysBetweenOneSegmentAndAGibibyte) {
+  NewRenoCongestionControl cc;
+  cc.Init(1 << 20);
+  for (int i = 0; i < 2000; ++i) cc.OnAck(kT0, 1 << 20, absl::ZeroDuration());
+  EXPECT_EQ(cc.cwnd(), 0x3fffffffu);
+  cc.Init(kMss);
+  cc.SetCwnd(0);  // PRR may take the window to nothing
+  EXPECT_EQ(cc.cwnd(), 0u);
+  cc.OnAck(kT0, 0, absl::ZeroDuration());
+  EXPECT_EQ(cc.cwnd(), kMss);
+}
+
+TEST(Cubic, WindowStaysBelowAGibibyte) {
+  CubicCongestionControl cc;
+  cc.Init(kMss);
+  cc.OnAck(kT0, 0x7fffffff, absl::Milliseconds(100));  // slow start grows by every byte
+  EXPECT_EQ(cc.cwnd(), 0x3fffffffu);
+  cc.OnCongestionEvent(kT0, 0);
+  cc.OnRecoveryEnd();
+  EXPECT_EQ(cc.cwnd(), static_cast<uint32_t>(0x3fffffff * 0.7));
+  cc.OnAck(kT0, kMss, absl::Milliseconds(100));
+  // Far up the curve, one huge ACK: the target is 1.5 cwnd, and the window stops
+  // at the limit.
+  cc.OnAck(kT0 + absl::Seconds(1000), 0x7fffffff, absl::Milliseconds(100));
+  EXPECT_EQ(cc.cwnd(), 0x3fffffffu);
+}
+
+TEST(Cubic, FirstAckAfterRecoveryFollowsTheRenoFriendlyEstimate) {
+  CubicCongestionControl cc;
+  cc.Init(kMss);
+  cc.OnAck(kT0, 90 * kMss, absl::Milliseconds(100));
+  cc.OnCongestionEvent(kT0, 100 * kMss);
+  cc.OnRecoveryEnd();
+  ASSERT_EQ(cc.cwnd(), 70 * kMss);
+  // cwnd = ssthresh: congestion avoidance. W_cubic(0) = cwnd_epoch = 70, and
+  // W_est = 70 + alpha * 1/70 with alpha = 3(1-beta)/(1+beta) (RFC 9438 §4.3).
+  cc.OnAck(kT0, kMss, absl::Milliseconds(100));
+  const double alpha = 3 * (1 - 0.7) / (1 + 0.7);
+  EXPECT_EQ(cc.cwnd(), static_cast<uint32_t>((70 + alpha / 70) * kMss));
+  EXPECT_EQ(cc.cwnd(), 70007u);
+}
+
+TEST(Cubic, OneSegmentAcknowledgedGrowsTheWindowByAtMostHalfASegment) {
+  // RFC 9438 §4.4: the target is at most 1.5 cwnd, so cwnd grows by at most
+  // (1.5 cwnd - cwnd) / cwnd = 0.5 SMSS per SMSS acknowledged.
+  CubicCongestionControl cc;
+  cc.Init(kMss);
+  cc.OnAck(kT0, 90 * kMss, absl::Milliseconds(100));
+  cc.OnCongestionEvent(kT0, 100 * kMss);
+  cc.OnRecoveryEnd();
+  const Duration rtt = absl::Milliseconds(100);
+  Instant t = kT0;
+  int acks = 0;
+  while (t - kT0 < absl::Seconds(5)) {  // the cubic region throughout, after the first ACK
+    uint32_t segs = cc.cwnd() / kMss;
+    for (uint32_t i = 0; i < segs; ++i) {
+      uint32_t before = cc.cwnd();
+      cc.OnAck(t + rtt * i / segs, kMss, rtt);
+      ASSERT_GE(cc.cwnd(), before) << "ack " << acks;
+      ASSERT_LE(cc.cwnd() - before, kMss / 2) << "ack " << acks;
+      ++acks;
+    }
+    t += rtt;
+  }
+  EXPECT_GT(cc.cwnd(), 95 * kMss);
+}
+
+TEST(Cubic, AnEpochStartingAboveWMaxStartsOnThePlateau) {
+  CubicCongestionControl cc;
+  cc.Init(kMss);
+  // A first epoch below W_max = 10: K > 0.
+  cc.OnCongestionEvent(kT0, 0);
+  cc.OnRecoveryEnd();
+  cc.OnAck(kT0, kMss, absl::Milliseconds(100));
+  EXPECT_NEAR(cc.k(), std::cbrt(3 / 0.4), 1e-9);
+  EXPECT_EQ(cc.cwnd(), 7075u);  // W_est = 7 + alpha / 7
+  // A timeout, and slow start overshoots W_max with one stretch ACK.
+  cc.OnRto(kT0, 0, true);
+  ASSERT_EQ(cc.ssthresh(), 4952u);  // 0.7 * 7075
+  cc.OnAck(kT0, 20 * kMss, absl::Milliseconds(100));
+  ASSERT_EQ(cc.cwnd(), 21 * kMss);
+  // RFC 9438 §4.2: W_max below cwnd at the epoch's start: W_max = cwnd, K = 0.
+  // An ACK of nothing new changes nothing.
+  cc.OnAck(kT0 + absl::Seconds(1), 0, absl::Milliseconds(100));
+  EXPECT_DOUBLE_EQ(cc.w_max(), 21);
+  EXPECT_EQ(cc.k(), 0);
+  EXPECT_EQ(cc.cwnd(), 21 * kMss);
+  // W_est has reached W_max: alpha = 1.
+  cc.OnAck(kT0 + absl::Seconds(1), kMss, absl::Milliseconds(100));
+  EXPECT_EQ(cc.cwnd(), static_cast<uint32_t>((21 + 1.0 / 21) * kMss));
+  EXPECT_EQ(cc.cwnd(), 21047u);
+}
+
+TEST(Cubic, EachLossStartsANewEpoch) {
+  CubicCongestionControl cc;
+  cc.Init(kMss);
+  cc.OnAck(kT0, 90 * kMss, absl::Milliseconds(100));
+  cc.OnCongestionEvent(kT0, 100 * kMss);
+  cc.OnRecoveryEnd();
+  RunCubic(cc, kT0, absl::Milliseconds(100), 2, absl::Seconds(1));
+  ASSERT_NEAR(cc.k(), std::cbrt(30 / 0.4), 1e-9);
+  cc.OnCongestionEvent(kT0 + absl::Seconds(3), 0);
+  cc.OnRecoveryEnd();
+  const double cwnd = cc.cwnd() / double{kMss};
+  cc.OnAck(kT0 + absl::Seconds(3), kMss, absl::Milliseconds(100));
+  EXPECT_NEAR(cc.k(), std::cbrt((cc.w_max() - cwnd) / 0.4), 1e-9);
+  EXPECT_LT(cc.w_max(), 100);  // fast convergence: the window had shrunk
+  EXPECT_NEAR(cc.cwnd(), cwnd * kMss, 10);
+}
+
+TEST(Cubic, ARepeatedTimeoutStartsANewEpoch) {
+  CubicCongestionControl cc;
+  cc.Init(kMss);
+  cc.OnRto(kT0, 0, true);  // W_max = 10, ssthresh = 7
+  cc.OnAck(kT0, 6 * kMss, absl::Milliseconds(100));
+  cc.OnAck(kT0, kMss, absl::Milliseconds(100));  // an epoch starts at kT0
+  ASSERT_EQ(cc.cwnd(), 7075u);
+  cc.OnRto(kT0 + absl::Seconds(1), 0, false);
+  EXPECT_EQ(cc.cwnd(), kMss);
+  EXPECT_EQ(cc.ssthresh(), 7 * kMss);
+  cc.OnAck(kT0 + absl::Seconds(5), 6 * kMss, absl::Milliseconds(100));
+  // The epoch restarts at 5 s: the window starts at the curve's origin again,
+  // not 5 s up a curve that began at kT0.
+  cc.OnAck(kT0 + absl::Seconds(5), kMss, absl::Milliseconds(100));
+  EXPECT_EQ(cc.cwnd(), 7075u);
+}
+
+TEST(Cubic, NoFastConvergenceWhenTheWindowDidNotShrink) {
+  CubicCongestionControl cc;
+  cc.Init(kMss);
+  cc.OnAck(kT0, 90 * kMss, absl::Milliseconds(10));
+  cc.OnCongestionEvent(kT0, 0);
+  EXPECT_DOUBLE_EQ(cc.w_max(), 100);
+  cc.SetCwnd(100 * kMss);
+  EXPECT_EQ(cc.cwnd(), 100 * kMss);
+  cc.OnCongestionEvent(kT0, 0);
+  EXPECT_DOUBLE_EQ(cc.w_max(), 100);  // RFC 9438 §4.7: only a shrinking W_max
+}
+
+TEST(Cubic, SsthreshIsAtLeastTwoSegments) {
+  CubicCongestionControl cc;
+  cc.Init(kMss);
+  cc.SetCwnd(2 * kMss);
+  cc.OnCongestionEvent(kT0, 0);
+  EXPECT_EQ(cc.ssthresh(), 2 * kMss);
+}
+
 }  // namespace
 }  // namespace wrench::stack

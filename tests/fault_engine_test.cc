@@ -3,7 +3,10 @@
 // test showing what the fault does to TCP itself; determinism and live rule edits.
 #include "proxy/fault/fault_engine.h"
 
+#include <limits>
+#include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -830,6 +833,511 @@ TEST_F(Engine, PollOutputMayBeOfferedAtTheNextHookFromTheCallback) {
     }
   });
   EXPECT_THAT(delivered, ElementsAre(Hook::kFromClient, Hook::kToServer));
+  EXPECT_EQ(engine_->held(), 0u);
+}
+
+TEST(EngineRandom, ADelayWithoutJitterDrawsNothing) {
+  // Engine 2 also delays the segments of another port by a fixed time; drawing for
+  // them would shift the shared generator and change the other rule's decisions.
+  auto run = [](bool with_delay_rule) {
+    FaultEngine engine(7);
+    if (with_delay_rule) EXPECT_TRUE(engine.AddRule(MustParse("delay 10ms port=9")).ok());
+    EXPECT_TRUE(engine.AddRule(MustParse("drop port=80 p=0.5")).ok());
+    std::string fate;
+    for (uint32_t k = 0; k < 64; ++k) {
+      std::vector<uint8_t> other = Build{.seq = k, .dst_port = 9}.Bytes();
+      Verdict delayed = engine.Offer(kT0, {1, Hook::kToServer, TcpState::kEstablished}, View(other)).verdict;
+      EXPECT_EQ(delayed, with_delay_rule ? Verdict::kTaken : Verdict::kPass);
+      std::vector<uint8_t> bytes = Build{.seq = k}.Bytes();
+      fate += engine.Offer(kT0, {1, Hook::kToServer, TcpState::kEstablished}, View(bytes)).verdict ==
+                      Verdict::kPass
+                  ? '.'
+                  : 'x';
+    }
+    return fate;
+  };
+  std::string plain = run(false);
+  EXPECT_EQ(run(true), plain);
+  EXPECT_NE(plain.find('x'), std::string::npos);
+  EXPECT_NE(plain.find('.'), std::string::npos);
+}
+
+TEST_F(Engine, DupOfOneSaysCopyInTheSingular) {
+  Add("dup 1 on=to-server");
+  std::vector<uint8_t> in = Build{.len = 3}.Bytes();
+  EXPECT_EQ(Offer(in), Verdict::kPass);
+  ASSERT_EQ(out_.size(), 2u);
+  EXPECT_EQ(out_[1].bytes, in);
+  EXPECT_FALSE(out_[1].passed);
+  EXPECT_EQ(log_[0].detail, "original + 1 copy");
+  EXPECT_EQ(engine_->held(), 0u);
+}
+
+TEST_F(Engine, RstOfASegmentWithoutAckNamesOnlyItsSeq) {
+  Add("rst flags=SYN");
+  EXPECT_EQ(Offer(Build{.flags = kSyn, .seq = 42}), Verdict::kTaken);
+  ASSERT_EQ(out_.size(), 1u);
+  EXPECT_EQ(out_[0].Seg().tcp.flags, TcpFlags(kRst));
+  EXPECT_EQ(out_[0].Seg().tcp.ack.raw(), 0u);
+  EXPECT_EQ(log_[0].detail, "replaced by RST seq 42");
+  EXPECT_EQ(log_[0].line,
+            "00:00:00.000000 conn 1 to-server ESTABLISHED rule 1 (rst flags=SYN): SYN 40000>80 seq 42 "
+            "len 0: replaced by RST seq 42");
+}
+
+TEST_F(Engine, CorruptPayloadNamesTheByteItInverted) {
+  Add("corrupt payload");
+  for (uint32_t k = 0; k < 20; ++k) {
+    SCOPED_TRACE(k);
+    out_.clear();
+    log_.clear();
+    std::vector<uint8_t> in = Build{.seq = k, .len = 30}.Bytes();
+    EXPECT_EQ(Offer(in), Verdict::kPass);
+    ASSERT_EQ(out_.size(), 1u);
+    ASSERT_EQ(out_[0].bytes.size(), in.size());
+    const size_t payload_at = in.size() - 30;
+    std::vector<size_t> differing;
+    for (size_t i = 0; i < in.size(); ++i) {
+      if (in[i] != out_[0].bytes[i]) differing.push_back(i);
+    }
+    ASSERT_EQ(differing.size(), 1u);
+    ASSERT_GE(differing[0], payload_at);
+    EXPECT_EQ(log_[0].detail,
+              absl::StrCat("payload byte ", differing[0] - payload_at, " inverted, checksum kept"));
+  }
+  // No payload: the offered bytes go on as they were, and the decision says why.
+  out_.clear();
+  log_.clear();
+  std::vector<uint8_t> empty = Build{}.Bytes();
+  EXPECT_EQ(Offer(empty), Verdict::kPass);
+  ASSERT_EQ(out_.size(), 1u);
+  EXPECT_EQ(out_[0].bytes, empty);
+  EXPECT_EQ(log_[0].detail, "no payload: unchanged");
+}
+
+TEST_F(Engine, CorruptChecksumInvertsTheLowByteAfterEveryFieldChange) {
+  Add("add seq=1");
+  Add("corrupt checksum");
+  Add("add ack=1");
+  std::vector<uint8_t> in = Build{.seq = 1000, .ack = 5000}.Bytes();
+  EXPECT_EQ(Offer(in), Verdict::kPass);
+  ASSERT_EQ(out_.size(), 1u);
+  ASSERT_EQ(log_.size(), 3u);
+  EXPECT_EQ(log_[1].detail, "TCP checksum low byte inverted");
+  // Inverting the low byte back gives a segment with both changes and a right checksum.
+  std::vector<uint8_t> fixed = out_[0].bytes;
+  const size_t tcp_at = 20;  // IPv4 without options
+  fixed[tcp_at + 17] ^= 0xff;
+  absl::StatusOr<Segment> s = stack::ParseSegment(fixed);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->tcp.seq.raw(), 1001u);
+  EXPECT_EQ(s->tcp.ack.raw(), 5001u);
+  EXPECT_FALSE(out_[0].Parse().ok());
+}
+
+TEST_F(Engine, RemovingOneBlackholeRuleLeavesAnothersBlackholeInPlace) {
+  const int first = Add("blackhole on=to-server flags=SYN");
+  const int second = Add("blackhole on=to-server,to-client has=FIN");
+  EXPECT_EQ(Offer(Build{.flags = kSyn}), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{.flags = kFin | kAck}, Hook::kToClient), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{}), Verdict::kTaken);
+  EXPECT_EQ(Hits(first), 2u);  // the first blackhole in place decides
+  EXPECT_TRUE(engine_->RemoveRule(first));
+  EXPECT_EQ(Offer(Build{}), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{}, Hook::kToClient), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{}, Hook::kFromClient), Verdict::kPass);
+  EXPECT_EQ(Hits(second), 3u);
+  // Forgetting the connection lifts the rest; its number starts afresh.
+  engine_->ForgetConnection(1);
+  EXPECT_EQ(Offer(Build{}), Verdict::kPass);
+  EXPECT_EQ(Offer(Build{}, Hook::kToClient), Verdict::kPass);
+  EXPECT_EQ(Hits(second), 3u);
+}
+
+TEST_F(Engine, ABlackholeHoldsOnlyAtItsOwnHooks) {
+  const int id = Add("blackhole on=from-client,to-server flags=SYN");
+  EXPECT_EQ(Offer(Build{.flags = kSyn}, Hook::kFromClient), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{}, Hook::kFromClient), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{}, Hook::kToServer), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{}, Hook::kFromServer), Verdict::kPass);
+  EXPECT_EQ(Offer(Build{}, Hook::kToClient), Verdict::kPass);
+  EXPECT_EQ(Hits(id), 3u);
+  EXPECT_EQ(log_.back().rule_id, id);
+  EXPECT_EQ(log_.back().action, ActionKind::kBlackhole);
+}
+
+TEST_F(Engine, ForgettingAConnectionLeavesOtherConnectionsReorderHolds) {
+  Add("reorder nth=1");
+  // Connection 1 held one segment and released it: nothing of it is held now.
+  EXPECT_EQ(Offer(Build{.seq = 1}, Hook::kToServer, 1), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{.seq = 2}, Hook::kToServer, 1), Verdict::kPass);
+  // Connection 2 holds one segment at each of the four hooks.
+  const Hook hooks[] = {Hook::kFromClient, Hook::kToServer, Hook::kFromServer, Hook::kToClient};
+  for (Hook h : hooks) EXPECT_EQ(Offer(Build{.seq = 100}, h, 2), Verdict::kTaken);
+  EXPECT_EQ(engine_->held(), 4u);
+  engine_->ForgetConnection(1);
+  EXPECT_EQ(engine_->held(), 4u);
+  // Each next segment of connection 2 still releases the one its hook holds.
+  out_.clear();
+  for (Hook h : hooks) EXPECT_EQ(Offer(Build{.seq = 200}, h, 2), Verdict::kPass);
+  EXPECT_THAT(OutSeqs(), ElementsAre(200, 100, 200, 100, 200, 100, 200, 100));
+  EXPECT_EQ(engine_->held(), 0u);
+  EXPECT_EQ(engine_->NextDeadline(), stack::kNever);
+}
+
+TEST_F(Engine, PortMatchesTheSourcePortToo) {
+  const int id = Add("drop port=40000");
+  EXPECT_EQ(Offer(Build{.src_port = 40000, .dst_port = 80}), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{.src_port = 80, .dst_port = 40000}, Hook::kToClient), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{.src_port = 40001, .dst_port = 80}), Verdict::kPass);
+  EXPECT_EQ(Hits(id), 2u);
+}
+
+TEST_F(Engine, AddThatWrapsToExactlyZeroGivesZero) {
+  Add("add win=64536");
+  EXPECT_EQ(Offer(Build{}), Verdict::kPass);
+  ASSERT_EQ(out_.size(), 1u);
+  EXPECT_EQ(out_[0].Seg().tcp.window, 0);
+  EXPECT_EQ(log_[0].detail, "win 1000 -> 0");
+}
+
+TEST_F(Engine, ARulePastTheFirstSixtyFourFiresWhereNoEarlierRuleWatches) {
+  // 64 rules at another hook fill the first word of the candidate sets.
+  for (int k = 0; k < 64; ++k) Add(absl::StrCat("delay 1s port=", 1000 + k, " on=from-client"));
+  const int drop = Add("drop on=to-server");  // the 65th: bit 0 of the second word
+  EXPECT_EQ(Offer(Build{}, Hook::kToServer), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{}, Hook::kFromClient), Verdict::kPass);
+  EXPECT_EQ(Hits(drop), 1u);
+}
+
+TEST_F(Engine, ASocketRulePastTheFirstSixtyFourDelaysSocketEvents) {
+  for (int k = 0; k < 64; ++k) Add(absl::StrCat("delay 1s port=", 1000 + k));
+  const int delay = Add("delay 1s port=9");
+  EXPECT_TRUE(engine_->WatchesSocketLeg(Hook::kToServer));
+  std::vector<uint8_t> bytes = Build{.dst_port = 9}.Bytes();
+  SegmentMeta socket_event{1, Hook::kToServer, TcpState::kEstablished, 0, /*socket=*/true};
+  EXPECT_EQ(engine_->Offer(now_, socket_event, View(bytes)).verdict, Verdict::kTaken);
+  std::vector<uint8_t> other = Build{.dst_port = 1000}.Bytes();
+  EXPECT_EQ(engine_->Offer(now_, socket_event, View(other)).verdict, Verdict::kTaken);  // a filler
+  std::vector<uint8_t> none = Build{.dst_port = 8}.Bytes();
+  EXPECT_EQ(engine_->Offer(now_, socket_event, View(none)).verdict, Verdict::kPass);
+  EXPECT_EQ(Hits(delay), 1u);
+}
+
+TEST_F(Engine, FlagsChangingRulesAroundAWordsEdgeFireOnce) {
+  const int urg = Add("add urg=1");  // bit 0
+  for (int k = 1; k < 63; ++k) Add(absl::StrCat("drop port=", 1000 + k));
+  // Each change keeps ACK, so each rule still matches what it made; none is tried again.
+  const int fin = Add("set flags=FIN+ACK has=ACK");  // bit 63
+  const int seq = Add("add seq=1 has=ACK");          // bit 0 of the second word
+  const int psh = Add("set flags=PSH+ACK has=ACK");  // bit 1 of the second word
+  EXPECT_EQ(Offer(Build{.flags = kAck, .seq = 100}), Verdict::kPass);
+  ASSERT_EQ(out_.size(), 1u);
+  EXPECT_EQ(out_[0].Seg().tcp.flags, TcpFlags(kPsh | kAck));
+  EXPECT_EQ(out_[0].Seg().tcp.seq.raw(), 101u);
+  EXPECT_EQ(out_[0].Seg().tcp.urgent, 1);
+  EXPECT_EQ(Hits(urg), 1u);
+  EXPECT_EQ(Hits(fin), 1u);
+  EXPECT_EQ(Hits(seq), 1u);
+  EXPECT_EQ(Hits(psh), 1u);
+  ASSERT_EQ(log_.size(), 4u);
+  EXPECT_EQ(log_[3].detail, "flags FIN+ACK -> PSH+ACK");
+}
+
+TEST_F(Engine, ASegmentNoRuleWatchesStillReleasesTheHeldOne) {
+  Add("reorder flags=PSH+ACK");
+  EXPECT_EQ(Offer(Build{.flags = kPsh | kAck, .seq = 1, .len = 5}), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{.flags = kAck, .seq = 6}), Verdict::kPass);  // no rule's flags
+  EXPECT_THAT(OutSeqs(), ElementsAre(6, 1));
+  EXPECT_EQ(engine_->held(), 0u);
+}
+
+TEST_F(Engine, IdleOfZeroMatchesAnySilenceButNotTheFirstSegment) {
+  const int id = Add("drop on=to-server idle>0s");
+  EXPECT_EQ(Offer(Build{.seq = 1}), Verdict::kPass);  // the leg's first: no silence before it
+  EXPECT_EQ(Offer(Build{.seq = 2}), Verdict::kPass);  // the same instant
+  AdvanceTo(kT0 + absl::Microseconds(1));
+  EXPECT_EQ(Offer(Build{.seq = 3}), Verdict::kTaken);
+  EXPECT_EQ(Hits(id), 1u);
+}
+
+TEST_F(Engine, CorruptingAOneBytePayloadInvertsThatByte) {
+  Add("corrupt payload");
+  std::vector<uint8_t> in = Build{.len = 1}.Bytes();
+  EXPECT_EQ(Offer(in), Verdict::kPass);
+  ASSERT_EQ(out_.size(), 1u);
+  ASSERT_EQ(out_[0].bytes.size(), in.size());
+  EXPECT_EQ(out_[0].bytes.back(), in.back() ^ 0xff);
+  EXPECT_EQ(log_[0].detail, "payload byte 0 inverted, checksum kept");
+}
+
+TEST_F(Engine, ACorruptedSegmentStaysCorruptedWhenDelayed) {
+  Add("corrupt checksum");
+  Add("delay 1s");
+  std::vector<uint8_t> in = Build{.len = 4}.Bytes();
+  EXPECT_EQ(Offer(in), Verdict::kTaken);
+  RunUntil(kT0 + absl::Seconds(1));
+  ASSERT_EQ(out_.size(), 1u);
+  EXPECT_FALSE(out_[0].Parse().ok());
+  EXPECT_TRUE(out_[0].Parse(/*verify=*/false).ok());
+}
+
+TEST_F(Engine, AReleasedReorderHoldLeavesNothingBehind) {
+  Add("delay 200ms flags=SYN");
+  Add("reorder len>0");
+  EXPECT_EQ(Offer(Build{.seq = 1, .len = 5}), Verdict::kTaken);  // held until 500 ms at most
+  EXPECT_EQ(Offer(Build{.flags = kSyn, .seq = 9}), Verdict::kTaken);  // delayed; releases the held one
+  EXPECT_THAT(OutSeqs(), ElementsAre(1));
+  AdvanceTo(kT0 + absl::Seconds(1));  // one Poll past both due times
+  EXPECT_THAT(OutSeqs(), ElementsAre(1, 9));
+  EXPECT_EQ(engine_->held(), 0u);
+  EXPECT_EQ(engine_->NextDeadline(), stack::kNever);
+}
+
+TEST_F(Engine, AReorderTimeoutFreesItsHookForTheNextSegment) {
+  Add("reorder on=to-server nth=1");
+  EXPECT_EQ(Offer(Build{.seq = 1}, Hook::kToServer, 1), Verdict::kTaken);
+  AdvanceTo(kT0 + absl::Milliseconds(400));
+  EXPECT_EQ(Offer(Build{.seq = 100}, Hook::kToServer, 2), Verdict::kTaken);  // held until 900 ms
+  RunUntil(kT0 + absl::Milliseconds(600));
+  EXPECT_THAT(OutSeqs(), ElementsAre(1));
+  EXPECT_EQ(out_[0].at, kT0 + absl::Milliseconds(500));
+  // Connection 1's next segment has nothing to release; connection 2's still does.
+  EXPECT_EQ(Offer(Build{.seq = 2}, Hook::kToServer, 1), Verdict::kPass);
+  EXPECT_THAT(OutSeqs(), ElementsAre(1, 2));
+  EXPECT_EQ(Offer(Build{.seq = 101}, Hook::kToServer, 2), Verdict::kPass);
+  EXPECT_THAT(OutSeqs(), ElementsAre(1, 2, 101, 100));
+  EXPECT_EQ(engine_->held(), 0u);
+}
+
+TEST_F(Engine, AFinWithoutOtherFlagsIsNamedFin) {
+  Add("set flags=FIN on=to-server");
+  Add("drop flags=FIN on=to-client");
+  EXPECT_EQ(Offer(Build{.flags = kAck}), Verdict::kPass);
+  EXPECT_EQ(log_[0].detail, "flags ACK -> FIN");
+  EXPECT_EQ(Offer(Build{.flags = kFin, .seq = 7}, Hook::kToClient), Verdict::kTaken);
+  EXPECT_EQ(log_[1].line,
+            "00:00:00.000000 conn 1 to-client ESTABLISHED rule 2 (drop on=to-client flags=FIN): FIN "
+            "40000>80 seq 7 len 0: dropped");
+}
+
+TEST_F(Engine, LenLessThanExcludesItsValue) {
+  const int id = Add("drop len<10");
+  EXPECT_EQ(Offer(Build{.len = 10}), Verdict::kPass);
+  EXPECT_EQ(Offer(Build{.len = 9}), Verdict::kTaken);
+  EXPECT_EQ(Hits(id), 1u);
+}
+
+TEST_F(Engine, RemovingARuleLeavesTheOtherRulesCounters) {
+  Add("drop on=to-server nth=3");
+  const int removed = Add("dup 1 on=from-client nth=5");
+  const int next = Add("drop on=from-client nth=2");
+  EXPECT_EQ(Offer(Build{.seq = 1}, Hook::kFromClient), Verdict::kPass);  // counted by both
+  EXPECT_TRUE(engine_->RemoveRule(removed));
+  EXPECT_EQ(Offer(Build{.seq = 2}, Hook::kFromClient), Verdict::kTaken);  // the next rule's 2nd
+  EXPECT_EQ(Hits(next), 1u);
+}
+
+TEST_F(Engine, IdleTimeIsKeptOnlyWhileAnIdleRuleExists) {
+  const int gone = Add("drop on=to-client idle>1s");
+  EXPECT_TRUE(engine_->RemoveRule(gone));
+  EXPECT_EQ(Offer(Build{.seq = 1}), Verdict::kPass);  // no idle rule: the leg is not stamped
+  AdvanceTo(kT0 + absl::Seconds(5));
+  const int idle = Add("drop on=to-server idle>1s");
+  EXPECT_EQ(Offer(Build{.seq = 2}), Verdict::kPass);  // the leg's first stamp
+  AdvanceTo(kT0 + absl::Seconds(7));
+  EXPECT_EQ(Offer(Build{.seq = 3}), Verdict::kTaken);
+  EXPECT_EQ(Hits(idle), 1u);
+}
+
+TEST_F(Engine, ASegmentWithoutFlagsMeetsTheRulesOfItsOwnHookOnly) {
+  const int id = Add("drop on=from-client");
+  EXPECT_EQ(Offer(Build{.flags = 0}, Hook::kToClient), Verdict::kPass);
+  EXPECT_EQ(Offer(Build{.flags = 0}, Hook::kFromClient), Verdict::kTaken);
+  EXPECT_EQ(Hits(id), 1u);
+}
+
+TEST_F(Engine, ARuleForAnyConnectionPastTheFirstSixtyFourMeetsEveryConnection) {
+  for (int k = 1; k <= 64; ++k) Add(absl::StrCat("drop conn=", k, " len=7"));
+  const int any = Add("drop port=5555");  // the 65th
+  EXPECT_EQ(Offer(Build{.dst_port = 5555}, Hook::kToServer, 200), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{.dst_port = 5555}, Hook::kToServer, 3), Verdict::kTaken);
+  EXPECT_EQ(Hits(any), 2u);
+}
+
+TEST_F(Engine, OfferReturnsOnlyThisDatagramsDecisions) {
+  Add("add seq=1");
+  Add("add ack=1");
+  std::vector<uint8_t> bytes = Build{}.Bytes();
+  for (int k = 0; k < 3; ++k) {
+    const Offered o = engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished}, View(bytes));
+    ASSERT_EQ(o.decisions.size(), 2u);
+    EXPECT_EQ(o.decisions[0].detail, "seq 1000 -> 1001");
+    EXPECT_EQ(o.last()->detail, "ack 5000 -> 5001");
+  }
+}
+
+TEST_F(Engine, ARuleOfScopeOneSeesOnlyScopeOne) {
+  ASSERT_TRUE(engine_->AddRule(MustParse("drop"), /*scope=*/1).ok());
+  std::vector<uint8_t> bytes = Build{}.Bytes();
+  auto offer = [&](uint64_t scope) {
+    return engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished, scope}, View(bytes)).verdict;
+  };
+  EXPECT_EQ(offer(0), Verdict::kPass);
+  EXPECT_EQ(offer(2), Verdict::kPass);
+  EXPECT_EQ(offer(1), Verdict::kTaken);
+}
+
+TEST_F(Engine, AMutationThatChangesNothingPassesTheCallersOwnBytes) {
+  Add("set seq=1000");
+  std::vector<uint8_t> bytes = Build{.seq = 1000}.Bytes();
+  const Offered o = engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished}, View(bytes));
+  EXPECT_EQ(o.verdict, Verdict::kPass);
+  EXPECT_FALSE(o.changed(bytes));
+  EXPECT_EQ(o.datagram.data(), bytes.data());
+  ASSERT_EQ(o.decisions.size(), 1u);
+  EXPECT_EQ(o.decisions[0].detail, "seq 1000 -> 1000");
+}
+
+TEST_F(Engine, ACorruptedSegmentAndItsCopiesAreAllCorrupted) {
+  Add("corrupt checksum");
+  Add("dup 2");
+  std::vector<uint8_t> in = Build{.len = 4}.Bytes();
+  EXPECT_EQ(Offer(in), Verdict::kPass);
+  ASSERT_EQ(out_.size(), 3u);
+  for (const Out& o : out_) {
+    EXPECT_FALSE(o.Parse().ok());
+    EXPECT_EQ(o.bytes, out_[0].bytes);
+  }
+}
+
+TEST_F(Engine, ReorderedPairsAreBothCorruptedAndTheSecondSaysItWentAhead) {
+  Add("corrupt checksum");
+  Add("reorder");
+  EXPECT_EQ(Offer(Build{.seq = 1, .len = 4}), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{.seq = 5, .len = 4}), Verdict::kPass);
+  ASSERT_EQ(out_.size(), 2u);
+  for (const Out& o : out_) EXPECT_FALSE(o.Parse().ok());
+  EXPECT_EQ(out_[0].Parse(/*verify=*/false)->tcp.seq.raw(), 5u);
+  EXPECT_EQ(out_[1].Parse(/*verify=*/false)->tcp.seq.raw(), 1u);
+  ASSERT_EQ(log_.size(), 4u);
+  EXPECT_EQ(log_[3].detail, "goes ahead of the segment already held");
+  EXPECT_EQ(log_[3].seg.seq.raw(), 5u);
+}
+
+// UniformBelow as the engine header specifies it: one mt19937_64 seeded from the
+// seed, exactly uniform by rejection.
+uint64_t ReferenceUniformBelow(std::mt19937_64& rng, uint64_t n) {
+  const uint64_t limit = std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % n;
+  uint64_t x;
+  do {
+    x = rng();
+  } while (x >= limit);
+  return x % n;
+}
+
+TEST_F(Engine, JitterIsTheSeedsUniformDrawAroundTheDelay) {
+  Reset(1234);
+  Add("delay 100ms~50ms");
+  for (uint32_t k = 0; k < 5; ++k) Offer(Build{.seq = k});
+  std::mt19937_64 rng(1234);
+  const int64_t j = 50'000'000;
+  ASSERT_EQ(log_.size(), 5u);
+  for (uint32_t k = 0; k < 5; ++k) {
+    SCOPED_TRACE(k);
+    const int64_t u = static_cast<int64_t>(ReferenceUniformBelow(rng, 2 * j + 1)) - j;
+    EXPECT_EQ(log_[k].detail, absl::StrCat("delayed ", DurationToString(absl::Milliseconds(100) + absl::Nanoseconds(u))));
+  }
+}
+
+TEST_F(Engine, EveryDelayedSegmentLeavesAtItsOwnDueTime) {
+  Add("delay 100ms~99ms");
+  std::map<uint32_t, Instant> due;
+  for (uint32_t k = 0; k < 60; ++k) {
+    RunUntil(kT0 + absl::Milliseconds(7 * k));  // each release at its own deadline
+    Offer(Build{.seq = k});
+    const std::string& d = log_.back().detail;
+    stack::Duration delay;
+    ASSERT_TRUE(absl::ParseDuration(d.substr(d.find(' ') + 1), &delay)) << d;
+    due[k] = now_ + delay;
+  }
+  RunUntil(kT0 + absl::Seconds(2));
+  ASSERT_EQ(out_.size(), 60u);
+  for (const Out& o : out_) {
+    const uint32_t k = o.Seg().tcp.seq.raw();
+    EXPECT_EQ(o.at, due[k]) << k;
+  }
+  EXPECT_EQ(engine_->held(), 0u);
+}
+
+TEST_F(Engine, ABlackholeRuleAfterOthersCountsEveryDropItMakes) {
+  Add("drop flags=SYN");
+  Add("dup 1 flags=RST");
+  const int bh = Add("blackhole has=FIN");
+  EXPECT_EQ(Offer(Build{.flags = kFin | kAck}), Verdict::kTaken);
+  EXPECT_EQ(Offer(Build{}), Verdict::kTaken);
+  EXPECT_EQ(Hits(bh), 2u);
+  ASSERT_EQ(log_.size(), 2u);
+  EXPECT_EQ(log_[1].rule_id, bh);
+  EXPECT_EQ(log_[1].detail, "dropped: connection blackholed");
+}
+
+TEST_F(Engine, ABlackholedSegmentReleasesTheSegmentHeldBeforeIt) {
+  Add("reorder on=to-server nth=1");
+  Add("blackhole on=from-client,to-server has=FIN");
+  EXPECT_EQ(Offer(Build{.seq = 1}, Hook::kToServer), Verdict::kTaken);       // held
+  EXPECT_EQ(Offer(Build{.flags = kFin | kAck}, Hook::kFromClient), Verdict::kTaken);
+  EXPECT_TRUE(out_.empty());
+  EXPECT_EQ(Offer(Build{.seq = 2}, Hook::kToServer), Verdict::kTaken);  // blackholed
+  EXPECT_THAT(OutSeqs(), ElementsAre(1));  // released at once, not at the timeout
+  EXPECT_EQ(out_[0].at, kT0);
+}
+
+TEST_F(Engine, AFreedSlotIsReusedOnce) {
+  Add("delay 10ms");
+  Offer(Build{.seq = 1});
+  RunUntil(kT0 + absl::Milliseconds(20));  // its slot is free again
+  Offer(Build{.seq = 2});
+  Offer(Build{.seq = 3});
+  Offer(Build{.seq = 4});
+  EXPECT_EQ(engine_->held(), 3u);
+  RunUntil(kT0 + absl::Milliseconds(40));
+  EXPECT_THAT(OutSeqs(), ElementsAre(1, 2, 3, 4));
+}
+
+TEST_F(Engine, ForgettingTheConnectionBeingDeliveredDeliversItOnce) {
+  Add("delay 10ms");
+  Offer(Build{.seq = 1}, Hook::kToServer, 1);
+  Offer(Build{.seq = 2}, Hook::kToServer, 1);
+  Offer(Build{.seq = 3}, Hook::kToServer, 2);
+  std::vector<uint32_t> seqs;
+  now_ = kT0 + absl::Milliseconds(10);
+  engine_->Poll(now_, [&](const SegmentMeta& meta, absl::Span<const uint8_t> d) {
+    seqs.push_back(stack::ParseSegment(d)->tcp.seq.raw());
+    if (meta.conn == 1) engine_->ForgetConnection(1);  // a RST went by: the proxy forgets it
+  });
+  EXPECT_THAT(seqs, ElementsAre(1, 3));  // the other held segment of connection 1 is gone
+  EXPECT_EQ(engine_->held(), 0u);
+  EXPECT_EQ(engine_->NextDeadline(), stack::kNever);
+  // The freed slots serve again, one segment each.
+  Offer(Build{.seq = 4});
+  Offer(Build{.seq = 5});
+  RunUntil(kT0 + absl::Milliseconds(30));
+  EXPECT_THAT(OutSeqs(), ElementsAre(4, 5));
+}
+
+TEST_F(Engine, ForgettingAConnectionFreesItsSegmentsInAnySlot) {
+  Add("delay 1s");
+  Offer(Build{.seq = 20}, Hook::kToServer, 2);  // slot 0
+  Offer(Build{.seq = 10}, Hook::kToServer, 1);  // slot 1
+  engine_->ForgetConnection(1);
+  EXPECT_EQ(engine_->held(), 1u);
+  RunUntil(kT0 + absl::Seconds(2));
+  EXPECT_THAT(OutSeqs(), ElementsAre(20));
+  // Forgetting the only holder leaves nothing due.
+  Offer(Build{.seq = 30}, Hook::kToServer, 3);
+  engine_->ForgetConnection(3);
+  EXPECT_EQ(engine_->NextDeadline(), stack::kNever);
   EXPECT_EQ(engine_->held(), 0u);
 }
 

@@ -6,6 +6,7 @@
 // unless a test asks for them, so that segment boundaries are round numbers.
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -140,6 +141,8 @@ class ScriptedPeer : public ::testing::Test {
         data_out_.push_back(Out{now_ - absl::UnixEpoch(), r.seq.raw() - kIss, static_cast<uint32_t>(r.payload.size()), f});
       }
       out_.push_back(Out{now_ - absl::UnixEpoch(), r.seq.raw() - kIss, static_cast<uint32_t>(r.payload.size()), f});
+      tsecr_out_.push_back(r.options.timestamps ? std::optional<uint32_t>(r.options.timestamps->echo) : std::nullopt);
+      tsval_out_.push_back(r.options.timestamps ? std::optional<uint32_t>(r.options.timestamps->value) : std::nullopt);
       sacks_out_.emplace_back();
       for (size_t i = 0; i < r.options.sack_count; ++i) {
         sacks_out_.back().emplace_back(r.options.sack[i].left.raw() - kPeerIss, r.options.sack[i].right.raw() - kPeerIss);
@@ -153,6 +156,18 @@ class ScriptedPeer : public ::testing::Test {
     TcpRepr r = Header(1, peer_.window);
     r.seq = SeqNum(kPeerIss + rel_seq);
     r.payload = absl::MakeConstSpan(kBytes.data(), len);
+    ep_->OnSegment(now_, r);
+    Pump();
+  }
+
+  // The peer's segment [rel_seq, rel_seq + len) with these flags and, if given, a TSval.
+  void PeerSegment(uint32_t rel_seq, uint32_t len, uint8_t flags, std::optional<uint32_t> tsval = std::nullopt) {
+    static const std::vector<uint8_t> kBytes(65536, 'y');
+    TcpRepr r = Header(1, peer_.window);
+    r.seq = SeqNum(kPeerIss + rel_seq);
+    r.flags = TcpFlags(flags);
+    r.payload = absl::MakeConstSpan(kBytes.data(), len);
+    if (tsval) r.options.timestamps = Timestamps{*tsval, 0};
     ep_->OnSegment(now_, r);
     Pump();
   }
@@ -173,6 +188,8 @@ class ScriptedPeer : public ::testing::Test {
   uint32_t ts_echo_ = 0;
   std::vector<Out> out_, data_out_;
   std::vector<std::vector<std::pair<uint32_t, uint32_t>>> sacks_out_;  // each segment's blocks
+  std::vector<std::optional<uint32_t>> tsecr_out_;                       // each segment's TSecr
+  std::vector<std::optional<uint32_t>> tsval_out_;                       // each segment's TSval
 };
 
 using ::testing::ElementsAre;
@@ -203,6 +220,201 @@ TEST_F(ScriptedPeer, SackBlocksListTheMostRecentSegmentFirst) {
   PeerData(1, 100);
   EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 251));
   EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair{701u, 801u}, std::pair{501u, 601u}, std::pair{301u, 401u}));
+}
+
+TEST_F(ScriptedPeer, NoSackBlocksWithoutSackPermitted) {
+  Open(EndpointConfig(), {.sack = false});
+  PeerData(101, 100);  // a hole at 1..101
+  ASSERT_FALSE(sacks_out_.empty());
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 1));
+  EXPECT_THAT(sacks_out_.back(), IsEmpty());
+}
+
+// RFC 2018 §3 with a FIN: the block of data ending at an out-of-order FIN covers
+// the FIN too, once, and a FIN alone past a hole gets a block of its own.
+TEST_F(ScriptedPeer, AnOutOfOrderFinIsSackedWithItsData) {
+  Open(EndpointConfig(), {.sack = true});
+  PeerSegment(101, 100, kAck | kFin);
+  ASSERT_FALSE(sacks_out_.empty());
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair{101u, 202u}));
+}
+
+TEST_F(ScriptedPeer, AnOutOfOrderFinAloneGetsABlockOfItsOwn) {
+  Open(EndpointConfig(), {.sack = true});
+  PeerSegment(101, 100, kAck);
+  PeerSegment(301, 0, kAck | kFin);
+  ASSERT_FALSE(sacks_out_.empty());
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair{101u, 201u}, std::pair{301u, 302u}));
+}
+
+// RFC 5681 §4.2: each out-of-order segment is owed a duplicate ACK, even when several
+// arrive before the next Poll; at most eight are owed at once.
+TEST_F(ScriptedPeer, OutOfOrderSegmentsBetweenPollsAreOwedAtMostEightDuplicateAcks) {
+  Open(EndpointConfig(), {.sack = true});
+  static const std::vector<uint8_t> kBytes(100, 'y');
+  for (uint32_t k = 0; k < 10; ++k) {
+    TcpRepr r = Header(1, peer_.window);
+    r.seq = SeqNum(kPeerIss + 101 + 200 * k);
+    r.payload = absl::MakeConstSpan(kBytes);
+    ep_->OnSegment(now_, r);
+  }
+  PollOnce();
+  EXPECT_EQ(out_.size(), 8u);
+  for (const Out& o : out_) EXPECT_EQ(o.len, 0u);
+}
+
+// RFC 7323 §4.3: TS.Recent takes the TSval of a segment that reaches the left edge
+// of the window (SEG.SEQ <= Last.ACK.sent), never one from beyond a hole.
+TEST_F(ScriptedPeer, TsRecentFollowsOnlySegmentsAtTheLeftEdge) {
+  Open(EndpointConfig(), {.sack = true, .timestamps = true});
+  ASSERT_TRUE(ep().tcb().ts_ok);
+  PeerSegment(1, 100, kAck, 10);
+  ASSERT_FALSE(tsecr_out_.empty());
+  EXPECT_EQ(tsecr_out_.back(), 10u);
+  PeerSegment(201, 100, kAck, 20);  // beyond the hole at 101
+  EXPECT_EQ(tsecr_out_.back(), 10u);
+  PeerSegment(101, 100, kAck, 30);  // fills it
+  EXPECT_EQ(tsecr_out_.back(), 30u);
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 301));
+}
+
+// RFC 7323 §5.4: each connection's timestamp clock starts at an offset of its own,
+// so that TSvals do not tell the host's uptime or link two connections.
+TEST_F(ScriptedPeer, EachConnectionsTimestampClockHasAnOffsetOfItsOwn) {
+  std::vector<uint32_t> syn_tsvals;
+  for (uint32_t iss : {1000u, 777777u}) {
+    TcpConfig cfg = EndpointConfig();
+    cfg.isn = [iss](const FourTuple&, Instant) { return iss; };
+    TcpEndpoint ep(std::move(cfg));
+    ASSERT_TRUE(ep.Connect(now_).ok());
+    ep.Poll(now_, [&](const TcpRepr& r) {
+      ASSERT_TRUE(r.options.timestamps.has_value());
+      syn_tsvals.push_back(r.options.timestamps->value);
+    });
+  }
+  ASSERT_EQ(syn_tsvals.size(), 2u);
+  EXPECT_NE(syn_tsvals[0], syn_tsvals[1]);
+  EXPECT_NE(syn_tsvals[0], 0u);
+}
+
+// An echo of a TSval sent in the same millisecond is an RTT sample of 0 ms
+// (RFC 7323 §4.1), folded into SRTT like any other (RFC 6298 §2.3).
+TEST_F(ScriptedPeer, AnEchoFromTheSameMillisecondIsAZeroRttSample) {
+  Open(EndpointConfig(), {.sack = true, .timestamps = true});
+  ASSERT_EQ(ep().tcb().srtt, Ms(10));
+  Send(1000);
+  ASSERT_FALSE(tsval_out_.empty());
+  ASSERT_TRUE(tsval_out_.back().has_value());
+  TcpRepr ack = Header(1001, peer_.window);
+  ack.options.timestamps = Timestamps{2, *tsval_out_.back()};
+  ep_->OnSegment(now_, ack);
+  Pump();
+  EXPECT_EQ(ep().tcb().srtt, Ms(8.75));  // 7/8 * 10 ms + 1/8 * 0
+}
+
+// RFC 9293 §3.7.1: a peer whose SYN carries no MSS option is sent at most 536 bytes
+// a segment over IPv4.
+TEST_F(ScriptedPeer, APeerWithoutAnMssOptionGets536BytesASegment) {
+  peer_ = {};
+  ep_ = std::make_unique<TcpEndpoint>(EndpointConfig());
+  ASSERT_TRUE(ep_->Connect(now_).ok());
+  Pump();
+  RunTo(Ms(10));
+  TcpRepr synack = Header(1, 65535);
+  synack.flags = TcpFlags(kSyn | kAck);
+  synack.seq = SeqNum(kPeerIss);
+  ep_->OnSegment(now_, synack);
+  Pump();
+  ASSERT_EQ(ep_->state(), TcpState::kEstablished);
+  EXPECT_EQ(ep().tcb().snd_mss, 536);
+  Send(1500);
+  std::vector<Out> data = TakeData();
+  ASSERT_EQ(data.size(), 3u);
+  EXPECT_EQ(data[0].len, 536u);
+  EXPECT_EQ(data[1].len, 536u);
+  EXPECT_EQ(data[2].len, 428u);
+}
+
+// RFC 6691: SACK blocks riding on a data segment take their room from the data.
+// One block is 2 + 8 bytes, padded to 12: 988 bytes of data beside it.
+TEST_F(ScriptedPeer, DataBesideASackBlockShrinksByTheBlocksRoom) {
+  Open(EndpointConfig(), {.sack = true});
+  PeerData(101, 100);  // held out of order: every segment now carries its block
+  Send(3000);
+  std::vector<Out> data = TakeData();
+  ASSERT_EQ(data.size(), 4u);
+  EXPECT_EQ(data[0], O(Ms(10), 1, 988));
+  EXPECT_EQ(data[1], O(Ms(10), 989, 988));
+  EXPECT_EQ(data[2], O(Ms(10), 1977, 988));
+  EXPECT_EQ(data[3].len, 36u);
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair{101u, 201u}));
+}
+
+// RFC 5961 §5.2: an ACK of data never sent is answered with an ACK and otherwise
+// ignored; its window is not taken either.
+TEST_F(ScriptedPeer, AnAckOfUnsentDataChangesNothingButGetsAnAck) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(1000);
+  ASSERT_EQ(TakeData().size(), 1u);
+  RunTo(Ms(20));
+  out_.clear();
+  Ack(5001, {}, 100);
+  ASSERT_EQ(out_.size(), 1u);
+  EXPECT_EQ(out_[0], O(Ms(20), 1001, 0));
+  EXPECT_EQ(ep().tcb().snd_una, SeqNum(kIss + 1));
+  EXPECT_EQ(ep().tcb().snd_wnd, 65535u);
+  Ack(1001);
+  Send(3000);
+  EXPECT_EQ(TakeData().size(), 3u);  // the window is the real ACK's
+}
+
+// RFC 5961 §5.2: a segment whose ACK lies below SND.UNA - MAX.SND.WND is discarded,
+// text and window with it, and answered with a (challenge) ACK.
+TEST_F(ScriptedPeer, ASegmentWithAnAckOlderThanAWindowIsDiscarded) {
+  Open(EndpointConfig(), {.sack = true});
+  static const std::vector<uint8_t> kBytes(100, 'y');
+  TcpRepr r = Header(1, 100);
+  r.ack = SeqNum(kIss + 1 - 100'000);  // 100 000 bytes before SND.UNA
+  r.payload = absl::MakeConstSpan(kBytes);
+  out_.clear();
+  ep_->OnSegment(now_, r);
+  Pump();
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 1));
+  EXPECT_EQ(ep().tcb().snd_wnd, 65535u);
+  ASSERT_EQ(out_.size(), 1u);
+  EXPECT_EQ(out_[0].len, 0u);
+}
+
+// RFC 9293 §3.10.7.4: with our receive window at zero, a segment at RCV.NXT is still
+// taken for its ACK (its text is dropped), as a peer's window probe is.
+TEST_F(ScriptedPeer, AZeroWindowProbeAtRcvNxtIsTakenForItsAck) {
+  TcpConfig cfg = EndpointConfig();
+  cfg.recv_buffer = 1000;
+  Open(std::move(cfg), {.sack = true});
+  PeerData(1, 1000);  // fills the receive buffer: the window is 0
+  ASSERT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 1001));
+  Send(500);
+  ASSERT_EQ(TakeData().size(), 1u);
+  RunTo(Ms(20));
+  TcpRepr probe = Header(501, peer_.window);  // acknowledges our 500 bytes
+  static const uint8_t kByte = 'z';
+  probe.seq = SeqNum(kPeerIss + 1001);
+  probe.payload = absl::MakeConstSpan(&kByte, 1);
+  ep_->OnSegment(now_, probe);
+  Pump();
+  EXPECT_EQ(ep().tcb().snd_una, SeqNum(kIss + 501));
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 1001));  // the byte is not taken
+}
+
+// RFC 9293 §3.8.6.1: the probe of a zero window is one segment, not followed by an ACK.
+TEST_F(ScriptedPeer, AZeroWindowIsProbedWithOneSegmentAtATime) {
+  Open(EndpointConfig(), {.sack = true, .window = 0});
+  Send(1000);
+  EXPECT_THAT(TakeData(), IsEmpty());
+  for (int ms = 11; ms < 5000 && out_.empty(); ++ms) RunTo(Ms(ms));
+  ASSERT_EQ(out_.size(), 1u);
+  EXPECT_EQ(out_[0].seq, 0u);  // SND.UNA - 1: the peer must answer with its window
+  EXPECT_EQ(out_[0].len, 0u);
 }
 
 // --- duplicate ACKs ----------------------------------------------------------
@@ -323,6 +535,42 @@ TEST_F(ScriptedPeer, TailLossIsProbedAfterTwoSrttNotAtTheRto) {
   Ack(10001);
   EXPECT_EQ(ep().loss_stats().timeouts, 0);
   EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
+}
+
+// RFC 8985 §7.4: the ACK of a probe that retransmitted the tail, without a D-SACK,
+// shows that the probe repaired a loss: the window is reduced once.
+TEST_F(ScriptedPeer, AProbeThatRepairedATailLossReducesTheWindowOnce) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(10'000);
+  ASSERT_EQ(TakeData().size(), 10u);
+  RunTo(Ms(20));
+  Ack(8001);  // the last two segments are late
+  ASSERT_EQ(ep().tcb().ssthresh, 0x7fffffffu);
+  RunTo(Ms(40));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(40), 9001, 1000)));  // the probe: the last segment
+  RunTo(Ms(50));
+  Ack(10001);  // everything, no D-SACK: the probe's copy was needed
+  EXPECT_EQ(ep().loss_stats().tlp_probes, 1);
+  EXPECT_LT(ep().tcb().ssthresh, 0x7fffffffu);
+  EXPECT_EQ(ep().tcb().cwnd, ep().tcb().ssthresh);
+  EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
+}
+
+// RFC 8985 §7.3: with new data waiting (here held back by cwnd), the probe is one
+// segment of it; its ACK repairs nothing, so the window is not reduced.
+TEST_F(ScriptedPeer, AProbeOfNewDataIsOneSegmentAndNoReduction) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(11'000);
+  ASSERT_EQ(TakeData().size(), 10u);  // the initial window; 1000 bytes wait
+  RunTo(Ms(29));
+  EXPECT_THAT(TakeData(), IsEmpty());
+  RunTo(Ms(30));  // PTO = 2 * SRTT after the last send
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(30), 10001, 1000)));
+  EXPECT_EQ(ep().loss_stats().tlp_probes, 1);
+  RunTo(Ms(40));
+  Ack(11001);
+  EXPECT_EQ(ep().tcb().ssthresh, 0x7fffffffu);
+  EXPECT_EQ(ep().retransmissions(), 0);
 }
 
 TEST_F(ScriptedPeer, RfcProfileWaitsForTheOneSecondRto) {

@@ -37,6 +37,7 @@ struct FaultEngine::Work {
   uint32_t held_slot = kNoSlot;  // the slot a reorder of this segment holds
 
   ConstDatagramView current() const { return copy ? ConstDatagramView(*copy) : offered; }
+  // mutate: equivalent (nothing calls it)
   bool NeedsEmit() const { return copy.has_value() || corrupt_payload_at >= 0 || corrupt_checksum; }
 };
 
@@ -94,11 +95,11 @@ uint32_t GetField(ConstDatagramView s, Field f) {
     case Field::kTtl:
       return s.ttl();
     case Field::kMss:
-      return s.mss().value_or(0);
+      return s.mss().value_or(0);  // mutate: equivalent (HasField was checked)
     case Field::kWscale:
-      return s.window_scale().value_or(0);
+      return s.window_scale().value_or(0);  // mutate: equivalent (HasField was checked)
   }
-  return 0;
+  return 0;  // mutate: equivalent (the switch covers every field)
 }
 
 // Patches the field in place; the view keeps both checksums right.
@@ -181,9 +182,10 @@ absl::StatusOr<int> FaultEngine::AddRule(Rule rule, uint64_t scope) {
   absl::Status valid = ValidateRule(rule);
   if (!valid.ok()) return valid;
   Filter f;
-  f.conn = rule.conn.value_or(0);
+  // conn= and port= are checked twice, by the indexes (AddressedTo) and by StaticMatch.
+  f.conn = rule.conn.value_or(0);  // mutate: equivalent (by_conn_ alone limits the rule)
   f.scope = scope;
-  f.port = rule.port.value_or(0);
+  f.port = rule.port.value_or(0);  // mutate: equivalent (by_port_ alone limits the rule)
   if (rule.state) f.states = static_cast<uint16_t>(1u << static_cast<int>(*rule.state));
   if (rule.len) {
     const uint32_t v = rule.len->value;
@@ -221,11 +223,13 @@ bool FaultEngine::RemoveRule(int id) {
   Rebuild();
   // Its counters and blackholes go with it; what it holds stays on the wire.
   for (auto& [conn, state] : conns_) {
+    // mutate: equivalent 0 (a removed rule's counters are never read again: ids are not reused)
     for (int h = 0; h < kHookCount; ++h) state.counters.erase(uint64_t(id) << 2 | uint64_t(h));
     const size_t before = state.blackholes.size();
     state.blackholes.erase(std::remove_if(state.blackholes.begin(), state.blackholes.end(),
                                           [id](const Blackhole& b) { return b.rule_id == id; }),
                            state.blackholes.end());
+    // mutate: equivalent (the count ends too high or wraps far from 0: it gates a fast path)
     blackholes_ -= before - state.blackholes.size();
   }
   return true;
@@ -233,7 +237,7 @@ bool FaultEngine::RemoveRule(int id) {
 
 std::vector<FaultEngine::RuleInfo> FaultEngine::Rules() const {
   std::vector<RuleInfo> out;
-  out.reserve(rules_.size());
+  out.reserve(rules_.size());  // mutate: equivalent (capacity only)
   for (const Compiled& c : rules_) out.push_back(RuleInfo{c.id, c.rule, *c.text, c.hits, c.scope});
   return out;
 }
@@ -241,22 +245,25 @@ std::vector<FaultEngine::RuleInfo> FaultEngine::Rules() const {
 // Bit i of the set for (hook, flags) says rule i can fire on such a segment, so a
 // segment no rule is interested in costs one lookup, and rule order is bit order.
 void FaultEngine::Rebuild() {
-  words_ = std::max<size_t>(1, (rules_.size() + 63) / 64);
-  candidates_.assign(size_t{2 * kHookCount} * 256 * words_, 0);
+  words_ = std::max<size_t>(1, (rules_.size() + 63) / 64);  // mutate: equivalent 63 (a spare word)
+  candidates_.assign(size_t{2 * kHookCount} * 256 * words_, 0);  // mutate: equivalent 2,256 (size)
   socket_watched_ = {};
   data_watched_ = {};
+  // mutate: equivalent 0 (an extra candidate is refused by StaticMatch)
   any_conn_.assign(words_, 0);
+  // mutate: equivalent 0 (an extra candidate is refused by StaticMatch)
   any_port_.assign(words_, 0);
-  by_conn_.clear();
-  by_port_.clear();
+  // The two indexes only narrow the candidates: StaticMatch checks conn and port again.
+  by_conn_.clear();  // mutate: equivalent (stale bits add candidates StaticMatch refuses)
+  by_port_.clear();  // mutate: equivalent (stale bits add candidates StaticMatch refuses)
   idle_rules_ = 0;
   for (size_t i = 0; i < rules_.size(); ++i) {
     const Rule& r = rules_[i].rule;
-    if (r.idle) ++idle_rules_;
+    if (r.idle) ++idle_rules_;  // mutate: equivalent ++ (only zero or not matters)
     const uint64_t bit = uint64_t{1} << (i % 64);
     const ActionKind kind = KindOf(r.action);
     const bool socket_ok = kind == ActionKind::kDelay || kind == ActionKind::kRst;
-    for (int h = 0; h < kHookCount; ++h) {
+    for (int h = 0; h < kHookCount; ++h) {  // mutate: equivalent < (no rule has a fifth hook)
       if (!r.hooks.has(static_cast<Hook>(h))) continue;
       for (int f = 0; f < 256; ++f) {
         if (!FlagsMatch(r, static_cast<uint8_t>(f))) continue;
@@ -292,12 +299,14 @@ void FaultEngine::Rebuild() {
 
 Offered FaultEngine::Offer(Instant now, const SegmentMeta& meta, ConstDatagramView datagram) {
   decisions_made_ = 0;
+  // mutate: equivalent 1 (without idle rules no filter reads it)
   offer_idle_ns_ = idle_rules_ != 0 ? TouchLeg(now, meta) : -1;
   if (blackholes_ != 0 && !meta.socket && DropIfBlackholed(now, meta, datagram)) {
     return Offered{Verdict::kTaken, {}, {decisions_.data(), decisions_made_}};
   }
   const uint64_t* candidates = CandidatesFor(SlotOf(meta), datagram.flags().bits());
   bool any = candidates[0] != 0;
+  // mutate: equivalent &&,<,++,1 (reading on or word 0 again finds no rule Decide tries: a pass)
   for (size_t w = 1; !any && w < words_; ++w) any = candidates[w] != 0;
   if (!any) {
     if (reorder_holds_ != 0) ReleaseReorderedAfter(now, meta, kNoSlot);
@@ -340,7 +349,7 @@ int64_t FaultEngine::TouchLeg(Instant now, const SegmentMeta& meta) {
   Instant& last = conns_[meta.conn].last_seen[(static_cast<unsigned>(meta.hook) & 3) >> 1];
   const Instant before = last;
   last = std::max(last, now);
-  if (before == absl::InfinitePast()) return -1;
+  if (before == absl::InfinitePast()) return -1;  // mutate: equivalent 1 (0 > idle_ns is false too)
   return std::max<int64_t>(0, absl::ToInt64Nanoseconds(now - before));
 }
 
@@ -354,8 +363,10 @@ struct FaultEngine::Addressed {
 
   uint64_t Mask(size_t word) const {
     uint64_t m = ~uint64_t{0};
+    // mutate: equivalent 0 (an extra candidate is refused by StaticMatch's conn check)
     if (!engine.by_conn_.empty()) m &= engine.any_conn_[word] | (conn ? conn[word] : 0);
     if (!engine.by_port_.empty()) {
+      // mutate: equivalent 0,del (StaticMatch checks the port again)
       m &= engine.any_port_[word] | (src ? src[word] : 0) | (dst ? dst[word] : 0);
     }
     return m;
@@ -428,6 +439,7 @@ bool FaultEngine::CountAndDraw(size_t index, const SegmentMeta& meta, ConnState*
   Counter* c = nullptr;
   if (filters_[index].counted) {
     if (conn == nullptr) conn = &conns_[meta.conn];
+    // mutate: equivalent 2 (any injective key)
     c = &conn->counters[uint64_t(rule.id) << 2 | (static_cast<uint64_t>(meta.hook) & 3)];
     uint64_t k = ++c->seen;
     if (r.after) {
@@ -438,6 +450,7 @@ bool FaultEngine::CountAndDraw(size_t index, const SegmentMeta& meta, ConnState*
     if (r.every && k % *r.every != 0) return false;
     if (r.count && c->fired >= *r.count) return false;
   }
+  // mutate: equivalent < (a draw equal to p has probability 2^-53)
   if (r.probability && !(UniformUnit() < *r.probability)) return false;
   if (c != nullptr) ++c->fired;
   return true;
@@ -462,8 +475,8 @@ void FaultEngine::Mutate(Work& w, size_t index) {
     return;
   }
   Field field;
-  uint32_t after_value = 0;
-  int64_t delta = 0;
+  uint32_t after_value = 0;  // mutate: equivalent (assigned on every path before use)
+  int64_t delta = 0;  // mutate: equivalent (assigned before use)
   const bool is_set = std::holds_alternative<SetAction>(action);
   if (is_set) {
     field = std::get<SetAction>(action).field;
@@ -493,6 +506,7 @@ void FaultEngine::Mutate(Work& w, size_t index) {
 // The first change copies the offered bytes once; every change then patches the copy.
 void FaultEngine::CopyForChange(Work& w) {
     const absl::Span<const uint8_t> bytes = w.offered.bytes();
+    // mutate: equivalent 2048,< (capacity only)
     if (changed_.size() < bytes.size()) changed_.resize(std::max<size_t>(bytes.size(), 2048));
     std::memcpy(changed_.data(), bytes.data(), bytes.size());
     w.copy.emplace(absl::MakeSpan(changed_.data(), bytes.size()), w.offered.layout());
@@ -506,6 +520,7 @@ void FaultEngine::Seal(Work& w) {
   if (!w.copy) CopyForChange(w);
   uint8_t* b = changed_.data();
   const size_t payload = w.copy->payload().size();
+  // mutate: equivalent <,&& (the byte was drawn below the payload's length; -1 is huge unsigned)
   if (w.corrupt_payload_at >= 0 && static_cast<size_t>(w.corrupt_payload_at) < payload) {
     b[w.copy->layout().payload + static_cast<size_t>(w.corrupt_payload_at)] ^= 0xff;
   }
@@ -527,7 +542,7 @@ Verdict FaultEngine::Act(Work& w, size_t index, ConnState*& conn) {
         const int64_t j = absl::ToInt64Nanoseconds(a.jitter);
         delay += absl::Nanoseconds(static_cast<int64_t>(UniformBelow(2 * uint64_t(j) + 1)) - j);
       }
-      delay = std::max(delay, absl::ZeroDuration());
+      delay = std::max(delay, absl::ZeroDuration());  // mutate: equivalent (jitter <= delay)
       Schedule(Materialize(w), w.now + delay);
       Report(w.now, w.meta, tcp, index,
              [&](std::string* d) { absl::StrAppend(d, "delayed ", DurationToString(delay)); });
@@ -537,7 +552,7 @@ Verdict FaultEngine::Act(Work& w, size_t index, ConnState*& conn) {
       // The segment (changed, if a mutation changed it) goes on now, its copies
       // right after it.
       const uint32_t copies = std::get<DupAction>(rule.rule.action).copies;
-      Seal(w);
+      Seal(w);  // mutate: equivalent (Materialize seals; copies >= 1)
       for (uint32_t k = 0; k < copies; ++k) Schedule(Materialize(w), w.now);
       Report(w.now, w.meta, tcp, index, [&](std::string* d) {
         absl::StrAppend(d, "original + ", copies, copies == 1 ? " copy" : " copies");
@@ -556,7 +571,7 @@ Verdict FaultEngine::Act(Work& w, size_t index, ConnState*& conn) {
       const uint32_t s = Materialize(w);
       slots_[s].reorder_held = true;
       conn->reorder_held[hook] = s;
-      ++reorder_holds_;
+      ++reorder_holds_;  // mutate: equivalent ++ (a wrapped count is never 0 either)
       w.held_slot = s;
       Schedule(s, w.now + opts_.reorder_timeout);
       Report(w.now, w.meta, tcp, index, [&](std::string* d) {
@@ -576,7 +591,7 @@ Verdict FaultEngine::Act(Work& w, size_t index, ConnState*& conn) {
     case ActionKind::kBlackhole: {
       if (conn == nullptr) conn = &conns_[w.meta.conn];
       conn->blackholes.push_back(Blackhole{rule.id, rule.rule.hooks.bits()});
-      ++blackholes_;
+      ++blackholes_;  // mutate: equivalent ++ (a wrapped count is never 0 either)
       Report(w.now, w.meta, tcp, index, [&](std::string* d) {
         absl::StrAppend(d, "dropped; connection blackholed at ", rule.rule.hooks.ToString());
       });
@@ -595,6 +610,7 @@ bool FaultEngine::DropIfBlackholed(Instant now, const SegmentMeta& meta,
   const unsigned hook_bit = 1u << (static_cast<unsigned>(meta.hook) & 3);
   for (const Blackhole& b : it->second.blackholes) {
     if ((b.hooks & hook_bit) == 0) continue;
+    // mutate: equivalent < (a blackhole's rule is always present: removing it lifts the blackhole)
     for (size_t i = 0; i < rules_.size(); ++i) {
       if (rules_[i].id != b.rule_id) continue;
       ++rules_[i].hits;
@@ -618,10 +634,11 @@ void FaultEngine::ReleaseReorderedAfter(Instant now, const SegmentMeta& meta, ui
   if (held == kNoSlot || held == except) return;
   const uint32_t s = held;
   held = kNoSlot;
+  // mutate: equivalent (the count gates a fast path only: too high costs a lookup)
   --reorder_holds_;
   slots_[s].reorder_held = false;
   Schedule(s, now);  // its timeout entry goes stale
-  PruneStale();
+  PruneStale();  // mutate: equivalent (the new entry is due first)
 }
 
 void FaultEngine::Report(Instant now, const SegmentMeta& meta, ConstDatagramView seg,
@@ -654,22 +671,23 @@ uint32_t FaultEngine::AcquireSlot(const SegmentMeta& meta, size_t len) {
   }
   Slot& slot = slots_[s];
   // Room for a full Ethernet-MTU datagram from the start, so buffers rarely grow.
+  // mutate: equivalent 2048,< (capacity only)
   if (slot.bytes.size() < len) slot.bytes.resize(std::max<size_t>(len, 2048));
   slot.len = len;
   slot.meta = meta;
-  slot.ticket = 0;
+  slot.ticket = 0;  // mutate: equivalent (Schedule follows every AcquireSlot)
   slot.in_use = true;
-  slot.reorder_held = false;
+  slot.reorder_held = false;  // mutate: equivalent (FreeSlot cleared it; a new slot starts clear)
   ++held_slots_;
   return s;
 }
 
 void FaultEngine::FreeSlot(uint32_t s) {
   Slot& slot = slots_[s];
-  slot.in_use = false;
+  slot.in_use = false;  // mutate: equivalent (read only with ticket != 0, which is 0 below)
   slot.ticket = 0;
-  slot.reorder_held = false;
-  free_slots_.push_back(s);
+  slot.reorder_held = false;  // mutate: equivalent (AcquireSlot clears it)
+  free_slots_.push_back(s);  // mutate: equivalent (a slot not reused is memory, not behaviour)
   --held_slots_;
 }
 
@@ -677,6 +695,7 @@ uint32_t FaultEngine::CopySlot(uint32_t from) {
   const size_t len = slots_[from].len;
   const SegmentMeta meta = slots_[from].meta;  // AcquireSlot may move slots_ (not the bytes)
   const uint32_t s = AcquireSlot(meta, len);
+  // mutate: equivalent (CopySlot has no caller)
   std::memcpy(slots_[s].bytes.data(), slots_[from].bytes.data(), len);
   return s;
 }
@@ -698,6 +717,7 @@ uint32_t FaultEngine::MaterializeRst(const Work& w) {
   Segment rst;
   absl::Span<const uint8_t> tcp;
   // The IP header of the segment it replaces, read once for this rare action.
+  // mutate: equivalent false (the view was checked: its IP checksum is right)
   (void)stack::ParseIpLayer(from.bytes(), /*verify_checksum=*/false, &rst.ip, &tcp);
   if (auto* v4 = std::get_if<stack::Ipv4Repr>(&rst.ip)) v4->options = {};
   rst.tcp.src_port = from.src_port();
@@ -712,7 +732,7 @@ uint32_t FaultEngine::MaterializeRst(const Work& w) {
   Slot& slot = slots_[s];
   absl::StatusOr<size_t> n = EmitSegment(rst, absl::MakeSpan(slot.bytes.data(), slot.len));
   // Cannot fail for the header of a checked datagram; an empty slot is dropped.
-  slot.len = n.ok() ? *n : 0;
+  slot.len = n.ok() ? *n : 0;  // mutate: equivalent 0 (cannot fail, see above)
   return s;
 }
 
@@ -731,7 +751,7 @@ void FaultEngine::PruneStale() {
 }
 
 void FaultEngine::Poll(Instant now, Output out) {
-  PruneStale();
+  PruneStale();  // mutate: equivalent (every path that leaves a stale entry prunes after it)
   while (!heap_.empty() && heap_.front().due <= now) {
     const Pending top = heap_.front();
     std::pop_heap(heap_.begin(), heap_.end());
@@ -740,10 +760,11 @@ void FaultEngine::Poll(Instant now, Output out) {
     slot.ticket = 0;  // delivering: ForgetConnection leaves it to us
     if (slot.reorder_held) {
       // Nothing followed it in time.
-      slot.reorder_held = false;
+      slot.reorder_held = false;  // mutate: equivalent (FreeSlot below clears it too)
       auto it = conns_.find(slot.meta.conn);
       if (it != conns_.end()) {
         it->second.reorder_held[static_cast<int>(slot.meta.hook) & 3] = kNoSlot;
+        // mutate: equivalent (the count gates a fast path only: too high costs a lookup)
         --reorder_holds_;
       }
     }
@@ -758,8 +779,10 @@ void FaultEngine::Poll(Instant now, Output out) {
 
 void FaultEngine::ForgetConnection(uint64_t conn) {
   if (auto it = conns_.find(conn); it != conns_.end()) {
+    // mutate: equivalent (the count gates a fast path only: too high costs a lookup)
     blackholes_ -= it->second.blackholes.size();
     for (uint32_t held : it->second.reorder_held) {
+      // mutate: equivalent --,del (the count gates a fast path: too high costs a lookup)
       if (held != kNoSlot) --reorder_holds_;
     }
     conns_.erase(it);
@@ -777,7 +800,7 @@ uint64_t FaultEngine::UniformBelow(uint64_t n) {
   uint64_t x;
   do {
     x = rng_();
-  } while (x >= limit);
+  } while (x >= limit);  // mutate: equivalent >= (x == limit has probability 2^-64)
   return x % n;
 }
 
