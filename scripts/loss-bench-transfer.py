@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""The two ends of scripts/loss-bench.sh's transfers.
+"""The two ends of the bulk transfers of scripts/loss-bench.sh and scripts/serve-bench.sh.
 
   loss-bench-transfer.py serve HOST PORT
       Accepts connections; each sends one command byte and an 8-byte size:
       'D' (download): the server sends that many bytes and closes;
-      'U' (upload): the server reads until EOF, then answers 'K' and closes.
-  loss-bench-transfer.py get|put HOST PORT BYTES TIMEOUT
+      'U' (upload): the server reads until EOF, then answers 'K' and closes;
+      'S' (sized upload): the server reads that many bytes, then answers 'K' and closes.
+  loss-bench-transfer.py get|put|send HOST PORT BYTES TIMEOUT
       One transfer of BYTES; prints the seconds it took, from before connect() to the
-      last byte (get) or to the server's 'K' (put), or "timeout" / "error ..." and
-      exits non-zero.
+      last byte (get) or to the server's 'K' (put, send), or "timeout" / "error ..."
+      and exits non-zero. put shuts its sending side down after the last byte (a FIN
+      the server waits for); send does not, for proxies that end the whole connection
+      when one side shuts down.
 
 Both ends send with the congestion control named by the environment variable
 LOSS_BENCH_CC (for example "cubic"), else with the kernel's default.
@@ -58,6 +61,14 @@ def serve_commands(conn):
             while conn.recv(CHUNK):
                 pass
             conn.sendall(b"K")
+        elif cmd == b"S":
+            got = 0
+            while got < size:
+                data = conn.recv(min(CHUNK, size - got))
+                if not data:
+                    return
+                got += len(data)
+            conn.sendall(b"K")
 
 
 def serve(host, port):
@@ -89,14 +100,15 @@ def transfer(kind, host, port, size, timeout):
         if got != size:
             raise RuntimeError(f"received {got} of {size} bytes")
     else:
-        s.sendall(b"U" + struct.pack("!Q", size))
+        s.sendall((b"U" if kind == "put" else b"S") + struct.pack("!Q", size))
         sent = 0
         while sent < size and time.monotonic() < deadline:
             s.settimeout(max(0.01, deadline - time.monotonic()))
             n = min(CHUNK, size - sent)
             s.sendall(PAYLOAD[:n])
             sent += n
-        s.shutdown(socket.SHUT_WR)
+        if kind == "put":
+            s.shutdown(socket.SHUT_WR)
         s.settimeout(max(0.01, deadline - time.monotonic()))
         if s.recv(1) != b"K":
             raise RuntimeError("no answer from the server")
@@ -108,7 +120,7 @@ def main():
     if len(sys.argv) == 4 and sys.argv[1] == "serve":
         serve(sys.argv[2], int(sys.argv[3]))
         return 0
-    if len(sys.argv) == 6 and sys.argv[1] in ("get", "put"):
+    if len(sys.argv) == 6 and sys.argv[1] in ("get", "put", "send"):
         try:
             print(f"{transfer(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])):.3f}")
             return 0
