@@ -14,6 +14,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/bench-lib.sh"
 wrench=$here/../build/default/proxy/wrench
 toxiproxy=
 reps=3
@@ -186,14 +187,14 @@ run_client() {
   out=$(head -1 "$workdir/out" | head -c 200)
 }
 
-median() {  # the median of the numbers given, or "-" when half or more are not numbers
-  local xs=() fails=0
+median() {  # the median of the figures given, or "-" when half or more are not numbers
+  local xs=() fails=0 m
   for x in "$@"; do
     if [[ $x =~ ^[0-9.]+$ ]]; then xs+=("$x"); else fails=$((fails + 1)); fi
   done
-  if ((fails * 2 >= $#)) || ((${#xs[@]} == 0)); then echo -; return; fi
-  printf '%s\n' "${xs[@]}" | sort -g |
-    awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'
+  m=$(bench_median - "$fails" "${xs[@]}")
+  [[ $m == ">"* ]] && m=-
+  echo "$m"
 }
 
 declare -A up down cps p50 p99  # per path, the repetitions' figures, space-separated
@@ -236,7 +237,9 @@ for path in "${paths[@]}"; do
   printf '%-16s %10s %10s %10s %16s\n' "$path" "${m[$path.up]}" "${m[$path.down]}" "${m[$path.cps]}" \
     "${m[$path.p50]} / ${m[$path.p99]}"
 done
-ratio() { python3 -c "import sys; a,b=sys.argv[1:]; print('-' if '-' in (a,b) else '%.2f' % (float(a)/float(b)))" "$1" "$2"; }
+ratio() {  # $1/$2, or "-" when either has no figure
+  if [ "$1" = - ] || [ "$2" = - ]; then echo -; else bench_ratio "$2" "$1"; fi
+}
 for ref in toxiproxy socat; do
   [[ " ${paths[*]} " == *" $ref "* ]] || continue
   printf '%-16s %10s %10s %10s %16s\n' "wrench/$ref" "$(ratio "${m[wrench.up]}" "${m[$ref.up]}")" \
