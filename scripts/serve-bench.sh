@@ -6,7 +6,7 @@
 # a second namespace across a veth at MTU 1500. Measures bulk throughput each way (one
 # connection), connections per second (connect, one byte each way, close) and the round
 # trip of one byte (p50/p99), for direct, socat, Toxiproxy and wrench; prints the
-# medians and the ratios wrench/Toxiproxy. Needs root, ip, python3, curl and socat
+# medians and the ratios wrench/Toxiproxy. Needs root, ip, nft, python3, curl and socat
 # (scripts/install-deps.sh). Without -x, the Toxiproxy rows are skipped. Creates and
 # deletes its own namespaces.
 #
@@ -33,7 +33,7 @@ while getopts "b:x:n:s:d:t:h" opt; do
   esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "serve-bench: needs root (network namespaces)" >&2; exit 1; }
-for tool in ip python3 curl socat; do
+for tool in ip nft python3 curl socat; do
   command -v $tool >/dev/null || { echo "serve-bench: $tool is missing (scripts/install-deps.sh)" >&2; exit 1; }
 done
 [ -x "$wrench" ] || { echo "serve-bench: no wrench binary at $wrench (build first, or -b)" >&2; exit 1; }
@@ -168,7 +168,10 @@ fi
 add_proxy 8474 bulk 9300 9000
 add_proxy 8474 echo 9301 9001
 # The 0.0.0.0 proxies must be steered into the TUN (nftables DNAT), not kernel sockets.
-if ! in_ns $ns_px nft list table ip wrench_wsb0 2>/dev/null | grep -q 9300; then
+# (The listing is read whole first: `grep -q` would stop reading, and nft's SIGPIPE
+# fail the pipeline.)
+table=$(in_ns $ns_px nft list table ip wrench_wsb0 2>&1 || true)
+if ! grep -q 9300 <<<"$table"; then
   echo "serve-bench: wrench did not DNAT 0.0.0.0:9300 into its TUN:" >&2
   cat "$workdir/wrench.err" >&2
   exit 1
