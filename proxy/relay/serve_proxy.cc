@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "proxy/relay/capture.h"
+#include "proxy/relay/kernel_socket_leg.h"
 #include "proxy/relay/relay_loop.h"
 #include "stack/tcp_state.h"
 
@@ -24,78 +25,26 @@ using stack::TcpRepr;
 using stack::TcpState;
 
 struct ServeProxy::Connection {
+  Connection(ServeProxy& serve, uint64_t id, tcp::socket sock)
+      : id(id), client_leg(std::move(sock), serve, id) {}
   uint64_t id = 0;
-  std::string client;  // "127.0.0.1:43512", for event lines
-  TupleKey key;        // remote: the server; local: our gateway address and port
-  std::unique_ptr<tcp::socket> sock;
+  std::string client;          // "127.0.0.1:43512", for event lines
+  TupleKey key;                // remote: the server; local: our gateway address and port
+  KernelSocketLeg client_leg;  // the accepted socket
   std::unique_ptr<TcpEndpoint> ep;
   bool connected = false;
-  // Socket -> endpoint: what was read, handed to the server leg as its window allows.
-  std::vector<uint8_t> to_server;
-  size_t to_server_off = 0, to_server_len = 0;
-  // Endpoint -> socket: being written.
-  std::vector<uint8_t> to_client;
-  bool reading = false, writing = false;
-  bool client_eof = false, client_reset = false, shutdown_sent = false;
   RelaySide client_side, server_side;  // what the relay loop keeps of each leg
   uint64_t bytes_to_server = 0, bytes_to_client = 0;
 };
 
-// The accepted client socket as the relay loop's leg: what one read returned is
-// readable; a write is one socket write at a time.
-class ServeProxy::SocketLeg final : public ByteLeg {
- public:
-  SocketLeg(ServeProxy& serve, Connection& c) : serve_(serve), c_(c) {}
-  size_t readable() const override { return c_.sock->is_open() ? c_.to_server_len - c_.to_server_off : 0; }
-  size_t Read(absl::Span<uint8_t> out) override {
-    size_t n = std::min(out.size(), readable());
-    std::copy_n(c_.to_server.data() + c_.to_server_off, n, out.data());
-    c_.to_server_off += n;
-    return n;
-  }
-  absl::Span<const uint8_t> Peek() override { return {c_.to_server.data() + c_.to_server_off, readable()}; }
-  void Consume(size_t n) override { c_.to_server_off += n; }
-  bool eof() const override { return c_.sock->is_open() && c_.client_eof && readable() == 0; }
-  bool reset() const override { return c_.client_reset; }
-  void WantRead(size_t room) override {
-    if (c_.sock->is_open() && !c_.reading && !c_.client_eof) serve_.StartSocketRead(c_, room);
-  }
-  bool writable() const override { return c_.sock->is_open(); }
-  size_t write_space() const override { return c_.writing ? 0 : 256 * 1024; }
-  absl::Span<uint8_t> WriteBuffer(size_t n) override {
-    c_.to_client.resize(n);
-    return absl::MakeSpan(c_.to_client);
-  }
-  void Write(Instant, absl::Span<const uint8_t> data) override {
-    if (data.data() == c_.to_client.data()) {
-      c_.to_client.resize(data.size());
-    } else {
-      c_.to_client.assign(data.begin(), data.end());
-    }
-    if (!data.empty()) serve_.StartSocketWrite(c_);
-  }
-  bool writing() const override { return c_.writing; }
-  bool closable() const override { return c_.sock->is_open() && !c_.shutdown_sent; }
-  void Close(Instant) override {
-    c_.shutdown_sent = true;
-    boost::system::error_code ignored;
-    c_.sock->shutdown(tcp::socket::shutdown_send, ignored);
-  }
-  void End(Instant, bool reset) override {
-    // A reset is an abortive close: the client gets a RST.
-    boost::system::error_code ignored;
-    if (!c_.sock->is_open()) return;
-    if (reset) c_.sock->set_option(asio::socket_base::linger(true, 0), ignored);
-    c_.sock->close(ignored);
-  }
-
- private:
-  ServeProxy& serve_;
-  Connection& c_;
-};
-
-ServeProxy::ServeProxy(asio::io_context& io, DatagramSink& sink, FaultEngine& engine, ServeOptions opts)
-    : io_(io), sink_(sink), engine_(engine), opts_(std::move(opts)), acceptor_(io), timer_(io, [this] { OnTimer(); }) {
+ServeProxy::ServeProxy(asio::io_context& io, DatagramSink& sink, FaultEngine& engine,
+                       ServeOptions opts)
+    : io_(io),
+      sink_(sink),
+      engine_(engine),
+      opts_(std::move(opts)),
+      acceptor_(io),
+      timer_(io, [this] { OnTimer(); }) {
   out_buf_.resize(65536 + 120);
   relay_buf_.resize(64 * 1024);
   // In serve mode the Proxy sees no traffic: the engine's decisions are ours.
@@ -110,7 +59,9 @@ absl::Status ServeProxy::Start() {
   if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec) acceptor_.bind(opts_.listen, ec);
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("--serve: cannot listen on ", where, ": ", ec.message()));
+  if (ec)
+    return absl::UnavailableError(
+        absl::StrCat("--serve: cannot listen on ", where, ": ", ec.message()));
   Accept();
   return absl::OkStatus();
 }
@@ -136,19 +87,19 @@ void ServeProxy::OnAccepted(tcp::socket sock) {
   for (int tries = 0; tries < 30000 && port == 0; ++tries) {
     uint16_t p = next_ephemeral_;
     next_ephemeral_ = next_ephemeral_ >= 60999 ? 40000 : next_ephemeral_ + 1;
-    if (!by_tuple_.contains(TupleKey{opts_.server_addr, opts_.gateway_addr, opts_.server_port, p})) port = p;
+    if (!by_tuple_.contains(TupleKey{opts_.server_addr, opts_.gateway_addr, opts_.server_port, p}))
+      port = p;
   }
   boost::system::error_code ec;
   if (port == 0) {
     sock.set_option(asio::socket_base::linger(true, 0), ec);
     return;  // closed here: the client sees a reset
   }
-  auto c = std::make_unique<Connection>();
-  c->id = ++next_id_;
   auto peer = sock.remote_endpoint(ec);
-  c->client = ec ? "?" : absl::StrCat(peer.address().to_string(), ":", peer.port());
+  std::string client = ec ? "?" : absl::StrCat(peer.address().to_string(), ":", peer.port());
   sock.set_option(tcp::no_delay(true), ec);
-  c->sock = std::make_unique<tcp::socket>(std::move(sock));
+  auto c = std::make_unique<Connection>(*this, ++next_id_, std::move(sock));
+  c->client = std::move(client);
   c->key = {opts_.server_addr, opts_.gateway_addr, opts_.server_port, port};
   stack::TcpConfig cfg = opts_.tcp;
   cfg.tuple = {opts_.gateway_addr, port, opts_.server_addr, opts_.server_port};
@@ -157,8 +108,8 @@ void ServeProxy::OnAccepted(tcp::socket sock) {
   c->ep->set_state_observer([this, id](const stack::StateChange& ch) {
     auto it = conns_.find(id);
     if (it != conns_.end()) {
-      Event(*it->second, absl::StrCat("server leg ", StateName(ch.from), " -> ", StateName(ch.to), " (", ch.cause,
-                                      ")"));
+      Event(*it->second, absl::StrCat("server leg ", StateName(ch.from), " -> ", StateName(ch.to),
+                                      " (", ch.cause, ")"));
     }
   });
   Connection& raw = *c;
@@ -166,58 +117,28 @@ void ServeProxy::OnAccepted(tcp::socket sock) {
   conns_[id] = std::move(c);
   ++stats_.connections;
   stats_.active = conns_.size();
-  Event(raw, absl::StrCat("accepted: connecting to ", opts_.server_addr.ToString(), ":", opts_.server_port,
-                          " from port ", port));
+  Event(raw, absl::StrCat("accepted: connecting to ", opts_.server_addr.ToString(), ":",
+                          opts_.server_port, " from port ", port));
   (void)raw.ep->Connect(MonotonicNow());
   Service(raw);
 }
 
-void ServeProxy::StartSocketRead(Connection& c, size_t room) {
-  // No more than the server leg can take: a slow server closes the client's window
-  // instead of growing our memory.
-  room = std::min<size_t>(room, 256 * 1024);
-  c.to_server.resize(std::max(c.to_server.size(), room));
-  c.to_server_off = c.to_server_len = 0;
-  c.reading = true;
-  uint64_t id = c.id;
-  c.sock->async_read_some(asio::buffer(c.to_server.data(), room), [this, id](boost::system::error_code ec, size_t n) {
-    auto it = conns_.find(id);
-    if (it == conns_.end()) return;
-    Connection& conn = *it->second;
-    conn.reading = false;
-    if (ec == asio::error::eof) {
-      conn.client_eof = true;
-      Event(conn, "client closed its side (FIN)");
-    } else if (ec) {
-      if (ec != asio::error::operation_aborted) {
-        conn.client_reset = true;
-        Event(conn, absl::StrCat("client socket: ", ec.message()));
-      }
-    } else {
-      conn.to_server_len = n;
-    }
-    Service(conn);
-    EndOfEntry();
-  });
-}
-
-void ServeProxy::StartSocketWrite(Connection& c) {
-  c.writing = true;
-  uint64_t id = c.id;
-  asio::async_write(*c.sock, asio::buffer(c.to_client), [this, id](boost::system::error_code ec, size_t n) {
-    auto it = conns_.find(id);
-    if (it == conns_.end()) return;
-    Connection& conn = *it->second;
-    conn.writing = false;
-    if (ec) {
-      if (ec != asio::error::operation_aborted) conn.client_reset = true;
-    } else {
-      conn.bytes_to_client += n;
-      stats_.bytes_to_client += n;
-    }
-    Service(conn);
-    EndOfEntry();
-  });
+void ServeProxy::OnSocketCompletion(uint64_t conn, const KernelSocketLeg&,
+                                    const KernelSocketLeg::Completion& done) {
+  auto it = conns_.find(conn);
+  if (it == conns_.end()) return;
+  Connection& c = *it->second;
+  using Kind = KernelSocketLeg::Completion::Kind;
+  if (done.kind == Kind::kEof) {
+    Event(c, "client closed its side (FIN)");
+  } else if (done.kind == Kind::kReadError) {
+    Event(c, absl::StrCat("client socket: ", done.error.message()));
+  } else if (done.kind == Kind::kWritten) {
+    c.bytes_to_client += done.bytes;
+    stats_.bytes_to_client += done.bytes;
+  }
+  Service(c);
+  EndOfEntry();
 }
 
 // ---------------------------------------------------------------------------
@@ -241,18 +162,16 @@ void ServeProxy::Service(Connection& c) {
 }
 
 void ServeProxy::Relay(Connection& c) {
-  SocketLeg client(*this, c);
   EndpointLeg server(*c.ep);
   // Serve mode has no stream toxics.
-  RelayRun run = RunRelay(client, c.client_side, server, c.server_side, nullptr, MonotonicNow(),
-                          absl::MakeSpan(relay_buf_), [](ToxicStream::End) {});
-  // Bytes to the client are counted as the socket takes them (StartSocketWrite).
+  RelayRun run = RunRelay(c.client_leg, c.client_side, server, c.server_side, nullptr,
+                          MonotonicNow(), absl::MakeSpan(relay_buf_), [](ToxicStream::End) {});
+  // Bytes to the client are counted as the socket takes them (OnSocketCompletion).
   c.bytes_to_server += run.to_b;
   stats_.bytes_to_server += run.to_b;
   if (run.reset_from_a) {
     ++stats_.resets;
-    boost::system::error_code ignored;
-    c.sock->close(ignored);
+    c.client_leg.End(MonotonicNow(), /*reset=*/false);
   }
   if (run.reset_from_b) {
     // Refused, reset or gave up: the client got a reset (an abortive close).
@@ -267,17 +186,18 @@ void ServeProxy::Relay(Connection& c) {
 
 void ServeProxy::MaybeFinish(Connection& c) {
   if (c.ep->state() != TcpState::kClosed) return;
-  bool client_done = !c.sock->is_open() || c.client_reset || (c.client_eof && c.shutdown_sent && !c.writing);
+  const KernelSocketLeg& s = c.client_leg;
+  bool client_done =
+      !s.open() || s.reset() || (s.eof_received() && s.shutdown_sent() && !s.writing());
   // The server's side ended normally but the client never closed: nothing more can
   // come from the server, so the client gets a FIN (already sent) and we stop here.
-  if (!client_done && c.shutdown_sent && !c.writing && !c.reading) client_done = true;
+  if (!client_done && s.shutdown_sent() && !s.writing() && !s.reading()) client_done = true;
   if (client_done) Remove(c);
 }
 
 void ServeProxy::Remove(Connection& c) {
   Event(c, "closed");
-  boost::system::error_code ignored;
-  if (c.sock->is_open()) c.sock->close(ignored);
+  c.client_leg.End(MonotonicNow(), /*reset=*/false);
   by_tuple_.erase(c.key);
   auto it = conns_.find(c.id);
   graveyard_.push_back(std::move(it->second));
@@ -328,8 +248,9 @@ void ServeProxy::OnDatagram(absl::Span<const uint8_t> datagram) {
   ++stats_.datagrams_in;
   Instant now = MonotonicNow();
   // Not TCP (neighbour discovery, ICMP, UDP): not ours.
-  if (!datagram.empty() && ((datagram[0] >> 4 == 4 && datagram.size() > 9 && datagram[9] != stack::kIpProtoTcp) ||
-                            (datagram[0] >> 4 == 6 && datagram.size() > 6 && datagram[6] != stack::kIpProtoTcp))) {
+  if (!datagram.empty() &&
+      ((datagram[0] >> 4 == 4 && datagram.size() > 9 && datagram[9] != stack::kIpProtoTcp) ||
+       (datagram[0] >> 4 == 6 && datagram.size() > 6 && datagram[6] != stack::kIpProtoTcp))) {
     return;
   }
   auto parsed = stack::ParseSegment(datagram);
@@ -441,7 +362,7 @@ void ServeProxy::Shutdown() {
     Connection& c = *conns_.at(id);
     if (c.ep->state() != TcpState::kClosed) c.ep->Abort(now);
     Flush(c);
-    if (c.sock->is_open()) c.sock->set_option(asio::socket_base::linger(true, 0), ignored);
+    c.client_leg.End(now, /*reset=*/true);
     Remove(c);
   }
   timer_.Cancel();
@@ -451,8 +372,9 @@ void ServeProxy::Shutdown() {
 // ---------------------------------------------------------------------------
 // Observation.
 
-void ServeProxy::Log(const Connection* c, Hook hook, const Segment& seg, std::optional<TcpState> before,
-                     std::optional<TcpState> after, const Decision* decision, Instant at) {
+void ServeProxy::Log(const Connection* c, Hook hook, const Segment& seg,
+                     std::optional<TcpState> before, std::optional<TcpState> after,
+                     const Decision* decision, Instant at) {
   if (!log_) return;
   SegmentRecord r;
   r.at = at;
@@ -480,9 +402,11 @@ void ServeProxy::Log(const Connection* c, Hook hook, const Segment& seg, std::op
 
 std::string ServeProxy::Summary() const {
   std::string rules;
-  for (const auto& r : engine_.Rules()) absl::StrAppend(&rules, rules.empty() ? "" : ", ", "#", r.id, " ", r.hits, " hits");
+  for (const auto& r : engine_.Rules())
+    absl::StrAppend(&rules, rules.empty() ? "" : ", ", "#", r.id, " ", r.hits, " hits");
   return absl::StrFormat(
-      "serve: connections %d (%d active, %d refused, %d reset), bytes to server %d, to client %d, datagrams in %d "
+      "serve: connections %d (%d active, %d refused, %d reset), bytes to server %d, to client %d, "
+      "datagrams in %d "
       "out %d (%d stray)%s%s",
       stats_.connections, stats_.active, stats_.refused, stats_.resets, stats_.bytes_to_server,
       stats_.bytes_to_client, stats_.datagrams_in, stats_.datagrams_out, stats_.stray_segments,

@@ -4,18 +4,18 @@
 // carries real segments that the fault engine's to-server/from-server hooks act on.
 #pragma once
 
+#include <boost/asio.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <boost/asio.hpp>
-
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "proxy/fault/fault_engine.h"
+#include "proxy/relay/kernel_socket_leg.h"
 #include "proxy/relay/proxy.h"
 #include "proxy/relay/tuple_key.h"
 #include "stack/ip.h"
@@ -42,9 +42,10 @@ struct ServeStats {
   uint64_t datagrams_in = 0, datagrams_out = 0, stray_segments = 0;
 };
 
-class ServeProxy {
+class ServeProxy : private KernelSocketLeg::Owner {
  public:
-  ServeProxy(boost::asio::io_context& io, DatagramSink& sink, FaultEngine& engine, ServeOptions opts);
+  ServeProxy(boost::asio::io_context& io, DatagramSink& sink, FaultEngine& engine,
+             ServeOptions opts);
   ~ServeProxy();
   ServeProxy(const ServeProxy&) = delete;
   ServeProxy& operator=(const ServeProxy&) = delete;
@@ -64,7 +65,6 @@ class ServeProxy {
 
  private:
   struct Connection;
-  class SocketLeg;
   void Accept();
   void OnAccepted(boost::asio::ip::tcp::socket sock);
   void Service(Connection& c);
@@ -73,8 +73,8 @@ class ServeProxy {
   // Moves bytes, FIN and RST between the client's socket and the server leg
   // (relay_loop.h).
   void Relay(Connection& c);
-  void StartSocketRead(Connection& c, size_t room);
-  void StartSocketWrite(Connection& c);
+  void OnSocketCompletion(uint64_t conn, const KernelSocketLeg& leg,
+                          const KernelSocketLeg::Completion& done) override;
   void MaybeFinish(Connection& c);
   void Remove(Connection& c);
   void SendStrayRst(const stack::Segment& seg);
@@ -86,8 +86,9 @@ class ServeProxy {
   void ArmTimer();
   void OnTimer();
   void EndOfEntry();
-  void Log(const Connection* c, Hook hook, const stack::Segment& seg, std::optional<stack::TcpState> before,
-           std::optional<stack::TcpState> after, const Decision* decision, stack::Instant at);
+  void Log(const Connection* c, Hook hook, const stack::Segment& seg,
+           std::optional<stack::TcpState> before, std::optional<stack::TcpState> after,
+           const Decision* decision, stack::Instant at);
   void Event(const Connection& c, const std::string& what);
 
   boost::asio::io_context& io_;
