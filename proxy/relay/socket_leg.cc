@@ -46,17 +46,9 @@ stack::TcpState KernelSocketState(tcp::socket& sock) {
 
 void Proxy::ConnectSocket(Connection& c) {
   c.gate_seq[0] = std::max<uint32_t>(c.gate_seq[0], 1);
-  asio::ip::address addr;
-  if (c.upstream_addr.is_v6()) {
-    asio::ip::address_v6::bytes_type b;
-    std::copy(c.upstream_addr.bytes().begin(), c.upstream_addr.bytes().end(), b.begin());
-    addr = asio::ip::address_v6(b);
-  } else {
-    addr = asio::ip::address_v4(c.upstream_addr.v4_host_order());
-  }
   uint64_t id = c.id;
   c.sock->async_connect(
-      tcp::endpoint(addr, c.upstream_port), [this, id](boost::system::error_code ec) {
+      tcp::endpoint(ToAsioAddress(c.upstream_addr), c.upstream_port), [this, id](boost::system::error_code ec) {
         auto it = conns_.find(id);
         if (it == conns_.end()) return;
         Connection& conn = *it->second;
