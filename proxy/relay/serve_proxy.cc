@@ -39,15 +39,8 @@ struct ServeProxy::Connection {
 
 ServeProxy::ServeProxy(asio::io_context& io, DatagramSink& sink, FaultEngine& engine,
                        ServeOptions opts)
-    : io_(io),
-      sink_(sink),
-      engine_(engine),
-      opts_(std::move(opts)),
-      acceptor_(io),
-      timer_(io, [this] { OnTimer(); }) {
-  out_buf_.resize(65536 + 120);
+    : io_(io), sink_(sink), engine_(engine), opts_(std::move(opts)), acceptor_(io) {
   relay_buf_.resize(64 * 1024);
-  // In serve mode the Proxy sees no traffic: the engine's decisions are ours.
 }
 
 ServeProxy::~ServeProxy() = default;
@@ -77,19 +70,16 @@ void ServeProxy::Accept() {
   acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket sock) {
     if (ec == asio::error::operation_aborted || shutting_down_) return;
     if (!ec) OnAccepted(std::move(sock));
-    EndOfEntry();
+    tun_.EndOfEntry();
     Accept();
   });
 }
 
 void ServeProxy::OnAccepted(tcp::socket sock) {
-  uint16_t port = 0;
-  for (int tries = 0; tries < 30000 && port == 0; ++tries) {
-    uint16_t p = next_ephemeral_;
-    next_ephemeral_ = next_ephemeral_ >= 60999 ? 40000 : next_ephemeral_ + 1;
-    if (!by_tuple_.contains(TupleKey{opts_.server_addr, opts_.gateway_addr, opts_.server_port, p}))
-      port = p;
-  }
+  const uint16_t port = tun_.FreePort([&](uint16_t p) {
+    return by_tuple_.contains(
+        TupleKey{opts_.server_addr, opts_.gateway_addr, opts_.server_port, p});
+  });
   boost::system::error_code ec;
   if (port == 0) {
     sock.set_option(asio::socket_base::linger(true, 0), ec);
@@ -138,7 +128,7 @@ void ServeProxy::OnSocketCompletion(uint64_t conn, const KernelSocketLeg&,
     stats_.bytes_to_client += done.bytes;
   }
   Service(c);
-  EndOfEntry();
+  tun_.EndOfEntry();
 }
 
 // ---------------------------------------------------------------------------
@@ -159,6 +149,7 @@ void ServeProxy::Service(Connection& c) {
     Flush(c);
   }
   if (conns_.contains(id)) MaybeFinish(c);
+  if (conns_.contains(id)) tun_.Schedule(id, c.ep->NextDeadline());
 }
 
 void ServeProxy::Relay(Connection& c) {
@@ -199,6 +190,7 @@ void ServeProxy::Remove(Connection& c) {
   Event(c, "closed");
   c.client_leg.End(MonotonicNow(), /*reset=*/false);
   by_tuple_.erase(c.key);
+  tun_.Schedule(c.id, stack::kNever);
   auto it = conns_.find(c.id);
   graveyard_.push_back(std::move(it->second));
   conns_.erase(it);
@@ -209,78 +201,35 @@ void ServeProxy::Remove(Connection& c) {
 // The server side: segments over the TUN, through the fault engine.
 
 bool ServeProxy::Flush(Connection& c) {
-  Instant now = MonotonicNow();
-  bool reset_by_rule = false;
-  c.ep->Poll(now, [&](const TcpRepr& r) {
-    if (reset_by_rule) return;  // after a RST the server has nothing more to see
-    Segment s = stack::MakeSegment(c.key.local_addr, c.key.remote_addr, r, next_ident_++);
-    auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
-    if (!n.ok()) return;
-    absl::Span<const uint8_t> bytes(out_buf_.data(), *n);
-    reset_by_rule = Emit(&c, Hook::kToServer, c.ep->state(), bytes, s) && !r.flags.has(stack::kRst);
-  });
-  if (reset_by_rule && c.ep->state() != TcpState::kClosed) {
-    // As Proxy::FlushLeg: the rule's RST ended the connection for the server, so the
-    // endpoint aborts (RFC 9293 §3.10.5) without a second RST.
-    c.ep->Abort(now);
-    c.ep->Poll(now, [](const TcpRepr&) {});
-  }
-  return reset_by_rule;
-}
-
-bool ServeProxy::Emit(Connection* c, Hook hook, TcpState state, absl::Span<const uint8_t> datagram,
-                      const Segment& parsed) {
-  Instant now = MonotonicNow();
-  // The bytes were just emitted from `parsed`: the view finds their parts without a parse.
-  auto view = stack::ConstDatagramView::Check(datagram, {.verify_checksums = false});
-  if (!view.ok()) return false;  // cannot happen for what EmitSegment wrote
-  const Offered o = engine_.Offer(now, {c ? c->id : 0, hook, state, 0}, *view);
-  if (o.verdict == Verdict::kPass) {
-    sink_.WriteDatagram(o.datagram);
-    ++stats_.datagrams_out;
-    if (pcap_) pcap_->Write(now, o.datagram);
-  }
-  Log(c, hook, parsed, state, state, o.last(), now);
-  return o.replaced_by_rst();
+  return tun_.Flush(*c.ep, c.key, {c.id, Hook::kToServer, TcpState::kClosed, 0},
+                    [&](const Segment& s, const SegmentMeta& meta, const Offered& o) {
+                      Log(&c, meta.hook, s, meta.state, meta.state, o.last(), MonotonicNow());
+                    });
 }
 
 void ServeProxy::OnDatagram(absl::Span<const uint8_t> datagram) {
   ++stats_.datagrams_in;
   Instant now = MonotonicNow();
-  // Not TCP (neighbour discovery, ICMP, UDP): not ours.
-  if (!datagram.empty() &&
-      ((datagram[0] >> 4 == 4 && datagram.size() > 9 && datagram[9] != stack::kIpProtoTcp) ||
-       (datagram[0] >> 4 == 6 && datagram.size() > 6 && datagram[6] != stack::kIpProtoTcp))) {
-    return;
-  }
+  if (TunSide::NotTcp(datagram)) return;
   auto parsed = stack::ParseSegment(datagram);
   if (!parsed.ok()) return;
   const Segment& seg = *parsed;
-  if (pcap_) pcap_->Write(now, datagram);
+  tun_.Capture(now, datagram);
   auto it = by_tuple_.find(TupleKey{seg.src(), seg.dst(), seg.tcp.src_port, seg.tcp.dst_port});
   if (it != by_tuple_.end()) {
     Connection& c = *it->second;
     TcpState before = c.ep->state();
-    // Checked by the parse above: the view only finds the parts again.
-    auto view = stack::ConstDatagramView::Check(datagram, {.verify_checksums = false});
-    const Offered o = view.ok() ? engine_.Offer(now, {c.id, Hook::kFromServer, before, 0}, *view)
-                                : Offered{Verdict::kTaken, {}, {}};
-    std::optional<Decision> decision;
-    if (o.last()) decision = *o.last();  // delivery below may offer more segments
-    if (o.verdict == Verdict::kPass && !o.changed(datagram)) {
-      Deliver(c, seg);
-    } else if (o.verdict == Verdict::kPass) {
-      // Changed by the rules; a corrupted one fails its checksum here, as in a kernel.
-      const std::vector<uint8_t> changed(o.datagram.begin(), o.datagram.end());
-      if (auto p = stack::ParseSegment(changed); p.ok()) Deliver(c, *p);
-    }
-    // (Perhaps removed by now, but alive until EndOfEntry.)
+    std::optional<Decision> decision =
+        tun_.Receive(now, {c.id, Hook::kFromServer, before, 0}, datagram, seg,
+                     [&](const Segment& s) { Deliver(c, s); });
+    // (Perhaps removed by now, but alive until the end of the entry point.)
     Log(&c, Hook::kFromServer, seg, before, c.ep->state(), decision ? &*decision : nullptr, now);
-  } else if (!seg.tcp.flags.has(stack::kRst)) {
+  } else if (!seg.tcp.flags.has(stack::kRst) && !seg.is_v6()) {
     // The wrapped command's own outbound connections are not relayed in serve mode.
-    SendStrayRst(seg);
+    ++stats_.stray_segments;
+    tun_.SendStrayRst(seg);
   }
-  EndOfEntry();
+  tun_.EndOfEntry();
 }
 
 void ServeProxy::Deliver(Connection& c, const Segment& seg) {
@@ -288,67 +237,20 @@ void ServeProxy::Deliver(Connection& c, const Segment& seg) {
   Service(c);
 }
 
-void ServeProxy::SendStrayRst(const Segment& seg) {
-  // RFC 9293 §3.10.7.1, as for a CLOSED port.
-  if (seg.is_v6()) return;
-  ++stats_.stray_segments;
-  Segment s = stack::ClosedPortReset(seg, next_ident_++);
-  auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
-  if (!n.ok()) return;
-  sink_.WriteDatagram(absl::MakeConstSpan(out_buf_.data(), *n));
-  ++stats_.datagrams_out;
-  if (pcap_) pcap_->Write(MonotonicNow(), absl::MakeConstSpan(out_buf_.data(), *n));
+void ServeProxy::OnReleased(const SegmentMeta& meta, absl::Span<const uint8_t> bytes) {
+  auto it = conns_.find(meta.conn);
+  if (it == conns_.end()) return;
+  auto parsed = stack::ParseSegment(bytes);  // a corrupted one fails its checksum here
+  if (parsed.ok()) Deliver(*it->second, *parsed);
 }
 
-void ServeProxy::PollEngine() {
-  Instant now = MonotonicNow();
-  for (int round = 0; round < 16 && engine_.NextDeadline() <= now; ++round) {
-    std::vector<std::pair<SegmentMeta, std::vector<uint8_t>>> inbound;
-    engine_.Poll(now, [&](const SegmentMeta& meta, absl::Span<const uint8_t> datagram) {
-      if (meta.hook == Hook::kToServer || meta.hook == Hook::kToClient) {
-        sink_.WriteDatagram(datagram);
-        ++stats_.datagrams_out;
-        if (pcap_) pcap_->Write(now, datagram);
-      } else {
-        // Delivered after Poll returns: delivery offers new segments to the engine.
-        inbound.emplace_back(meta, std::vector<uint8_t>(datagram.begin(), datagram.end()));
-      }
-    });
-    for (auto& [meta, bytes] : inbound) {
-      auto it = conns_.find(meta.conn);
-      if (it == conns_.end()) continue;
-      auto parsed = stack::ParseSegment(bytes);  // a corrupted one fails its checksum here
-      if (parsed.ok()) Deliver(*it->second, *parsed);
-    }
-  }
-}
+void ServeProxy::Reap() { graveyard_.clear(); }
 
-void ServeProxy::EndOfEntry() {
-  PollEngine();
-  ArmTimer();
-  graveyard_.clear();
-}
-
-void ServeProxy::ArmTimer() {
-  if (shutting_down_) return;
-  Instant next = engine_.NextDeadline();
-  for (const auto& [id, c] : conns_) next = std::min(next, c->ep->NextDeadline());
-  timer_.ArmAt(next);
-}
-
-void ServeProxy::OnTimer() {
-  Instant now = MonotonicNow();
-  std::vector<uint64_t> ids;
-  for (const auto& [id, c] : conns_) {
-    if (c->ep->NextDeadline() <= now) ids.push_back(id);
-  }
-  for (uint64_t id : ids) {
-    auto it = conns_.find(id);
-    if (it == conns_.end()) continue;
-    it->second->ep->OnTick(now);
-    Service(*it->second);
-  }
-  EndOfEntry();
+void ServeProxy::OnDeadline(uint64_t id, Instant now) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return;
+  it->second->ep->OnTick(now);
+  Service(*it->second);
 }
 
 void ServeProxy::Shutdown() {
@@ -365,7 +267,7 @@ void ServeProxy::Shutdown() {
     c.client_leg.End(now, /*reset=*/true);
     Remove(c);
   }
-  timer_.Cancel();
+  tun_.Stop();
   graveyard_.clear();
 }
 

@@ -17,6 +17,7 @@
 #include "proxy/fault/fault_engine.h"
 #include "proxy/relay/kernel_socket_leg.h"
 #include "proxy/relay/proxy.h"
+#include "proxy/relay/tun_side.h"
 #include "proxy/relay/tuple_key.h"
 #include "stack/ip.h"
 #include "stack/segment.h"
@@ -42,7 +43,7 @@ struct ServeStats {
   uint64_t datagrams_in = 0, datagrams_out = 0, stray_segments = 0;
 };
 
-class ServeProxy : private KernelSocketLeg::Owner {
+class ServeProxy : private KernelSocketLeg::Owner, private TunSide::Owner {
  public:
   ServeProxy(boost::asio::io_context& io, DatagramSink& sink, FaultEngine& engine,
              ServeOptions opts);
@@ -52,7 +53,7 @@ class ServeProxy : private KernelSocketLeg::Owner {
 
   // Binds and listens; an error is for the user (port in use, bad address).
   absl::Status Start();
-  void set_pcap(PcapWriter* pcap) { pcap_ = pcap; }
+  void set_pcap(PcapWriter* pcap) { tun_.set_pcap(pcap); }
   void set_log(JsonLog* log) { log_ = log; }
   void set_event_log(std::function<void(const std::string&)> f) { event_log_ = std::move(f); }
 
@@ -77,15 +78,10 @@ class ServeProxy : private KernelSocketLeg::Owner {
                           const KernelSocketLeg::Completion& done) override;
   void MaybeFinish(Connection& c);
   void Remove(Connection& c);
-  void SendStrayRst(const stack::Segment& seg);
-  // Returns true when a rule replaced the segment with a RST.
-  bool Emit(Connection* c, Hook hook, stack::TcpState state, absl::Span<const uint8_t> datagram,
-            const stack::Segment& parsed);
   void Deliver(Connection& c, const stack::Segment& seg);
-  void PollEngine();
-  void ArmTimer();
-  void OnTimer();
-  void EndOfEntry();
+  void OnReleased(const SegmentMeta& meta, absl::Span<const uint8_t> datagram) override;
+  void OnDeadline(uint64_t conn, stack::Instant now) override;
+  void Reap() override;
   void Log(const Connection* c, Hook hook, const stack::Segment& seg,
            std::optional<stack::TcpState> before, std::optional<stack::TcpState> after,
            const Decision* decision, stack::Instant at);
@@ -96,7 +92,6 @@ class ServeProxy : private KernelSocketLeg::Owner {
   FaultEngine& engine_;
   ServeOptions opts_;
   boost::asio::ip::tcp::acceptor acceptor_;
-  PcapWriter* pcap_ = nullptr;
   JsonLog* log_ = nullptr;
   std::function<void(const std::string&)> event_log_;
   ServeStats stats_;
@@ -104,13 +99,8 @@ class ServeProxy : private KernelSocketLeg::Owner {
   absl::flat_hash_map<uint64_t, std::unique_ptr<Connection>> conns_;
   std::vector<std::unique_ptr<Connection>> graveyard_;  // removed, freed at the entry point's end
   absl::flat_hash_map<TupleKey, Connection*> by_tuple_;
-  // One timer for every endpoint deadline and the engine's (a scan of the table:
-  // a wrapped server under test sees few connections at once).
-  LoopTimer timer_;
-  std::vector<uint8_t> out_buf_;
   std::vector<uint8_t> relay_buf_;  // bytes moving between legs
-  uint16_t next_ident_ = 1;
-  uint16_t next_ephemeral_ = 40000;
+  TunSide tun_{io_, sink_, engine_, *this, stats_.datagrams_out};
   bool shutting_down_ = false;
 };
 
