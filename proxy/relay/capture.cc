@@ -224,4 +224,27 @@ absl::StatusOr<std::vector<nlohmann::json>> ReadJsonLog(const std::string& path,
   return out;
 }
 
+SegmentRecord RecordOf(stack::Instant at, uint64_t conn, Hook hook, const stack::Segment& seg,
+                       std::optional<stack::TcpState> before, std::optional<stack::TcpState> after,
+                       const stack::TcpEndpoint* ep, const Decision* decision) {
+  SegmentRecord r{.at = at, .conn = conn, .hook = hook, .seg = &seg};
+  r.state_before = before;
+  r.state_after = after;
+  if (ep) {
+    // Relative numbers: the sender's ISN for seq, the receiver's for ack.
+    uint32_t ours = ep->tcb().iss.raw(), theirs = ep->tcb().irs.raw();
+    bool inbound = hook == Hook::kFromClient || hook == Hook::kFromServer;
+    r.seq_base = inbound ? theirs : ours;
+    r.ack_base = inbound ? ours : theirs;
+  }
+  if (decision) {
+    r.rule_id = decision->rule_id;
+    r.rule_text = decision->rule_text;
+    const absl::string_view name = ActionName(decision->action);
+    r.action = {name.data(), name.size()};
+    r.detail = decision->detail;
+  }
+  return r;
+}
+
 }  // namespace wrench::proxy

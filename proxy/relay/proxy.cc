@@ -576,35 +576,20 @@ void Proxy::LogSegment(const Connection* c, Hook hook, const Segment& seg,
                        std::optional<TcpState> before, std::optional<TcpState> after,
                        const Decision* decision, Instant at) {
   if (!log_) return;
-  SegmentRecord r;
-  // An arriving segment is stamped with its arrival, before what it caused.
-  r.at = at == Instant() ? MonotonicNow() : at;
-  r.conn = c ? c->id : 0;
-  r.hook = hook;
-  r.seg = &seg;
-  r.state_before = before;
-  r.state_after = after;
-  // Relative numbers: the sender's ISN for seq, the receiver's for ack.
   const Leg* leg = nullptr;
   if (c) leg = (hook == Hook::kFromClient || hook == Hook::kToClient) ? &c->client : &c->server;
+  // An arriving segment is stamped with its arrival, before what it caused.
+  SegmentRecord r = RecordOf(at == Instant() ? MonotonicNow() : at, c ? c->id : 0, hook, seg,
+                             before, after, leg ? leg->ep.get() : nullptr, decision);
   if (c && leg == &c->server && !leg->ep) {
     r.note = "socket";  // a socket-leg event, numbered from 0 both ways
-  } else if (leg && leg->ep) {
-    uint32_t ours = leg->ep->tcb().iss.raw(), theirs = leg->ep->tcb().irs.raw();
-    bool inbound = hook == Hook::kFromClient || hook == Hook::kFromServer;
-    r.seq_base = inbound ? theirs : ours;
-    r.ack_base = inbound ? ours : theirs;
-  } else if (c && c->held_syn) {
-    r.seq_base = c->held_syn->seq.raw();
-  } else if (seg.tcp.flags.has(stack::kSyn)) {
-    r.seq_base = seg.tcp.seq.raw();
-  }
-  if (decision) {
-    r.rule_id = decision->rule_id;
-    r.rule_text = decision->rule_text;
-    const absl::string_view name = ActionName(decision->action);
-    r.action = {name.data(), name.size()};
-    r.detail = decision->detail;
+  } else if (!leg || !leg->ep) {
+    // No endpoint yet: numbered from the client's SYN.
+    if (c && c->held_syn) {
+      r.seq_base = c->held_syn->seq.raw();
+    } else if (seg.tcp.flags.has(stack::kSyn)) {
+      r.seq_base = seg.tcp.seq.raw();
+    }
   }
   log_->Write(r);
 }

@@ -278,28 +278,8 @@ void ServeProxy::Log(const Connection* c, Hook hook, const Segment& seg,
                      std::optional<TcpState> before, std::optional<TcpState> after,
                      const Decision* decision, Instant at) {
   if (!log_) return;
-  SegmentRecord r;
-  r.at = at;
-  r.conn = c ? c->id : 0;
-  r.hook = hook;
-  r.seg = &seg;
-  r.state_before = before;
-  r.state_after = after;
-  // Relative numbers: the sender's ISN for seq, the receiver's for ack.
-  if (c && c->ep) {
-    uint32_t ours = c->ep->tcb().iss.raw(), theirs = c->ep->tcb().irs.raw();
-    bool inbound = hook == Hook::kFromServer;
-    r.seq_base = inbound ? theirs : ours;
-    r.ack_base = inbound ? ours : theirs;
-  }
-  if (decision) {
-    r.rule_id = decision->rule_id;
-    r.rule_text = decision->rule_text;
-    const absl::string_view name = ActionName(decision->action);
-    r.action = {name.data(), name.size()};
-    r.detail = decision->detail;
-  }
-  log_->Write(r);
+  log_->Write(RecordOf(at, c ? c->id : 0, hook, seg, before, after, c ? c->ep.get() : nullptr,
+                       decision));
 }
 
 std::string ServeProxy::Summary() const {
