@@ -897,23 +897,16 @@ std::string ToxiproxyCollection::ToxicOfRule(int rule_id) const {
   return "";
 }
 
-Json ToxiproxyCollection::SocketConnections() const {
-  Json out = Json::array();
+std::vector<ToxiproxyCollection::SocketConnection> ToxiproxyCollection::SocketConnections() const {
+  std::vector<SocketConnection> out;
   for (const auto& [name, p] : proxies_) {
     if (!p->relay) continue;
     for (const auto& c : p->relay->Connections()) {
-      Json j;
-      j["id"] = absl::StrCat(name, "/", c.id);
-      j["kind"] = "socket";
-      j["proxy"] = name;
-      j["client"] = c.client;
-      j["front"] = p->listen;
-      j["upstream"] = c.upstream;
-      j["client_leg"] = c.state;
-      j["server_leg"] = c.state;
-      j["bytes_to_server"] = c.bytes_to_server;
-      j["bytes_to_client"] = c.bytes_to_client;
-      out.push_back(std::move(j));
+      // The kernel holds both legs: one state says where the relay stands.
+      ConnectionInfo i{.client = c.client, .front = p->listen, .upstream = c.upstream,
+                       .client_leg_state = c.state, .server_leg_state = c.state,
+                       .bytes_to_server = c.bytes_to_server, .bytes_to_client = c.bytes_to_client};
+      out.push_back({absl::StrCat(name, "/", c.id), name, std::move(i)});
     }
   }
   return out;
