@@ -16,7 +16,6 @@
 #include "absl/types/span.h"
 #include "proxy/fault/fault_engine.h"
 #include "proxy/relay/kernel_socket_leg.h"
-#include "proxy/relay/proxy.h"
 #include "proxy/relay/tun_side.h"
 #include "proxy/relay/tuple_key.h"
 #include "stack/ip.h"
