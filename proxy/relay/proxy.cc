@@ -243,16 +243,7 @@ void Proxy::StartUpstream(Connection& c) {
     if (c.upstream_addr.is_v6()) cfg.mss -= 20;  // as the client leg's
     c.server.ep = std::make_unique<TcpEndpoint>(cfg);
     by_tuple_[c.server.key] = {&c, &c.server};
-    uint64_t id = c.id;
-    c.server.ep->set_state_observer([this, id](const stack::StateChange& ch) {
-      if (auto r = records_.find(id); r != records_.end())
-        r->second.server_visited |= 1u << int(ch.to);
-      auto it = conns_.find(id);
-      if (it != conns_.end()) {
-        Event(*it->second, absl::StrCat("server leg ", StateName(ch.from), " -> ", StateName(ch.to),
-                                        " (", ch.cause, ")"));
-      }
-    });
+    WatchStates(c, c.server, "server", &ConnectionRecord::server_visited);
     (void)c.server.ep->Connect(now);
     Service(c);
     return;
@@ -266,6 +257,19 @@ void Proxy::StartUpstream(Connection& c) {
     return;
   }
   ConnectSocket(c);
+}
+
+void Proxy::WatchStates(Connection& c, Leg& leg, const char* name,
+                        uint16_t ConnectionRecord::*visited) {
+  uint64_t id = c.id;
+  leg.ep->set_state_observer([this, id, name, visited](const stack::StateChange& ch) {
+    if (auto r = records_.find(id); r != records_.end()) r->second.*visited |= 1u << int(ch.to);
+    auto it = conns_.find(id);
+    if (it != conns_.end()) {
+      Event(*it->second, absl::StrCat(name, " leg ", StateName(ch.from), " -> ", StateName(ch.to),
+                                      " (", ch.cause, ")"));
+    }
+  });
 }
 
 void Proxy::OnUpstreamConnected(Connection& c) {
@@ -340,16 +344,7 @@ void Proxy::AcceptClient(Connection& c) {
   if (cfg.tuple.local_addr.is_v6())
     cfg.mss -= 20;  // the MSS is IPv4's; IPv6's header is 20 bytes longer
   c.client.ep = std::make_unique<TcpEndpoint>(cfg);
-  uint64_t id = c.id;
-  c.client.ep->set_state_observer([this, id](const stack::StateChange& ch) {
-    if (auto r = records_.find(id); r != records_.end())
-      r->second.client_visited |= 1u << int(ch.to);
-    auto it = conns_.find(id);
-    if (it != conns_.end()) {
-      Event(*it->second, absl::StrCat("client leg ", StateName(ch.from), " -> ", StateName(ch.to),
-                                      " (", ch.cause, ")"));
-    }
-  });
+  WatchStates(c, c.client, "client", &ConnectionRecord::client_visited);
   (void)c.client.ep->Listen(now);
   if (c.held_syn) c.client.ep->OnSegment(now, *c.held_syn);
   Service(c);
@@ -566,7 +561,6 @@ void Proxy::Shutdown() {
     if (conns_.contains(id)) Remove(*conns_.at(id));
   }
   tun_.Stop();
-  graveyard_.clear();
 }
 
 // ---------------------------------------------------------------------------

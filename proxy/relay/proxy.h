@@ -147,6 +147,8 @@ class Proxy : private TunSide::Owner {
   void Inbound(Connection& c, Leg& leg, const stack::Segment& seg, absl::Span<const uint8_t> bytes);
   void DeliverToLeg(Connection& c, Leg& leg, const stack::Segment& seg);
   void StartUpstream(Connection& c);
+  // Logs the leg's state changes and records the states it visits in `visited`.
+  void WatchStates(Connection& c, Leg& leg, const char* name, uint16_t ConnectionRecord::*visited);
   void OnUpstreamConnected(Connection& c);
   void OnUpstreamFailed(Connection& c, bool refused, const std::string& why);
   void OnOutOfDescriptors(Connection& c, const boost::system::error_code& ec);

@@ -268,7 +268,6 @@ void ServeProxy::Shutdown() {
     Remove(c);
   }
   tun_.Stop();
-  graveyard_.clear();
 }
 
 // ---------------------------------------------------------------------------

@@ -177,6 +177,7 @@ void TunSide::EndOfEntry() {
 void TunSide::Stop() {
   stopped_ = true;
   timer_.Cancel();
+  owner_.Reap();
 }
 
 }  // namespace wrench::proxy

@@ -104,7 +104,7 @@ class TunSide {
   // Releases what the engine holds that is due, arms the timer for the earliest
   // deadline, and lets the owner reap.
   void EndOfEntry();
-  // No more timer: the owner is shutting down.
+  // No more timer, and what the owner removed is freed: it is shutting down.
   void Stop();
 
  private:
