@@ -43,7 +43,7 @@ const IpAddress kClient = IpAddress::V4({10, 0, 0, 1});
 const IpAddress kServer = IpAddress::V4({10, 0, 0, 2});
 const Instant kT0 = absl::UnixEpoch();
 
-// A decision as the observer saw it, with copies of what is valid only during the call.
+// A decision as Offer returned it, with copies of what is valid only until the next Offer.
 struct Logged {
   Instant at;
   SegmentMeta meta;
@@ -143,7 +143,6 @@ class Engine : public ::testing::Test {
 
   void Reset(uint64_t seed) {
     engine_ = std::make_unique<FaultEngine>(seed);
-    engine_->set_decision_observer(LogInto(&log_));
     out_.clear();
     log_.clear();
   }
@@ -158,7 +157,7 @@ class Engine : public ::testing::Test {
   Verdict Offer(const std::vector<uint8_t>& bytes, Hook hook = Hook::kToServer, uint64_t conn = 1,
                 TcpState state = TcpState::kEstablished) {
     SegmentMeta meta{conn, hook, state};
-    const Offered o = engine_->Offer(now_, meta, View(bytes));
+    const Offered o = Record(engine_->Offer(now_, meta, View(bytes)));
     if (o.verdict == Verdict::kPass) {
       out_.push_back(Out{now_, meta, std::vector<uint8_t>(o.datagram.begin(), o.datagram.end()), true});
     }
@@ -168,6 +167,12 @@ class Engine : public ::testing::Test {
   Verdict Offer(const Build& b, Hook hook = Hook::kToServer, uint64_t conn = 1,
                 TcpState state = TcpState::kEstablished) {
     return Offer(b.Bytes(), hook, conn, state);
+  }
+
+  // Keeps every decision the engine returned in log_.
+  Offered Record(const Offered& o) {
+    for (const Decision& d : o.decisions) LogInto(&log_)(d);
+    return o;
   }
 
   void PollNow() {
@@ -266,7 +271,7 @@ TEST_F(Engine, SocketLegEventsMeetOnlyDelayAndRstRules) {
   auto offer_socket = [&](const Build& b, Hook hook) {
     std::vector<uint8_t> bytes = b.Bytes();
     SegmentMeta meta{1, hook, TcpState::kEstablished, 0, /*socket=*/true};
-    Verdict v = engine_->Offer(now_, meta, View(bytes)).verdict;
+    Verdict v = Record(engine_->Offer(now_, meta, View(bytes))).verdict;
     PollNow();
     return v;
   };
@@ -693,7 +698,8 @@ TEST_F(Engine, AScopedRuleSeesOnlySegmentsOfItsScope) {
   ASSERT_TRUE(scoped.ok());
   std::vector<uint8_t> bytes = Build{.len = 5}.Bytes();
   auto offer = [&](uint64_t scope) {
-    return engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished, scope}, View(bytes))
+    return Record(engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished, scope},
+                                 View(bytes)))
         .verdict;
   };
   EXPECT_EQ(offer(0), Verdict::kPass);
@@ -827,8 +833,8 @@ TEST_F(Engine, PollOutputMayBeOfferedAtTheNextHookFromTheCallback) {
       return;
     }
     std::vector<uint8_t> copy(d.begin(), d.end());
-    if (engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished}, View(copy)).verdict ==
-        Verdict::kPass) {
+    if (Record(engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished}, View(copy)))
+            .verdict == Verdict::kPass) {
       delivered.push_back(Hook::kFromClient);
     }
   });
@@ -1393,9 +1399,9 @@ class Faults : public ::testing::Test {
   void Reset(uint64_t seed = 1, TcpConfig a = Config(A), TcpConfig b = Config(B)) {
     engine_ = std::make_unique<FaultEngine>(seed);
     log_.clear();
-    engine_->set_decision_observer(LogInto(&log_));
     sim_ = NewSim(std::move(a), std::move(b), kT0);
     link_ = std::make_unique<SimInterposer>(*engine_, *sim_, 1);
+    link_->set_decision_log(LogInto(&log_));
     sim_->set_interposer(link_.get());
   }
   static std::unique_ptr<stack::Simulator> NewSim(TcpConfig a, TcpConfig b, Instant start) {
@@ -1827,6 +1833,7 @@ TEST_F(Faults, ConnMatchesOnlyItsConnection) {
   Instant start = now();
   auto sim2 = NewSim(Config(A), Config(B), start);
   SimInterposer link2(*engine_, *sim2, 2);
+  link2.set_decision_log(LogInto(&log_));
   sim2->set_interposer(&link2);
   ASSERT_TRUE(sim2->b().Listen(start).ok());
   ASSERT_TRUE(sim2->a().Connect(start).ok());
@@ -1853,7 +1860,6 @@ TEST_F(Faults, ProbabilityDropsAShareAndTcpStillDeliversEverything) {
 std::string RunScenario(uint64_t seed) {
   FaultEngine engine(seed);
   std::vector<Logged> log;
-  engine.set_decision_observer(LogInto(&log));
   for (const char* text :
        {"drop len>0 p=0.05", "delay 20ms~15ms on=to-client p=0.5", "dup 1 on=to-server p=0.05",
         "reorder on=from-server len>0 p=0.1", "corrupt payload on=to-server p=0.02",
@@ -1864,6 +1870,7 @@ std::string RunScenario(uint64_t seed) {
   o.latency = absl::Milliseconds(10);
   stack::Simulator sim(Config(A), Config(B), o);
   SimInterposer link(engine, sim, 1);
+  link.set_decision_log(LogInto(&log));
   sim.set_interposer(&link);
   EXPECT_TRUE(sim.b().Listen(sim.now()).ok());
   EXPECT_TRUE(sim.a().Connect(sim.now()).ok());

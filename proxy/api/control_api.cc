@@ -251,25 +251,30 @@ class ControlApiImpl : public ControlApi {
   Json ConnectionsJson() const {
     Json out = Json::array();
     for (const ConnectionInfo& c : service_.proxy().Connections()) {
-      Json j;
-      j["id"] = c.id;
-      j["kind"] = "tun";
-      if (c.scope != 0) {
-        j["proxy"] = toxiproxy_.ProxyOfScope(c.scope);
-      } else {
-        j["proxy"] = nullptr;
-      }
-      j["client"] = c.client;
-      j["front"] = c.front;
-      j["upstream"] = c.upstream;
-      j["client_leg"] = c.client_leg_state;
-      j["server_leg"] = c.server_leg_state;
-      j["bytes_to_server"] = c.bytes_to_server;
-      j["bytes_to_client"] = c.bytes_to_client;
-      out.push_back(std::move(j));
+      Json proxy = nullptr;
+      if (c.scope != 0) proxy = toxiproxy_.ProxyOfScope(c.scope);
+      out.push_back(ConnectionJson(c.id, "tun", std::move(proxy), c));
     }
-    for (auto& j : toxiproxy_.SocketConnections()) out.push_back(j);
+    for (const auto& c : toxiproxy_.SocketConnections()) {
+      out.push_back(ConnectionJson(c.id, "socket", c.proxy, c.info));
+    }
     return out;
+  }
+
+  // One row of GET /connections.
+  static Json ConnectionJson(Json id, const char* kind, Json proxy, const ConnectionInfo& c) {
+    Json j;
+    j["id"] = std::move(id);
+    j["kind"] = kind;
+    j["proxy"] = std::move(proxy);
+    j["client"] = c.client;
+    j["front"] = c.front;
+    j["upstream"] = c.upstream;
+    j["client_leg"] = c.client_leg_state;
+    j["server_leg"] = c.server_leg_state;
+    j["bytes_to_server"] = c.bytes_to_server;
+    j["bytes_to_client"] = c.bytes_to_client;
+    return j;
   }
 
   Json CountersJson() const {

@@ -114,14 +114,6 @@ absl::StatusOr<asio::ip::address> Resolve(const std::string& host) {
   return *addr;
 }
 
-stack::IpAddress ToIp(const asio::ip::address& a) {
-  if (a.is_v4()) return stack::IpAddress::V4(a.to_v4().to_uint());
-  auto b = a.to_v6().to_bytes();
-  std::array<uint8_t, 16> out;
-  std::copy(b.begin(), b.end(), out.begin());
-  return stack::IpAddress::V6(out);
-}
-
 // Whether two listen addresses are the same socket address: "localhost:26379" is
 // "127.0.0.1:26379", so populating or updating with it restarts nothing (as 2.12).
 bool SameListen(const std::string& a, const std::string& b) {
@@ -343,12 +335,12 @@ absl::Status ToxiproxyCollection::Start(Proxy& p) {
   auto factory = [upc = p.up, downc = p.down, rng = rng_](stack::Instant now) {
     return std::make_unique<ConnectionToxics>(upc, downc, rng, now);
   };
-  p.tun = service_.InTunSubnet(ToIp(*listen_addr));
+  p.tun = service_.InTunSubnet(ToIpAddress(*listen_addr));
   if (p.tun) {
     Mapping m;
-    m.front_addr = ToIp(*listen_addr);
+    m.front_addr = ToIpAddress(*listen_addr);
     m.upstream_host = up->host;
-    if (up_addr) m.upstream_addr = ToIp(*up_addr);
+    if (up_addr) m.upstream_addr = ToIpAddress(*up_addr);
     m.resolve_per_connection = !up_addr;
     m.upstream_port = up->port;
     m.scope = p.scope;
@@ -382,7 +374,7 @@ absl::Status ToxiproxyCollection::Start(Proxy& p) {
     p.listen = FormatHostPort(bound.address(), bound.port());
     Mapping m;
     m.upstream_host = up->host;
-    if (up_addr) m.upstream_addr = ToIp(*up_addr);
+    if (up_addr) m.upstream_addr = ToIpAddress(*up_addr);
     m.resolve_per_connection = !up_addr;
     m.upstream_port = up->port;
     m.toxics = factory;
@@ -431,7 +423,7 @@ void ToxiproxyCollection::StartDnat(Proxy& p, const asio::ip::address& listen, u
     matches.push_back(stack::IpAddress::V4(0));
     if (listen.is_v6() && front6 && (*dnat)->ipv6().ok()) matches.push_back(stack::IpAddress::V6({}));
   } else {
-    matches.push_back(ToIp(listen));
+    matches.push_back(ToIpAddress(listen));
   }
   absl::Status st;
   std::vector<std::string> fronts;
@@ -905,23 +897,16 @@ std::string ToxiproxyCollection::ToxicOfRule(int rule_id) const {
   return "";
 }
 
-Json ToxiproxyCollection::SocketConnections() const {
-  Json out = Json::array();
+std::vector<ToxiproxyCollection::SocketConnection> ToxiproxyCollection::SocketConnections() const {
+  std::vector<SocketConnection> out;
   for (const auto& [name, p] : proxies_) {
     if (!p->relay) continue;
     for (const auto& c : p->relay->Connections()) {
-      Json j;
-      j["id"] = absl::StrCat(name, "/", c.id);
-      j["kind"] = "socket";
-      j["proxy"] = name;
-      j["client"] = c.client;
-      j["front"] = p->listen;
-      j["upstream"] = c.upstream;
-      j["client_leg"] = c.state;
-      j["server_leg"] = c.state;
-      j["bytes_to_server"] = c.bytes_to_server;
-      j["bytes_to_client"] = c.bytes_to_client;
-      out.push_back(std::move(j));
+      // The kernel holds both legs: one state says where the relay stands.
+      ConnectionInfo i{.client = c.client, .front = p->listen, .upstream = c.upstream,
+                       .client_leg_state = c.state, .server_leg_state = c.state,
+                       .bytes_to_server = c.bytes_to_server, .bytes_to_client = c.bytes_to_client};
+      out.push_back({absl::StrCat(name, "/", c.id), name, std::move(i)});
     }
   }
   return out;

@@ -20,6 +20,7 @@
 
 #include "nlohmann/json.hpp"
 #include "proxy/fault/stream_toxics.h"
+#include "proxy/relay/proxy.h"
 
 namespace wrench::proxy {
 
@@ -61,8 +62,13 @@ class ToxiproxyCollection {
   // For the native API: which proxy and toxic a scope or a rule belongs to.
   std::string ProxyOfScope(uint64_t scope) const;
   std::string ToxicOfRule(int rule_id) const;
-  // The socket proxies' connections, for GET /connections.
-  Json SocketConnections() const;
+  // The socket proxies' connections, for GET /connections: "NAME/ID", the proxy's
+  // name, and the connection as the TUN proxy's are described.
+  struct SocketConnection {
+    std::string id, proxy;
+    ConnectionInfo info;
+  };
+  std::vector<SocketConnection> SocketConnections() const;
 
  private:
   struct Toxic;

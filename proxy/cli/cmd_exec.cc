@@ -116,39 +116,42 @@ constexpr int kExitNotExecutable = 126;
 constexpr int kExitNotFound = 127;
 
 // Messages from the child: "ok" with the TUN descriptor attached, or an error text.
-bool SendFd(int sock, int fd) {
-  char ok[] = "ok";
-  iovec iov{ok, 2};
+// One buffer and room for one descriptor (SCM_RIGHTS), as sendmsg and recvmsg take them.
+struct FdMessage {
+  FdMessage(void* data, size_t len) : iov{data, len} {
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+  }
+  FdMessage(const FdMessage&) = delete;
+  FdMessage& operator=(const FdMessage&) = delete;
+  iovec iov;
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
   msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+};
+
+bool SendFd(int sock, int fd) {
+  char ok[] = "ok";
+  FdMessage m(ok, 2);
+  cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(int));
   std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  return ::sendmsg(sock, &msg, 0) == 2;
+  return ::sendmsg(sock, &m.msg, 0) == 2;
 }
 
 // Returns the descriptor, or -1 with the child's error text in *error.
 int ReceiveFd(int sock, std::string* error) {
   char buf[1024];
-  iovec iov{buf, sizeof buf};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  FdMessage m(buf, sizeof buf);
+  ssize_t n = ::recvmsg(sock, &m.msg, MSG_CMSG_CLOEXEC);
   if (n <= 0) {
     *error = "the child process ended before setting up its namespace";
     return -1;
   }
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
   if (n == 2 && std::memcmp(buf, "ok", 2) == 0 && c && c->cmsg_type == SCM_RIGHTS) {
     int fd;
     std::memcpy(&fd, CMSG_DATA(c), sizeof fd);

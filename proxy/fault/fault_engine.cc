@@ -654,7 +654,6 @@ void FaultEngine::Report(Instant now, const SegmentMeta& meta, ConstDatagramView
   d.segment = Summarize(seg);
   d.detail.clear();
   detail(&d.detail);
-  if (observer_) observer_(d);
 }
 
 // ---------------------------------------------------------------------------

@@ -194,13 +194,6 @@ class FaultEngine {
   // Whether any rule is in place (a cheap test, for every datagram).
   bool has_rules() const { return !rules_.empty(); }
 
-  // A log of every decision, for runs that record them all (the simulator's tests):
-  // called in the middle of Offer, so it must not call back into the engine. Offer
-  // returns the same decisions to its caller.
-  void set_decision_observer(std::function<void(const Decision&)> observer) {
-    observer_ = std::move(observer);
-  }
-
   // Offers one checked datagram (IPv4 or IPv6 with TCP) at a hook and returns its
   // fate: kPass with the bytes to send now, or kTaken when the engine dropped it or
   // holds what it needs. Either way, call Poll(now) next: a kPass may be followed by
@@ -356,7 +349,6 @@ class FaultEngine {
   size_t held_slots_ = 0;
 
   std::vector<uint8_t> changed_;  // the offered datagram's changed copy, patched in place
-  std::function<void(const Decision&)> observer_;
   std::vector<Decision> decisions_;  // the offered datagram's; reused, so reporting does
   size_t decisions_made_ = 0;        // not allocate once warm
 };

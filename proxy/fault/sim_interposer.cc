@@ -55,6 +55,9 @@ void SimInterposer::OfferAt(stack::Instant now, Hook hook, absl::Span<const uint
   }
   SegmentMeta meta{conn_, hook, StateAt(hook)};
   const Offered o = engine_.Offer(now, meta, *view);
+  if (decision_log_) {
+    for (const Decision& d : o.decisions) decision_log_(d);
+  }
   if (o.verdict != Verdict::kPass) return;
   if (!o.changed(bytes)) {
     Forward(now, hook, bytes);

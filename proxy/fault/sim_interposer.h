@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "proxy/fault/fault_engine.h"
@@ -30,6 +31,9 @@ class SimInterposer : public stack::Interposer {
             absl::FunctionRef<void(stack::Side from, const stack::TcpRepr& seg)> deliver) override;
   stack::Instant NextDeadline() const override;
 
+  // Hears every decision the engine returns, in order (a run's record of its faults).
+  void set_decision_log(std::function<void(const Decision&)> log) { decision_log_ = std::move(log); }
+
   // Datagrams the engine released that failed to parse (corrupted): never delivered.
   uint64_t bad_datagrams() const { return bad_datagrams_; }
 
@@ -49,6 +53,7 @@ class SimInterposer : public stack::Interposer {
   stack::IpAddress client_, server_;
   std::vector<Datagram> ready_;  // through both hooks, to deliver at the next Poll
   uint64_t bad_datagrams_ = 0;
+  std::function<void(const Decision&)> decision_log_;
   std::vector<uint8_t> scratch_;
 };
 

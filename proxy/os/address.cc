@@ -61,4 +61,11 @@ stack::IpAddress ToIpAddress(const boost::asio::ip::address& a) {
   return stack::IpAddress::V6(bytes);
 }
 
+boost::asio::ip::address ToAsioAddress(const stack::IpAddress& a) {
+  if (!a.is_v6()) return boost::asio::ip::address_v4(a.v4_host_order());
+  boost::asio::ip::address_v6::bytes_type b;
+  std::copy(a.bytes().begin(), a.bytes().end(), b.begin());
+  return boost::asio::ip::address_v6(b);
+}
+
 }  // namespace wrench::proxy

@@ -29,7 +29,8 @@ std::string FormatHostPort(const stack::IpAddress& addr, uint16_t port);
 std::string FormatHostPort(const boost::asio::ip::address& addr, uint16_t port);
 std::string FormatHostPort(const boost::asio::ip::tcp::endpoint& e);
 
-// Asio's address as the stack's.
+// Asio's address as the stack's, and back.
 stack::IpAddress ToIpAddress(const boost::asio::ip::address& a);
+boost::asio::ip::address ToAsioAddress(const stack::IpAddress& a);
 
 }  // namespace wrench::proxy

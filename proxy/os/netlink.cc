@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "proxy/os/os_status.h"
@@ -373,23 +374,37 @@ std::string IfName(uint32_t index) {
 
 }  // namespace
 
+// Dumps a kernel table (routes, addresses) with a request that starts with `header`:
+// `each` gets every message of type `type` and the attributes after its header.
+template <typename Header>
+absl::Status Dump(uint16_t get, const Header& header, uint16_t type, absl::string_view what,
+                  absl::FunctionRef<void(const Header&, absl::Span<const uint8_t>)> each) {
+  Request req(get, NLM_F_DUMP);
+  req.PutHeader(header);
+  return Transact(
+      req, what,
+      [&](const nlmsghdr& h, absl::Span<const uint8_t> body) {
+        if (h.nlmsg_type != type || body.size() < sizeof(Header)) return;
+        Header m;
+        std::memcpy(&m, body.data(), sizeof m);
+        each(m, body.subspan(NLMSG_ALIGN(sizeof m)));
+      },
+      /*dump=*/true);
+}
+
 absl::StatusOr<std::vector<IpPrefix>> ListRoutes(bool ipv6) {
   const int family = ipv6 ? AF_INET6 : AF_INET;
   const size_t len = ipv6 ? 16 : 4;
-  Request req(RTM_GETROUTE, NLM_F_DUMP);
   rtmsg rt{};
   rt.rtm_family = static_cast<uint8_t>(family);
-  req.PutHeader(rt);
   std::vector<IpPrefix> out;
-  RETURN_IF_ERROR(Transact(
-      req, ipv6 ? "listing the IPv6 routes" : "listing the IPv4 routes",
-      [&](const nlmsghdr& h, absl::Span<const uint8_t> body) {
-        if (h.nlmsg_type != RTM_NEWROUTE || body.size() < sizeof(rtmsg)) return;
-        rtmsg m;
-        std::memcpy(&m, body.data(), sizeof m);
+  RETURN_IF_ERROR(Dump<rtmsg>(
+      RTM_GETROUTE, rt, RTM_NEWROUTE, ipv6 ? "listing the IPv6 routes" : "listing the IPv4 routes",
+      [&](const rtmsg& m, absl::Span<const uint8_t> attrs) {
         uint32_t table = m.rtm_table;
-        IpPrefix p{ipv6 ? stack::IpAddress::V6({}) : stack::IpAddress::V4(uint32_t{0}), m.rtm_dst_len, ""};
-        ForEachAttr(body.subspan(NLMSG_ALIGN(sizeof m)), [&](uint16_t type, absl::Span<const uint8_t> v) {
+        IpPrefix p{ipv6 ? stack::IpAddress::V6({}) : stack::IpAddress::V4(uint32_t{0}),
+                   m.rtm_dst_len, ""};
+        ForEachAttr(attrs, [&](uint16_t type, absl::Span<const uint8_t> v) {
           if (type == RTA_TABLE && v.size() >= 4) std::memcpy(&table, v.data(), 4);
           if (type == RTA_DST && v.size() == len) p.addr = stack::IpAddress::FromBytes(v);
           if (type == RTA_OIF && v.size() >= 4) {
@@ -399,35 +414,29 @@ absl::StatusOr<std::vector<IpPrefix>> ListRoutes(bool ipv6) {
           }
         });
         if (m.rtm_family == family && table == RT_TABLE_MAIN) out.push_back(p);
-      },
-      /*dump=*/true));
+      }));
   return out;
 }
 
 absl::StatusOr<std::vector<IpPrefix>> ListAddresses(bool ipv6) {
   const int family = ipv6 ? AF_INET6 : AF_INET;
   const size_t len = ipv6 ? 16 : 4;
-  Request req(RTM_GETADDR, NLM_F_DUMP);
   ifaddrmsg ifa{};
   ifa.ifa_family = static_cast<uint8_t>(family);
-  req.PutHeader(ifa);
   std::vector<IpPrefix> out;
-  RETURN_IF_ERROR(Transact(
-      req, ipv6 ? "listing the IPv6 addresses" : "listing the IPv4 addresses",
-      [&](const nlmsghdr& h, absl::Span<const uint8_t> body) {
-        if (h.nlmsg_type != RTM_NEWADDR || body.size() < sizeof(ifaddrmsg)) return;
-        ifaddrmsg m;
-        std::memcpy(&m, body.data(), sizeof m);
+  RETURN_IF_ERROR(Dump<ifaddrmsg>(
+      RTM_GETADDR, ifa, RTM_NEWADDR,
+      ipv6 ? "listing the IPv6 addresses" : "listing the IPv4 addresses",
+      [&](const ifaddrmsg& m, absl::Span<const uint8_t> attrs) {
         if (m.ifa_family != family) return;
         std::optional<stack::IpAddress> local, address;
-        ForEachAttr(body.subspan(NLMSG_ALIGN(sizeof m)), [&](uint16_t type, absl::Span<const uint8_t> v) {
+        ForEachAttr(attrs, [&](uint16_t type, absl::Span<const uint8_t> v) {
           if (type == IFA_LOCAL && v.size() == len) local = stack::IpAddress::FromBytes(v);
           if (type == IFA_ADDRESS && v.size() == len) address = stack::IpAddress::FromBytes(v);
         });
         if (!local) local = address;
         if (local) out.push_back({*local, m.ifa_prefixlen, IfName(m.ifa_index)});
-      },
-      /*dump=*/true));
+      }));
   return out;
 }
 

@@ -40,10 +40,10 @@ double RelativeSeconds(stack::Instant at, stack::Instant start) {
 void PcapWriter::Deleter::operator()(pcap* p) const { pcap_close(p); }
 void PcapWriter::Deleter::operator()(pcap_dumper* d) const { pcap_dump_close(d); }
 
-absl::StatusOr<PcapWriter> PcapWriter::Open(const std::string& path,
-                                             stack::Duration wall_offset) {
+absl::StatusOr<PcapWriter> PcapWriter::Open(const std::string& path, stack::Duration wall_offset) {
   std::unique_ptr<pcap, Deleter> p(pcap_open_dead(DLT_RAW, kSnapLen));
-  if (!p) return absl::ResourceExhaustedError("cannot open --pcap file " + path + ": out of memory");
+  if (!p)
+    return absl::ResourceExhaustedError("cannot open --pcap file " + path + ": out of memory");
   std::unique_ptr<pcap_dumper, Deleter> d(pcap_dump_open(p.get(), path.c_str()));
   if (!d) {
     // libpcap's text already has the reason ("x.pcap: No such file or directory").
@@ -106,8 +106,8 @@ nlohmann::ordered_json JsonLog::ToJson(const SegmentRecord& r) const {
   nlohmann::ordered_json j;
   j["t"] = RelativeSeconds(r.at, start_);
   if (opts_.wall_time) {
-    j["wall"] = absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", r.at + opts_.wall_offset,
-                                 absl::UTCTimeZone());
+    j["wall"] =
+        absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", r.at + opts_.wall_offset, absl::UTCTimeZone());
   }
   j["conn"] = r.conn;
   j["hook"] = std::string(HookName(r.hook));
@@ -192,13 +192,14 @@ absl::StatusOr<std::vector<nlohmann::json>> ReadJsonLog(const std::string& path,
     return absl::DataLossError(absl::StrCat("reading log file ", name, ": I/O error"));
   }
   // A capture of the same run is the likeliest wrong file: say which file is wanted.
-  static constexpr uint32_t kPcapMagics[] = {0xa1b2c3d4, 0xd4c3b2a1, 0xa1b23c4d, 0x4d3cb2a1, 0x0a0d0d0a};
+  static constexpr uint32_t kPcapMagics[] = {0xa1b2c3d4, 0xd4c3b2a1, 0xa1b23c4d, 0x4d3cb2a1,
+                                             0x0a0d0d0a};
   uint32_t magic = 0;
   if (text.size() >= 4) std::memcpy(&magic, text.data(), 4);
   for (uint32_t k : kPcapMagics) {
     if (magic == k) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name, " is a pcap; give the --log file (the JSON lines wrench wrote with --log=FILE)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          name, " is a pcap; give the --log file (the JSON lines wrench wrote with --log=FILE)"));
     }
   }
   std::vector<nlohmann::json> out;
@@ -221,6 +222,29 @@ absl::StatusOr<std::vector<nlohmann::json>> ReadJsonLog(const std::string& path,
     if (line_numbers != nullptr) line_numbers->push_back(lineno);
   }
   return out;
+}
+
+SegmentRecord RecordOf(stack::Instant at, uint64_t conn, Hook hook, const stack::Segment& seg,
+                       std::optional<stack::TcpState> before, std::optional<stack::TcpState> after,
+                       const stack::TcpEndpoint* ep, const Decision* decision) {
+  SegmentRecord r{.at = at, .conn = conn, .hook = hook, .seg = &seg};
+  r.state_before = before;
+  r.state_after = after;
+  if (ep) {
+    // Relative numbers: the sender's ISN for seq, the receiver's for ack.
+    uint32_t ours = ep->tcb().iss.raw(), theirs = ep->tcb().irs.raw();
+    bool inbound = hook == Hook::kFromClient || hook == Hook::kFromServer;
+    r.seq_base = inbound ? theirs : ours;
+    r.ack_base = inbound ? ours : theirs;
+  }
+  if (decision) {
+    r.rule_id = decision->rule_id;
+    r.rule_text = decision->rule_text;
+    const absl::string_view name = ActionName(decision->action);
+    r.action = {name.data(), name.size()};
+    r.detail = decision->detail;
+  }
+  return r;
 }
 
 }  // namespace wrench::proxy

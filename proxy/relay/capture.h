@@ -16,8 +16,10 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "nlohmann/json.hpp"
+#include "proxy/fault/fault_engine.h"
 #include "proxy/fault/rule.h"
 #include "stack/segment.h"
+#include "stack/tcp_endpoint.h"
 #include "stack/tcp_state.h"
 #include "stack/time.h"
 
@@ -90,6 +92,12 @@ struct SegmentRecord {
   std::string_view detail{};  // what it did: "delayed 20ms", "seq 1000 -> 1001"
   std::string_view note{};
 };
+
+// A segment's record: numbered from `ep`'s ISNs when given (its own for what it sends,
+// its peer's for what it receives), with what the rule that fired on it did.
+SegmentRecord RecordOf(stack::Instant at, uint64_t conn, Hook hook, const stack::Segment& seg,
+                       std::optional<stack::TcpState> before, std::optional<stack::TcpState> after,
+                       const stack::TcpEndpoint* ep, const Decision* decision);
 
 struct JsonLogOptions {
   // Adds "wall": "2024-05-01T12:00:00.123456Z" (UTC) to every line. Off by default

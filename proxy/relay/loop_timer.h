@@ -3,11 +3,10 @@
 // time to the loop's clock.
 #pragma once
 
+#include <boost/asio.hpp>
 #include <chrono>
 #include <functional>
 #include <utility>
-
-#include <boost/asio.hpp>
 
 #include "absl/time/time.h"
 #include "stack/time.h"

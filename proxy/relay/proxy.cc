@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <deque>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -39,8 +38,7 @@ using stack::TcpState;
 // Connections.
 
 Proxy::Proxy(asio::io_context& io, DatagramSink& sink, FaultEngine& engine, ProxyOptions opts)
-    : io_(io), sink_(sink), engine_(engine), opts_(std::move(opts)), timer_(io, [this] { OnTimer(); }) {
-  out_buf_.resize(65536 + 120);
+    : io_(io), sink_(sink), engine_(engine), opts_(std::move(opts)) {
   relay_buf_.resize(64 * 1024);
 }
 
@@ -65,13 +63,14 @@ Proxy::Leg* Proxy::FindLeg(const TupleKey& key, Connection** conn) {
 
 void Proxy::Event(const Connection& c, const std::string& what) {
   if (event_log_) {
-    event_log_(absl::StrCat("conn ", c.id, " ", FormatHostPort(c.client.key.remote_addr, c.client.key.remote_port),
-                            " -> ", FormatHostPort(c.client.key.local_addr, c.client.key.local_port), ": ", what));
+    event_log_(absl::StrCat(
+        "conn ", c.id, " ", FormatHostPort(c.client.key.remote_addr, c.client.key.remote_port),
+        " -> ", FormatHostPort(c.client.key.local_addr, c.client.key.local_port), ": ", what));
   }
 }
 
-Proxy::Connection* Proxy::NewConnection(const Segment& syn, const Mapping* map, IpAddress upstream_addr,
-                                        uint16_t upstream_port) {
+Proxy::Connection* Proxy::NewConnection(const Segment& syn, const Mapping* map,
+                                        IpAddress upstream_addr, uint16_t upstream_port) {
   auto c = std::make_unique<Connection>();
   c->id = ++next_id_;
   c->map = map;
@@ -107,9 +106,7 @@ Proxy::Connection* Proxy::NewConnection(const Segment& syn, const Mapping* map, 
 void Proxy::OnDatagram(absl::Span<const uint8_t> datagram, bool whole_super_segment) {
   ++stats_.datagrams_in;
   Instant now = MonotonicNow();
-  // Not TCP (the kernel's IPv6 neighbour discovery, ICMP, UDP): not ours.
-  if (!datagram.empty() && ((datagram[0] >> 4 == 4 && datagram.size() > 9 && datagram[9] != stack::kIpProtoTcp) ||
-                            (datagram[0] >> 4 == 6 && datagram.size() > 6 && datagram[6] != stack::kIpProtoTcp))) {
+  if (TunSide::NotTcp(datagram)) {
     ++stats_.not_tcp;
     return;
   }
@@ -122,11 +119,12 @@ void Proxy::OnDatagram(absl::Span<const uint8_t> datagram, bool whole_super_segm
     return;
   }
   const Segment& seg = *parsed;
-  if (pcap_ && !whole_super_segment) pcap_->Write(now, datagram);
+  if (!whole_super_segment) tun_.Capture(now, datagram);
   TupleKey key{seg.src(), seg.dst(), seg.tcp.src_port, seg.tcp.dst_port};
   Connection* c = nullptr;
   Leg* leg = FindLeg(key, &c);
-  if (leg && leg == &c->client && leg->ep && !shutting_down_ && leg->ep->TimeWaitAcceptsSyn(seg.tcp)) {
+  if (leg && leg == &c->client && leg->ep && !shutting_down_ &&
+      leg->ep->TimeWaitAcceptsSyn(seg.tcp)) {
     // RFC 6191: a new SYN for a client leg in TIME-WAIT (the client reuses its
     // port). The old connection ends here; the SYN opens a new one below.
     Event(*c, "SYN in TIME-WAIT: the connection ends, a new one starts");
@@ -156,28 +154,16 @@ void Proxy::OnDatagram(absl::Span<const uint8_t> datagram, bool whole_super_segm
   } else if (!seg.tcp.flags.has(stack::kRst)) {
     SendStrayRst(seg);
   }
-  PollEngine();
-  ArmTimer();
-  graveyard_.clear();
+  tun_.EndOfEntry();
 }
 
 void Proxy::Inbound(Connection& c, Leg& leg, const Segment& seg, absl::Span<const uint8_t> bytes) {
   Instant now = MonotonicNow();
-  TcpState before = leg.ep ? leg.ep->state() : (&leg == &c.client ? TcpState::kListen : TcpState::kClosed);
-  // OnDatagram checked the bytes; the view only finds the parts again.
-  auto view = stack::ConstDatagramView::Check(bytes, {.verify_checksums = false});
-  if (!view.ok()) return;
-  const Offered o = engine_.Offer(now, {c.id, leg.in_hook, before, c.scope}, *view);
-  std::optional<Decision> decision;
-  if (o.last()) decision = *o.last();  // delivery below may offer more segments
-  if (o.verdict == Verdict::kPass && !o.changed(bytes)) {
-    DeliverToLeg(c, leg, seg);
-  } else if (o.verdict == Verdict::kPass) {
-    // Changed by the rules: what the endpoint gets is the changed datagram, and a
-    // corrupted one fails its checksum here, as it would in a kernel.
-    const std::vector<uint8_t> changed(o.datagram.begin(), o.datagram.end());
-    if (auto parsed = stack::ParseSegment(changed); parsed.ok()) DeliverToLeg(c, leg, *parsed);
-  }
+  TcpState before =
+      leg.ep ? leg.ep->state() : (&leg == &c.client ? TcpState::kListen : TcpState::kClosed);
+  std::optional<Decision> decision =
+      tun_.Receive(now, {c.id, leg.in_hook, before, c.scope}, bytes, seg,
+                   [&](const Segment& s) { DeliverToLeg(c, leg, s); });
   // (Removed from the table by now, perhaps, but alive until the entry point returns.)
   std::optional<TcpState> after;
   if (leg.ep) after = leg.ep->state();
@@ -220,19 +206,18 @@ void Proxy::StartUpstream(Connection& c) {
       conn.resolving = false;
       if (!addr.ok()) {
         // As a refused upstream: the client gets RST.
-        const std::string why =
-            absl::StrCat("cannot resolve upstream ", host, ":", conn.upstream_port, ": ", addr.status().message());
+        const std::string why = absl::StrCat("cannot resolve upstream ", host, ":",
+                                             conn.upstream_port, ": ", addr.status().message());
         if (warning_log_) {
-          warning_log_(absl::StrCat("wrench: connection ", conn.id, ": ", why, "; the client gets a reset"));
+          warning_log_(
+              absl::StrCat("wrench: connection ", conn.id, ": ", why, "; the client gets a reset"));
         }
         OnUpstreamFailed(conn, true, why);
       } else {
         conn.upstream_addr = ToIpAddress(*addr);
         StartUpstream(conn);
       }
-      PollEngine();
-      ArmTimer();
-      graveyard_.clear();
+      tun_.EndOfEntry();
     });
     return;
   }
@@ -240,16 +225,14 @@ void Proxy::StartUpstream(Connection& c) {
   ++stats_.connections;
   Instant now = MonotonicNow();
   c.expire_at = stack::kNever;
-  Event(c, absl::StrCat("SYN: connecting to upstream ", FormatHostPort(c.upstream_addr, c.upstream_port)));
+  Event(c, absl::StrCat("SYN: connecting to upstream ",
+                        FormatHostPort(c.upstream_addr, c.upstream_port)));
   if (opts_.upstream_via == UpstreamVia::kTun) {
     // Our own endpoint, from the front address, to the server over the TUN.
-    uint16_t port = 0;
-    for (int tries = 0; tries < 30000 && port == 0; ++tries) {
-      uint16_t p = next_ephemeral_;
-      next_ephemeral_ = next_ephemeral_ >= 60999 ? 40000 : next_ephemeral_ + 1;
-      TupleKey k{c.upstream_addr, c.client.key.local_addr, c.upstream_port, p};
-      if (!by_tuple_.contains(k)) port = p;
-    }
+    const uint16_t port = tun_.FreePort([&](uint16_t p) {
+      return by_tuple_.contains(
+          TupleKey{c.upstream_addr, c.client.key.local_addr, c.upstream_port, p});
+    });
     if (port == 0) {
       OnUpstreamFailed(c, false, "no free local port for the upstream leg");
       return;
@@ -260,15 +243,7 @@ void Proxy::StartUpstream(Connection& c) {
     if (c.upstream_addr.is_v6()) cfg.mss -= 20;  // as the client leg's
     c.server.ep = std::make_unique<TcpEndpoint>(cfg);
     by_tuple_[c.server.key] = {&c, &c.server};
-    uint64_t id = c.id;
-    c.server.ep->set_state_observer([this, id](const stack::StateChange& ch) {
-      if (auto r = records_.find(id); r != records_.end()) r->second.server_visited |= 1u << int(ch.to);
-      auto it = conns_.find(id);
-      if (it != conns_.end()) {
-        Event(*it->second, absl::StrCat("server leg ", StateName(ch.from), " -> ", StateName(ch.to), " (",
-                                        ch.cause, ")"));
-      }
-    });
+    WatchStates(c, c.server, "server", &ConnectionRecord::server_visited);
     (void)c.server.ep->Connect(now);
     Service(c);
     return;
@@ -282,6 +257,19 @@ void Proxy::StartUpstream(Connection& c) {
     return;
   }
   ConnectSocket(c);
+}
+
+void Proxy::WatchStates(Connection& c, Leg& leg, const char* name,
+                        uint16_t ConnectionRecord::*visited) {
+  uint64_t id = c.id;
+  leg.ep->set_state_observer([this, id, name, visited](const stack::StateChange& ch) {
+    if (auto r = records_.find(id); r != records_.end()) r->second.*visited |= 1u << int(ch.to);
+    auto it = conns_.find(id);
+    if (it != conns_.end()) {
+      Event(*it->second, absl::StrCat(name, " leg ", StateName(ch.from), " -> ", StateName(ch.to),
+                                      " (", ch.cause, ")"));
+    }
+  });
 }
 
 void Proxy::OnUpstreamConnected(Connection& c) {
@@ -303,11 +291,10 @@ void Proxy::OnUpstreamFailed(Connection& c, bool refused, const std::string& why
       rst.seq = stack::SeqNum(0);
       rst.ack = c.held_syn->seq + 1;
       rst.flags = stack::TcpFlags(stack::kRst | stack::kAck);
-      Segment s = stack::MakeSegment(c.client.key.local_addr, c.client.key.remote_addr, rst, next_ident_++);
-      auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
-      if (n.ok()) {
-        Transmit(&c, {c.id, Hook::kToClient, TcpState::kClosed, c.scope}, absl::MakeConstSpan(out_buf_.data(), *n),
-                 s);
+      Segment s = stack::MakeSegment(c.client.key.local_addr, c.client.key.remote_addr, rst,
+                                     tun_.NextIdent());
+      if (auto bytes = tun_.Emit(s); bytes.ok()) {
+        Transmit(&c, {c.id, Hook::kToClient, TcpState::kClosed, c.scope}, *bytes, s);
       }
     }
     Remove(c);
@@ -332,8 +319,10 @@ void Proxy::OnOutOfDescriptors(Connection& c, const boost::system::error_code& e
   if (stats_.out_of_fds == 1) {
     rlimit lim{};
     ::getrlimit(RLIMIT_NOFILE, &lim);
-    if (warning_log_) warning_log_(absl::StrCat("wrench: out of file descriptors (", why, "; the limit is ", lim.rlim_cur,
-                           "): connections beyond it are not relayed; raise it with ulimit -n"));
+    if (warning_log_)
+      warning_log_(
+          absl::StrCat("wrench: out of file descriptors (", why, "; the limit is ", lim.rlim_cur,
+                       "): connections beyond it are not relayed; raise it with ulimit -n"));
   }
   Event(c, absl::StrCat("out of file descriptors: ", why));
   // The client's SYN goes unanswered, as a full accept queue leaves it: its
@@ -352,17 +341,10 @@ void Proxy::AcceptClient(Connection& c) {
   stack::TcpConfig cfg = opts_.tcp;
   cfg.tuple = {c.client.key.local_addr, c.client.key.local_port, c.client.key.remote_addr,
                c.client.key.remote_port};
-  if (cfg.tuple.local_addr.is_v6()) cfg.mss -= 20;  // the MSS is IPv4's; IPv6's header is 20 bytes longer
+  if (cfg.tuple.local_addr.is_v6())
+    cfg.mss -= 20;  // the MSS is IPv4's; IPv6's header is 20 bytes longer
   c.client.ep = std::make_unique<TcpEndpoint>(cfg);
-  uint64_t id = c.id;
-  c.client.ep->set_state_observer([this, id](const stack::StateChange& ch) {
-    if (auto r = records_.find(id); r != records_.end()) r->second.client_visited |= 1u << int(ch.to);
-    auto it = conns_.find(id);
-    if (it != conns_.end()) {
-      Event(*it->second,
-            absl::StrCat("client leg ", StateName(ch.from), " -> ", StateName(ch.to), " (", ch.cause, ")"));
-    }
-  });
+  WatchStates(c, c.client, "client", &ConnectionRecord::client_visited);
   (void)c.client.ep->Listen(now);
   if (c.held_syn) c.client.ep->OnSegment(now, *c.held_syn);
   Service(c);
@@ -384,8 +366,9 @@ void Proxy::Service(Connection& c) {
     }
     if (c.server.ep->state() == TcpState::kClosed) {
       bool refused = c.server.ep->close_reason() == stack::CloseReason::kRefused;
-      OnUpstreamFailed(c, refused, refused ? "upstream refused the connection"
-                                           : absl::StrCat("upstream connect failed: ", c.server.ep->error()));
+      OnUpstreamFailed(c, refused,
+                       refused ? "upstream refused the connection"
+                               : absl::StrCat("upstream connect failed: ", c.server.ep->error()));
       return;
     }
   }
@@ -409,87 +392,42 @@ void Proxy::Service(Connection& c) {
 
 bool Proxy::FlushLeg(Connection& c, Leg& leg) {
   if (!leg.ep) return false;
-  Instant now = MonotonicNow();
-  bool reset_by_rule = false;
-  leg.ep->Poll(now, [&](const TcpRepr& r) {
-    // After a RST the peer has nothing more to see from this leg.
-    if (reset_by_rule) return;
-    Segment s = stack::MakeSegment(leg.key.local_addr, leg.key.remote_addr, r, next_ident_++);
-    auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
-    if (!n.ok()) return;  // cannot happen for what the endpoint builds
-    reset_by_rule = Transmit(&c, {c.id, leg.out_hook, leg.ep->state(), c.scope},
-                             absl::MakeConstSpan(out_buf_.data(), *n), s) &&
-                    !r.flags.has(stack::kRst);
-  });
-  if (reset_by_rule && leg.ep->state() != TcpState::kClosed) {
-    // An `rst` rule sent a RST in place of the leg's segment: for the peer the
-    // connection is reset, so the leg ends as one that sent it, by ABORT (RFC 9293
-    // §3.10.5), and never retransmits what the RST replaced. The RST ABORT queues is
-    // the one already on the wire: it is discarded, not sent a second time.
-    leg.ep->Abort(now);
-    leg.ep->Poll(now, [](const TcpRepr&) {});
-  }
-  return reset_by_rule;
+  return tun_.Flush(*leg.ep, leg.key, {c.id, leg.out_hook, TcpState::kClosed, c.scope},
+                    [&](const Segment& s, const SegmentMeta& meta, const Offered& o) {
+                      LogSegment(&c, meta.hook, s, meta.state, meta.state, o.last());
+                    });
 }
 
 bool Proxy::Transmit(Connection* c, const SegmentMeta& meta, absl::Span<const uint8_t> datagram,
                      const Segment& seg) {
-  Instant now = MonotonicNow();
-  // The bytes were just emitted from `seg`: the view finds their parts without a parse.
-  auto view = stack::ConstDatagramView::Check(datagram, {.verify_checksums = false});
-  if (!view.ok()) return false;  // cannot happen for what EmitSegment wrote
-  const Offered o = engine_.Offer(now, meta, *view);
-  if (o.verdict == Verdict::kPass) {
-    sink_.WriteDatagram(o.datagram);
-    ++stats_.datagrams_out;
-    if (pcap_) pcap_->Write(now, o.datagram);
-  }
+  const Offered o = tun_.Transmit(MonotonicNow(), meta, datagram);
   LogSegment(c, meta.hook, seg, meta.state, meta.state, o.last());
   return o.replaced_by_rst();
 }
 
-void Proxy::PollEngine() {
-  Instant now = MonotonicNow();
-  for (int round = 0; round < 16 && engine_.NextDeadline() <= now; ++round) {
-    std::vector<std::pair<SegmentMeta, std::vector<uint8_t>>> inbound;
-    engine_.Poll(now, [&](const SegmentMeta& meta, absl::Span<const uint8_t> datagram) {
-      if (meta.socket) {
-        // A socket-leg event the rules held (or turned into a reset): released below.
-        inbound.emplace_back(meta, std::vector<uint8_t>(datagram.begin(), datagram.end()));
-      } else if (meta.hook == Hook::kToClient || meta.hook == Hook::kToServer) {
-        sink_.WriteDatagram(datagram);
-        ++stats_.datagrams_out;
-        if (pcap_) pcap_->Write(now, datagram);
-      } else {
-        // Delivered after Poll returns: delivery offers new segments to the engine.
-        inbound.emplace_back(meta, std::vector<uint8_t>(datagram.begin(), datagram.end()));
-      }
-    });
-    for (auto& [meta, bytes] : inbound) {
-      auto it = conns_.find(meta.conn);
-      if (it == conns_.end()) continue;
-      if (meta.socket) {
-        auto parsed = stack::ParseSegment(bytes, {.verify_checksums = false});
-        if (!parsed.ok()) continue;
-        Connection& c = *it->second;
-        auto& gate = c.gate[meta.hook == Hook::kToServer ? 0 : 1];
-        for (auto& e : gate) {
-          if (e.released || e.seq != parsed->tcp.seq.raw()) continue;
-          e.released = true;
-          e.reset = parsed->tcp.flags.has(stack::kRst) && !(e.flags & stack::kRst);
-          break;
-        }
-        DrainSocketGates(c);
-        if (conns_.contains(meta.conn)) Service(c);
-        continue;
-      }
-      // A corrupted segment fails its checksum here, as it would in a kernel.
-      auto parsed = stack::ParseSegment(bytes);
-      if (!parsed.ok()) continue;
-      Connection& c = *it->second;
-      DeliverToLeg(c, meta.hook == Hook::kFromClient ? c.client : c.server, *parsed);
+void Proxy::OnReleased(const SegmentMeta& meta, absl::Span<const uint8_t> bytes) {
+  auto it = conns_.find(meta.conn);
+  if (it == conns_.end()) return;
+  Connection& c = *it->second;
+  if (meta.socket) {
+    // A socket-leg event the rules held (or turned into a reset): released now.
+    auto parsed = stack::ParseSegment(bytes, {.verify_checksums = false});
+    if (!parsed.ok()) return;
+    auto& gate = c.gate[meta.hook == Hook::kToServer ? 0 : 1];
+    for (auto& e : gate) {
+      if (e.released || e.seq != parsed->tcp.seq.raw()) continue;
+      e.released = true;
+      e.reset = parsed->tcp.flags.has(stack::kRst) && !(e.flags & stack::kRst);
+      break;
     }
+    DrainSocketGates(c);
+    if (conns_.contains(meta.conn)) Service(c);
+    return;
   }
+  // A corrupted segment fails its checksum here, as it would in a kernel.
+  auto parsed = stack::ParseSegment(bytes);
+  if (!parsed.ok()) return;
+  DeliverToLeg(c, meta.hook == Hook::kFromClient ? c.client : c.server, *parsed);
 }
 
 void Proxy::Relay(Connection& c) {
@@ -527,7 +465,8 @@ void Proxy::MaybeFinish(Connection& c) {
   if (opts_.upstream_via == UpstreamVia::kTun) {
     server_done = !c.server.ep || c.server.ep->state() == TcpState::kClosed;
     // A leg that ended while the other still waits on it: nothing more can come.
-    if (client_done && !server_done && c.server.ep->state() == TcpState::kListen) server_done = true;
+    if (client_done && !server_done && c.server.ep->state() == TcpState::kListen)
+      server_done = true;
   } else {
     server_done = !c.sock || !c.sock->is_open() ||
                   (c.upstream_eof && c.shutdown_sent && !c.writing) || c.upstream_reset;
@@ -543,10 +482,11 @@ void Proxy::Remove(Connection& c) {
     // How each leg of ours ended, when not by the exchange of FINs.
     auto ended = [&](const char* leg, const TcpEndpoint* ep) {
       if (!ep || !EndedAbnormally(*ep)) return;
-      const char* how = ep->close_reason() == stack::CloseReason::kReset     ? "reset by the peer (RST received)"
-                        : ep->close_reason() == stack::CloseReason::kAborted ? "aborted by wrench (RST sent)"
-                        : ep->close_reason() == stack::CloseReason::kTimeout ? "gave up (retransmission limit)"
-                                                                             : "refused (RST to our SYN)";
+      const char* how =
+          ep->close_reason() == stack::CloseReason::kReset     ? "reset by the peer (RST received)"
+          : ep->close_reason() == stack::CloseReason::kAborted ? "aborted by wrench (RST sent)"
+          : ep->close_reason() == stack::CloseReason::kTimeout ? "gave up (retransmission limit)"
+                                                               : "refused (RST to our SYN)";
       std::string why = absl::StrCat(leg, " leg: ", how);
       if (!ep->error().empty()) absl::StrAppend(&why, " (", ep->error(), ")");
       r->second.errors.push_back(std::move(why));
@@ -567,6 +507,7 @@ void Proxy::Remove(Connection& c) {
   by_tuple_.erase(c.client.key);
   if (c.server.ep) by_tuple_.erase(c.server.key);
   uint64_t id = c.id;
+  tun_.Schedule(id, stack::kNever);
   // Out of the table now; the object itself lives until the entry point that got
   // here returns (Reap), so callers up the stack may still read it.
   auto it = conns_.find(id);
@@ -576,14 +517,8 @@ void Proxy::Remove(Connection& c) {
 }
 
 void Proxy::SendStrayRst(const Segment& seg) {
-  // RFC 9293 §3.10.7.1, as for a CLOSED port.
   ++stats_.stray_segments;
-  Segment s = stack::ClosedPortReset(seg, next_ident_++);
-  auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
-  if (!n.ok()) return;
-  sink_.WriteDatagram(absl::MakeConstSpan(out_buf_.data(), *n));
-  ++stats_.datagrams_out;
-  if (pcap_) pcap_->Write(MonotonicNow(), absl::MakeConstSpan(out_buf_.data(), *n));
+  tun_.SendStrayRst(seg);
 }
 
 void Proxy::Reschedule(Connection& c) {
@@ -591,44 +526,19 @@ void Proxy::Reschedule(Connection& c) {
   if (c.client.ep) d = std::min(d, c.client.ep->NextDeadline());
   if (c.server.ep) d = std::min(d, c.server.ep->NextDeadline());
   if (c.toxics) d = std::min(d, c.toxics->NextDeadline());
-  if (d == c.scheduled_at) return;
-  c.scheduled_at = d;
-  ++c.timer_gen;
-  if (d != stack::kNever) timers_.push({d, c.id, c.timer_gen});
+  tun_.Schedule(c.id, d);
 }
 
-void Proxy::ArmTimer() {
-  Instant next = engine_.NextDeadline();
-  while (!timers_.empty()) {
-    const TimerEntry& top = timers_.top();
-    auto it = conns_.find(top.conn);
-    if (it != conns_.end() && it->second->timer_gen == top.gen) break;
-    timers_.pop();  // stale
-  }
-  if (!timers_.empty()) next = std::min(next, timers_.top().at);
-  timer_.ArmAt(next);
-}
+void Proxy::Reap() { graveyard_.clear(); }
 
-void Proxy::OnTimer() {
-  Instant now = MonotonicNow();
-  while (!timers_.empty() && timers_.top().at <= now) {
-    TimerEntry e = timers_.top();
-    timers_.pop();
-    auto it = conns_.find(e.conn);
-    if (it == conns_.end() || it->second->timer_gen != e.gen) continue;
-    Connection& c = *it->second;
-    c.scheduled_at = stack::kNever;
-    if (c.expire_at <= now) {
-      Remove(c);
-      continue;
-    }
-    if (c.client.ep && c.client.ep->NextDeadline() <= now) c.client.ep->OnTick(now);
-    if (c.server.ep && c.server.ep->NextDeadline() <= now) c.server.ep->OnTick(now);
-    Service(c);
-  }
-  PollEngine();
-  ArmTimer();
-  graveyard_.clear();
+void Proxy::OnDeadline(uint64_t id, Instant now) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return;
+  Connection& c = *it->second;
+  if (c.expire_at <= now) return Remove(c);
+  if (c.client.ep && c.client.ep->NextDeadline() <= now) c.client.ep->OnTick(now);
+  if (c.server.ep && c.server.ep->NextDeadline() <= now) c.server.ep->OnTick(now);
+  Service(c);
 }
 
 void Proxy::Shutdown() {
@@ -650,52 +560,38 @@ void Proxy::Shutdown() {
     FlushLeg(c, c.server);
     if (conns_.contains(id)) Remove(*conns_.at(id));
   }
-  timer_.Cancel();
-  graveyard_.clear();
+  tun_.Stop();
 }
 
 // ---------------------------------------------------------------------------
 // Observation.
 
-void Proxy::LogSegment(const Connection* c, Hook hook, const Segment& seg, std::optional<TcpState> before,
-                       std::optional<TcpState> after, const Decision* decision, Instant at) {
+void Proxy::LogSegment(const Connection* c, Hook hook, const Segment& seg,
+                       std::optional<TcpState> before, std::optional<TcpState> after,
+                       const Decision* decision, Instant at) {
   if (!log_) return;
-  SegmentRecord r;
-  // An arriving segment is stamped with its arrival, before what it caused.
-  r.at = at == Instant() ? MonotonicNow() : at;
-  r.conn = c ? c->id : 0;
-  r.hook = hook;
-  r.seg = &seg;
-  r.state_before = before;
-  r.state_after = after;
-  // Relative numbers: the sender's ISN for seq, the receiver's for ack.
   const Leg* leg = nullptr;
   if (c) leg = (hook == Hook::kFromClient || hook == Hook::kToClient) ? &c->client : &c->server;
+  // An arriving segment is stamped with its arrival, before what it caused.
+  SegmentRecord r = RecordOf(at == Instant() ? MonotonicNow() : at, c ? c->id : 0, hook, seg,
+                             before, after, leg ? leg->ep.get() : nullptr, decision);
   if (c && leg == &c->server && !leg->ep) {
     r.note = "socket";  // a socket-leg event, numbered from 0 both ways
-  } else if (leg && leg->ep) {
-    uint32_t ours = leg->ep->tcb().iss.raw(), theirs = leg->ep->tcb().irs.raw();
-    bool inbound = hook == Hook::kFromClient || hook == Hook::kFromServer;
-    r.seq_base = inbound ? theirs : ours;
-    r.ack_base = inbound ? ours : theirs;
-  } else if (c && c->held_syn) {
-    r.seq_base = c->held_syn->seq.raw();
-  } else if (seg.tcp.flags.has(stack::kSyn)) {
-    r.seq_base = seg.tcp.seq.raw();
-  }
-  if (decision) {
-    r.rule_id = decision->rule_id;
-    r.rule_text = decision->rule_text;
-    const absl::string_view name = ActionName(decision->action);
-    r.action = {name.data(), name.size()};
-    r.detail = decision->detail;
+  } else if (!leg || !leg->ep) {
+    // No endpoint yet: numbered from the client's SYN.
+    if (c && c->held_syn) {
+      r.seq_base = c->held_syn->seq.raw();
+    } else if (seg.tcp.flags.has(stack::kSyn)) {
+      r.seq_base = seg.tcp.seq.raw();
+    }
   }
   log_->Write(r);
 }
 
 void Proxy::RecordError(const Connection& c, std::string what) {
   if (shutting_down_) return;
-  if (auto r = records_.find(c.id); r != records_.end()) r->second.errors.push_back(std::move(what));
+  if (auto r = records_.find(c.id); r != records_.end())
+    r->second.errors.push_back(std::move(what));
 }
 
 std::vector<ConnectionRecord> Proxy::Records() const {
@@ -703,7 +599,8 @@ std::vector<ConnectionRecord> Proxy::Records() const {
   out.reserve(records_.size());
   for (const auto& [id, r] : records_) {
     out.push_back(r);
-    if (auto it = conns_.find(id); it != conns_.end() && !r.closed) out.back().info = Info(*it->second);
+    if (auto it = conns_.find(id); it != conns_.end() && !r.closed)
+      out.back().info = Info(*it->second);
   }
   return out;
 }
@@ -726,7 +623,7 @@ ConnectionInfo Proxy::Info(const Connection& conn) const {
   if (c->server.ep) {
     i.server_leg_state = std::string(StateName(c->server.ep->state()));
   } else if (c->sock) {
-    i.server_leg_state = !c->sock->is_open()      ? "socket closed"
+    i.server_leg_state = !c->sock->is_open()                          ? "socket closed"
                          : c->phase == Connection::Phase::kConnecting ? "socket connecting"
                          : c->upstream_eof && c->shutdown_sent        ? "socket closed both ways"
                          : c->upstream_eof                            ? "socket: server closed"
@@ -747,12 +644,15 @@ std::string Proxy::Summary() const {
     absl::StrAppend(&rules, rules.empty() ? "" : ", ", "#", r.id, " ", r.hits, " hits");
   }
   return absl::StrFormat(
-      "connections %d (%d active, %d refused, %d unreachable, %d reset%s), bytes to server %d, to client "
+      "connections %d (%d active, %d refused, %d unreachable, %d reset%s), bytes to server %d, to "
+      "client "
       "%d, datagrams in %d out %d (%d not TCP, %d unparsable, %d stray)%s%s",
       stats_.connections, stats_.active, stats_.refused, stats_.unreachable, stats_.resets,
-      stats_.out_of_fds == 0 ? "" : absl::StrCat(", ", stats_.out_of_fds, " out of file descriptors"),
+      stats_.out_of_fds == 0 ? ""
+                             : absl::StrCat(", ", stats_.out_of_fds, " out of file descriptors"),
       stats_.bytes_to_server, stats_.bytes_to_client, stats_.datagrams_in, stats_.datagrams_out,
-      stats_.not_tcp, stats_.bad_datagrams, stats_.stray_segments, rules.empty() ? "" : ", rules: ", rules);
+      stats_.not_tcp, stats_.bad_datagrams, stats_.stray_segments,
+      rules.empty() ? "" : ", rules: ", rules);
 }
 
 // ---------------------------------------------------------------------------
@@ -762,7 +662,8 @@ std::string Proxy::Summary() const {
 
 absl::Status Proxy::AddMapping(Mapping m) {
   if (FindMapping(m.front_addr, m.front_port)) {
-    return absl::AlreadyExistsError(absl::StrCat(FormatHostPort(m.front_addr, m.front_port), " is mapped already"));
+    return absl::AlreadyExistsError(
+        absl::StrCat(FormatHostPort(m.front_addr, m.front_port), " is mapped already"));
   }
   runtime_maps_.push_back(std::move(m));
   return absl::OkStatus();
@@ -801,9 +702,7 @@ bool Proxy::RemoveMapping(uint64_t scope) {
     Service(c);
   }
   runtime_maps_.erase(it);
-  PollEngine();
-  ArmTimer();
-  graveyard_.clear();  // an entry point (the control API's)
+  tun_.EndOfEntry();  // an entry point (the control API's)
   return true;
 }
 
@@ -827,9 +726,7 @@ void Proxy::Refresh(uint64_t scope) {
     auto it = conns_.find(id);
     if (it != conns_.end()) Service(*it->second);
   }
-  PollEngine();
-  ArmTimer();
-  graveyard_.clear();  // an entry point (the control API's)
+  tun_.EndOfEntry();  // an entry point (the control API's)
 }
 
 }  // namespace wrench::proxy

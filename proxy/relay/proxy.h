@@ -5,17 +5,15 @@
 // One single-threaded Asio loop drives it all, with one timer for every deadline.
 #pragma once
 
+#include <boost/asio.hpp>
 #include <cstdint>
 #include <functional>
 #include <list>
 #include <map>
 #include <memory>
 #include <optional>
-#include <queue>
 #include <string>
 #include <vector>
-
-#include <boost/asio.hpp>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -24,8 +22,8 @@
 #include "proxy/fault/fault_engine.h"
 #include "proxy/fault/stream_toxics.h"
 #include "proxy/os/host_lookup.h"
-#include "proxy/relay/loop_timer.h"
 #include "proxy/relay/mapping.h"
+#include "proxy/relay/tun_side.h"
 #include "proxy/relay/tuple_key.h"
 #include "stack/ip.h"
 #include "stack/segment.h"
@@ -38,13 +36,6 @@ class JsonLog;
 class PcapWriter;
 
 enum class UpstreamVia { kSocket, kTun };
-
-// Where the proxy's datagrams go: the TUN device (or a test's in-memory link).
-class DatagramSink {
- public:
-  virtual ~DatagramSink() = default;
-  virtual void WriteDatagram(absl::Span<const uint8_t> datagram) = 0;
-};
 
 struct ProxyOptions {
   std::vector<Mapping> maps;
@@ -60,7 +51,8 @@ struct ProxyOptions {
   stack::IpAddress gateway_target = stack::IpAddress::V4(0x7f000001);
   // The same for IPv6: the kernel's --net6 address reaches ::1 (unset: no IPv6).
   std::optional<stack::IpAddress> gateway_addr6;
-  stack::IpAddress gateway_target6 = stack::IpAddress::V6({0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1});
+  stack::IpAddress gateway_target6 =
+      stack::IpAddress::V6({0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1});
   // How long an upstream connect may take before the client is left to time out.
   stack::Duration connect_timeout = absl::Seconds(75);
 };
@@ -98,19 +90,19 @@ struct ProxyStats {
   uint64_t resets = 0;       // connections that ended in a reset, either side
   uint64_t bytes_to_server = 0, bytes_to_client = 0;
   uint64_t datagrams_in = 0, datagrams_out = 0;
-  uint64_t not_tcp = 0;        // other protocols (neighbour discovery, ICMP, UDP): ignored
-  uint64_t bad_datagrams = 0;  // TCP that could not be parsed (the first reasons are logged)
+  uint64_t not_tcp = 0;         // other protocols (neighbour discovery, ICMP, UDP): ignored
+  uint64_t bad_datagrams = 0;   // TCP that could not be parsed (the first reasons are logged)
   uint64_t stray_segments = 0;  // for no connection: answered with RST
 };
 
-class Proxy {
+class Proxy : private TunSide::Owner {
  public:
   Proxy(boost::asio::io_context& io, DatagramSink& sink, FaultEngine& engine, ProxyOptions opts);
   ~Proxy();
   Proxy(const Proxy&) = delete;
   Proxy& operator=(const Proxy&) = delete;
 
-  void set_pcap(PcapWriter* pcap) { pcap_ = pcap; }
+  void set_pcap(PcapWriter* pcap) { tun_.set_pcap(pcap); }
   void set_log(JsonLog* log) { log_ = log; }
   // A line for every connection event ("conn 3 10.89.0.1:4242 -> ... ESTABLISHED").
   void set_event_log(std::function<void(const std::string&)> f) { event_log_ = std::move(f); }
@@ -157,6 +149,8 @@ class Proxy {
   void Inbound(Connection& c, Leg& leg, const stack::Segment& seg, absl::Span<const uint8_t> bytes);
   void DeliverToLeg(Connection& c, Leg& leg, const stack::Segment& seg);
   void StartUpstream(Connection& c);
+  // Logs the leg's state changes and records the states it visits in `visited`.
+  void WatchStates(Connection& c, Leg& leg, const char* name, uint16_t ConnectionRecord::*visited);
   void OnUpstreamConnected(Connection& c);
   void OnUpstreamFailed(Connection& c, bool refused, const std::string& why);
   void OnOutOfDescriptors(Connection& c, const boost::system::error_code& ec);
@@ -181,10 +175,10 @@ class Proxy {
   void MaybeFinish(Connection& c);
   void Remove(Connection& c);
   void SendStrayRst(const stack::Segment& seg);
-  void PollEngine();
   void Reschedule(Connection& c);
-  void ArmTimer();
-  void OnTimer();
+  void OnReleased(const SegmentMeta& meta, absl::Span<const uint8_t> datagram) override;
+  void OnDeadline(uint64_t conn, stack::Instant now) override;
+  void Reap() override;
   void LogSegment(const Connection* c, Hook hook, const stack::Segment& seg,
                   std::optional<stack::TcpState> before, std::optional<stack::TcpState> after,
                   const Decision* decision, stack::Instant at = stack::Instant());
@@ -200,8 +194,8 @@ class Proxy {
   FaultEngine& engine_;
   ProxyOptions opts_;
   std::list<Mapping> runtime_maps_;  // a list: connections point at their mapping
-  absl::flat_hash_map<uint64_t, std::pair<uint64_t, uint64_t>> scope_bytes_;  // of closed connections
-  PcapWriter* pcap_ = nullptr;
+  absl::flat_hash_map<uint64_t, std::pair<uint64_t, uint64_t>>
+      scope_bytes_;  // of closed connections
   JsonLog* log_ = nullptr;
   std::function<void(const std::string&)> event_log_;
   std::function<void(const std::string&)> warning_log_;
@@ -214,21 +208,8 @@ class Proxy {
   std::vector<std::unique_ptr<Connection>> graveyard_;  // removed, freed by the entry point
   absl::flat_hash_map<TupleKey, std::pair<Connection*, Leg*>> by_tuple_;
 
-  // One timer for every endpoint deadline and the engine's: a min-heap of
-  // (deadline, connection, generation); stale entries are skipped when popped.
-  struct TimerEntry {
-    stack::Instant at;
-    uint64_t conn;
-    uint64_t gen;
-    bool operator>(const TimerEntry& o) const { return at > o.at; }
-  };
-  std::priority_queue<TimerEntry, std::vector<TimerEntry>, std::greater<>> timers_;
-  LoopTimer timer_;
-
-  std::vector<uint8_t> out_buf_;    // one datagram being emitted
   std::vector<uint8_t> relay_buf_;  // bytes moving between legs
-  uint16_t next_ident_ = 1;
-  uint16_t next_ephemeral_ = 40000;
+  TunSide tun_{io_, sink_, engine_, *this, stats_.datagrams_out};
   bool shutting_down_ = false;
 };
 

@@ -37,10 +37,8 @@ struct Proxy::Connection {
   Leg client;
   Leg server;                              // upstream over the TUN
   std::optional<stack::TcpRepr> held_syn;  // the client's SYN, answered once upstream is up
-  bool resolving = false;  // the mapping's upstream name is being looked up
+  bool resolving = false;                  // the mapping's upstream name is being looked up
   stack::Instant expire_at = stack::kNever;
-  uint64_t timer_gen = 0;
-  stack::Instant scheduled_at = stack::kNever;
 
   // Upstream through a kernel socket.
   std::unique_ptr<boost::asio::ip::tcp::socket> sock;

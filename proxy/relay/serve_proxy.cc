@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "proxy/relay/capture.h"
+#include "proxy/relay/kernel_socket_leg.h"
 #include "proxy/relay/relay_loop.h"
 #include "stack/tcp_state.h"
 
@@ -24,81 +25,22 @@ using stack::TcpRepr;
 using stack::TcpState;
 
 struct ServeProxy::Connection {
+  Connection(ServeProxy& serve, uint64_t id, tcp::socket sock)
+      : id(id), client_leg(std::move(sock), serve, id) {}
   uint64_t id = 0;
-  std::string client;  // "127.0.0.1:43512", for event lines
-  TupleKey key;        // remote: the server; local: our gateway address and port
-  std::unique_ptr<tcp::socket> sock;
+  std::string client;          // "127.0.0.1:43512", for event lines
+  TupleKey key;                // remote: the server; local: our gateway address and port
+  KernelSocketLeg client_leg;  // the accepted socket
   std::unique_ptr<TcpEndpoint> ep;
   bool connected = false;
-  // Socket -> endpoint: what was read, handed to the server leg as its window allows.
-  std::vector<uint8_t> to_server;
-  size_t to_server_off = 0, to_server_len = 0;
-  // Endpoint -> socket: being written.
-  std::vector<uint8_t> to_client;
-  bool reading = false, writing = false;
-  bool client_eof = false, client_reset = false, shutdown_sent = false;
   RelaySide client_side, server_side;  // what the relay loop keeps of each leg
   uint64_t bytes_to_server = 0, bytes_to_client = 0;
 };
 
-// The accepted client socket as the relay loop's leg: what one read returned is
-// readable; a write is one socket write at a time.
-class ServeProxy::SocketLeg final : public ByteLeg {
- public:
-  SocketLeg(ServeProxy& serve, Connection& c) : serve_(serve), c_(c) {}
-  size_t readable() const override { return c_.sock->is_open() ? c_.to_server_len - c_.to_server_off : 0; }
-  size_t Read(absl::Span<uint8_t> out) override {
-    size_t n = std::min(out.size(), readable());
-    std::copy_n(c_.to_server.data() + c_.to_server_off, n, out.data());
-    c_.to_server_off += n;
-    return n;
-  }
-  absl::Span<const uint8_t> Peek() override { return {c_.to_server.data() + c_.to_server_off, readable()}; }
-  void Consume(size_t n) override { c_.to_server_off += n; }
-  bool eof() const override { return c_.sock->is_open() && c_.client_eof && readable() == 0; }
-  bool reset() const override { return c_.client_reset; }
-  void WantRead(size_t room) override {
-    if (c_.sock->is_open() && !c_.reading && !c_.client_eof) serve_.StartSocketRead(c_, room);
-  }
-  bool writable() const override { return c_.sock->is_open(); }
-  size_t write_space() const override { return c_.writing ? 0 : 256 * 1024; }
-  absl::Span<uint8_t> WriteBuffer(size_t n) override {
-    c_.to_client.resize(n);
-    return absl::MakeSpan(c_.to_client);
-  }
-  void Write(Instant, absl::Span<const uint8_t> data) override {
-    if (data.data() == c_.to_client.data()) {
-      c_.to_client.resize(data.size());
-    } else {
-      c_.to_client.assign(data.begin(), data.end());
-    }
-    if (!data.empty()) serve_.StartSocketWrite(c_);
-  }
-  bool writing() const override { return c_.writing; }
-  bool closable() const override { return c_.sock->is_open() && !c_.shutdown_sent; }
-  void Close(Instant) override {
-    c_.shutdown_sent = true;
-    boost::system::error_code ignored;
-    c_.sock->shutdown(tcp::socket::shutdown_send, ignored);
-  }
-  void End(Instant, bool reset) override {
-    // A reset is an abortive close: the client gets a RST.
-    boost::system::error_code ignored;
-    if (!c_.sock->is_open()) return;
-    if (reset) c_.sock->set_option(asio::socket_base::linger(true, 0), ignored);
-    c_.sock->close(ignored);
-  }
-
- private:
-  ServeProxy& serve_;
-  Connection& c_;
-};
-
-ServeProxy::ServeProxy(asio::io_context& io, DatagramSink& sink, FaultEngine& engine, ServeOptions opts)
-    : io_(io), sink_(sink), engine_(engine), opts_(std::move(opts)), acceptor_(io), timer_(io, [this] { OnTimer(); }) {
-  out_buf_.resize(65536 + 120);
+ServeProxy::ServeProxy(asio::io_context& io, DatagramSink& sink, FaultEngine& engine,
+                       ServeOptions opts)
+    : io_(io), sink_(sink), engine_(engine), opts_(std::move(opts)), acceptor_(io) {
   relay_buf_.resize(64 * 1024);
-  // In serve mode the Proxy sees no traffic: the engine's decisions are ours.
 }
 
 ServeProxy::~ServeProxy() = default;
@@ -110,7 +52,9 @@ absl::Status ServeProxy::Start() {
   if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec) acceptor_.bind(opts_.listen, ec);
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("--serve: cannot listen on ", where, ": ", ec.message()));
+  if (ec)
+    return absl::UnavailableError(
+        absl::StrCat("--serve: cannot listen on ", where, ": ", ec.message()));
   Accept();
   return absl::OkStatus();
 }
@@ -126,29 +70,26 @@ void ServeProxy::Accept() {
   acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket sock) {
     if (ec == asio::error::operation_aborted || shutting_down_) return;
     if (!ec) OnAccepted(std::move(sock));
-    EndOfEntry();
+    tun_.EndOfEntry();
     Accept();
   });
 }
 
 void ServeProxy::OnAccepted(tcp::socket sock) {
-  uint16_t port = 0;
-  for (int tries = 0; tries < 30000 && port == 0; ++tries) {
-    uint16_t p = next_ephemeral_;
-    next_ephemeral_ = next_ephemeral_ >= 60999 ? 40000 : next_ephemeral_ + 1;
-    if (!by_tuple_.contains(TupleKey{opts_.server_addr, opts_.gateway_addr, opts_.server_port, p})) port = p;
-  }
+  const uint16_t port = tun_.FreePort([&](uint16_t p) {
+    return by_tuple_.contains(
+        TupleKey{opts_.server_addr, opts_.gateway_addr, opts_.server_port, p});
+  });
   boost::system::error_code ec;
   if (port == 0) {
     sock.set_option(asio::socket_base::linger(true, 0), ec);
     return;  // closed here: the client sees a reset
   }
-  auto c = std::make_unique<Connection>();
-  c->id = ++next_id_;
   auto peer = sock.remote_endpoint(ec);
-  c->client = ec ? "?" : absl::StrCat(peer.address().to_string(), ":", peer.port());
+  std::string client = ec ? "?" : absl::StrCat(peer.address().to_string(), ":", peer.port());
   sock.set_option(tcp::no_delay(true), ec);
-  c->sock = std::make_unique<tcp::socket>(std::move(sock));
+  auto c = std::make_unique<Connection>(*this, ++next_id_, std::move(sock));
+  c->client = std::move(client);
   c->key = {opts_.server_addr, opts_.gateway_addr, opts_.server_port, port};
   stack::TcpConfig cfg = opts_.tcp;
   cfg.tuple = {opts_.gateway_addr, port, opts_.server_addr, opts_.server_port};
@@ -157,8 +98,8 @@ void ServeProxy::OnAccepted(tcp::socket sock) {
   c->ep->set_state_observer([this, id](const stack::StateChange& ch) {
     auto it = conns_.find(id);
     if (it != conns_.end()) {
-      Event(*it->second, absl::StrCat("server leg ", StateName(ch.from), " -> ", StateName(ch.to), " (", ch.cause,
-                                      ")"));
+      Event(*it->second, absl::StrCat("server leg ", StateName(ch.from), " -> ", StateName(ch.to),
+                                      " (", ch.cause, ")"));
     }
   });
   Connection& raw = *c;
@@ -166,58 +107,28 @@ void ServeProxy::OnAccepted(tcp::socket sock) {
   conns_[id] = std::move(c);
   ++stats_.connections;
   stats_.active = conns_.size();
-  Event(raw, absl::StrCat("accepted: connecting to ", opts_.server_addr.ToString(), ":", opts_.server_port,
-                          " from port ", port));
+  Event(raw, absl::StrCat("accepted: connecting to ", opts_.server_addr.ToString(), ":",
+                          opts_.server_port, " from port ", port));
   (void)raw.ep->Connect(MonotonicNow());
   Service(raw);
 }
 
-void ServeProxy::StartSocketRead(Connection& c, size_t room) {
-  // No more than the server leg can take: a slow server closes the client's window
-  // instead of growing our memory.
-  room = std::min<size_t>(room, 256 * 1024);
-  c.to_server.resize(std::max(c.to_server.size(), room));
-  c.to_server_off = c.to_server_len = 0;
-  c.reading = true;
-  uint64_t id = c.id;
-  c.sock->async_read_some(asio::buffer(c.to_server.data(), room), [this, id](boost::system::error_code ec, size_t n) {
-    auto it = conns_.find(id);
-    if (it == conns_.end()) return;
-    Connection& conn = *it->second;
-    conn.reading = false;
-    if (ec == asio::error::eof) {
-      conn.client_eof = true;
-      Event(conn, "client closed its side (FIN)");
-    } else if (ec) {
-      if (ec != asio::error::operation_aborted) {
-        conn.client_reset = true;
-        Event(conn, absl::StrCat("client socket: ", ec.message()));
-      }
-    } else {
-      conn.to_server_len = n;
-    }
-    Service(conn);
-    EndOfEntry();
-  });
-}
-
-void ServeProxy::StartSocketWrite(Connection& c) {
-  c.writing = true;
-  uint64_t id = c.id;
-  asio::async_write(*c.sock, asio::buffer(c.to_client), [this, id](boost::system::error_code ec, size_t n) {
-    auto it = conns_.find(id);
-    if (it == conns_.end()) return;
-    Connection& conn = *it->second;
-    conn.writing = false;
-    if (ec) {
-      if (ec != asio::error::operation_aborted) conn.client_reset = true;
-    } else {
-      conn.bytes_to_client += n;
-      stats_.bytes_to_client += n;
-    }
-    Service(conn);
-    EndOfEntry();
-  });
+void ServeProxy::OnSocketCompletion(uint64_t conn, const KernelSocketLeg&,
+                                    const KernelSocketLeg::Completion& done) {
+  auto it = conns_.find(conn);
+  if (it == conns_.end()) return;
+  Connection& c = *it->second;
+  using Kind = KernelSocketLeg::Completion::Kind;
+  if (done.kind == Kind::kEof) {
+    Event(c, "client closed its side (FIN)");
+  } else if (done.kind == Kind::kReadError) {
+    Event(c, absl::StrCat("client socket: ", done.error.message()));
+  } else if (done.kind == Kind::kWritten) {
+    c.bytes_to_client += done.bytes;
+    stats_.bytes_to_client += done.bytes;
+  }
+  Service(c);
+  tun_.EndOfEntry();
 }
 
 // ---------------------------------------------------------------------------
@@ -238,21 +149,20 @@ void ServeProxy::Service(Connection& c) {
     Flush(c);
   }
   if (conns_.contains(id)) MaybeFinish(c);
+  if (conns_.contains(id)) tun_.Schedule(id, c.ep->NextDeadline());
 }
 
 void ServeProxy::Relay(Connection& c) {
-  SocketLeg client(*this, c);
   EndpointLeg server(*c.ep);
   // Serve mode has no stream toxics.
-  RelayRun run = RunRelay(client, c.client_side, server, c.server_side, nullptr, MonotonicNow(),
-                          absl::MakeSpan(relay_buf_), [](ToxicStream::End) {});
-  // Bytes to the client are counted as the socket takes them (StartSocketWrite).
+  RelayRun run = RunRelay(c.client_leg, c.client_side, server, c.server_side, nullptr,
+                          MonotonicNow(), absl::MakeSpan(relay_buf_), [](ToxicStream::End) {});
+  // Bytes to the client are counted as the socket takes them (OnSocketCompletion).
   c.bytes_to_server += run.to_b;
   stats_.bytes_to_server += run.to_b;
   if (run.reset_from_a) {
     ++stats_.resets;
-    boost::system::error_code ignored;
-    c.sock->close(ignored);
+    c.client_leg.End(MonotonicNow(), /*reset=*/false);
   }
   if (run.reset_from_b) {
     // Refused, reset or gave up: the client got a reset (an abortive close).
@@ -267,18 +177,20 @@ void ServeProxy::Relay(Connection& c) {
 
 void ServeProxy::MaybeFinish(Connection& c) {
   if (c.ep->state() != TcpState::kClosed) return;
-  bool client_done = !c.sock->is_open() || c.client_reset || (c.client_eof && c.shutdown_sent && !c.writing);
+  const KernelSocketLeg& s = c.client_leg;
+  bool client_done =
+      !s.open() || s.reset() || (s.eof_received() && s.shutdown_sent() && !s.writing());
   // The server's side ended normally but the client never closed: nothing more can
   // come from the server, so the client gets a FIN (already sent) and we stop here.
-  if (!client_done && c.shutdown_sent && !c.writing && !c.reading) client_done = true;
+  if (!client_done && s.shutdown_sent() && !s.writing() && !s.reading()) client_done = true;
   if (client_done) Remove(c);
 }
 
 void ServeProxy::Remove(Connection& c) {
   Event(c, "closed");
-  boost::system::error_code ignored;
-  if (c.sock->is_open()) c.sock->close(ignored);
+  c.client_leg.End(MonotonicNow(), /*reset=*/false);
   by_tuple_.erase(c.key);
+  tun_.Schedule(c.id, stack::kNever);
   auto it = conns_.find(c.id);
   graveyard_.push_back(std::move(it->second));
   conns_.erase(it);
@@ -289,77 +201,35 @@ void ServeProxy::Remove(Connection& c) {
 // The server side: segments over the TUN, through the fault engine.
 
 bool ServeProxy::Flush(Connection& c) {
-  Instant now = MonotonicNow();
-  bool reset_by_rule = false;
-  c.ep->Poll(now, [&](const TcpRepr& r) {
-    if (reset_by_rule) return;  // after a RST the server has nothing more to see
-    Segment s = stack::MakeSegment(c.key.local_addr, c.key.remote_addr, r, next_ident_++);
-    auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
-    if (!n.ok()) return;
-    absl::Span<const uint8_t> bytes(out_buf_.data(), *n);
-    reset_by_rule = Emit(&c, Hook::kToServer, c.ep->state(), bytes, s) && !r.flags.has(stack::kRst);
-  });
-  if (reset_by_rule && c.ep->state() != TcpState::kClosed) {
-    // As Proxy::FlushLeg: the rule's RST ended the connection for the server, so the
-    // endpoint aborts (RFC 9293 §3.10.5) without a second RST.
-    c.ep->Abort(now);
-    c.ep->Poll(now, [](const TcpRepr&) {});
-  }
-  return reset_by_rule;
-}
-
-bool ServeProxy::Emit(Connection* c, Hook hook, TcpState state, absl::Span<const uint8_t> datagram,
-                      const Segment& parsed) {
-  Instant now = MonotonicNow();
-  // The bytes were just emitted from `parsed`: the view finds their parts without a parse.
-  auto view = stack::ConstDatagramView::Check(datagram, {.verify_checksums = false});
-  if (!view.ok()) return false;  // cannot happen for what EmitSegment wrote
-  const Offered o = engine_.Offer(now, {c ? c->id : 0, hook, state, 0}, *view);
-  if (o.verdict == Verdict::kPass) {
-    sink_.WriteDatagram(o.datagram);
-    ++stats_.datagrams_out;
-    if (pcap_) pcap_->Write(now, o.datagram);
-  }
-  Log(c, hook, parsed, state, state, o.last(), now);
-  return o.replaced_by_rst();
+  return tun_.Flush(*c.ep, c.key, {c.id, Hook::kToServer, TcpState::kClosed, 0},
+                    [&](const Segment& s, const SegmentMeta& meta, const Offered& o) {
+                      Log(&c, meta.hook, s, meta.state, meta.state, o.last(), MonotonicNow());
+                    });
 }
 
 void ServeProxy::OnDatagram(absl::Span<const uint8_t> datagram, bool whole_super_segment) {
   ++stats_.datagrams_in;
   Instant now = MonotonicNow();
-  // Not TCP (neighbour discovery, ICMP, UDP): not ours.
-  if (!datagram.empty() && ((datagram[0] >> 4 == 4 && datagram.size() > 9 && datagram[9] != stack::kIpProtoTcp) ||
-                            (datagram[0] >> 4 == 6 && datagram.size() > 6 && datagram[6] != stack::kIpProtoTcp))) {
-    return;
-  }
+  if (TunSide::NotTcp(datagram)) return;
   auto parsed = stack::ParseSegment(datagram, {.verify_checksums = !whole_super_segment});
   if (!parsed.ok()) return;
   const Segment& seg = *parsed;
-  if (pcap_ && !whole_super_segment) pcap_->Write(now, datagram);
+  if (!whole_super_segment) tun_.Capture(now, datagram);
   auto it = by_tuple_.find(TupleKey{seg.src(), seg.dst(), seg.tcp.src_port, seg.tcp.dst_port});
   if (it != by_tuple_.end()) {
     Connection& c = *it->second;
     TcpState before = c.ep->state();
-    // Checked by the parse above: the view only finds the parts again.
-    auto view = stack::ConstDatagramView::Check(datagram, {.verify_checksums = false});
-    const Offered o = view.ok() ? engine_.Offer(now, {c.id, Hook::kFromServer, before, 0}, *view)
-                                : Offered{Verdict::kTaken, {}, {}};
-    std::optional<Decision> decision;
-    if (o.last()) decision = *o.last();  // delivery below may offer more segments
-    if (o.verdict == Verdict::kPass && !o.changed(datagram)) {
-      Deliver(c, seg);
-    } else if (o.verdict == Verdict::kPass) {
-      // Changed by the rules; a corrupted one fails its checksum here, as in a kernel.
-      const std::vector<uint8_t> changed(o.datagram.begin(), o.datagram.end());
-      if (auto p = stack::ParseSegment(changed); p.ok()) Deliver(c, *p);
-    }
-    // (Perhaps removed by now, but alive until EndOfEntry.)
+    std::optional<Decision> decision =
+        tun_.Receive(now, {c.id, Hook::kFromServer, before, 0}, datagram, seg,
+                     [&](const Segment& s) { Deliver(c, s); });
+    // (Perhaps removed by now, but alive until the end of the entry point.)
     Log(&c, Hook::kFromServer, seg, before, c.ep->state(), decision ? &*decision : nullptr, now);
-  } else if (!seg.tcp.flags.has(stack::kRst)) {
+  } else if (!seg.tcp.flags.has(stack::kRst) && !seg.is_v6()) {
     // The wrapped command's own outbound connections are not relayed in serve mode.
-    SendStrayRst(seg);
+    ++stats_.stray_segments;
+    tun_.SendStrayRst(seg);
   }
-  EndOfEntry();
+  tun_.EndOfEntry();
 }
 
 void ServeProxy::Deliver(Connection& c, const Segment& seg) {
@@ -367,67 +237,20 @@ void ServeProxy::Deliver(Connection& c, const Segment& seg) {
   Service(c);
 }
 
-void ServeProxy::SendStrayRst(const Segment& seg) {
-  // RFC 9293 §3.10.7.1, as for a CLOSED port.
-  if (seg.is_v6()) return;
-  ++stats_.stray_segments;
-  Segment s = stack::ClosedPortReset(seg, next_ident_++);
-  auto n = stack::EmitSegment(s, absl::MakeSpan(out_buf_));
-  if (!n.ok()) return;
-  sink_.WriteDatagram(absl::MakeConstSpan(out_buf_.data(), *n));
-  ++stats_.datagrams_out;
-  if (pcap_) pcap_->Write(MonotonicNow(), absl::MakeConstSpan(out_buf_.data(), *n));
+void ServeProxy::OnReleased(const SegmentMeta& meta, absl::Span<const uint8_t> bytes) {
+  auto it = conns_.find(meta.conn);
+  if (it == conns_.end()) return;
+  auto parsed = stack::ParseSegment(bytes);  // a corrupted one fails its checksum here
+  if (parsed.ok()) Deliver(*it->second, *parsed);
 }
 
-void ServeProxy::PollEngine() {
-  Instant now = MonotonicNow();
-  for (int round = 0; round < 16 && engine_.NextDeadline() <= now; ++round) {
-    std::vector<std::pair<SegmentMeta, std::vector<uint8_t>>> inbound;
-    engine_.Poll(now, [&](const SegmentMeta& meta, absl::Span<const uint8_t> datagram) {
-      if (meta.hook == Hook::kToServer || meta.hook == Hook::kToClient) {
-        sink_.WriteDatagram(datagram);
-        ++stats_.datagrams_out;
-        if (pcap_) pcap_->Write(now, datagram);
-      } else {
-        // Delivered after Poll returns: delivery offers new segments to the engine.
-        inbound.emplace_back(meta, std::vector<uint8_t>(datagram.begin(), datagram.end()));
-      }
-    });
-    for (auto& [meta, bytes] : inbound) {
-      auto it = conns_.find(meta.conn);
-      if (it == conns_.end()) continue;
-      auto parsed = stack::ParseSegment(bytes);  // a corrupted one fails its checksum here
-      if (parsed.ok()) Deliver(*it->second, *parsed);
-    }
-  }
-}
+void ServeProxy::Reap() { graveyard_.clear(); }
 
-void ServeProxy::EndOfEntry() {
-  PollEngine();
-  ArmTimer();
-  graveyard_.clear();
-}
-
-void ServeProxy::ArmTimer() {
-  if (shutting_down_) return;
-  Instant next = engine_.NextDeadline();
-  for (const auto& [id, c] : conns_) next = std::min(next, c->ep->NextDeadline());
-  timer_.ArmAt(next);
-}
-
-void ServeProxy::OnTimer() {
-  Instant now = MonotonicNow();
-  std::vector<uint64_t> ids;
-  for (const auto& [id, c] : conns_) {
-    if (c->ep->NextDeadline() <= now) ids.push_back(id);
-  }
-  for (uint64_t id : ids) {
-    auto it = conns_.find(id);
-    if (it == conns_.end()) continue;
-    it->second->ep->OnTick(now);
-    Service(*it->second);
-  }
-  EndOfEntry();
+void ServeProxy::OnDeadline(uint64_t id, Instant now) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return;
+  it->second->ep->OnTick(now);
+  Service(*it->second);
 }
 
 void ServeProxy::Shutdown() {
@@ -441,48 +264,30 @@ void ServeProxy::Shutdown() {
     Connection& c = *conns_.at(id);
     if (c.ep->state() != TcpState::kClosed) c.ep->Abort(now);
     Flush(c);
-    if (c.sock->is_open()) c.sock->set_option(asio::socket_base::linger(true, 0), ignored);
+    c.client_leg.End(now, /*reset=*/true);
     Remove(c);
   }
-  timer_.Cancel();
-  graveyard_.clear();
+  tun_.Stop();
 }
 
 // ---------------------------------------------------------------------------
 // Observation.
 
-void ServeProxy::Log(const Connection* c, Hook hook, const Segment& seg, std::optional<TcpState> before,
-                     std::optional<TcpState> after, const Decision* decision, Instant at) {
+void ServeProxy::Log(const Connection* c, Hook hook, const Segment& seg,
+                     std::optional<TcpState> before, std::optional<TcpState> after,
+                     const Decision* decision, Instant at) {
   if (!log_) return;
-  SegmentRecord r;
-  r.at = at;
-  r.conn = c ? c->id : 0;
-  r.hook = hook;
-  r.seg = &seg;
-  r.state_before = before;
-  r.state_after = after;
-  // Relative numbers: the sender's ISN for seq, the receiver's for ack.
-  if (c && c->ep) {
-    uint32_t ours = c->ep->tcb().iss.raw(), theirs = c->ep->tcb().irs.raw();
-    bool inbound = hook == Hook::kFromServer;
-    r.seq_base = inbound ? theirs : ours;
-    r.ack_base = inbound ? ours : theirs;
-  }
-  if (decision) {
-    r.rule_id = decision->rule_id;
-    r.rule_text = decision->rule_text;
-    const absl::string_view name = ActionName(decision->action);
-    r.action = {name.data(), name.size()};
-    r.detail = decision->detail;
-  }
-  log_->Write(r);
+  log_->Write(RecordOf(at, c ? c->id : 0, hook, seg, before, after, c ? c->ep.get() : nullptr,
+                       decision));
 }
 
 std::string ServeProxy::Summary() const {
   std::string rules;
-  for (const auto& r : engine_.Rules()) absl::StrAppend(&rules, rules.empty() ? "" : ", ", "#", r.id, " ", r.hits, " hits");
+  for (const auto& r : engine_.Rules())
+    absl::StrAppend(&rules, rules.empty() ? "" : ", ", "#", r.id, " ", r.hits, " hits");
   return absl::StrFormat(
-      "serve: connections %d (%d active, %d refused, %d reset), bytes to server %d, to client %d, datagrams in %d "
+      "serve: connections %d (%d active, %d refused, %d reset), bytes to server %d, to client %d, "
+      "datagrams in %d "
       "out %d (%d stray)%s%s",
       stats_.connections, stats_.active, stats_.refused, stats_.resets, stats_.bytes_to_server,
       stats_.bytes_to_client, stats_.datagrams_in, stats_.datagrams_out, stats_.stray_segments,

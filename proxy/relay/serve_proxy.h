@@ -4,19 +4,19 @@
 // carries real segments that the fault engine's to-server/from-server hooks act on.
 #pragma once
 
+#include <boost/asio.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <boost/asio.hpp>
-
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "proxy/fault/fault_engine.h"
-#include "proxy/relay/proxy.h"
+#include "proxy/relay/kernel_socket_leg.h"
+#include "proxy/relay/tun_side.h"
 #include "proxy/relay/tuple_key.h"
 #include "stack/ip.h"
 #include "stack/segment.h"
@@ -42,16 +42,17 @@ struct ServeStats {
   uint64_t datagrams_in = 0, datagrams_out = 0, stray_segments = 0;
 };
 
-class ServeProxy {
+class ServeProxy : private KernelSocketLeg::Owner, private TunSide::Owner {
  public:
-  ServeProxy(boost::asio::io_context& io, DatagramSink& sink, FaultEngine& engine, ServeOptions opts);
+  ServeProxy(boost::asio::io_context& io, DatagramSink& sink, FaultEngine& engine,
+             ServeOptions opts);
   ~ServeProxy();
   ServeProxy(const ServeProxy&) = delete;
   ServeProxy& operator=(const ServeProxy&) = delete;
 
   // Binds and listens; an error is for the user (port in use, bad address).
   absl::Status Start();
-  void set_pcap(PcapWriter* pcap) { pcap_ = pcap; }
+  void set_pcap(PcapWriter* pcap) { tun_.set_pcap(pcap); }
   void set_log(JsonLog* log) { log_ = log; }
   void set_event_log(std::function<void(const std::string&)> f) { event_log_ = std::move(f); }
 
@@ -65,7 +66,6 @@ class ServeProxy {
 
  private:
   struct Connection;
-  class SocketLeg;
   void Accept();
   void OnAccepted(boost::asio::ip::tcp::socket sock);
   void Service(Connection& c);
@@ -74,21 +74,17 @@ class ServeProxy {
   // Moves bytes, FIN and RST between the client's socket and the server leg
   // (relay_loop.h).
   void Relay(Connection& c);
-  void StartSocketRead(Connection& c, size_t room);
-  void StartSocketWrite(Connection& c);
+  void OnSocketCompletion(uint64_t conn, const KernelSocketLeg& leg,
+                          const KernelSocketLeg::Completion& done) override;
   void MaybeFinish(Connection& c);
   void Remove(Connection& c);
-  void SendStrayRst(const stack::Segment& seg);
-  // Returns true when a rule replaced the segment with a RST.
-  bool Emit(Connection* c, Hook hook, stack::TcpState state, absl::Span<const uint8_t> datagram,
-            const stack::Segment& parsed);
   void Deliver(Connection& c, const stack::Segment& seg);
-  void PollEngine();
-  void ArmTimer();
-  void OnTimer();
-  void EndOfEntry();
-  void Log(const Connection* c, Hook hook, const stack::Segment& seg, std::optional<stack::TcpState> before,
-           std::optional<stack::TcpState> after, const Decision* decision, stack::Instant at);
+  void OnReleased(const SegmentMeta& meta, absl::Span<const uint8_t> datagram) override;
+  void OnDeadline(uint64_t conn, stack::Instant now) override;
+  void Reap() override;
+  void Log(const Connection* c, Hook hook, const stack::Segment& seg,
+           std::optional<stack::TcpState> before, std::optional<stack::TcpState> after,
+           const Decision* decision, stack::Instant at);
   void Event(const Connection& c, const std::string& what);
 
   boost::asio::io_context& io_;
@@ -96,7 +92,6 @@ class ServeProxy {
   FaultEngine& engine_;
   ServeOptions opts_;
   boost::asio::ip::tcp::acceptor acceptor_;
-  PcapWriter* pcap_ = nullptr;
   JsonLog* log_ = nullptr;
   std::function<void(const std::string&)> event_log_;
   ServeStats stats_;
@@ -104,13 +99,8 @@ class ServeProxy {
   absl::flat_hash_map<uint64_t, std::unique_ptr<Connection>> conns_;
   std::vector<std::unique_ptr<Connection>> graveyard_;  // removed, freed at the entry point's end
   absl::flat_hash_map<TupleKey, Connection*> by_tuple_;
-  // One timer for every endpoint deadline and the engine's (a scan of the table:
-  // a wrapped server under test sees few connections at once).
-  LoopTimer timer_;
-  std::vector<uint8_t> out_buf_;
   std::vector<uint8_t> relay_buf_;  // bytes moving between legs
-  uint16_t next_ident_ = 1;
-  uint16_t next_ephemeral_ = 40000;
+  TunSide tun_{io_, sink_, engine_, *this, stats_.datagrams_out};
   bool shutting_down_ = false;
 };
 

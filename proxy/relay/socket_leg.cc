@@ -46,17 +46,10 @@ stack::TcpState KernelSocketState(tcp::socket& sock) {
 
 void Proxy::ConnectSocket(Connection& c) {
   c.gate_seq[0] = std::max<uint32_t>(c.gate_seq[0], 1);
-  asio::ip::address addr;
-  if (c.upstream_addr.is_v6()) {
-    asio::ip::address_v6::bytes_type b;
-    std::copy(c.upstream_addr.bytes().begin(), c.upstream_addr.bytes().end(), b.begin());
-    addr = asio::ip::address_v6(b);
-  } else {
-    addr = asio::ip::address_v4(c.upstream_addr.v4_host_order());
-  }
   uint64_t id = c.id;
   c.sock->async_connect(
-      tcp::endpoint(addr, c.upstream_port), [this, id](boost::system::error_code ec) {
+      tcp::endpoint(ToAsioAddress(c.upstream_addr), c.upstream_port),
+      [this, id](boost::system::error_code ec) {
         auto it = conns_.find(id);
         if (it == conns_.end()) return;
         Connection& conn = *it->second;
@@ -88,9 +81,7 @@ void Proxy::ConnectSocket(Connection& c) {
         } else {
           OnUpstreamFailed(conn, false, absl::StrCat("upstream connect failed: ", ec.message()));
         }
-        PollEngine();
-        ArmTimer();
-        graveyard_.clear();
+        tun_.EndOfEntry();
       });
   c.connect_timer->expires_after(absl::ToChronoNanoseconds(opts_.connect_timeout));
   c.connect_timer->async_wait([this, id](boost::system::error_code ec) {
@@ -172,9 +163,7 @@ void Proxy::WriteToServer(Connection& c) {
                         stats_.bytes_to_server += n;
                       }
                       Service(conn);
-                      PollEngine();
-                      ArmTimer();
-                      graveyard_.clear();
+                      tun_.EndOfEntry();
                     });
 }
 
@@ -240,9 +229,7 @@ void Proxy::StartSocketRead(Connection& c) {
       if (!conns_.contains(id)) return;
     }
     Service(conn);
-    PollEngine();
-    ArmTimer();
-    graveyard_.clear();
+    tun_.EndOfEntry();
   });
 }
 
@@ -268,9 +255,7 @@ void Proxy::SocketLeg::WatchErrors(Proxy& p, Connection& c) {
       conn.upstream_reset = true;
     }
     p.Service(conn);
-    p.PollEngine();
-    p.ArmTimer();
-    p.graveyard_.clear();
+    p.tun_.EndOfEntry();
   });
 }
 
@@ -324,12 +309,11 @@ void Proxy::OfferSocketEvent(Connection& c, Hook hook, uint8_t flags,
   r.window = 65535;
   r.payload = data;
   stack::Segment seg =
-      stack::MakeSegment(out ? local : server, out ? server : local, r, next_ident_++);
-  auto n = stack::EmitSegment(seg, absl::MakeSpan(out_buf_));
+      stack::MakeSegment(out ? local : server, out ? server : local, r, tun_.NextIdent());
+  auto bytes = tun_.Emit(seg);
   std::optional<stack::ConstDatagramView> view;
-  if (n.ok()) {
-    auto v = stack::ConstDatagramView::Check(absl::MakeConstSpan(out_buf_.data(), *n),
-                                             {.verify_checksums = false});
+  if (bytes.ok()) {
+    auto v = stack::ConstDatagramView::Check(*bytes, {.verify_checksums = false});
     if (v.ok()) view = *v;
   }
   c.gate_bytes[dir] += data.size();

@@ -1,9 +1,11 @@
 // The control API's proxies on addresses outside the TUN subnet (0.0.0.0:PORT,
 // localhost:PORT, as Toxiproxy users write them): a kernel listening socket and, per
 // connection, a kernel socket to the upstream, with the stream toxics between them
-// (stream_toxics.h). The kernel owns both TCP endpoints here, so no segment faults.
+// (stream_toxics.h), moved by the relay loop (relay_loop.h) between two kernel socket
+// legs. The kernel owns both TCP endpoints here, so no segment faults.
 #pragma once
 
+#include <boost/asio.hpp>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -11,15 +13,14 @@
 #include <string>
 #include <vector>
 
-#include <boost/asio.hpp>
-
 #include "absl/status/statusor.h"
 #include "proxy/fault/stream_toxics.h"
 #include "proxy/os/host_lookup.h"
+#include "proxy/relay/kernel_socket_leg.h"
 
 namespace wrench::proxy {
 
-class StreamRelay {
+class StreamRelay : private KernelSocketLeg::Owner {
  public:
   using ToxicsFactory = std::function<std::unique_ptr<ConnectionToxics>(stack::Instant)>;
   struct Stats {
@@ -47,10 +48,9 @@ class StreamRelay {
   // accepted connection looks `upstream` up, dials it and starts with `toxics(now)`;
   // a name that does not resolve is treated as a refused upstream (the client gets
   // RST), and `log` says why.
-  static absl::StatusOr<std::unique_ptr<StreamRelay>> Start(boost::asio::io_context& io,
-                                                            const boost::asio::ip::tcp::endpoint& listen,
-                                                            Upstream upstream, ToxicsFactory toxics,
-                                                            std::function<void(const std::string&)> log = {});
+  static absl::StatusOr<std::unique_ptr<StreamRelay>> Start(
+      boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& listen, Upstream upstream,
+      ToxicsFactory toxics, std::function<void(const std::string&)> log = {});
   ~StreamRelay();
   StreamRelay(const StreamRelay&) = delete;
   StreamRelay& operator=(const StreamRelay&) = delete;
@@ -65,15 +65,16 @@ class StreamRelay {
 
  private:
   struct Conn;
-  struct Dir;
   StreamRelay(boost::asio::io_context& io, Upstream upstream, ToxicsFactory toxics,
               std::function<void(const std::string&)> log);
   void Accept();
   void Connect(const std::shared_ptr<Conn>& c);
+  void OnSocketCompletion(uint64_t conn, const KernelSocketLeg& leg,
+                          const KernelSocketLeg::Completion& done) override;
+  void OnTimer(uint64_t conn);
+  // Runs the relay loop for the connection and ends it when both sides closed, a
+  // side reset, or a toxic closed it.
   void Pump(const std::shared_ptr<Conn>& c);
-  void PumpDir(const std::shared_ptr<Conn>& c, Dir& d, stack::Instant now);
-  void StartRead(const std::shared_ptr<Conn>& c, Dir& d, size_t max);
-  void StartWrite(const std::shared_ptr<Conn>& c, Dir& d, const uint8_t* data, size_t len);
   void End(const std::shared_ptr<Conn>& c, bool reset);
 
   boost::asio::io_context& io_;
@@ -88,6 +89,7 @@ class StreamRelay {
   std::shared_ptr<bool> stopped_ = std::make_shared<bool>(false);
   uint64_t next_id_ = 0;
   std::map<uint64_t, std::shared_ptr<Conn>> conns_;
+  std::vector<uint8_t> scratch_ = std::vector<uint8_t>(64 * 1024);  // the relay loop's
 };
 
 }  // namespace wrench::proxy
