@@ -315,6 +315,16 @@ TEST_F(Engine, OnlyRulesThatCanMatchDataSegmentsAskForWireSegments) {
   EXPECT_TRUE(engine_->MatchesDataOn(Hook::kToClient));
   EXPECT_TRUE(engine_->MatchesDataOn(Hook::kFromServer));
   EXPECT_FALSE(engine_->MatchesDataOn(Hook::kToServer));
+  // Segments with ACK and without SYN or RST, whatever their length.
+  EXPECT_TRUE(engine_->MatchesAckOn(Hook::kToClient));
+  EXPECT_TRUE(engine_->MatchesAckOn(Hook::kFromClient)) << "dup on=from-client flags=ACK len=0";
+  EXPECT_FALSE(engine_->MatchesAckOn(Hook::kToServer));
+  Add("delay 1s on=to-server flags=SYN+ACK");
+  Add("rst on=to-server has=RST");
+  EXPECT_FALSE(engine_->MatchesAckOn(Hook::kToServer)) << "a SYN-ACK is the handshake";
+  Add("drop on=to-server flags=ACK len=0 nth=2");
+  EXPECT_TRUE(engine_->MatchesAckOn(Hook::kToServer));
+  EXPECT_FALSE(engine_->MatchesDataOn(Hook::kToServer));
   // Each of these could match a data segment from the client.
   for (const char* rule : {"drop on=from-client nth=50", "drop on=from-client len>0 p=0.01",
                            "set win=0 on=from-client", "drop on=from-client len<2",

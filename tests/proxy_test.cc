@@ -150,6 +150,10 @@ class ProxyTest : public ::testing::Test {
     EXPECT_EQ(tu::ErrnoOf(r.status()), ECONNRESET) << r.status();
   }
 
+  // Echoes `bytes` through the proxy started with offloads and checks that the
+  // proxy was offered the client's data as wire segments, not super-segments.
+  void ExpectWireSegmentsOffered(size_t bytes);
+
   std::unique_ptr<Service> service_;
   std::thread loop_;
   std::string pcap_path_, log_path_;
@@ -766,17 +770,17 @@ std::vector<stack::Segment> CapturedSegments(const std::string& path, std::vecto
   return out;
 }
 
-// 4 MiB from the client, through a proxy whose rule looks at no data segment coming
-// from the client: the kernel's super-segments reach the endpoint whole (far fewer
-// datagrams than wire segments), and the capture still shows wire segments of at most
-// one MSS, with valid checksums, carrying every byte.
+// 4 MiB from the client, through a proxy whose rules act only on the handshake: the
+// kernel's super-segments reach the endpoint whole (far fewer datagrams than wire
+// segments), and the capture still shows wire segments of at most one MSS, with valid
+// checksums, carrying every byte.
 TEST_F(ProxyTest, WithoutADataRuleSuperSegmentsStayWholeAndTheCaptureShowsTheWire) {
   char dir[] = "/tmp/wrench-test-XXXXXX";
   ASSERT_NE(::mkdtemp(dir), nullptr);
   pcap_path_ = absl::StrCat(dir, "/cap.pcap");
   auto server = tu::TcpServer::Start(kLoopback, 0, EchoHandler);
   ASSERT_TRUE(server.ok());
-  StartProxy((*server)->port(), {"delay 1ms on=to-client len>0 nth=3"});
+  StartProxy((*server)->port(), {"delay 1ms on=to-client flags=SYN+ACK", "drop on=from-client flags=SYN nth=2"});
   if (!service_->tun_offloads().tso4) GTEST_SKIP() << "this kernel grants the TUN no TCP segmentation offload";
   bool splits = true;
   service_->RunOnLoop([&] { splits = service_->RuleSeesTunData(); });
@@ -809,15 +813,31 @@ TEST_F(ProxyTest, ADataRuleSeesEveryWireSegmentWithOffloads) {
   auto server = tu::TcpServer::Start(kLoopback, 0, EchoHandler);
   ASSERT_TRUE(server.ok());
   StartProxy((*server)->port(), {"delay 1us on=from-client len>0"});
+  ExpectWireSegmentsOffered(2 << 20);
+  uint64_t hits = 0;
+  service_->RunOnLoop([&] { hits = service_->engine().Rules()[0].hits; });
+  EXPECT_GE(hits, (2u << 20) / 1460);
+}
+
+// A rule on the segments wrench's endpoint sends the client (ACKs, window updates)
+// counts them as without offloads, about one ACK per two wire segments rather than
+// one per super-segment: the client's super-segments are split for it too.
+TEST_F(ProxyTest, ARuleOnTheAcksToTheClientSplitsTheClientsSuperSegments) {
+  auto server = tu::TcpServer::Start(kLoopback, 0, EchoHandler);
+  ASSERT_TRUE(server.ok());
+  StartProxy((*server)->port(), {"set win=0 on=to-client after=3 count=2"});
+  ExpectWireSegmentsOffered(2 << 20);
+}
+
+void ProxyTest::ExpectWireSegmentsOffered(size_t bytes) {
   if (!service_->tun_offloads().tso4) GTEST_SKIP() << "this kernel grants the TUN no TCP segmentation offload";
   bool splits = false;
   service_->RunOnLoop([&] { splits = service_->RuleSeesTunData(); });
   EXPECT_TRUE(splits);
-  constexpr size_t kBytes = 2 << 20;
-  EchoRoundTrip(RandomBytes(kBytes, 12));
-  uint64_t hits = 0;
-  service_->RunOnLoop([&] { hits = service_->engine().Rules()[0].hits; });
-  EXPECT_GE(hits, kBytes / 1460);
+  EchoRoundTrip(RandomBytes(bytes, 12));
+  ProxyStats stats;
+  service_->RunOnLoop([&] { stats = service_->proxy().stats(); });
+  EXPECT_GE(stats.datagrams_in, bytes / 1460) << "the proxy was offered super-segments";
 }
 
 }  // namespace

@@ -592,10 +592,13 @@ void Service::ReadTun() {
 
 bool Service::RuleSeesTunData() const {
   // The TUN carries the legs whose endpoint is wrench's: the client's, the server's
-  // too with --upstream-via tun, and the served command's under `exec --serve`.
-  if (serve_) return engine_.MatchesDataOn(Hook::kFromServer);
-  return engine_.MatchesDataOn(Hook::kFromClient) ||
-         (opts_.upstream_via == UpstreamVia::kTun && engine_.MatchesDataOn(Hook::kFromServer));
+  // too with --upstream-via tun, and the served command's under `exec --serve`. On
+  // each, a rule on the data coming in, or on the ACKs and data the endpoint answers
+  // with (their number follows the input's segmentation), needs wire segments.
+  auto leg = [&](Hook in, Hook out) { return engine_.MatchesDataOn(in) || engine_.MatchesAckOn(out); };
+  if (serve_) return leg(Hook::kFromServer, Hook::kToServer);
+  return leg(Hook::kFromClient, Hook::kToClient) ||
+         (opts_.upstream_via == UpstreamVia::kTun && leg(Hook::kFromServer, Hook::kToServer));
 }
 
 bool Service::SplitIntoCapture(absl::Span<const uint8_t> datagram, const stack::VnetHdr& hdr) {

@@ -249,6 +249,7 @@ void FaultEngine::Rebuild() {
   candidates_.assign(size_t{2 * kHookCount} * 256 * words_, 0);  // mutate: equivalent 2,256 (size)
   socket_watched_ = {};
   data_watched_ = {};
+  ack_watched_ = {};
   // mutate: equivalent 0 (an extra candidate is refused by StaticMatch)
   any_conn_.assign(words_, 0);
   // mutate: equivalent 0 (an extra candidate is refused by StaticMatch)
@@ -269,6 +270,7 @@ void FaultEngine::Rebuild() {
         if (!FlagsMatch(r, static_cast<uint8_t>(f))) continue;
         candidates_[(size_t(h) * 256 + size_t(f)) * words_ + i / 64] |= bit;
         if (CanCarrySuperSegmentData(static_cast<uint8_t>(f)) && AllowsPayload(r)) data_watched_[h] = true;
+        if ((f & stack::kAck) != 0 && (f & (stack::kSyn | stack::kRst)) == 0) ack_watched_[h] = true;
         if (socket_ok) {
           candidates_[(size_t(h + kHookCount) * 256 + size_t(f)) * words_ + i / 64] |= bit;
           socket_watched_[h] = true;

@@ -221,6 +221,12 @@ class FaultEngine {
   // the super-segment stays whole. Every other matcher (conn, port, state, idle,
   // counts, p) is taken to match: the answer errs toward splitting.
   bool MatchesDataOn(Hook h) const { return data_watched_[static_cast<int>(h) & 3]; }
+  // Whether any rule at this hook could match a segment with ACK and without SYN or
+  // RST (data, a pure ACK, a window update, a FIN), whatever its length. How many of
+  // these an endpoint sends depends on how the peer's data came in (one ACK per
+  // super-segment taken whole, about one per two wire segments), so such a rule on
+  // the hook that answers the TUN's input also asks for wire segments.
+  bool MatchesAckOn(Hook h) const { return ack_watched_[static_cast<int>(h) & 3]; }
 
   // Frees the connection's counters, blackholes and held segments (they are never
   // released). Its number may then start afresh.
@@ -330,6 +336,7 @@ class FaultEngine {
   std::vector<uint64_t> candidates_;  // [slot][flags][word]
   std::array<bool, kHookCount> socket_watched_ = {};
   std::array<bool, kHookCount> data_watched_ = {};
+  std::array<bool, kHookCount> ack_watched_ = {};
   // Rules naming a connection or a port, indexed by it, so a big rule set aimed at
   // many connections or ports costs each segment only the rules that can be its.
   std::vector<uint64_t> any_conn_, any_port_;  // rules without conn= / port=
