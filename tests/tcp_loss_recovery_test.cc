@@ -791,6 +791,45 @@ TEST_F(ScriptedPeer, ATimeoutFlushesTheSendQueue) {
   EXPECT_EQ(ep().send_queue(), 0u);
 }
 
+// RFC 9293 §3.10.7.4: a RST in SYN-RECEIVED returns a passive open to LISTEN, and
+// the next connection it takes gets its own SYN-ACK retransmissions: the retries
+// of the one before do not count against it.
+TEST_F(ScriptedPeer, AListenerReturnedByARstRetriesItsNextSynAckInFull) {
+  TcpConfig c = EndpointConfig();
+  c.syn_retries = 2;
+  ep_ = std::make_unique<TcpEndpoint>(std::move(c));
+  ASSERT_TRUE(ep().Listen(now_).ok());
+  auto syn_from_peer = [&](uint32_t isn) {
+    TcpRepr syn = Header(0, 65535);
+    syn.flags = TcpFlags(kSyn);
+    syn.seq = SeqNum(isn);
+    syn.options.mss = 1000;
+    ep().OnSegment(now_, syn);
+    Pump();
+  };
+  auto synacks = [&] {
+    int n = 0;
+    for (const Out& o : out_) n += o.flags == "S.";
+    out_.clear();
+    return n;
+  };
+  syn_from_peer(kPeerIss);
+  RunTo(absl::Seconds(4));  // the SYN-ACK and two retransmissions, none answered
+  ASSERT_EQ(synacks(), 3);
+  ASSERT_EQ(ep().state(), TcpState::kSynReceived);
+  TcpRepr rst = Header(0, 0);
+  rst.flags = TcpFlags(kRst);
+  rst.seq = SeqNum(kPeerIss + 1);
+  ep().OnSegment(now_, rst);
+  ASSERT_EQ(ep().state(), TcpState::kListen);
+  syn_from_peer(kPeerIss + 100000);
+  ASSERT_EQ(ep().state(), TcpState::kSynReceived);
+  RunTo(absl::Seconds(600));
+  EXPECT_EQ(synacks(), 3);  // the SYN-ACK and syn_retries retransmissions
+  EXPECT_EQ(ep().state(), TcpState::kClosed);
+  EXPECT_EQ(ep().close_reason(), CloseReason::kTimeout);
+}
+
 TEST_F(ScriptedPeer, RfcProfileWaitsForTheOneSecondRto) {
   Open(EndpointConfig(TcpProfile::kRfc), {.sack = true});
   Send(10'000);
