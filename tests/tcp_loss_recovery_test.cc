@@ -1081,6 +1081,45 @@ class TimeWait : public ScriptedPeer {
   }
 };
 
+// RFC 9293 §3.10.7.4, TIME-WAIT: "The only thing that can arrive in this state is
+// a retransmission of the remote FIN. Acknowledge it, and restart the 2 MSL
+// timeout." The retransmission lies below RCV.NXT (unacceptable, answered by the
+// first check); a FIN at RCV.NXT itself gets the same answer in the eighth step,
+// and RCV.NXT does not move.
+TEST_F(TimeWait, ARetransmittedFinIsAcknowledgedAndRestartsTwoMsl) {
+  EnterTimeWait(EndpointConfig());
+  ASSERT_EQ(ep().NextDeadline(), absl::UnixEpoch() + Ms(20) + absl::Seconds(60));
+  RunTo(absl::Seconds(30));
+  TcpRepr fin = Header(2, 65535);
+  fin.flags = TcpFlags(kFin | kAck);
+  fin.options.timestamps = Timestamps{200, 0};
+  ep().OnSegment(now_, fin);
+  Pump();
+  EXPECT_THAT(out_, ElementsAre(O(absl::Seconds(30), 2, 0)));
+  EXPECT_EQ(ep().NextDeadline(), absl::UnixEpoch() + absl::Seconds(90));
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 2));
+  EXPECT_EQ(ep().state(), TcpState::kTimeWait);
+}
+
+TEST_F(TimeWait, AFinAtRcvNxtIsAcknowledgedAndRestartsTwoMsl) {
+  EnterTimeWait(EndpointConfig());
+  RunTo(absl::Seconds(30));
+  TcpRepr fin = Header(2, 65535);
+  fin.seq = SeqNum(kPeerIss + 2);
+  fin.flags = TcpFlags(kFin | kAck);
+  fin.options.timestamps = Timestamps{200, 0};
+  ep().OnSegment(now_, fin);
+  Pump();
+  EXPECT_THAT(out_, ElementsAre(O(absl::Seconds(30), 2, 0)));
+  EXPECT_EQ(ep().NextDeadline(), absl::UnixEpoch() + absl::Seconds(90));
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 2));
+  RunTo(absl::Seconds(89));
+  EXPECT_EQ(ep().state(), TcpState::kTimeWait);
+  RunTo(absl::Seconds(90));
+  EXPECT_EQ(ep().state(), TcpState::kClosed);
+  EXPECT_EQ(ep().close_reason(), CloseReason::kNormal);
+}
+
 TEST_F(TimeWait, SynWithNewerTimestampEndsTimeWaitSilently) {
   EnterTimeWait(EndpointConfig());
   TcpRepr syn = NewSyn(kPeerIss - 100000, 200);  // an older ISN, but a newer TSval
