@@ -830,6 +830,27 @@ TEST_F(ScriptedPeer, AListenerReturnedByARstRetriesItsNextSynAckInFull) {
   EXPECT_EQ(ep().close_reason(), CloseReason::kTimeout);
 }
 
+// RFC 9293 §3.8.6.1 lets probing go on while the peer answers; a peer that never
+// answers is given up after max_retries probes, as Linux's tcp_probe_timer does,
+// each after twice the wait of the one before.
+TEST_F(ScriptedPeer, UnansweredZeroWindowProbesEndInATimeout) {
+  TcpConfig c = EndpointConfig();
+  c.max_retries = 3;
+  Open(c, {.sack = true});
+  Send(2000);
+  RunTo(Ms(20));
+  Ack(2001, {}, 0);
+  Send(1000);
+  out_.clear();
+  const Duration rto = ep().tcb().rto;
+  RunTo(absl::Seconds(100));
+  EXPECT_THAT(out_, ElementsAre(O(Ms(20) + rto, 2000, 0), O(Ms(20) + 3 * rto, 2000, 0),
+                                O(Ms(20) + 7 * rto, 2000, 0)));
+  EXPECT_EQ(ep().state(), TcpState::kClosed);
+  EXPECT_EQ(ep().close_reason(), CloseReason::kTimeout);
+  EXPECT_EQ(ep().error(), "connection timed out: 3 zero-window probes unanswered");
+}
+
 TEST_F(ScriptedPeer, RfcProfileWaitsForTheOneSecondRto) {
   Open(EndpointConfig(TcpProfile::kRfc), {.sack = true});
   Send(10'000);
