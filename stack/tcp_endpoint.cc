@@ -896,6 +896,7 @@ void TcpEndpoint::ProcessSack(Instant now, const TcpRepr& seg, AckInfo& info) {
     // reordering the reordering window must allow for.
     rack_.reordering_seen = true;
   }
+  // mutate: equivalent >,&&,true (info.dupack is read only without SACK, and this runs only with it)
   if (r.newly_sacked > 0 && !info.advanced) info.dupack = true;
 }
 

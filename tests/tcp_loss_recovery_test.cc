@@ -593,6 +593,9 @@ TEST_F(ScriptedPeer, RackDeemsAHoleLostAQuarterMinRttAfterTheSack) {
   EXPECT_THAT(TakeData(), ElementsAre(O(Ms(22.5), 1001, 1000)));
   EXPECT_EQ(ep().loss_stats().rack_marked, 1);
   EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kRecovery);
+  // Recovery, entered from the timer, disarmed the loss probe the last ACK armed
+  // (RFC 8985 §7.2: no probe during recovery): the RTO is the next timer.
+  EXPECT_EQ(ep().NextDeadline(), absl::UnixEpoch() + Ms(20) + ep().tcb().rto);
 }
 
 // The SACK of a lower segment sent at the same time does not move RACK's most
@@ -770,6 +773,22 @@ TEST_F(ScriptedPeer, AResetFlushesTheSendQueue) {
   EXPECT_EQ(ep().state(), TcpState::kClosed);
   EXPECT_EQ(ep().close_reason(), CloseReason::kReset);
   EXPECT_EQ(ep().send_queue(), 0u);
+}
+
+// RFC 9293 §3.10.5: ABORT in a synchronized state sends <SEQ=SND.NXT><CTL=RST>
+// from the connection's own port to the peer's.
+TEST_F(ScriptedPeer, AnAbortSendsARstAtSndNxtBetweenTheConnectionsPorts) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(2000);
+  ep().Abort(now_);
+  std::vector<TcpRepr> sent;
+  ep().Poll(now_, [&](const TcpRepr& r) { sent.push_back(r); });
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].flags.bits(), kRst);
+  EXPECT_EQ(sent[0].seq, SeqNum(kIss + 2001));
+  EXPECT_EQ(sent[0].src_port, kPort);
+  EXPECT_EQ(sent[0].dst_port, kPeerPort);
+  EXPECT_EQ(ep().state(), TcpState::kClosed);
 }
 
 TEST_F(ScriptedPeer, AnAbortFlushesTheSendQueue) {
