@@ -870,6 +870,25 @@ TEST_F(ScriptedPeer, UnansweredZeroWindowProbesEndInATimeout) {
   EXPECT_EQ(ep().error(), "connection timed out: 3 zero-window probes unanswered");
 }
 
+// RFC 6298 §3 without timestamps: one segment is timed at a time, and only an ACK
+// that covers it ends the measurement; an ACK of an earlier segment takes no sample.
+TEST_F(ScriptedPeer, OnlyAnAckOfTheTimedSegmentTakesAnRttSample) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(1000);  // 1:1001, timed from 10 ms
+  RunTo(Ms(12));
+  Send(1000);  // 1001:2001, not timed: a measurement is under way
+  RunTo(Ms(20));
+  Ack(1001);  // a 10 ms sample
+  ASSERT_EQ(ep().tcb().srtt, Ms(10));
+  Send(1000);  // 2001:3001, timed from 20 ms
+  RunTo(Ms(22));
+  Ack(2001);  // below the timed segment: no sample
+  EXPECT_EQ(ep().tcb().srtt, Ms(10));
+  RunTo(Ms(36));
+  Ack(3001);  // a 16 ms sample: SRTT = 7/8 * 10 + 1/8 * 16
+  EXPECT_EQ(ep().tcb().srtt, Ms(10.75));
+}
+
 TEST_F(ScriptedPeer, RfcProfileWaitsForTheOneSecondRto) {
   Open(EndpointConfig(TcpProfile::kRfc), {.sack = true});
   Send(10'000);
