@@ -280,6 +280,7 @@ void TcpEndpoint::OnSegment(Instant now, const TcpRepr& seg) {
     // its SYN and acknowledges ours. Take it as the ACK of our SYN, with no reply.
     TcpRepr ack = seg;
     ack.flags = seg.flags.without(kSyn);
+    // mutate: equivalent 1,+ (only SND.WL1 reads it, and every later SEG.SEQ lies above both)
     ack.seq = seg.seq + 1;
     ack.payload = {};
     if (CheckAckField(now, ack)) CheckFinBit(now, ack);
@@ -547,8 +548,10 @@ void TcpEndpoint::ProcessSegmentText(Instant now, const TcpRepr& seg) {
   SeqNum seq = seg.seq;
   absl::Span<const uint8_t> data = seg.payload;
   // Trim what we already have, then what lies beyond the window.
+  // mutate: equivalent < (at RCV.NXT nothing is old: the trim removes nothing)
   if (seq < tcb_.rcv_nxt) {
     uint32_t old = static_cast<uint32_t>(tcb_.rcv_nxt - seq);
+    // mutate: equivalent >= (text ending at RCV.NXT is acceptable only with a FIN, which is acked anyway)
     if (old >= data.size()) {
       rcv_.ack_needed = true;
       return;
@@ -738,6 +741,7 @@ void TcpEndpoint::UpdateTimestamps(const TcpRepr& seg) {
 void TcpEndpoint::AdvanceUna(Instant now, SeqNum ack, const TcpRepr& seg) {
   SeqNum data_start = DataStartSeq();
   uint32_t newly = static_cast<uint32_t>(ack - tcb_.snd_una);
+  // mutate: equivalent > (an ACK at the data's start consumes 0 bytes)
   if (ack > data_start) {
     size_t n = std::min<size_t>(static_cast<uint32_t>(ack - data_start), snd_buf_.size());
     snd_buf_.Consume(n);
@@ -892,6 +896,7 @@ void TcpEndpoint::ProcessSack(Instant now, const TcpRepr& seg, AckInfo& info) {
     // reordering the reordering window must allow for.
     rack_.reordering_seen = true;
   }
+  // mutate: equivalent >,&&,true (info.dupack is read only without SACK, and this runs only with it)
   if (r.newly_sacked > 0 && !info.advanced) info.dupack = true;
 }
 
@@ -1326,7 +1331,7 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
     tlp_.probe_due = false;
     bool sent = false;
     int32_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - snd_.cursor;
-    // mutate: equivalent < (at the end EmitAt sends nothing and the tail goes instead)
+    // mutate: equivalent <,> (at the end, or with no room, EmitAt sends nothing and the tail goes instead)
     if (snd_.cursor < end && !sb_.full() && (wnd_room > 0 || (snd_.fin_requested && snd_.cursor == snd_.fin_seq))) {
       // mutate: equivalent 0 (with no room only a FIN is left: there is no byte to send)
       uint32_t c = EmitAt(now, snd_.cursor, static_cast<uint32_t>(std::max<int32_t>(wnd_room, 0)), emit);
@@ -1350,7 +1355,7 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
   }
   // RFC 6675 §5 NextSeg rule 1: segments deemed lost go first, in order, while
   // pipe is below cwnd.
-  // mutate: equivalent 0,4096,++ (a bound on turns that other conditions end first)
+  // mutate: equivalent 0,4096,++,> (a bound other conditions reach first; without lost bytes NextLost() is size())
   for (int guard = 0; guard < 4096 && sb_.lost_bytes() > 0 && Pipe() < cc_->cwnd(); ++guard) {
     size_t i = sb_.NextLost();
     if (i >= sb_.size() || !RetransmitSegment(now, i, emit)) break;

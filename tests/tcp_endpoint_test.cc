@@ -588,6 +588,21 @@ TEST_F(Conversation, RstInSynReceivedReturnsPassiveOpenToListen) {
   EXPECT_EQ(b().state(), TcpState::kListen);
 }
 
+// A listener that turned active with a send came from SYN-SENT: a RST in
+// SYN-RECEIVED refuses the connection (RFC 9293 §3.10.7.4 second, "initiated with
+// an active OPEN") rather than returning it to LISTEN.
+TEST_F(Conversation, RstInSynReceivedClosesAListenerThatOpenedActively) {
+  ASSERT_TRUE(a().Listen(now()).ok());
+  std::vector<uint8_t> data(100, 7);
+  ASSERT_TRUE(a().Send(now(), data).ok());
+  ASSERT_TRUE(b().Connect(now()).ok());
+  ASSERT_TRUE(sim().RunUntil([&] { return a().state() == TcpState::kSynReceived; }, absl::Seconds(1)));
+  Inject(sim(), A, RstFrom(b(), a()));
+  EXPECT_EQ(a().state(), TcpState::kClosed);
+  EXPECT_EQ(a().close_reason(), CloseReason::kRefused);
+  EXPECT_EQ(a().send_queue(), 0u);
+}
+
 class RstInState : public Conversation, public ::testing::WithParamInterface<TcpState> {};
 
 TEST_P(RstInState, ExactRstClosesAndInWindowRstIsChallenged) {

@@ -573,6 +573,322 @@ TEST_F(ScriptedPeer, AProbeOfNewDataIsOneSegmentAndNoReduction) {
   EXPECT_EQ(ep().retransmissions(), 0);
 }
 
+// RFC 8985 §6.2 step 4: before any reordering, with fewer than DupThresh segments
+// SACKed and no recovery under way, the reordering window is min_RTT / 4. A hole
+// sent with the SACKed segment (the same send time, a lower sequence: the tie
+// break of step 2) is lost RACK.rtt + reo_wnd after it was sent: 2.5 ms after the
+// SACK here, when the reordering timer fires (§6.3).
+TEST_F(ScriptedPeer, RackDeemsAHoleLostAQuarterMinRttAfterTheSack) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(10'000);
+  ASSERT_EQ(TakeData().size(), 10u);
+  RunTo(Ms(20));
+  Ack(1001);  // RACK.rtt = min_RTT = 10 ms
+  Ack(1001, {{2001, 3001}});
+  EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
+  EXPECT_EQ(ep().NextDeadline(), absl::UnixEpoch() + Ms(22.5));
+  RunTo(Ms(22.4));
+  EXPECT_THAT(TakeData(), IsEmpty());
+  RunTo(Ms(22.5));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(22.5), 1001, 1000)));
+  EXPECT_EQ(ep().loss_stats().rack_marked, 1);
+  EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kRecovery);
+  // Recovery, entered from the timer, disarmed the loss probe the last ACK armed
+  // (RFC 8985 §7.2: no probe during recovery): the RTO is the next timer.
+  EXPECT_EQ(ep().NextDeadline(), absl::UnixEpoch() + Ms(20) + ep().tcb().rto);
+}
+
+// The SACK of a lower segment sent at the same time does not move RACK's most
+// recently delivered segment back: the hole between them stays "before" it.
+TEST_F(ScriptedPeer, RackKeepsTheHighestSegmentOfOneSendTime) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(10'000);
+  ASSERT_EQ(TakeData().size(), 10u);
+  RunTo(Ms(20));
+  Ack(1001);
+  Ack(1001, {{4001, 5001}});
+  Ack(1001, {{2001, 3001}, {4001, 5001}});
+  // 2001:3001 arrived below 4001:5001 without a retransmission: reordering (step 3),
+  // so the window stays min_RTT / 4 though the ACKs were not in order.
+  RunTo(Ms(22.4));
+  EXPECT_THAT(TakeData(), IsEmpty());
+  RunTo(Ms(22.5));
+  // Both holes are lost; PRR's slow-start bound lets one segment out at once.
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(22.5), 1001, 1000)));
+  EXPECT_EQ(ep().loss_stats().rack_marked, 2);
+}
+
+// §6.2 step 4: the window is also at most SRTT. A first data round trip of 100 ms
+// gives min_RTT = 100 ms but SRTT = 7/8 * 10 + 1/8 * 100 = 21.25 ms, below
+// min_RTT / 4 = 25 ms: the hole is lost 21.25 ms after the SACK.
+TEST_F(ScriptedPeer, RackReorderWindowIsAtMostSrtt) {
+  TcpConfig c = EndpointConfig();
+  c.tlp = false;
+  Open(c, {.sack = true});
+  Send(10'000);
+  ASSERT_EQ(TakeData().size(), 10u);
+  RunTo(Ms(110));
+  Ack(1001);
+  ASSERT_EQ(ep().tcb().srtt, Ms(21.25));
+  Ack(1001, {{2001, 3001}});
+  RunTo(Ms(131.249));
+  EXPECT_THAT(TakeData(), IsEmpty());
+  RunTo(Ms(131.25));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(131.25), 1001, 1000)));
+}
+
+// §6.2 step 4: in recovery, or with DupThresh segments SACKed, the window is 0 —
+// unless reordering was seen (a segment SACKed below the highest one SACKed, never
+// retransmitted): then it stays min_RTT / 4 in recovery too.
+TEST_F(ScriptedPeer, RackWindowInRecoveryIsZeroWithoutReordering) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(10'000);
+  ASSERT_EQ(TakeData().size(), 10u);
+  RunTo(Ms(20));
+  Ack(1001);
+  // 1001:2001 and 6001:7001 are lost; the SACKs come in order.
+  Ack(1001, {{2001, 6001}});  // four segments above the first hole: recovery
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(20), 1001, 1000)));
+  Ack(1001, {{7001, 8001}, {2001, 6001}});
+  // In recovery without reordering the window is 0: the second hole goes at once.
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(20), 6001, 1000)));
+  EXPECT_EQ(ep().loss_stats().rack_marked, 1);  // the first hole was DupThresh's
+  // Recovery disarmed the loss probe (RFC 8985 §7.2: no probe during recovery):
+  // the next timer is the RTO, restarted by the last ACK that advanced SND.UNA.
+  EXPECT_EQ(ep().NextDeadline(), absl::UnixEpoch() + Ms(20) + ep().tcb().rto);
+}
+
+TEST_F(ScriptedPeer, RackWindowInRecoveryStaysAfterReordering) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(10'000);
+  ASSERT_EQ(TakeData().size(), 10u);
+  RunTo(Ms(20));
+  Ack(1001);
+  Ack(1001, {{3001, 4001}});
+  Ack(1001, {{2001, 4001}});  // below the highest SACKed, never retransmitted: reordering
+  Ack(1001, {{2001, 6001}});
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(20), 1001, 1000)));
+  ASSERT_EQ(ep().recovery(), TcpEndpoint::Recovery::kRecovery);
+  Ack(1001, {{7001, 8001}, {2001, 6001}});
+  EXPECT_THAT(TakeData(), IsEmpty());
+  RunTo(Ms(22.4));
+  EXPECT_THAT(TakeData(), IsEmpty());
+  RunTo(Ms(22.5));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(22.5), 6001, 1000)));
+}
+
+// §6.2 step 4: a D-SACK shows a spurious retransmission, which is reordering too.
+TEST_F(ScriptedPeer, RackWindowInRecoveryStaysAfterADsack) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(10'000);
+  ASSERT_EQ(TakeData().size(), 10u);
+  RunTo(Ms(20));
+  Ack(1001);
+  Ack(1001, {{1, 1001}});  // a D-SACK of the first segment
+  EXPECT_EQ(ep().loss_stats().dsacks, 1);
+  Ack(1001, {{2001, 6001}});
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(20), 1001, 1000)));
+  Ack(1001, {{7001, 8001}, {2001, 6001}});
+  EXPECT_THAT(TakeData(), IsEmpty());
+  RunTo(Ms(22.5));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(22.5), 6001, 1000)));
+}
+
+// §7.4: once a probe's sequence is acknowledged, no probe is in flight: the next
+// tail loss is probed again after 2 * SRTT.
+TEST_F(ScriptedPeer, ATailLossAfterAnAcknowledgedProbeIsProbedAgain) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(4000);
+  ASSERT_EQ(TakeData().size(), 4u);
+  RunTo(Ms(20));
+  Ack(2001);  // two segments left in flight: PTO = 2 * SRTT
+  RunTo(Ms(40));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(40), 3001, 1000)));
+  RunTo(Ms(50));
+  Ack(4001);
+  Send(4000);
+  ASSERT_EQ(TakeData().size(), 4u);
+  RunTo(Ms(60));
+  Ack(6001);
+  ASSERT_EQ(ep().tcb().srtt, Ms(10));
+  RunTo(Ms(79.9));
+  EXPECT_THAT(TakeData(), IsEmpty());
+  RunTo(Ms(80));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(80), 7001, 1000)));
+  EXPECT_EQ(ep().loss_stats().tlp_probes, 2);
+  EXPECT_EQ(ep().loss_stats().timeouts, 0);
+}
+
+// RFC 5681 §3.1 eq. (4) and RFC 9438 §4.8: ssthresh is taken from the flight on the
+// first timeout only; a second timeout in a row leaves it where the first put it.
+TEST_F(ScriptedPeer, ASecondTimeoutInARowKeepsTheFirstsSsthresh) {
+  TcpConfig c = EndpointConfig(TcpProfile::kRfc);
+  c.congestion = CongestionAlgorithm::kNewReno;
+  Open(c, {.sack = false});
+  Send(10'000);
+  ASSERT_EQ(TakeData().size(), 10u);
+  RunTo(Ms(1010));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(1010), 1, 1000)));
+  EXPECT_EQ(ep().tcb().ssthresh, 5000u);  // FlightSize / 2
+  EXPECT_EQ(ep().tcb().cwnd, 1000u);
+  RunTo(Ms(3010));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(3010), 1, 1000)));
+  EXPECT_EQ(ep().loss_stats().timeouts, 2);
+  EXPECT_EQ(ep().tcb().ssthresh, 5000u);  // not FlightSize / 2 again, nor 2 * SMSS
+  EXPECT_EQ(ep().tcb().cwnd, 1000u);
+}
+
+// RFC 9293 §3.8.6.1: once the peer opens its window, probing stops; the persist
+// timer does not fire later with a probe below SND.UNA.
+TEST_F(ScriptedPeer, AnOpenedWindowStopsTheZeroWindowProbes) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(2000);
+  ASSERT_EQ(TakeData().size(), 2u);
+  RunTo(Ms(20));
+  Ack(2001, {}, 0);
+  Send(1000);
+  EXPECT_THAT(TakeData(), IsEmpty());
+  const Instant probe = ep().NextDeadline();
+  ASSERT_LT(probe, absl::UnixEpoch() + absl::Seconds(1));
+  RunTo(Ms(21));
+  Ack(2001, {}, 65535);  // a window update, before the first probe
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(21), 2001, 1000)));
+  RunTo(Ms(31));
+  Ack(3001);
+  out_.clear();
+  RunTo(probe - absl::UnixEpoch() + Ms(1000));
+  EXPECT_THAT(out_, IsEmpty());
+}
+
+// RFC 9293 §3.10.7.4 and §3.10.5: a reset, or a connection that times out, flushes
+// what was queued to send; a normal close does not need to.
+TEST_F(ScriptedPeer, AResetFlushesTheSendQueue) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(5000);
+  ASSERT_GT(ep().send_queue(), 0u);
+  RunTo(Ms(20));
+  TcpRepr rst = Header(1, 65535);
+  rst.flags = TcpFlags(kRst);
+  ep().OnSegment(now_, rst);
+  EXPECT_EQ(ep().state(), TcpState::kClosed);
+  EXPECT_EQ(ep().close_reason(), CloseReason::kReset);
+  EXPECT_EQ(ep().send_queue(), 0u);
+}
+
+// RFC 9293 §3.10.5: ABORT in a synchronized state sends <SEQ=SND.NXT><CTL=RST>
+// from the connection's own port to the peer's.
+TEST_F(ScriptedPeer, AnAbortSendsARstAtSndNxtBetweenTheConnectionsPorts) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(2000);
+  ep().Abort(now_);
+  std::vector<TcpRepr> sent;
+  ep().Poll(now_, [&](const TcpRepr& r) { sent.push_back(r); });
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].flags.bits(), kRst);
+  EXPECT_EQ(sent[0].seq, SeqNum(kIss + 2001));
+  EXPECT_EQ(sent[0].src_port, kPort);
+  EXPECT_EQ(sent[0].dst_port, kPeerPort);
+  EXPECT_EQ(ep().state(), TcpState::kClosed);
+}
+
+TEST_F(ScriptedPeer, AnAbortFlushesTheSendQueue) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(5000);
+  ep().Abort(now_);
+  EXPECT_EQ(ep().close_reason(), CloseReason::kAborted);
+  EXPECT_EQ(ep().send_queue(), 0u);
+}
+
+TEST_F(ScriptedPeer, ATimeoutFlushesTheSendQueue) {
+  TcpConfig c = EndpointConfig();
+  c.max_retries = 1;
+  Open(c, {.sack = true});
+  Send(5000);
+  RunTo(absl::Seconds(10));
+  EXPECT_EQ(ep().state(), TcpState::kClosed);
+  EXPECT_EQ(ep().close_reason(), CloseReason::kTimeout);
+  EXPECT_EQ(ep().send_queue(), 0u);
+}
+
+// RFC 9293 §3.10.7.4: a RST in SYN-RECEIVED returns a passive open to LISTEN, and
+// the next connection it takes gets its own SYN-ACK retransmissions: the retries
+// of the one before do not count against it.
+TEST_F(ScriptedPeer, AListenerReturnedByARstRetriesItsNextSynAckInFull) {
+  TcpConfig c = EndpointConfig();
+  c.syn_retries = 2;
+  ep_ = std::make_unique<TcpEndpoint>(std::move(c));
+  ASSERT_TRUE(ep().Listen(now_).ok());
+  auto syn_from_peer = [&](uint32_t isn) {
+    TcpRepr syn = Header(0, 65535);
+    syn.flags = TcpFlags(kSyn);
+    syn.seq = SeqNum(isn);
+    syn.options.mss = 1000;
+    ep().OnSegment(now_, syn);
+    Pump();
+  };
+  auto synacks = [&] {
+    int n = 0;
+    for (const Out& o : out_) n += o.flags == "S.";
+    out_.clear();
+    return n;
+  };
+  syn_from_peer(kPeerIss);
+  RunTo(absl::Seconds(4));  // the SYN-ACK and two retransmissions, none answered
+  ASSERT_EQ(synacks(), 3);
+  ASSERT_EQ(ep().state(), TcpState::kSynReceived);
+  TcpRepr rst = Header(0, 0);
+  rst.flags = TcpFlags(kRst);
+  rst.seq = SeqNum(kPeerIss + 1);
+  ep().OnSegment(now_, rst);
+  ASSERT_EQ(ep().state(), TcpState::kListen);
+  syn_from_peer(kPeerIss + 100000);
+  ASSERT_EQ(ep().state(), TcpState::kSynReceived);
+  RunTo(absl::Seconds(600));
+  EXPECT_EQ(synacks(), 3);  // the SYN-ACK and syn_retries retransmissions
+  EXPECT_EQ(ep().state(), TcpState::kClosed);
+  EXPECT_EQ(ep().close_reason(), CloseReason::kTimeout);
+}
+
+// RFC 9293 §3.8.6.1 lets probing go on while the peer answers; a peer that never
+// answers is given up after max_retries probes, as Linux's tcp_probe_timer does,
+// each after twice the wait of the one before.
+TEST_F(ScriptedPeer, UnansweredZeroWindowProbesEndInATimeout) {
+  TcpConfig c = EndpointConfig();
+  c.max_retries = 3;
+  Open(c, {.sack = true});
+  Send(2000);
+  RunTo(Ms(20));
+  Ack(2001, {}, 0);
+  Send(1000);
+  out_.clear();
+  const Duration rto = ep().tcb().rto;
+  RunTo(absl::Seconds(100));
+  EXPECT_THAT(out_, ElementsAre(O(Ms(20) + rto, 2000, 0), O(Ms(20) + 3 * rto, 2000, 0),
+                                O(Ms(20) + 7 * rto, 2000, 0)));
+  EXPECT_EQ(ep().state(), TcpState::kClosed);
+  EXPECT_EQ(ep().close_reason(), CloseReason::kTimeout);
+  EXPECT_EQ(ep().error(), "connection timed out: 3 zero-window probes unanswered");
+}
+
+// RFC 6298 §3 without timestamps: one segment is timed at a time, and only an ACK
+// that covers it ends the measurement; an ACK of an earlier segment takes no sample.
+TEST_F(ScriptedPeer, OnlyAnAckOfTheTimedSegmentTakesAnRttSample) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(1000);  // 1:1001, timed from 10 ms
+  RunTo(Ms(12));
+  Send(1000);  // 1001:2001, not timed: a measurement is under way
+  RunTo(Ms(20));
+  Ack(1001);  // a 10 ms sample
+  ASSERT_EQ(ep().tcb().srtt, Ms(10));
+  Send(1000);  // 2001:3001, timed from 20 ms
+  RunTo(Ms(22));
+  Ack(2001);  // below the timed segment: no sample
+  EXPECT_EQ(ep().tcb().srtt, Ms(10));
+  RunTo(Ms(36));
+  Ack(3001);  // a 16 ms sample: SRTT = 7/8 * 10 + 1/8 * 16
+  EXPECT_EQ(ep().tcb().srtt, Ms(10.75));
+}
+
 TEST_F(ScriptedPeer, RfcProfileWaitsForTheOneSecondRto) {
   Open(EndpointConfig(TcpProfile::kRfc), {.sack = true});
   Send(10'000);
@@ -823,6 +1139,45 @@ class TimeWait : public ScriptedPeer {
     return syn;
   }
 };
+
+// RFC 9293 §3.10.7.4, TIME-WAIT: "The only thing that can arrive in this state is
+// a retransmission of the remote FIN. Acknowledge it, and restart the 2 MSL
+// timeout." The retransmission lies below RCV.NXT (unacceptable, answered by the
+// first check); a FIN at RCV.NXT itself gets the same answer in the eighth step,
+// and RCV.NXT does not move.
+TEST_F(TimeWait, ARetransmittedFinIsAcknowledgedAndRestartsTwoMsl) {
+  EnterTimeWait(EndpointConfig());
+  ASSERT_EQ(ep().NextDeadline(), absl::UnixEpoch() + Ms(20) + absl::Seconds(60));
+  RunTo(absl::Seconds(30));
+  TcpRepr fin = Header(2, 65535);
+  fin.flags = TcpFlags(kFin | kAck);
+  fin.options.timestamps = Timestamps{200, 0};
+  ep().OnSegment(now_, fin);
+  Pump();
+  EXPECT_THAT(out_, ElementsAre(O(absl::Seconds(30), 2, 0)));
+  EXPECT_EQ(ep().NextDeadline(), absl::UnixEpoch() + absl::Seconds(90));
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 2));
+  EXPECT_EQ(ep().state(), TcpState::kTimeWait);
+}
+
+TEST_F(TimeWait, AFinAtRcvNxtIsAcknowledgedAndRestartsTwoMsl) {
+  EnterTimeWait(EndpointConfig());
+  RunTo(absl::Seconds(30));
+  TcpRepr fin = Header(2, 65535);
+  fin.seq = SeqNum(kPeerIss + 2);
+  fin.flags = TcpFlags(kFin | kAck);
+  fin.options.timestamps = Timestamps{200, 0};
+  ep().OnSegment(now_, fin);
+  Pump();
+  EXPECT_THAT(out_, ElementsAre(O(absl::Seconds(30), 2, 0)));
+  EXPECT_EQ(ep().NextDeadline(), absl::UnixEpoch() + absl::Seconds(90));
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 2));
+  RunTo(absl::Seconds(89));
+  EXPECT_EQ(ep().state(), TcpState::kTimeWait);
+  RunTo(absl::Seconds(90));
+  EXPECT_EQ(ep().state(), TcpState::kClosed);
+  EXPECT_EQ(ep().close_reason(), CloseReason::kNormal);
+}
 
 TEST_F(TimeWait, SynWithNewerTimestampEndsTimeWaitSilently) {
   EnterTimeWait(EndpointConfig());
