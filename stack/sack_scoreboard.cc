@@ -6,10 +6,20 @@
 
 namespace wrench::stack {
 
-SackScoreboard::SackScoreboard(size_t capacity) : ring_(std::max<size_t>(capacity, 1)) {}
+SackScoreboard::SackScoreboard(size_t capacity)
+    : ring_(std::min<size_t>(std::max<size_t>(capacity, 1), kInitialRecords)),
+      capacity_(std::max<size_t>(capacity, 1)) {}
+
+void SackScoreboard::Grow() {
+  std::vector<SentSegment> bigger(std::min(capacity_, 2 * ring_.size()));
+  for (size_t i = 0; i < count_; ++i) bigger[i] = (*this)[i];
+  ring_.swap(bigger);
+  head_ = 0;
+}
 
 bool SackScoreboard::OnSend(SeqNum start, SeqNum end, Instant now) {
   if (full() || end <= start) return false;
+  if (count_ == ring_.size()) Grow();
   SentSegment& s = ring_[(head_ + count_) % ring_.size()];
   s = SentSegment{};
   s.start = start;

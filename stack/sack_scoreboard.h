@@ -1,8 +1,10 @@
 // The sender's record of every segment in flight (RFC 6675 §2 "scoreboard"): its
 // sequence range, when it was last sent, and whether the peer SACKed it, the
 // sender deems it lost (RFC 6675 IsLost, RFC 8985 RACK) or retransmitted it.
-// The records live in a ring allocated once per connection: nothing is allocated
-// per segment, and a full ring holds back new data until ACKs free records.
+// The records live in a ring that starts small and doubles, up to the capacity the
+// connection was given, as its flight grows: an idle connection holds a few records,
+// not hundreds (memory per connection), and once grown nothing is allocated per
+// segment. A ring at its capacity holds back new data until ACKs free records.
 #pragma once
 
 #include <cstdint>
@@ -31,8 +33,8 @@ class SackScoreboard {
   explicit SackScoreboard(size_t capacity);
 
   size_t size() const { return count_; }
-  size_t capacity() const { return ring_.size(); }
-  bool full() const { return count_ == ring_.size(); }
+  size_t capacity() const { return capacity_; }
+  bool full() const { return count_ == capacity_; }
   bool empty() const { return count_ == 0; }
   SentSegment& operator[](size_t i) { return ring_[(head_ + i) % ring_.size()]; }
   const SentSegment& operator[](size_t i) const { return ring_[(head_ + i) % ring_.size()]; }
@@ -86,8 +88,14 @@ class SackScoreboard {
   SeqNum high_sacked() const { return high_sacked_; }
 
  private:
+  // The records a ring starts with.
+  static constexpr size_t kInitialRecords = 16;
+
   void SetSacked(SentSegment& s);
+  // Doubles the ring (at most to capacity_), the records in order from index 0.
+  void Grow();
   std::vector<SentSegment> ring_;
+  size_t capacity_;
   size_t head_ = 0, count_ = 0;
   uint32_t total_bytes_ = 0;     // sum of len() over the records
   uint32_t sacked_bytes_ = 0;    // records SACKed

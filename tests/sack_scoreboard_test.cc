@@ -115,6 +115,32 @@ TEST(SackScoreboard, TimeoutMarksEverythingNotSackedLost) {
   EXPECT_EQ(sb.sacked_bytes(), 0u);
 }
 
+// The ring starts small and grows with the flight, wrapped or not, keeping every
+// record in order with its state, until the capacity holds back new data.
+TEST(SackScoreboard, GrowsWithTheFlightUpToItsCapacityKeepingTheRecordsInOrder) {
+  SackScoreboard sb(100);
+  EXPECT_EQ(sb.capacity(), 100u);
+  uint32_t next = 0;
+  auto send = [&](int n) {
+    for (int i = 0; i < n; ++i, next += 10) ASSERT_TRUE(sb.OnSend(At(next), At(next + 10), kT0));
+  };
+  send(12);
+  sb.OnCumulativeAck(At(50), [](const SentSegment&) {});  // the ring's head moves on
+  send(20);  // wraps, then grows past its first records
+  Sack(sb, {{200, 230}});
+  send(70);
+  EXPECT_EQ(sb.size(), 97u);
+  send(3);
+  EXPECT_TRUE(sb.full());
+  EXPECT_FALSE(sb.OnSend(At(next), At(next + 10), kT0));
+  for (size_t i = 0; i < sb.size(); ++i) {
+    EXPECT_EQ(sb[i].start, At(50 + 10 * static_cast<uint32_t>(i)));
+    EXPECT_EQ(sb[i].sacked, sb[i].start >= At(200) && sb[i].end <= At(230));
+  }
+  EXPECT_EQ(sb.sacked_bytes(), 30u);
+  EXPECT_EQ(sb.Pipe(), 970u);
+}
+
 TEST(SackScoreboard, ACapacityOfZeroHoldsOneRecord) {
   SackScoreboard sb(0);
   EXPECT_EQ(sb.capacity(), 1u);
