@@ -39,10 +39,7 @@ pids=()  # the server, the slirp namespace's holder and slirp4netns
 workdir=$(mktemp -d)
 
 cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  sleep 0.2
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  bench_stop_pids "${pids[@]}"
   ip netns del "$ns" 2>/dev/null || true
   rm -rf "$workdir"
 }

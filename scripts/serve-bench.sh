@@ -63,27 +63,14 @@ cleanup() {
     kill -TERM "$wrench_pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$wrench_pid" 2>/dev/null || break; sleep 0.1; done
   fi
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  sleep 0.2
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  bench_stop_pids "${pids[@]}"
   for ns in $ns_px $ns_cli; do ip netns del "$ns" 2>/dev/null || true; done
   rm -rf "$workdir"
 }
 trap cleanup EXIT
 trap "exit 130" INT TERM  # exit, and so clean up through the EXIT trap
 
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-
-# Waits (at most 10 s) until something listens on $2:$3, seen from namespace $1.
-wait_listen() {
-  for _ in $(seq 100); do
-    in_ns "$1" python3 -c "import socket; socket.create_connection(('$2',$3),0.2).close()" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "serve-bench: nothing listens on $2:$3 in $1" >&2
-  return 1
-}
+wait_listen() { bench_wait_listen serve-bench "$@"; }
 
 # Waits (at most 10 s) for an HTTP API on 127.0.0.1:$1 in the proxies' namespace.
 wait_api() {
