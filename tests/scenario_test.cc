@@ -226,7 +226,8 @@ TEST_F(ScenarioTest, HalfClose) {
 
 TEST_F(ScenarioTest, ZeroWindowStall) {
   Serve(Respond(10, After::kClose));
-  Json r = Run("zero-window-stall", "request", 10, /*upload=*/2'000'000);
+  Json r = Run("zero-window-stall", "request", 10, /*upload=*/2'000'000,
+             /*read_timeout_s=*/60);  // as its Check line: the probes back off past 10 s
   EXPECT_EQ(r.value("bytes", 0), 10);
   EXPECT_GE(r.value("upload_s", 0.0), 0.4) << "the upload should stall while the window is 0";
   int zero = 0;

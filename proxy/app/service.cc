@@ -580,7 +580,7 @@ void Service::ReadTun() {
         // endpoint takes the super-segment whole and answers it as a kernel answers
         // what GRO merged. The capture has its wire segments.
         deliver(datagram, /*whole=*/true);
-      } else if (!stack::SplitSuperSegment(datagram, hdr, [&](absl::Span<const uint8_t> d) { deliver(d); }).ok()) {
+      } else if (!SplitAndDeliver(datagram, hdr, deliver)) {
         // A super-segment of what is not TCP, or with a partial checksum: as it came
         // (the proxy counts what it cannot parse).
         deliver(datagram);
@@ -590,15 +590,33 @@ void Service::ReadTun() {
   });
 }
 
+bool Service::SplitAndDeliver(absl::Span<const uint8_t> datagram, const stack::VnetHdr& hdr,
+                              absl::FunctionRef<void(absl::Span<const uint8_t>)> deliver) {
+  // A rule sees each wire segment. Unless one may act on the segments the endpoint
+  // answers with (whose number is what it tests), the endpoint answers the run once,
+  // as a kernel answers what GRO merged.
+  const bool burst = !RuleSeesTunAcks();
+  if (burst) serve_ ? serve_->BeginBurst() : proxy_->BeginBurst();
+  const bool ok = stack::SplitSuperSegment(datagram, hdr, deliver).ok();
+  if (burst) serve_ ? serve_->EndBurst() : proxy_->EndBurst();
+  return ok;
+}
+
+bool Service::RuleSeesTunAcks() const {
+  if (serve_) return engine_.MatchesAckOn(Hook::kToServer);
+  return engine_.MatchesAckOn(Hook::kToClient) ||
+         (opts_.upstream_via == UpstreamVia::kTun && engine_.MatchesAckOn(Hook::kToServer));
+}
+
 bool Service::RuleSeesTunData() const {
   // The TUN carries the legs whose endpoint is wrench's: the client's, the server's
   // too with --upstream-via tun, and the served command's under `exec --serve`. On
   // each, a rule on the data coming in, or on the ACKs and data the endpoint answers
   // with (their number follows the input's segmentation), needs wire segments.
-  auto leg = [&](Hook in, Hook out) { return engine_.MatchesDataOn(in) || engine_.MatchesAckOn(out); };
-  if (serve_) return leg(Hook::kFromServer, Hook::kToServer);
-  return leg(Hook::kFromClient, Hook::kToClient) ||
-         (opts_.upstream_via == UpstreamVia::kTun && leg(Hook::kFromServer, Hook::kToServer));
+  if (RuleSeesTunAcks()) return true;
+  if (serve_) return engine_.MatchesDataOn(Hook::kFromServer);
+  return engine_.MatchesDataOn(Hook::kFromClient) ||
+         (opts_.upstream_via == UpstreamVia::kTun && engine_.MatchesDataOn(Hook::kFromServer));
 }
 
 bool Service::SplitIntoCapture(absl::Span<const uint8_t> datagram, const stack::VnetHdr& hdr) {

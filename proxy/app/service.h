@@ -12,6 +12,7 @@
 
 #include <boost/asio.hpp>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "proxy/api/api_host.h"
 #include "proxy/app/summary.h"
@@ -143,6 +144,12 @@ class Service final : public ApiHost {
   // Whether a rule could match a data segment read from the TUN: then super-segments
   // are split into their wire segments before the engine sees them.
   bool RuleSeesTunData() const;
+  // Whether a rule may act on the ACKs and data wrench's endpoint sends on a TUN leg.
+  bool RuleSeesTunAcks() const;
+  // Cuts a super-segment into its wire segments for `deliver`, as a burst unless
+  // RuleSeesTunAcks; false when it is not one SplitSuperSegment can cut.
+  bool SplitAndDeliver(absl::Span<const uint8_t> datagram, const stack::VnetHdr& hdr,
+                       absl::FunctionRef<void(absl::Span<const uint8_t>)> deliver);
   // What the TUN negotiated with the kernel (none without a TUN).
   TunOffloads tun_offloads() const { return tun_ ? tun_->offloads() : TunOffloads{}; }
   // nftables DNAT into the TUN (proxy/os/dnat.h), set up on first use and torn down at

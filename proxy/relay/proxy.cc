@@ -186,7 +186,7 @@ void Proxy::DeliverToLeg(Connection& c, Leg& leg, const Segment& seg) {
     return;
   }
   leg.ep->OnSegment(now, seg.tcp);
-  Service(c);
+  if (!tun_.DeferService(c.id)) Service(c);
 }
 
 // ---------------------------------------------------------------------------
@@ -539,6 +539,11 @@ void Proxy::OnDeadline(uint64_t id, Instant now) {
   if (c.client.ep && c.client.ep->NextDeadline() <= now) c.client.ep->OnTick(now);
   if (c.server.ep && c.server.ep->NextDeadline() <= now) c.server.ep->OnTick(now);
   Service(c);
+}
+
+void Proxy::OnBurstEnd(uint64_t id) {
+  auto it = conns_.find(id);
+  if (it != conns_.end()) Service(*it->second);
 }
 
 void Proxy::Shutdown() {

@@ -115,6 +115,10 @@ class Proxy : private TunSide::Owner {
   // device and vouches for the bytes, so it is not verified; its wire segments are in
   // the capture already (the caller wrote them).
   void OnDatagram(absl::Span<const uint8_t> datagram, bool whole_super_segment = false);
+  // The wire segments of one super-segment: OnDatagram for each between these two,
+  // answered once at the end (TunSide::BeginBurst).
+  void BeginBurst() { tun_.BeginBurst(); }
+  void EndBurst() { tun_.EndBurst(); }
   // Aborts every connection (RST on both legs) — for a clean exit.
   void Shutdown();
 
@@ -178,6 +182,7 @@ class Proxy : private TunSide::Owner {
   void Reschedule(Connection& c);
   void OnReleased(const SegmentMeta& meta, absl::Span<const uint8_t> datagram) override;
   void OnDeadline(uint64_t conn, stack::Instant now) override;
+  void OnBurstEnd(uint64_t conn) override;
   void Reap() override;
   void LogSegment(const Connection* c, Hook hook, const stack::Segment& seg,
                   std::optional<stack::TcpState> before, std::optional<stack::TcpState> after,

@@ -234,7 +234,7 @@ void ServeProxy::OnDatagram(absl::Span<const uint8_t> datagram, bool whole_super
 
 void ServeProxy::Deliver(Connection& c, const Segment& seg) {
   c.ep->OnSegment(MonotonicNow(), seg.tcp);
-  Service(c);
+  if (!tun_.DeferService(c.id)) Service(c);
 }
 
 void ServeProxy::OnReleased(const SegmentMeta& meta, absl::Span<const uint8_t> bytes) {
@@ -251,6 +251,11 @@ void ServeProxy::OnDeadline(uint64_t id, Instant now) {
   if (it == conns_.end()) return;
   it->second->ep->OnTick(now);
   Service(*it->second);
+}
+
+void ServeProxy::OnBurstEnd(uint64_t id) {
+  auto it = conns_.find(id);
+  if (it != conns_.end()) Service(*it->second);
 }
 
 void ServeProxy::Shutdown() {

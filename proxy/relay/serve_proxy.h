@@ -59,6 +59,9 @@ class ServeProxy : private KernelSocketLeg::Owner, private TunSide::Owner {
   // One datagram read from the TUN (all of them, in serve mode).
   // `whole_super_segment` as for Proxy::OnDatagram.
   void OnDatagram(absl::Span<const uint8_t> datagram, bool whole_super_segment = false);
+  // As Proxy's: the wire segments of one super-segment, answered once at the end.
+  void BeginBurst() { tun_.BeginBurst(); }
+  void EndBurst() { tun_.EndBurst(); }
   // Stops accepting and resets every connection (RST on both legs).
   void Shutdown();
   const ServeStats& stats() const { return stats_; }
@@ -81,6 +84,7 @@ class ServeProxy : private KernelSocketLeg::Owner, private TunSide::Owner {
   void Deliver(Connection& c, const stack::Segment& seg);
   void OnReleased(const SegmentMeta& meta, absl::Span<const uint8_t> datagram) override;
   void OnDeadline(uint64_t conn, stack::Instant now) override;
+  void OnBurstEnd(uint64_t conn) override;
   void Reap() override;
   void Log(const Connection* c, Hook hook, const stack::Segment& seg,
            std::optional<stack::TcpState> before, std::optional<stack::TcpState> after,

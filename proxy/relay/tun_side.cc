@@ -168,7 +168,25 @@ void TunSide::OnTimer() {
   EndOfEntry();
 }
 
+bool TunSide::DeferService(uint64_t conn) {
+  if (!burst_) return false;
+  if (std::find(burst_conns_.begin(), burst_conns_.end(), conn) == burst_conns_.end()) {
+    burst_conns_.push_back(conn);
+  }
+  return true;
+}
+
+void TunSide::EndBurst() {
+  burst_ = false;
+  // OnBurstEnd may start another entry point's work; the list is taken first.
+  std::vector<uint64_t> conns;
+  conns.swap(burst_conns_);
+  for (uint64_t conn : conns) owner_.OnBurstEnd(conn);
+  EndOfEntry();
+}
+
 void TunSide::EndOfEntry() {
+  if (burst_) return;  // EndBurst ends the entry
   PollEngine();
   ArmTimer();
   owner_.Reap();

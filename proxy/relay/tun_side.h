@@ -45,6 +45,9 @@ class TunSide {
     virtual void OnReleased(const SegmentMeta& meta, absl::Span<const uint8_t> datagram) = 0;
     // The deadline Schedule set for `conn` came.
     virtual void OnDeadline(uint64_t conn, stack::Instant now) = 0;
+    // The burst that delivered segments to `conn` ended (EndBurst): what its endpoints
+    // owe goes out, and the relay moves what they took.
+    virtual void OnBurstEnd(uint64_t conn) = 0;
     // An entry point's last step: frees the connections it removed from the table,
     // which callers up its stack could still read until then.
     virtual void Reap() = 0;
@@ -104,6 +107,17 @@ class TunSide {
   // Releases what the engine holds that is due, arms the timer for the earliest
   // deadline, and lets the owner reap.
   void EndOfEntry();
+  // A burst: the wire segments cut from one super-segment, delivered one by one (the
+  // rules see each) and answered once at its end, as a kernel answers what GRO merged:
+  // one ACK for a run of in-order segments rather than one for every second. Between
+  // BeginBurst and EndBurst, EndOfEntry waits for the end, and the owner asks
+  // DeferService before answering a connection's delivery.
+  void BeginBurst() { burst_ = true; }
+  // In a burst: remembers `conn` for OnBurstEnd and returns true; otherwise false.
+  bool DeferService(uint64_t conn);
+  // Ends the burst: OnBurstEnd for each connection that took segments, in the order
+  // they first did, then EndOfEntry.
+  void EndBurst();
   // No more timer, and what the owner removed is freed: it is shutting down.
   void Stop();
 
@@ -138,6 +152,8 @@ class TunSide {
   uint64_t next_gen_ = 0;
   LoopTimer timer_;
   bool stopped_ = false;
+  bool burst_ = false;
+  std::vector<uint64_t> burst_conns_;  // the connections a burst delivered to
 };
 
 }  // namespace wrench::proxy
