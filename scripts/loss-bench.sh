@@ -5,8 +5,9 @@
 # through `wrench proxy`, with the equivalent drop rule on the client leg. Prints
 # the median time of each and the ratio wrench/Linux. Needs root, ip, nft, ethtool
 # and python3 (scripts/install-deps.sh). Creates and deletes its own namespaces.
-# The kernel's senders use its default congestion control, or the one -c names
-# (wrench's endpoint runs CUBIC, Linux's mainline default; some kernels default to BBR).
+# The kernel's senders use its default congestion control, or the one -c names, and
+# wrench's endpoint the same (--tcp-congestion: bbr, cubic, or newreno for reno;
+# cubic for any other).
 #
 #   scripts/loss-bench.sh [-b WRENCH_BINARY] [-c CONGESTION_CONTROL] [-n REPS] [-s BYTES] [-l "0 1 3 10"] [-t TIMEOUT_S]
 set -euo pipefail
@@ -27,7 +28,7 @@ while getopts "b:c:n:s:l:t:h" opt; do
     s) size=$OPTARG ;;
     l) losses=$OPTARG ;;
     t) timeout=$OPTARG ;;
-    *) sed -n '2,11p' "$0"; exit 2 ;;
+    *) sed -n '2,12p' "$0"; exit 2 ;;
   esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "loss-bench: needs root (network namespaces)" >&2; exit 1; }
@@ -113,7 +114,7 @@ start_wrench() {  # $1 = percent, $2 = get|put
     else rule=(--rule "drop p=$p on=from-client len>0"); fi
   fi
   ip netns exec $ns_px "$wrench" proxy --tun wlb0 --map 10.89.0.2:80=127.0.0.1:9000 --seed "$RANDOM" \
-    "${rule[@]}" 2>"$workdir/wrench.err" &
+    --tcp-congestion "$wrench_cc" "${rule[@]}" 2>"$workdir/wrench.err" &
   wrench_pid=$!
   for _ in $(seq 100); do
     grep -q "wrench: ready" "$workdir/wrench.err" 2>/dev/null && return 0
@@ -155,9 +156,16 @@ median_of() {  # $1 = namespace, $2 = get|put, $3 = host, $4 = port
 mbps() { bench_mbps "$size" "$1"; }
 ratio() { bench_ratio "$1" "$2"; }
 
-[ -n "$cc" ] || cc="$(in_ns $ns_srv sysctl -n net.ipv4.tcp_congestion_control) (the kernel's default)"
+linux_cc=${cc:-$(in_ns $ns_srv sysctl -n net.ipv4.tcp_congestion_control)}
+# wrench's endpoint runs the same algorithm as Linux's senders where it has it.
+case $linux_cc in
+  bbr | cubic) wrench_cc=$linux_cc ;;
+  reno) wrench_cc=newreno ;;
+  *) wrench_cc=cubic ;;
+esac
+[ -n "$cc" ] || cc="$linux_cc (the kernel's default)"
 echo "loss-bench: $size bytes, $reps repetitions each, median seconds (timeout $timeout s)"
-echo "loss-bench: Linux's senders use $cc; wrench's endpoint uses CUBIC"
+echo "loss-bench: Linux's senders use $cc; wrench's endpoint uses $wrench_cc"
 printf '%-9s %-6s %10s %10s %10s %9s %9s\n' direction loss linux_s wrench_s wrench/lnx linux_MB/s wrench_MB/s
 for dir in get put; do
   for loss in $losses; do

@@ -1,8 +1,10 @@
-// NewReno (RFC 5681) and CUBIC (RFC 9438) window arithmetic.
+// NewReno (RFC 5681), CUBIC (RFC 9438) and BBR window arithmetic.
 #include "stack/congestion.h"
 
 #include <algorithm>
 #include <cmath>
+
+#include "absl/strings/str_cat.h"
 
 namespace wrench::stack {
 
@@ -10,12 +12,26 @@ absl::string_view CongestionAlgorithmName(CongestionAlgorithm a) {
   switch (a) {
     case CongestionAlgorithm::kNewReno: return "newreno";
     case CongestionAlgorithm::kCubic: return "cubic";
+    case CongestionAlgorithm::kBbr: return "bbr";
   }
   return "?";
 }
 
+absl::StatusOr<CongestionAlgorithm> ParseCongestionAlgorithm(absl::string_view name) {
+  for (CongestionAlgorithm a :
+       {CongestionAlgorithm::kNewReno, CongestionAlgorithm::kCubic, CongestionAlgorithm::kBbr}) {
+    if (name == CongestionAlgorithmName(a)) return a;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("\"", name, "\" is not a congestion control: expected newreno, cubic or bbr"));
+}
+
 std::unique_ptr<CongestionControl> MakeCongestionControl(CongestionAlgorithm a) {
-  if (a == CongestionAlgorithm::kCubic) return std::make_unique<CubicCongestionControl>();
+  switch (a) {
+    case CongestionAlgorithm::kCubic: return std::make_unique<CubicCongestionControl>();
+    case CongestionAlgorithm::kBbr: return std::make_unique<BbrCongestionControl>();
+    case CongestionAlgorithm::kNewReno: break;
+  }
   return std::make_unique<NewRenoCongestionControl>();
 }
 
@@ -132,6 +148,89 @@ void CubicCongestionControl::OnRto(Instant now, uint32_t, bool first_timeout) {
   // §4.8: as on a congestion event, then cwnd = 1 segment and slow start.
   if (first_timeout) Reduce(now);
   epoch_start_ = absl::InfinitePast();
+  w_.cwnd = w_.mss;
+}
+
+// --- BBR -------------------------------------------------------------------
+
+double BbrCongestionControl::bandwidth() const { return *std::max_element(bw_, bw_ + kBandwidthRounds); }
+
+uint32_t BbrCongestionControl::TargetCwnd() const {
+  const double floor = 4.0 * w_.mss;
+  // No model yet (no round trip measured): no limit.
+  if (min_rtt_ == absl::InfiniteDuration() || bandwidth() == 0) return 0x3fffffff;
+  const double gain = full_bw_reached_ ? kCwndGain : kStartupGain;
+  const double bdp = bandwidth() * absl::ToDoubleSeconds(min_rtt_);
+  return static_cast<uint32_t>(std::clamp(gain * bdp, floor, double{0x3fffffff}));
+}
+
+void BbrCongestionControl::OnDelivery(Instant now, const DeliverySample& s) {
+  // The path's round trip: the smallest sample of the last 10 s (a newer sample
+  // replaces one that old; there is no PROBE_RTT phase that drains the queue).
+  if (s.rtt > absl::ZeroDuration() && (s.rtt <= min_rtt_ || now - min_rtt_at_ > absl::Seconds(10))) {
+    min_rtt_ = s.rtt;
+    min_rtt_at_ = now;
+  }
+  if (round_start_ == absl::InfinitePast()) {
+    round_start_ = now;
+    round_start_delivered_ = s.delivered;
+    round_end_delivered_ = s.delivered + s.inflight;
+  } else if (s.delivered >= round_end_delivered_) {
+    EndRound(now, s);
+  }
+  // The window (tcp_bbr.c's bbr_set_cwnd): held at what is in flight while
+  // conserving, else grown by what was delivered, up to the target once the
+  // bandwidth is known, without a limit before.
+  if (conserving_ && s.delivered >= conservation_until_) conserving_ = false;
+  uint64_t cwnd = w_.cwnd;
+  if (conserving_) {
+    cwnd = std::max<uint64_t>(cwnd, uint64_t{s.inflight} + s.acked);
+  } else if (full_bw_reached_) {
+    cwnd = std::min<uint64_t>(cwnd + s.acked, TargetCwnd());
+  } else if (cwnd < TargetCwnd()) {
+    cwnd += s.acked;
+  }
+  w_.cwnd = static_cast<uint32_t>(std::clamp<uint64_t>(cwnd, 4 * w_.mss, 0x3fffffff));
+}
+
+void BbrCongestionControl::EndRound(Instant now, const DeliverySample& s) {
+  ++rounds_;
+  const Duration interval = now - round_start_;
+  // The slot of the round trip 10 ago is overwritten: its sample leaves the window.
+  bw_[rounds_ % kBandwidthRounds] =
+      interval > absl::ZeroDuration()
+          ? static_cast<double>(s.delivered - round_start_delivered_) / absl::ToDoubleSeconds(interval)
+          : 0;
+  round_start_ = now;
+  round_start_delivered_ = s.delivered;
+  round_end_delivered_ = s.delivered + s.inflight;
+  // Full bandwidth: three round trips in a row without a quarter more.
+  if (full_bw_reached_) return;
+  if (bandwidth() >= full_bw_ * kFullBandwidthGrowth) {
+    full_bw_ = bandwidth();
+    full_bw_count_ = 0;
+  } else if (++full_bw_count_ >= kFullBandwidthRounds) {
+    full_bw_reached_ = true;
+  }
+}
+
+void BbrCongestionControl::OnCongestionEvent(Instant, uint32_t flight_size) {
+  // Recovery starts: the window is what is in flight, for one round trip.
+  prior_cwnd_ = std::max(prior_cwnd_, w_.cwnd);
+  conserving_ = true;
+  conservation_until_ = round_end_delivered_;
+  w_.cwnd = std::max<uint32_t>(flight_size, 4 * w_.mss);
+}
+
+void BbrCongestionControl::OnRecoveryEnd() {
+  w_.cwnd = std::max(w_.cwnd, prior_cwnd_);
+  prior_cwnd_ = 0;
+  conserving_ = false;
+}
+
+void BbrCongestionControl::OnRto(Instant, uint32_t, bool) {
+  prior_cwnd_ = std::max(prior_cwnd_, w_.cwnd);
+  conserving_ = false;
   w_.cwnd = w_.mss;
 }
 

@@ -512,6 +512,7 @@ bool TcpEndpoint::CheckAckField(Instant now, const TcpRepr& seg) {
     ProcessSack(now, seg, info);
     TlpOnAck(now, seg, info);
     DetectLoss(now, info);
+    ReportDelivery(now, info);
     ScheduleLossProbe(now);
   }
   UpdateSendWindow(seg, info.advanced);
@@ -984,7 +985,28 @@ void TcpEndpoint::DetectLoss(Instant now, const AckInfo& info) {
     sb_.MarkLost(0);
   }
   if (rec_.state == Recovery::kOpen && sb_.lost_bytes() > 0) EnterFastRecovery(now);
-  if (rec_.state == Recovery::kRecovery) PrrOnAck(info);
+  if (rec_.state == Recovery::kRecovery && !cc_->SetsWindowInRecovery()) PrrOnAck(info);
+}
+
+// Bytes newly acknowledged or SACKed by the ACK `info` describes (none when SACK
+// blocks were reneged).
+uint32_t TcpEndpoint::NewlyDelivered(const AckInfo& info) const {
+  int64_t n = static_cast<int64_t>(tcb_.snd_una - info.prior_una) +
+              (static_cast<int64_t>(sb_.sacked_bytes()) - info.prior_sacked);
+  return static_cast<uint32_t>(std::max<int64_t>(n, 0));
+}
+
+// What the ACK delivered, for an algorithm that models the path: bytes newly
+// acknowledged or SACKed, and RACK's newest round-trip sample (microseconds, from
+// the send times, where a timestamp echo counts whole milliseconds).
+void TcpEndpoint::ReportDelivery(Instant now, const AckInfo& info) {
+  const uint32_t acked = NewlyDelivered(info);
+  rec_.delivered += acked;
+  cc_->OnDelivery(now, {.delivered = rec_.delivered,
+                        .acked = acked,
+                        .inflight = Pipe(),
+                        .rtt = rack_.rtt});
+  SyncCongestion();
 }
 
 void TcpEndpoint::EnterFastRecovery(Instant now) {
@@ -1007,10 +1029,8 @@ void TcpEndpoint::EnterFastRecovery(Instant now) {
 // proportional while pipe exceeds ssthresh, slow-start reduction bound (PRR-SSRB)
 // below it; cwnd = pipe + sndcnt.
 void TcpEndpoint::PrrOnAck(const AckInfo& info) {
-  int64_t delivered = static_cast<int64_t>(tcb_.snd_una - info.prior_una) +
-                      (static_cast<int64_t>(sb_.sacked_bytes()) - info.prior_sacked);
+  int64_t delivered = NewlyDelivered(info);
   if (!tcb_.sack_ok && info.dupack) delivered += tcb_.snd_mss;
-  delivered = std::max<int64_t>(delivered, 0);
   rec_.prr_delivered += static_cast<uint32_t>(delivered);
   int64_t pipe = Pipe();
   int64_t ssthresh = cc_->ssthresh();

@@ -278,6 +278,8 @@ class TcpEndpoint {
   void OnLossProbeTimeout(Instant now);
   void ScheduleLossProbe(Instant now);
   void TlpOnAck(Instant now, const TcpRepr& seg, const AckInfo& info);
+  uint32_t NewlyDelivered(const AckInfo& info) const;
+  void ReportDelivery(Instant now, const AckInfo& info);
   void SyncCongestion() { tcb_.cwnd = cc_->cwnd(); tcb_.ssthresh = cc_->ssthresh(); }
   uint32_t Pipe() const;
   bool RetransmitSegment(Instant now, size_t i, absl::FunctionRef<void(const TcpRepr&)> emit);
@@ -370,6 +372,7 @@ class TcpEndpoint {
     bool recover_set = false;
     // RFC 6937 PRR.
     uint32_t prr_delivered = 0, prr_out = 0, recover_fs = 0;
+    uint64_t delivered = 0;  // bytes acknowledged or SACKed since the connection opened
   } rec_;
   std::unique_ptr<CongestionControl> cc_;
   SackScoreboard sb_;

@@ -286,6 +286,30 @@ std::vector<std::string> Guard(const std::string& cmd) {
   return {"--mtu=100"};
 }
 
+// --tcp-congestion in both value forms on every command that runs endpoints; an
+// unknown name is refused with the names it takes, before anything is set up.
+TEST_F(WrenchCli, TcpCongestionIsTakenInBothFormsAndAnUnknownOneIsRefused) {
+  for (const char* cmd : {"proxy", "exec", "serve"}) {
+    EXPECT_THAT(Run({cmd, "--help"}).out, HasSubstr("--tcp-congestion=newreno|cubic|bbr")) << cmd;
+    std::vector<std::string> args = {cmd, "--tcp-congestion=vegas"};
+    for (const std::string& a : Guard(cmd)) args.push_back(a);
+    tu::WrenchRun r = Run(args);
+    EXPECT_EQ(r.status, 2) << cmd << ": " << r.err;
+    EXPECT_THAT(r.err, HasSubstr("--tcp-congestion: \"vegas\" is not a congestion control: expected "
+                                 "newreno, cubic or bbr")) << cmd;
+  }
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"simulate", "--tcp-congestion=bbr"}, {"simulate", "--tcp-congestion", "newreno"},
+           {"simulate", "--tcp-profile=rfc", "--tcp-congestion=cubic", "--loss=0.1"}}) {
+    tu::WrenchRun r = Run(args);
+    EXPECT_EQ(r.status, 0) << args[1] << ": " << r.err;
+    EXPECT_THAT(r.out, HasSubstr("TIME-WAIT")) << args[1];
+  }
+  tu::WrenchRun r = Run({"simulate", "--tcp-congestion=vegas"});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_THAT(r.err, HasSubstr("wrench simulate: --tcp-congestion: \"vegas\" is not a congestion control"));
+}
+
 TEST_F(WrenchCli, RuleFilesThatAreNotFilesOrTooBigAreRefused) {
   tu::WriteWholeFile(dir_.File("big.rules"), std::string(kMaxRulesFileBytes + 10, '\n'));
   for (const char* cmd : {"proxy", "serve", "exec"}) {

@@ -2,6 +2,7 @@
 // formulas of RFC 5681 and RFC 9438, with ACKs fed at explicit virtual times.
 #include "stack/congestion.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "gtest/gtest.h"
@@ -347,6 +348,125 @@ TEST(Cubic, SsthreshIsAtLeastTwoSegments) {
   cc.SetCwnd(2 * kMss);
   cc.OnCongestionEvent(kT0, 0);
   EXPECT_EQ(cc.ssthresh(), 2 * kMss);
+}
+
+// --- BBR --------------------------------------------------------------------
+
+// Feeds BBR a path of `bw` bytes per second and a round trip of `rtt`: each round
+// trip the sender has `cwnd` in flight, and the path delivers min(cwnd, bw * rtt)
+// of it, in ten ACKs spread over the round trip. Returns the time after `rounds`.
+Instant FeedPath(BbrCongestionControl& cc, Instant t, uint64_t& delivered, double bw, Duration rtt,
+                 int rounds) {
+  for (int r = 0; r < rounds; ++r) {
+    const uint64_t per_round =
+        std::min<uint64_t>(cc.cwnd(), static_cast<uint64_t>(bw * absl::ToDoubleSeconds(rtt)));
+    for (int i = 0; i < 10; ++i) {
+      t += rtt / 10;
+      const uint32_t acked = static_cast<uint32_t>(per_round / 10);
+      delivered += acked;
+      cc.OnDelivery(t, {.delivered = delivered, .acked = acked, .inflight = cc.cwnd(), .rtt = rtt});
+    }
+  }
+  return t;
+}
+
+TEST(Bbr, NamedAndParsedLikeTheOthers) {
+  EXPECT_EQ(CongestionAlgorithmName(CongestionAlgorithm::kBbr), "bbr");
+  for (auto a : {CongestionAlgorithm::kNewReno, CongestionAlgorithm::kCubic, CongestionAlgorithm::kBbr}) {
+    auto parsed = ParseCongestionAlgorithm(CongestionAlgorithmName(a));
+    ASSERT_TRUE(parsed.ok());
+    EXPECT_EQ(*parsed, a);
+    EXPECT_EQ(MakeCongestionControl(a)->algorithm(), a);
+  }
+  auto bad = ParseCongestionAlgorithm("vegas");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(), "\"vegas\" is not a congestion control: expected newreno, cubic or bbr");
+}
+
+TEST(Bbr, StartupGrowsByWhatIsDeliveredUntilTheModelIsKnown) {
+  BbrCongestionControl cc;
+  cc.Init(kMss);
+  EXPECT_EQ(cc.cwnd(), 10 * kMss);
+  EXPECT_EQ(cc.TargetCwnd(), 0x3fffffffu);  // no round trip measured yet
+  cc.OnDelivery(kT0, {.delivered = 2 * kMss, .acked = 2 * kMss, .inflight = 8 * kMss,
+                      .rtt = absl::Milliseconds(10)});
+  EXPECT_EQ(cc.cwnd(), 12 * kMss);  // as slow start: every byte delivered
+  EXPECT_EQ(cc.min_rtt(), absl::Milliseconds(10));
+  EXPECT_EQ(cc.round_count(), 0u);
+}
+
+TEST(Bbr, TheWindowSettlesAtTwiceTheBandwidthDelayProduct) {
+  BbrCongestionControl cc;
+  cc.Init(kMss);
+  uint64_t delivered = 0;
+  const double bw = 10e6;  // 10 MB/s
+  const Duration rtt = absl::Milliseconds(10);  // BDP 100 kB
+  FeedPath(cc, kT0, delivered, bw, rtt, 30);
+  EXPECT_TRUE(cc.full_bandwidth_reached());
+  EXPECT_NEAR(cc.bandwidth(), bw, bw * 0.02);
+  EXPECT_EQ(cc.min_rtt(), rtt);
+  EXPECT_NEAR(cc.cwnd(), 2 * 100'000.0, 2 * 100'000.0 * 0.02);
+  EXPECT_EQ(cc.cwnd(), cc.TargetCwnd());
+}
+
+TEST(Bbr, LossHoldsTheWindowForARoundTripAndItsEndRestoresIt) {
+  BbrCongestionControl cc;
+  cc.Init(kMss);
+  uint64_t delivered = 0;
+  Instant t = FeedPath(cc, kT0, delivered, 10e6, absl::Milliseconds(10), 30);
+  const uint32_t before = cc.cwnd();
+  // Recovery: the window is what is in flight, and grows with no more than what the
+  // ACKs deliver (packet conservation), whatever the bandwidth says.
+  cc.OnCongestionEvent(t, 50 * kMss);
+  EXPECT_EQ(cc.cwnd(), 50 * kMss);
+  t += absl::Milliseconds(1);
+  delivered += kMss;
+  cc.OnDelivery(t, {.delivered = delivered, .acked = kMss, .inflight = 49 * kMss, .rtt = absl::Milliseconds(10)});
+  EXPECT_EQ(cc.cwnd(), 50 * kMss);
+  cc.OnRecoveryEnd();
+  EXPECT_EQ(cc.cwnd(), before);  // the model did not shrink: no reduction
+  EXPECT_NEAR(cc.bandwidth(), 10e6, 10e6 * 0.02);
+}
+
+TEST(Bbr, RandomLossDoesNotShrinkTheWindow) {
+  // What sets BBR apart from a loss-based algorithm: ten per cent of the segments
+  // lost (each loss a recovery) leaves the window at 2 BDP of what is delivered.
+  BbrCongestionControl cc;
+  cc.Init(kMss);
+  uint64_t delivered = 0;
+  Instant t = FeedPath(cc, kT0, delivered, 10e6, absl::Milliseconds(10), 30);
+  for (int i = 0; i < 20; ++i) {
+    cc.OnCongestionEvent(t, cc.cwnd());
+    t = FeedPath(cc, t, delivered, 9e6, absl::Milliseconds(10), 1);
+    cc.OnRecoveryEnd();
+  }
+  EXPECT_GT(cc.cwnd(), 180'000u);
+}
+
+TEST(Bbr, ATimeoutStartsFromOneSegmentAndGrowsBackToTheModel) {
+  BbrCongestionControl cc;
+  cc.Init(kMss);
+  uint64_t delivered = 0;
+  Instant t = FeedPath(cc, kT0, delivered, 10e6, absl::Milliseconds(10), 30);
+  cc.OnRto(t, cc.cwnd(), true);
+  EXPECT_EQ(cc.cwnd(), kMss);
+  // The floor of four segments applies from the next ACK; then the window grows by
+  // what is delivered, up to the target.
+  t = FeedPath(cc, t, delivered, 10e6, absl::Milliseconds(10), 12);
+  EXPECT_EQ(cc.cwnd(), cc.TargetCwnd());
+}
+
+TEST(Bbr, TheRoundTripIsTheSmallestSampleOfTenSeconds) {
+  BbrCongestionControl cc;
+  cc.Init(kMss);
+  const Duration ms = absl::Milliseconds(1);
+  cc.OnDelivery(kT0, {.delivered = kMss, .acked = kMss, .inflight = kMss, .rtt = 5 * ms});
+  cc.OnDelivery(kT0 + ms, {.delivered = 2 * kMss, .acked = kMss, .inflight = kMss, .rtt = 8 * ms});
+  EXPECT_EQ(cc.min_rtt(), 5 * ms);
+  cc.OnDelivery(kT0 + 2 * ms, {.delivered = 3 * kMss, .acked = kMss, .inflight = kMss, .rtt = 0 * ms});
+  EXPECT_EQ(cc.min_rtt(), 5 * ms);  // zero: no sample
+  cc.OnDelivery(kT0 + absl::Seconds(11), {.delivered = 4 * kMss, .acked = kMss, .inflight = kMss, .rtt = 8 * ms});
+  EXPECT_EQ(cc.min_rtt(), 8 * ms);  // the 5 ms sample expired
 }
 
 }  // namespace

@@ -62,6 +62,7 @@ constexpr FlagHelp kExecFlags[] = {
     {"mtu", "--mtu=N             TUN MTU (default 1500)"},
     {"msl", "--msl=DURATION      maximum segment lifetime of wrench's endpoints (default 30s)"},
     kTcpProfileHelp,
+    kTcpCongestionHelp,
     kOffloadHelp,
     {"verbose", "--verbose           a line on stderr for every connection event"},
     kAllowIdleRulesHelp,

@@ -34,6 +34,8 @@ ABSL_FLAG(std::string, api, "", "serve the HTTP control API on ADDR:PORT");
 ABSL_FLAG(absl::Duration, msl, absl::Seconds(30), "maximum segment lifetime; TIME-WAIT lasts 2*MSL");
 ABSL_FLAG(bool, verbose, false, "a line on stderr for every connection event");
 ABSL_FLAG(std::string, tcp_profile, "linux", "timing profile of wrench's TCP endpoints: linux or rfc");
+ABSL_FLAG(std::string, tcp_congestion, "",
+          "congestion control of wrench's TCP endpoints: newreno, cubic or bbr (default: the profile's)");
 ABSL_FLAG(bool, offload, true, "checksum and TCP segmentation offload on the TUN");
 ABSL_FLAG(bool, allow_idle_rules, false, "keep rules that can never fire on this run's legs, with a warning");
 
@@ -63,6 +65,7 @@ constexpr FlagHelp kProxyFlags[] = {
     {"msl", "--msl=DURATION      maximum segment lifetime; TIME-WAIT lasts 2*MSL (default 30s)"},
     {"verbose", "--verbose           a line on stderr for every connection event"},
     kTcpProfileHelp,
+    kTcpCongestionHelp,
     kOffloadHelp,
     kAllowIdleRulesHelp,
     kVerdictFlags[0],
@@ -90,6 +93,19 @@ absl::StatusOr<std::vector<Rule>> RulesFromFlags() {
 }
 
 // Fills the options `proxy` and `exec` share from their flags.
+absl::Status TcpConfigFromFlags(stack::TcpConfig& cfg) {
+  auto profile = stack::ParseTcpProfile(absl::GetFlag(FLAGS_tcp_profile));
+  if (!profile.ok()) return absl::InvalidArgumentError(absl::StrCat("--tcp-profile: ", profile.status().message()));
+  stack::ApplyProfile(*profile, cfg);
+  const std::string cc = absl::GetFlag(FLAGS_tcp_congestion);
+  if (!cc.empty()) {
+    auto a = stack::ParseCongestionAlgorithm(cc);
+    if (!a.ok()) return absl::InvalidArgumentError(absl::StrCat("--tcp-congestion: ", a.status().message()));
+    cfg.congestion = *a;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ServiceOptionsFromFlags(ServiceOptions& o) {
   auto net = ParseNet(absl::GetFlag(FLAGS_net));
   if (!net.ok()) return net.status();
@@ -126,9 +142,7 @@ absl::Status ServiceOptionsFromFlags(ServiceOptions& o) {
   o.pcap_path = absl::GetFlag(FLAGS_pcap);
   o.log_path = absl::GetFlag(FLAGS_log);
   o.api_address = absl::GetFlag(FLAGS_api);
-  auto profile = stack::ParseTcpProfile(absl::GetFlag(FLAGS_tcp_profile));
-  if (!profile.ok()) return absl::InvalidArgumentError(absl::StrCat("--tcp-profile: ", profile.status().message()));
-  stack::ApplyProfile(*profile, o.tcp);
+  if (auto st = TcpConfigFromFlags(o.tcp); !st.ok()) return st;
   o.tcp.msl = absl::GetFlag(FLAGS_msl);
   if (o.tcp.msl < absl::ZeroDuration()) return absl::InvalidArgumentError("--msl must not be negative");
   o.verbose = absl::GetFlag(FLAGS_verbose);

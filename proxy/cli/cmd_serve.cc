@@ -37,6 +37,7 @@ constexpr FlagHelp kServeFlags[] = {
     {"log", "--log=FILE          one JSON object a line per segment"},
     {"msl", "--msl=DURATION      maximum segment lifetime; TIME-WAIT lasts 2*MSL (default 30s)"},
     kTcpProfileHelp,
+    kTcpCongestionHelp,
     kOffloadHelp,
     {"verbose", "--verbose           a line on stderr for every connection event"},
     kAllowIdleRulesHelp,

@@ -29,6 +29,7 @@ constexpr FlagHelp kFlags[] = {
     {"seed", "--seed=N         seed of the link's random faults (default 1)"},
     {"loss", "--loss=P         probability that the link drops a segment (default 0)"},
     {"tcp_profile", "--tcp-profile=linux|rfc   timers and loss recovery of both endpoints (default linux)"},
+    {"tcp_congestion", "--tcp-congestion=newreno|cubic|bbr   both endpoints' congestion control (default: the profile's)"},
 };
 }  // namespace
 
@@ -51,14 +52,12 @@ int RunSimulate(int argc, char** argv) {
     std::fprintf(stderr, "wrench simulate: --loss must be in [0, 1)\n");
     return 2;
   }
-  auto profile = stack::ParseTcpProfile(absl::GetFlag(FLAGS_tcp_profile));
-  if (!profile.ok()) {
-    std::fprintf(stderr, "wrench simulate: --tcp-profile: %s\n", std::string(profile.status().message()).c_str());
+  stack::TcpConfig client;
+  if (auto st = TcpConfigFromFlags(client); !st.ok()) {
+    std::fprintf(stderr, "wrench simulate: %s\n", std::string(st.message()).c_str());
     return 2;
   }
-  stack::TcpConfig client, server;
-  stack::ApplyProfile(*profile, client);
-  stack::ApplyProfile(*profile, server);
+  stack::TcpConfig server = client;
   client.tuple = {stack::IpAddress::V4(0x0a590002), 40000, stack::IpAddress::V4(0x0a590001), 80};
   server.tuple = {stack::IpAddress::V4(0x0a590001), 80, stack::IpAddress::V4(0x0a590002), 40000};
   stack::Simulator::Options opts;

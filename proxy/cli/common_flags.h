@@ -10,12 +10,15 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "proxy/cli/cli.h"
+#include "stack/tcp_endpoint.h"
 
 ABSL_DECLARE_FLAG(uint64_t, seed);
 ABSL_DECLARE_FLAG(wrench::proxy::Repeated, rule);
 ABSL_DECLARE_FLAG(wrench::proxy::Repeated, rules);
 // linux or rfc (stack/tcp_profile.h), for every command that runs endpoints.
 ABSL_DECLARE_FLAG(std::string, tcp_profile);
+// newreno, cubic or bbr (stack/congestion.h); empty: the profile's.
+ABSL_DECLARE_FLAG(std::string, tcp_congestion);
 // Segmentation offload on the TUN, for every command that makes one.
 ABSL_DECLARE_FLAG(bool, offload);
 // `wrench ladder`'s (cmd_ladder.cc).
@@ -31,6 +34,11 @@ inline constexpr FlagHelp kTcpProfileHelp = {
     "tcp_profile",
     "--tcp-profile=linux|rfc   timers and loss recovery of wrench's endpoints: Linux's\n"
     "                      figures (default) or the RFCs' (1 s minimum RTO, NewReno, no TLP)"};
+inline constexpr FlagHelp kTcpCongestionHelp = {
+    "tcp_congestion",
+    "--tcp-congestion=newreno|cubic|bbr   congestion control of wrench's endpoints (default:\n"
+    "                      the profile's, cubic for linux and newreno for rfc); bbr to stand\n"
+    "                      in for a kernel with net.ipv4.tcp_congestion_control=bbr"};
 inline constexpr FlagHelp kNet6Help = {
     "net6",
     "--net6=CIDR         IPv6 prefix routed into the TUN beside --net; the kernel gets its\n"
@@ -48,6 +56,8 @@ inline constexpr FlagHelp kAllowIdleRulesHelp = {
     "                      blackhole on=from-server with a socket upstream) with a warning;\n"
     "                      by default it is refused, saying which actions act on which leg"};
 
+// The endpoints' configuration from --tcp-profile and --tcp-congestion.
+absl::Status TcpConfigFromFlags(stack::TcpConfig& cfg);
 // Fills what `proxy` and `exec` share from their flags (defined in cmd_proxy.cc).
 absl::Status ServiceOptionsFromFlags(ServiceOptions& o);
 }  // namespace wrench::proxy
