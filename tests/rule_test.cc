@@ -1016,6 +1016,13 @@ TEST(RuleEdges, AProbabilityIsOneNumberAndNothingAfterIt) {
   EXPECT_EQ(MustParse("drop p=.25").probability, 0.25);
 }
 
+// A rule is the text it is given, not what follows it in memory.
+TEST(RuleEdges, ParsingStopsAtTheEndOfTheText) {
+  const absl::string_view line = "drop p=0.25125 nth=3";
+  EXPECT_EQ(MustParse(line.substr(0, 11)).probability, 0.25);
+  EXPECT_EQ(ErrorOf(line.substr(0, 19)), "rule 1, col 20: nth needs a number");
+}
+
 TEST(RuleEdges, JitterMayEqualTheDelay) {
   EXPECT_EQ(MustParse("delay 100ms~100ms").action,
             Action(DelayAction{absl::Milliseconds(100), absl::Milliseconds(100)}));
