@@ -855,11 +855,21 @@ def run_group(args, name, group, by_file):
             if rc != 0:
                 log("fuzz stage skipped: the fuzz build failed:\n" + out[-2000:])
             else:
+                log("fuzz build: %.0f s" % secs)
+                # With no mutant active the fuzzers must pass, or every survivor would
+                # count as killed.
+                st, det = run_fuzzers(fuzz_dir, 0, args.fuzz)
+                if st != "survived":
+                    log("fuzz stage skipped: the fuzzers fail with no mutant active (%s)" % det)
+                    survivors = []
+                t0 = time.time()
                 for m in survivors:
                     st, det = run_fuzzers(fuzz_dir, m.num, args.fuzz)
                     if st == "killed":
                         m.status, m.detail = "killed", det
                     log("%-9s %s:%d %s %s (fuzz)" % (st, m.file, m.line, m.change(), det))
+                if survivors:
+                    log("fuzz stage: %d survivors in %.0f s" % (len(survivors), time.time() - t0))
     SOURCES.restore()
 
 

@@ -12,9 +12,10 @@ namespace wrench::stack {
 
 Simulator::Simulator(TcpConfig a, TcpConfig b, Options opts)
     : opts_(opts), now_(opts.start), rng_(opts.seed) {
-  slots_.resize(opts_.preallocate_packets);
+  slots_.resize(opts_.preallocate_packets);  // mutate: equivalent (the pool grows on demand)
+  // mutate: equivalent 0,++ (a slot left out of the free list is never used: allocation only)
   for (uint32_t i = 0; i < slots_.size(); ++i) {
-    slots_[i].payload.reserve(opts_.packet_room);
+    slots_[i].payload.reserve(opts_.packet_room);  // mutate: equivalent (capacity only)
     // mutate: equivalent (an unlisted slot is never reused: allocation, not behaviour)
     free_slots_.push_back(static_cast<uint32_t>(slots_.size()) - 1 - i);
   }
@@ -53,6 +54,7 @@ void Simulator::PumpApps() {
     TcpEndpoint& ep = endpoint(s);
     if (app.auto_read) {
       uint8_t* buf = scratch_.data();
+      // mutate: equivalent (a bound no receive buffer reaches: 1024 reads of 64 KiB each)
       for (int guard = 0; guard < 1024; ++guard) {
         size_t n = ep.Receive({buf, scratch_.size()});
         if (n == 0) break;
@@ -70,11 +72,13 @@ void Simulator::PumpApps() {
       }
     }
     if (!app.active) continue;
+    // mutate: equivalent <,&&,> (with nothing to send or no room, Send takes 0 bytes and the loop ends)
     while (app.sent < app.to_send && ep.send_space() > 0) {
       uint8_t* buf = scratch_.data();
       size_t n = static_cast<size_t>(
           std::min<uint64_t>({scratch_.size(), app.to_send - app.sent, ep.send_space()}));
       if (opts_.check_data) {
+        // mutate: equivalent < (the byte past n is not sent)
         for (size_t i = 0; i < n; ++i) buf[i] = PatternByte(s, app.sent + i);
       }
       auto taken = ep.Send({buf, n});
@@ -106,9 +110,10 @@ void Simulator::Emit(Side from, const TcpRepr& seg) {
   if (filter_) v = filter_(from, seg);
   if (now_ < faults_.until) {
     std::uniform_real_distribution<double> u(0, 1);
-    if (u(rng_) < faults_.loss) v.drop = true;
-    if (u(rng_) < faults_.duplicate) v.extra_copies += 1;
-    if (u(rng_) < faults_.reorder) {
+    // A draw equal to the probability has a chance of 2^-53.
+    if (u(rng_) < faults_.loss) v.drop = true;  // mutate: equivalent < (a draw equal to it)
+    if (u(rng_) < faults_.duplicate) v.extra_copies += 1;  // mutate: equivalent < (a draw equal to it)
+    if (u(rng_) < faults_.reorder) {  // mutate: equivalent < (a draw equal to it)
       v.extra_delay += absl::Nanoseconds(static_cast<int64_t>(
           u(rng_) * static_cast<double>(absl::ToInt64Nanoseconds(faults_.max_extra_delay))));
     }
@@ -164,7 +169,7 @@ void Simulator::RunInstant() {
     Packet& p = slots_[f.slot];
     p.seg.payload = absl::MakeConstSpan(p.payload);
     Deliver(p.to, p.seg);
-    free_slots_.push_back(f.slot);
+    free_slots_.push_back(f.slot);  // mutate: equivalent (a slot not reused: allocation only)
   }
   if (interposer_) {
     interposer_->Poll(now_, [&](Side from, const TcpRepr& seg) {
@@ -181,8 +186,12 @@ void Simulator::RunInstant() {
 void Simulator::Flush() {
   // Applications and endpoints may answer each other within one instant; a bound
   // keeps a misbehaving endpoint from spinning forever.
+  // mutate: equivalent (Poll empties an endpoint's output, so no endpoint comes near the bound)
   for (int round = 0; round < 64; ++round) {
     PumpApps();
+    // A round after PollAll finds nothing new: sending frees no send space and Poll
+    // changes no state, so one pending side or both run alike.
+    // mutate: equivalent || (see above)
     bool pending = a_->HasPendingOutput() || b_->HasPendingOutput();
     PollAll();
     if (!pending) break;
@@ -250,8 +259,8 @@ std::string FormatRelative(const TcpRepr& seg, uint32_t payload_len, SeqNum seq_
 
 std::string Simulator::Ladder() const {
   // Relative numbers start at each side's ISN: the seq of the first SYN it sent.
-  SeqNum isn[2];
-  bool known[2] = {false, false};
+  SeqNum isn[2];                    // mutate: equivalent (an array's spare element)
+  bool known[2] = {false, false};  // mutate: equivalent 2 (an array's spare element)
   for (const TraceEntry& e : trace_) {
     size_t i = Index(e.from);
     if (!known[i] && e.seg.flags.has(kSyn)) {
@@ -282,6 +291,7 @@ std::string Simulator::Ladder() const {
                                     " (", c.cause, ")")});
     }
   }
+  // mutate: equivalent < (orders are unique)
   std::sort(lines.begin(), lines.end(), [](const Line& x, const Line& y) { return x.order < y.order; });
   std::string out;
   for (const Line& l : lines) {

@@ -32,7 +32,7 @@ struct TraceEntry {
   Side from;
   TcpRepr seg;         // payload is empty; payload_len says how long it was
   uint32_t payload_len = 0;
-  bool dropped = false;
+  bool dropped = false;  // mutate: equivalent (Record sets every field)
   int extra_copies = 0;
   Duration extra_delay = absl::ZeroDuration();
   uint64_t order = 0;  // position among trace entries and state changes
@@ -117,6 +117,7 @@ class Simulator {
     Instant due;
     uint64_t order;
     uint32_t slot;
+    // mutate: equivalent > (the due times differ where compared, and orders are unique)
     bool operator>(const InFlight& o) const { return due != o.due ? due > o.due : order > o.order; }
   };
   struct Packet {
@@ -125,9 +126,12 @@ class Simulator {
     std::vector<uint8_t> payload;
   };
   struct App {
-    bool active = false;
-    uint64_t to_send = 0, sent = 0;
-    bool close_after = false, closed = false;
+    // Until StartTransfer sets all three, the app neither sends nor closes.
+    bool active = false;  // mutate: equivalent (nothing to send while to_send is 0)
+    uint64_t to_send = 0;  // mutate: equivalent (read only once active)
+    uint64_t sent = 0;
+    bool close_after = false;  // mutate: equivalent (read only once active)
+    bool closed = false;
     bool auto_read = true;
     uint64_t received = 0, corrupt = 0;
   };
@@ -152,10 +156,10 @@ class Simulator {
   std::vector<Packet> slots_;
   std::vector<uint32_t> free_slots_;
   uint64_t order_ = 0;
-  App app_[2];
+  App app_[2];  // mutate: equivalent (an array's spare element)
   std::vector<TraceEntry> trace_;
-  std::vector<StateChange> changes_[2];
-  std::vector<uint64_t> change_order_[2];
+  std::vector<StateChange> changes_[2];      // mutate: equivalent (an array's spare element)
+  std::vector<uint64_t> change_order_[2];  // mutate: equivalent (an array's spare element)
   uint64_t event_order_ = 0;
   void Record(Side from, const TcpRepr& seg, const LinkVerdict& v);
   std::vector<uint8_t> scratch_ = std::vector<uint8_t>(65536);

@@ -958,5 +958,186 @@ TEST(Hooks, NamesRoundTrip) {
   EXPECT_EQ(HookSet().ToString(), "");
 }
 
+// ---- The edges of the grammar's numbers, durations and names ----
+
+TEST(RuleEdges, SuggestionsStayWithinAThirdOfTheName) {
+  const std::string actions =
+      "expected drop, delay, dup, reorder, rst, set, add, corrupt or blackhole";
+  // Far from every action, however the edit distance is counted.
+  EXPECT_EQ(ErrorOf("zz"), "rule 1, col 1: unknown action \"zz\"; " + actions);
+  EXPECT_EQ(ErrorOf("k"), "rule 1, col 1: unknown action \"k\"; " + actions);
+  EXPECT_EQ(ErrorOf("dropxxxx"), "rule 1, col 1: unknown action \"dropxxxx\"; " + actions);
+  // Two transpositions and two substitutions: 4 edits, one more than a third of "blackhole".
+  EXPECT_EQ(ErrorOf("lbcakhoxx"), "rule 1, col 1: unknown action \"lbcakhoxx\"; " + actions);
+  // Two edits from the 7 letters of "corrupt": exactly a third, rounded down.
+  EXPECT_EQ(ErrorOf("corxupx"), "rule 1, col 1: unknown action \"corxupx\"; did you mean corrupt?");
+  // One transposition is one edit.
+  EXPECT_EQ(ErrorOf("dorp"), "rule 1, col 1: unknown action \"dorp\"; did you mean drop?");
+  // Equally near to rst and set: the first in the grammar's order wins.
+  EXPECT_EQ(ErrorOf("sst"), "rule 1, col 1: unknown action \"sst\"; did you mean rst?");
+  EXPECT_EQ(ClosestWord("sst", {"set", "rst"}), "set");
+}
+
+TEST(RuleEdges, ShortNamesTakeOneEditButNotAllOfThem) {
+  // A two-letter unit is one edit away (a third of it, at least 1).
+  EXPECT_EQ(ErrorOf("delay 5mx"), "rule 1, col 8: unknown duration unit \"mx\"; did you mean ms?");
+  // A one-letter name is never suggested for another letter: that would replace all of it.
+  EXPECT_EQ(ErrorOf("drop x=1"),
+            "rule 1, col 6: unknown matcher \"x\"; expected on, conn, port, state, flags, has, "
+            "len, idle, nth, every, after, count or p");
+  EXPECT_EQ(ClosestWord("x", {"p"}), "");
+  EXPECT_EQ(ClosestWord("xy", {"p"}), "");
+}
+
+TEST(RuleEdges, UnknownStateListsEveryState) {
+  EXPECT_EQ(ErrorOf("drop state=FOO"),
+            "rule 1, col 12: unknown state \"FOO\"; expected CLOSED, LISTEN, SYN-SENT, "
+            "SYN-RECEIVED, ESTABLISHED, FIN-WAIT-1, FIN-WAIT-2, CLOSE-WAIT, CLOSING, LAST-ACK "
+            "or TIME-WAIT");
+}
+
+TEST(RuleEdges, AnOverlongNumberWithALetterIsNoNumber) {
+  EXPECT_EQ(ErrorOf("drop count=99999999999999999999x"),
+            "rule 1, col 12: count needs a whole number, got \"99999999999999999999x\"");
+  EXPECT_EQ(ErrorOf("drop count=99999999999999999999"),
+            "rule 1, col 12: count is at most 18446744073709551615");
+  EXPECT_EQ(MustParse("drop count=18446744073709551615").count,
+            std::numeric_limits<uint64_t>::max());
+}
+
+TEST(RuleEdges, AProbabilityIsOneNumberAndNothingAfterIt) {
+  EXPECT_EQ(ErrorOf("drop p=0.5.5"),
+            "rule 1, col 8: p needs a probability from 0 to 1, e.g. p=0.1; got \"0.5.5\"");
+  EXPECT_EQ(ErrorOf("drop p=1e"),
+            "rule 1, col 8: p needs a probability from 0 to 1, e.g. p=0.1; got \"1e\"");
+  EXPECT_EQ(MustParse("drop p=1").probability, 1.0);
+  EXPECT_EQ(MustParse("drop p=0").probability, 0.0);
+  EXPECT_EQ(MustParse("drop p=5e-1").probability, 0.5);
+  EXPECT_EQ(MustParse("drop p=.25").probability, 0.25);
+}
+
+// A rule is the text it is given, not what follows it in memory.
+TEST(RuleEdges, ParsingStopsAtTheEndOfTheText) {
+  const absl::string_view line = "drop p=0.25125 nth=3";
+  EXPECT_EQ(MustParse(line.substr(0, 11)).probability, 0.25);
+  EXPECT_EQ(ErrorOf(line.substr(0, 19)), "rule 1, col 20: nth needs a number");
+}
+
+TEST(RuleEdges, JitterMayEqualTheDelay) {
+  EXPECT_EQ(MustParse("delay 100ms~100ms").action,
+            Action(DelayAction{absl::Milliseconds(100), absl::Milliseconds(100)}));
+  EXPECT_EQ(ErrorOf("delay 100ms~100001us"),
+            "rule 1, col 13: jitter 100.001ms exceeds the delay 100ms; the delay is drawn from "
+            "[delay-jitter, delay+jitter] and cannot go below zero");
+}
+
+TEST(RuleEdges, DurationsAtTheirLimits) {
+  EXPECT_EQ(MustParse("delay 3600s").action, Action(DelayAction{absl::Seconds(3600), {}}));
+  EXPECT_EQ(MustParse("delay 3600000ms").action, Action(DelayAction{absl::Seconds(3600), {}}));
+  EXPECT_EQ(ErrorOf("delay 3600.000001s"), "rule 1, col 7: delays are at most 3600s");
+  EXPECT_EQ(ErrorOf("delay 3601s"), "rule 1, col 7: delays are at most 3600s");
+  EXPECT_EQ(MustParse("delay 0.000001s").action, Action(DelayAction{absl::Microseconds(1), {}}));
+  EXPECT_EQ(MustParse("delay 1.500ms").action, Action(DelayAction{absl::Microseconds(1500), {}}));
+  EXPECT_EQ(ErrorOf("delay 0.0000001s"), "rule 1, col 7: durations go down to 1us, no finer");
+  EXPECT_EQ(ErrorOf("delay 1.5us"), "rule 1, col 7: durations go down to 1us, no finer");
+  EXPECT_EQ(MustParse("delay 0s").action, Action(DelayAction{}));
+}
+
+TEST(RuleEdges, NthAfterSuggestsTheSumWhenItFits) {
+  EXPECT_EQ(ErrorOf("drop nth=5 after=3"),
+            "rule 1, col 12: nth and after do not combine: nth counts from the first match, so "
+            "write nth=8 instead");
+  EXPECT_EQ(ErrorOf("drop nth=1 after=18446744073709551614"),
+            "rule 1, col 12: nth and after do not combine: nth counts from the first match, so "
+            "write nth=18446744073709551615 instead");
+  EXPECT_EQ(ErrorOf("drop nth=2 after=18446744073709551614"),
+            "rule 1, col 12: nth and after do not combine: nth counts from the first match");
+}
+
+TEST(RuleEdges, NoneStandsAloneOutsideAList) {
+  EXPECT_EQ(ErrorOf("set flags=SYN+none"),
+            "rule 1, col 15: flag \"none\" means no flags and stands alone; leave it out of a "
+            "list joined by '+'");
+  EXPECT_EQ(ErrorOf("drop has=none+ACK"),
+            "rule 1, col 10: flag \"none\" means no flags and stands alone; leave it out of a "
+            "list joined by '+'");
+  // A bare word with "none" in it gets no flags hint.
+  EXPECT_EQ(ErrorOf("drop SYN+none"),
+            "rule 1, col 6: drop takes no value, got \"SYN+none\"; matchers are KEY=VALUE");
+  EXPECT_EQ(ErrorOf("drop SYN+ACK"),
+            "rule 1, col 6: expected a matcher KEY=VALUE, got \"SYN+ACK\"; did you mean "
+            "has=SYN+ACK or flags=SYN+ACK?");
+  EXPECT_EQ(MustParse("set flags=none").action, Action(SetAction{Field::kFlags, 0}));
+}
+
+TEST(RuleFile, TwentyErrorsAreAllReportedWithoutATail) {
+  std::string file;
+  for (int i = 0; i < 20; ++i) file += "bogus\n";
+  absl::StatusOr<std::vector<Rule>> rules = ParseRules(file);
+  ASSERT_FALSE(rules.ok());
+  const std::string message(rules.status().message());
+  EXPECT_THAT(message, ::testing::EndsWith("line 20, col 1: unknown action \"bogus\"; expected "
+                                           "drop, delay, dup, reorder, rst, set, add, corrupt "
+                                           "or blackhole"));
+  EXPECT_THAT(message, ::testing::Not(HasSubstr("more")));
+}
+
+TEST(RuleNames, OneOfJoinsWithCommasAndOr) {
+  EXPECT_EQ(OneOf({}), "");
+  EXPECT_EQ(OneOf({"a"}), "a");
+  EXPECT_EQ(OneOf({"a", "b"}), "a or b");
+  EXPECT_EQ(OneOf({"a", "b", "c"}), "a, b or c");
+}
+
+TEST(RuleNames, OutOfRangeEnumsHaveNoName) {
+  EXPECT_EQ(FieldName(static_cast<Field>(kFieldCount)), "?");
+  EXPECT_EQ(FieldMax(static_cast<Field>(kFieldCount)), 0u);
+  EXPECT_EQ(ActionName(static_cast<ActionKind>(kActionKindCount)), "?");
+  EXPECT_EQ(FieldName(Field::kWscale), "wscale");
+  EXPECT_EQ(ActionName(ActionKind::kBlackhole), "blackhole");
+}
+
+TEST(RuleDurations, PrintInTheLargestUnitTheyReach) {
+  EXPECT_EQ(DurationToString(absl::Seconds(1)), "1s");
+  EXPECT_EQ(DurationToString(absl::Microseconds(999999)), "999.999ms");
+  EXPECT_EQ(DurationToString(absl::Milliseconds(1)), "1ms");
+  EXPECT_EQ(DurationToString(absl::Microseconds(999)), "999us");
+  EXPECT_EQ(DurationToString(absl::Milliseconds(-5)), "-5ms");
+  EXPECT_EQ(DurationToString(absl::InfiniteDuration()), "inf");
+  EXPECT_EQ(DurationToString(absl::Nanoseconds(1500)), "1.5us");
+}
+
+TEST(RuleValidate, RejectsValuesOutsideTheirEnumsAndRanges) {
+  Rule set;
+  set.action = SetAction{static_cast<Field>(kFieldCount), 0};
+  EXPECT_EQ(ValidateRule(set).message(), "invalid rule: unknown field");
+  Rule add;
+  add.action = AddAction{static_cast<Field>(kFieldCount), 1};
+  EXPECT_EQ(ValidateRule(add).message(), "invalid rule: unknown field");
+  Rule state;
+  state.state = static_cast<TcpState>(stack::kTcpStateCount);
+  EXPECT_EQ(ValidateRule(state).message(), "invalid rule: unknown state");
+  state.state = TcpState::kTimeWait;
+  EXPECT_TRUE(ValidateRule(state).ok());
+
+  Rule port;
+  port.port = 0;
+  EXPECT_EQ(ValidateRule(port).message(), "invalid rule: port takes a value from 1 to 65535");
+  port.port = 1;
+  EXPECT_TRUE(ValidateRule(port).ok());
+
+  Rule p;
+  p.probability = -0.25;
+  EXPECT_EQ(ValidateRule(p).message(), "invalid rule: p is a probability from 0 to 1, got -0.25");
+  p.probability = 1.5;
+  EXPECT_EQ(ValidateRule(p).message(), "invalid rule: p is a probability from 0 to 1, got 1.5");
+  p.probability = 1;
+  EXPECT_TRUE(ValidateRule(p).ok());
+
+  Rule jitter;
+  jitter.action = DelayAction{absl::Milliseconds(2), absl::Milliseconds(2)};
+  EXPECT_TRUE(ValidateRule(jitter).ok());
+}
+
 }  // namespace
 }  // namespace wrench::proxy

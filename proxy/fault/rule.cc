@@ -110,6 +110,9 @@ std::optional<int> Lookup(const absl::string_view (&names)[N], absl::string_view
 int EditDistance(absl::string_view a, absl::string_view b) {
   const size_t n = a.size(), m = b.size();
   std::vector<std::vector<int>> d(n + 1, std::vector<int>(m + 1));
+  // d[n][0] feeds only d[n][1], and a distance through it is at least the candidate's
+  // length, which Suggest never takes.
+  // mutate: equivalent <= (see above)
   for (size_t i = 0; i <= n; ++i) d[i][0] = static_cast<int>(i);
   for (size_t j = 0; j <= m; ++j) d[0][j] = static_cast<int>(j);
   auto lower = [](char c) { return absl::ascii_tolower(static_cast<unsigned char>(c)); };
@@ -133,6 +136,7 @@ std::string Suggest(absl::string_view word, const std::vector<std::string>& cand
   for (const Alias& a : aliases) {
     if (absl::EqualsIgnoreCase(a.from, word)) return std::string(a.to);
   }
+  // mutate: equivalent >,64 (no candidate is within a third of its length of 64 letters)
   if (word.size() > 64) return "";
   std::string best;
   int best_distance = std::numeric_limits<int>::max();
@@ -206,7 +210,7 @@ NumResult ParseDecimal(absl::string_view s, uint64_t max, uint64_t* out) {
 
 // Shortest fixed-notation text that reads back as exactly `p`.
 std::string FormatProbability(double p) {
-  char buf[400];
+  char buf[400];  // mutate: equivalent (room to spare)
   auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), p, std::chars_format::fixed);
   if (ec != std::errc()) return absl::StrFormat("%.17g", p);
   return std::string(buf, end);
@@ -222,7 +226,7 @@ std::optional<double> ParseProbabilityText(absl::string_view s) {
       return std::nullopt;
     }
   }
-  double v = 0;
+  double v = 0;  // mutate: equivalent (from_chars sets it when it succeeds)
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
   return v;
@@ -241,6 +245,7 @@ std::optional<TcpFlags> SegmentFlags(absl::string_view word) {
   // reach[i]: the flag bits of some split of letters[0, i), when one exists.
   std::vector<std::optional<uint8_t>> reach(letters.size() + 1);
   reach[0] = 0;
+  // mutate: equivalent < (at the end nothing is left to match)
   for (size_t i = 0; i < letters.size(); ++i) {
     if (!reach[i]) continue;
     for (size_t bit = 0; bit < names.size(); ++bit) {
@@ -494,12 +499,14 @@ class RuleParser {
     const int64_t per_unit = kUnitMicros[*u];
     int64_t scale = 1;
     for (size_t k = 0; k < frac.size() && scale <= per_unit; ++k) scale *= 10;
-    uint64_t w = 0, f = 0;
+    uint64_t w = 0;  // mutate: equivalent (ParseDecimal sets it or the parse fails)
+    uint64_t f = 0;
     if (ParseDecimal(whole.empty() ? "0" : whole, kMaxDelayMicros, &w) != NumResult::kOk ||
         static_cast<int64_t>(w) > kMaxDelayMicros / per_unit) {
       return Error(t.col, "delays are at most 3600s");
     }
     if (!frac.empty()) {
+      // mutate: equivalent || (scale and the unit are powers of ten: the first test decides)
       if (scale > per_unit || (per_unit % scale) != 0) {
         return Error(t.col, "durations go down to 1us, no finer");
       }
@@ -531,7 +538,7 @@ class RuleParser {
     DupAction a;
     if (ArgumentFollows()) {
       const Token& t = Next();
-      uint64_t n = 0;
+      uint64_t n = 0;  // mutate: equivalent (set when ParseDecimal succeeds)
       switch (ParseDecimal(t.text, kMaxDupCopies, &n)) {
         case NumResult::kNotNumber:
           return Error(t.col, absl::StrFormat("dup takes a number of extra copies (1 to 100), "
@@ -585,6 +592,7 @@ class RuleParser {
     }
     const Field field = static_cast<Field>(*index);
     if (add) {
+      // mutate: equivalent 1 (flags are refused whatever the delta)
       if (field == Field::kFlags) return Error(t.col, AddProblem(field, 1));
       ASSIGN_OR_RETURN(int64_t delta, ParseDelta(field, value));
       rule_.action = AddAction{field, delta};
@@ -597,7 +605,7 @@ class RuleParser {
     }
     const std::string range =
         absl::StrFormat("set %s takes a value from 0 to %d", FieldName(field), FieldMax(field));
-    uint64_t v = 0;
+    uint64_t v = 0;  // mutate: equivalent (set when ParseDecimal succeeds)
     switch (ParseDecimal(value.text, FieldMax(field), &v)) {
       case NumResult::kNotNumber:
         if (absl::StartsWith(value.text, "-") || absl::StartsWith(value.text, "+")) {
@@ -621,7 +629,7 @@ class RuleParser {
       negative = digits[0] == '-';
       digits.remove_prefix(1);
     }
-    uint64_t magnitude = 0;
+    uint64_t magnitude = 0;  // mutate: equivalent (set when ParseDecimal succeeds)
     const std::string range = AddProblem(field, int64_t{FieldMax(field)} + 1);
     switch (ParseDecimal(digits, FieldMax(field), &magnitude)) {
       case NumResult::kNotNumber:
@@ -660,6 +668,11 @@ class RuleParser {
   }
 
   static std::string UnknownFlag(absl::string_view name) {
+    if (absl::EqualsIgnoreCase(name, "none")) {
+      return absl::StrFormat("flag %s means no flags and stands alone; leave it out of a list "
+                             "joined by '+'",
+                             Quote(name));
+    }
     // Two names run together ("SYNACK", "FIN-ACK") are the common slip.
     if (std::optional<TcpFlags> split = SegmentFlags(name)) {
       return absl::StrFormat("unknown flag %s; did you mean %s?", Quote(name), split->ToString());
@@ -679,6 +692,7 @@ class RuleParser {
                              absl::AsciiStrToLower(word));
     }
     std::optional<TcpFlags> flags;
+    // mutate: equivalent && (an empty name fails TcpFlags::Parse below too)
     if (!absl::StrContains(word, "++") && !absl::StartsWith(word, "+") &&
         !absl::EndsWith(word, "+")) {
       bool all_known = true;
@@ -791,7 +805,7 @@ class RuleParser {
 
   absl::StatusOr<uint64_t> ParseCount(Key key, const Token& value, uint64_t max) {
     const absl::string_view name = kKeyNames[int(key)];
-    uint64_t v = 0;
+    uint64_t v = 0;  // mutate: equivalent (set when ParseDecimal succeeds)
     switch (ParseDecimal(value.text, max, &v)) {
       case NumResult::kNotNumber:
         if (value.text.empty()) {
@@ -859,7 +873,7 @@ class RuleParser {
                                                   "write %sN%s1",
                                                   spelled, spelled, op == '>' ? "-" : "+"));
     }
-    uint64_t v = 0;
+    uint64_t v = 0;  // mutate: equivalent (set when ParseDecimal succeeds)
     switch (ParseDecimal(value.text, kMaxLen, &v)) {
       case NumResult::kNotNumber:
         if (value.text.empty()) {
@@ -930,6 +944,7 @@ std::optional<Hook> ParseHookName(absl::string_view name) {
 
 std::string HookSet::ToString() const {
   std::vector<absl::string_view> names;
+  // mutate: equivalent < (a HookSet holds only the four hooks' bits)
   for (int i = 0; i < kHookCount; ++i) {
     if (has(static_cast<Hook>(i))) names.push_back(kHookNames[i]);
   }
@@ -1070,6 +1085,7 @@ absl::Status ValidateRule(const Rule& r) {
 
 std::string DurationToString(Duration d) {
   if (d == absl::ZeroDuration()) return "0s";
+  // mutate: equivalent < (zero returned above)
   if (d < absl::ZeroDuration() || d == absl::InfiniteDuration() ||
       d % absl::Microseconds(1) != absl::ZeroDuration()) {
     return absl::FormatDuration(d);
