@@ -45,6 +45,7 @@ stack::TcpConfig Config(const PairConfig& c, Side s) {
   cfg.window_scaling = !(off & 1);
   cfg.sack = !(off & 2);
   cfg.timestamps = !(off & 4);
+  cfg.congestion = off & 8 ? stack::CongestionAlgorithm::kBbr : stack::CongestionAlgorithm::kCubic;
   uint8_t bufs = a ? c.a_buffers : c.b_buffers;
   cfg.send_buffer = kBuffers[bufs & 3];
   cfg.recv_buffer = kBuffers[(bufs >> 2) & 3];
@@ -318,8 +319,8 @@ PairConfig ParsePairConfig(absl::Span<const uint8_t> bytes) {
   c.mode = static_cast<PairMode>((at(0) >> 1) & 3);
   c.trace = (at(0) >> 3) & 1;
   c.msl = (at(0) >> 4) & 7;
-  c.a_options_off = at(1) & 7;
-  c.b_options_off = (at(1) >> 4) & 7;
+  c.a_options_off = at(1) & 15;
+  c.b_options_off = (at(1) >> 4) & 15;
   c.a_size = at(2) & 15;
   c.b_size = at(2) >> 4;
   c.a_buffers = at(3) & 15;
@@ -338,7 +339,7 @@ std::vector<uint8_t> SerializePairConfig(const PairConfig& c) {
   std::vector<uint8_t> b(PairConfig::kSize);
   b[0] = static_cast<uint8_t>((c.simultaneous_open ? 1 : 0) | (static_cast<int>(c.mode) << 1) |
                               (c.trace ? 8 : 0) | ((c.msl & 7) << 4));
-  b[1] = static_cast<uint8_t>((c.a_options_off & 7) | ((c.b_options_off & 7) << 4));
+  b[1] = static_cast<uint8_t>((c.a_options_off & 15) | ((c.b_options_off & 15) << 4));
   b[2] = static_cast<uint8_t>((c.a_size & 15) | (c.b_size << 4));
   b[3] = static_cast<uint8_t>((c.a_buffers & 15) | (c.b_buffers << 4));
   b[4] = static_cast<uint8_t>((c.a_mss & 15) | (c.b_mss << 4));

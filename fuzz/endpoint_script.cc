@@ -152,7 +152,9 @@ std::vector<uint8_t> SerializeScript(const Script& s) {
 std::string ToString(const ScriptHeader& h) {
   return absl::StrCat(h.bits & kPassiveOpen ? "listen" : "connect",
                       h.bits & kNoWindowScaling ? " no-wscale" : "", h.bits & kNoSack ? " no-sack" : "",
-                      h.bits & kNoTimestamps ? " no-ts" : "",
+                      h.bits & kNoTimestamps ? " no-ts" : "", " cc=",
+                      stack::CongestionAlgorithmName(
+                          kCongestionChoices[(h.bits & kCongestionBits) >> kCongestionShift]),
                       " sndbuf=", kBufferSizes[h.send_buffer % std::size(kBufferSizes)],
                       " rcvbuf=", kBufferSizes[h.recv_buffer % std::size(kBufferSizes)],
                       " mss=", kMssValues[h.mss % std::size(kMssValues)], " iss=", h.own_iss,

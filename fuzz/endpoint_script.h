@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
+#include "stack/congestion.h"
 
 namespace wrench::fuzz {
 
@@ -19,7 +20,12 @@ enum HeaderBits : uint8_t {
   kNoWindowScaling = 0x02,
   kNoSack = 0x04,
   kNoTimestamps = 0x08,
+  kCongestionBits = 0x30,  // index into kCongestionChoices
 };
+inline constexpr int kCongestionShift = 4;
+inline constexpr stack::CongestionAlgorithm kCongestionChoices[] = {
+    stack::CongestionAlgorithm::kCubic, stack::CongestionAlgorithm::kNewReno,
+    stack::CongestionAlgorithm::kBbr, stack::CongestionAlgorithm::kCubic};
 
 struct ScriptHeader {
   uint8_t bits = kPassiveOpen;

@@ -620,6 +620,15 @@ void EndpointPairSeeds() {
   }
   {
     PairConfig x = c;
+    x.a_size = 14;
+    x.b_size = 9;
+    x.a_options_off = x.b_options_off = 8;  // BBR on both sides
+    Bytes v;
+    for (int i = 0; i < 80; ++i) v.push_back(i % 5 == 2 ? kDrop : i % 13 == 6 ? kDuplicate : kPass);
+    Pair("bbr-bulk-with-loss", x, v);
+  }
+  {
+    PairConfig x = c;
     x.a_size = 10;  // 16 KiB into a 100-byte receive buffer that is not read for 2 s
     x.b_buffers = 1 << 2;
     x.b_read_stall = 20;

@@ -130,6 +130,7 @@ class Harness {
     cfg.window_scaling = !(h.bits & kNoWindowScaling);
     cfg.sack = !(h.bits & kNoSack);
     cfg.timestamps = !(h.bits & kNoTimestamps);
+    cfg.congestion = kCongestionChoices[(h.bits & kCongestionBits) >> kCongestionShift];
     cfg.send_buffer = kBufferSizes[h.send_buffer % std::size(kBufferSizes)];
     cfg.recv_buffer = kBufferSizes[h.recv_buffer % std::size(kBufferSizes)];
     cfg.mss = kMssValues[h.mss % std::size(kMssValues)];
