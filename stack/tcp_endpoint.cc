@@ -116,17 +116,40 @@ TcpEndpoint::TcpEndpoint(TcpConfig config)
     : cfg_(std::move(config)),
       snd_buf_(std::max<size_t>(cfg_.send_buffer, 1)),
       rcv_buf_(std::max<size_t>(cfg_.recv_buffer, 1)),
-      cc_(MakeCongestionControl(cfg_.congestion)),
-      sb_(ScoreboardCapacity(cfg_)) {
-  tcb_.rto = cfg_.initial_rto;
+      sb_(0) {  // mutate: equivalent 0 (ResetConnection sizes the scoreboard)
   cfg_.dup_thresh = std::max(cfg_.dup_thresh, 1);
-  rcv_.quickacks_left = cfg_.quickacks;
   cfg_.max_ooo_ranges = std::min(cfg_.max_ooo_ranges, rcv_.ooo.size());
+  if (!cfg_.window_scaling) rcv_buf_ = RingBuffer(std::min<size_t>(rcv_buf_.capacity(), 0xffff));
+  ResetConnection();
+}
+
+// Everything one connection learns or moves, as a new endpoint starts with it: the
+// TCB, the sender's and receiver's variables, the timers, the RTT estimator, loss
+// recovery, congestion control, the scoreboard, RACK, TLP and the challenge ACK
+// count. The buffers are emptied; the config and how the endpoint was opened stay.
+void TcpEndpoint::ResetConnection() {
+  tcb_ = Tcb{};
+  tcb_.rto = cfg_.initial_rto;
   // The smallest shift that lets the whole receive buffer be advertised (RFC 7323 §2.3).
   uint8_t ws = 0;
   while (ws < 14 && (rcv_buf_.capacity() >> ws) > 0xffff) ++ws;
   tcb_.rcv_wscale = cfg_.window_scaling ? ws : 0;
-  if (!cfg_.window_scaling) rcv_buf_ = RingBuffer(std::min<size_t>(rcv_buf_.capacity(), 0xffff));
+  const bool passive = snd_.passive;
+  snd_ = Sender{};
+  snd_.passive = passive;
+  rcv_ = Receiver{};
+  rcv_.quickacks_left = cfg_.quickacks;
+  timers_ = Timers{kNever, kNever, kNever, kNever, kNever, kNever};
+  rtt_ = RttSampler{};
+  rec_ = LossRecovery{};
+  cc_ = MakeCongestionControl(cfg_.congestion);
+  sb_ = SackScoreboard(ScoreboardCapacity(cfg_));
+  loss_stats_ = LossStats{};
+  rack_ = Rack{};
+  tlp_ = Tlp{};
+  challenge_ = ChallengeAcks{};
+  snd_buf_.Consume(snd_buf_.size());
+  rcv_buf_.Consume(rcv_buf_.size());
 }
 
 // ---------------------------------------------------------------------------
@@ -152,6 +175,7 @@ absl::Status TcpEndpoint::Listen(Instant now) {
     return absl::FailedPreconditionError(absl::StrCat("listen in ", StateName(state_)));
   }
   snd_.passive = true;
+  listen_remote_port_ = cfg_.tuple.remote_port;
   SetState(now, TcpState::kListen, "passive open");
   return absl::OkStatus();
 }
@@ -365,7 +389,7 @@ void TcpEndpoint::SegmentArrivesSynSent(Instant now, const TcpRepr& seg) {
   tcb_.irs = seg.seq;
   tcb_.rcv_nxt = seg.seq + 1;
   AcceptSynOptions(seg);
-  UpdateTimestamps(seg);
+  UpdateTimestamps(seg);  // mutate: equivalent del (AcceptSynOptions took TS.Recent from this segment)
   tcb_.snd_wnd = seg.window;  // a SYN's window is never scaled
   tcb_.snd_wl1 = seg.seq;
   tcb_.snd_wl2 = seg.ack;
@@ -565,7 +589,7 @@ void TcpEndpoint::ProcessSegmentText(Instant now, const TcpRepr& seg) {
     rcv_.ack_needed = true;
     return;
   }
-  if (data.size() > wnd - offset) data = data.first(wnd - offset);
+  if (data.size() > wnd - offset) data = data.first(wnd - offset);  // mutate: equivalent > (first(size) is all)
   if (offset == 0) {
     bool filled_hole = rcv_.ooo_count > 0;
     rcv_buf_.WriteAt(rcv_buf_.size(), data);
@@ -836,13 +860,14 @@ void TcpEndpoint::ChooseIss(Instant now) {
 }
 
 // "If this connection was initiated with a passive OPEN, then return this connection
-// to the LISTEN state": what was queued for that connection is not the next one's.
+// to the LISTEN state": the listener takes its next connection as a new one would.
+// Nothing of the one it leaves carries over: not its queued data, its RTO backed off
+// by unanswered SYN-ACKs (Linux starts each request at TCP_TIMEOUT_INIT), its RTT
+// estimate or timed segment, its options (a SYN without window scaling must not
+// take the scale from the next SYN-ACK), nor its foreign port.
 void TcpEndpoint::ReturnToListen(Instant now, absl::string_view cause) {
-  snd_buf_.Consume(snd_buf_.size());
-  timers_.rto = kNever;
-  rec_.retries = 0;
-  snd_.syn_due = false;
-  rcv_.ack_needed = false;
+  ResetConnection();
+  cfg_.tuple.remote_port = listen_remote_port_;
   SetState(now, TcpState::kListen, cause);
 }
 
@@ -850,7 +875,7 @@ void TcpEndpoint::ReturnToListen(Instant now, absl::string_view cause) {
 // the retransmission timer stops; the others find nothing to do in TIME-WAIT.
 void TcpEndpoint::EnterTimeWait(Instant now, absl::string_view cause) {
   timers_.time_wait = now + 2 * cfg_.msl;
-  timers_.rto = kNever;
+  timers_.rto = kNever;  // mutate: equivalent del (the ACK of our FIN that leads here stopped it)
   SetState(now, TcpState::kTimeWait, cause);
 }
 
@@ -969,6 +994,7 @@ void TcpEndpoint::DetectLoss(Instant now, const AckInfo& info) {
       SyncCongestion();
     }
     rec_.state = Recovery::kOpen;
+    // mutate: equivalent del (an advancing ACK cleared it; without one the scoreboard is empty, so none counted)
     rec_.dup_acks = 0;
   }
   if (sb_.empty()) return;
@@ -1133,8 +1159,10 @@ void TcpEndpoint::OnRetransmitTimeout(Instant now) {
   rec_.recover = tcb_.snd_nxt;
   rec_.recover_set = true;
   rec_.dup_acks = 0;
+  // mutate: equivalent del,true (after MarkAllLost the pipe is 0 and cwnd one segment: NextSeg sends it too)
   snd_.retransmit_one = true;
   timers_.tlp = timers_.rack = kNever;
+  // mutate: equivalent del,false (the ACK ending the loss state covers the probe: TlpOnAck clears it first)
   tlp_.in_flight = false;
   tlp_.probe_due = false;
 }
@@ -1273,6 +1301,7 @@ uint32_t TcpEndpoint::EmitAt(Instant now, SeqNum seq, uint32_t max_payload,
   // mutate: equivalent 2,3 (8n + 5 and 8n + 6 round down to the same multiple of 4)
   uint32_t sack_bytes = sack_n ? (2 + 8 * sack_n + 3) / 4 * 4 : 0;
   uint32_t seg_max = tcb_.snd_mss > sack_bytes ? tcb_.snd_mss - sack_bytes : 1;
+  // mutate: equivalent <,&& (outside the data, Contiguous returns nothing too)
   if (seq < data_end && seq >= data_start) {
     r.payload = snd_buf_.Contiguous(static_cast<uint32_t>(seq - data_start),
                                     std::min<uint32_t>(max_payload, seg_max));
@@ -1305,6 +1334,7 @@ bool TcpEndpoint::RetransmitSegment(Instant now, size_t i, absl::FunctionRef<voi
   SeqNum at = sb_[i].start, stop = sb_[i].end;
   // A record sent again may need more than one segment (SACK blocks beside the
   // data leave less room); each piece is cut from the send buffer again.
+  // mutate: equivalent <,64,++ (a record is at most one SMSS: a few pieces at most)
   for (int guard = 0; at < stop && guard < 64; ++guard) {
     uint32_t c = EmitAt(now, at, static_cast<uint32_t>(stop - at), emit);
     if (c == 0) break;
@@ -1369,7 +1399,7 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
     int64_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - snd_.cursor;
     int32_t room = static_cast<int32_t>(std::clamp<int64_t>(std::min(cwnd_room, wnd_room), -1, 0x3fffffff));
     bool fin_only = snd_.fin_requested && snd_.cursor == snd_.fin_seq;
-    if (room <= 0 && !fin_only) break;
+    if (room <= 0 && !fin_only) break;  // mutate: equivalent <= (a room of 0 takes no byte: EmitAt sends none)
     // Sender SWS avoidance (RFC 9293 §3.8.6.2.1): while segments are in flight,
     // do not cut a small segment just because the window ends; wait for ACKs.
     uint32_t queued = static_cast<uint32_t>(end - snd_.cursor);
@@ -1453,11 +1483,12 @@ void TcpEndpoint::Poll(Instant now, absl::FunctionRef<void(const TcpRepr&)> emit
       // Karn: time only the first transmission of the SYN.
       if (!tcb_.ts_ok && rec_.retries == 0) {
         rtt_.timing = true;
-        rtt_.seq = tcb_.iss + 1;
+        rtt_.seq = tcb_.iss + 1;  // mutate: equivalent +,1 (the only acceptable ACK here is ISS + 1)
         rtt_.start = now;
       }
       tcb_.snd_nxt = tcb_.iss + 1;
     }
+    // mutate: equivalent ==,+,1 (the ACK of the SYN brings a cursor below SND.UNA up to it)
     if (snd_.cursor == tcb_.iss) snd_.cursor = tcb_.iss + 1;
     if (timers_.rto == kNever) RestartRetransmitTimer(now);
     rcv_.ack_needed = false;

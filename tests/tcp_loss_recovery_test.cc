@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "stack/simulator.h"
@@ -849,6 +850,174 @@ TEST_F(ScriptedPeer, AListenerReturnedByARstRetriesItsNextSynAckInFull) {
   EXPECT_EQ(ep().close_reason(), CloseReason::kTimeout);
 }
 
+// A listener and the peer the test plays, writing down every segment the listener
+// sends (time since `origin`, relative seq and ack, flags, window, SYN options) so
+// that two listeners' conversations can be compared whole.
+class ListenerTranscript {
+ public:
+  ListenerTranscript(TcpConfig cfg, Instant now) : ep_(std::move(cfg)), now_(now), origin_(now) {
+    EXPECT_TRUE(ep_.Listen(now_).ok());
+  }
+  // The peer's segment at `t` (since the start of the test).
+  void Deliver(Duration t, TcpRepr seg) {
+    RunTo(t);
+    seg.src_port = kPeerPort;
+    seg.dst_port = kPort;
+    ep_.OnSegment(now_, seg);
+    Pump();
+  }
+  void RunTo(Duration t) {
+    Instant end = absl::UnixEpoch() + t;
+    for (int guard = 0; guard < 1000 && ep_.NextDeadline() <= end; ++guard) {
+      now_ = std::max(now_, ep_.NextDeadline());
+      ep_.OnTick(now_);
+      Pump();
+    }
+    now_ = std::max(now_, end);
+  }
+  // Forgets what was sent so far; later times count from now.
+  void Restart() {
+    sent_.clear();
+    syn_acks_.clear();
+    origin_ = now_;
+  }
+  TcpEndpoint& ep() { return ep_; }
+  const std::vector<std::string>& sent() const { return sent_; }
+  std::vector<Duration> SynAckTimes() const { return syn_acks_; }
+
+ private:
+  void Pump() {
+    ep_.Poll(now_, [&](const TcpRepr& r) {
+      std::string f;
+      if (r.flags.has(kSyn)) f += 'S';
+      if (r.flags.has(kFin)) f += 'F';
+      if (r.flags.has(kRst)) f += 'R';
+      if (r.flags.has(kAck)) f += '.';
+      const TcpOptions& o = r.options;
+      sent_.push_back(absl::StrCat(absl::FormatDuration(now_ - origin_), " ", f, " ", r.seq.raw() - kIss, ":",
+                                   r.seq.raw() - kIss + r.payload.size(), " ack ", r.ack.raw() - kPeerIss,
+                                   " win ", r.window, " mss ", o.mss.value_or(0), " wscale ",
+                                   o.window_scale ? static_cast<int>(*o.window_scale) : -1, " sackok ",
+                                   o.sack_permitted, " ts ", o.timestamps ? o.timestamps->value : 0, "/",
+                                   o.timestamps ? o.timestamps->echo : 0));
+      if (f == "S.") syn_acks_.push_back(now_ - origin_);
+    });
+  }
+  TcpEndpoint ep_;
+  Instant now_, origin_;
+  std::vector<std::string> sent_;
+  std::vector<Duration> syn_acks_;
+};
+
+TcpRepr PeerSyn(uint32_t isn, bool options) {
+  TcpRepr syn;
+  syn.flags = TcpFlags(kSyn);
+  syn.seq = SeqNum(isn);
+  syn.window = 65535;
+  syn.options.mss = 1000;
+  if (options) {
+    syn.options.window_scale = 7;
+    syn.options.sack_permitted = true;
+    syn.options.timestamps = Timestamps{777, 0};
+  }
+  return syn;
+}
+
+TcpRepr PeerAck(uint32_t seq, uint32_t rel_ack) {
+  TcpRepr r;
+  r.flags = TcpFlags(kAck);
+  r.seq = SeqNum(seq);
+  r.ack = SeqNum(kIss + rel_ack);
+  r.window = 1000;
+  return r;
+}
+
+// RFC 9293 §3.10.7.4 returns a passive open to LISTEN after a RST in SYN-RECEIVED;
+// the listener then takes its next connection as a new listener would. Its
+// SYN-ACK is retransmitted after the initial RTO of 1 s, doubling from there, as
+// Linux's request sockets do (TCP_TIMEOUT_INIT), not after the RTO the first
+// connection's unanswered SYN-ACKs backed off to; and it offers the window scale
+// its receive buffer needs although the first SYN offered none.
+TEST(ListenerReturnedToListen, RetransmitsItsNextSynAckAsAFreshListenerDoes) {
+  TcpConfig c = EndpointConfig();
+  c.syn_retries = 3;
+  ListenerTranscript used(c, absl::UnixEpoch());
+  used.Deliver(absl::ZeroDuration(), PeerSyn(kPeerIss, false));
+  used.RunTo(Ms(3500));  // the SYN-ACK at 0, 1 s and 3 s: the RTO is 4 s now
+  ASSERT_THAT(used.SynAckTimes(), ElementsAre(absl::ZeroDuration(), absl::Seconds(1), absl::Seconds(3)));
+  ASSERT_EQ(used.ep().tcb().rto, absl::Seconds(4));
+  TcpRepr rst;
+  rst.flags = TcpFlags(kRst);
+  rst.seq = SeqNum(kPeerIss + 1);
+  used.Deliver(Ms(3500), rst);
+  ASSERT_EQ(used.ep().state(), TcpState::kListen);
+  EXPECT_EQ(used.ep().tcb().rto, absl::Seconds(1));
+  EXPECT_EQ(used.ep().retransmissions(), 0);
+  EXPECT_EQ(used.ep().NextDeadline(), kNever);
+  used.Restart();
+
+  ListenerTranscript fresh(c, absl::UnixEpoch() + Ms(3500));
+  for (ListenerTranscript* l : {&used, &fresh}) {
+    l->Deliver(Ms(3500), PeerSyn(kPeerIss + 100000, true));
+    l->RunTo(absl::Seconds(100));
+    EXPECT_EQ(l->ep().state(), TcpState::kClosed);
+    EXPECT_EQ(l->ep().close_reason(), CloseReason::kTimeout);
+  }
+  EXPECT_THAT(fresh.SynAckTimes(),
+              ElementsAre(absl::ZeroDuration(), absl::Seconds(1), absl::Seconds(3), absl::Seconds(7)));
+  EXPECT_EQ(used.sent(), fresh.sent());
+  EXPECT_EQ(used.SynAckTimes(), fresh.SynAckTimes());
+}
+
+// The RTT estimator starts over too: a SYN-ACK the first connection timed (no
+// timestamps) is not the one the next connection's ACK ends, so the next
+// connection's SRTT, RTTVAR, RTO, window and first retransmission are a fresh
+// listener's. The next connection negotiates timestamps; its peer's ACK of the
+// SYN-ACK carries none, so neither listener takes a sample from it.
+TEST(ListenerReturnedToListen, MeasuresItsNextConnectionAsAFreshListenerDoes) {
+  TcpConfig c = EndpointConfig();
+  ListenerTranscript used(c, absl::UnixEpoch());
+  used.Deliver(absl::ZeroDuration(), PeerSyn(kPeerIss, false));
+  TcpRepr rst;
+  rst.flags = TcpFlags(kRst);
+  rst.seq = SeqNum(kPeerIss + 1);
+  used.Deliver(Ms(500), rst);  // before the SYN-ACK's first retransmission
+  ASSERT_EQ(used.ep().state(), TcpState::kListen);
+  used.Restart();
+
+  ListenerTranscript fresh(c, absl::UnixEpoch() + Ms(500));
+  const uint32_t isn = kPeerIss + 100000;
+  for (ListenerTranscript* l : {&used, &fresh}) {
+    l->Deliver(Ms(500), PeerSyn(isn, true));
+    l->Deliver(Ms(600), PeerAck(isn + 1, 1));
+    ASSERT_EQ(l->ep().state(), TcpState::kEstablished);
+    std::vector<uint8_t> data(3000, 'x');
+    ASSERT_TRUE(l->ep().Send(data).ok());
+    l->RunTo(Ms(600));
+    l->RunTo(absl::Seconds(5));  // nothing acknowledged: the RTO resends the first segment
+  }
+  EXPECT_EQ(used.ep().tcb().srtt, fresh.ep().tcb().srtt);
+  EXPECT_EQ(used.ep().tcb().rttvar, fresh.ep().tcb().rttvar);
+  EXPECT_EQ(used.ep().tcb().rto, fresh.ep().tcb().rto);
+  EXPECT_EQ(used.ep().tcb().cwnd, fresh.ep().tcb().cwnd);
+  EXPECT_EQ(used.ep().tcb().ssthresh, fresh.ep().tcb().ssthresh);
+  EXPECT_EQ(used.ep().loss_stats().timeouts, fresh.ep().loss_stats().timeouts);
+  EXPECT_EQ(used.sent(), fresh.sent());
+}
+
+// A SYN-ACK offers only what the config allows and the SYN offered (RFC 7323 §1.3,
+// RFC 2018 §2): with window scaling, SACK and timestamps turned off, none of them,
+// however the SYN asks.
+TEST(ListenerReturnedToListen, OffersNoOptionTheConfigTurnsOff) {
+  TcpConfig c = EndpointConfig();
+  c.window_scaling = false;
+  c.sack = false;
+  c.timestamps = false;
+  ListenerTranscript l(c, absl::UnixEpoch());
+  l.Deliver(absl::ZeroDuration(), PeerSyn(kPeerIss, true));
+  EXPECT_THAT(l.sent(), ElementsAre("0 S. 0:0 ack 1 win 65535 mss 1000 wscale -1 sackok 0 ts 0/0"));
+}
+
 // RFC 9293 §3.8.6.1 lets probing go on while the peer answers; a peer that never
 // answers is given up after max_retries probes, as Linux's tcp_probe_timer does,
 // each after twice the wait of the one before.
@@ -1219,6 +1388,204 @@ TEST_F(TimeWait, RfcProfileAnswersEverySynWithAChallengeAck) {
   Pump();
   EXPECT_EQ(ep().state(), TcpState::kTimeWait);
   ASSERT_EQ(out_.size(), 1u);
+}
+
+TEST_F(TimeWait, SynWithoutTimestampsAtRcvNxtGetsAChallengeAck) {
+  EnterTimeWait(EndpointConfig());
+  TcpRepr syn = NewSyn(kPeerIss + 2, 0);  // the ISN is RCV.NXT itself: not beyond it
+  syn.options.timestamps.reset();
+  EXPECT_FALSE(ep().TimeWaitAcceptsSyn(syn));
+  ep().OnSegment(now_, syn);
+  Pump();
+  EXPECT_EQ(ep().state(), TcpState::kTimeWait);
+  EXPECT_THAT(out_, ElementsAre(O(Ms(20), 2, 0)));
+}
+
+// --- delayed ACKs (RFC 9293 §3.8.6.3, RFC 5681 §4.2) --------------------------
+
+// After the quick ACKs, a full segment waits: the next full segment is
+// acknowledged at once (more than one segment unacknowledged), a smaller one
+// within the delayed-ACK timeout, as Linux's __tcp_ack_snd_check.
+TEST_F(ScriptedPeer, AfterTheQuickAcksEverySecondFullSegmentIsAcknowledged) {
+  TcpConfig c = EndpointConfig();
+  c.quickacks = 1;
+  Open(c, {.sack = true});
+  PeerData(1, 1000);  // the quick ACK
+  EXPECT_THAT(out_, ElementsAre(O(Ms(10), 1, 0)));
+  out_.clear();
+  RunTo(Ms(20));
+  PeerData(1001, 1000);  // one full segment unacknowledged: it waits
+  RunTo(Ms(30));
+  EXPECT_THAT(out_, IsEmpty());
+  PeerData(2001, 1000);  // two: at once
+  EXPECT_THAT(out_, ElementsAre(O(Ms(30), 1, 0)));
+  out_.clear();
+  RunTo(Ms(40));
+  PeerData(3001, 999);
+  RunTo(Ms(79));
+  EXPECT_THAT(out_, IsEmpty());
+  PeerData(3000 + 1000, 1);  // a second segment, but no more than a full segment unacknowledged
+  RunTo(Ms(200));
+  EXPECT_THAT(out_, ElementsAre(O(Ms(80), 1, 0)));  // the timer started by the 999 bytes
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 4001));
+}
+
+// --- the send window (RFC 9293 §3.10.7.4, fifth, ESTABLISHED) ------------------
+
+// "If SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK)": a segment
+// the network reordered behind a newer one carries an older window, which must
+// not replace the newer. Here the peer's data came out of order, the second
+// segment (window 65535) before the first (window 1000): the window stays open.
+TEST_F(ScriptedPeer, AnOlderSegmentDoesNotShrinkTheSendWindow) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(1000);
+  RunTo(Ms(20));
+  static const std::vector<uint8_t> kBytes(100, 'y');
+  TcpRepr second = Header(1001, 65535);
+  second.seq = SeqNum(kPeerIss + 101);
+  second.payload = absl::MakeConstSpan(kBytes);
+  ep().OnSegment(now_, second);
+  Pump();
+  TcpRepr first = Header(1001, 1000);
+  first.payload = absl::MakeConstSpan(kBytes);
+  ep().OnSegment(now_, first);
+  Pump();
+  EXPECT_EQ(ep().tcb().snd_wnd, 65535u);
+  EXPECT_EQ(ep().tcb().snd_wl1, SeqNum(kPeerIss + 101));
+  TakeData();
+  Send(5000);
+  EXPECT_EQ(TakeData().size(), 5u);
+}
+
+// "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated": a segment
+// whose ACK lies below SND.UNA (old, but inside MAX.SND.WND, so it is processed)
+// leaves the window alone, however new its sequence number.
+TEST_F(ScriptedPeer, ASegmentWithAnAckBelowSndUnaLeavesTheWindowAlone) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(1000);
+  RunTo(Ms(20));
+  Ack(1001);
+  // Two segments of new data, each with an ACK of our SYN only and a zero window:
+  // the second's sequence number lies above SND.WL1.
+  static const std::vector<uint8_t> kBytes(100, 'y');
+  for (uint32_t k = 0; k < 2; ++k) {
+    TcpRepr stale = Header(1, 0);
+    stale.seq = SeqNum(kPeerIss + 1 + 100 * k);
+    stale.payload = absl::MakeConstSpan(kBytes);
+    ep().OnSegment(now_, stale);
+    Pump();
+  }
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 201));  // the data is taken
+  EXPECT_EQ(ep().tcb().snd_wnd, 65535u);
+  EXPECT_EQ(ep().tcb().snd_wl1, SeqNum(kPeerIss + 1));
+  TakeData();
+  Send(3000);
+  EXPECT_EQ(TakeData().size(), 3u);
+}
+
+// --- a zero receive window -----------------------------------------------------
+
+// RFC 9293 §3.10.7.4: with our window at zero, a segment at RCV.NXT is taken for its
+// ACK only; its text and its FIN are dropped. The ACK still moves our FIN-WAIT-1 on
+// to FIN-WAIT-2, as an ACK without a FIN does; the FIN counts when it comes again.
+TEST_F(ScriptedPeer, AFinIntoAZeroWindowIsDroppedButItsAckOfOurFinCounts) {
+  TcpConfig c = EndpointConfig();
+  c.recv_buffer = 1000;
+  Open(std::move(c), {.sack = true});
+  PeerData(1, 1000);  // fills the receive buffer
+  ASSERT_TRUE(ep().Close(now_).ok());
+  Pump();
+  out_.clear();
+  RunTo(Ms(20));
+  TcpRepr fin = Header(2, peer_.window);  // acknowledges our FIN
+  fin.seq = SeqNum(kPeerIss + 1001);
+  fin.flags = TcpFlags(kFin | kAck);
+  ep().OnSegment(now_, fin);
+  Pump();
+  EXPECT_EQ(ep().state(), TcpState::kFinWait2);
+  EXPECT_FALSE(ep().fin_received());
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 1001));
+  EXPECT_THAT(out_, ElementsAre(O(Ms(20), 2, 0)));  // the ACK a dropped segment gets
+}
+
+// --- a reset between two polls -------------------------------------------------
+
+// Duplicate ACKs owed for out-of-order segments are not sent once a RST closed the
+// connection before the next Poll: a closed connection sends nothing.
+TEST_F(ScriptedPeer, AResetBeforeThePollCancelsTheDuplicateAcksOwed) {
+  Open(EndpointConfig(), {.sack = true});
+  static const std::vector<uint8_t> kBytes(100, 'y');
+  for (uint32_t k = 0; k < 3; ++k) {
+    TcpRepr r = Header(1, peer_.window);
+    r.seq = SeqNum(kPeerIss + 101 + 200 * k);
+    r.payload = absl::MakeConstSpan(kBytes);
+    ep().OnSegment(now_, r);
+  }
+  TcpRepr rst = Header(1, 0);
+  rst.flags = TcpFlags(kRst);
+  ep().OnSegment(now_, rst);
+  ASSERT_EQ(ep().state(), TcpState::kClosed);
+  EXPECT_FALSE(ep().HasPendingOutput());
+  PollOnce();
+  EXPECT_THAT(out_, IsEmpty());
+}
+
+// --- the loss probe's timer (RFC 8985 §7.2) -------------------------------------
+
+// The PTO counts from the last transmission of new data: a Poll that sends nothing
+// (the application queued more than cwnd takes) does not push the probe back.
+TEST_F(ScriptedPeer, APollThatSendsNothingLeavesTheProbeTimerAlone) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(10'000);  // the initial window, at 10 ms
+  ASSERT_EQ(TakeData().size(), 10u);
+  ASSERT_EQ(ep().timers().tlp, absl::UnixEpoch() + Ms(30));  // 2 * SRTT after it
+  RunTo(Ms(15));
+  Send(1000);  // cwnd is full: nothing goes
+  EXPECT_THAT(TakeData(), IsEmpty());
+  EXPECT_EQ(ep().timers().tlp, absl::UnixEpoch() + Ms(30));
+  RunTo(Ms(30));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(30), 10001, 1000)));  // the probe: new data
+  EXPECT_EQ(ep().loss_stats().tlp_probes, 1);
+}
+
+// RFC 8985 §6.2 step 4: without reordering seen, the reordering window is 0 once
+// DupThresh segments are SACKed. Segments 2, 4 and 5 SACKed: segment 1 has three
+// SACKed above it (RFC 6675 IsLost), segment 3 only two, and RACK deems it lost on
+// the same ACK, so both go at once rather than the second a quarter min_RTT later.
+TEST_F(ScriptedPeer, RackWindowIsZeroOnceDupThreshSegmentsAreSacked) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(5000);
+  ASSERT_EQ(TakeData().size(), 5u);
+  RunTo(Ms(20));
+  Ack(1, {{1001, 2001}});
+  EXPECT_THAT(TakeData(), IsEmpty());
+  Ack(1, {{3001, 5001}, {1001, 2001}});
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(20), 1, 1000), O(Ms(20), 2001, 1000)));
+  EXPECT_EQ(ep().loss_stats().rack_marked, 1);
+}
+
+// RFC 6937 §3 without SACK: each duplicate ACK stands for one segment delivered
+// (RFC 6675's DeliveredData is otherwise 0). Before recovery that lets a new
+// segment out on each of the first two (pipe falls below cwnd, as RFC 3042's
+// limited transmit); in recovery, PRR sends ssthresh / RecoverFS = 1/2 of what
+// the duplicate ACKs deliver while pipe is above ssthresh, then a segment for each.
+TEST_F(ScriptedPeer, NewRenoDuplicateAcksInRecoveryDeliverASegmentEach) {
+  Open(EndpointConfig(TcpProfile::kRfc), {.sack = false});
+  Send(20'000);
+  ASSERT_EQ(TakeData().size(), 10u);  // the initial window; 10 more wait
+  RunTo(Ms(20));
+  for (int k = 0; k < 3; ++k) Ack(1);
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(20), 10001, 1000), O(Ms(20), 11001, 1000), O(Ms(20), 1, 1000)));
+  EXPECT_EQ(ep().tcb().ssthresh, 6000u);  // NewReno: FlightSize / 2, with 12 segments out
+  // RecoverFS 12000, pipe 9000 after the fast retransmit. The 4th and 5th bring
+  // prr_delivered to 2000 and 3000: 1000 and 1500 allowed, 1000 already out; the
+  // 6th leaves pipe at ssthresh, and from the 7th each lets one segment out.
+  std::vector<size_t> sent;
+  for (int k = 0; k < 6; ++k) {
+    Ack(1);
+    sent.push_back(TakeData().size());
+  }
+  EXPECT_THAT(sent, ElementsAre(0u, 0u, 0u, 1u, 1u, 1u));
 }
 
 // --- the whole transfer --------------------------------------------------------
