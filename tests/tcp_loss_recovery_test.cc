@@ -1588,6 +1588,66 @@ TEST_F(ScriptedPeer, NewRenoDuplicateAcksInRecoveryDeliverASegmentEach) {
   EXPECT_THAT(sent, ElementsAre(0u, 0u, 0u, 1u, 1u, 1u));
 }
 
+// --- window updates (RFC 9293 §3.8.6.2.2) --------------------------------------
+
+// Receiver SWS avoidance: a read announces the larger window only once it has grown
+// by min(half the buffer, one segment) since the last advertisement. With a
+// 4000-byte buffer that is one segment (1000 bytes), with 1000 bytes half of it.
+TEST_F(ScriptedPeer, AWindowUpdateWaitsUntilTheWindowGrewByASegment) {
+  TcpConfig c = EndpointConfig();
+  c.recv_buffer = 4000;
+  Open(std::move(c), {.sack = true});
+  for (uint32_t k = 0; k < 4; ++k) PeerData(1 + 1000 * k, 1000);
+  ASSERT_EQ(ep().tcb().rcv_wnd, 0u);
+  out_.clear();
+  RunTo(Ms(20));
+  std::vector<uint8_t> buf(999);
+  ASSERT_EQ(ep().Receive(absl::MakeSpan(buf)), 999u);
+  Pump();
+  EXPECT_THAT(out_, IsEmpty());
+  buf.resize(1);
+  ASSERT_EQ(ep().Receive(absl::MakeSpan(buf)), 1u);
+  Pump();
+  EXPECT_THAT(out_, ElementsAre(O(Ms(20), 1, 0)));
+  EXPECT_EQ(ep().tcb().rcv_wnd, 1000u);
+}
+
+TEST_F(ScriptedPeer, AWindowUpdateOfASmallBufferWaitsForHalfOfIt) {
+  TcpConfig c = EndpointConfig();
+  c.recv_buffer = 1000;
+  Open(std::move(c), {.sack = true});
+  PeerData(1, 1000);
+  ASSERT_EQ(ep().tcb().rcv_wnd, 0u);
+  out_.clear();
+  RunTo(Ms(20));
+  std::vector<uint8_t> buf(499);
+  ASSERT_EQ(ep().Receive(absl::MakeSpan(buf)), 499u);
+  Pump();
+  EXPECT_THAT(out_, IsEmpty());
+  buf.resize(1);
+  ASSERT_EQ(ep().Receive(absl::MakeSpan(buf)), 1u);
+  Pump();
+  EXPECT_THAT(out_, ElementsAre(O(Ms(20), 1, 0)));
+  EXPECT_EQ(ep().tcb().rcv_wnd, 500u);
+}
+
+// RFC 9293 §3.10.7.3: a RST that acknowledges our SYN refuses the connection, and
+// what the application queued meanwhile is flushed, as on any reset.
+TEST_F(ScriptedPeer, ARefusedConnectionFlushesTheSendQueue) {
+  ep_ = std::make_unique<TcpEndpoint>(EndpointConfig());
+  ASSERT_TRUE(ep().Connect(now_).ok());
+  Pump();
+  Send(3000);
+  ASSERT_EQ(ep().send_queue(), 3000u);
+  TcpRepr rst = Header(1, 0);
+  rst.flags = TcpFlags(kRst | kAck);
+  rst.seq = SeqNum(0);
+  ep().OnSegment(now_, rst);
+  EXPECT_EQ(ep().state(), TcpState::kClosed);
+  EXPECT_EQ(ep().close_reason(), CloseReason::kRefused);
+  EXPECT_EQ(ep().send_queue(), 0u);
+}
+
 // --- the whole transfer --------------------------------------------------------
 
 // 5 MB at 3% random loss of data segments on a 1 ms round trip. Linux repairs each
