@@ -1243,6 +1243,13 @@ TEST_F(ScriptedPeer, PrrSpreadsTheReductionOverTheAcksOfOneRoundTrip) {
   EXPECT_THAT(std::vector<uint32_t>(cwnd.begin() + 2, cwnd.begin() + 8),
               ElementsAre(18'637u, 18'273u, 17'910u, 17'546u, 17'182u, 16'819u));
   EXPECT_THAT(std::vector<size_t>(sent.begin(), sent.begin() + 8), ElementsAre(1u, 1u, 1u, 0u, 0u, 1u, 1u, 0u));
+  // Once pipe is down to ssthresh (ACK 12 on), PRR-SSRB holds cwnd at ssthresh and
+  // each SACKed segment lets one out.
+  EXPECT_THAT(std::vector<uint32_t>(cwnd.begin() + 8, cwnd.end()),
+              ElementsAre(16'455u, 16'091u, 15'728u, 14'000u, 14'000u, 14'000u, 14'000u, 14'000u, 14'000u,
+                          14'000u, 14'000u));
+  EXPECT_THAT(std::vector<size_t>(sent.begin() + 8, sent.end()),
+              ElementsAre(1u, 1u, 0u, 0u, 1u, 1u, 1u, 1u, 1u, 1u, 1u));
   // Over the round trip PRR sends ssthresh / RecoverFS of what was delivered: pipe
   // ends at ssthresh, not at half of it nor above it.
   size_t total = 0;
@@ -1580,12 +1587,17 @@ TEST_F(ScriptedPeer, NewRenoDuplicateAcksInRecoveryDeliverASegmentEach) {
   // RecoverFS 12000, pipe 9000 after the fast retransmit. The 4th and 5th bring
   // prr_delivered to 2000 and 3000: 1000 and 1500 allowed, 1000 already out; the
   // 6th leaves pipe at ssthresh, and from the 7th each lets one segment out.
+  // cwnd = pipe + sndcnt, exact to the byte: 1000 * 6000 / 12000 divides evenly,
+  // so the rounding up adds nothing.
   std::vector<size_t> sent;
+  std::vector<uint32_t> cwnd;
   for (int k = 0; k < 6; ++k) {
     Ack(1);
     sent.push_back(TakeData().size());
+    cwnd.push_back(ep().tcb().cwnd);
   }
   EXPECT_THAT(sent, ElementsAre(0u, 0u, 0u, 1u, 1u, 1u));
+  EXPECT_THAT(cwnd, ElementsAre(8000u, 7500u, 6000u, 6000u, 6000u, 6000u));
 }
 
 // --- window updates (RFC 9293 §3.8.6.2.2) --------------------------------------
