@@ -557,6 +557,24 @@ TEST_F(ScriptedPeer, AProbeThatRepairedATailLossReducesTheWindowOnce) {
   EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
 }
 
+// RFC 8985 §7.4 with a D-SACK: the peer had the tail after all (it was late, not
+// lost) and reports the probe's copy as a duplicate, so nothing was repaired and
+// the window stays.
+TEST_F(ScriptedPeer, AProbeAnsweredWithADsackReducesNothing) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(10'000);
+  ASSERT_EQ(TakeData().size(), 10u);
+  RunTo(Ms(20));
+  Ack(8001);
+  RunTo(Ms(40));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(40), 9001, 1000)));
+  RunTo(Ms(50));
+  Ack(10001, {{9001, 10001}});  // a D-SACK: below the cumulative ACK
+  EXPECT_EQ(ep().loss_stats().dsacks, 1);
+  EXPECT_EQ(ep().tcb().ssthresh, 0x7fffffffu);
+  EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
+}
+
 // RFC 8985 §7.3: with new data waiting (here held back by cwnd), the probe is one
 // segment of it; its ACK repairs nothing, so the window is not reduced.
 TEST_F(ScriptedPeer, AProbeOfNewDataIsOneSegmentAndNoReduction) {
