@@ -375,6 +375,7 @@ void TcpEndpoint::SegmentArrivesSynSent(Instant now, const TcpRepr& seg) {
       if (!seg.flags.has(kRst)) QueueRst(seg, seg.ack, std::nullopt);
       return;
     }
+    // mutate: equivalent <,&& (the test above leaves ISS < SEG.ACK, and SND.UNA is ISS in SYN-SENT)
     ack_ok = tcb_.snd_una < seg.ack && seg.ack <= tcb_.snd_nxt;
   }
   // Second: a RST is acceptable only if it acknowledges our SYN (RFC 5961 §3.2).

@@ -1618,6 +1618,22 @@ TEST_F(ScriptedPeer, NewRenoDuplicateAcksInRecoveryDeliverASegmentEach) {
   EXPECT_THAT(cwnd, ElementsAre(8000u, 7500u, 6000u, 6000u, 6000u, 6000u));
 }
 
+// A FIN ahead of missing data is held while it lies inside the window, up to its
+// right edge: here the 2000-byte window ends exactly at the FIN, which takes
+// effect (CLOSE-WAIT) when the missing data arrives.
+TEST_F(ScriptedPeer, AFinAtTheWindowsRightEdgeWaitsForTheDataBeforeIt) {
+  TcpConfig c = EndpointConfig();
+  c.recv_buffer = 2000;
+  Open(std::move(c), {.sack = true});
+  PeerSegment(1001, 1000, kFin | kAck);
+  ASSERT_FALSE(sacks_out_.empty());
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair<uint32_t, uint32_t>(1001, 2002)));
+  EXPECT_EQ(ep().state(), TcpState::kEstablished);
+  PeerData(1, 1000);
+  EXPECT_EQ(ep().state(), TcpState::kCloseWait);
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 2002));
+}
+
 // --- window updates (RFC 9293 §3.8.6.2.2) --------------------------------------
 
 // Receiver SWS avoidance: a read announces the larger window only once it has grown
