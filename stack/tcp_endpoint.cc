@@ -75,7 +75,7 @@ constexpr uint32_t kTimestampOptionLen = 12;  // with its two NOPs of padding
 }  // namespace
 
 uint32_t Rfc6528Isn(const FourTuple& t, Instant now, const std::array<uint64_t, 2>& secret) {
-  uint8_t buf[36];
+  uint8_t buf[36];  // mutate: equivalent 36 (a larger buffer holds the same bytes)
   size_t n = 0;
   auto put = [&](absl::Span<const uint8_t> b) {
     std::memcpy(buf + n, b.data(), b.size());
@@ -133,7 +133,7 @@ void TcpEndpoint::ResetConnection() {
   // The smallest shift that lets the whole receive buffer be advertised (RFC 7323 §2.3).
   uint8_t ws = 0;
   while (ws < 14 && (rcv_buf_.capacity() >> ws) > 0xffff) ++ws;
-  tcb_.rcv_wscale = cfg_.window_scaling ? ws : 0;
+  tcb_.rcv_wscale = cfg_.window_scaling ? ws : 0;  // mutate: equivalent 0 (AcceptSynOptions zeroes it unused)
   const bool passive = snd_.passive;
   snd_ = Sender{};
   snd_.passive = passive;
@@ -304,7 +304,7 @@ void TcpEndpoint::OnSegment(Instant now, const TcpRepr& seg) {
     // its SYN and acknowledges ours. Take it as the ACK of our SYN, with no reply.
     TcpRepr ack = seg;
     ack.flags = seg.flags.without(kSyn);
-    // mutate: equivalent 1,+ (only SND.WL1 reads it, and every later SEG.SEQ lies above both)
+    // mutate: equivalent 1,+,del (only SND.WL1 reads it, and every later SEG.SEQ lies above both)
     ack.seq = seg.seq + 1;
     ack.payload = {};
     if (CheckAckField(now, ack)) CheckFinBit(now, ack);
@@ -358,7 +358,7 @@ void TcpEndpoint::SegmentArrivesListen(Instant now, const TcpRepr& seg) {
   AcceptSynOptions(seg);
   // RFC 7323 §2.2: the window of a SYN segment is never scaled.
   tcb_.snd_wnd = seg.window;
-  tcb_.snd_wl1 = seg.seq;
+  tcb_.snd_wl1 = seg.seq;  // mutate: equivalent del (the ACK ending SYN-RECEIVED sets it again)
   tcb_.snd_wl2 = seg.ack;
   tcb_.max_snd_wnd = tcb_.snd_wnd;
   snd_.syn_due = true;
@@ -498,8 +498,9 @@ bool TcpEndpoint::CheckAckField(Instant now, const TcpRepr& seg) {
       return false;
     }
     tcb_.snd_wnd = static_cast<uint32_t>(seg.window) << tcb_.snd_wscale;
+    // mutate: equivalent del (UpdateSendWindow below takes both from this segment: SEG.SEQ > IRS = SND.WL1)
     tcb_.snd_wl1 = seg.seq;
-    tcb_.snd_wl2 = seg.ack;
+    tcb_.snd_wl2 = seg.ack;  // mutate: equivalent del (as SND.WL1 above)
     tcb_.max_snd_wnd = std::max(tcb_.max_snd_wnd, tcb_.snd_wnd);
     AdvanceUna(now, seg.ack, seg);
     snd_.syn_due = false;  // a SYN-ACK retransmission that was due is moot now
@@ -630,7 +631,7 @@ void TcpEndpoint::ScheduleAck(Instant now, uint32_t len, bool filled_hole) {
 void TcpEndpoint::DeliverInOrder() {
   size_t drop = 0;
   while (drop < rcv_.ooo_count && rcv_.ooo[drop].left <= tcb_.rcv_nxt) {
-    if (rcv_.ooo[drop].right > tcb_.rcv_nxt) {
+    if (rcv_.ooo[drop].right > tcb_.rcv_nxt) {  // mutate: equivalent > (equal commits 0 bytes)
       uint32_t n = static_cast<uint32_t>(rcv_.ooo[drop].right - tcb_.rcv_nxt);
       rcv_buf_.Commit(n);
       tcb_.rcv_nxt += n;
@@ -660,7 +661,7 @@ bool TcpEndpoint::HoldOutOfOrder(SeqNum seq, absl::Span<const uint8_t> data) {
   if (merged == 0) {
     std::move_backward(rcv_.ooo.begin() + i, rcv_.ooo.begin() + rcv_.ooo_count, rcv_.ooo.begin() + rcv_.ooo_count + 1);
     ++rcv_.ooo_count;
-  } else if (merged > 1) {
+  } else if (merged > 1) {  // mutate: equivalent 1 (one range merged moves nothing and removes none)
     std::move(rcv_.ooo.begin() + j, rcv_.ooo.begin() + rcv_.ooo_count, rcv_.ooo.begin() + i + 1);
     rcv_.ooo_count -= merged - 1;
   }
@@ -760,6 +761,7 @@ void TcpEndpoint::AcceptSynOptions(const TcpRepr& seg) {
 void TcpEndpoint::UpdateTimestamps(const TcpRepr& seg) {
   if (!tcb_.ts_ok || !seg.options.timestamps) return;
   uint32_t val = seg.options.timestamps->value;
+  // mutate: equivalent >= (an equal TSval stores the same value)
   if (static_cast<int32_t>(val - tcb_.ts_recent) >= 0 && seg.seq <= tcb_.last_ack_sent) tcb_.ts_recent = val;
 }
 
@@ -822,7 +824,7 @@ void TcpEndpoint::UpdateSendWindow(const TcpRepr& seg, bool advanced_una) {
   if (advanced_una || tcb_.snd_wl1 < seg.seq || (tcb_.snd_wl1 == seg.seq && tcb_.snd_wl2 <= seg.ack)) {
     tcb_.snd_wnd = static_cast<uint32_t>(seg.window) << tcb_.snd_wscale;
     tcb_.snd_wl1 = seg.seq;
-    tcb_.snd_wl2 = seg.ack;
+    tcb_.snd_wl2 = seg.ack;  // mutate: equivalent del (SND.WL2 never passes SND.UNA, which bounds SEG.ACK here)
     tcb_.max_snd_wnd = std::max(tcb_.max_snd_wnd, tcb_.snd_wnd);
     if (tcb_.snd_wnd > 0) {
       timers_.persist = kNever;
@@ -902,9 +904,10 @@ void TcpEndpoint::Terminate(Instant now, CloseReason why, absl::string_view caus
 // left the network (RFC 6937 §3, as Linux's tcp_add_reno_sack).
 uint32_t TcpEndpoint::Pipe() const {
   uint32_t pipe = sb_.Pipe();
-  if (!tcb_.sack_ok && rec_.dup_acks > 0) {  // mutate: equivalent > (none subtracts nothing)
+  // mutate: equivalent >,&& (none subtracts nothing; with SACK none are counted)
+  if (!tcb_.sack_ok && rec_.dup_acks > 0) {
     uint64_t left = static_cast<uint64_t>(rec_.dup_acks) * tcb_.snd_mss;
-    pipe = left >= pipe ? 0 : pipe - static_cast<uint32_t>(left);
+    pipe = left >= pipe ? 0 : pipe - static_cast<uint32_t>(left);  // mutate: equivalent >= (both 0)
   }
   return pipe;
 }
@@ -940,7 +943,7 @@ void TcpEndpoint::RackUpdate(Instant now, const SentSegment& s) {
   }
   // Step 3: a segment delivered below the highest one delivered, never
   // retransmitted, arrived out of order.
-  if (!rack_.fack_set || s.end > rack_.fack) {
+  if (!rack_.fack_set || s.end > rack_.fack) {  // mutate: equivalent > (no two deliveries end alike)
     rack_.fack = s.end;
     rack_.fack_set = true;
   } else if (!s.retransmitted) {
@@ -1000,6 +1003,7 @@ void TcpEndpoint::DetectLoss(Instant now, const AckInfo& info) {
   }
   if (sb_.empty()) return;
   if (tcb_.sack_ok) {
+    // mutate: equivalent > (MarkLostByDupThresh does nothing without SACKed records)
     if (sb_.sacked_count() > 0) sb_.MarkLostByDupThresh(cfg_.dup_thresh, tcb_.snd_mss);
     if (cfg_.rack) RackDetectLoss(now);
   } else if (rec_.state == Recovery::kOpen) {
@@ -1020,12 +1024,12 @@ void TcpEndpoint::EnterFastRecovery(Instant now) {
   rec_.recover = tcb_.snd_nxt;  // RFC 6675 RecoveryPoint, RFC 6582 recover
   rec_.recover_set = true;
   cc_->OnCongestionEvent(now, FlightSize());
-  SyncCongestion();
+  SyncCongestion();  // mutate: equivalent del (PrrOnAck follows at once and syncs)
   // RFC 6937 §3.1 initialization.
   rec_.prr_delivered = 0;
   rec_.prr_out = 0;
   rec_.recover_fs = std::max<uint32_t>(FlightSize(), 1);
-  rtt_.timing = false;
+  rtt_.timing = false;  // mutate: equivalent del,false (every ACK in recovery is after_loss: no sample)
   timers_.tlp = kNever;
   tlp_.in_flight = false;
 }
@@ -1136,7 +1140,7 @@ void TcpEndpoint::OnRetransmitTimeout(Instant now) {
                            " retransmissions"));
     return;
   }
-  rtt_.timing = false;
+  rtt_.timing = false;  // mutate: equivalent del,false (the next ACK is after_loss: no sample)
   // RFC 6298 §5.5: back off the timer.
   tcb_.rto = std::min(tcb_.rto * 2, cfg_.max_rto);
   timers_.rto = now + tcb_.rto;
@@ -1335,13 +1339,13 @@ bool TcpEndpoint::RetransmitSegment(Instant now, size_t i, absl::FunctionRef<voi
   SeqNum at = sb_[i].start, stop = sb_[i].end;
   // A record sent again may need more than one segment (SACK blocks beside the
   // data leave less room); each piece is cut from the send buffer again.
-  // mutate: equivalent <,64,++ (a record is at most one SMSS: a few pieces at most)
+  // mutate: equivalent <,64,++,&& (a record is at most one SMSS: a few pieces; at its end EmitAt sends 0)
   for (int guard = 0; at < stop && guard < 64; ++guard) {
     uint32_t c = EmitAt(now, at, static_cast<uint32_t>(stop - at), emit);
     if (c == 0) break;
     at += c;
   }
-  if (at == sb_[i].start) return false;
+  if (at == sb_[i].start) return false;  // mutate: equivalent false (a record lies in the buffer: some is sent)
   sb_.OnRetransmit(i, now);
   ++rec_.retransmissions;
   rtt_.timing = false;  // Karn
@@ -1393,7 +1397,7 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
   }
   // Rule 2: new data, within the peer's window and cwnd - pipe.
   bool sent_new = false;
-  // mutate: equivalent 0,4096 (a bound on turns that other conditions end first)
+  // mutate: equivalent 0,4096,<,++ (a bound on turns that other conditions end first; at the end EmitAt sends 0)
   for (int guard = 0; snd_.cursor < end && guard < 4096; ++guard) {
     if (sb_.full()) break;
     int64_t cwnd_room = static_cast<int64_t>(cc_->cwnd()) - Pipe();
@@ -1408,6 +1412,7 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
         tcb_.snd_una != tcb_.snd_nxt && snd_.cursor >= tcb_.snd_nxt) {
       break;
     }
+    // mutate: equivalent >,0 (without room only a FIN is left, at the data's end: no byte to take)
     uint32_t c = EmitAt(now, snd_.cursor, room > 0 ? static_cast<uint32_t>(room) : 0, emit);
     if (c == 0) break;
     snd_.cursor += c;

@@ -133,6 +133,8 @@ class ScriptedPeer : public ::testing::Test {
 
   void PollOnce() {
     ep_->Poll(now_, [&](const TcpRepr& r) {
+      EXPECT_EQ(r.src_port, kPort);
+      EXPECT_EQ(r.dst_port, kPeerPort);
       std::string f;
       if (r.flags.has(kSyn)) f += 'S';
       if (r.flags.has(kFin)) f += 'F';
@@ -262,6 +264,10 @@ TEST_F(ScriptedPeer, OutOfOrderSegmentsBetweenPollsAreOwedAtMostEightDuplicateAc
   PollOnce();
   EXPECT_EQ(out_.size(), 8u);
   for (const Out& o : out_) EXPECT_EQ(o.len, 0u);
+  ASSERT_GE(sacks_out_.size(), 8u);
+  for (size_t i = sacks_out_.size() - 8; i < sacks_out_.size(); ++i) {
+    EXPECT_FALSE(sacks_out_[i].empty()) << "duplicate ACK " << i;  // each names the held data
+  }
 }
 
 // RFC 7323 §4.3: TS.Recent takes the TSval of a segment that reaches the left edge
@@ -484,6 +490,7 @@ TEST_F(ScriptedPeer, SackRetransmitsThreeHolesWithinOneRoundTrip) {
   EXPECT_EQ(ep().loss_stats().timeouts, 0);
   // Recovery ended with cwnd = ssthresh = 0.7 * 10 segments (CUBIC's beta).
   EXPECT_EQ(ep().tcb().ssthresh, 7000u);
+  EXPECT_EQ(ep().tcb().cwnd, 7000u);
 }
 
 TEST_F(ScriptedPeer, SackBlocksOutsideTheWindowAreIgnored) {
@@ -905,6 +912,12 @@ class ListenerTranscript {
 
  private:
   void Pump() {
+    const bool pending = ep_.HasPendingOutput();
+    const size_t before = sent_.size();
+    Poll();
+    EXPECT_EQ(pending, sent_.size() > before) << "HasPendingOutput() at " << absl::FormatDuration(now_ - origin_);
+  }
+  void Poll() {
     ep_.Poll(now_, [&](const TcpRepr& r) {
       std::string f;
       if (r.flags.has(kSyn)) f += 'S';
@@ -980,6 +993,7 @@ TEST(ListenerReturnedToListen, RetransmitsItsNextSynAckAsAFreshListenerDoes) {
     l->RunTo(absl::Seconds(100));
     EXPECT_EQ(l->ep().state(), TcpState::kClosed);
     EXPECT_EQ(l->ep().close_reason(), CloseReason::kTimeout);
+    EXPECT_EQ(l->ep().retransmissions(), 3);
   }
   EXPECT_THAT(fresh.SynAckTimes(),
               ElementsAre(absl::ZeroDuration(), absl::Seconds(1), absl::Seconds(3), absl::Seconds(7)));
@@ -1021,6 +1035,24 @@ TEST(ListenerReturnedToListen, MeasuresItsNextConnectionAsAFreshListenerDoes) {
   EXPECT_EQ(used.ep().tcb().ssthresh, fresh.ep().tcb().ssthresh);
   EXPECT_EQ(used.ep().loss_stats().timeouts, fresh.ep().loss_stats().timeouts);
   EXPECT_EQ(used.sent(), fresh.sent());
+}
+
+// The listener stays a passive open after its return: the next connection's RST in
+// SYN-RECEIVED returns it to LISTEN again, and a listener answers an ACK with a RST.
+TEST(ListenerReturnedToListen, StaysAPassiveOpen) {
+  ListenerTranscript l(EndpointConfig(), absl::UnixEpoch());
+  TcpRepr rst;
+  rst.flags = TcpFlags(kRst);
+  for (uint32_t isn : {kPeerIss, kPeerIss + 100000}) {
+    l.Deliver(absl::ZeroDuration(), PeerSyn(isn, false));
+    ASSERT_EQ(l.ep().state(), TcpState::kSynReceived);
+    rst.seq = SeqNum(isn + 1);
+    l.Deliver(absl::ZeroDuration(), rst);
+    ASSERT_EQ(l.ep().state(), TcpState::kListen);
+  }
+  l.Restart();
+  l.Deliver(absl::ZeroDuration(), PeerAck(kPeerIss + 7, 77));
+  EXPECT_THAT(l.sent(), ElementsAre("0 R 77:77 ack 4294962296 win 0 mss 0 wscale -1 sackok 0 ts 0/0"));
 }
 
 // A SYN-ACK offers only what the config allows and the SYN offered (RFC 7323 §1.3,
@@ -1405,6 +1437,14 @@ TEST_F(TimeWait, SynWithoutTimestampsNeedsAnIsnBeyondRcvNxt) {
   EXPECT_TRUE(ep().TimeWaitAcceptsSyn(new_isn));
 }
 
+// Linux (tcp_timewait_state_process) refuses only a TSval older than TS.Recent: an
+// equal one passes PAWS, and an ISN beyond RCV.NXT then starts the new connection.
+TEST_F(TimeWait, SynWithAnEqualTimestampAndAnIsnBeyondRcvNxtEndsTimeWait) {
+  EnterTimeWait(EndpointConfig());
+  TcpRepr syn = NewSyn(kPeerIss + 100000, 100);
+  EXPECT_TRUE(ep().TimeWaitAcceptsSyn(syn));
+}
+
 TEST_F(TimeWait, RfcProfileAnswersEverySynWithAChallengeAck) {
   EnterTimeWait(EndpointConfig(TcpProfile::kRfc));
   TcpRepr syn = NewSyn(kPeerIss + 100000, 200);
@@ -1632,6 +1672,233 @@ TEST_F(ScriptedPeer, AFinAtTheWindowsRightEdgeWaitsForTheDataBeforeIt) {
   PeerData(1, 1000);
   EXPECT_EQ(ep().state(), TcpState::kCloseWait);
   EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 2002));
+}
+
+// --- more of the first checks (RFC 9293 §3.10.7.4) ------------------------------
+
+// A segment that begins below RCV.NXT and ends inside the window is acceptable (the
+// fourth case of the test, by its last byte); its new bytes are taken.
+TEST_F(ScriptedPeer, ASegmentOverlappingRcvNxtIsTakenForItsNewBytes) {
+  Open(EndpointConfig(), {.sack = true});
+  PeerData(1, 1000);
+  PeerData(501, 1000);
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 1501));
+  EXPECT_EQ(ep().readable(), 1500u);
+}
+
+// "If the ACK acks something not yet sent (SEG.ACK > SND.NXT), then send an ACK, drop
+// the segment, and return": its text is not taken either.
+TEST_F(ScriptedPeer, TextWithAnAckOfUnsentDataIsDropped) {
+  Open(EndpointConfig(), {.sack = true});
+  static const std::vector<uint8_t> kBytes(100, 'y');
+  TcpRepr r = Header(5001, peer_.window);
+  r.payload = absl::MakeConstSpan(kBytes);
+  ep().OnSegment(now_, r);
+  Pump();
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 1));
+  EXPECT_EQ(ep().readable(), 0u);
+  EXPECT_THAT(out_, ElementsAre(O(Ms(10), 1, 0)));
+}
+
+// With our window at zero, a pure ACK is an ordinary ACK: taken, and not answered
+// (only a segment with text or a FIN is answered, its content being dropped).
+TEST_F(ScriptedPeer, APureAckIntoAZeroWindowIsNotAnswered) {
+  TcpConfig c = EndpointConfig();
+  c.recv_buffer = 1000;
+  Open(std::move(c), {.sack = true});
+  PeerData(1, 1000);
+  Send(1000);
+  out_.clear();
+  RunTo(Ms(20));
+  TcpRepr ack = Header(1001, peer_.window);
+  ack.seq = SeqNum(kPeerIss + 1001);
+  ep().OnSegment(now_, ack);
+  Pump();
+  EXPECT_EQ(ep().tcb().snd_una, SeqNum(kIss + 1001));
+  EXPECT_THAT(out_, IsEmpty());
+}
+
+// --- out-of-order data ---------------------------------------------------------
+
+// Adjacent out-of-order segments make one range, reported as one SACK block.
+TEST_F(ScriptedPeer, AdjacentOutOfOrderSegmentsMakeOneSackBlock) {
+  Open(EndpointConfig(), {.sack = true});
+  PeerData(1001, 500);
+  PeerData(1501, 500);
+  ASSERT_FALSE(sacks_out_.empty());
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair<uint32_t, uint32_t>(1001, 2001)));
+}
+
+// Each out-of-order segment polled on its own gets one duplicate ACK, no more.
+TEST_F(ScriptedPeer, EachOutOfOrderSegmentPolledAloneGetsOneDuplicateAck) {
+  Open(EndpointConfig(), {.sack = true});
+  for (uint32_t k = 0; k < 3; ++k) PeerData(1001 + 200 * k, 100);
+  EXPECT_EQ(out_.size(), 3u);
+}
+
+// RFC 5681 §4.2: a segment that fills a hole is acknowledged at once, also after
+// the quick ACKs, when the delayed-ACK timer would otherwise wait.
+TEST_F(ScriptedPeer, ASegmentThatFillsAHoleIsAcknowledgedAtOnce) {
+  TcpConfig c = EndpointConfig();
+  c.quickacks = 0;
+  Open(c, {.sack = true});
+  PeerData(101, 100);  // out of order: a duplicate ACK at once
+  out_.clear();
+  RunTo(Ms(20));
+  PeerData(1, 100);    // fills the hole
+  EXPECT_THAT(out_, ElementsAre(O(Ms(20), 1, 0)));
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 201));
+}
+
+// A connection reset while a delayed ACK waits has no timer left running.
+TEST_F(ScriptedPeer, AResetStopsTheDelayedAckTimer) {
+  TcpConfig c = EndpointConfig();
+  c.quickacks = 0;
+  Open(c, {.sack = true});
+  PeerData(1, 100);
+  ASSERT_EQ(ep().timers().delayed_ack, absl::UnixEpoch() + Ms(50));
+  TcpRepr rst = Header(1, 0);
+  rst.flags = TcpFlags(kRst);
+  rst.seq = SeqNum(kPeerIss + 101);
+  ep().OnSegment(now_, rst);
+  ASSERT_EQ(ep().state(), TcpState::kClosed);
+  EXPECT_EQ(ep().NextDeadline(), kNever);
+}
+
+// --- the sender ----------------------------------------------------------------
+
+// SendLimit() is SND.UNA + min(SND.WND, cwnd).
+TEST_F(ScriptedPeer, SendLimitIsSndUnaPlusTheSmallerWindow) {
+  Open(EndpointConfig(), {.sack = true, .window = 5000});
+  EXPECT_EQ(ep().SendLimit(), SeqNum(kIss + 1 + 5000));
+  Ack(1, {}, 60000);
+  EXPECT_EQ(ep().SendLimit(), SeqNum(kIss + 1 + 10000));  // cwnd: the initial window
+}
+
+// RFC 9293 §3.8.6.2.1 after Close too: while data is in flight, the rest waits for
+// a full segment's room rather than going out as a small segment.
+TEST_F(ScriptedPeer, AfterCloseTheSenderStillAvoidsSmallSegments) {
+  Open(EndpointConfig(), {.sack = true, .window = 1500});
+  Send(2000);
+  ASSERT_TRUE(ep().Close(now_).ok());
+  Pump();
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(10), 1, 1000)));
+  RunTo(Ms(20));
+  Ack(1001, {}, 1500);
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(20), 1001, 1000, "F.")));
+}
+
+// A zero window with nothing left to send needs no probe.
+TEST_F(ScriptedPeer, AZeroWindowWithNothingQueuedIsNotProbed) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(1000);
+  RunTo(Ms(20));
+  Ack(1001, {}, 0);
+  EXPECT_EQ(ep().timers().persist, kNever);
+  EXPECT_EQ(ep().NextDeadline(), kNever);
+}
+
+// RFC 9293 §3.8.6.1: probes answered with a zero window go on, each wait twice the
+// one before (as Linux's tcp_probe_timer), and the answers keep the connection alive.
+TEST_F(ScriptedPeer, AnsweredZeroWindowProbesBackOff) {
+  TcpConfig c = EndpointConfig();
+  c.max_retries = 3;
+  Open(c, {.sack = true});
+  Send(1000);
+  RunTo(Ms(20));
+  Ack(1001, {}, 0);
+  Send(1000);
+  out_.clear();
+  const Duration rto = ep().tcb().rto;
+  Duration at = Ms(20);
+  for (int k = 0; k < 5; ++k) {
+    at += rto * (1 << k);
+    RunTo(at);
+    ASSERT_THAT(out_, ElementsAre(O(at, 1000, 0))) << "probe " << k;
+    out_.clear();
+    Ack(1001, {}, 0);
+  }
+  EXPECT_EQ(ep().state(), TcpState::kEstablished);
+}
+
+// RFC 8985 §7.2: with one segment in flight the PTO allows for the peer's delayed
+// ACK (2 * SRTT + 200 ms), but never exceeds the RTO: the probe, the segment
+// itself, goes at the RTO's time instead of a timeout.
+TEST_F(ScriptedPeer, ASingleSegmentIsProbedNoLaterThanTheRto) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(1000);
+  EXPECT_EQ(ep().timers().tlp, absl::UnixEpoch() + Ms(220));  // min(10 + 20 + 200, 10 + 210)
+  RunTo(Ms(220));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(10), 1, 1000), O(Ms(220), 1, 1000)));
+  EXPECT_EQ(ep().loss_stats().tlp_probes, 1);
+  EXPECT_EQ(ep().loss_stats().timeouts, 0);
+}
+
+// RFC 8985 §6.2 step 5: only segments sent before the most recently delivered one
+// can be deemed lost. Of three segments sent together, the second SACKed: the
+// first (below it) is lost a quarter min_RTT later, the third (above it) is not.
+TEST_F(ScriptedPeer, RackLeavesASegmentAboveTheNewestDeliveredOfItsSendTime) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(3000);
+  ASSERT_EQ(TakeData().size(), 3u);
+  RunTo(Ms(20));
+  Ack(1, {{1001, 2001}});
+  RunTo(Ms(30));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(22.5), 1, 1000)));
+}
+
+// With DupThresh 0 in the config, 1 is used: an ACK that advances SND.UNA is not a
+// duplicate, and one duplicate ACK is enough.
+TEST_F(ScriptedPeer, ADupThreshOfZeroCountsAsOne) {
+  TcpConfig c = EndpointConfig(TcpProfile::kRfc);
+  c.dup_thresh = 0;
+  Open(c, {.sack = false});
+  Send(3000);
+  TakeData();
+  RunTo(Ms(20));
+  Ack(1001);
+  EXPECT_THAT(TakeData(), IsEmpty());
+  Ack(1001);
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(20), 1001, 1000)));
+}
+
+// The loss state a timeout starts lasts until everything sent before it is
+// acknowledged (RFC 6582's recover, RFC 6675's RecoveryPoint), not until the
+// first ACK.
+TEST_F(ScriptedPeer, TheLossStateLastsUntilTheRecoveryPoint) {
+  TcpConfig c = EndpointConfig();
+  c.rack = false;
+  c.tlp = false;
+  Open(c, {.sack = true});
+  Send(3000);
+  RunTo(Ms(220));
+  ASSERT_EQ(ep().recovery(), TcpEndpoint::Recovery::kLoss);
+  RunTo(Ms(230));
+  Ack(1001);
+  EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kLoss);
+  Ack(3001);
+  EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
+}
+
+// A SYN-ACK that answers a retransmitted SYN gives no RTT sample (Karn's rule, and
+// for the timestamps too: see AdvanceUna), so the backed-off RTO stays.
+TEST_F(ScriptedPeer, AHandshakeAfterASynTimeoutTakesNoRttSample) {
+  ep_ = std::make_unique<TcpEndpoint>(EndpointConfig());
+  ASSERT_TRUE(ep().Connect(now_).ok());
+  Pump();
+  RunTo(Ms(1000));  // the SYN again
+  ASSERT_EQ(out_.size(), 2u);
+  RunTo(Ms(1010));
+  TcpRepr synack = Header(1, 65535);
+  synack.flags = TcpFlags(kSyn | kAck);
+  synack.seq = SeqNum(kPeerIss);
+  synack.options.mss = 1000;
+  synack.options.timestamps = Timestamps{1, *tsval_out_.back()};
+  ep().OnSegment(now_, synack);
+  Pump();
+  ASSERT_EQ(ep().state(), TcpState::kEstablished);
+  EXPECT_EQ(ep().tcb().srtt, absl::ZeroDuration());
+  EXPECT_EQ(ep().tcb().rto, absl::Seconds(2));
 }
 
 // --- window updates (RFC 9293 §3.8.6.2.2) --------------------------------------
