@@ -502,7 +502,7 @@ bool TcpEndpoint::CheckAckField(Instant now, const TcpRepr& seg) {
     tcb_.snd_wl1 = seg.seq;
     tcb_.snd_wl2 = seg.ack;  // mutate: equivalent del (as SND.WL1 above)
     tcb_.max_snd_wnd = std::max(tcb_.max_snd_wnd, tcb_.snd_wnd);
-    AdvanceUna(now, seg.ack, seg);
+    AdvanceUna(now, seg.ack, seg);  // mutate: equivalent del (the ACK processing below advances it the same)
     snd_.syn_due = false;  // a SYN-ACK retransmission that was due is moot now
     SetState(now, TcpState::kEstablished, "ACK of SYN");
   }

@@ -883,13 +883,17 @@ class ListenerTranscript {
   ListenerTranscript(TcpConfig cfg, Instant now) : ep_(std::move(cfg)), now_(now), origin_(now) {
     EXPECT_TRUE(ep_.Listen(now_).ok());
   }
-  // The peer's segment at `t` (since the start of the test).
+  // The peer's segment at `t` (since the start of the test), then a Poll.
   void Deliver(Duration t, TcpRepr seg) {
+    Arrive(t, std::move(seg));
+    Pump();
+  }
+  // The same without the Poll: the next segment arrives before it.
+  void Arrive(Duration t, TcpRepr seg) {
     RunTo(t);
     seg.src_port = kPeerPort;
     seg.dst_port = kPort;
     ep_.OnSegment(now_, seg);
-    Pump();
   }
   void RunTo(Duration t) {
     Instant end = absl::UnixEpoch() + t;
@@ -1053,6 +1057,22 @@ TEST(ListenerReturnedToListen, StaysAPassiveOpen) {
   l.Restart();
   l.Deliver(absl::ZeroDuration(), PeerAck(kPeerIss + 7, 77));
   EXPECT_THAT(l.sent(), ElementsAre("0 R 77:77 ack 4294962296 win 0 mss 0 wscale -1 sackok 0 ts 0/0"));
+}
+
+// A retransmitted SYN in SYN-RECEIVED makes the SYN-ACK due at once; an
+// unacceptable segment arriving with it wants an ACK, which the SYN-ACK carries;
+// and the ACK of our SYN arriving before the next Poll makes it moot.
+TEST(ListenerReturnedToListen, ASynAckDueIsSentOnceAndNotAfterTheHandshake) {
+  ListenerTranscript l(EndpointConfig(), absl::UnixEpoch());
+  l.Deliver(absl::ZeroDuration(), PeerSyn(kPeerIss, false));
+  l.Arrive(Ms(10), PeerSyn(kPeerIss, false));
+  l.Deliver(Ms(10), PeerAck(kPeerIss + 10000000, 1));  // far outside the window
+  EXPECT_THAT(l.SynAckTimes(), ElementsAre(absl::ZeroDuration(), Ms(10)));
+  EXPECT_EQ(l.sent().size(), 2u);
+  l.Arrive(Ms(20), PeerSyn(kPeerIss, false));
+  l.Deliver(Ms(20), PeerAck(kPeerIss + 1, 1));
+  EXPECT_EQ(l.ep().state(), TcpState::kEstablished);
+  EXPECT_EQ(l.sent().size(), 2u);
 }
 
 // A SYN-ACK offers only what the config allows and the SYN offered (RFC 7323 §1.3,
@@ -1899,6 +1919,49 @@ TEST_F(ScriptedPeer, AHandshakeAfterASynTimeoutTakesNoRttSample) {
   ASSERT_EQ(ep().state(), TcpState::kEstablished);
   EXPECT_EQ(ep().tcb().srtt, absl::ZeroDuration());
   EXPECT_EQ(ep().tcb().rto, absl::Seconds(2));
+}
+
+// RFC 9293 §3.10.7.4, seventh: text beyond the window is trimmed at its right
+// edge, also in a segment that arrives out of order. A 2000-byte buffer, and a
+// segment 1000 bytes ahead of RCV.NXT carrying 1500: only 1000 are kept.
+TEST_F(ScriptedPeer, OutOfOrderTextIsTrimmedAtTheWindowsRightEdge) {
+  TcpConfig c = EndpointConfig();
+  c.recv_buffer = 2000;
+  Open(std::move(c), {.sack = true});
+  PeerData(1001, 1500);
+  ASSERT_FALSE(sacks_out_.empty());
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair<uint32_t, uint32_t>(1001, 2001)));
+  PeerData(1, 1000);
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 2001));
+  EXPECT_EQ(ep().readable(), 2000u);
+}
+
+// Segments that carry data, and ACKs older than SND.UNA, are not duplicate ACKs
+// (Linux's FLAG_NOT_DUP): three of either start no fast retransmit.
+TEST_F(ScriptedPeer, DataSegmentsAndOldAcksAreNotDuplicateAcks) {
+  Open(EndpointConfig(TcpProfile::kRfc), {.sack = false});
+  Send(1000);
+  RunTo(Ms(20));
+  Ack(1001);
+  Send(3000);
+  TakeData();
+  RunTo(Ms(30));
+  static const std::vector<uint8_t> kBytes(100, 'y');
+  for (uint32_t k = 0; k < 3; ++k) {
+    TcpRepr d = Header(1001, peer_.window);  // SEG.ACK = SND.UNA, with data
+    d.seq = SeqNum(kPeerIss + 1 + 100 * k);
+    d.payload = absl::MakeConstSpan(kBytes);
+    ep().OnSegment(now_, d);
+    Pump();
+  }
+  for (int k = 0; k < 3; ++k) {
+    TcpRepr old = Header(1, peer_.window);  // below SND.UNA
+    old.seq = SeqNum(kPeerIss + 301);
+    ep().OnSegment(now_, old);
+    Pump();
+  }
+  EXPECT_THAT(TakeData(), IsEmpty());
+  EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
 }
 
 // --- window updates (RFC 9293 §3.8.6.2.2) --------------------------------------
