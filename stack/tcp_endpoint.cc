@@ -587,7 +587,7 @@ void TcpEndpoint::ProcessSegmentText(Instant now, const TcpRepr& seg) {
   }
   uint32_t wnd = ReceiveWindow();
   uint32_t offset = static_cast<uint32_t>(seq - tcb_.rcv_nxt);
-  if (offset >= wnd) {
+  if (offset >= wnd) {  // mutate: equivalent >= (text starting at the window's edge failed the first check)
     rcv_.ack_needed = true;
     return;
   }
@@ -666,7 +666,7 @@ bool TcpEndpoint::HoldOutOfOrder(SeqNum seq, absl::Span<const uint8_t> data) {
     rcv_.ooo_count -= merged - 1;
   }
   rcv_.ooo[i] = {left, right, ++rcv_.ooo_arrivals};
-  return true;
+  return true;  // mutate: equivalent true (the caller does not read it)
 }
 
 // Eighth: the FIN bit.
@@ -1166,6 +1166,7 @@ void TcpEndpoint::OnRetransmitTimeout(Instant now) {
   rec_.dup_acks = 0;
   // mutate: equivalent del,true (after MarkAllLost the pipe is 0 and cwnd one segment: NextSeg sends it too)
   snd_.retransmit_one = true;
+  // mutate: equivalent del (either timer would find the loss state: the probe stops, every record is lost)
   timers_.tlp = timers_.rack = kNever;
   // mutate: equivalent del,false (the ACK ending the loss state covers the probe: TlpOnAck clears it first)
   tlp_.in_flight = false;
@@ -1371,7 +1372,7 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
       // mutate: equivalent 0 (with no room only a FIN is left: there is no byte to send)
       uint32_t c = EmitAt(now, snd_.cursor, static_cast<uint32_t>(std::max<int32_t>(wnd_room, 0)), emit);
       snd_.cursor += c;
-      sent = c > 0;
+      sent = c > 0;  // mutate: equivalent > (with room and data EmitAt sends a byte at least)
       tlp_.retransmitted = false;
     }
     if (!sent) {

@@ -594,6 +594,8 @@ TEST_F(ScriptedPeer, AProbeOfNewDataIsOneSegmentAndNoReduction) {
   EXPECT_THAT(TakeData(), ElementsAre(O(Ms(30), 10001, 1000)));
   EXPECT_EQ(ep().loss_stats().tlp_probes, 1);
   RunTo(Ms(40));
+  Ack(10001);  // the initial window: the probe's segment is in flight, not sent again
+  EXPECT_THAT(TakeData(), IsEmpty());
   Ack(11001);
   EXPECT_EQ(ep().tcb().ssthresh, 0x7fffffffu);
   EXPECT_EQ(ep().retransmissions(), 0);
@@ -1073,6 +1075,19 @@ TEST(ListenerReturnedToListen, ASynAckDueIsSentOnceAndNotAfterTheHandshake) {
   l.Deliver(Ms(20), PeerAck(kPeerIss + 1, 1));
   EXPECT_EQ(l.ep().state(), TcpState::kEstablished);
   EXPECT_EQ(l.sent().size(), 2u);
+}
+
+// RFC 7323 §2.3: a shift count above 14 is used as 14.
+TEST(ListenerReturnedToListen, APeersWindowScaleAbove14Is14) {
+  ListenerTranscript l(EndpointConfig(), absl::UnixEpoch());
+  TcpRepr syn = PeerSyn(kPeerIss, true);
+  syn.options.window_scale = 15;
+  l.Deliver(absl::ZeroDuration(), syn);
+  TcpRepr ack = PeerAck(kPeerIss + 1, 1);
+  ack.window = 2;
+  l.Deliver(Ms(10), ack);
+  ASSERT_EQ(l.ep().state(), TcpState::kEstablished);
+  EXPECT_EQ(l.ep().tcb().snd_wnd, 2u << 14);
 }
 
 // A SYN-ACK offers only what the config allows and the SYN offered (RFC 7323 §1.3,
@@ -1744,9 +1759,54 @@ TEST_F(ScriptedPeer, APureAckIntoAZeroWindowIsNotAnswered) {
 TEST_F(ScriptedPeer, AdjacentOutOfOrderSegmentsMakeOneSackBlock) {
   Open(EndpointConfig(), {.sack = true});
   PeerData(1001, 500);
-  PeerData(1501, 500);
+  PeerData(1501, 500);  // after the range
   ASSERT_FALSE(sacks_out_.empty());
   EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair<uint32_t, uint32_t>(1001, 2001)));
+  PeerData(3001, 500);
+  PeerData(2501, 500);  // before the range
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair<uint32_t, uint32_t>(2501, 3501),
+                                             std::pair<uint32_t, uint32_t>(1001, 2001)));
+}
+
+// At max_ooo_ranges ranges, a segment that would make one more is dropped; one
+// that extends a range is still taken.
+TEST_F(ScriptedPeer, AtTheRangeLimitOnlySegmentsExtendingARangeAreHeld) {
+  TcpConfig c = EndpointConfig();
+  c.max_ooo_ranges = 1;
+  Open(std::move(c), {.sack = true});
+  PeerData(1001, 100);
+  PeerData(1101, 100);
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair<uint32_t, uint32_t>(1001, 1201)));
+  PeerData(2001, 100);
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair<uint32_t, uint32_t>(1001, 1201)));
+}
+
+// RFC 9293 §3.10.7.4, fourth (RFC 5961 §4.2): a SYN in a synchronized state gets a
+// challenge ACK and nothing else of it is processed, neither its ACK nor its text.
+TEST_F(ScriptedPeer, ASynInEstablishedIsOnlyChallenged) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(1000);
+  RunTo(Ms(20));
+  out_.clear();
+  static const std::vector<uint8_t> kBytes(100, 'y');
+  TcpRepr syn = Header(1001, peer_.window);
+  syn.flags = TcpFlags(kSyn | kAck);
+  syn.payload = absl::MakeConstSpan(kBytes);
+  ep().OnSegment(now_, syn);
+  Pump();
+  EXPECT_THAT(out_, ElementsAre(O(Ms(20), 1001, 0)));
+  EXPECT_EQ(ep().tcb().snd_una, SeqNum(kIss + 1));
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 1));
+}
+
+// RFC 5961 §5.2: right after the handshake MAX.SND.WND is the SYN-ACK's window, so an
+// ACK of the ISS itself (one below SND.UNA) is acceptable, not challenged.
+TEST_F(ScriptedPeer, AnAckOfTheIssRightAfterTheHandshakeIsNotChallenged) {
+  Open(EndpointConfig(), {.sack = true});
+  TcpRepr r = Header(0, peer_.window);
+  ep().OnSegment(now_, r);
+  Pump();
+  EXPECT_THAT(out_, IsEmpty());
 }
 
 // Each out-of-order segment polled on its own gets one duplicate ACK, no more.
