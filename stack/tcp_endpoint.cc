@@ -149,7 +149,7 @@ void TcpEndpoint::ResetConnection() {
   tlp_ = Tlp{};
   challenge_ = ChallengeAcks{};
   snd_buf_.Consume(snd_buf_.size());
-  rcv_buf_.Consume(rcv_buf_.size());
+  rcv_buf_.Consume(rcv_buf_.size());  // mutate: equivalent del (SYN-RECEIVED takes no text: it is empty)
 }
 
 // ---------------------------------------------------------------------------

@@ -1083,6 +1083,7 @@ TEST(ListenerReturnedToListen, APeersWindowScaleAbove14Is14) {
   TcpRepr syn = PeerSyn(kPeerIss, true);
   syn.options.window_scale = 15;
   l.Deliver(absl::ZeroDuration(), syn);
+  EXPECT_EQ(l.ep().tcb().rcv_wnd, 65535u);  // a SYN-ACK's window is never scaled
   TcpRepr ack = PeerAck(kPeerIss + 1, 1);
   ack.window = 2;
   l.Deliver(Ms(10), ack);
@@ -1101,6 +1102,17 @@ TEST(ListenerReturnedToListen, OffersNoOptionTheConfigTurnsOff) {
   ListenerTranscript l(c, absl::UnixEpoch());
   l.Deliver(absl::ZeroDuration(), PeerSyn(kPeerIss, true));
   EXPECT_THAT(l.sent(), ElementsAre("0 S. 0:0 ack 1 win 65535 mss 1000 wscale -1 sackok 0 ts 0/0"));
+}
+
+// A SYN carries no option the config turns off.
+TEST_F(ScriptedPeer, ASynWithTimestampsOffCarriesNone) {
+  TcpConfig c = EndpointConfig();
+  c.timestamps = false;
+  ep_ = std::make_unique<TcpEndpoint>(std::move(c));
+  ASSERT_TRUE(ep().Connect(now_).ok());
+  Pump();
+  ASSERT_EQ(out_.size(), 1u);
+  EXPECT_EQ(tsval_out_.back(), std::nullopt);
 }
 
 // RFC 9293 §3.8.6.1 lets probing go on while the peer answers; a peer that never
@@ -1707,6 +1719,7 @@ TEST_F(ScriptedPeer, AFinAtTheWindowsRightEdgeWaitsForTheDataBeforeIt) {
   PeerData(1, 1000);
   EXPECT_EQ(ep().state(), TcpState::kCloseWait);
   EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 2002));
+  EXPECT_THAT(sacks_out_.back(), IsEmpty());  // nothing is held any more
 }
 
 // --- more of the first checks (RFC 9293 §3.10.7.4) ------------------------------
