@@ -75,7 +75,7 @@ constexpr uint32_t kTimestampOptionLen = 12;  // with its two NOPs of padding
 }  // namespace
 
 uint32_t Rfc6528Isn(const FourTuple& t, Instant now, const std::array<uint64_t, 2>& secret) {
-  uint8_t buf[36];
+  uint8_t buf[36];  // mutate: equivalent 36 (a larger buffer holds the same bytes)
   size_t n = 0;
   auto put = [&](absl::Span<const uint8_t> b) {
     std::memcpy(buf + n, b.data(), b.size());
@@ -116,17 +116,40 @@ TcpEndpoint::TcpEndpoint(TcpConfig config)
     : cfg_(std::move(config)),
       snd_buf_(std::max<size_t>(cfg_.send_buffer, 1)),
       rcv_buf_(std::max<size_t>(cfg_.recv_buffer, 1)),
-      cc_(MakeCongestionControl(cfg_.congestion)),
-      sb_(ScoreboardCapacity(cfg_)) {
-  tcb_.rto = cfg_.initial_rto;
+      sb_(0) {  // mutate: equivalent 0 (ResetConnection sizes the scoreboard)
   cfg_.dup_thresh = std::max(cfg_.dup_thresh, 1);
-  rcv_.quickacks_left = cfg_.quickacks;
   cfg_.max_ooo_ranges = std::min(cfg_.max_ooo_ranges, rcv_.ooo.size());
+  if (!cfg_.window_scaling) rcv_buf_ = RingBuffer(std::min<size_t>(rcv_buf_.capacity(), 0xffff));
+  ResetConnection();
+}
+
+// Everything one connection learns or moves, as a new endpoint starts with it: the
+// TCB, the sender's and receiver's variables, the timers, the RTT estimator, loss
+// recovery, congestion control, the scoreboard, RACK, TLP and the challenge ACK
+// count. The buffers are emptied; the config and how the endpoint was opened stay.
+void TcpEndpoint::ResetConnection() {
+  tcb_ = Tcb{};
+  tcb_.rto = cfg_.initial_rto;
   // The smallest shift that lets the whole receive buffer be advertised (RFC 7323 §2.3).
   uint8_t ws = 0;
   while (ws < 14 && (rcv_buf_.capacity() >> ws) > 0xffff) ++ws;
-  tcb_.rcv_wscale = cfg_.window_scaling ? ws : 0;
-  if (!cfg_.window_scaling) rcv_buf_ = RingBuffer(std::min<size_t>(rcv_buf_.capacity(), 0xffff));
+  tcb_.rcv_wscale = cfg_.window_scaling ? ws : 0;  // mutate: equivalent 0 (AcceptSynOptions zeroes it unused)
+  const bool passive = snd_.passive;
+  snd_ = Sender{};
+  snd_.passive = passive;
+  rcv_ = Receiver{};
+  rcv_.quickacks_left = cfg_.quickacks;
+  timers_ = Timers{kNever, kNever, kNever, kNever, kNever, kNever};
+  rtt_ = RttSampler{};
+  rec_ = LossRecovery{};
+  cc_ = MakeCongestionControl(cfg_.congestion);
+  sb_ = SackScoreboard(ScoreboardCapacity(cfg_));
+  loss_stats_ = LossStats{};
+  rack_ = Rack{};
+  tlp_ = Tlp{};
+  challenge_ = ChallengeAcks{};
+  snd_buf_.Consume(snd_buf_.size());
+  rcv_buf_.Consume(rcv_buf_.size());  // mutate: equivalent del (SYN-RECEIVED takes no text: it is empty)
 }
 
 // ---------------------------------------------------------------------------
@@ -152,6 +175,7 @@ absl::Status TcpEndpoint::Listen(Instant now) {
     return absl::FailedPreconditionError(absl::StrCat("listen in ", StateName(state_)));
   }
   snd_.passive = true;
+  listen_remote_port_ = cfg_.tuple.remote_port;
   SetState(now, TcpState::kListen, "passive open");
   return absl::OkStatus();
 }
@@ -280,7 +304,7 @@ void TcpEndpoint::OnSegment(Instant now, const TcpRepr& seg) {
     // its SYN and acknowledges ours. Take it as the ACK of our SYN, with no reply.
     TcpRepr ack = seg;
     ack.flags = seg.flags.without(kSyn);
-    // mutate: equivalent 1,+ (only SND.WL1 reads it, and every later SEG.SEQ lies above both)
+    // mutate: equivalent 1,+,del (only SND.WL1 reads it, and every later SEG.SEQ lies above both)
     ack.seq = seg.seq + 1;
     ack.payload = {};
     if (CheckAckField(now, ack)) CheckFinBit(now, ack);
@@ -334,7 +358,7 @@ void TcpEndpoint::SegmentArrivesListen(Instant now, const TcpRepr& seg) {
   AcceptSynOptions(seg);
   // RFC 7323 §2.2: the window of a SYN segment is never scaled.
   tcb_.snd_wnd = seg.window;
-  tcb_.snd_wl1 = seg.seq;
+  tcb_.snd_wl1 = seg.seq;  // mutate: equivalent del (the ACK ending SYN-RECEIVED sets it again)
   tcb_.snd_wl2 = seg.ack;
   tcb_.max_snd_wnd = tcb_.snd_wnd;
   snd_.syn_due = true;
@@ -351,6 +375,7 @@ void TcpEndpoint::SegmentArrivesSynSent(Instant now, const TcpRepr& seg) {
       if (!seg.flags.has(kRst)) QueueRst(seg, seg.ack, std::nullopt);
       return;
     }
+    // mutate: equivalent <,&& (the test above leaves ISS < SEG.ACK, and SND.UNA is ISS in SYN-SENT)
     ack_ok = tcb_.snd_una < seg.ack && seg.ack <= tcb_.snd_nxt;
   }
   // Second: a RST is acceptable only if it acknowledges our SYN (RFC 5961 §3.2).
@@ -365,7 +390,7 @@ void TcpEndpoint::SegmentArrivesSynSent(Instant now, const TcpRepr& seg) {
   tcb_.irs = seg.seq;
   tcb_.rcv_nxt = seg.seq + 1;
   AcceptSynOptions(seg);
-  UpdateTimestamps(seg);
+  UpdateTimestamps(seg);  // mutate: equivalent del (AcceptSynOptions took TS.Recent from this segment)
   tcb_.snd_wnd = seg.window;  // a SYN's window is never scaled
   tcb_.snd_wl1 = seg.seq;
   tcb_.snd_wl2 = seg.ack;
@@ -473,10 +498,11 @@ bool TcpEndpoint::CheckAckField(Instant now, const TcpRepr& seg) {
       return false;
     }
     tcb_.snd_wnd = static_cast<uint32_t>(seg.window) << tcb_.snd_wscale;
+    // mutate: equivalent del (UpdateSendWindow below takes both from this segment: SEG.SEQ > IRS = SND.WL1)
     tcb_.snd_wl1 = seg.seq;
-    tcb_.snd_wl2 = seg.ack;
+    tcb_.snd_wl2 = seg.ack;  // mutate: equivalent del (as SND.WL1 above)
     tcb_.max_snd_wnd = std::max(tcb_.max_snd_wnd, tcb_.snd_wnd);
-    AdvanceUna(now, seg.ack, seg);
+    AdvanceUna(now, seg.ack, seg);  // mutate: equivalent del (the ACK processing below advances it the same)
     snd_.syn_due = false;  // a SYN-ACK retransmission that was due is moot now
     SetState(now, TcpState::kEstablished, "ACK of SYN");
   }
@@ -562,11 +588,11 @@ void TcpEndpoint::ProcessSegmentText(Instant now, const TcpRepr& seg) {
   }
   uint32_t wnd = ReceiveWindow();
   uint32_t offset = static_cast<uint32_t>(seq - tcb_.rcv_nxt);
-  if (offset >= wnd) {
+  if (offset >= wnd) {  // mutate: equivalent >= (text starting at the window's edge failed the first check)
     rcv_.ack_needed = true;
     return;
   }
-  if (data.size() > wnd - offset) data = data.first(wnd - offset);
+  if (data.size() > wnd - offset) data = data.first(wnd - offset);  // mutate: equivalent > (first(size) is all)
   if (offset == 0) {
     bool filled_hole = rcv_.ooo_count > 0;
     rcv_buf_.WriteAt(rcv_buf_.size(), data);
@@ -606,7 +632,7 @@ void TcpEndpoint::ScheduleAck(Instant now, uint32_t len, bool filled_hole) {
 void TcpEndpoint::DeliverInOrder() {
   size_t drop = 0;
   while (drop < rcv_.ooo_count && rcv_.ooo[drop].left <= tcb_.rcv_nxt) {
-    if (rcv_.ooo[drop].right > tcb_.rcv_nxt) {
+    if (rcv_.ooo[drop].right > tcb_.rcv_nxt) {  // mutate: equivalent > (equal commits 0 bytes)
       uint32_t n = static_cast<uint32_t>(rcv_.ooo[drop].right - tcb_.rcv_nxt);
       rcv_buf_.Commit(n);
       tcb_.rcv_nxt += n;
@@ -636,12 +662,12 @@ bool TcpEndpoint::HoldOutOfOrder(SeqNum seq, absl::Span<const uint8_t> data) {
   if (merged == 0) {
     std::move_backward(rcv_.ooo.begin() + i, rcv_.ooo.begin() + rcv_.ooo_count, rcv_.ooo.begin() + rcv_.ooo_count + 1);
     ++rcv_.ooo_count;
-  } else if (merged > 1) {
+  } else if (merged > 1) {  // mutate: equivalent 1 (one range merged moves nothing and removes none)
     std::move(rcv_.ooo.begin() + j, rcv_.ooo.begin() + rcv_.ooo_count, rcv_.ooo.begin() + i + 1);
     rcv_.ooo_count -= merged - 1;
   }
   rcv_.ooo[i] = {left, right, ++rcv_.ooo_arrivals};
-  return true;
+  return true;  // mutate: equivalent true (the caller does not read it)
 }
 
 // Eighth: the FIN bit.
@@ -736,6 +762,7 @@ void TcpEndpoint::AcceptSynOptions(const TcpRepr& seg) {
 void TcpEndpoint::UpdateTimestamps(const TcpRepr& seg) {
   if (!tcb_.ts_ok || !seg.options.timestamps) return;
   uint32_t val = seg.options.timestamps->value;
+  // mutate: equivalent >= (an equal TSval stores the same value)
   if (static_cast<int32_t>(val - tcb_.ts_recent) >= 0 && seg.seq <= tcb_.last_ack_sent) tcb_.ts_recent = val;
 }
 
@@ -798,7 +825,7 @@ void TcpEndpoint::UpdateSendWindow(const TcpRepr& seg, bool advanced_una) {
   if (advanced_una || tcb_.snd_wl1 < seg.seq || (tcb_.snd_wl1 == seg.seq && tcb_.snd_wl2 <= seg.ack)) {
     tcb_.snd_wnd = static_cast<uint32_t>(seg.window) << tcb_.snd_wscale;
     tcb_.snd_wl1 = seg.seq;
-    tcb_.snd_wl2 = seg.ack;
+    tcb_.snd_wl2 = seg.ack;  // mutate: equivalent del (SND.WL2 never passes SND.UNA, which bounds SEG.ACK here)
     tcb_.max_snd_wnd = std::max(tcb_.max_snd_wnd, tcb_.snd_wnd);
     if (tcb_.snd_wnd > 0) {
       timers_.persist = kNever;
@@ -837,13 +864,14 @@ void TcpEndpoint::ChooseIss(Instant now) {
 }
 
 // "If this connection was initiated with a passive OPEN, then return this connection
-// to the LISTEN state": what was queued for that connection is not the next one's.
+// to the LISTEN state": the listener takes its next connection as a new one would.
+// Nothing of the one it leaves carries over: not its queued data, its RTO backed off
+// by unanswered SYN-ACKs (Linux starts each request at TCP_TIMEOUT_INIT), its RTT
+// estimate or timed segment, its options (a SYN without window scaling must not
+// take the scale from the next SYN-ACK), nor its foreign port.
 void TcpEndpoint::ReturnToListen(Instant now, absl::string_view cause) {
-  snd_buf_.Consume(snd_buf_.size());
-  timers_.rto = kNever;
-  rec_.retries = 0;
-  snd_.syn_due = false;
-  rcv_.ack_needed = false;
+  ResetConnection();
+  cfg_.tuple.remote_port = listen_remote_port_;
   SetState(now, TcpState::kListen, cause);
 }
 
@@ -851,7 +879,7 @@ void TcpEndpoint::ReturnToListen(Instant now, absl::string_view cause) {
 // the retransmission timer stops; the others find nothing to do in TIME-WAIT.
 void TcpEndpoint::EnterTimeWait(Instant now, absl::string_view cause) {
   timers_.time_wait = now + 2 * cfg_.msl;
-  timers_.rto = kNever;
+  timers_.rto = kNever;  // mutate: equivalent del (the ACK of our FIN that leads here stopped it)
   SetState(now, TcpState::kTimeWait, cause);
 }
 
@@ -877,9 +905,10 @@ void TcpEndpoint::Terminate(Instant now, CloseReason why, absl::string_view caus
 // left the network (RFC 6937 §3, as Linux's tcp_add_reno_sack).
 uint32_t TcpEndpoint::Pipe() const {
   uint32_t pipe = sb_.Pipe();
-  if (!tcb_.sack_ok && rec_.dup_acks > 0) {  // mutate: equivalent > (none subtracts nothing)
+  // mutate: equivalent >,&& (none subtracts nothing; with SACK none are counted)
+  if (!tcb_.sack_ok && rec_.dup_acks > 0) {
     uint64_t left = static_cast<uint64_t>(rec_.dup_acks) * tcb_.snd_mss;
-    pipe = left >= pipe ? 0 : pipe - static_cast<uint32_t>(left);
+    pipe = left >= pipe ? 0 : pipe - static_cast<uint32_t>(left);  // mutate: equivalent >= (both 0)
   }
   return pipe;
 }
@@ -915,7 +944,7 @@ void TcpEndpoint::RackUpdate(Instant now, const SentSegment& s) {
   }
   // Step 3: a segment delivered below the highest one delivered, never
   // retransmitted, arrived out of order.
-  if (!rack_.fack_set || s.end > rack_.fack) {
+  if (!rack_.fack_set || s.end > rack_.fack) {  // mutate: equivalent > (no two deliveries end alike)
     rack_.fack = s.end;
     rack_.fack_set = true;
   } else if (!s.retransmitted) {
@@ -970,10 +999,12 @@ void TcpEndpoint::DetectLoss(Instant now, const AckInfo& info) {
       SyncCongestion();
     }
     rec_.state = Recovery::kOpen;
+    // mutate: equivalent del (an advancing ACK cleared it; without one the scoreboard is empty, so none counted)
     rec_.dup_acks = 0;
   }
   if (sb_.empty()) return;
   if (tcb_.sack_ok) {
+    // mutate: equivalent > (MarkLostByDupThresh does nothing without SACKed records)
     if (sb_.sacked_count() > 0) sb_.MarkLostByDupThresh(cfg_.dup_thresh, tcb_.snd_mss);
     if (cfg_.rack) RackDetectLoss(now);
   } else if (rec_.state == Recovery::kOpen) {
@@ -1015,12 +1046,12 @@ void TcpEndpoint::EnterFastRecovery(Instant now) {
   rec_.recover = tcb_.snd_nxt;  // RFC 6675 RecoveryPoint, RFC 6582 recover
   rec_.recover_set = true;
   cc_->OnCongestionEvent(now, FlightSize());
-  SyncCongestion();
+  SyncCongestion();  // mutate: equivalent del (PrrOnAck follows at once and syncs)
   // RFC 6937 §3.1 initialization.
   rec_.prr_delivered = 0;
   rec_.prr_out = 0;
   rec_.recover_fs = std::max<uint32_t>(FlightSize(), 1);
-  rtt_.timing = false;
+  rtt_.timing = false;  // mutate: equivalent del,false (every ACK in recovery is after_loss: no sample)
   timers_.tlp = kNever;
   tlp_.in_flight = false;
 }
@@ -1129,7 +1160,7 @@ void TcpEndpoint::OnRetransmitTimeout(Instant now) {
                            " retransmissions"));
     return;
   }
-  rtt_.timing = false;
+  rtt_.timing = false;  // mutate: equivalent del,false (the next ACK is after_loss: no sample)
   // RFC 6298 §5.5: back off the timer.
   tcb_.rto = std::min(tcb_.rto * 2, cfg_.max_rto);
   timers_.rto = now + tcb_.rto;
@@ -1153,8 +1184,11 @@ void TcpEndpoint::OnRetransmitTimeout(Instant now) {
   rec_.recover = tcb_.snd_nxt;
   rec_.recover_set = true;
   rec_.dup_acks = 0;
+  // mutate: equivalent del,true (after MarkAllLost the pipe is 0 and cwnd one segment: NextSeg sends it too)
   snd_.retransmit_one = true;
+  // mutate: equivalent del (either timer would find the loss state: the probe stops, every record is lost)
   timers_.tlp = timers_.rack = kNever;
+  // mutate: equivalent del,false (the ACK ending the loss state covers the probe: TlpOnAck clears it first)
   tlp_.in_flight = false;
   tlp_.probe_due = false;
 }
@@ -1293,6 +1327,7 @@ uint32_t TcpEndpoint::EmitAt(Instant now, SeqNum seq, uint32_t max_payload,
   // mutate: equivalent 2,3 (8n + 5 and 8n + 6 round down to the same multiple of 4)
   uint32_t sack_bytes = sack_n ? (2 + 8 * sack_n + 3) / 4 * 4 : 0;
   uint32_t seg_max = tcb_.snd_mss > sack_bytes ? tcb_.snd_mss - sack_bytes : 1;
+  // mutate: equivalent <,&& (outside the data, Contiguous returns nothing too)
   if (seq < data_end && seq >= data_start) {
     r.payload = snd_buf_.Contiguous(static_cast<uint32_t>(seq - data_start),
                                     std::min<uint32_t>(max_payload, seg_max));
@@ -1325,12 +1360,13 @@ bool TcpEndpoint::RetransmitSegment(Instant now, size_t i, absl::FunctionRef<voi
   SeqNum at = sb_[i].start, stop = sb_[i].end;
   // A record sent again may need more than one segment (SACK blocks beside the
   // data leave less room); each piece is cut from the send buffer again.
+  // mutate: equivalent <,64,++,&& (a record is at most one SMSS: a few pieces; at its end EmitAt sends 0)
   for (int guard = 0; at < stop && guard < 64; ++guard) {
     uint32_t c = EmitAt(now, at, static_cast<uint32_t>(stop - at), emit);
     if (c == 0) break;
     at += c;
   }
-  if (at == sb_[i].start) return false;
+  if (at == sb_[i].start) return false;  // mutate: equivalent false (a record lies in the buffer: some is sent)
   sb_.OnRetransmit(i, now);
   ++rec_.retransmissions;
   rtt_.timing = false;  // Karn
@@ -1356,7 +1392,7 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
       // mutate: equivalent 0 (with no room only a FIN is left: there is no byte to send)
       uint32_t c = EmitAt(now, snd_.cursor, static_cast<uint32_t>(std::max<int32_t>(wnd_room, 0)), emit);
       snd_.cursor += c;
-      sent = c > 0;
+      sent = c > 0;  // mutate: equivalent > (with room and data EmitAt sends a byte at least)
       tlp_.retransmitted = false;
     }
     if (!sent) {
@@ -1382,14 +1418,14 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
   }
   // Rule 2: new data, within the peer's window and cwnd - pipe.
   bool sent_new = false;
-  // mutate: equivalent 0,4096 (a bound on turns that other conditions end first)
+  // mutate: equivalent 0,4096,<,++ (a bound on turns that other conditions end first; at the end EmitAt sends 0)
   for (int guard = 0; snd_.cursor < end && guard < 4096; ++guard) {
     if (sb_.full()) break;
     int64_t cwnd_room = static_cast<int64_t>(cc_->cwnd()) - Pipe();
     int64_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - snd_.cursor;
     int32_t room = static_cast<int32_t>(std::clamp<int64_t>(std::min(cwnd_room, wnd_room), -1, 0x3fffffff));
     bool fin_only = snd_.fin_requested && snd_.cursor == snd_.fin_seq;
-    if (room <= 0 && !fin_only) break;
+    if (room <= 0 && !fin_only) break;  // mutate: equivalent <= (a room of 0 takes no byte: EmitAt sends none)
     // Sender SWS avoidance (RFC 9293 §3.8.6.2.1): while segments are in flight,
     // do not cut a small segment just because the window ends; wait for ACKs.
     uint32_t queued = static_cast<uint32_t>(end - snd_.cursor);
@@ -1397,6 +1433,7 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
         tcb_.snd_una != tcb_.snd_nxt && snd_.cursor >= tcb_.snd_nxt) {
       break;
     }
+    // mutate: equivalent >,0 (without room only a FIN is left, at the data's end: no byte to take)
     uint32_t c = EmitAt(now, snd_.cursor, room > 0 ? static_cast<uint32_t>(room) : 0, emit);
     if (c == 0) break;
     snd_.cursor += c;
@@ -1473,11 +1510,12 @@ void TcpEndpoint::Poll(Instant now, absl::FunctionRef<void(const TcpRepr&)> emit
       // Karn: time only the first transmission of the SYN.
       if (!tcb_.ts_ok && rec_.retries == 0) {
         rtt_.timing = true;
-        rtt_.seq = tcb_.iss + 1;
+        rtt_.seq = tcb_.iss + 1;  // mutate: equivalent +,1 (the only acceptable ACK here is ISS + 1)
         rtt_.start = now;
       }
       tcb_.snd_nxt = tcb_.iss + 1;
     }
+    // mutate: equivalent ==,+,1 (the ACK of the SYN brings a cursor below SND.UNA up to it)
     if (snd_.cursor == tcb_.iss) snd_.cursor = tcb_.iss + 1;
     if (timers_.rto == kNever) RestartRetransmitTimer(now);
     rcv_.ack_needed = false;

@@ -250,6 +250,8 @@ class TcpEndpoint {
   void ChooseIss(Instant now);
   // §3.10.7.4: back to LISTEN after a passive open, forgetting that connection.
   void ReturnToListen(Instant now, absl::string_view cause);
+  // The per-connection state as a new endpoint has it (the constructor's, and LISTEN's again).
+  void ResetConnection();
   // §3.10.7.4: enter TIME-WAIT and start the 2 MSL timer.
   void EnterTimeWait(Instant now, absl::string_view cause);
   void Terminate(Instant now, CloseReason why, absl::string_view cause, std::string error = {});
@@ -306,6 +308,8 @@ class TcpEndpoint {
 
   TcpConfig cfg_;
   TcpState state_ = TcpState::kClosed;
+  // The foreign port the passive OPEN named (0: any), restored on a return to LISTEN.
+  uint16_t listen_remote_port_ = 0;
   Tcb tcb_;
   StateObserver observer_;
   CloseReason close_reason_ = CloseReason::kNone;

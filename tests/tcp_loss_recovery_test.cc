@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "stack/simulator.h"
@@ -133,6 +134,8 @@ class ScriptedPeer : public ::testing::Test {
 
   void PollOnce() {
     ep_->Poll(now_, [&](const TcpRepr& r) {
+      EXPECT_EQ(r.src_port, kPort);
+      EXPECT_EQ(r.dst_port, kPeerPort);
       std::string f;
       if (r.flags.has(kSyn)) f += 'S';
       if (r.flags.has(kFin)) f += 'F';
@@ -262,6 +265,10 @@ TEST_F(ScriptedPeer, OutOfOrderSegmentsBetweenPollsAreOwedAtMostEightDuplicateAc
   PollOnce();
   EXPECT_EQ(out_.size(), 8u);
   for (const Out& o : out_) EXPECT_EQ(o.len, 0u);
+  ASSERT_GE(sacks_out_.size(), 8u);
+  for (size_t i = sacks_out_.size() - 8; i < sacks_out_.size(); ++i) {
+    EXPECT_FALSE(sacks_out_[i].empty()) << "duplicate ACK " << i;  // each names the held data
+  }
 }
 
 // RFC 7323 §4.3: TS.Recent takes the TSval of a segment that reaches the left edge
@@ -484,6 +491,7 @@ TEST_F(ScriptedPeer, SackRetransmitsThreeHolesWithinOneRoundTrip) {
   EXPECT_EQ(ep().loss_stats().timeouts, 0);
   // Recovery ended with cwnd = ssthresh = 0.7 * 10 segments (CUBIC's beta).
   EXPECT_EQ(ep().tcb().ssthresh, 7000u);
+  EXPECT_EQ(ep().tcb().cwnd, 7000u);
 }
 
 TEST_F(ScriptedPeer, SackBlocksOutsideTheWindowAreIgnored) {
@@ -557,6 +565,24 @@ TEST_F(ScriptedPeer, AProbeThatRepairedATailLossReducesTheWindowOnce) {
   EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
 }
 
+// RFC 8985 §7.4 with a D-SACK: the peer had the tail after all (it was late, not
+// lost) and reports the probe's copy as a duplicate, so nothing was repaired and
+// the window stays.
+TEST_F(ScriptedPeer, AProbeAnsweredWithADsackReducesNothing) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(10'000);
+  ASSERT_EQ(TakeData().size(), 10u);
+  RunTo(Ms(20));
+  Ack(8001);
+  RunTo(Ms(40));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(40), 9001, 1000)));
+  RunTo(Ms(50));
+  Ack(10001, {{9001, 10001}});  // a D-SACK: below the cumulative ACK
+  EXPECT_EQ(ep().loss_stats().dsacks, 1);
+  EXPECT_EQ(ep().tcb().ssthresh, 0x7fffffffu);
+  EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
+}
+
 // RFC 8985 §7.3: with new data waiting (here held back by cwnd), the probe is one
 // segment of it; its ACK repairs nothing, so the window is not reduced.
 TEST_F(ScriptedPeer, AProbeOfNewDataIsOneSegmentAndNoReduction) {
@@ -569,6 +595,8 @@ TEST_F(ScriptedPeer, AProbeOfNewDataIsOneSegmentAndNoReduction) {
   EXPECT_THAT(TakeData(), ElementsAre(O(Ms(30), 10001, 1000)));
   EXPECT_EQ(ep().loss_stats().tlp_probes, 1);
   RunTo(Ms(40));
+  Ack(10001);  // the initial window: the probe's segment is in flight, not sent again
+  EXPECT_THAT(TakeData(), IsEmpty());
   Ack(11001);
   EXPECT_EQ(ep().tcb().ssthresh, 0x7fffffffu);
   EXPECT_EQ(ep().retransmissions(), 0);
@@ -850,6 +878,244 @@ TEST_F(ScriptedPeer, AListenerReturnedByARstRetriesItsNextSynAckInFull) {
   EXPECT_EQ(ep().close_reason(), CloseReason::kTimeout);
 }
 
+// A listener and the peer the test plays, writing down every segment the listener
+// sends (time since `origin`, relative seq and ack, flags, window, SYN options) so
+// that two listeners' conversations can be compared whole.
+class ListenerTranscript {
+ public:
+  ListenerTranscript(TcpConfig cfg, Instant now) : ep_(std::move(cfg)), now_(now), origin_(now) {
+    EXPECT_TRUE(ep_.Listen(now_).ok());
+  }
+  // The peer's segment at `t` (since the start of the test), then a Poll.
+  void Deliver(Duration t, TcpRepr seg) {
+    Arrive(t, std::move(seg));
+    Pump();
+  }
+  // The same without the Poll: the next segment arrives before it.
+  void Arrive(Duration t, TcpRepr seg) {
+    RunTo(t);
+    seg.src_port = kPeerPort;
+    seg.dst_port = kPort;
+    ep_.OnSegment(now_, seg);
+  }
+  void RunTo(Duration t) {
+    Instant end = absl::UnixEpoch() + t;
+    for (int guard = 0; guard < 1000 && ep_.NextDeadline() <= end; ++guard) {
+      now_ = std::max(now_, ep_.NextDeadline());
+      ep_.OnTick(now_);
+      Pump();
+    }
+    now_ = std::max(now_, end);
+  }
+  // Forgets what was sent so far; later times count from now.
+  void Restart() {
+    sent_.clear();
+    syn_acks_.clear();
+    origin_ = now_;
+  }
+  TcpEndpoint& ep() { return ep_; }
+  const std::vector<std::string>& sent() const { return sent_; }
+  std::vector<Duration> SynAckTimes() const { return syn_acks_; }
+
+ private:
+  void Pump() {
+    const bool pending = ep_.HasPendingOutput();
+    const size_t before = sent_.size();
+    Poll();
+    EXPECT_EQ(pending, sent_.size() > before) << "HasPendingOutput() at " << absl::FormatDuration(now_ - origin_);
+  }
+  void Poll() {
+    ep_.Poll(now_, [&](const TcpRepr& r) {
+      std::string f;
+      if (r.flags.has(kSyn)) f += 'S';
+      if (r.flags.has(kFin)) f += 'F';
+      if (r.flags.has(kRst)) f += 'R';
+      if (r.flags.has(kAck)) f += '.';
+      const TcpOptions& o = r.options;
+      sent_.push_back(absl::StrCat(absl::FormatDuration(now_ - origin_), " ", f, " ", r.seq.raw() - kIss, ":",
+                                   r.seq.raw() - kIss + r.payload.size(), " ack ", r.ack.raw() - kPeerIss,
+                                   " win ", r.window, " mss ", o.mss.value_or(0), " wscale ",
+                                   o.window_scale ? static_cast<int>(*o.window_scale) : -1, " sackok ",
+                                   o.sack_permitted, " ts ", o.timestamps ? o.timestamps->value : 0, "/",
+                                   o.timestamps ? o.timestamps->echo : 0));
+      if (f == "S.") syn_acks_.push_back(now_ - origin_);
+    });
+  }
+  TcpEndpoint ep_;
+  Instant now_, origin_;
+  std::vector<std::string> sent_;
+  std::vector<Duration> syn_acks_;
+};
+
+TcpRepr PeerSyn(uint32_t isn, bool options) {
+  TcpRepr syn;
+  syn.flags = TcpFlags(kSyn);
+  syn.seq = SeqNum(isn);
+  syn.window = 65535;
+  syn.options.mss = 1000;
+  if (options) {
+    syn.options.window_scale = 7;
+    syn.options.sack_permitted = true;
+    syn.options.timestamps = Timestamps{777, 0};
+  }
+  return syn;
+}
+
+TcpRepr PeerAck(uint32_t seq, uint32_t rel_ack) {
+  TcpRepr r;
+  r.flags = TcpFlags(kAck);
+  r.seq = SeqNum(seq);
+  r.ack = SeqNum(kIss + rel_ack);
+  r.window = 1000;
+  return r;
+}
+
+// RFC 9293 §3.10.7.4 returns a passive open to LISTEN after a RST in SYN-RECEIVED;
+// the listener then takes its next connection as a new listener would. Its
+// SYN-ACK is retransmitted after the initial RTO of 1 s, doubling from there, as
+// Linux's request sockets do (TCP_TIMEOUT_INIT), not after the RTO the first
+// connection's unanswered SYN-ACKs backed off to; and it offers the window scale
+// its receive buffer needs although the first SYN offered none.
+TEST(ListenerReturnedToListen, RetransmitsItsNextSynAckAsAFreshListenerDoes) {
+  TcpConfig c = EndpointConfig();
+  c.syn_retries = 3;
+  ListenerTranscript used(c, absl::UnixEpoch());
+  used.Deliver(absl::ZeroDuration(), PeerSyn(kPeerIss, false));
+  used.RunTo(Ms(3500));  // the SYN-ACK at 0, 1 s and 3 s: the RTO is 4 s now
+  ASSERT_THAT(used.SynAckTimes(), ElementsAre(absl::ZeroDuration(), absl::Seconds(1), absl::Seconds(3)));
+  ASSERT_EQ(used.ep().tcb().rto, absl::Seconds(4));
+  TcpRepr rst;
+  rst.flags = TcpFlags(kRst);
+  rst.seq = SeqNum(kPeerIss + 1);
+  used.Deliver(Ms(3500), rst);
+  ASSERT_EQ(used.ep().state(), TcpState::kListen);
+  EXPECT_EQ(used.ep().tcb().rto, absl::Seconds(1));
+  EXPECT_EQ(used.ep().retransmissions(), 0);
+  EXPECT_EQ(used.ep().NextDeadline(), kNever);
+  used.Restart();
+
+  ListenerTranscript fresh(c, absl::UnixEpoch() + Ms(3500));
+  for (ListenerTranscript* l : {&used, &fresh}) {
+    l->Deliver(Ms(3500), PeerSyn(kPeerIss + 100000, true));
+    l->RunTo(absl::Seconds(100));
+    EXPECT_EQ(l->ep().state(), TcpState::kClosed);
+    EXPECT_EQ(l->ep().close_reason(), CloseReason::kTimeout);
+    EXPECT_EQ(l->ep().retransmissions(), 3);
+  }
+  EXPECT_THAT(fresh.SynAckTimes(),
+              ElementsAre(absl::ZeroDuration(), absl::Seconds(1), absl::Seconds(3), absl::Seconds(7)));
+  EXPECT_EQ(used.sent(), fresh.sent());
+  EXPECT_EQ(used.SynAckTimes(), fresh.SynAckTimes());
+}
+
+// The RTT estimator starts over too: a SYN-ACK the first connection timed (no
+// timestamps) is not the one the next connection's ACK ends, so the next
+// connection's SRTT, RTTVAR, RTO, window and first retransmission are a fresh
+// listener's. The next connection negotiates timestamps; its peer's ACK of the
+// SYN-ACK carries none, so neither listener takes a sample from it.
+TEST(ListenerReturnedToListen, MeasuresItsNextConnectionAsAFreshListenerDoes) {
+  TcpConfig c = EndpointConfig();
+  ListenerTranscript used(c, absl::UnixEpoch());
+  used.Deliver(absl::ZeroDuration(), PeerSyn(kPeerIss, false));
+  TcpRepr rst;
+  rst.flags = TcpFlags(kRst);
+  rst.seq = SeqNum(kPeerIss + 1);
+  used.Deliver(Ms(500), rst);  // before the SYN-ACK's first retransmission
+  ASSERT_EQ(used.ep().state(), TcpState::kListen);
+  used.Restart();
+
+  ListenerTranscript fresh(c, absl::UnixEpoch() + Ms(500));
+  const uint32_t isn = kPeerIss + 100000;
+  for (ListenerTranscript* l : {&used, &fresh}) {
+    l->Deliver(Ms(500), PeerSyn(isn, true));
+    l->Deliver(Ms(600), PeerAck(isn + 1, 1));
+    ASSERT_EQ(l->ep().state(), TcpState::kEstablished);
+    std::vector<uint8_t> data(3000, 'x');
+    ASSERT_TRUE(l->ep().Send(data).ok());
+    l->RunTo(Ms(600));
+    l->RunTo(absl::Seconds(5));  // nothing acknowledged: the RTO resends the first segment
+  }
+  EXPECT_EQ(used.ep().tcb().srtt, fresh.ep().tcb().srtt);
+  EXPECT_EQ(used.ep().tcb().rttvar, fresh.ep().tcb().rttvar);
+  EXPECT_EQ(used.ep().tcb().rto, fresh.ep().tcb().rto);
+  EXPECT_EQ(used.ep().tcb().cwnd, fresh.ep().tcb().cwnd);
+  EXPECT_EQ(used.ep().tcb().ssthresh, fresh.ep().tcb().ssthresh);
+  EXPECT_EQ(used.ep().loss_stats().timeouts, fresh.ep().loss_stats().timeouts);
+  EXPECT_EQ(used.sent(), fresh.sent());
+}
+
+// The listener stays a passive open after its return: the next connection's RST in
+// SYN-RECEIVED returns it to LISTEN again, and a listener answers an ACK with a RST.
+TEST(ListenerReturnedToListen, StaysAPassiveOpen) {
+  ListenerTranscript l(EndpointConfig(), absl::UnixEpoch());
+  TcpRepr rst;
+  rst.flags = TcpFlags(kRst);
+  for (uint32_t isn : {kPeerIss, kPeerIss + 100000}) {
+    l.Deliver(absl::ZeroDuration(), PeerSyn(isn, false));
+    ASSERT_EQ(l.ep().state(), TcpState::kSynReceived);
+    rst.seq = SeqNum(isn + 1);
+    l.Deliver(absl::ZeroDuration(), rst);
+    ASSERT_EQ(l.ep().state(), TcpState::kListen);
+  }
+  l.Restart();
+  l.Deliver(absl::ZeroDuration(), PeerAck(kPeerIss + 7, 77));
+  EXPECT_THAT(l.sent(), ElementsAre("0 R 77:77 ack 4294962296 win 0 mss 0 wscale -1 sackok 0 ts 0/0"));
+}
+
+// A retransmitted SYN in SYN-RECEIVED makes the SYN-ACK due at once; an
+// unacceptable segment arriving with it wants an ACK, which the SYN-ACK carries;
+// and the ACK of our SYN arriving before the next Poll makes it moot.
+TEST(ListenerReturnedToListen, ASynAckDueIsSentOnceAndNotAfterTheHandshake) {
+  ListenerTranscript l(EndpointConfig(), absl::UnixEpoch());
+  l.Deliver(absl::ZeroDuration(), PeerSyn(kPeerIss, false));
+  l.Arrive(Ms(10), PeerSyn(kPeerIss, false));
+  l.Deliver(Ms(10), PeerAck(kPeerIss + 10000000, 1));  // far outside the window
+  EXPECT_THAT(l.SynAckTimes(), ElementsAre(absl::ZeroDuration(), Ms(10)));
+  EXPECT_EQ(l.sent().size(), 2u);
+  l.Arrive(Ms(20), PeerSyn(kPeerIss, false));
+  l.Deliver(Ms(20), PeerAck(kPeerIss + 1, 1));
+  EXPECT_EQ(l.ep().state(), TcpState::kEstablished);
+  EXPECT_EQ(l.sent().size(), 2u);
+}
+
+// RFC 7323 §2.3: a shift count above 14 is used as 14.
+TEST(ListenerReturnedToListen, APeersWindowScaleAbove14Is14) {
+  ListenerTranscript l(EndpointConfig(), absl::UnixEpoch());
+  TcpRepr syn = PeerSyn(kPeerIss, true);
+  syn.options.window_scale = 15;
+  l.Deliver(absl::ZeroDuration(), syn);
+  EXPECT_EQ(l.ep().tcb().rcv_wnd, 65535u);  // a SYN-ACK's window is never scaled
+  TcpRepr ack = PeerAck(kPeerIss + 1, 1);
+  ack.window = 2;
+  l.Deliver(Ms(10), ack);
+  ASSERT_EQ(l.ep().state(), TcpState::kEstablished);
+  EXPECT_EQ(l.ep().tcb().snd_wnd, 2u << 14);
+}
+
+// A SYN-ACK offers only what the config allows and the SYN offered (RFC 7323 §1.3,
+// RFC 2018 §2): with window scaling, SACK and timestamps turned off, none of them,
+// however the SYN asks.
+TEST(ListenerReturnedToListen, OffersNoOptionTheConfigTurnsOff) {
+  TcpConfig c = EndpointConfig();
+  c.window_scaling = false;
+  c.sack = false;
+  c.timestamps = false;
+  ListenerTranscript l(c, absl::UnixEpoch());
+  l.Deliver(absl::ZeroDuration(), PeerSyn(kPeerIss, true));
+  EXPECT_THAT(l.sent(), ElementsAre("0 S. 0:0 ack 1 win 65535 mss 1000 wscale -1 sackok 0 ts 0/0"));
+}
+
+// A SYN carries no option the config turns off.
+TEST_F(ScriptedPeer, ASynWithTimestampsOffCarriesNone) {
+  TcpConfig c = EndpointConfig();
+  c.timestamps = false;
+  ep_ = std::make_unique<TcpEndpoint>(std::move(c));
+  ASSERT_TRUE(ep().Connect(now_).ok());
+  Pump();
+  ASSERT_EQ(out_.size(), 1u);
+  EXPECT_EQ(tsval_out_.back(), std::nullopt);
+}
+
 // RFC 9293 §3.8.6.1 lets probing go on while the peer answers; a peer that never
 // answers is given up after max_retries probes, as Linux's tcp_probe_timer does,
 // each after twice the wait of the one before.
@@ -1075,6 +1341,13 @@ TEST_F(ScriptedPeer, PrrSpreadsTheReductionOverTheAcksOfOneRoundTrip) {
   EXPECT_THAT(std::vector<uint32_t>(cwnd.begin() + 2, cwnd.begin() + 8),
               ElementsAre(18'637u, 18'273u, 17'910u, 17'546u, 17'182u, 16'819u));
   EXPECT_THAT(std::vector<size_t>(sent.begin(), sent.begin() + 8), ElementsAre(1u, 1u, 1u, 0u, 0u, 1u, 1u, 0u));
+  // Once pipe is down to ssthresh (ACK 12 on), PRR-SSRB holds cwnd at ssthresh and
+  // each SACKed segment lets one out.
+  EXPECT_THAT(std::vector<uint32_t>(cwnd.begin() + 8, cwnd.end()),
+              ElementsAre(16'455u, 16'091u, 15'728u, 14'000u, 14'000u, 14'000u, 14'000u, 14'000u, 14'000u,
+                          14'000u, 14'000u));
+  EXPECT_THAT(std::vector<size_t>(sent.begin() + 8, sent.end()),
+              ElementsAre(1u, 1u, 0u, 0u, 1u, 1u, 1u, 1u, 1u, 1u, 1u));
   // Over the round trip PRR sends ssthresh / RecoverFS of what was delivered: pipe
   // ends at ssthresh, not at half of it nor above it.
   size_t total = 0;
@@ -1212,6 +1485,14 @@ TEST_F(TimeWait, SynWithoutTimestampsNeedsAnIsnBeyondRcvNxt) {
   EXPECT_TRUE(ep().TimeWaitAcceptsSyn(new_isn));
 }
 
+// Linux (tcp_timewait_state_process) refuses only a TSval older than TS.Recent: an
+// equal one passes PAWS, and an ISN beyond RCV.NXT then starts the new connection.
+TEST_F(TimeWait, SynWithAnEqualTimestampAndAnIsnBeyondRcvNxtEndsTimeWait) {
+  EnterTimeWait(EndpointConfig());
+  TcpRepr syn = NewSyn(kPeerIss + 100000, 100);
+  EXPECT_TRUE(ep().TimeWaitAcceptsSyn(syn));
+}
+
 TEST_F(TimeWait, RfcProfileAnswersEverySynWithAChallengeAck) {
   EnterTimeWait(EndpointConfig(TcpProfile::kRfc));
   TcpRepr syn = NewSyn(kPeerIss + 100000, 200);
@@ -1220,6 +1501,601 @@ TEST_F(TimeWait, RfcProfileAnswersEverySynWithAChallengeAck) {
   Pump();
   EXPECT_EQ(ep().state(), TcpState::kTimeWait);
   ASSERT_EQ(out_.size(), 1u);
+}
+
+TEST_F(TimeWait, SynWithoutTimestampsAtRcvNxtGetsAChallengeAck) {
+  EnterTimeWait(EndpointConfig());
+  TcpRepr syn = NewSyn(kPeerIss + 2, 0);  // the ISN is RCV.NXT itself: not beyond it
+  syn.options.timestamps.reset();
+  EXPECT_FALSE(ep().TimeWaitAcceptsSyn(syn));
+  ep().OnSegment(now_, syn);
+  Pump();
+  EXPECT_EQ(ep().state(), TcpState::kTimeWait);
+  EXPECT_THAT(out_, ElementsAre(O(Ms(20), 2, 0)));
+}
+
+// --- delayed ACKs (RFC 9293 §3.8.6.3, RFC 5681 §4.2) --------------------------
+
+// After the quick ACKs, a full segment waits: the next full segment is
+// acknowledged at once (more than one segment unacknowledged), a smaller one
+// within the delayed-ACK timeout, as Linux's __tcp_ack_snd_check.
+TEST_F(ScriptedPeer, AfterTheQuickAcksEverySecondFullSegmentIsAcknowledged) {
+  TcpConfig c = EndpointConfig();
+  c.quickacks = 1;
+  Open(c, {.sack = true});
+  PeerData(1, 1000);  // the quick ACK
+  EXPECT_THAT(out_, ElementsAre(O(Ms(10), 1, 0)));
+  out_.clear();
+  RunTo(Ms(20));
+  PeerData(1001, 1000);  // one full segment unacknowledged: it waits
+  RunTo(Ms(30));
+  EXPECT_THAT(out_, IsEmpty());
+  PeerData(2001, 1000);  // two: at once
+  EXPECT_THAT(out_, ElementsAre(O(Ms(30), 1, 0)));
+  out_.clear();
+  RunTo(Ms(40));
+  PeerData(3001, 999);
+  RunTo(Ms(79));
+  EXPECT_THAT(out_, IsEmpty());
+  PeerData(3000 + 1000, 1);  // a second segment, but no more than a full segment unacknowledged
+  RunTo(Ms(200));
+  EXPECT_THAT(out_, ElementsAre(O(Ms(80), 1, 0)));  // the timer started by the 999 bytes
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 4001));
+}
+
+// --- the send window (RFC 9293 §3.10.7.4, fifth, ESTABLISHED) ------------------
+
+// "If SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =< SEG.ACK)": a segment
+// the network reordered behind a newer one carries an older window, which must
+// not replace the newer. Here the peer's data came out of order, the second
+// segment (window 65535) before the first (window 1000): the window stays open.
+TEST_F(ScriptedPeer, AnOlderSegmentDoesNotShrinkTheSendWindow) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(1000);
+  RunTo(Ms(20));
+  static const std::vector<uint8_t> kBytes(100, 'y');
+  TcpRepr second = Header(1001, 65535);
+  second.seq = SeqNum(kPeerIss + 101);
+  second.payload = absl::MakeConstSpan(kBytes);
+  ep().OnSegment(now_, second);
+  Pump();
+  TcpRepr first = Header(1001, 1000);
+  first.payload = absl::MakeConstSpan(kBytes);
+  ep().OnSegment(now_, first);
+  Pump();
+  EXPECT_EQ(ep().tcb().snd_wnd, 65535u);
+  EXPECT_EQ(ep().tcb().snd_wl1, SeqNum(kPeerIss + 101));
+  TakeData();
+  Send(5000);
+  EXPECT_EQ(TakeData().size(), 5u);
+}
+
+// "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated": a segment
+// whose ACK lies below SND.UNA (old, but inside MAX.SND.WND, so it is processed)
+// leaves the window alone, however new its sequence number.
+TEST_F(ScriptedPeer, ASegmentWithAnAckBelowSndUnaLeavesTheWindowAlone) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(1000);
+  RunTo(Ms(20));
+  Ack(1001);
+  // Two segments of new data, each with an ACK of our SYN only and a zero window:
+  // the second's sequence number lies above SND.WL1.
+  static const std::vector<uint8_t> kBytes(100, 'y');
+  for (uint32_t k = 0; k < 2; ++k) {
+    TcpRepr stale = Header(1, 0);
+    stale.seq = SeqNum(kPeerIss + 1 + 100 * k);
+    stale.payload = absl::MakeConstSpan(kBytes);
+    ep().OnSegment(now_, stale);
+    Pump();
+  }
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 201));  // the data is taken
+  EXPECT_EQ(ep().tcb().snd_wnd, 65535u);
+  EXPECT_EQ(ep().tcb().snd_wl1, SeqNum(kPeerIss + 1));
+  TakeData();
+  Send(3000);
+  EXPECT_EQ(TakeData().size(), 3u);
+}
+
+// --- a zero receive window -----------------------------------------------------
+
+// RFC 9293 §3.10.7.4: with our window at zero, a segment at RCV.NXT is taken for its
+// ACK only; its text and its FIN are dropped. The ACK still moves our FIN-WAIT-1 on
+// to FIN-WAIT-2, as an ACK without a FIN does; the FIN counts when it comes again.
+TEST_F(ScriptedPeer, AFinIntoAZeroWindowIsDroppedButItsAckOfOurFinCounts) {
+  TcpConfig c = EndpointConfig();
+  c.recv_buffer = 1000;
+  Open(std::move(c), {.sack = true});
+  PeerData(1, 1000);  // fills the receive buffer
+  ASSERT_TRUE(ep().Close(now_).ok());
+  Pump();
+  out_.clear();
+  RunTo(Ms(20));
+  TcpRepr fin = Header(2, peer_.window);  // acknowledges our FIN
+  fin.seq = SeqNum(kPeerIss + 1001);
+  fin.flags = TcpFlags(kFin | kAck);
+  ep().OnSegment(now_, fin);
+  Pump();
+  EXPECT_EQ(ep().state(), TcpState::kFinWait2);
+  EXPECT_FALSE(ep().fin_received());
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 1001));
+  EXPECT_THAT(out_, ElementsAre(O(Ms(20), 2, 0)));  // the ACK a dropped segment gets
+}
+
+// --- a reset between two polls -------------------------------------------------
+
+// Duplicate ACKs owed for out-of-order segments are not sent once a RST closed the
+// connection before the next Poll: a closed connection sends nothing.
+TEST_F(ScriptedPeer, AResetBeforeThePollCancelsTheDuplicateAcksOwed) {
+  Open(EndpointConfig(), {.sack = true});
+  static const std::vector<uint8_t> kBytes(100, 'y');
+  for (uint32_t k = 0; k < 3; ++k) {
+    TcpRepr r = Header(1, peer_.window);
+    r.seq = SeqNum(kPeerIss + 101 + 200 * k);
+    r.payload = absl::MakeConstSpan(kBytes);
+    ep().OnSegment(now_, r);
+  }
+  TcpRepr rst = Header(1, 0);
+  rst.flags = TcpFlags(kRst);
+  ep().OnSegment(now_, rst);
+  ASSERT_EQ(ep().state(), TcpState::kClosed);
+  EXPECT_FALSE(ep().HasPendingOutput());
+  PollOnce();
+  EXPECT_THAT(out_, IsEmpty());
+}
+
+// --- the loss probe's timer (RFC 8985 §7.2) -------------------------------------
+
+// The PTO counts from the last transmission of new data: a Poll that sends nothing
+// (the application queued more than cwnd takes) does not push the probe back.
+TEST_F(ScriptedPeer, APollThatSendsNothingLeavesTheProbeTimerAlone) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(10'000);  // the initial window, at 10 ms
+  ASSERT_EQ(TakeData().size(), 10u);
+  ASSERT_EQ(ep().timers().tlp, absl::UnixEpoch() + Ms(30));  // 2 * SRTT after it
+  RunTo(Ms(15));
+  Send(1000);  // cwnd is full: nothing goes
+  EXPECT_THAT(TakeData(), IsEmpty());
+  EXPECT_EQ(ep().timers().tlp, absl::UnixEpoch() + Ms(30));
+  RunTo(Ms(30));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(30), 10001, 1000)));  // the probe: new data
+  EXPECT_EQ(ep().loss_stats().tlp_probes, 1);
+}
+
+// RFC 8985 §6.2 step 4: without reordering seen, the reordering window is 0 once
+// DupThresh segments are SACKed. Segments 2, 4 and 5 SACKed: segment 1 has three
+// SACKed above it (RFC 6675 IsLost), segment 3 only two, and RACK deems it lost on
+// the same ACK, so both go at once rather than the second a quarter min_RTT later.
+TEST_F(ScriptedPeer, RackWindowIsZeroOnceDupThreshSegmentsAreSacked) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(5000);
+  ASSERT_EQ(TakeData().size(), 5u);
+  RunTo(Ms(20));
+  Ack(1, {{1001, 2001}});
+  EXPECT_THAT(TakeData(), IsEmpty());
+  Ack(1, {{3001, 5001}, {1001, 2001}});
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(20), 1, 1000), O(Ms(20), 2001, 1000)));
+  EXPECT_EQ(ep().loss_stats().rack_marked, 1);
+}
+
+// RFC 6937 §3 without SACK: each duplicate ACK stands for one segment delivered
+// (RFC 6675's DeliveredData is otherwise 0). Before recovery that lets a new
+// segment out on each of the first two (pipe falls below cwnd, as RFC 3042's
+// limited transmit); in recovery, PRR sends ssthresh / RecoverFS = 1/2 of what
+// the duplicate ACKs deliver while pipe is above ssthresh, then a segment for each.
+TEST_F(ScriptedPeer, NewRenoDuplicateAcksInRecoveryDeliverASegmentEach) {
+  Open(EndpointConfig(TcpProfile::kRfc), {.sack = false});
+  Send(20'000);
+  ASSERT_EQ(TakeData().size(), 10u);  // the initial window; 10 more wait
+  RunTo(Ms(20));
+  for (int k = 0; k < 3; ++k) Ack(1);
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(20), 10001, 1000), O(Ms(20), 11001, 1000), O(Ms(20), 1, 1000)));
+  EXPECT_EQ(ep().tcb().ssthresh, 6000u);  // NewReno: FlightSize / 2, with 12 segments out
+  // RecoverFS 12000, pipe 9000 after the fast retransmit. The 4th and 5th bring
+  // prr_delivered to 2000 and 3000: 1000 and 1500 allowed, 1000 already out; the
+  // 6th leaves pipe at ssthresh, and from the 7th each lets one segment out.
+  // cwnd = pipe + sndcnt, exact to the byte: 1000 * 6000 / 12000 divides evenly,
+  // so the rounding up adds nothing.
+  std::vector<size_t> sent;
+  std::vector<uint32_t> cwnd;
+  for (int k = 0; k < 6; ++k) {
+    Ack(1);
+    sent.push_back(TakeData().size());
+    cwnd.push_back(ep().tcb().cwnd);
+  }
+  EXPECT_THAT(sent, ElementsAre(0u, 0u, 0u, 1u, 1u, 1u));
+  EXPECT_THAT(cwnd, ElementsAre(8000u, 7500u, 6000u, 6000u, 6000u, 6000u));
+}
+
+// A FIN ahead of missing data is held while it lies inside the window, up to its
+// right edge: here the 2000-byte window ends exactly at the FIN, which takes
+// effect (CLOSE-WAIT) when the missing data arrives.
+TEST_F(ScriptedPeer, AFinAtTheWindowsRightEdgeWaitsForTheDataBeforeIt) {
+  TcpConfig c = EndpointConfig();
+  c.recv_buffer = 2000;
+  Open(std::move(c), {.sack = true});
+  PeerSegment(1001, 1000, kFin | kAck);
+  ASSERT_FALSE(sacks_out_.empty());
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair<uint32_t, uint32_t>(1001, 2002)));
+  EXPECT_EQ(ep().state(), TcpState::kEstablished);
+  PeerData(1, 1000);
+  EXPECT_EQ(ep().state(), TcpState::kCloseWait);
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 2002));
+  EXPECT_THAT(sacks_out_.back(), IsEmpty());  // nothing is held any more
+}
+
+// --- more of the first checks (RFC 9293 §3.10.7.4) ------------------------------
+
+// A segment that begins below RCV.NXT and ends inside the window is acceptable (the
+// fourth case of the test, by its last byte); its new bytes are taken.
+TEST_F(ScriptedPeer, ASegmentOverlappingRcvNxtIsTakenForItsNewBytes) {
+  Open(EndpointConfig(), {.sack = true});
+  PeerData(1, 1000);
+  PeerData(501, 1000);
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 1501));
+  EXPECT_EQ(ep().readable(), 1500u);
+}
+
+// "If the ACK acks something not yet sent (SEG.ACK > SND.NXT), then send an ACK, drop
+// the segment, and return": its text is not taken either.
+TEST_F(ScriptedPeer, TextWithAnAckOfUnsentDataIsDropped) {
+  Open(EndpointConfig(), {.sack = true});
+  static const std::vector<uint8_t> kBytes(100, 'y');
+  TcpRepr r = Header(5001, peer_.window);
+  r.payload = absl::MakeConstSpan(kBytes);
+  ep().OnSegment(now_, r);
+  Pump();
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 1));
+  EXPECT_EQ(ep().readable(), 0u);
+  EXPECT_THAT(out_, ElementsAre(O(Ms(10), 1, 0)));
+}
+
+// With our window at zero, a pure ACK is an ordinary ACK: taken, and not answered
+// (only a segment with text or a FIN is answered, its content being dropped).
+TEST_F(ScriptedPeer, APureAckIntoAZeroWindowIsNotAnswered) {
+  TcpConfig c = EndpointConfig();
+  c.recv_buffer = 1000;
+  Open(std::move(c), {.sack = true});
+  PeerData(1, 1000);
+  Send(1000);
+  out_.clear();
+  RunTo(Ms(20));
+  TcpRepr ack = Header(1001, peer_.window);
+  ack.seq = SeqNum(kPeerIss + 1001);
+  ep().OnSegment(now_, ack);
+  Pump();
+  EXPECT_EQ(ep().tcb().snd_una, SeqNum(kIss + 1001));
+  EXPECT_THAT(out_, IsEmpty());
+}
+
+// --- out-of-order data ---------------------------------------------------------
+
+// Adjacent out-of-order segments make one range, reported as one SACK block.
+TEST_F(ScriptedPeer, AdjacentOutOfOrderSegmentsMakeOneSackBlock) {
+  Open(EndpointConfig(), {.sack = true});
+  PeerData(1001, 500);
+  PeerData(1501, 500);  // after the range
+  ASSERT_FALSE(sacks_out_.empty());
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair<uint32_t, uint32_t>(1001, 2001)));
+  PeerData(3001, 500);
+  PeerData(2501, 500);  // before the range
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair<uint32_t, uint32_t>(2501, 3501),
+                                             std::pair<uint32_t, uint32_t>(1001, 2001)));
+}
+
+// At max_ooo_ranges ranges, a segment that would make one more is dropped; one
+// that extends a range is still taken.
+TEST_F(ScriptedPeer, AtTheRangeLimitOnlySegmentsExtendingARangeAreHeld) {
+  TcpConfig c = EndpointConfig();
+  c.max_ooo_ranges = 1;
+  Open(std::move(c), {.sack = true});
+  PeerData(1001, 100);
+  PeerData(1101, 100);
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair<uint32_t, uint32_t>(1001, 1201)));
+  PeerData(2001, 100);
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair<uint32_t, uint32_t>(1001, 1201)));
+}
+
+// RFC 9293 §3.10.7.4, fourth (RFC 5961 §4.2): a SYN in a synchronized state gets a
+// challenge ACK and nothing else of it is processed, neither its ACK nor its text.
+TEST_F(ScriptedPeer, ASynInEstablishedIsOnlyChallenged) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(1000);
+  RunTo(Ms(20));
+  out_.clear();
+  static const std::vector<uint8_t> kBytes(100, 'y');
+  TcpRepr syn = Header(1001, peer_.window);
+  syn.flags = TcpFlags(kSyn | kAck);
+  syn.payload = absl::MakeConstSpan(kBytes);
+  ep().OnSegment(now_, syn);
+  Pump();
+  EXPECT_THAT(out_, ElementsAre(O(Ms(20), 1001, 0)));
+  EXPECT_EQ(ep().tcb().snd_una, SeqNum(kIss + 1));
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 1));
+}
+
+// RFC 5961 §5.2: right after the handshake MAX.SND.WND is the SYN-ACK's window, so an
+// ACK of the ISS itself (one below SND.UNA) is acceptable, not challenged.
+TEST_F(ScriptedPeer, AnAckOfTheIssRightAfterTheHandshakeIsNotChallenged) {
+  Open(EndpointConfig(), {.sack = true});
+  TcpRepr r = Header(0, peer_.window);
+  ep().OnSegment(now_, r);
+  Pump();
+  EXPECT_THAT(out_, IsEmpty());
+}
+
+// Each out-of-order segment polled on its own gets one duplicate ACK, no more.
+TEST_F(ScriptedPeer, EachOutOfOrderSegmentPolledAloneGetsOneDuplicateAck) {
+  Open(EndpointConfig(), {.sack = true});
+  for (uint32_t k = 0; k < 3; ++k) PeerData(1001 + 200 * k, 100);
+  EXPECT_EQ(out_.size(), 3u);
+}
+
+// RFC 5681 §4.2: a segment that fills a hole is acknowledged at once, also after
+// the quick ACKs, when the delayed-ACK timer would otherwise wait.
+TEST_F(ScriptedPeer, ASegmentThatFillsAHoleIsAcknowledgedAtOnce) {
+  TcpConfig c = EndpointConfig();
+  c.quickacks = 0;
+  Open(c, {.sack = true});
+  PeerData(101, 100);  // out of order: a duplicate ACK at once
+  out_.clear();
+  RunTo(Ms(20));
+  PeerData(1, 100);    // fills the hole
+  EXPECT_THAT(out_, ElementsAre(O(Ms(20), 1, 0)));
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 201));
+}
+
+// A connection reset while a delayed ACK waits has no timer left running.
+TEST_F(ScriptedPeer, AResetStopsTheDelayedAckTimer) {
+  TcpConfig c = EndpointConfig();
+  c.quickacks = 0;
+  Open(c, {.sack = true});
+  PeerData(1, 100);
+  ASSERT_EQ(ep().timers().delayed_ack, absl::UnixEpoch() + Ms(50));
+  TcpRepr rst = Header(1, 0);
+  rst.flags = TcpFlags(kRst);
+  rst.seq = SeqNum(kPeerIss + 101);
+  ep().OnSegment(now_, rst);
+  ASSERT_EQ(ep().state(), TcpState::kClosed);
+  EXPECT_EQ(ep().NextDeadline(), kNever);
+}
+
+// --- the sender ----------------------------------------------------------------
+
+// SendLimit() is SND.UNA + min(SND.WND, cwnd).
+TEST_F(ScriptedPeer, SendLimitIsSndUnaPlusTheSmallerWindow) {
+  Open(EndpointConfig(), {.sack = true, .window = 5000});
+  EXPECT_EQ(ep().SendLimit(), SeqNum(kIss + 1 + 5000));
+  Ack(1, {}, 60000);
+  EXPECT_EQ(ep().SendLimit(), SeqNum(kIss + 1 + 10000));  // cwnd: the initial window
+}
+
+// RFC 9293 §3.8.6.2.1 after Close too: while data is in flight, the rest waits for
+// a full segment's room rather than going out as a small segment.
+TEST_F(ScriptedPeer, AfterCloseTheSenderStillAvoidsSmallSegments) {
+  Open(EndpointConfig(), {.sack = true, .window = 1500});
+  Send(2000);
+  ASSERT_TRUE(ep().Close(now_).ok());
+  Pump();
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(10), 1, 1000)));
+  RunTo(Ms(20));
+  Ack(1001, {}, 1500);
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(20), 1001, 1000, "F.")));
+}
+
+// A zero window with nothing left to send needs no probe.
+TEST_F(ScriptedPeer, AZeroWindowWithNothingQueuedIsNotProbed) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(1000);
+  RunTo(Ms(20));
+  Ack(1001, {}, 0);
+  EXPECT_EQ(ep().timers().persist, kNever);
+  EXPECT_EQ(ep().NextDeadline(), kNever);
+}
+
+// RFC 9293 §3.8.6.1: probes answered with a zero window go on, each wait twice the
+// one before (as Linux's tcp_probe_timer), and the answers keep the connection alive.
+TEST_F(ScriptedPeer, AnsweredZeroWindowProbesBackOff) {
+  TcpConfig c = EndpointConfig();
+  c.max_retries = 3;
+  Open(c, {.sack = true});
+  Send(1000);
+  RunTo(Ms(20));
+  Ack(1001, {}, 0);
+  Send(1000);
+  out_.clear();
+  const Duration rto = ep().tcb().rto;
+  Duration at = Ms(20);
+  for (int k = 0; k < 5; ++k) {
+    at += rto * (1 << k);
+    RunTo(at);
+    ASSERT_THAT(out_, ElementsAre(O(at, 1000, 0))) << "probe " << k;
+    out_.clear();
+    Ack(1001, {}, 0);
+  }
+  EXPECT_EQ(ep().state(), TcpState::kEstablished);
+}
+
+// RFC 8985 §7.2: with one segment in flight the PTO allows for the peer's delayed
+// ACK (2 * SRTT + 200 ms), but never exceeds the RTO: the probe, the segment
+// itself, goes at the RTO's time instead of a timeout.
+TEST_F(ScriptedPeer, ASingleSegmentIsProbedNoLaterThanTheRto) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(1000);
+  EXPECT_EQ(ep().timers().tlp, absl::UnixEpoch() + Ms(220));  // min(10 + 20 + 200, 10 + 210)
+  RunTo(Ms(220));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(10), 1, 1000), O(Ms(220), 1, 1000)));
+  EXPECT_EQ(ep().loss_stats().tlp_probes, 1);
+  EXPECT_EQ(ep().loss_stats().timeouts, 0);
+}
+
+// RFC 8985 §6.2 step 5: only segments sent before the most recently delivered one
+// can be deemed lost. Of three segments sent together, the second SACKed: the
+// first (below it) is lost a quarter min_RTT later, the third (above it) is not.
+TEST_F(ScriptedPeer, RackLeavesASegmentAboveTheNewestDeliveredOfItsSendTime) {
+  Open(EndpointConfig(), {.sack = true});
+  Send(3000);
+  ASSERT_EQ(TakeData().size(), 3u);
+  RunTo(Ms(20));
+  Ack(1, {{1001, 2001}});
+  RunTo(Ms(30));
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(22.5), 1, 1000)));
+}
+
+// With DupThresh 0 in the config, 1 is used: an ACK that advances SND.UNA is not a
+// duplicate, and one duplicate ACK is enough.
+TEST_F(ScriptedPeer, ADupThreshOfZeroCountsAsOne) {
+  TcpConfig c = EndpointConfig(TcpProfile::kRfc);
+  c.dup_thresh = 0;
+  Open(c, {.sack = false});
+  Send(3000);
+  TakeData();
+  RunTo(Ms(20));
+  Ack(1001);
+  EXPECT_THAT(TakeData(), IsEmpty());
+  Ack(1001);
+  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(20), 1001, 1000)));
+}
+
+// The loss state a timeout starts lasts until everything sent before it is
+// acknowledged (RFC 6582's recover, RFC 6675's RecoveryPoint), not until the
+// first ACK.
+TEST_F(ScriptedPeer, TheLossStateLastsUntilTheRecoveryPoint) {
+  TcpConfig c = EndpointConfig();
+  c.rack = false;
+  c.tlp = false;
+  Open(c, {.sack = true});
+  Send(3000);
+  RunTo(Ms(220));
+  ASSERT_EQ(ep().recovery(), TcpEndpoint::Recovery::kLoss);
+  RunTo(Ms(230));
+  Ack(1001);
+  EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kLoss);
+  Ack(3001);
+  EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
+}
+
+// A SYN-ACK that answers a retransmitted SYN gives no RTT sample (Karn's rule, and
+// for the timestamps too: see AdvanceUna), so the backed-off RTO stays.
+TEST_F(ScriptedPeer, AHandshakeAfterASynTimeoutTakesNoRttSample) {
+  ep_ = std::make_unique<TcpEndpoint>(EndpointConfig());
+  ASSERT_TRUE(ep().Connect(now_).ok());
+  Pump();
+  RunTo(Ms(1000));  // the SYN again
+  ASSERT_EQ(out_.size(), 2u);
+  RunTo(Ms(1010));
+  TcpRepr synack = Header(1, 65535);
+  synack.flags = TcpFlags(kSyn | kAck);
+  synack.seq = SeqNum(kPeerIss);
+  synack.options.mss = 1000;
+  synack.options.timestamps = Timestamps{1, *tsval_out_.back()};
+  ep().OnSegment(now_, synack);
+  Pump();
+  ASSERT_EQ(ep().state(), TcpState::kEstablished);
+  EXPECT_EQ(ep().tcb().srtt, absl::ZeroDuration());
+  EXPECT_EQ(ep().tcb().rto, absl::Seconds(2));
+}
+
+// RFC 9293 §3.10.7.4, seventh: text beyond the window is trimmed at its right
+// edge, also in a segment that arrives out of order. A 2000-byte buffer, and a
+// segment 1000 bytes ahead of RCV.NXT carrying 1500: only 1000 are kept.
+TEST_F(ScriptedPeer, OutOfOrderTextIsTrimmedAtTheWindowsRightEdge) {
+  TcpConfig c = EndpointConfig();
+  c.recv_buffer = 2000;
+  Open(std::move(c), {.sack = true});
+  PeerData(1001, 1500);
+  ASSERT_FALSE(sacks_out_.empty());
+  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair<uint32_t, uint32_t>(1001, 2001)));
+  PeerData(1, 1000);
+  EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 2001));
+  EXPECT_EQ(ep().readable(), 2000u);
+}
+
+// Segments that carry data, and ACKs older than SND.UNA, are not duplicate ACKs
+// (Linux's FLAG_NOT_DUP): three of either start no fast retransmit.
+TEST_F(ScriptedPeer, DataSegmentsAndOldAcksAreNotDuplicateAcks) {
+  Open(EndpointConfig(TcpProfile::kRfc), {.sack = false});
+  Send(1000);
+  RunTo(Ms(20));
+  Ack(1001);
+  Send(3000);
+  TakeData();
+  RunTo(Ms(30));
+  static const std::vector<uint8_t> kBytes(100, 'y');
+  for (uint32_t k = 0; k < 3; ++k) {
+    TcpRepr d = Header(1001, peer_.window);  // SEG.ACK = SND.UNA, with data
+    d.seq = SeqNum(kPeerIss + 1 + 100 * k);
+    d.payload = absl::MakeConstSpan(kBytes);
+    ep().OnSegment(now_, d);
+    Pump();
+  }
+  for (int k = 0; k < 3; ++k) {
+    TcpRepr old = Header(1, peer_.window);  // below SND.UNA
+    old.seq = SeqNum(kPeerIss + 301);
+    ep().OnSegment(now_, old);
+    Pump();
+  }
+  EXPECT_THAT(TakeData(), IsEmpty());
+  EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
+}
+
+// --- window updates (RFC 9293 §3.8.6.2.2) --------------------------------------
+
+// Receiver SWS avoidance: a read announces the larger window only once it has grown
+// by min(half the buffer, one segment) since the last advertisement. With a
+// 4000-byte buffer that is one segment (1000 bytes), with 1000 bytes half of it.
+TEST_F(ScriptedPeer, AWindowUpdateWaitsUntilTheWindowGrewByASegment) {
+  TcpConfig c = EndpointConfig();
+  c.recv_buffer = 4000;
+  Open(std::move(c), {.sack = true});
+  for (uint32_t k = 0; k < 4; ++k) PeerData(1 + 1000 * k, 1000);
+  ASSERT_EQ(ep().tcb().rcv_wnd, 0u);
+  out_.clear();
+  RunTo(Ms(20));
+  std::vector<uint8_t> buf(999);
+  ASSERT_EQ(ep().Receive(absl::MakeSpan(buf)), 999u);
+  Pump();
+  EXPECT_THAT(out_, IsEmpty());
+  buf.resize(1);
+  ASSERT_EQ(ep().Receive(absl::MakeSpan(buf)), 1u);
+  Pump();
+  EXPECT_THAT(out_, ElementsAre(O(Ms(20), 1, 0)));
+  EXPECT_EQ(ep().tcb().rcv_wnd, 1000u);
+}
+
+TEST_F(ScriptedPeer, AWindowUpdateOfASmallBufferWaitsForHalfOfIt) {
+  TcpConfig c = EndpointConfig();
+  c.recv_buffer = 1000;
+  Open(std::move(c), {.sack = true});
+  PeerData(1, 1000);
+  ASSERT_EQ(ep().tcb().rcv_wnd, 0u);
+  out_.clear();
+  RunTo(Ms(20));
+  std::vector<uint8_t> buf(499);
+  ASSERT_EQ(ep().Receive(absl::MakeSpan(buf)), 499u);
+  Pump();
+  EXPECT_THAT(out_, IsEmpty());
+  buf.resize(1);
+  ASSERT_EQ(ep().Receive(absl::MakeSpan(buf)), 1u);
+  Pump();
+  EXPECT_THAT(out_, ElementsAre(O(Ms(20), 1, 0)));
+  EXPECT_EQ(ep().tcb().rcv_wnd, 500u);
+}
+
+// RFC 9293 §3.10.7.3: a RST that acknowledges our SYN refuses the connection, and
+// what the application queued meanwhile is flushed, as on any reset.
+TEST_F(ScriptedPeer, ARefusedConnectionFlushesTheSendQueue) {
+  ep_ = std::make_unique<TcpEndpoint>(EndpointConfig());
+  ASSERT_TRUE(ep().Connect(now_).ok());
+  Pump();
+  Send(3000);
+  ASSERT_EQ(ep().send_queue(), 3000u);
+  TcpRepr rst = Header(1, 0);
+  rst.flags = TcpFlags(kRst | kAck);
+  rst.seq = SeqNum(0);
+  ep().OnSegment(now_, rst);
+  EXPECT_EQ(ep().state(), TcpState::kClosed);
+  EXPECT_EQ(ep().close_reason(), CloseReason::kRefused);
+  EXPECT_EQ(ep().send_queue(), 0u);
 }
 
 // --- the whole transfer --------------------------------------------------------
