@@ -18,10 +18,8 @@ namespace wrench::proxy {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 using stack::Instant;
-using stack::IpAddress;
 using stack::Segment;
 using stack::TcpEndpoint;
-using stack::TcpRepr;
 using stack::TcpState;
 
 struct ServeProxy::Connection {
@@ -121,7 +119,7 @@ void ServeProxy::OnSocketCompletion(uint64_t conn, const KernelSocketLeg&,
   using Kind = KernelSocketLeg::Completion::Kind;
   if (done.kind == Kind::kEof) {
     Event(c, "client closed its side (FIN)");
-  } else if (done.kind == Kind::kReadError) {
+  } else if (done.kind == Kind::kReadError || done.kind == Kind::kErrorAfterEof) {
     Event(c, absl::StrCat("client socket: ", done.error.message()));
   } else if (done.kind == Kind::kWritten) {
     c.bytes_to_client += done.bytes;
