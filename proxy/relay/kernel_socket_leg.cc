@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
 #include "stack/tcp_wire.h"
 
 namespace wrench::proxy {
@@ -17,6 +18,16 @@ using asio::ip::tcp;
 using stack::TcpState;
 using Kind = KernelSocketLeg::Completion::Kind;
 using Direction = KernelSocketLeg::Gate::Direction;
+
+std::string KernelSocketLeg::Completion::Describe(absl::string_view peer) const {
+  switch (kind) {
+    case Kind::kEof: return absl::StrCat(peer, " closed its side (FIN)");
+    case Kind::kReadError: return absl::StrCat(peer, " socket: ", error.message());
+    case Kind::kErrorAfterEof:
+      return absl::StrCat(peer, " socket after its FIN: ", std::strerror(error.value()));
+    default: return "";
+  }
+}
 
 KernelSocketLeg::KernelSocketLeg(tcp::socket sock, Owner& owner, uint64_t conn)
     : sock_(std::move(sock)), owner_(owner), conn_(conn) {}
@@ -82,14 +93,17 @@ void KernelSocketLeg::WantRead(size_t room) {
   sock_.async_wait(tcp::socket::wait_read, [this, alive = alive_](boost::system::error_code ec) {
     if (!*alive) return;
     reading_ = false;
-    // Aborted: the socket was closed here, by the relay that ended the leg.
-    if (ec == asio::error::operation_aborted) return;
-    if (ec) {
-      reset_ = true;
-      return Done({Kind::kReadError, 0, ec});
-    }
-    OnReadable();
+    if (!Failed(ec, Kind::kReadError)) OnReadable();
   });
+}
+
+bool KernelSocketLeg::Failed(const boost::system::error_code& ec, Kind kind) {
+  // Aborted: the socket was closed here, by the relay that ended the leg.
+  if (ec == asio::error::operation_aborted) return true;
+  if (!ec) return false;
+  reset_ = true;
+  Done({kind, 0, ec});
+  return true;
 }
 
 void KernelSocketLeg::OnReadable() {
@@ -174,12 +188,7 @@ void KernelSocketLeg::StartWrite() {
                     [this, alive = alive_](boost::system::error_code ec, size_t n) {
                       if (!*alive) return;
                       writing_ = false;
-                      if (ec == asio::error::operation_aborted) return;
-                      if (ec) {
-                        reset_ = true;
-                        return Done({Kind::kWriteError, 0, ec});
-                      }
-                      Done({Kind::kWritten, n, {}});
+                      if (!Failed(ec, Kind::kWriteError)) Done({Kind::kWritten, n, {}});
                     });
 }
 

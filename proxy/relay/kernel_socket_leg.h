@@ -7,8 +7,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "proxy/relay/relay_loop.h"
 #include "stack/tcp_state.h"
@@ -34,6 +36,9 @@ class KernelSocketLeg final : public ByteLeg {
     Kind kind = Kind::kRead;
     size_t bytes = 0;  // read, or written
     boost::system::error_code error;
+    // What an event line says of it ("client closed its side (FIN)", "client socket:
+    // Connection reset by peer"), for the peer named `peer`; empty for reads and writes.
+    std::string Describe(absl::string_view peer) const;
   };
   // Hears every completion and then runs its relay. It outlives its legs; the call
   // may destroy the leg that makes it.
@@ -113,6 +118,9 @@ class KernelSocketLeg final : public ByteLeg {
 
  private:
   void Done(const Completion& done) { owner_.OnSocketCompletion(conn_, *this, done); }
+  // A wait or write that did not complete: aborted (true, nothing to tell), or an
+  // error that resets the leg (true, told to the owner as `kind`).
+  bool Failed(const boost::system::error_code& ec, Completion::Kind kind);
   // Whether the gate took the event (else it takes effect now).
   bool Gated(Gate::Direction d, uint8_t flags, absl::Span<const uint8_t> data);
   void OnReadable();

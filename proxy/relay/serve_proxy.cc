@@ -116,12 +116,8 @@ void ServeProxy::OnSocketCompletion(uint64_t conn, const KernelSocketLeg&,
   auto it = conns_.find(conn);
   if (it == conns_.end()) return;
   Connection& c = *it->second;
-  using Kind = KernelSocketLeg::Completion::Kind;
-  if (done.kind == Kind::kEof) {
-    Event(c, "client closed its side (FIN)");
-  } else if (done.kind == Kind::kReadError || done.kind == Kind::kErrorAfterEof) {
-    Event(c, absl::StrCat("client socket: ", done.error.message()));
-  } else if (done.kind == Kind::kWritten) {
+  if (std::string what = done.Describe("client"); !what.empty()) Event(c, what);
+  if (done.kind == KernelSocketLeg::Completion::Kind::kWritten) {
     c.bytes_to_client += done.bytes;
     stats_.bytes_to_client += done.bytes;
   }

@@ -1,12 +1,7 @@
 // Proxy's upstream kernel socket (proxy_connection.h): the connect, what each event of
 // the socket does to the connection, and the gates through which each event is
 // offered to the fault engine as a segment while a rule watches the socket leg.
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-
 #include <algorithm>
-#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "proxy/os/address.h"
@@ -16,9 +11,7 @@ namespace wrench::proxy {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
-using stack::Instant;
 using stack::IpAddress;
-using stack::TcpState;
 
 void Proxy::ConnectSocket(Connection& c) {
   c.gate_seq[0] = std::max<uint32_t>(c.gate_seq[0], 1);
@@ -89,14 +82,8 @@ void Proxy::OnSocketCompletion(uint64_t conn, const KernelSocketLeg&,
   auto it = conns_.find(conn);
   if (it == conns_.end()) return;
   Connection& c = *it->second;
-  using Kind = KernelSocketLeg::Completion::Kind;
-  if (done.kind == Kind::kEof) {
-    Event(c, "upstream closed its side (FIN)");
-  } else if (done.kind == Kind::kReadError) {
-    Event(c, absl::StrCat("upstream socket: ", done.error.message()));
-  } else if (done.kind == Kind::kErrorAfterEof) {
-    Event(c, absl::StrCat("upstream socket after its FIN: ", std::strerror(done.error.value())));
-  } else if (done.kind == Kind::kWritten) {
+  if (std::string what = done.Describe("upstream"); !what.empty()) Event(c, what);
+  if (done.kind == KernelSocketLeg::Completion::Kind::kWritten) {
     c.bytes_to_server += done.bytes;
     stats_.bytes_to_server += done.bytes;
   }
@@ -154,11 +141,11 @@ void Proxy::OfferSocketEvent(Connection& c, Hook hook, uint8_t flags,
     c.gate[dir].push_back(std::move(e));
     return;
   }
-  const TcpState state =
+  const stack::TcpState state =
       c.phase == Connection::Phase::kOpen || c.phase == Connection::Phase::kConnecting
           ? c.sock->kernel_state()
-          : TcpState::kClosed;
-  Instant now = MonotonicNow();
+          : stack::TcpState::kClosed;
+  stack::Instant now = MonotonicNow();
   SegmentMeta meta{c.id, hook, state, c.scope, /*socket=*/true};
   const Offered o = engine_.Offer(now, meta, *view);
   e.released = o.verdict == Verdict::kPass;
