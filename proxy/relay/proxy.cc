@@ -644,10 +644,7 @@ ConnectionInfo Proxy::Info(const Connection& conn) const {
 }
 
 std::string Proxy::Summary() const {
-  std::string rules;
-  for (const auto& r : engine_.Rules()) {
-    absl::StrAppend(&rules, rules.empty() ? "" : ", ", "#", r.id, " ", r.hits, " hits");
-  }
+  const std::string rules = tun_.RuleHits();
   return absl::StrFormat(
       "connections %d (%d active, %d refused, %d unreachable, %d reset%s), bytes to server %d, to "
       "client "

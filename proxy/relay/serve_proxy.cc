@@ -276,9 +276,7 @@ void ServeProxy::Log(const Connection* c, Hook hook, const Segment& seg,
 }
 
 std::string ServeProxy::Summary() const {
-  std::string rules;
-  for (const auto& r : engine_.Rules())
-    absl::StrAppend(&rules, rules.empty() ? "" : ", ", "#", r.id, " ", r.hits, " hits");
+  const std::string rules = tun_.RuleHits();
   return absl::StrFormat(
       "serve: connections %d (%d active, %d refused, %d reset), bytes to server %d, to client %d, "
       "datagrams in %d "
