@@ -191,4 +191,12 @@ int ReportError(absl::string_view command, const absl::Status& status) {
   return absl::IsInvalidArgument(status) || absl::IsOutOfRange(status) ? kExitUsage : kExitFailure;
 }
 
+bool NoArguments(absl::string_view command, const std::vector<std::string>& positional) {
+  if (positional.empty()) return true;
+  const std::string name(command);
+  std::fprintf(stderr, "wrench %s: unexpected argument \"%s\" (see wrench %s --help)\n",
+               name.c_str(), positional[0].c_str(), name.c_str());
+  return false;
+}
+
 }  // namespace wrench::proxy

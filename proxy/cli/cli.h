@@ -76,4 +76,8 @@ std::vector<std::string> ParseFlags(int argc, char** argv, const char* usage,
 // a bad command line (InvalidArgument, OutOfRange), 1 for anything else.
 int ReportError(absl::string_view command, const absl::Status& status);
 
+// For a command that takes no arguments: false, after saying so for the first of
+// `positional` (then the exit status is kExitUsage).
+bool NoArguments(absl::string_view command, const std::vector<std::string>& positional);
+
 }  // namespace wrench::proxy

@@ -40,11 +40,7 @@ int RunCleanup(int argc, char** argv) {
       "alone. Prints one line for each thing removed or restored. Every wrench start does the\n"
       "same on its own. Needs CAP_NET_ADMIN (root).",
       kCleanupFlags);
-  if (!positional.empty()) {
-    std::fprintf(stderr, "wrench cleanup: unexpected argument \"%s\" (see wrench cleanup --help)\n",
-                 positional[0].c_str());
-    return 2;
-  }
+  if (!NoArguments("cleanup", positional)) return kExitUsage;
   std::optional<std::string> tun;
   if (tun_given) tun = absl::GetFlag(FLAGS_tun);
   auto report = CleanUpAfterDeadRuns(tun);

@@ -359,10 +359,7 @@ int RunExec(int argc, char** argv) {
   }
   o.transparent = o.serve_port == 0;
   auto verdict = RunVerdict::FromFlags(o.rules.size(), !o.api_address.empty());
-  if (!verdict.ok()) {
-    std::fprintf(stderr, "wrench exec: %s\n", std::string(verdict.status().message()).c_str());
-    return 2;
-  }
+  if (!verdict.ok()) return ReportError("exec", verdict.status());
   auto log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   absl::Duration linger = absl::GetFlag(FLAGS_linger);
   if (linger < absl::ZeroDuration()) {
@@ -420,11 +417,7 @@ int RunExec(int argc, char** argv) {
   if (!service.ok()) {
     ::close(sp[0]);  // the child sees EOF and exits
     reap();
-    // The summary is written; the exit status tells a bad command line (2) from a
-    // run that could not start (1).
-    const int code = ReportError("exec", service.status());
-    verdict->Finish(nullptr, RunOutcome("exec", std::nullopt, std::string(service.status().message())), log);
-    return code;
+    return verdict->NotStarted("exec", service.status(), log);
   }
   Service& s = **service;
   int exit_status = 0;

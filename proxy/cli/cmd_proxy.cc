@@ -160,11 +160,7 @@ int RunProxy(int argc, char** argv) {
       "rules applied. Needs CAP_NET_ADMIN (root). Ctrl-C stops it cleanly; SIGUSR1 prints a\n"
       "summary.",
       kProxyFlags);
-  if (!positional.empty()) {
-    std::fprintf(stderr, "wrench proxy: unexpected argument \"%s\" (see wrench proxy --help)\n",
-                 positional[0].c_str());
-    return kExitUsage;
-  }
+  if (!NoArguments("proxy", positional)) return kExitUsage;
   ServiceOptions o;
   if (auto st = ServiceOptionsFromFlags(o); !st.ok()) return ReportError("proxy", st);
   for (const std::string& m : absl::GetFlag(FLAGS_map)) {
@@ -177,19 +173,10 @@ int RunProxy(int argc, char** argv) {
     return kExitUsage;
   }
   auto verdict = RunVerdict::FromFlags(o.rules.size(), !o.api_address.empty());
-  if (!verdict.ok()) {
-    std::fprintf(stderr, "wrench proxy: %s\n", std::string(verdict.status().message()).c_str());
-    return 2;
-  }
+  if (!verdict.ok()) return ReportError("proxy", verdict.status());
   auto log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   auto service = Service::Start(o);
-  if (!service.ok()) {
-    // The summary is written; the exit status tells a bad command line (2) from a
-    // run that could not start (1).
-    const int code = ReportError("proxy", service.status());
-    verdict->Finish(nullptr, RunOutcome("proxy", std::nullopt, std::string(service.status().message())), log);
-    return code;
-  }
+  if (!service.ok()) return verdict->NotStarted("proxy", service.status(), log);
   (*service)->HandleSignals();
   for (const Mapping& m : o.maps) {
     std::fprintf(stderr, "wrench: %s\n", m.text.c_str());

@@ -64,11 +64,7 @@ int RunServe(int argc, char** argv) {
       "without --cap-add NET_ADMIN --device /dev/net/tun) every proxy is a kernel socket\n"
       "with the stream toxics only, as one line at the start says. Ctrl-C stops it cleanly.",
       kServeFlags);
-  if (!positional.empty()) {
-    std::fprintf(stderr, "wrench serve: unexpected argument \"%s\" (see wrench serve --help)\n",
-                 positional[0].c_str());
-    return kExitUsage;
-  }
+  if (!NoArguments("serve", positional)) return kExitUsage;
   ServiceOptions o;
   if (auto st = ServiceOptionsFromFlags(o); !st.ok()) return ReportError("serve", st);
   if (o.api_address.empty()) o.api_address = kDefaultApi;
@@ -77,19 +73,10 @@ int RunServe(int argc, char** argv) {
   o.tun_optional = true;
   // Rules come and go through the API: rule numbers are checked at the end.
   auto verdict = RunVerdict::FromFlags(o.rules.size(), /*rules_may_change=*/true);
-  if (!verdict.ok()) {
-    std::fprintf(stderr, "wrench serve: %s\n", std::string(verdict.status().message()).c_str());
-    return 2;
-  }
+  if (!verdict.ok()) return ReportError("serve", verdict.status());
   auto log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   auto service = Service::Start(o);
-  if (!service.ok()) {
-    // The summary is written; the exit status tells a bad command line (2) from a
-    // run that could not start (1).
-    const int code = ReportError("serve", service.status());
-    verdict->Finish(nullptr, RunOutcome("serve", std::nullopt, std::string(service.status().message())), log);
-    return code;
-  }
+  if (!service.ok()) return verdict->NotStarted("serve", service.status(), log);
   (*service)->HandleSignals();
   for (const auto& r : (*service)->engine().Rules()) {
     std::fprintf(stderr, "wrench: rule #%d %s\n", r.id, r.text.c_str());

@@ -79,4 +79,11 @@ int RunVerdict::Finish(const RunReport* report, RunOutcome outcome,
   return status;
 }
 
+int RunVerdict::NotStarted(const std::string& command, const absl::Status& why,
+                           const std::function<void(const std::string&)>& log) const {
+  const int code = ReportError(command, why);
+  Finish(nullptr, RunOutcome(command, std::nullopt, std::string(why.message())), log);
+  return code;
+}
+
 }  // namespace wrench::proxy

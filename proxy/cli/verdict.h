@@ -54,6 +54,11 @@ class RunVerdict {
   // failed. `outcome` carries the command's name, status and warnings.
   int Finish(const RunReport* report, RunOutcome outcome,
              const std::function<void(const std::string&)>& log) const;
+  // A run that could not start (`why`): says so (ReportError), writes the summary
+  // with that reason, and returns the exit status that tells a bad command line (2)
+  // from a run that could not start (1).
+  int NotStarted(const std::string& command, const absl::Status& why,
+                 const std::function<void(const std::string&)>& log) const;
 
  private:
   std::vector<Expectation> expectations_;

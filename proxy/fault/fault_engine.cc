@@ -105,30 +105,15 @@ uint32_t GetField(ConstDatagramView s, Field f) {
 // Patches the field in place; the view keeps both checksums right.
 void PutField(DatagramView& s, Field f, uint32_t v) {
   switch (f) {
-    case Field::kSeq:
-      s.set_seq(stack::SeqNum(v));
-      break;
-    case Field::kAck:
-      s.set_ack(stack::SeqNum(v));
-      break;
-    case Field::kWin:
-      s.set_window(static_cast<uint16_t>(v));
-      break;
-    case Field::kUrg:
-      s.set_urgent(static_cast<uint16_t>(v));
-      break;
-    case Field::kFlags:
-      s.set_flags(stack::TcpFlags(static_cast<uint8_t>(v)));
-      break;
-    case Field::kTtl:
-      s.set_ttl(static_cast<uint8_t>(v));
-      break;
-    case Field::kMss:
-      s.set_mss(static_cast<uint16_t>(v));
-      break;
-    case Field::kWscale:
-      s.set_window_scale(static_cast<uint8_t>(v));
-      break;
+    case Field::kSeq: return s.set_seq(stack::SeqNum(v));
+    case Field::kAck: return s.set_ack(stack::SeqNum(v));
+    case Field::kWin: return s.set_window(static_cast<uint16_t>(v));
+    case Field::kUrg: return s.set_urgent(static_cast<uint16_t>(v));
+    case Field::kFlags: return s.set_flags(stack::TcpFlags(static_cast<uint8_t>(v)));
+    case Field::kTtl: return s.set_ttl(static_cast<uint8_t>(v));
+    // HasField was checked: the option is there to patch.
+    case Field::kMss: return (void)s.set_mss(static_cast<uint16_t>(v));
+    case Field::kWscale: return (void)s.set_window_scale(static_cast<uint8_t>(v));
   }
 }
 
@@ -279,20 +264,14 @@ void FaultEngine::Rebuild() {
         }
       }
     }
-    if (r.conn) {
-      auto& words = by_conn_[*r.conn];
+    // By its conn= and port=; a rule without one is in the words for any.
+    auto index = [&](auto& by_key, std::vector<uint64_t>& any, const auto& key) {
+      std::vector<uint64_t>& words = key ? by_key[*key] : any;
       words.resize(words_);
       words[i / 64] |= bit;
-    } else {
-      any_conn_[i / 64] |= bit;
-    }
-    if (r.port) {
-      auto& words = by_port_[*r.port];
-      words.resize(words_);
-      words[i / 64] |= bit;
-    } else {
-      any_port_[i / 64] |= bit;
-    }
+    };
+    index(by_conn_, any_conn_, r.conn);
+    index(by_port_, any_port_, r.port);
   }
 }
 

@@ -650,23 +650,19 @@ Ladder BuildOne(uint64_t conn, const std::vector<const LadderRecord*>& records) 
     d.t = r->t;
     if (r->has_segment) d.effect = ParseEffect(*r);
     segs.push_back(std::move(d));
+    const bool server_side = r->hook == Hook::kToServer || r->hook == Hook::kFromServer;
     if (r->has_segment) {
-      switch (r->hook) {
-        case Hook::kFromClient:
-          if (out.client_addr.empty()) out.client_addr = r->src, out.front_addr = r->dst;
-          break;
-        case Hook::kToClient:
-          if (out.client_addr.empty()) out.client_addr = r->dst, out.front_addr = r->src;
-          break;
-        case Hook::kToServer:
-          if (out.server_addr.empty()) out.upstream_local_addr = r->src, out.server_addr = r->dst;
-          break;
-        case Hook::kFromServer:
-          if (out.server_addr.empty()) out.upstream_local_addr = r->dst, out.server_addr = r->src;
-          break;
+      // What wrench sends (to-client, to-server) goes from its address to the peer's.
+      const bool sent = r->hook == Hook::kToClient || r->hook == Hook::kToServer;
+      const std::string& ours = sent ? r->src : r->dst;
+      const std::string& peer = sent ? r->dst : r->src;
+      std::string& peer_addr = server_side ? out.server_addr : out.client_addr;
+      if (peer_addr.empty()) {
+        peer_addr = peer;
+        (server_side ? out.upstream_local_addr : out.front_addr) = ours;
       }
     }
-    if (r->hook == Hook::kToServer || r->hook == Hook::kFromServer) out.server_leg = true;
+    if (server_side) out.server_leg = true;
   }
   Number(segs);
   RestoreCausalOrder(segs);

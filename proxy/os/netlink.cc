@@ -374,33 +374,38 @@ std::string IfName(uint32_t index) {
 
 }  // namespace
 
-// Dumps a kernel table (routes, addresses) with a request that starts with `header`:
-// `each` gets every message of type `type` and the attributes after its header.
+// Lists a kernel table of one family's prefixes (routes, addresses): a dump request
+// with a `Header` whose `family` field names the family, and `each` for every reply of
+// type `type` in that family (its header, the attributes after it, the length of an
+// address), which gives the prefix it describes, if any.
 template <typename Header>
-absl::Status Dump(uint16_t get, const Header& header, uint16_t type, absl::string_view what,
-                  absl::FunctionRef<void(const Header&, absl::Span<const uint8_t>)> each) {
+absl::StatusOr<std::vector<IpPrefix>> DumpPrefixes(
+    uint16_t get, uint8_t Header::*family, uint16_t type, bool ipv6, absl::string_view table,
+    absl::FunctionRef<std::optional<IpPrefix>(const Header&, absl::Span<const uint8_t>, size_t)>
+        each) {
+  Header header{};
+  header.*family = ipv6 ? AF_INET6 : AF_INET;
   Request req(get, NLM_F_DUMP);
   req.PutHeader(header);
-  return Transact(
-      req, what,
+  std::vector<IpPrefix> out;
+  RETURN_IF_ERROR(Transact(
+      req, absl::StrCat("listing the ", ipv6 ? "IPv6 " : "IPv4 ", table),
       [&](const nlmsghdr& h, absl::Span<const uint8_t> body) {
         if (h.nlmsg_type != type || body.size() < sizeof(Header)) return;
         Header m;
         std::memcpy(&m, body.data(), sizeof m);
-        each(m, body.subspan(NLMSG_ALIGN(sizeof m)));
+        if (m.*family != header.*family) return;
+        auto p = each(m, body.subspan(NLMSG_ALIGN(sizeof m)), ipv6 ? 16 : 4);
+        if (p) out.push_back(std::move(*p));
       },
-      /*dump=*/true);
+      /*dump=*/true));
+  return out;
 }
 
 absl::StatusOr<std::vector<IpPrefix>> ListRoutes(bool ipv6) {
-  const int family = ipv6 ? AF_INET6 : AF_INET;
-  const size_t len = ipv6 ? 16 : 4;
-  rtmsg rt{};
-  rt.rtm_family = static_cast<uint8_t>(family);
-  std::vector<IpPrefix> out;
-  RETURN_IF_ERROR(Dump<rtmsg>(
-      RTM_GETROUTE, rt, RTM_NEWROUTE, ipv6 ? "listing the IPv6 routes" : "listing the IPv4 routes",
-      [&](const rtmsg& m, absl::Span<const uint8_t> attrs) {
+  return DumpPrefixes<rtmsg>(
+      RTM_GETROUTE, &rtmsg::rtm_family, RTM_NEWROUTE, ipv6, "routes",
+      [&](const rtmsg& m, absl::Span<const uint8_t> attrs, size_t len) -> std::optional<IpPrefix> {
         uint32_t table = m.rtm_table;
         IpPrefix p{ipv6 ? stack::IpAddress::V6({}) : stack::IpAddress::V4(uint32_t{0}),
                    m.rtm_dst_len, ""};
@@ -413,31 +418,25 @@ absl::StatusOr<std::vector<IpPrefix>> ListRoutes(bool ipv6) {
             p.ifname = IfName(index);
           }
         });
-        if (m.rtm_family == family && table == RT_TABLE_MAIN) out.push_back(p);
-      }));
-  return out;
+        if (table != RT_TABLE_MAIN) return std::nullopt;
+        return p;
+      });
 }
 
 absl::StatusOr<std::vector<IpPrefix>> ListAddresses(bool ipv6) {
-  const int family = ipv6 ? AF_INET6 : AF_INET;
-  const size_t len = ipv6 ? 16 : 4;
-  ifaddrmsg ifa{};
-  ifa.ifa_family = static_cast<uint8_t>(family);
-  std::vector<IpPrefix> out;
-  RETURN_IF_ERROR(Dump<ifaddrmsg>(
-      RTM_GETADDR, ifa, RTM_NEWADDR,
-      ipv6 ? "listing the IPv6 addresses" : "listing the IPv4 addresses",
-      [&](const ifaddrmsg& m, absl::Span<const uint8_t> attrs) {
-        if (m.ifa_family != family) return;
+  return DumpPrefixes<ifaddrmsg>(
+      RTM_GETADDR, &ifaddrmsg::ifa_family, RTM_NEWADDR, ipv6, "addresses",
+      [](const ifaddrmsg& m, absl::Span<const uint8_t> attrs,
+         size_t len) -> std::optional<IpPrefix> {
         std::optional<stack::IpAddress> local, address;
         ForEachAttr(attrs, [&](uint16_t type, absl::Span<const uint8_t> v) {
           if (type == IFA_LOCAL && v.size() == len) local = stack::IpAddress::FromBytes(v);
           if (type == IFA_ADDRESS && v.size() == len) address = stack::IpAddress::FromBytes(v);
         });
         if (!local) local = address;
-        if (local) out.push_back({*local, m.ifa_prefixlen, IfName(m.ifa_index)});
-      }));
-  return out;
+        if (!local) return std::nullopt;
+        return IpPrefix{*local, m.ifa_prefixlen, IfName(m.ifa_index)};
+      });
 }
 
 absl::StatusOr<std::vector<IpPrefix>> ListIpv4Routes() { return ListRoutes(false); }

@@ -248,7 +248,10 @@ void Proxy::StartUpstream(Connection& c) {
     Service(c);
     return;
   }
-  c.sock = std::make_unique<tcp::socket>(io_);
+  c.socket_gate = std::make_unique<SocketGate>(*this, c);
+  c.sock = std::make_unique<KernelSocketLeg>(tcp::socket(io_),
+                                             static_cast<KernelSocketLeg::Owner&>(*this), c.id);
+  c.sock->set_gate(c.socket_gate.get());
   c.connect_timer = std::make_unique<asio::steady_timer>(io_);
   if (Gated(c, Hook::kToServer)) {
     // The connect is the to-server SYN: a rule may delay it or turn it into a reset.
@@ -305,7 +308,7 @@ void Proxy::OnUpstreamFailed(Connection& c, bool refused, const std::string& why
   // the client's retransmitted SYNs instead of dialling again for each.
   if (c.sock) {
     boost::system::error_code ignored;
-    c.sock->close(ignored);
+    c.sock->socket().close(ignored);
   }
   c.expire_at = MonotonicNow() + absl::Seconds(30);
   Reschedule(c);
@@ -329,7 +332,7 @@ void Proxy::OnOutOfDescriptors(Connection& c, const boost::system::error_code& e
   // retransmission tries again, once descriptors may have been freed.
   if (c.sock) {
     boost::system::error_code ignored;
-    c.sock->close(ignored);
+    c.sock->socket().close(ignored);
   }
   c.phase = Connection::Phase::kFailed;
   Remove(c);
@@ -447,10 +450,10 @@ void Proxy::Relay(Connection& c) {
     stats_.bytes_to_server += run.to_b;
   } else {
     // Socket events the engine released since go first; bytes to the server are
-    // counted as the socket takes them (WriteToServer).
+    // counted as the socket takes them (OnSocketCompletion).
     DrainSocketGates(c);
-    SocketLeg server(*this, c);
-    run = RunRelay(client, c.client.relay, server, c.server.relay, c.toxics.get(), now,
+    if (!c.sock) return;
+    run = RunRelay(client, c.client.relay, *c.sock, c.server.relay, c.toxics.get(), now,
                    absl::MakeSpan(relay_buf_), toxic_end);
   }
   c.bytes_to_client += run.to_a;
@@ -468,8 +471,9 @@ void Proxy::MaybeFinish(Connection& c) {
     if (client_done && !server_done && c.server.ep->state() == TcpState::kListen)
       server_done = true;
   } else {
-    server_done = !c.sock || !c.sock->is_open() ||
-                  (c.upstream_eof && c.shutdown_sent && !c.writing) || c.upstream_reset;
+    const KernelSocketLeg* s = c.sock.get();
+    server_done = !s || !s->open() || (s->eof_received() && s->shutdown_sent() && !s->writing()) ||
+                  s->reset();
   }
   if (client_done && server_done) Remove(c);
 }
@@ -494,9 +498,9 @@ void Proxy::Remove(Connection& c) {
     ended("client", c.client.ep.get());
     ended("server", c.server.ep.get());
   }
-  if (c.sock && c.sock->is_open()) {
+  if (c.sock && c.sock->open()) {
     boost::system::error_code ignored;
-    c.sock->close(ignored);
+    c.sock->socket().close(ignored);
   }
   if (c.connect_timer) c.connect_timer->cancel();
   if (c.scope != 0) {
@@ -557,9 +561,9 @@ void Proxy::Shutdown() {
     Connection& c = *it->second;
     if (c.client.ep) c.client.ep->Abort(now);
     if (c.server.ep) c.server.ep->Abort(now);
-    if (c.sock && c.sock->is_open()) {
+    if (c.sock && c.sock->open()) {
       boost::system::error_code ignored;
-      c.sock->set_option(asio::socket_base::linger(true, 0), ignored);
+      c.sock->socket().set_option(asio::socket_base::linger(true, 0), ignored);
     }
     FlushLeg(c, c.client);
     FlushLeg(c, c.server);
@@ -628,11 +632,12 @@ ConnectionInfo Proxy::Info(const Connection& conn) const {
   if (c->server.ep) {
     i.server_leg_state = std::string(StateName(c->server.ep->state()));
   } else if (c->sock) {
-    i.server_leg_state = !c->sock->is_open()                          ? "socket closed"
+    const KernelSocketLeg& s = *c->sock;
+    i.server_leg_state = !s.open()                                    ? "socket closed"
                          : c->phase == Connection::Phase::kConnecting ? "socket connecting"
-                         : c->upstream_eof && c->shutdown_sent        ? "socket closed both ways"
-                         : c->upstream_eof                            ? "socket: server closed"
-                         : c->shutdown_sent                           ? "socket: we closed"
+                         : s.eof_received() && s.shutdown_sent()      ? "socket closed both ways"
+                         : s.eof_received()                           ? "socket: server closed"
+                         : s.shutdown_sent()                          ? "socket: we closed"
                                                                       : "socket open";
   } else {
     i.server_leg_state = "none";
@@ -644,10 +649,7 @@ ConnectionInfo Proxy::Info(const Connection& conn) const {
 }
 
 std::string Proxy::Summary() const {
-  std::string rules;
-  for (const auto& r : engine_.Rules()) {
-    absl::StrAppend(&rules, rules.empty() ? "" : ", ", "#", r.id, " ", r.hits, " hits");
-  }
+  const std::string rules = tun_.RuleHits();
   return absl::StrFormat(
       "connections %d (%d active, %d refused, %d unreachable, %d reset%s), bytes to server %d, to "
       "client "
@@ -698,11 +700,7 @@ bool Proxy::RemoveMapping(uint64_t scope) {
     if (c.client.ep) c.client.ep->Abort(now);
     if (c.server.ep) c.server.ep->Abort(now);
     c.client.relay.reset_forwarded = c.server.relay.reset_forwarded = true;
-    if (c.sock && c.sock->is_open()) {
-      boost::system::error_code ignored;
-      c.sock->set_option(asio::socket_base::linger(true, 0), ignored);
-      c.sock->close(ignored);
-    }
+    if (c.sock) c.sock->End(now, /*reset=*/true);
     Event(c, "proxy removed: reset");
     Service(c);
   }

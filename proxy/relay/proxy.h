@@ -22,6 +22,7 @@
 #include "proxy/fault/fault_engine.h"
 #include "proxy/fault/stream_toxics.h"
 #include "proxy/os/host_lookup.h"
+#include "proxy/relay/kernel_socket_leg.h"
 #include "proxy/relay/mapping.h"
 #include "proxy/relay/tun_side.h"
 #include "proxy/relay/tuple_key.h"
@@ -95,7 +96,7 @@ struct ProxyStats {
   uint64_t stray_segments = 0;  // for no connection: answered with RST
 };
 
-class Proxy : private TunSide::Owner {
+class Proxy : private KernelSocketLeg::Owner, private TunSide::Owner {
  public:
   Proxy(boost::asio::io_context& io, DatagramSink& sink, FaultEngine& engine, ProxyOptions opts);
   ~Proxy();
@@ -147,7 +148,7 @@ class Proxy : private TunSide::Owner {
  private:
   struct Connection;
   struct Leg;
-  class SocketLeg;
+  class SocketGate;
   Connection* NewConnection(const stack::Segment& syn, const Mapping* map,
                             stack::IpAddress upstream_addr, uint16_t upstream_port);
   void Inbound(Connection& c, Leg& leg, const stack::Segment& seg, absl::Span<const uint8_t> bytes);
@@ -168,9 +169,8 @@ class Proxy : private TunSide::Owner {
                 const stack::Segment& seg);
   // Moves bytes, FIN and RST between the two legs (relay_loop.h).
   void Relay(Connection& c);
-  void StartSocketRead(Connection& c);
-  void WriteToServer(Connection& c);
-  void ShutdownToServer(Connection& c);
+  void OnSocketCompletion(uint64_t conn, const KernelSocketLeg& leg,
+                          const KernelSocketLeg::Completion& done) override;
   void ConnectSocket(Connection& c);
   bool Gated(const Connection& c, Hook hook) const;
   void OfferSocketEvent(Connection& c, Hook hook, uint8_t flags, absl::Span<const uint8_t> data);

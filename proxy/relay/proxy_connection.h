@@ -1,5 +1,6 @@
 // Proxy's connection as its files share it (proxy.cc: the TUN side and the relay;
-// socket_leg.cc: the upstream leg through a kernel socket). Not for other users.
+// socket_gate.cc: the upstream socket's connect and the gates between its events and
+// the rules). Not for other users.
 #pragma once
 
 #include <boost/asio.hpp>
@@ -9,6 +10,7 @@
 #include <optional>
 #include <vector>
 
+#include "proxy/relay/kernel_socket_leg.h"
 #include "proxy/relay/proxy.h"
 #include "proxy/relay/relay_loop.h"
 
@@ -40,24 +42,10 @@ struct Proxy::Connection {
   bool resolving = false;                  // the mapping's upstream name is being looked up
   stack::Instant expire_at = stack::kNever;
 
-  // Upstream through a kernel socket.
-  std::unique_ptr<boost::asio::ip::tcp::socket> sock;
+  // Upstream through a kernel socket, with its gates (below) between it and the rules.
+  std::unique_ptr<SocketGate> socket_gate;
+  std::unique_ptr<KernelSocketLeg> sock;
   std::unique_ptr<boost::asio::steady_timer> connect_timer;
-  std::vector<uint8_t> to_server;  // being written to the socket
-  // Read from the socket, being handed to the client leg. Never zero-filled: a new
-  // connection's first read would otherwise clear up to 256 KiB it may not use.
-  std::unique_ptr<uint8_t[]> to_client;
-  size_t to_client_cap = 0;
-  void ReserveToClient(size_t n) {
-    if (to_client_cap >= n) return;
-    to_client = std::make_unique_for_overwrite<uint8_t[]>(n);
-    to_client_cap = n;
-  }
-  size_t to_client_off = 0, to_client_len = 0;
-  bool writing = false, reading = false;
-  bool upstream_eof = false, shutdown_sent = false;
-  bool upstream_reset = false;
-  bool read_closed = false;  // EOF or an error was read (perhaps still held in the gate)
 
   // The socket leg as the rules see it (README "Which rules act on which leg"): each
   // connect, write, read, shutdown and reset is an event shaped as a segment, offered
@@ -83,39 +71,21 @@ struct Proxy::Connection {
   std::unique_ptr<ConnectionToxics> toxics;
 };
 
-// The upstream kernel socket as the relay loop's leg: what was read (or released
-// from the from-server gate) is readable; a write is one socket write at a time, or
-// to-server events while a rule watches that hook (socket_leg.cc).
-class Proxy::SocketLeg final : public ByteLeg {
+// The upstream socket's gates as its leg sees them (socket_gate.cc): a direction is
+// held while a rule watches its hook or events of it still wait; an event taken is
+// offered to the engine as a segment and applied once released, in stream order.
+class Proxy::SocketGate final : public KernelSocketLeg::Gate {
  public:
-  SocketLeg(Proxy& proxy, Connection& c) : proxy_(proxy), c_(c) {}
-  size_t readable() const override { return open() ? c_.to_client_len - c_.to_client_off : 0; }
-  size_t Read(absl::Span<uint8_t> out) override;
-  absl::Span<const uint8_t> Peek() override {
-    return {c_.to_client.get() + c_.to_client_off, readable()};
-  }
-  void Consume(size_t n) override { c_.to_client_off += n; }
-  bool eof() const override { return open() && c_.upstream_eof && readable() == 0; }
-  bool reset() const override { return c_.upstream_reset; }
-  void WantRead(size_t room) override;
-  bool writable() const override { return open(); }
-  size_t write_space() const override;
-  absl::Span<uint8_t> WriteBuffer(size_t n) override;
-  void Write(stack::Instant now, absl::Span<const uint8_t> data) override;
-  bool writing() const override { return c_.writing; }
-  bool closable() const override { return open(); }
-  void Close(stack::Instant now) override;
-  void End(stack::Instant now, bool reset) override;
-  // After the server's FIN: a reset it sends later still resets the client leg.
-  static void WatchErrors(Proxy& proxy, Connection& c);
+  SocketGate(Proxy& proxy, Connection& c) : proxy_(proxy), c_(c) {}
+  bool Holds(Direction d) const override { return proxy_.Gated(c_, HookOf(d)); }
+  size_t Room(Direction d) const override;
+  void Take(Direction d, uint8_t flags, absl::Span<const uint8_t> data) override;
+  void Passed(Direction d, uint8_t flags, size_t bytes) override;
+  static Hook HookOf(Direction d) { return d == kOut ? Hook::kToServer : Hook::kFromServer; }
 
  private:
-  bool open() const { return c_.sock && c_.sock->is_open(); }
   Proxy& proxy_;
   Connection& c_;
 };
-
-// The kernel socket's TCP state, in the endpoint's terms (for logs and rules).
-stack::TcpState KernelSocketState(boost::asio::ip::tcp::socket& sock);
 
 }  // namespace wrench::proxy

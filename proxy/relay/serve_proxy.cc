@@ -18,10 +18,8 @@ namespace wrench::proxy {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 using stack::Instant;
-using stack::IpAddress;
 using stack::Segment;
 using stack::TcpEndpoint;
-using stack::TcpRepr;
 using stack::TcpState;
 
 struct ServeProxy::Connection {
@@ -118,12 +116,8 @@ void ServeProxy::OnSocketCompletion(uint64_t conn, const KernelSocketLeg&,
   auto it = conns_.find(conn);
   if (it == conns_.end()) return;
   Connection& c = *it->second;
-  using Kind = KernelSocketLeg::Completion::Kind;
-  if (done.kind == Kind::kEof) {
-    Event(c, "client closed its side (FIN)");
-  } else if (done.kind == Kind::kReadError) {
-    Event(c, absl::StrCat("client socket: ", done.error.message()));
-  } else if (done.kind == Kind::kWritten) {
+  if (std::string what = done.Describe("client"); !what.empty()) Event(c, what);
+  if (done.kind == KernelSocketLeg::Completion::Kind::kWritten) {
     c.bytes_to_client += done.bytes;
     stats_.bytes_to_client += done.bytes;
   }
@@ -287,9 +281,7 @@ void ServeProxy::Log(const Connection* c, Hook hook, const Segment& seg,
 }
 
 std::string ServeProxy::Summary() const {
-  std::string rules;
-  for (const auto& r : engine_.Rules())
-    absl::StrAppend(&rules, rules.empty() ? "" : ", ", "#", r.id, " ", r.hits, " hits");
+  const std::string rules = tun_.RuleHits();
   return absl::StrFormat(
       "serve: connections %d (%d active, %d refused, %d reset), bytes to server %d, to client %d, "
       "datagrams in %d "

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "proxy/relay/capture.h"
 
 namespace wrench::proxy {
@@ -190,6 +191,13 @@ void TunSide::EndOfEntry() {
   PollEngine();
   ArmTimer();
   owner_.Reap();
+}
+
+std::string TunSide::RuleHits() const {
+  std::string out;
+  for (const auto& r : engine_.Rules())
+    absl::StrAppend(&out, out.empty() ? "" : ", ", "#", r.id, " ", r.hits, " hits");
+  return out;
 }
 
 void TunSide::Stop() {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 #include <queue>
+#include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -120,6 +121,9 @@ class TunSide {
   void EndBurst();
   // No more timer, and what the owner removed is freed: it is shutting down.
   void Stop();
+
+  // Each rule's hits ("#1 3 hits, #2 0 hits"), for the relays' summaries.
+  std::string RuleHits() const;
 
  private:
   void PollEngine();
