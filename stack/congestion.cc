@@ -229,7 +229,8 @@ void BbrCongestionControl::OnRecoveryEnd() {
 }
 
 void BbrCongestionControl::OnRto(Instant, uint32_t, bool) {
-  prior_cwnd_ = std::max(prior_cwnd_, w_.cwnd);
+  // The window grows back by what is delivered (the endpoint's loss state has no end
+  // that would restore an earlier one).
   conserving_ = false;
   w_.cwnd = w_.mss;
 }

@@ -169,7 +169,7 @@ class BbrCongestionControl final : public CongestionControl {
   double full_bw_ = 0;
   int full_bw_count_ = 0;
   bool full_bw_reached_ = false;
-  uint32_t prior_cwnd_ = 0;          // before recovery or a timeout
+  uint32_t prior_cwnd_ = 0;          // before recovery
   uint64_t conservation_until_ = 0;  // delivered: packet conservation until then
   bool conserving_ = false;
 };

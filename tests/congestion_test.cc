@@ -353,8 +353,8 @@ TEST(Cubic, SsthreshIsAtLeastTwoSegments) {
 // --- BBR --------------------------------------------------------------------
 
 // Feeds BBR a path of `bw` bytes per second and a round trip of `rtt`: each round
-// trip the sender has `cwnd` in flight, and the path delivers min(cwnd, bw * rtt)
-// of it, in ten ACKs spread over the round trip. Returns the time after `rounds`.
+// trip the path delivers min(cwnd, bw * rtt), which is what is in flight, in ten
+// ACKs spread over the round trip. Returns the time after `rounds`.
 Instant FeedPath(BbrCongestionControl& cc, Instant t, uint64_t& delivered, double bw, Duration rtt,
                  int rounds) {
   for (int r = 0; r < rounds; ++r) {
@@ -364,7 +364,8 @@ Instant FeedPath(BbrCongestionControl& cc, Instant t, uint64_t& delivered, doubl
       t += rtt / 10;
       const uint32_t acked = static_cast<uint32_t>(per_round / 10);
       delivered += acked;
-      cc.OnDelivery(t, {.delivered = delivered, .acked = acked, .inflight = cc.cwnd(), .rtt = rtt});
+      cc.OnDelivery(t, {.delivered = delivered, .acked = acked,
+                        .inflight = static_cast<uint32_t>(per_round), .rtt = rtt});
     }
   }
   return t;
@@ -467,6 +468,159 @@ TEST(Bbr, TheRoundTripIsTheSmallestSampleOfTenSeconds) {
   EXPECT_EQ(cc.min_rtt(), 5 * ms);  // zero: no sample
   cc.OnDelivery(kT0 + absl::Seconds(11), {.delivered = 4 * kMss, .acked = kMss, .inflight = kMss, .rtt = 8 * ms});
   EXPECT_EQ(cc.min_rtt(), 8 * ms);  // the 5 ms sample expired
+}
+
+// One ACK, as the endpoint reports it.
+void Deliver(BbrCongestionControl& cc, Instant t, uint64_t delivered, uint32_t acked, uint32_t inflight,
+             Duration rtt = absl::Milliseconds(10)) {
+  cc.OnDelivery(t, {.delivered = delivered, .acked = acked, .inflight = inflight, .rtt = rtt});
+}
+
+TEST(Bbr, ARoundTripEndsWhenWhatWasInFlightAtItsStartIsDeliveredAndMeasuresTheRate) {
+  BbrCongestionControl cc;
+  cc.Init(kMss);
+  const Duration ms = absl::Milliseconds(1);
+  Deliver(cc, kT0, 1000, 1000, 10'000);  // the first round starts: it ends at 11,000
+  EXPECT_EQ(cc.round_count(), 0u);
+  Deliver(cc, kT0 + 5 * ms, 10'999, 9'999, 10'000);
+  EXPECT_EQ(cc.round_count(), 0u);
+  EXPECT_EQ(cc.bandwidth(), 0);
+  Deliver(cc, kT0 + 10 * ms, 11'000, 1, 20'000);  // exactly 11,000: the round ends
+  EXPECT_EQ(cc.round_count(), 1u);
+  EXPECT_DOUBLE_EQ(cc.bandwidth(), 10'000 / 0.010);  // 10,000 bytes in 10 ms
+  // The next round started there: it ends at 11,000 + 20,000 and measures from 10 ms.
+  Deliver(cc, kT0 + 20 * ms, 30'999, 19'999, 20'000);
+  EXPECT_EQ(cc.round_count(), 1u);
+  Deliver(cc, kT0 + 30 * ms, 31'000, 1, 20'000);
+  EXPECT_EQ(cc.round_count(), 2u);
+  EXPECT_DOUBLE_EQ(cc.bandwidth(), 20'000 / 0.020);
+  // A round that ends in the instant it started measures nothing.
+  Deliver(cc, kT0 + 30 * ms, 60'000, 29'000, 0);
+  EXPECT_EQ(cc.round_count(), 3u);
+  EXPECT_DOUBLE_EQ(cc.bandwidth(), 20'000 / 0.020);  // the largest of the window
+}
+
+TEST(Bbr, FullBandwidthIsThreeRoundsInARowWithoutAQuarterMore) {
+  BbrCongestionControl cc;
+  cc.Init(kMss);
+  const Duration ms = absl::Milliseconds(1);
+  Instant t = kT0;
+  uint64_t delivered = 0;
+  Deliver(cc, t, delivered, 0, 1'000'000);
+  // Each round: `bytes` delivered in 10 ms, with a round end set by inflight = bytes
+  // of the next round.
+  auto round = [&](uint64_t bytes, uint64_t next) {
+    t += 10 * ms;
+    delivered += bytes;
+    Deliver(cc, t, delivered, static_cast<uint32_t>(bytes), static_cast<uint32_t>(next));
+  };
+  round(1'000'000, 100'000);  // 100 MB/s
+  round(100'000, 125'000);    // 10 MB/s: the filter keeps 100 MB/s
+  EXPECT_FALSE(cc.full_bandwidth_reached());
+  round(125'000, 100'000);
+  EXPECT_FALSE(cc.full_bandwidth_reached());  // second round without growth
+  round(100'000, 100'000);
+  EXPECT_TRUE(cc.full_bandwidth_reached());   // third
+}
+
+TEST(Bbr, GrowthOfExactlyAQuarterCountsAsGrowth) {
+  BbrCongestionControl cc;
+  cc.Init(kMss);
+  const Duration ms = absl::Milliseconds(1);
+  Instant t = kT0;
+  uint64_t delivered = 0;
+  Deliver(cc, t, delivered, 0, 100'000);
+  // 10, 12.5, 12.5, 12.5, 12.5 MB/s: the second is exactly 1.25 times the first.
+  for (uint64_t bytes : {100'000u, 125'000u, 125'000u, 125'000u}) {
+    t += 10 * ms;
+    delivered += bytes;
+    Deliver(cc, t, delivered, static_cast<uint32_t>(bytes), 125'000);
+    EXPECT_FALSE(cc.full_bandwidth_reached()) << bytes;
+  }
+  t += 10 * ms;
+  delivered += 125'000;
+  Deliver(cc, t, delivered, 125'000, 125'000);
+  EXPECT_TRUE(cc.full_bandwidth_reached());
+}
+
+TEST(Bbr, TheWindowNeverFallsBelowFourSegments) {
+  BbrCongestionControl cc;
+  cc.Init(kMss);
+  cc.OnCongestionEvent(kT0, kMss);
+  EXPECT_EQ(cc.cwnd(), 4 * kMss);
+  cc.OnRto(kT0, kMss, true);
+  EXPECT_EQ(cc.cwnd(), kMss);  // a timeout sends one segment
+  Deliver(cc, kT0, 0, 0, 0);
+  EXPECT_EQ(cc.cwnd(), 4 * kMss);  // the next ACK applies the floor
+  // A model of a tiny path (100 bytes a round trip of 10 ms): its target is the
+  // floor too, and once the bandwidth is full, so is the window.
+  BbrCongestionControl slow;
+  slow.Init(kMss);
+  Deliver(slow, kT0, 0, 0, 100);
+  for (int r = 1; r <= 5; ++r) Deliver(slow, kT0 + r * absl::Milliseconds(10), 100 * r, 100, 100);
+  EXPECT_TRUE(slow.full_bandwidth_reached());
+  EXPECT_EQ(slow.TargetCwnd(), 4 * kMss);
+  EXPECT_EQ(slow.cwnd(), 4 * kMss);
+}
+
+TEST(Bbr, ConservationHoldsTheWindowAtWhatIsInFlightUntilTheRoundEnds) {
+  BbrCongestionControl cc;
+  cc.Init(kMss);
+  uint64_t delivered = 0;
+  Instant t = FeedPath(cc, kT0, delivered, 10e6, absl::Milliseconds(10), 30);
+  const uint32_t target = cc.TargetCwnd();
+  // The last round ends once 200 kB more are delivered (FeedPath's inflight: cwnd).
+  cc.OnCongestionEvent(t, 20 * kMss);
+  EXPECT_EQ(cc.cwnd(), 20 * kMss);
+  // In flight plus what this ACK delivered, when that is more.
+  Deliver(cc, t, delivered + kMss, kMss, 25 * kMss);
+  EXPECT_EQ(cc.cwnd(), 26 * kMss);
+  Deliver(cc, t, delivered + 2 * kMss, kMss, 10 * kMss);
+  EXPECT_EQ(cc.cwnd(), 26 * kMss);  // never lowered while conserving
+  // Past the round: the window grows by what is delivered, toward the target.
+  Deliver(cc, t, delivered + 400'000, 3 * kMss, 10 * kMss);
+  EXPECT_EQ(cc.cwnd(), 29 * kMss);
+  EXPECT_LT(cc.cwnd(), target);
+}
+
+TEST(Bbr, RecoveryEndsWithTheWindowFromBeforeItAndNoLongerConserves) {
+  BbrCongestionControl cc;
+  cc.Init(kMss);
+  uint64_t delivered = 0;
+  Instant t = FeedPath(cc, kT0, delivered, 10e6, absl::Milliseconds(10), 30);
+  const uint32_t before = cc.cwnd();
+  cc.OnCongestionEvent(t, 20 * kMss);
+  cc.OnRecoveryEnd();
+  EXPECT_EQ(cc.cwnd(), before);
+  // Lower the model (a slower path), so the window falls to the new target.
+  t = FeedPath(cc, t, delivered, 2e6, absl::Milliseconds(10), 12);
+  const uint32_t lower = cc.cwnd();
+  ASSERT_LT(lower, before);
+  // A second recovery restores the window from before it, not the first's.
+  cc.OnCongestionEvent(t, 10 * kMss);
+  cc.OnRecoveryEnd();
+  EXPECT_EQ(cc.cwnd(), lower);
+  // After the end, an ACK with much in flight does not raise the window as
+  // conservation would.
+  Deliver(cc, t, delivered + kMss, kMss, 500 * kMss);
+  EXPECT_EQ(cc.cwnd(), lower);
+}
+
+TEST(Bbr, ATimeoutEndsConservation) {
+  BbrCongestionControl cc;
+  cc.Init(kMss);
+  uint64_t delivered = 0;
+  Instant t = FeedPath(cc, kT0, delivered, 10e6, absl::Milliseconds(10), 30);
+  cc.OnCongestionEvent(t, 20 * kMss);
+  cc.OnRto(t, 20 * kMss, true);
+  Deliver(cc, t, delivered + kMss, kMss, 100 * kMss);
+  EXPECT_EQ(cc.cwnd(), 4 * kMss);  // grown by 1,000 from one segment, then the floor
+}
+
+TEST(Bbr, TheEndpointLeavesTheWindowInRecoveryToIt) {
+  EXPECT_TRUE(BbrCongestionControl().SetsWindowInRecovery());
+  EXPECT_FALSE(CubicCongestionControl().SetsWindowInRecovery());
+  EXPECT_FALSE(NewRenoCongestionControl().SetsWindowInRecovery());
 }
 
 }  // namespace
