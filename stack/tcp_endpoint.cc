@@ -529,7 +529,7 @@ bool TcpEndpoint::CheckAckField(Instant now, const TcpRepr& seg) {
     // A duplicate ACK as Linux counts one (tcp_ack, FLAG_NOT_DUP): it does not
     // advance SND.UNA, carries no data and does not open the window; a smaller
     // window still counts. RFC 5681 §2's stricter definition asks for an unchanged
-    // window. With SACK, new SACK information counts as well (ProcessSack), which is
+    // window. With SACK the blocks themselves mark losses (the scoreboard), which is
     // what recovers a hole while the peer's reads keep opening its window.
     info.dupack = true;
     if (!tcb_.sack_ok && rec_.dup_acks < 0x7fff) ++rec_.dup_acks;
@@ -918,7 +918,6 @@ void TcpEndpoint::ProcessSack(Instant now, const TcpRepr& seg, AckInfo& info) {
   size_t n = std::min<size_t>(seg.options.sack_count, seg.options.sack.size());
   auto r = sb_.OnSackBlocks(absl::MakeConstSpan(seg.options.sack.data(), n), tcb_.snd_una, tcb_.snd_nxt,
                             [&](const SentSegment& s) { RackUpdate(now, s); });
-  info.newly_sacked = r.newly_sacked;
   if (r.dsack) {
     info.dsack = true;
     ++loss_stats_.dsacks;
@@ -926,8 +925,6 @@ void TcpEndpoint::ProcessSack(Instant now, const TcpRepr& seg, AckInfo& info) {
     // reordering the reordering window must allow for.
     rack_.reordering_seen = true;
   }
-  // mutate: equivalent >,&&,true (info.dupack is read only without SACK, and this runs only with it)
-  if (r.newly_sacked > 0 && !info.advanced) info.dupack = true;
 }
 
 // RFC 8985 §6.2 steps 1-3, for each segment an ACK newly acknowledged or SACKed.

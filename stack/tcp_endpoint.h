@@ -268,7 +268,6 @@ class TcpEndpoint {
     bool advanced = false;
     bool dupack = false;
     bool dsack = false;
-    uint32_t newly_sacked = 0;
   };
   void ProcessSack(Instant now, const TcpRepr& seg, AckInfo& info);
   void RackUpdate(Instant now, const SentSegment& s);

@@ -569,7 +569,7 @@ TEST(Bbr, ConservationHoldsTheWindowAtWhatIsInFlightUntilTheRoundEnds) {
   uint64_t delivered = 0;
   Instant t = FeedPath(cc, kT0, delivered, 10e6, absl::Milliseconds(10), 30);
   const uint32_t target = cc.TargetCwnd();
-  // The last round ends once 200 kB more are delivered (FeedPath's inflight: cwnd).
+  // The last round ends once 100 kB more are delivered (what FeedPath had in flight).
   cc.OnCongestionEvent(t, 20 * kMss);
   EXPECT_EQ(cc.cwnd(), 20 * kMss);
   // In flight plus what this ACK delivered, when that is more.

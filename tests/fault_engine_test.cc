@@ -857,7 +857,9 @@ TEST(EngineRandom, ADelayWithoutJitterDrawsNothing) {
   // them would shift the shared generator and change the other rule's decisions.
   auto run = [](bool with_delay_rule) {
     FaultEngine engine(7);
-    if (with_delay_rule) EXPECT_TRUE(engine.AddRule(MustParse("delay 10ms port=9")).ok());
+    if (with_delay_rule) {
+      EXPECT_TRUE(engine.AddRule(MustParse("delay 10ms port=9")).ok());
+    }
     EXPECT_TRUE(engine.AddRule(MustParse("drop port=80 p=0.5")).ok());
     std::string fate;
     for (uint32_t k = 0; k < 64; ++k) {

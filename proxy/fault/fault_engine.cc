@@ -37,8 +37,6 @@ struct FaultEngine::Work {
   uint32_t held_slot = kNoSlot;  // the slot a reorder of this segment holds
 
   ConstDatagramView current() const { return copy ? ConstDatagramView(*copy) : offered; }
-  // mutate: equivalent (nothing calls it)
-  bool NeedsEmit() const { return copy.has_value() || corrupt_payload_at >= 0 || corrupt_checksum; }
 };
 
 namespace {
@@ -669,15 +667,6 @@ void FaultEngine::FreeSlot(uint32_t s) {
   slot.reorder_held = false;  // mutate: equivalent (AcquireSlot clears it)
   free_slots_.push_back(s);  // mutate: equivalent (a slot not reused is memory, not behaviour)
   --held_slots_;
-}
-
-uint32_t FaultEngine::CopySlot(uint32_t from) {
-  const size_t len = slots_[from].len;
-  const SegmentMeta meta = slots_[from].meta;  // AcquireSlot may move slots_ (not the bytes)
-  const uint32_t s = AcquireSlot(meta, len);
-  // mutate: equivalent (CopySlot has no caller)
-  std::memcpy(slots_[s].bytes.data(), slots_[from].bytes.data(), len);
-  return s;
 }
 
 // A held copy of the segment as the rules left it.

@@ -318,7 +318,6 @@ class FaultEngine {
 
   uint32_t Materialize(Work& w);
   uint32_t MaterializeRst(const Work& w);
-  uint32_t CopySlot(uint32_t from);
   uint32_t AcquireSlot(const SegmentMeta& meta, size_t len);
   void FreeSlot(uint32_t slot);
   void Schedule(uint32_t slot, stack::Instant due);
