@@ -27,7 +27,7 @@ struct PairConfig {
   PairMode mode = PairMode::kBothSendAndClose;
   bool trace = false;           // keep the trace and print the ladder
   uint8_t msl = 1;              // MSL = 500 ms * (1 + msl % 8)
-  uint8_t a_options_off = 0;    // bit 0 window scaling, 1 SACK, 2 timestamps off; 3 BBR (else CUBIC)
+  uint8_t a_options_off = 0;  // bit 0 window scaling, 1 SACK, 2 timestamps off; 3 BBR (else CUBIC)
   uint8_t b_options_off = 0;
   uint8_t a_size = 3;           // index into kPairSizes: bytes A sends
   uint8_t b_size = 5;

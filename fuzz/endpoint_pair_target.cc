@@ -65,7 +65,9 @@ stack::TcpConfig Config(const PairConfig& c, Side s) {
 class PairRun {
  public:
   PairRun(const PairConfig& c, absl::Span<const uint8_t> verdicts, bool trace)
-      : c_(c), verdicts_(verdicts), sim_(Config(c, Side::kA), Config(c, Side::kB), Options(c, trace)) {}
+      : c_(c),
+        verdicts_(verdicts),
+        sim_(Config(c, Side::kA), Config(c, Side::kB), Options(c, trace)) {}
 
   static Simulator::Options Options(const PairConfig& c, bool trace) {
     Simulator::Options o;
@@ -81,10 +83,11 @@ class PairRun {
       stack::LinkVerdict v = NextVerdict();
       if (g_trace) {
         const auto& t = sim_.endpoint(from).tcb();
-        std::cerr << absl::FormatDuration(sim_.now() - absl::UnixEpoch()) << " " << SideName(from) << " "
-                  << sim_.endpoint(from).state() << " sends " << seg << (v.drop ? " [drop]" : "")
-                  << (v.extra_copies ? " [dup]" : "") << " | UNA " << t.snd_una << " NXT " << t.snd_nxt
-                  << " WND " << t.snd_wnd << " cwnd " << t.cwnd << "\n";
+        std::cerr << absl::FormatDuration(sim_.now() - absl::UnixEpoch()) << " " << SideName(from)
+                  << " " << sim_.endpoint(from).state() << " sends " << seg
+                  << (v.drop ? " [drop]" : "") << (v.extra_copies ? " [dup]" : "") << " | UNA "
+                  << t.snd_una << " NXT " << t.snd_nxt << " WND " << t.snd_wnd << " cwnd " << t.cwnd
+                  << "\n";
       }
       return v;
     });
@@ -130,7 +133,8 @@ class PairRun {
     // Bytes that only the final reads took (both ends closed while a reader was
     // stalled) are delivered now: no step of the simulation follows to note it.
     if (delivered_at_ == stack::kNever && sim_.received_ok(Side::kB) == c_.a_bytes() &&
-        sim_.received_ok(Side::kA) == c_.b_bytes() && sim_.a().fin_received() && sim_.b().fin_received()) {
+        sim_.received_ok(Side::kA) == c_.b_bytes() && sim_.a().fin_received() &&
+        sim_.b().fin_received()) {
       delivered_at_ = sim_.now();
     }
     return finished_ && ok_ && delivered_at_ <= clean_from_ + stall_bound_ &&
@@ -157,7 +161,8 @@ class PairRun {
     }
     uint64_t left = (c_.a_bytes() - std::min(c_.a_bytes(), sim_.received_ok(Side::kB))) +
                     (c_.b_bytes() - std::min(c_.b_bytes(), sim_.received_ok(Side::kA)));
-    double rtts = 64 + 2.0 * static_cast<double>(left) / static_cast<double>(std::max<size_t>(min_buffer / 2, 1));
+    double rtts = 64 + 2.0 * static_cast<double>(left) /
+                           static_cast<double>(std::max<size_t>(min_buffer / 2, 1));
     stack::Duration rtt = 2 * kLatency[c_.latency % std::size(kLatency)];
     // A round trip that carries less than two full segments (a small window or
     // buffer) ends in the receiver's delayed-ACK timer, as on Linux.
@@ -174,7 +179,8 @@ class PairRun {
     for (Side s : {Side::kA, Side::kB}) {
       TcpState last = TcpState::kClosed;
       for (const stack::StateChange& ch : sim_.changes(s)) {
-        WRENCH_CHECK(ch.from == last) << SideName(s) << ": change from " << ch.from << " after " << last;
+        WRENCH_CHECK(ch.from == last)
+            << SideName(s) << ": change from " << ch.from << " after " << last;
         WRENCH_CHECK(stack::IsLegalTransition(ch.from, ch.to))
             << SideName(s) << ": " << ch.from << " -> " << ch.to << " is not an RFC 9293 edge";
         last = ch.to;
@@ -189,18 +195,22 @@ class PairRun {
        << absl::FormatDuration(clean_from_ - absl::UnixEpoch()) << "\n";
     for (Side s : {Side::kA, Side::kB}) {
       TcpEndpoint& ep = sim_.endpoint(s);
-      os << "    " << SideName(s) << ": " << ep.state() << " (" << stack::CloseReasonName(ep.close_reason())
+      os << "    " << SideName(s) << ": " << ep.state() << " ("
+         << stack::CloseReasonName(ep.close_reason())
          << (ep.error().empty() ? "" : ": " + ep.error()) << "), received " << sim_.received_ok(s)
          << " of " << (s == Side::kA ? c_.b_bytes() : c_.a_bytes()) << " (" << sim_.received_bad(s)
-         << " bad), send queue " << ep.send_queue() << ", readable " << ep.readable() << ", next deadline "
-         << (ep.NextDeadline() == stack::kNever ? std::string("none")
-                                                : absl::FormatDuration(ep.NextDeadline() - absl::UnixEpoch()))
+         << " bad), send queue " << ep.send_queue() << ", readable " << ep.readable()
+         << ", next deadline "
+         << (ep.NextDeadline() == stack::kNever
+                 ? std::string("none")
+                 : absl::FormatDuration(ep.NextDeadline() - absl::UnixEpoch()))
          << "\n        SND.UNA=" << ep.tcb().snd_una << " SND.NXT=" << ep.tcb().snd_nxt
-         << " SND.WND=" << ep.tcb().snd_wnd << " RCV.NXT=" << ep.tcb().rcv_nxt << " RCV.WND=" << ep.tcb().rcv_wnd
-         << " cwnd=" << ep.tcb().cwnd << " retransmissions=" << ep.retransmissions() << "\n";
+         << " SND.WND=" << ep.tcb().snd_wnd << " RCV.NXT=" << ep.tcb().rcv_nxt
+         << " RCV.WND=" << ep.tcb().rcv_wnd << " cwnd=" << ep.tcb().cwnd
+         << " retransmissions=" << ep.retransmissions() << "\n";
     }
-    os << "    finished " << finished_ << " at +" << absl::FormatDuration(sim_.now() - absl::UnixEpoch())
-       << ", delivered at +"
+    os << "    finished " << finished_ << " at +"
+       << absl::FormatDuration(sim_.now() - absl::UnixEpoch()) << ", delivered at +"
        << (delivered_at_ == stack::kNever ? std::string("never")
                                           : absl::FormatDuration(delivered_at_ - absl::UnixEpoch()))
        << " (bound: clean + " << absl::FormatDuration(stall_bound_) << ")\n";
@@ -312,7 +322,8 @@ class PairRun {
 PairConfig ParsePairConfig(absl::Span<const uint8_t> bytes) {
   auto at = [&](size_t i) -> uint8_t { return i < bytes.size() ? bytes[i] : 0; };
   auto u32 = [&](size_t i) {
-    return (uint32_t{at(i)} << 24) | (uint32_t{at(i + 1)} << 16) | (uint32_t{at(i + 2)} << 8) | at(i + 3);
+    return (uint32_t{at(i)} << 24) | (uint32_t{at(i + 1)} << 16) | (uint32_t{at(i + 2)} << 8) |
+           at(i + 3);
   };
   PairConfig c;
   c.simultaneous_open = at(0) & 1;
@@ -358,13 +369,14 @@ std::string ToString(const PairConfig& c) {
                                            "request-response", "server-closes-first"};
   std::ostringstream os;
   os << kModes[static_cast<int>(c.mode)] << (c.simultaneous_open ? " simultaneous-open" : "")
-     << " A->B " << c.a_bytes() << "B, B->A " << c.b_bytes() << "B, A{opts-off=" << int{c.a_options_off}
-     << " bufs=" << int{c.a_buffers} << " mss=" << kMss[c.a_mss % std::size(kMss)]
-     << " stall=" << int{c.a_read_stall} << " iss=" << c.a_iss << "} B{opts-off=" << int{c.b_options_off}
+     << " A->B " << c.a_bytes() << "B, B->A " << c.b_bytes()
+     << "B, A{opts-off=" << int{c.a_options_off} << " bufs=" << int{c.a_buffers}
+     << " mss=" << kMss[c.a_mss % std::size(kMss)] << " stall=" << int{c.a_read_stall}
+     << " iss=" << c.a_iss << "} B{opts-off=" << int{c.b_options_off}
      << " bufs=" << int{c.b_buffers} << " mss=" << kMss[c.b_mss % std::size(kMss)]
-     << " stall=" << int{c.b_read_stall} << " iss=" << c.b_iss << "} latency="
-     << absl::FormatDuration(kLatency[c.latency % std::size(kLatency)]) << " msl="
-     << absl::FormatDuration(absl::Milliseconds(500 * (1 + (c.msl & 7))));
+     << " stall=" << int{c.b_read_stall} << " iss=" << c.b_iss
+     << "} latency=" << absl::FormatDuration(kLatency[c.latency % std::size(kLatency)])
+     << " msl=" << absl::FormatDuration(absl::Milliseconds(500 * (1 + (c.msl & 7))));
   return os.str();
 }
 
@@ -400,8 +412,9 @@ int FuzzEndpointPair(const uint8_t* data, size_t size) {
     std::string ladder = again.sim().Ladder();
     if (ladder.size() > 20000) ladder = "..." + ladder.substr(ladder.size() - 20000);
     FailureContext context([&](std::ostream& os) { os << again.Report() << ladder; });
-    WRENCH_CHECK(ok) << "after the link turned clean, the pair did not deliver every byte and close "
-                        "within the bound";
+    WRENCH_CHECK(ok)
+        << "after the link turned clean, the pair did not deliver every byte and close "
+           "within the bound";
   }
   return 0;
 }

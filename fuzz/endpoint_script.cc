@@ -150,15 +150,15 @@ std::vector<uint8_t> SerializeScript(const Script& s) {
 }
 
 std::string ToString(const ScriptHeader& h) {
-  return absl::StrCat(h.bits & kPassiveOpen ? "listen" : "connect",
-                      h.bits & kNoWindowScaling ? " no-wscale" : "", h.bits & kNoSack ? " no-sack" : "",
-                      h.bits & kNoTimestamps ? " no-ts" : "", " cc=",
-                      stack::CongestionAlgorithmName(
-                          kCongestionChoices[(h.bits & kCongestionBits) >> kCongestionShift]),
-                      " sndbuf=", kBufferSizes[h.send_buffer % std::size(kBufferSizes)],
-                      " rcvbuf=", kBufferSizes[h.recv_buffer % std::size(kBufferSizes)],
-                      " mss=", kMssValues[h.mss % std::size(kMssValues)], " iss=", h.own_iss,
-                      " peer-iss=", h.peer_iss);
+  return absl::StrCat(
+      h.bits & kPassiveOpen ? "listen" : "connect", h.bits & kNoWindowScaling ? " no-wscale" : "",
+      h.bits & kNoSack ? " no-sack" : "", h.bits & kNoTimestamps ? " no-ts" : "", " cc=",
+      stack::CongestionAlgorithmName(
+          kCongestionChoices[(h.bits & kCongestionBits) >> kCongestionShift]),
+      " sndbuf=", kBufferSizes[h.send_buffer % std::size(kBufferSizes)],
+      " rcvbuf=", kBufferSizes[h.recv_buffer % std::size(kBufferSizes)],
+      " mss=", kMssValues[h.mss % std::size(kMssValues)], " iss=", h.own_iss,
+      " peer-iss=", h.peer_iss);
 }
 
 std::string ToString(const Event& e) {
@@ -295,11 +295,13 @@ class ScriptMutator {
     Event e = Segment(Flags());
     // Mostly in order and acknowledging everything: that is what moves the
     // connection through its states.
-    e.seg.seq_mode = Chance(2, 3) ? SeqMode::kNext
-                                  : static_cast<SeqMode>(Below(static_cast<uint32_t>(SeqMode::kCount)));
+    e.seg.seq_mode = Chance(2, 3)
+                         ? SeqMode::kNext
+                         : static_cast<SeqMode>(Below(static_cast<uint32_t>(SeqMode::kCount)));
     e.seg.seq_arg = SmallArg();
-    e.seg.ack_mode = Chance(2, 3) ? AckMode::kSndNxt
-                                  : static_cast<AckMode>(Below(static_cast<uint32_t>(AckMode::kCount)));
+    e.seg.ack_mode = Chance(2, 3)
+                         ? AckMode::kSndNxt
+                         : static_cast<AckMode>(Below(static_cast<uint32_t>(AckMode::kCount)));
     e.seg.ack_arg = SmallArg();
     e.seg.window = Chance(3, 4) ? 65535 : SmallArg();
     e.seg.len = Chance(1, 2) ? 0 : static_cast<uint16_t>(SmallArg() & SegmentEvent::kMaxPayload);
@@ -327,10 +329,18 @@ class ScriptMutator {
     switch (Below(10)) {
       case 0: g.flags = Flags(); break;
       case 1: g.flags ^= static_cast<uint8_t>(1u << Below(8)); break;
-      case 2: g.seq_mode = static_cast<SeqMode>(Below(static_cast<uint32_t>(SeqMode::kCount))); break;
-      case 3: g.seq_arg = Chance(1, 2) ? SmallArg() : static_cast<uint16_t>(g.seq_arg + Below(64) - 32); break;
-      case 4: g.ack_mode = static_cast<AckMode>(Below(static_cast<uint32_t>(AckMode::kCount))); break;
-      case 5: g.ack_arg = Chance(1, 2) ? SmallArg() : static_cast<uint16_t>(g.ack_arg + Below(64) - 32); break;
+      case 2:
+        g.seq_mode = static_cast<SeqMode>(Below(static_cast<uint32_t>(SeqMode::kCount)));
+        break;
+      case 3:
+        g.seq_arg = Chance(1, 2) ? SmallArg() : static_cast<uint16_t>(g.seq_arg + Below(64) - 32);
+        break;
+      case 4:
+        g.ack_mode = static_cast<AckMode>(Below(static_cast<uint32_t>(AckMode::kCount)));
+        break;
+      case 5:
+        g.ack_arg = Chance(1, 2) ? SmallArg() : static_cast<uint16_t>(g.ack_arg + Below(64) - 32);
+        break;
       case 6: g.window = SmallArg(); break;
       case 7: g.len = static_cast<uint16_t>(SmallArg() & SegmentEvent::kMaxPayload); break;
       case 8: g.options ^= static_cast<uint8_t>(1u << Below(8)); break;
@@ -361,7 +371,8 @@ class ScriptMutator {
     switch (Below(8)) {
       case 0:
       case 1:  // insert a new event
-        if (n < kMaxEvents) ev.insert(ev.begin() + Below(static_cast<uint32_t>(n + 1)), RandomEvent());
+        if (n < kMaxEvents)
+          ev.insert(ev.begin() + Below(static_cast<uint32_t>(n + 1)), RandomEvent());
         break;
       case 2:  // delete one
         if (n > 0) ev.erase(ev.begin() + Below(static_cast<uint32_t>(n)));
@@ -374,7 +385,8 @@ class ScriptMutator {
         }
         break;
       case 4:  // swap two (reordering)
-        if (n > 1) std::swap(ev[Below(static_cast<uint32_t>(n))], ev[Below(static_cast<uint32_t>(n))]);
+        if (n > 1)
+          std::swap(ev[Below(static_cast<uint32_t>(n))], ev[Below(static_cast<uint32_t>(n))]);
         break;
       case 5:
         TweakHeader(s.header);

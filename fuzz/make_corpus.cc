@@ -73,7 +73,8 @@ IpAddress V6(uint8_t last) {
   return IpAddress::V6(b);
 }
 
-Bytes Emit(const TcpRepr& tcp, bool v6, bool from_a = true, absl::Span<const uint8_t> ip_options = {}) {
+Bytes Emit(const TcpRepr& tcp, bool v6, bool from_a = true,
+           absl::Span<const uint8_t> ip_options = {}) {
   stack::Segment seg;
   if (v6) {
     Ipv6Repr h;
@@ -119,7 +120,8 @@ void CaptureScenario(const std::string& name, const std::function<void(stack::Si
   sim.set_filter([&](Side from, const TcpRepr& seg) {
     // Every third segment over IPv6, so both parsers see real traffic.
     bool v6 = n % 3 == 2;
-    Write("segment_parser", absl::StrCat("sim-", name, "-", n, v6 ? "-v6" : ""), Emit(seg, v6, from == Side::kA));
+    Write("segment_parser", absl::StrCat("sim-", name, "-", n, v6 ? "-v6" : ""),
+          Emit(seg, v6, from == Side::kA));
     ++n;
     return stack::LinkVerdict{};
   });
@@ -206,7 +208,11 @@ void SegmentParserOptions() {
   Write(t, "opt-wscale", Emit(with([](TcpOptions& o) { o.window_scale = 7; }), false));
   Write(t, "opt-wscale-15", Emit(with([](TcpOptions& o) { o.window_scale = 15; }), false));
   Write(t, "opt-sackok", Emit(with([](TcpOptions& o) { o.sack_permitted = true; }), false));
-  Write(t, "opt-ts", Emit(with([](TcpOptions& o) { o.timestamps = Timestamps{0x9a3b2c1d, 0}; }), true));
+  Write(t, "opt-ts",
+        Emit(with([](TcpOptions& o) {
+               o.timestamps = Timestamps{0x9a3b2c1d, 0};
+             }),
+             true));
   Write(t, "opt-all-syn", Emit(with([](TcpOptions& o) {
           o.mss = 1460;
           o.sack_permitted = true;
@@ -216,13 +222,15 @@ void SegmentParserOptions() {
   for (uint8_t n = 1; n <= 4; ++n) {
     Write(t, absl::StrCat("opt-sack-", int{n}), Emit(with([n](TcpOptions& o) {
             o.sack_count = n;
-            for (uint8_t k = 0; k < n; ++k) o.sack[k] = {SeqNum(2000 + 200 * k), SeqNum(2100 + 200 * k)};
+            for (uint8_t k = 0; k < n; ++k)
+              o.sack[k] = {SeqNum(2000 + 200 * k), SeqNum(2100 + 200 * k)};
           }, kAck), n % 2 == 0));
   }
   Write(t, "opt-sack-3-ts", Emit(with([](TcpOptions& o) {
           o.timestamps = Timestamps{77, 66};
           o.sack_count = 3;
-          for (uint8_t k = 0; k < 3; ++k) o.sack[k] = {SeqNum(2000 + 200 * k), SeqNum(2100 + 200 * k)};
+          for (uint8_t k = 0; k < 3; ++k)
+            o.sack[k] = {SeqNum(2000 + 200 * k), SeqNum(2100 + 200 * k)};
         }, kAck), false));
   static constexpr uint8_t kMptcp[] = {0x00, 0x81, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08};
   static constexpr uint8_t kTfo[] = {0xde, 0xad, 0xbe, 0xef, 0x01, 0x02, 0x03, 0x04};
@@ -239,7 +247,8 @@ void SegmentParserOptions() {
   TcpRepr data = Tcp(kPsh | kAck, 1001, 5001);
   data.payload = absl::MakeConstSpan(kPayload, sizeof kPayload - 1);
   data.options.timestamps = Timestamps{100, 200};
-  static constexpr uint8_t kIpOptions[] = {0x07, 0x07, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00};  // RR, NOP-padded
+  static constexpr uint8_t kIpOptions[] = {0x07, 0x07, 0x04, 0x00,
+                                           0x00, 0x00, 0x00, 0x00};  // RR, NOP-padded
   Write(t, "data-ipv4-options", Emit(data, false, true, kIpOptions));
   Write(t, "data-v6", Emit(data, true));
   TcpRepr urg = Tcp(kUrg | kAck | kPsh, 1001, 5001);
@@ -284,7 +293,8 @@ void SegmentParserMalformed() {
   const std::string t = "segment_parser";
   const Bytes syn = Emit(Tcp(kSyn), false);
   const Bytes syn6 = Emit(Tcp(kSyn), true);
-  auto edit = [&](const std::string& name, Bytes d, const std::function<void(Bytes&)>& f, bool fix) {
+  auto edit = [&](const std::string& name, Bytes d, const std::function<void(Bytes&)>& f,
+                  bool fix) {
     f(d);
     if (fix) FixChecksums(d.data(), d.size());
     Write(t, name, d);
@@ -366,8 +376,8 @@ struct ScriptBuilder {
     e.seg.option_arg = option_arg;
     return Add(e);
   }
-  ScriptBuilder& Seg(uint8_t flags, uint16_t len = 0, SeqMode seq = SeqMode::kNext, uint16_t seq_arg = 0,
-                     AckMode ack = AckMode::kSndNxt, uint16_t ack_arg = 0) {
+  ScriptBuilder& Seg(uint8_t flags, uint16_t len = 0, SeqMode seq = SeqMode::kNext,
+                     uint16_t seq_arg = 0, AckMode ack = AckMode::kSndNxt, uint16_t ack_arg = 0) {
     Event e = Segment(flags, seq, seq_arg, ack, ack_arg, len);
     if (ts) {
       e.seg.options = kOptTs;
@@ -560,7 +570,9 @@ void TcpEndpointScripts() {
       {"fin-wait-2", false, [](ScriptBuilder& b) { b.Open().Add(AppClose()).Seg(kAck); }},
       {"close-wait", true, [](ScriptBuilder& b) { b.Open().Seg(kFinAck); }},
       {"closing", false,
-       [](ScriptBuilder& b) { b.Open().Add(AppClose()).Seg(kFinAck, 0, SeqMode::kNext, 0, AckMode::kSndUna); }},
+       [](ScriptBuilder& b) {
+         b.Open().Add(AppClose()).Seg(kFinAck, 0, SeqMode::kNext, 0, AckMode::kSndUna);
+       }},
       {"last-ack", true, [](ScriptBuilder& b) { b.Open().Seg(kFinAck).Add(AppClose()); }},
       {"time-wait", false, [](ScriptBuilder& b) { b.Open().Add(AppClose()).Seg(kFinAck); }},
   };
@@ -594,7 +606,8 @@ void EndpointPairSeeds() {
   c.trace = true;
   Pair("clean-traced", c);
   c.trace = false;
-  for (PairMode m : {PairMode::kHalfCloseRequest, PairMode::kRequestResponse, PairMode::kServerClosesFirst}) {
+  for (PairMode m :
+       {PairMode::kHalfCloseRequest, PairMode::kRequestResponse, PairMode::kServerClosesFirst}) {
     PairConfig x = c;
     x.mode = m;
     Pair(absl::StrCat("mode-", static_cast<int>(m)), x);
@@ -645,7 +658,8 @@ void EndpointPairSeeds() {
     x.b_iss = 0xffffff80;
     x.a_size = 7;
     x.b_size = 8;
-    Pair("options-off-small-mss-wraparound", x, {kPass, kPass, kPass, kDrop, kDrop, kPass, kDuplicate});
+    Pair("options-off-small-mss-wraparound", x,
+         {kPass, kPass, kPass, kDrop, kDrop, kPass, kDuplicate});
   }
   {
     PairConfig x = c;

@@ -17,7 +17,8 @@ namespace {
 
 void CheckRule(const proxy::Rule& rule, absl::string_view source) {
   WRENCH_CHECK(proxy::ValidateRule(rule).ok())
-      << "parsed rule fails ValidateRule: " << proxy::ValidateRule(rule) << "\n    text: " << source;
+      << "parsed rule fails ValidateRule: " << proxy::ValidateRule(rule)
+      << "\n    text: " << source;
   std::string canonical = proxy::ToString(rule);
   auto again = proxy::ParseRule(canonical);
   WRENCH_CHECK(again.ok()) << "canonical text does not parse: " << again.status()
@@ -25,7 +26,8 @@ void CheckRule(const proxy::Rule& rule, absl::string_view source) {
   WRENCH_CHECK(*again == rule) << "canonical text parses to another rule\n    text:      " << source
                                << "\n    canonical: " << canonical
                                << "\n    re-parsed: " << proxy::ToString(*again);
-  WRENCH_CHECK(proxy::ToString(*again) == canonical) << "canonical text is not stable: " << canonical;
+  WRENCH_CHECK(proxy::ToString(*again) == canonical)
+      << "canonical text is not stable: " << canonical;
 }
 
 // The smaller parsers the rule language and the command line share.

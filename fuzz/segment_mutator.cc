@@ -340,14 +340,16 @@ class Mutator {
         out_.resize(Below(static_cast<uint32_t>(out_.size())));
         return;
       case 4:  // trailing link-layer padding or junk
-        for (size_t i = 0, n = 1 + Below(16); i < n; ++i) out_.push_back(static_cast<uint8_t>(Next()));
+        for (size_t i = 0, n = 1 + Below(16); i < n; ++i)
+          out_.push_back(static_cast<uint8_t>(Next()));
         return;
       case 5:  // one byte anywhere, checksums fixed so the edit is seen
         out_[Below(static_cast<uint32_t>(out_.size()))] = static_cast<uint8_t>(Next());
         FixChecksums(tcp_off);
         return;
       case 6:  // a bad checksum
-        if (out_.size() > tcp_off + 17) out_[tcp_off + 16 + Below(2)] ^= static_cast<uint8_t>(1 + Below(255));
+        if (out_.size() > tcp_off + 17)
+          out_[tcp_off + 16 + Below(2)] ^= static_cast<uint8_t>(1 + Below(255));
         return;
       default:
         if (raw_ != nullptr) {
@@ -367,7 +369,10 @@ class Mutator {
     int n = 1 + static_cast<int>(Below(6));
     for (int i = 0; i < n && opts.size() < 40; ++i) {
       switch (Below(9)) {
-        case 0: opts.insert(opts.end(), {2, 4, static_cast<uint8_t>(Next()), static_cast<uint8_t>(Next())}); break;
+        case 0:
+          opts.insert(opts.end(),
+                      {2, 4, static_cast<uint8_t>(Next()), static_cast<uint8_t>(Next())});
+          break;
         case 1: opts.insert(opts.end(), {3, 3, static_cast<uint8_t>(Below(20))}); break;
         case 2: opts.insert(opts.end(), {4, 2}); break;
         case 3: {
@@ -384,7 +389,8 @@ class Mutator {
         case 5: opts.push_back(1); break;
         case 6: opts.push_back(0); break;
         case 7: {  // a bad length for a known or unknown kind
-          opts.insert(opts.end(), {static_cast<uint8_t>(Below(10)), static_cast<uint8_t>(Below(12))});
+          opts.insert(opts.end(),
+                      {static_cast<uint8_t>(Below(10)), static_cast<uint8_t>(Below(12))});
           break;
         }
         default: {
@@ -437,7 +443,8 @@ class Mutator {
       chain[start] = next;
       chain[start + 1] = units;
       if (kinds[i] == 43) chain[start + 3] = Chance(3, 4) ? 0 : static_cast<uint8_t>(1 + Below(3));
-      if (kinds[i] == 0 || kinds[i] == 60) chain[start + 2] = 1;  // PadN-ish bytes; contents are skipped
+      if (kinds[i] == 0 || kinds[i] == 60)
+        chain[start + 2] = 1;  // PadN-ish bytes; contents are skipped
     }
     out_[6] = kinds[0];
     out_.insert(out_.begin() + 40, chain.begin(), chain.end());
@@ -479,7 +486,8 @@ void FixChecksums(uint8_t* d, size_t size) {
   size_t tcp_len = end - tcp_off;
   tcp[16] = tcp[17] = 0;
   uint64_t sum = stack::ChecksumAccumulate(
-      {tcp, tcp_len}, stack::PseudoHeaderSum(src, dst, stack::kIpProtoTcp, static_cast<uint32_t>(tcp_len)));
+      {tcp, tcp_len},
+      stack::PseudoHeaderSum(src, dst, stack::kIpProtoTcp, static_cast<uint32_t>(tcp_len)));
   uint16_t c = stack::ChecksumFinish(sum);
   tcp[16] = static_cast<uint8_t>(c >> 8);
   tcp[17] = static_cast<uint8_t>(c);

@@ -71,8 +71,11 @@ void CheckRoundTrip(const Segment& seg, bool thorough) {
   // The IP payload length is derived: a denser option layout than the canonical
   // one parses with a different one. Everything else must be equal.
   Segment expected = seg;
-  std::visit([&](auto& h) { h.payload_len = static_cast<uint16_t>(seg.tcp.header_len() + seg.tcp.payload.size()); },
-             expected.ip);
+  std::visit(
+      [&](auto& h) {
+        h.payload_len = static_cast<uint16_t>(seg.tcp.header_len() + seg.tcp.payload.size());
+      },
+      expected.ip);
   WRENCH_CHECK(*again == expected) << "re-parse differs\n    first:  " << Describe(seg)
                                    << "\n    second: " << Describe(*again);
   if (!thorough) return;

@@ -162,8 +162,11 @@ class Harness {
       bool timed_out = (e.kind == EventKind::kAdvance || e.kind == EventKind::kToDeadline) &&
                        ep_->retransmissions() > retransmissions && ep_->state() == before;
       bool hold = e.hold;
-      auto handshaking = [](TcpState s) { return s == TcpState::kSynSent || s == TcpState::kSynReceived; };
-      if (kKnownStaleSynRetransmit && (handshaking(before) || handshaking(ep_->state()))) hold = false;
+      auto handshaking = [](TcpState s) {
+        return s == TcpState::kSynSent || s == TcpState::kSynReceived;
+      };
+      if (kKnownStaleSynRetransmit && (handshaking(before) || handshaking(ep_->state())))
+        hold = false;
       if (!hold) PollAndCheck(timed_out);
       CheckInvariants();
     }
@@ -340,7 +343,8 @@ class Harness {
     if (!Synchronized(ep_->state()) && !ever_synchronized_) return;
     uint32_t base = (ep_->tcb().irs + 1).raw();
     if (base != base_ || !base_known_) {
-      WRENCH_CHECK(delivered_ == 0) << "IRS changed after " << delivered_ << " bytes were delivered";
+      WRENCH_CHECK(delivered_ == 0)
+          << "IRS changed after " << delivered_ << " bytes were delivered";
       base_ = base;
       base_known_ = true;
       prefix_ = 0;
@@ -401,8 +405,8 @@ class Harness {
     // RFC 6298 §5.4: on a retransmission timeout, retransmit.
     WRENCH_CHECK(!timed_out || emitted > 0 || kKnownTimeoutSendsNothing)
         << "a retransmission timeout in " << ep_->state() << " sent nothing";
-    WRENCH_CHECK(pending || emitted == 0) << "Poll emitted " << emitted
-                                          << " segments after HasPendingOutput() said none were due";
+    WRENCH_CHECK(pending || emitted == 0)
+        << "Poll emitted " << emitted << " segments after HasPendingOutput() said none were due";
     WRENCH_CHECK(!pending || emitted > 0 || kKnownPendingOutputWithoutOutput)
         << "HasPendingOutput() said output was due but Poll emitted nothing";
     CheckTimers();
@@ -410,12 +414,14 @@ class Harness {
 
   void CheckEmitted(const TcpRepr& seg) {
     // Re-emit and re-parse inside an IPv4 datagram.
-    stack::Segment whole = stack::MakeSegment(ep_->tuple().local_addr, ep_->tuple().remote_addr, seg);
+    stack::Segment whole =
+        stack::MakeSegment(ep_->tuple().local_addr, ep_->tuple().remote_addr, seg);
     static std::array<uint8_t, 65536 + 120> buf;
     // RFC 6691: payload and TCP options together within the peer's MSS (one byte
     // of payload is always allowed, or a tiny MSS would stop the connection).
     size_t options = seg.header_len() - 20;
-    bool over_mss = peer_mss_ && seg.payload.size() > 1 && seg.payload.size() + options > *peer_mss_;
+    bool over_mss =
+        peer_mss_ && seg.payload.size() > 1 && seg.payload.size() + options > *peer_mss_;
     WRENCH_CHECK(!over_mss || kKnownSackBlocksNotCountedInMss)
         << seg.payload.size() << " bytes of payload and " << options
         << " of options exceed the peer's MSS " << *peer_mss_ << ": " << seg;
@@ -563,10 +569,12 @@ class Harness {
   void CheckInvariants() {
     TcpState st = ep_->state();
     WRENCH_CHECK(static_cast<int>(st) < stack::kTcpStateCount) << "state out of range";
-    WRENCH_CHECK(st == observed_) << "state " << st << " changed without a report (last " << observed_ << ")";
+    WRENCH_CHECK(st == observed_) << "state " << st << " changed without a report (last "
+                                  << observed_ << ")";
     const auto& t = ep_->tcb();
     WRENCH_CHECK(ep_->send_queue() + ep_->send_space() == send_capacity_)
-        << "send ring " << ep_->send_queue() << " + " << ep_->send_space() << " != " << send_capacity_;
+        << "send ring " << ep_->send_queue() << " + " << ep_->send_space()
+        << " != " << send_capacity_;
     WRENCH_CHECK(ep_->readable() <= recv_capacity_)
         << ep_->readable() << " readable bytes in a " << recv_capacity_ << "-byte ring";
     WRENCH_CHECK(ep_->bytes_received() == reads_total_)
@@ -574,7 +582,8 @@ class Harness {
     if (had_iss_) {
       WRENCH_CHECK(t.snd_una <= t.snd_nxt) << "SND.UNA " << t.snd_una << " > SND.NXT " << t.snd_nxt;
       uint32_t flight = static_cast<uint32_t>(t.snd_nxt - t.snd_una);
-      WRENCH_CHECK(flight <= send_capacity_ + 2) << flight << " bytes in flight, ring " << send_capacity_;
+      WRENCH_CHECK(flight <= send_capacity_ + 2)
+          << flight << " bytes in flight, ring " << send_capacity_;
       if (st != TcpState::kClosed) {
         uint64_t max_nxt = 1 + app_sent_ + (app_fin_ ? 1 : 0);
         int64_t nxt = static_cast<int32_t>(t.snd_nxt - t.iss);
@@ -585,10 +594,11 @@ class Harness {
     }
     if (Synchronized(st) && !TimeWaitExempt()) {
       SeqNum max = MaxRcvNxt();
-      WRENCH_CHECK(t.rcv_nxt <= max) << "RCV.NXT " << t.rcv_nxt << " is beyond what the script sent ("
-                                     << max << ")";
+      WRENCH_CHECK(t.rcv_nxt <= max)
+          << "RCV.NXT " << t.rcv_nxt << " is beyond what the script sent (" << max << ")";
       WRENCH_CHECK(delivered_ + ep_->readable() <= prefix_)
-          << delivered_ << " bytes read + " << ep_->readable() << " readable > " << prefix_ << " sent";
+          << delivered_ << " bytes read + " << ep_->readable() << " readable > " << prefix_
+          << " sent";
     }
     if (ep_->fin_received() && Synchronized(st) && !TimeWaitExempt()) {
       RefreshCoverage();
@@ -609,10 +619,10 @@ class Harness {
       os << (i == step_ ? "  > " : "    ") << i << ": " << ToString(script_.events[i]) << "\n";
     }
     const auto& t = ep_->tcb();
-    os << "    state " << ep_->state() << " ISS " << t.iss << " SND.UNA " << t.snd_una << " SND.NXT "
-       << t.snd_nxt << " SND.WND " << t.snd_wnd << " IRS " << t.irs << " RCV.NXT " << t.rcv_nxt
-       << " RCV.WND " << t.rcv_wnd << " | app sent " << app_sent_ << " read " << delivered_
-       << " | now +" << absl::FormatDuration(now_ - absl::UnixEpoch()) << "\n";
+    os << "    state " << ep_->state() << " ISS " << t.iss << " SND.UNA " << t.snd_una
+       << " SND.NXT " << t.snd_nxt << " SND.WND " << t.snd_wnd << " IRS " << t.irs << " RCV.NXT "
+       << t.rcv_nxt << " RCV.WND " << t.rcv_wnd << " | app sent " << app_sent_ << " read "
+       << delivered_ << " | now +" << absl::FormatDuration(now_ - absl::UnixEpoch()) << "\n";
   }
 
   const Script& script_;
@@ -674,8 +684,8 @@ std::string StateReachSummary(const StateReach& r) {
       if (r.edge[f][t] > 0) {
         ++edges;
       } else {
-        missing += std::string(" ") + std::string(stack::StateName(static_cast<TcpState>(f))) + "->" +
-                   std::string(stack::StateName(static_cast<TcpState>(t)));
+        missing += std::string(" ") + std::string(stack::StateName(static_cast<TcpState>(f))) +
+                   "->" + std::string(stack::StateName(static_cast<TcpState>(t)));
       }
     }
   }

@@ -153,7 +153,9 @@ void CubicCongestionControl::OnRto(Instant now, uint32_t, bool first_timeout) {
 
 // --- BBR -------------------------------------------------------------------
 
-double BbrCongestionControl::bandwidth() const { return *std::max_element(bw_, bw_ + kBandwidthRounds); }
+double BbrCongestionControl::bandwidth() const {
+  return *std::max_element(bw_, bw_ + kBandwidthRounds);
+}
 
 uint32_t BbrCongestionControl::TargetCwnd() const {
   const double floor = 4.0 * w_.mss;
@@ -167,7 +169,8 @@ uint32_t BbrCongestionControl::TargetCwnd() const {
 void BbrCongestionControl::OnDelivery(Instant now, const DeliverySample& s) {
   // The path's round trip: the smallest sample of the last 10 s (a newer sample
   // replaces one that old; there is no PROBE_RTT phase that drains the queue).
-  if (s.rtt > absl::ZeroDuration() && (s.rtt <= min_rtt_ || now - min_rtt_at_ > absl::Seconds(10))) {
+  if (s.rtt > absl::ZeroDuration() &&
+      (s.rtt <= min_rtt_ || now - min_rtt_at_ > absl::Seconds(10))) {
     min_rtt_ = s.rtt;
     min_rtt_at_ = now;
   }
@@ -198,9 +201,9 @@ void BbrCongestionControl::EndRound(Instant now, const DeliverySample& s) {
   const Duration interval = now - round_start_;
   // The slot of the round trip 10 ago is overwritten: its sample leaves the window.
   bw_[rounds_ % kBandwidthRounds] =
-      interval > absl::ZeroDuration()
-          ? static_cast<double>(s.delivered - round_start_delivered_) / absl::ToDoubleSeconds(interval)
-          : 0;
+      interval > absl::ZeroDuration() ? static_cast<double>(s.delivered - round_start_delivered_) /
+                                            absl::ToDoubleSeconds(interval)
+                                      : 0;
   round_start_ = now;
   round_start_delivered_ = s.delivered;
   round_end_delivered_ = s.delivered + s.inflight;

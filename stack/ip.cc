@@ -241,7 +241,8 @@ absl::Status ParseIpv4Into(absl::Span<const uint8_t> bytes, Ipv4Repr* repr,
         absl::StrFormat("bad IPv4 header length %d (32-bit words, minimum 5)", ihl));
   }
   size_t header_len = ihl * 4;
-  if (bytes.size() < header_len) return Truncated("IPv4 header with options", bytes.size(), header_len);
+  if (bytes.size() < header_len)
+    return Truncated("IPv4 header with options", bytes.size(), header_len);
   size_t total_len = Get16(p + 2);
   if (total_len < header_len) {
     return absl::InvalidArgumentError(absl::StrFormat(

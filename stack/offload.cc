@@ -211,7 +211,8 @@ bool GsoBatch::Append(absl::Span<const uint8_t> d) {
     return true;
   }
   if (closed_ || !joins || l.v6 != v6_ || l.hdr_len != hdr_len_ || payload > gso_size_ ||
-      Get32(&d[l.ip_len + 4]) != next_seq_ || buf_.size() - (v6_ ? ip_len_ : 0) + payload > kMaxLen) {
+      Get32(&d[l.ip_len + 4]) != next_seq_ ||
+      buf_.size() - (v6_ ? ip_len_ : 0) + payload > kMaxLen) {
     return false;
   }
   const absl::Span<const uint8_t> first(buf_);

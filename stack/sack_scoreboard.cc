@@ -40,7 +40,8 @@ void SackScoreboard::OnRetransmit(size_t i, Instant now) {
   }
 }
 
-uint32_t SackScoreboard::OnCumulativeAck(SeqNum ack, absl::FunctionRef<void(const SentSegment&)> delivered) {
+uint32_t SackScoreboard::OnCumulativeAck(SeqNum ack,
+                                         absl::FunctionRef<void(const SentSegment&)> delivered) {
   uint32_t freed = 0;
   while (count_ > 0) {
     SentSegment& s = ring_[head_];
@@ -75,9 +76,9 @@ void SackScoreboard::SetSacked(SentSegment& s) {
   s.in_flight_retx = false;
 }
 
-SackScoreboard::SackResult SackScoreboard::OnSackBlocks(absl::Span<const SackBlock> blocks, SeqNum snd_una,
-                                                        SeqNum snd_nxt,
-                                                        absl::FunctionRef<void(const SentSegment&)> delivered) {
+SackScoreboard::SackResult SackScoreboard::OnSackBlocks(
+    absl::Span<const SackBlock> blocks, SeqNum snd_una, SeqNum snd_nxt,
+    absl::FunctionRef<void(const SentSegment&)> delivered) {
   SackResult r;
   for (size_t b = 0; b < blocks.size(); ++b) {
     SeqNum left = blocks[b].left, right = blocks[b].right;
@@ -102,12 +103,14 @@ SackScoreboard::SackResult SackScoreboard::OnSackBlocks(absl::Span<const SackBlo
     size_t lo = 0, hi = count_;
     while (lo < hi) {
       size_t mid = (lo + hi) / 2;
-      // mutate: equivalent <= (a record ending at `left` found first is skipped below: it starts before)
+      // mutate: equivalent <= (a record ending at `left` found first is skipped below: it starts
+      // before)
       if ((*this)[mid].end <= left) lo = mid + 1; else hi = mid;
     }
     for (size_t i = lo; i < count_; ++i) {
       SentSegment& s = (*this)[i];
-      if (s.start >= right) break;  // mutate: equivalent >= (one starting at `right` ends past it: skipped)
+      if (s.start >= right)
+        break;  // mutate: equivalent >= (one starting at `right` ends past it: skipped)
       if (s.sacked || s.start < left || s.end > right) continue;  // only records covered in full
       SetSacked(s);
       r.newly_sacked += s.len();
@@ -181,6 +184,8 @@ size_t SackScoreboard::NextLost() const {
   return count_;
 }
 
-uint32_t SackScoreboard::Pipe() const { return total_bytes_ - sacked_bytes_ - lost_bytes_ + retx_bytes_; }
+uint32_t SackScoreboard::Pipe() const {
+  return total_bytes_ - sacked_bytes_ - lost_bytes_ + retx_bytes_;
+}
 
 }  // namespace wrench::stack

@@ -72,7 +72,8 @@ void Simulator::PumpApps() {
       }
     }
     if (!app.active) continue;
-    // mutate: equivalent <,&&,> (with nothing to send or no room, Send takes 0 bytes and the loop ends)
+    // mutate: equivalent <,&&,> (with nothing to send or no room, Send takes 0 bytes and the loop
+    // ends)
     while (app.sent < app.to_send && ep.send_space() > 0) {
       uint8_t* buf = scratch_.data();
       size_t n = static_cast<size_t>(
@@ -112,7 +113,8 @@ void Simulator::Emit(Side from, const TcpRepr& seg) {
     std::uniform_real_distribution<double> u(0, 1);
     // A draw equal to the probability has a chance of 2^-53.
     if (u(rng_) < faults_.loss) v.drop = true;  // mutate: equivalent < (a draw equal to it)
-    if (u(rng_) < faults_.duplicate) v.extra_copies += 1;  // mutate: equivalent < (a draw equal to it)
+    if (u(rng_) < faults_.duplicate)
+      v.extra_copies += 1;            // mutate: equivalent < (a draw equal to it)
     if (u(rng_) < faults_.reorder) {  // mutate: equivalent < (a draw equal to it)
       v.extra_delay += absl::Nanoseconds(static_cast<int64_t>(
           u(rng_) * static_cast<double>(absl::ToInt64Nanoseconds(faults_.max_extra_delay))));
@@ -120,7 +122,8 @@ void Simulator::Emit(Side from, const TcpRepr& seg) {
   }
   Record(from, seg, v);
   if (v.drop) return;
-  for (int i = 0; i <= v.extra_copies; ++i) Schedule(Other(from), seg, opts_.latency + v.extra_delay);
+  for (int i = 0; i <= v.extra_copies; ++i)
+    Schedule(Other(from), seg, opts_.latency + v.extra_delay);
 }
 
 void Simulator::Record(Side from, const TcpRepr& seg, const LinkVerdict& v) {
@@ -236,7 +239,8 @@ bool Simulator::RunUntil(const std::function<bool()>& pred, Duration limit, int 
   return pred();
 }
 
-std::string FormatRelative(const TcpRepr& seg, uint32_t payload_len, SeqNum seq_base, SeqNum ack_base) {
+std::string FormatRelative(const TcpRepr& seg, uint32_t payload_len, SeqNum seq_base,
+                           SeqNum ack_base) {
   std::string flags;
   if (seg.flags.has(kSyn)) flags += 'S';
   if (seg.flags.has(kFin)) flags += 'F';
@@ -246,7 +250,8 @@ std::string FormatRelative(const TcpRepr& seg, uint32_t payload_len, SeqNum seq_
   if (flags.empty()) flags = "none";
   uint32_t seq = static_cast<uint32_t>(seg.seq - seq_base);
   std::string out = absl::StrFormat("%-3s %u:%u(%u)", flags, seq, seq + payload_len, payload_len);
-  if (seg.flags.has(kAck)) absl::StrAppend(&out, " ack ", static_cast<uint32_t>(seg.ack - ack_base));
+  if (seg.flags.has(kAck))
+    absl::StrAppend(&out, " ack ", static_cast<uint32_t>(seg.ack - ack_base));
   absl::StrAppend(&out, " win ", seg.window);
   // SACK blocks name the peer's sequence space, as tcpdump prints them.
   for (uint8_t k = 0; k < seg.options.sack_count; ++k) {
@@ -277,25 +282,29 @@ std::string Simulator::Ladder() const {
   for (const TraceEntry& e : trace_) {
     size_t i = Index(e.from);
     std::string arrow = e.from == Side::kA ? "A > B" : "A < B";
-    std::string text = absl::StrCat(arrow, "  ", FormatRelative(e.seg, e.payload_len, isn[i], isn[1 - i]));
+    std::string text =
+        absl::StrCat(arrow, "  ", FormatRelative(e.seg, e.payload_len, isn[i], isn[1 - i]));
     if (e.dropped) absl::StrAppend(&text, "   [dropped]");
     if (e.extra_copies) absl::StrAppend(&text, "   [+", e.extra_copies, " copies]");
-    if (e.extra_delay > absl::ZeroDuration()) absl::StrAppend(&text, "   [+", absl::FormatDuration(e.extra_delay), "]");
+    if (e.extra_delay > absl::ZeroDuration())
+      absl::StrAppend(&text, "   [+", absl::FormatDuration(e.extra_delay), "]");
     lines.push_back({e.at, e.order, std::move(text)});
   }
   for (Side s : {Side::kA, Side::kB}) {
     for (size_t k = 0; k < changes_[Index(s)].size(); ++k) {
       const StateChange& c = changes_[Index(s)][k];
       lines.push_back({c.at, change_order_[Index(s)][k],
-                       absl::StrCat("      ", SideName(s), ": ", StateName(c.from), " -> ", StateName(c.to),
-                                    " (", c.cause, ")")});
+                       absl::StrCat("      ", SideName(s), ": ", StateName(c.from), " -> ",
+                                    StateName(c.to), " (", c.cause, ")")});
     }
   }
   // mutate: equivalent < (orders are unique)
-  std::sort(lines.begin(), lines.end(), [](const Line& x, const Line& y) { return x.order < y.order; });
+  std::sort(lines.begin(), lines.end(),
+            [](const Line& x, const Line& y) { return x.order < y.order; });
   std::string out;
   for (const Line& l : lines) {
-    absl::StrAppend(&out, absl::StrFormat("%9.3f  ", absl::ToDoubleSeconds(l.at - opts_.start)), l.text, "\n");
+    absl::StrAppend(&out, absl::StrFormat("%9.3f  ", absl::ToDoubleSeconds(l.at - opts_.start)),
+                    l.text, "\n");
   }
   return out;
 }

@@ -45,7 +45,8 @@ class Interposer {
  public:
   virtual ~Interposer() = default;
   virtual void Submit(Instant now, Side from, const TcpRepr& seg) = 0;
-  virtual void Poll(Instant now, absl::FunctionRef<void(Side from, const TcpRepr& seg)> deliver) = 0;
+  virtual void Poll(Instant now,
+                    absl::FunctionRef<void(Side from, const TcpRepr& seg)> deliver) = 0;
   virtual Instant NextDeadline() const = 0;
 };
 
@@ -83,7 +84,9 @@ class Simulator {
   Instant now() const { return now_; }
   Duration elapsed() const { return now_ - opts_.start; }
 
-  void set_filter(std::function<LinkVerdict(Side from, const TcpRepr&)> f) { filter_ = std::move(f); }
+  void set_filter(std::function<LinkVerdict(Side from, const TcpRepr&)> f) {
+    filter_ = std::move(f);
+  }
   void set_random_faults(RandomFaults f) { faults_ = f; }
   void set_interposer(Interposer* i) { interposer_ = i; }
 
@@ -166,6 +169,7 @@ class Simulator {
 };
 
 // "S. 0:0(0) ack 1 win 65535" with seq relative to `seq_base` and ack to `ack_base`.
-std::string FormatRelative(const TcpRepr& seg, uint32_t payload_len, SeqNum seq_base, SeqNum ack_base);
+std::string FormatRelative(const TcpRepr& seg, uint32_t payload_len, SeqNum seq_base,
+                           SeqNum ack_base);
 
 }  // namespace wrench::stack

@@ -35,7 +35,8 @@ uint64_t SipHash24(const std::array<uint64_t, 2>& key, absl::Span<const uint8_t>
     v3 ^= m; round(); round(); v0 ^= m;
   }
   uint64_t last = static_cast<uint64_t>(in.size()) << 56;
-  for (size_t i = full; i < in.size(); ++i) last |= static_cast<uint64_t>(in[i]) << (8 * (i - full));
+  for (size_t i = full; i < in.size(); ++i)
+    last |= static_cast<uint64_t>(in[i]) << (8 * (i - full));
   v3 ^= last; round(); round(); v0 ^= last;
   v2 ^= 0xff;
   round(); round(); round(); round();
@@ -83,8 +84,8 @@ uint32_t Rfc6528Isn(const FourTuple& t, Instant now, const std::array<uint64_t, 
   };
   put(t.local_addr.bytes());
   put(t.remote_addr.bytes());
-  uint8_t ports[4] = {uint8_t(t.local_port >> 8), uint8_t(t.local_port), uint8_t(t.remote_port >> 8),
-                      uint8_t(t.remote_port)};
+  uint8_t ports[4] = {uint8_t(t.local_port >> 8), uint8_t(t.local_port),
+                      uint8_t(t.remote_port >> 8), uint8_t(t.remote_port)};
   put(ports);
   // M: a timer ticking every 4 microseconds (RFC 6528 §3).
   uint32_t m = static_cast<uint32_t>(absl::ToInt64Microseconds(now - absl::UnixEpoch()) / 4);
@@ -133,7 +134,8 @@ void TcpEndpoint::ResetConnection() {
   // The smallest shift that lets the whole receive buffer be advertised (RFC 7323 §2.3).
   uint8_t ws = 0;
   while (ws < 14 && (rcv_buf_.capacity() >> ws) > 0xffff) ++ws;
-  tcb_.rcv_wscale = cfg_.window_scaling ? ws : 0;  // mutate: equivalent 0 (AcceptSynOptions zeroes it unused)
+  tcb_.rcv_wscale =
+      cfg_.window_scaling ? ws : 0;  // mutate: equivalent 0 (AcceptSynOptions zeroes it unused)
   const bool passive = snd_.passive;
   snd_ = Sender{};
   snd_.passive = passive;
@@ -149,7 +151,8 @@ void TcpEndpoint::ResetConnection() {
   tlp_ = Tlp{};
   challenge_ = ChallengeAcks{};
   snd_buf_.Consume(snd_buf_.size());
-  rcv_buf_.Consume(rcv_buf_.size());  // mutate: equivalent del (SYN-RECEIVED takes no text: it is empty)
+  rcv_buf_.Consume(
+      rcv_buf_.size());  // mutate: equivalent del (SYN-RECEIVED takes no text: it is empty)
 }
 
 // ---------------------------------------------------------------------------
@@ -228,7 +231,8 @@ void TcpEndpoint::MaybeWindowUpdate() {
   uint32_t adv = (wnd >> tcb_.rcv_wscale) << tcb_.rcv_wscale;
   SeqNum edge = tcb_.rcv_nxt + adv;
   uint32_t threshold = static_cast<uint32_t>(std::min<size_t>(rcv_buf_.capacity() / 2, cfg_.mss));
-  if (edge - rcv_.last_adv_edge >= static_cast<int32_t>(threshold)) rcv_.window_update_needed = true;
+  if (edge - rcv_.last_adv_edge >= static_cast<int32_t>(threshold))
+    rcv_.window_update_needed = true;
 }
 
 absl::Status TcpEndpoint::Close(Instant now) {
@@ -298,8 +302,9 @@ void TcpEndpoint::OnSegment(Instant now, const TcpRepr& seg) {
     Terminate(now, CloseReason::kNormal, "SYN in TIME-WAIT");
     return;
   }
-  if (state_ == TcpState::kSynReceived && seg.flags.has(kSyn | kAck) && !seg.flags.any(kRst | kFin) &&
-      seg.payload.empty() && seg.seq == tcb_.irs && seg.ack == tcb_.snd_nxt) {
+  if (state_ == TcpState::kSynReceived && seg.flags.has(kSyn | kAck) &&
+      !seg.flags.any(kRst | kFin) && seg.payload.empty() && seg.seq == tcb_.irs &&
+      seg.ack == tcb_.snd_nxt) {
     // Simultaneous open (RFC 9293 Figure 8, line 6): the peer's SYN-ACK repeats
     // its SYN and acknowledges ours. Take it as the ACK of our SYN, with no reply.
     TcpRepr ack = seg;
@@ -390,7 +395,8 @@ void TcpEndpoint::SegmentArrivesSynSent(Instant now, const TcpRepr& seg) {
   tcb_.irs = seg.seq;
   tcb_.rcv_nxt = seg.seq + 1;
   AcceptSynOptions(seg);
-  UpdateTimestamps(seg);  // mutate: equivalent del (AcceptSynOptions took TS.Recent from this segment)
+  UpdateTimestamps(
+      seg);  // mutate: equivalent del (AcceptSynOptions took TS.Recent from this segment)
   tcb_.snd_wnd = seg.window;  // a SYN's window is never scaled
   tcb_.snd_wl1 = seg.seq;
   tcb_.snd_wl2 = seg.ack;
@@ -427,7 +433,8 @@ bool TcpEndpoint::CheckSequenceNumber(Instant now, const TcpRepr& seg) {
     // both filled the other's window answer each other's forever (an ACK war).
     ok = wnd == 0 ? seg.seq == nxt : InWindow(seg.seq, nxt, nxt + wnd) || seg.seq == nxt + wnd;
   } else {
-    ok = wnd != 0 && (InWindow(seg.seq, nxt, nxt + wnd) || InWindow(seg.seq + (len - 1), nxt, nxt + wnd));
+    ok = wnd != 0 &&
+         (InWindow(seg.seq, nxt, nxt + wnd) || InWindow(seg.seq + (len - 1), nxt, nxt + wnd));
   }
   // "If the RCV.WND is zero, no segments will be acceptable, but special allowance
   // should be made to accept valid ACKs, URGs, and RSTs": a zero-window segment at
@@ -498,11 +505,13 @@ bool TcpEndpoint::CheckAckField(Instant now, const TcpRepr& seg) {
       return false;
     }
     tcb_.snd_wnd = static_cast<uint32_t>(seg.window) << tcb_.snd_wscale;
-    // mutate: equivalent del (UpdateSendWindow below takes both from this segment: SEG.SEQ > IRS = SND.WL1)
+    // mutate: equivalent del (UpdateSendWindow below takes both from this segment: SEG.SEQ > IRS =
+    // SND.WL1)
     tcb_.snd_wl1 = seg.seq;
     tcb_.snd_wl2 = seg.ack;  // mutate: equivalent del (as SND.WL1 above)
     tcb_.max_snd_wnd = std::max(tcb_.max_snd_wnd, tcb_.snd_wnd);
-    AdvanceUna(now, seg.ack, seg);  // mutate: equivalent del (the ACK processing below advances it the same)
+    AdvanceUna(now, seg.ack,
+               seg);       // mutate: equivalent del (the ACK processing below advances it the same)
     snd_.syn_due = false;  // a SYN-ACK retransmission that was due is moot now
     SetState(now, TcpState::kEstablished, "ACK of SYN");
   }
@@ -578,7 +587,8 @@ void TcpEndpoint::ProcessSegmentText(Instant now, const TcpRepr& seg) {
   // mutate: equivalent < (at RCV.NXT nothing is old: the trim removes nothing)
   if (seq < tcb_.rcv_nxt) {
     uint32_t old = static_cast<uint32_t>(tcb_.rcv_nxt - seq);
-    // mutate: equivalent >= (text ending at RCV.NXT is acceptable only with a FIN, which is acked anyway)
+    // mutate: equivalent >= (text ending at RCV.NXT is acceptable only with a FIN, which is acked
+    // anyway)
     if (old >= data.size()) {
       rcv_.ack_needed = true;
       return;
@@ -588,11 +598,13 @@ void TcpEndpoint::ProcessSegmentText(Instant now, const TcpRepr& seg) {
   }
   uint32_t wnd = ReceiveWindow();
   uint32_t offset = static_cast<uint32_t>(seq - tcb_.rcv_nxt);
-  if (offset >= wnd) {  // mutate: equivalent >= (text starting at the window's edge failed the first check)
+  if (offset >=
+      wnd) {  // mutate: equivalent >= (text starting at the window's edge failed the first check)
     rcv_.ack_needed = true;
     return;
   }
-  if (data.size() > wnd - offset) data = data.first(wnd - offset);  // mutate: equivalent > (first(size) is all)
+  if (data.size() > wnd - offset)
+    data = data.first(wnd - offset);  // mutate: equivalent > (first(size) is all)
   if (offset == 0) {
     bool filled_hole = rcv_.ooo_count > 0;
     rcv_buf_.WriteAt(rcv_buf_.size(), data);
@@ -660,9 +672,11 @@ bool TcpEndpoint::HoldOutOfOrder(SeqNum seq, absl::Span<const uint8_t> data) {
   if (merged == 0 && rcv_.ooo_count >= cfg_.max_ooo_ranges) return false;  // bounded: drop it
   rcv_buf_.WriteAt(rcv_buf_.size() + static_cast<uint32_t>(seq - tcb_.rcv_nxt), data);
   if (merged == 0) {
-    std::move_backward(rcv_.ooo.begin() + i, rcv_.ooo.begin() + rcv_.ooo_count, rcv_.ooo.begin() + rcv_.ooo_count + 1);
+    std::move_backward(rcv_.ooo.begin() + i, rcv_.ooo.begin() + rcv_.ooo_count,
+                       rcv_.ooo.begin() + rcv_.ooo_count + 1);
     ++rcv_.ooo_count;
-  } else if (merged > 1) {  // mutate: equivalent 1 (one range merged moves nothing and removes none)
+  } else if (merged >
+             1) {  // mutate: equivalent 1 (one range merged moves nothing and removes none)
     std::move(rcv_.ooo.begin() + j, rcv_.ooo.begin() + rcv_.ooo_count, rcv_.ooo.begin() + i + 1);
     rcv_.ooo_count -= merged - 1;
   }
@@ -763,7 +777,8 @@ void TcpEndpoint::UpdateTimestamps(const TcpRepr& seg) {
   if (!tcb_.ts_ok || !seg.options.timestamps) return;
   uint32_t val = seg.options.timestamps->value;
   // mutate: equivalent >= (an equal TSval stores the same value)
-  if (static_cast<int32_t>(val - tcb_.ts_recent) >= 0 && seg.seq <= tcb_.last_ack_sent) tcb_.ts_recent = val;
+  if (static_cast<int32_t>(val - tcb_.ts_recent) >= 0 && seg.seq <= tcb_.last_ack_sent)
+    tcb_.ts_recent = val;
 }
 
 void TcpEndpoint::AdvanceUna(Instant now, SeqNum ack, const TcpRepr& seg) {
@@ -822,10 +837,12 @@ void TcpEndpoint::AdvanceUna(Instant now, SeqNum ack, const TcpRepr& seg) {
 // beyond its window.
 void TcpEndpoint::UpdateSendWindow(const TcpRepr& seg, bool advanced_una) {
   if (!(tcb_.snd_una <= seg.ack && seg.ack <= tcb_.snd_nxt)) return;
-  if (advanced_una || tcb_.snd_wl1 < seg.seq || (tcb_.snd_wl1 == seg.seq && tcb_.snd_wl2 <= seg.ack)) {
+  if (advanced_una || tcb_.snd_wl1 < seg.seq ||
+      (tcb_.snd_wl1 == seg.seq && tcb_.snd_wl2 <= seg.ack)) {
     tcb_.snd_wnd = static_cast<uint32_t>(seg.window) << tcb_.snd_wscale;
     tcb_.snd_wl1 = seg.seq;
-    tcb_.snd_wl2 = seg.ack;  // mutate: equivalent del (SND.WL2 never passes SND.UNA, which bounds SEG.ACK here)
+    tcb_.snd_wl2 = seg.ack;  // mutate: equivalent del (SND.WL2 never passes SND.UNA, which bounds
+                             // SEG.ACK here)
     tcb_.max_snd_wnd = std::max(tcb_.max_snd_wnd, tcb_.snd_wnd);
     if (tcb_.snd_wnd > 0) {
       timers_.persist = kNever;
@@ -856,7 +873,8 @@ void TcpEndpoint::SetState(Instant now, TcpState to, absl::string_view cause) {
 }
 
 void TcpEndpoint::ChooseIss(Instant now) {
-  tcb_.iss = SeqNum(cfg_.isn ? cfg_.isn(cfg_.tuple, now) : Rfc6528Isn(cfg_.tuple, now, ProcessSecret()));
+  tcb_.iss =
+      SeqNum(cfg_.isn ? cfg_.isn(cfg_.tuple, now) : Rfc6528Isn(cfg_.tuple, now, ProcessSecret()));
   snd_.ts_offset = tcb_.iss.raw() * 2654435761u;
   tcb_.snd_una = tcb_.iss;
   tcb_.snd_nxt = tcb_.iss;
@@ -883,10 +901,12 @@ void TcpEndpoint::EnterTimeWait(Instant now, absl::string_view cause) {
   SetState(now, TcpState::kTimeWait, cause);
 }
 
-void TcpEndpoint::Terminate(Instant now, CloseReason why, absl::string_view cause, std::string error) {
+void TcpEndpoint::Terminate(Instant now, CloseReason why, absl::string_view cause,
+                            std::string error) {
   timers_.rto = timers_.persist = timers_.time_wait = timers_.rack = timers_.tlp = kNever;
   timers_.delayed_ack = kNever;
-  snd_.syn_due = rcv_.ack_needed = rcv_.window_update_needed = snd_.window_probe_due = snd_.retransmit_one = false;
+  snd_.syn_due = rcv_.ack_needed = rcv_.window_update_needed = snd_.window_probe_due =
+      snd_.retransmit_one = false;
   tlp_.probe_due = false;
   close_reason_ = why;
   error_ = std::move(error);
@@ -916,8 +936,8 @@ uint32_t TcpEndpoint::Pipe() const {
 void TcpEndpoint::ProcessSack(Instant now, const TcpRepr& seg, AckInfo& info) {
   if (!tcb_.sack_ok || seg.options.sack_count == 0) return;
   size_t n = std::min<size_t>(seg.options.sack_count, seg.options.sack.size());
-  auto r = sb_.OnSackBlocks(absl::MakeConstSpan(seg.options.sack.data(), n), tcb_.snd_una, tcb_.snd_nxt,
-                            [&](const SentSegment& s) { RackUpdate(now, s); });
+  auto r = sb_.OnSackBlocks(absl::MakeConstSpan(seg.options.sack.data(), n), tcb_.snd_una,
+                            tcb_.snd_nxt, [&](const SentSegment& s) { RackUpdate(now, s); });
   if (r.dsack) {
     info.dsack = true;
     ++loss_stats_.dsacks;
@@ -941,7 +961,8 @@ void TcpEndpoint::RackUpdate(Instant now, const SentSegment& s) {
   }
   // Step 3: a segment delivered below the highest one delivered, never
   // retransmitted, arrived out of order.
-  if (!rack_.fack_set || s.end > rack_.fack) {  // mutate: equivalent > (no two deliveries end alike)
+  if (!rack_.fack_set ||
+      s.end > rack_.fack) {  // mutate: equivalent > (no two deliveries end alike)
     rack_.fack = s.end;
     rack_.fack_set = true;
   } else if (!s.retransmitted) {
@@ -996,7 +1017,8 @@ void TcpEndpoint::DetectLoss(Instant now, const AckInfo& info) {
       SyncCongestion();
     }
     rec_.state = Recovery::kOpen;
-    // mutate: equivalent del (an advancing ACK cleared it; without one the scoreboard is empty, so none counted)
+    // mutate: equivalent del (an advancing ACK cleared it; without one the scoreboard is empty, so
+    // none counted)
     rec_.dup_acks = 0;
   }
   if (sb_.empty()) return;
@@ -1048,7 +1070,8 @@ void TcpEndpoint::EnterFastRecovery(Instant now) {
   rec_.prr_delivered = 0;
   rec_.prr_out = 0;
   rec_.recover_fs = std::max<uint32_t>(FlightSize(), 1);
-  rtt_.timing = false;  // mutate: equivalent del,false (every ACK in recovery is after_loss: no sample)
+  rtt_.timing =
+      false;  // mutate: equivalent del,false (every ACK in recovery is after_loss: no sample)
   timers_.tlp = kNever;
   tlp_.in_flight = false;
 }
@@ -1064,9 +1087,13 @@ void TcpEndpoint::PrrOnAck(const AckInfo& info) {
   int64_t ssthresh = cc_->ssthresh();
   int64_t sndcnt;
   if (pipe > ssthresh) {
-    sndcnt = (static_cast<int64_t>(rec_.prr_delivered) * ssthresh + rec_.recover_fs - 1) / rec_.recover_fs - rec_.prr_out;
+    sndcnt = (static_cast<int64_t>(rec_.prr_delivered) * ssthresh + rec_.recover_fs - 1) /
+                 rec_.recover_fs -
+             rec_.prr_out;
   } else {
-    int64_t limit = std::max<int64_t>(static_cast<int64_t>(rec_.prr_delivered) - rec_.prr_out, delivered) + tcb_.snd_mss;
+    int64_t limit =
+        std::max<int64_t>(static_cast<int64_t>(rec_.prr_delivered) - rec_.prr_out, delivered) +
+        tcb_.snd_mss;
     sndcnt = std::min(ssthresh - pipe, limit);
   }
   sndcnt = std::max<int64_t>(sndcnt, 0);
@@ -1080,7 +1107,8 @@ void TcpEndpoint::PrrOnAck(const AckInfo& info) {
 // allowance when one segment is in flight), never later than the RTO.
 void TcpEndpoint::ScheduleLossProbe(Instant now) {
   timers_.tlp = kNever;
-  if (!cfg_.tlp || !tcb_.sack_ok || rec_.state != Recovery::kOpen || tlp_.in_flight || sb_.empty()) return;
+  if (!cfg_.tlp || !tcb_.sack_ok || rec_.state != Recovery::kOpen || tlp_.in_flight || sb_.empty())
+    return;
   Duration pto = rtt_.sampled ? 2 * tcb_.srtt : cfg_.initial_rto;
   if (sb_.size() == 1) pto += cfg_.tlp_one_segment_allowance;
   pto = std::max(pto, absl::Milliseconds(1));
@@ -1181,11 +1209,14 @@ void TcpEndpoint::OnRetransmitTimeout(Instant now) {
   rec_.recover = tcb_.snd_nxt;
   rec_.recover_set = true;
   rec_.dup_acks = 0;
-  // mutate: equivalent del,true (after MarkAllLost the pipe is 0 and cwnd one segment: NextSeg sends it too)
+  // mutate: equivalent del,true (after MarkAllLost the pipe is 0 and cwnd one segment: NextSeg
+  // sends it too)
   snd_.retransmit_one = true;
-  // mutate: equivalent del (either timer would find the loss state: the probe stops, every record is lost)
+  // mutate: equivalent del (either timer would find the loss state: the probe stops, every record
+  // is lost)
   timers_.tlp = timers_.rack = kNever;
-  // mutate: equivalent del,false (the ACK ending the loss state covers the probe: TlpOnAck clears it first)
+  // mutate: equivalent del,false (the ACK ending the loss state covers the probe: TlpOnAck clears
+  // it first)
   tlp_.in_flight = false;
   tlp_.probe_due = false;
 }
@@ -1219,8 +1250,8 @@ void TcpEndpoint::UpdateRtt(Instant now, Duration r) {
   if (cfg_.min_rto_bounds_variance) {
     tcb_.rto = std::min(tcb_.srtt + std::max(cfg_.min_rto, 4 * tcb_.rttvar), cfg_.max_rto);
   } else {
-    tcb_.rto = std::clamp(tcb_.srtt + std::max(absl::Milliseconds(1), 4 * tcb_.rttvar), cfg_.min_rto,
-                          cfg_.max_rto);
+    tcb_.rto = std::clamp(tcb_.srtt + std::max(absl::Milliseconds(1), 4 * tcb_.rttvar),
+                          cfg_.min_rto, cfg_.max_rto);
   }
 }
 
@@ -1238,7 +1269,9 @@ SeqNum TcpEndpoint::DataStartSeq() const {
   return snd_.syn_acked ? tcb_.snd_una : tcb_.iss + 1;
 }
 
-uint32_t TcpEndpoint::FlightSize() const { return static_cast<uint32_t>(tcb_.snd_nxt - tcb_.snd_una); }
+uint32_t TcpEndpoint::FlightSize() const {
+  return static_cast<uint32_t>(tcb_.snd_nxt - tcb_.snd_una);
+}
 
 uint32_t TcpEndpoint::ReceiveWindow() const {
   return static_cast<uint32_t>(std::min<size_t>(rcv_buf_.free(), 0x3fffffff));
@@ -1269,16 +1302,19 @@ void TcpEndpoint::FillHeader(Instant now, TcpRepr& r, SeqNum seq, TcpFlags flags
   } else {
     r.window = static_cast<uint16_t>(AdvertisedWindow());
   }
-  rcv_.last_adv_edge = tcb_.rcv_nxt + (static_cast<uint32_t>(r.window) << (flags.has(kSyn) ? 0 : tcb_.rcv_wscale));
+  rcv_.last_adv_edge =
+      tcb_.rcv_nxt + (static_cast<uint32_t>(r.window) << (flags.has(kSyn) ? 0 : tcb_.rcv_wscale));
   tcb_.rcv_wnd = static_cast<uint32_t>(r.window) << (flags.has(kSyn) ? 0 : tcb_.rcv_wscale);
   bool syn = flags.has(kSyn);
   bool synack = syn && flags.has(kAck);
   if (syn) {
     r.options.mss = cfg_.mss;
     // In a SYN-ACK, offer only what the peer's SYN offered (RFC 7323 §1.3, RFC 2018 §2).
-    if (cfg_.window_scaling && (!synack || tcb_.wscale_ok)) r.options.window_scale = tcb_.rcv_wscale;
+    if (cfg_.window_scaling && (!synack || tcb_.wscale_ok))
+      r.options.window_scale = tcb_.rcv_wscale;
     if (cfg_.sack && (!synack || tcb_.sack_ok)) r.options.sack_permitted = true;
-    if (cfg_.timestamps && (!synack || tcb_.ts_ok)) r.options.timestamps = Timestamps{TsNow(now), synack ? tcb_.ts_recent : 0};
+    if (cfg_.timestamps && (!synack || tcb_.ts_ok))
+      r.options.timestamps = Timestamps{TsNow(now), synack ? tcb_.ts_recent : 0};
   } else if (tcb_.ts_ok) {
     r.options.timestamps = Timestamps{TsNow(now), tcb_.ts_recent};
   }
@@ -1295,8 +1331,9 @@ void TcpEndpoint::FillSackBlocks(TcpRepr& r) const {
   std::array<const Receiver::Range*, std::tuple_size_v<decltype(rcv_.ooo)>> by_arrival;
   for (size_t i = 0; i < rcv_.ooo_count; ++i) by_arrival[i] = &rcv_.ooo[i];
   size_t take = std::min(room, rcv_.ooo_count);
-  std::partial_sort(by_arrival.begin(), by_arrival.begin() + take, by_arrival.begin() + rcv_.ooo_count,
-                    [](const Receiver::Range* a, const Receiver::Range* b) { return a->arrival > b->arrival; });
+  std::partial_sort(
+      by_arrival.begin(), by_arrival.begin() + take, by_arrival.begin() + rcv_.ooo_count,
+      [](const Receiver::Range* a, const Receiver::Range* b) { return a->arrival > b->arrival; });
   size_t n = 0;
   bool fin_covered = false;
   for (size_t i = 0; i < take; ++i) {
@@ -1307,7 +1344,8 @@ void TcpEndpoint::FillSackBlocks(TcpRepr& r) const {
     }
     r.options.sack[n++] = b;
   }
-  if (rcv_.ooo_fin && !fin_covered && n < room) r.options.sack[n++] = {*rcv_.ooo_fin, *rcv_.ooo_fin + 1};
+  if (rcv_.ooo_fin && !fin_covered && n < room)
+    r.options.sack[n++] = {*rcv_.ooo_fin, *rcv_.ooo_fin + 1};
   r.options.sack_count = static_cast<uint8_t>(n);
 }
 
@@ -1353,17 +1391,20 @@ uint32_t TcpEndpoint::EmitAt(Instant now, SeqNum seq, uint32_t max_payload,
   return consumed;
 }
 
-bool TcpEndpoint::RetransmitSegment(Instant now, size_t i, absl::FunctionRef<void(const TcpRepr&)> emit) {
+bool TcpEndpoint::RetransmitSegment(Instant now, size_t i,
+                                    absl::FunctionRef<void(const TcpRepr&)> emit) {
   SeqNum at = sb_[i].start, stop = sb_[i].end;
   // A record sent again may need more than one segment (SACK blocks beside the
   // data leave less room); each piece is cut from the send buffer again.
-  // mutate: equivalent <,64,++,&& (a record is at most one SMSS: a few pieces; at its end EmitAt sends 0)
+  // mutate: equivalent <,64,++,&& (a record is at most one SMSS: a few pieces; at its end EmitAt
+  // sends 0)
   for (int guard = 0; at < stop && guard < 64; ++guard) {
     uint32_t c = EmitAt(now, at, static_cast<uint32_t>(stop - at), emit);
     if (c == 0) break;
     at += c;
   }
-  if (at == sb_[i].start) return false;  // mutate: equivalent false (a record lies in the buffer: some is sent)
+  if (at == sb_[i].start)
+    return false;  // mutate: equivalent false (a record lies in the buffer: some is sent)
   sb_.OnRetransmit(i, now);
   ++rec_.retransmissions;
   rtt_.timing = false;  // Karn
@@ -1384,10 +1425,13 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
     tlp_.probe_due = false;
     bool sent = false;
     int32_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - snd_.cursor;
-    // mutate: equivalent <,> (at the end, or with no room, EmitAt sends nothing and the tail goes instead)
-    if (snd_.cursor < end && !sb_.full() && (wnd_room > 0 || (snd_.fin_requested && snd_.cursor == snd_.fin_seq))) {
+    // mutate: equivalent <,> (at the end, or with no room, EmitAt sends nothing and the tail goes
+    // instead)
+    if (snd_.cursor < end && !sb_.full() &&
+        (wnd_room > 0 || (snd_.fin_requested && snd_.cursor == snd_.fin_seq))) {
       // mutate: equivalent 0 (with no room only a FIN is left: there is no byte to send)
-      uint32_t c = EmitAt(now, snd_.cursor, static_cast<uint32_t>(std::max<int32_t>(wnd_room, 0)), emit);
+      uint32_t c =
+          EmitAt(now, snd_.cursor, static_cast<uint32_t>(std::max<int32_t>(wnd_room, 0)), emit);
       snd_.cursor += c;
       sent = c > 0;  // mutate: equivalent > (with room and data EmitAt sends a byte at least)
       tlp_.retransmitted = false;
@@ -1408,21 +1452,25 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
   }
   // RFC 6675 §5 NextSeg rule 1: segments deemed lost go first, in order, while
   // pipe is below cwnd.
-  // mutate: equivalent 0,4096,++,> (a bound other conditions reach first; without lost bytes NextLost() is size())
+  // mutate: equivalent 0,4096,++,> (a bound other conditions reach first; without lost bytes
+  // NextLost() is size())
   for (int guard = 0; guard < 4096 && sb_.lost_bytes() > 0 && Pipe() < cc_->cwnd(); ++guard) {
     size_t i = sb_.NextLost();
     if (i >= sb_.size() || !RetransmitSegment(now, i, emit)) break;
   }
   // Rule 2: new data, within the peer's window and cwnd - pipe.
   bool sent_new = false;
-  // mutate: equivalent 0,4096,<,++ (a bound on turns that other conditions end first; at the end EmitAt sends 0)
+  // mutate: equivalent 0,4096,<,++ (a bound on turns that other conditions end first; at the end
+  // EmitAt sends 0)
   for (int guard = 0; snd_.cursor < end && guard < 4096; ++guard) {
     if (sb_.full()) break;
     int64_t cwnd_room = static_cast<int64_t>(cc_->cwnd()) - Pipe();
     int64_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - snd_.cursor;
-    int32_t room = static_cast<int32_t>(std::clamp<int64_t>(std::min(cwnd_room, wnd_room), -1, 0x3fffffff));
+    int32_t room =
+        static_cast<int32_t>(std::clamp<int64_t>(std::min(cwnd_room, wnd_room), -1, 0x3fffffff));
     bool fin_only = snd_.fin_requested && snd_.cursor == snd_.fin_seq;
-    if (room <= 0 && !fin_only) break;  // mutate: equivalent <= (a room of 0 takes no byte: EmitAt sends none)
+    if (room <= 0 && !fin_only)
+      break;  // mutate: equivalent <= (a room of 0 takes no byte: EmitAt sends none)
     // Sender SWS avoidance (RFC 9293 §3.8.6.2.1): while segments are in flight,
     // do not cut a small segment just because the window ends; wait for ACKs.
     uint32_t queued = static_cast<uint32_t>(end - snd_.cursor);
@@ -1451,7 +1499,8 @@ SeqNum TcpEndpoint::SendLimit() const { return tcb_.snd_una + std::min(tcb_.snd_
 bool TcpEndpoint::HasPendingOutput() const {
   if (rst_.count > 0) return true;
   if (state_ == TcpState::kClosed || state_ == TcpState::kListen) return false;
-  if (snd_.syn_due || rcv_.ack_needed || rcv_.window_update_needed || snd_.window_probe_due) return true;
+  if (snd_.syn_due || rcv_.ack_needed || rcv_.window_update_needed || snd_.window_probe_due)
+    return true;
   if (!SynAcked()) return false;
   SeqNum end = DataStartSeq() + static_cast<uint32_t>(snd_buf_.size());
   if (snd_.fin_requested) end = snd_.fin_seq + 1;
@@ -1460,7 +1509,8 @@ bool TcpEndpoint::HasPendingOutput() const {
     // The same choice as EmitData: new data the window takes, else the last
     // segment not SACKed.
     int32_t wnd_room = (tcb_.snd_una + tcb_.snd_wnd) - snd_.cursor;
-    if (snd_.cursor < end && !sb_.full() && (wnd_room > 0 || (snd_.fin_requested && snd_.cursor == snd_.fin_seq))) {
+    if (snd_.cursor < end && !sb_.full() &&
+        (wnd_room > 0 || (snd_.fin_requested && snd_.cursor == snd_.fin_seq))) {
       return true;
     }
     for (size_t k = sb_.size(); k-- > 0;) {
@@ -1507,7 +1557,8 @@ void TcpEndpoint::Poll(Instant now, absl::FunctionRef<void(const TcpRepr&)> emit
       // Karn: time only the first transmission of the SYN.
       if (!tcb_.ts_ok && rec_.retries == 0) {
         rtt_.timing = true;
-        rtt_.seq = tcb_.iss + 1;  // mutate: equivalent +,1 (the only acceptable ACK here is ISS + 1)
+        rtt_.seq =
+            tcb_.iss + 1;  // mutate: equivalent +,1 (the only acceptable ACK here is ISS + 1)
         rtt_.start = now;
       }
       tcb_.snd_nxt = tcb_.iss + 1;

@@ -25,7 +25,8 @@ void ApplyProfile(TcpProfile p, TcpConfig& cfg) {
     cfg.congestion = CongestionAlgorithm::kCubic;
     cfg.rack = true;
     cfg.tlp = true;
-    cfg.tlp_one_segment_allowance = absl::Milliseconds(200);  // TCP_RTO_MIN, as tcp_schedule_loss_probe
+    cfg.tlp_one_segment_allowance =
+        absl::Milliseconds(200);  // TCP_RTO_MIN, as tcp_schedule_loss_probe
     cfg.time_wait_accepts_syn = true;
     cfg.delayed_ack = true;
     cfg.delayed_ack_timeout = absl::Milliseconds(40);  // TCP_ATO_MIN
@@ -37,7 +38,8 @@ void ApplyProfile(TcpProfile p, TcpConfig& cfg) {
     cfg.rack = false;
     cfg.tlp = false;
     cfg.tlp_one_segment_allowance = absl::Milliseconds(200);
-    cfg.time_wait_accepts_syn = false;  // RFC 9293 §3.10.7.4: a SYN in TIME-WAIT gets a challenge ACK
+    cfg.time_wait_accepts_syn =
+        false;  // RFC 9293 §3.10.7.4: a SYN in TIME-WAIT gets a challenge ACK
     cfg.delayed_ack = false;            // every segment acknowledged at once
   }
 }

@@ -161,7 +161,8 @@ size_t CanonicalLen(const TcpOptions& o) {
 
 // The NOPs the canonical layout adds for alignment: the dense one is that much shorter.
 size_t CanonicalNops(const TcpOptions& o) {
-  size_t n = o.timestamps.has_value() != o.sack_permitted ? 2 : 0;  // NOP NOP before TS or SACK-permitted
+  size_t n =
+      o.timestamps.has_value() != o.sack_permitted ? 2 : 0;  // NOP NOP before TS or SACK-permitted
   if (o.window_scale) n += 1;
   if (o.sack_count > 0) n += 2;
   return n;

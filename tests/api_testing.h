@@ -23,24 +23,31 @@ struct HttpResult {
   int status = 0;
   std::string headers;
   std::string body;
-  nlohmann::json json() const { return nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false); }
+  nlohmann::json json() const {
+    return nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  }
 };
 
 // One request to 127.0.0.1:port on its own connection, as a client library sends it.
-inline absl::StatusOr<HttpResult> Http(uint16_t port, const std::string& method, const std::string& path,
-                                       const std::string& body = "", const std::string& extra_headers = "") {
+inline absl::StatusOr<HttpResult> Http(uint16_t port, const std::string& method,
+                                       const std::string& path, const std::string& body = "",
+                                       const std::string& extra_headers = "") {
   auto fd = ConnectTo(stack::IpAddress::V4(0x7f000001), port, absl::Seconds(5));
   if (!fd.ok()) return fd.status();
-  const char* agent = absl::StrContains(extra_headers, "User-Agent:") ? "" : "User-Agent: wrench-test\r\n";
-  std::string req = absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: localhost\r\n", agent, extra_headers,
-                                 "Content-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
+  const char* agent =
+      absl::StrContains(extra_headers, "User-Agent:") ? "" : "User-Agent: wrench-test\r\n";
+  std::string req =
+      absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: localhost\r\n", agent, extra_headers,
+                   "Content-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
   if (auto s = WriteAll(fd->get(), req, absl::Seconds(5)); !s.ok()) return s;
   auto raw = ReadAll(fd->get(), absl::Seconds(10));
   if (!raw.ok()) return raw.status();
   size_t split = raw->find("\r\n\r\n");
-  if (split == std::string::npos || raw->size() < 12) return absl::InternalError(absl::StrCat("no HTTP answer: ", *raw));
+  if (split == std::string::npos || raw->size() < 12)
+    return absl::InternalError(absl::StrCat("no HTTP answer: ", *raw));
   HttpResult r;
-  if (!absl::SimpleAtoi(raw->substr(9, 3), &r.status)) return absl::InternalError("bad status line");
+  if (!absl::SimpleAtoi(raw->substr(9, 3), &r.status))
+    return absl::InternalError("bad status line");
   r.headers = raw->substr(0, split);
   r.body = raw->substr(split + 4);
   return r;
@@ -62,7 +69,8 @@ inline void ChunkEcho(int fd) {
     ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
     if (n <= 0) break;
-    if (!WriteAll(fd, absl::string_view(buf, static_cast<size_t>(n)), absl::Seconds(30)).ok()) return;
+    if (!WriteAll(fd, absl::string_view(buf, static_cast<size_t>(n)), absl::Seconds(30)).ok())
+      return;
   }
   ::shutdown(fd, SHUT_WR);
 }

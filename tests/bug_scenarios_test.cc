@@ -62,7 +62,8 @@ class BugScenarioTest : public ::testing::Test {
   void SetUp() override {
     absl::Status st = tu::EnterFreshNetworkNamespace();
     if (!st.ok()) GTEST_SKIP() << "needs a network namespace of its own: " << st;
-    if (std::system("command -v python3 >/dev/null") != 0) GTEST_SKIP() << "python3 is not installed (scripts/install-deps.sh installs it)";
+    if (std::system("command -v python3 >/dev/null") != 0)
+      GTEST_SKIP() << "python3 is not installed (scripts/install-deps.sh installs it)";
   }
   void Serve(tu::TcpServer::Handler h) {
     auto s = tu::TcpServer::Start(kLoopback, kPort, std::move(h));
@@ -73,7 +74,8 @@ class BugScenarioTest : public ::testing::Test {
 };
 
 TEST_F(BugScenarioTest, KeepaliveRaceFailsNodeAgentEveryTimeAndNeverWithout) {
-  if (std::system("command -v node >/dev/null") != 0) GTEST_SKIP() << "node is not installed (scripts/install-deps.sh installs Debian's nodejs)";
+  if (std::system("command -v node >/dev/null") != 0)
+    GTEST_SKIP() << "node is not installed (scripts/install-deps.sh installs Debian's nodejs)";
   Serve(tu::KeepAliveServer(absl::Seconds(1)));
   const std::string with = RunLine("keepalive-race");
   const std::string without = absl::StrReplaceAll(with, {{" --scenario keepalive-race", ""}});
@@ -107,17 +109,20 @@ TEST_F(BugScenarioTest, SilentPeerHangsTheClientUntilItsOwnDeadlineOrTcpUserTime
   EXPECT_TRUE(absl::StrContains(r.output, "timed out")) << r.output;
   EXPECT_GE(took, absl::Milliseconds(4400));  // 1.5 s of quiet, then the 3 s deadline
   // Without a deadline the client is still waiting when `timeout` ends it.
-  Ran hang = Sh(absl::StrCat("timeout 5 ", absl::StrReplaceAll(RunLine("silent-peer"), {{"s.settimeout(3); ", ""}})));
+  Ran hang = Sh(absl::StrCat(
+      "timeout 5 ", absl::StrReplaceAll(RunLine("silent-peer"), {{"s.settimeout(3); ", ""}})));
   EXPECT_EQ(hang.status, 124) << hang.output;
   // TCP_USER_TIMEOUT bounds how long sent data may stay unacknowledged: ETIMEDOUT.
   const absl::Time t1 = absl::Now();
   Ran user_timeout = Sh(absl::StrCat(
-      "timeout 8 ", absl::StrReplaceAll(RunLine("silent-peer"),
-                                        {{"s.settimeout(3); ",
-                                          "s.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 1000); "}})));
+      "timeout 8 ", absl::StrReplaceAll(
+                        RunLine("silent-peer"),
+                        {{"s.settimeout(3); ",
+                          "s.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 1000); "}})));
   EXPECT_NE(user_timeout.status, 0);
   EXPECT_NE(user_timeout.status, 124) << user_timeout.output;
-  EXPECT_TRUE(absl::StrContains(user_timeout.output, "Connection timed out")) << user_timeout.output;
+  EXPECT_TRUE(absl::StrContains(user_timeout.output, "Connection timed out"))
+      << user_timeout.output;
   EXPECT_LT(absl::Now() - t1, absl::Seconds(6));
 }
 
@@ -129,7 +134,8 @@ TEST_F(BugScenarioTest, HalfCloseBeforeResponseStillGetsTheAnswer) {
 }
 
 TEST_F(BugScenarioTest, FinWait2PileupLeavesEveryClosedConnectionInFinWait2) {
-  if (std::system("command -v ss >/dev/null") != 0) GTEST_SKIP() << "ss is not installed (scripts/install-deps.sh installs iproute2)";
+  if (std::system("command -v ss >/dev/null") != 0)
+    GTEST_SKIP() << "ss is not installed (scripts/install-deps.sh installs iproute2)";
   Serve(tu::OneShotServer());
   Ran r = Sh(RunLine("fin-wait-2-pileup"));
   EXPECT_EQ(r.status, 0) << r.output;

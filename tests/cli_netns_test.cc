@@ -51,12 +51,14 @@ class CliNetns : public ::testing::Test {
   // Starts `wrench ARGS` in the background and waits for "wrench: ready".
   std::unique_ptr<tu::WrenchProcess> Start(const std::vector<std::string>& args,
                                            std::optional<rlimit> nofile = std::nullopt) {
-    auto p = std::make_unique<tu::WrenchProcess>(dir_.path(), absl::StrCat("bg", ++started_), args, "/dev/null",
-                                                 nofile);
+    auto p = std::make_unique<tu::WrenchProcess>(dir_.path(), absl::StrCat("bg", ++started_), args,
+                                                 "/dev/null", nofile);
     EXPECT_TRUE(p->WaitForStderr("wrench: ready")) << p->Stderr();
     return p;
   }
-  tu::WrenchRun Run(const std::vector<std::string>& args) { return tu::RunWrench(dir_.path(), args); }
+  tu::WrenchRun Run(const std::vector<std::string>& args) {
+    return tu::RunWrench(dir_.path(), args);
+  }
 
   tu::TempDir dir_;
   int started_ = 0;
@@ -67,18 +69,21 @@ const std::vector<std::string> kRuleForms = {"--rule", "drop on=to-client,from-c
                                              "--rule=delay 200ms on=to-client len>0", "--rule",
                                              "rst on=to-server nth=3"};
 const std::vector<std::string> kRulesLoaded = {"drop on=from-client,to-client has=FIN",
-                                               "delay 200ms on=to-client len>0", "rst on=to-server nth=3"};
+                                               "delay 200ms on=to-client len>0",
+                                               "rst on=to-server nth=3"};
 
 TEST_F(CliNetns, ProxyKeepsEveryRuleAndEveryMapAndServesEachMap) {
   auto a = tu::TcpServer::Start(kLoopback, 0, Hold);
   auto b = tu::TcpServer::Start(kLoopback, 0, Hold);
   ASSERT_TRUE(a.ok() && b.ok());
-  std::vector<std::string> args = {"proxy", "--map", absl::StrCat("10.89.0.2:80=127.0.0.1:", (*a)->port()),
+  std::vector<std::string> args = {"proxy", "--map",
+                                   absl::StrCat("10.89.0.2:80=127.0.0.1:", (*a)->port()),
                                    absl::StrCat("--map=10.89.0.3:80=127.0.0.1:", (*b)->port())};
   args.insert(args.end(), kRuleForms.begin(), kRuleForms.end());
   tu::WriteWholeFile(dir_.File("more.rules"), "dup on=from-client flags=SYN\n");
   tu::WriteWholeFile(dir_.File("last.rules"), "# comment\nreorder on=to-client len>0 nth=2\n");
-  args.insert(args.end(), {"--rules", dir_.File("more.rules"), "--rules=" + dir_.File("last.rules")});
+  args.insert(args.end(),
+              {"--rules", dir_.File("more.rules"), "--rules=" + dir_.File("last.rules")});
   auto p = Start(args);
   std::vector<std::string> want = kRulesLoaded;
   want.push_back("dup 1 on=from-client flags=SYN");
@@ -89,7 +94,8 @@ TEST_F(CliNetns, ProxyKeepsEveryRuleAndEveryMapAndServesEachMap) {
   auto c2 = tu::ConnectTo(IpAddress::V4(0x0a590003), 80, absl::Seconds(5));
   EXPECT_TRUE(c1.ok()) << c1.status();
   EXPECT_TRUE(c2.ok()) << c2.status();
-  for (int i = 0; i < 250 && ((*a)->accepted() < 1 || (*b)->accepted() < 1); ++i) absl::SleepFor(absl::Milliseconds(20));
+  for (int i = 0; i < 250 && ((*a)->accepted() < 1 || (*b)->accepted() < 1); ++i)
+    absl::SleepFor(absl::Milliseconds(20));
   EXPECT_EQ((*a)->accepted(), 1);
   EXPECT_EQ((*b)->accepted(), 1);
   c1 = absl::UnknownError("closed");
@@ -125,8 +131,9 @@ TEST_F(CliNetns, LogNamesTheActionAndItsDetailApart) {
   });
   ASSERT_TRUE(server.ok());
   const std::string log = dir_.File("run.jsonl");
-  tu::WrenchRun r = Run({"exec", "--log=" + log, "--rule", "delay 20ms on=to-client flags=SYN+ACK", "--", "bash", "-c",
-                         absl::StrCat("exec 3<>/dev/tcp/10.89.0.1/", (*server)->port(), " && cat <&3")});
+  tu::WrenchRun r =
+      Run({"exec", "--log=" + log, "--rule", "delay 20ms on=to-client flags=SYN+ACK", "--", "bash",
+           "-c", absl::StrCat("exec 3<>/dev/tcp/10.89.0.1/", (*server)->port(), " && cat <&3")});
   EXPECT_EQ(r.status, 0) << r.err;
   const std::string text = tu::ReadWholeFile(log);
   EXPECT_THAT(text, HasSubstr("\"action\":\"delay\",\"detail\":\"delayed 20ms\"")) << text;
@@ -139,7 +146,8 @@ TEST_F(CliNetns, NetOverlappingARouteOfAnotherTunIsRefusedNamingIt) {
   auto other = TunDevice::Create("other0", 1500);
   ASSERT_TRUE(other.ok()) << other.status();
   ASSERT_TRUE(ConfigureTun(*other, IpAddress::V4(0x0a590001), 24, 1500).ok());
-  tu::WrenchRun r = Run({"proxy", "--tun=w1", "--net=10.89.0.0/24", "--map=10.89.0.2:80=127.0.0.1:80"});
+  tu::WrenchRun r =
+      Run({"proxy", "--tun=w1", "--net=10.89.0.0/24", "--map=10.89.0.2:80=127.0.0.1:80"});
   EXPECT_EQ(r.status, 1);
   EXPECT_THAT(r.err, HasSubstr("--net 10.89.0.0/24 overlaps the route 10.89.0.0/24 dev other0"));
   r = Run({"serve", "--api=127.0.0.1:0", "--tun=w1", "--net=10.89.0.128/25"});
@@ -160,7 +168,8 @@ TEST_F(CliNetns, SecondWrenchOnTheSameNetRefusesToStart) {
   EXPECT_EQ(second.status, 1);
   EXPECT_THAT(second.err, HasSubstr("overlaps the route 10.89.0.0/24 dev wrench0"));
   // Another subnet is fine.
-  auto third = Start({"proxy", "--tun=wrench1", "--net=10.90.0.0/24", "--map=10.90.0.2:80=127.0.0.1:80"});
+  auto third =
+      Start({"proxy", "--tun=wrench1", "--net=10.90.0.0/24", "--map=10.90.0.2:80=127.0.0.1:80"});
   EXPECT_EQ(third->Stop(), 0);
   EXPECT_EQ(first->Stop(), 0);
 }
@@ -174,7 +183,8 @@ std::pair<uint64_t, uint64_t> OpenFileLimits(pid_t pid) {
     if (!absl::StartsWith(line, "Max open files")) continue;
     std::vector<std::string> w = absl::StrSplit(line.substr(14), ' ', absl::SkipEmpty());
     uint64_t soft = 0, hard = 0;
-    if (w.size() >= 2 && absl::SimpleAtoi(w[0], &soft) && absl::SimpleAtoi(w[1], &hard)) return {soft, hard};
+    if (w.size() >= 2 && absl::SimpleAtoi(w[0], &soft) && absl::SimpleAtoi(w[1], &hard))
+      return {soft, hard};
   }
   return {0, 0};
 }
@@ -207,7 +217,8 @@ TEST_F(CliNetns, RunningOutOfFileDescriptorsIsNotCalledUnreachable) {
   auto server = tu::TcpServer::Start(kLoopback, 0, Hold);
   ASSERT_TRUE(server.ok());
   // Soft and hard: wrench cannot raise it.
-  auto p = Start({"proxy", absl::StrCat("--map=10.89.0.2:80=127.0.0.1:", (*server)->port())}, rlimit{48, 48});
+  auto p = Start({"proxy", absl::StrCat("--map=10.89.0.2:80=127.0.0.1:", (*server)->port())},
+                 rlimit{48, 48});
   // 60 connections at once, each held open: more than wrench's 48 descriptors.
   constexpr int kConnections = 60;
   std::vector<UniqueFd> fds;

@@ -35,9 +35,12 @@ using ::testing::Not;
 namespace tu = ::wrench::proxy::testing;
 
 constexpr FlagHelp kFlags[] = {
-    {"test_rule", "--test-rule=TEXT  a rule"},       {"test_list", "--test-list=A,B  a list"},
-    {"test_name", "--test-name=NAME  a name"},       {"test_count", "--test-count=N  a count (default 3)"},
-    {"test_loud", "--test-loud       louder"},       {"test_upstream_via", "--test-upstream-via=X  via"},
+    {"test_rule", "--test-rule=TEXT  a rule"},
+    {"test_list", "--test-list=A,B  a list"},
+    {"test_name", "--test-name=NAME  a name"},
+    {"test_count", "--test-count=N  a count (default 3)"},
+    {"test_loud", "--test-loud       louder"},
+    {"test_upstream_via", "--test-upstream-via=X  via"},
 };
 
 absl::StatusOr<ParsedArgs> Parse(std::vector<std::string> args, ParseOptions options = {}) {
@@ -58,7 +61,8 @@ TEST(ParseArgs, RepeatedFlagKeepsEveryValueInOrder) {
 TEST(ParseArgs, RepeatedFlagNeverSplitsOnCommas) {
   auto p = Parse({"--test-rule=drop on=to-client,from-client has=FIN", "--test-rule", "a,b"});
   ASSERT_TRUE(p.ok()) << p.status();
-  EXPECT_THAT(absl::GetFlag(FLAGS_test_rule), ElementsAre("drop on=to-client,from-client has=FIN", "a,b"));
+  EXPECT_THAT(absl::GetFlag(FLAGS_test_rule),
+              ElementsAre("drop on=to-client,from-client has=FIN", "a,b"));
 }
 
 TEST(ParseArgs, EmptyValueOfARepeatedFlagIsKept) {
@@ -100,7 +104,8 @@ TEST(ParseArgs, PositionalArgumentsMixWithOptionsUnlessToldToStop) {
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_THAT(p->arguments, ElementsAre("a", "-", "b"));
   EXPECT_EQ(absl::GetFlag(FLAGS_test_name), "x");
-  p = Parse({"--test-name=y", "curl", "-sS", "--test-count=7", "http://x/"}, {.stop_at_first_argument = true});
+  p = Parse({"--test-name=y", "curl", "-sS", "--test-count=7", "http://x/"},
+            {.stop_at_first_argument = true});
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_THAT(p->arguments, ElementsAre("curl", "-sS", "--test-count=7", "http://x/"));
   EXPECT_EQ(absl::GetFlag(FLAGS_test_count), 3);
@@ -113,7 +118,8 @@ TEST(ParseArgs, ErrorsSayWhatIsWrong) {
   auto p = Parse({"--test-nme=x"});
   ASSERT_FALSE(p.ok());
   EXPECT_TRUE(absl::IsInvalidArgument(p.status()));
-  EXPECT_THAT(p.status().message(), HasSubstr("unknown option \"--test-nme=x\"; did you mean --test-name?"));
+  EXPECT_THAT(p.status().message(),
+              HasSubstr("unknown option \"--test-nme=x\"; did you mean --test-name?"));
   p = Parse({"--test-count=many"});
   ASSERT_FALSE(p.ok());
   EXPECT_THAT(p.status().message(), HasSubstr("--test-count=many: not a valid value"));
@@ -169,7 +175,8 @@ TEST(LoadRulesFile, CapsTheSizeAndReadsAFileWithinIt) {
   auto r = LoadRulesFile(dir.File("big.rules"));
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.status().message(), HasSubstr("larger than 1024 KiB"));
-  tu::WriteWholeFile(dir.File("ok.rules"), "# two rules\ndrop on=to-client,from-client has=FIN\ndelay 1s\n");
+  tu::WriteWholeFile(dir.File("ok.rules"),
+                     "# two rules\ndrop on=to-client,from-client has=FIN\ndelay 1s\n");
   r = LoadRulesFile(dir.File("ok.rules"));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->size(), 2u);
@@ -188,8 +195,9 @@ TEST(ParseNet, RefusesHostBitsAndSaysWhichSubnetWasMeant) {
 TEST(ParseNet6, RefusesHostBitsAndNonIpv6AndDefaultFollowsNet) {
   auto n = ParseNet6("fd89:2e6c:4f1a:5900::1/64");
   ASSERT_FALSE(n.ok());
-  EXPECT_EQ(n.status().message(),
-            "--net6 fd89:2e6c:4f1a:5900::1/64 has host bits set; did you mean fd89:2e6c:4f1a:5900::/64?");
+  EXPECT_EQ(
+      n.status().message(),
+      "--net6 fd89:2e6c:4f1a:5900::1/64 has host bits set; did you mean fd89:2e6c:4f1a:5900::/64?");
   EXPECT_FALSE(ParseNet6("10.89.0.0/24").ok());
   EXPECT_FALSE(ParseNet6("fd00::/8").ok()) << "shorter than /16";
   n = ParseNet6("fd00:1:2:3::/64");
@@ -199,7 +207,8 @@ TEST(ParseNet6, RefusesHostBitsAndNonIpv6AndDefaultFollowsNet) {
   auto d = DefaultNet6(stack::IpAddress::V4(0x0a590000));  // 10.89.0.0
   EXPECT_EQ(d.first.ToString(), "fd89:2e6c:4f1a:5900::");
   EXPECT_EQ(d.second, 64);
-  EXPECT_EQ(DefaultNet6(stack::IpAddress::V4(0x0a5a0100)).first.ToString(), "fd89:2e6c:4f1a:5a01::");
+  EXPECT_EQ(DefaultNet6(stack::IpAddress::V4(0x0a5a0100)).first.ToString(),
+            "fd89:2e6c:4f1a:5a01::");
   // The IPv4 kernel address is unchanged by the shared helper.
   EXPECT_EQ(KernelAddress(stack::IpAddress::V4(0x0a590000), 24).ToString(), "10.89.0.1");
 }
@@ -216,7 +225,8 @@ TEST(ReadJsonLog, APcapIsToldApart) {
 
 class WrenchCli : public ::testing::Test {
  protected:
-  tu::WrenchRun Run(const std::vector<std::string>& args, const std::string& stdin_path = "/dev/null") {
+  tu::WrenchRun Run(const std::vector<std::string>& args,
+                    const std::string& stdin_path = "/dev/null") {
     return tu::RunWrench(dir_.path(), args, stdin_path);
   }
   tu::TempDir dir_;
@@ -244,14 +254,15 @@ TEST_F(WrenchCli, VersionBothWays) {
 TEST_F(WrenchCli, ProxyHelpListsEveryFlagWithItsDefault) {
   tu::WrenchRun r = Run({"proxy", "--help"});
   ASSERT_EQ(r.status, 0);
-  for (const char* line : {"--tun=NAME", "--net=CIDR", "--mtu=N", "--upstream-via", "--rule=TEXT", "--rules=FILE",
-                           "--seed=N", "--pcap=FILE", "--log=FILE", "--api=ADDR:PORT", "--msl=DURATION",
-                           "--verbose"}) {
+  for (const char* line : {"--tun=NAME", "--net=CIDR", "--mtu=N", "--upstream-via", "--rule=TEXT",
+                           "--rules=FILE", "--seed=N", "--pcap=FILE", "--log=FILE",
+                           "--api=ADDR:PORT", "--msl=DURATION", "--verbose"}) {
     size_t at = r.out.find(line);
     ASSERT_NE(at, std::string::npos) << line << "\n" << r.out;
     // The flag's entry runs to the next flag's ("\n  --").
     std::string entry = r.out.substr(at, r.out.find("\n  --", at) - at);
-    EXPECT_TRUE(absl::StrContains(entry, "default") || absl::StrContains(entry, "repeatable")) << entry;
+    EXPECT_TRUE(absl::StrContains(entry, "default") || absl::StrContains(entry, "repeatable"))
+        << entry;
   }
   EXPECT_THAT(Run({"--help"}).out, HasSubstr("help       describe a command's options"));
 }
@@ -295,8 +306,10 @@ TEST_F(WrenchCli, TcpCongestionIsTakenInBothFormsAndAnUnknownOneIsRefused) {
     for (const std::string& a : Guard(cmd)) args.push_back(a);
     tu::WrenchRun r = Run(args);
     EXPECT_EQ(r.status, 2) << cmd << ": " << r.err;
-    EXPECT_THAT(r.err, HasSubstr("--tcp-congestion: \"vegas\" is not a congestion control: expected "
-                                 "newreno, cubic or bbr")) << cmd;
+    EXPECT_THAT(r.err,
+                HasSubstr("--tcp-congestion: \"vegas\" is not a congestion control: expected "
+                          "newreno, cubic or bbr"))
+        << cmd;
   }
   for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
            {"simulate", "--tcp-congestion=bbr"}, {"simulate", "--tcp-congestion", "newreno"},
@@ -307,7 +320,8 @@ TEST_F(WrenchCli, TcpCongestionIsTakenInBothFormsAndAnUnknownOneIsRefused) {
   }
   tu::WrenchRun r = Run({"simulate", "--tcp-congestion=vegas"});
   EXPECT_EQ(r.status, 2);
-  EXPECT_THAT(r.err, HasSubstr("wrench simulate: --tcp-congestion: \"vegas\" is not a congestion control"));
+  EXPECT_THAT(
+      r.err, HasSubstr("wrench simulate: --tcp-congestion: \"vegas\" is not a congestion control"));
 }
 
 TEST_F(WrenchCli, RuleFilesThatAreNotFilesOrTooBigAreRefused) {

@@ -45,9 +45,11 @@ class WrenchProcess {
   // in dir/NAME.out and dir/NAME.err.
   // `nofile`, when given, is the child's RLIMIT_NOFILE (lowering a hard limit cannot
   // be undone without CAP_SYS_RESOURCE, so only the child's is changed).
-  WrenchProcess(const std::string& dir, const std::string& name, const std::vector<std::string>& args,
-                const std::string& stdin_path = "/dev/null", std::optional<rlimit> nofile = std::nullopt)
-      : out_path_(absl::StrCat(dir, "/", name, ".out")), err_path_(absl::StrCat(dir, "/", name, ".err")) {
+  WrenchProcess(const std::string& dir, const std::string& name,
+                const std::vector<std::string>& args, const std::string& stdin_path = "/dev/null",
+                std::optional<rlimit> nofile = std::nullopt)
+      : out_path_(absl::StrCat(dir, "/", name, ".out")),
+        err_path_(absl::StrCat(dir, "/", name, ".err")) {
     std::vector<std::string> argv = {WRENCH_BINARY};
     argv.insert(argv.end(), args.begin(), args.end());
     pid_ = ::fork();

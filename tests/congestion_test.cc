@@ -44,8 +44,9 @@ TEST(NewReno, SlowStartThenOneSegmentPerWindow) {
 // Runs `seconds` of congestion avoidance: every RTT a cwnd of data is acknowledged
 // in one-segment ACKs spread over the round trip. Returns cwnd in segments at each
 // whole multiple of `sample_every`.
-std::vector<std::pair<double, double>> RunCubic(CubicCongestionControl& cc, Instant start, Duration rtt,
-                                                double seconds, Duration sample_every) {
+std::vector<std::pair<double, double>> RunCubic(CubicCongestionControl& cc, Instant start,
+                                                Duration rtt, double seconds,
+                                                Duration sample_every) {
   std::vector<std::pair<double, double>> samples;
   Instant t = start;
   Instant next_sample = start;
@@ -373,7 +374,8 @@ Instant FeedPath(BbrCongestionControl& cc, Instant t, uint64_t& delivered, doubl
 
 TEST(Bbr, NamedAndParsedLikeTheOthers) {
   EXPECT_EQ(CongestionAlgorithmName(CongestionAlgorithm::kBbr), "bbr");
-  for (auto a : {CongestionAlgorithm::kNewReno, CongestionAlgorithm::kCubic, CongestionAlgorithm::kBbr}) {
+  for (auto a :
+       {CongestionAlgorithm::kNewReno, CongestionAlgorithm::kCubic, CongestionAlgorithm::kBbr}) {
     auto parsed = ParseCongestionAlgorithm(CongestionAlgorithmName(a));
     ASSERT_TRUE(parsed.ok());
     EXPECT_EQ(*parsed, a);
@@ -381,7 +383,8 @@ TEST(Bbr, NamedAndParsedLikeTheOthers) {
   }
   auto bad = ParseCongestionAlgorithm("vegas");
   ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.status().message(), "\"vegas\" is not a congestion control: expected newreno, cubic or bbr");
+  EXPECT_EQ(bad.status().message(),
+            "\"vegas\" is not a congestion control: expected newreno, cubic or bbr");
 }
 
 TEST(Bbr, StartupGrowsByWhatIsDeliveredUntilTheModelIsKnown) {
@@ -422,7 +425,10 @@ TEST(Bbr, LossHoldsTheWindowForARoundTripAndItsEndRestoresIt) {
   EXPECT_EQ(cc.cwnd(), 50 * kMss);
   t += absl::Milliseconds(1);
   delivered += kMss;
-  cc.OnDelivery(t, {.delivered = delivered, .acked = kMss, .inflight = 49 * kMss, .rtt = absl::Milliseconds(10)});
+  cc.OnDelivery(t, {.delivered = delivered,
+                    .acked = kMss,
+                    .inflight = 49 * kMss,
+                    .rtt = absl::Milliseconds(10)});
   EXPECT_EQ(cc.cwnd(), 50 * kMss);
   cc.OnRecoveryEnd();
   EXPECT_EQ(cc.cwnd(), before);  // the model did not shrink: no reduction
@@ -464,15 +470,17 @@ TEST(Bbr, TheRoundTripIsTheSmallestSampleOfTenSeconds) {
   cc.OnDelivery(kT0, {.delivered = kMss, .acked = kMss, .inflight = kMss, .rtt = 5 * ms});
   cc.OnDelivery(kT0 + ms, {.delivered = 2 * kMss, .acked = kMss, .inflight = kMss, .rtt = 8 * ms});
   EXPECT_EQ(cc.min_rtt(), 5 * ms);
-  cc.OnDelivery(kT0 + 2 * ms, {.delivered = 3 * kMss, .acked = kMss, .inflight = kMss, .rtt = 0 * ms});
+  cc.OnDelivery(kT0 + 2 * ms,
+                {.delivered = 3 * kMss, .acked = kMss, .inflight = kMss, .rtt = 0 * ms});
   EXPECT_EQ(cc.min_rtt(), 5 * ms);  // zero: no sample
-  cc.OnDelivery(kT0 + absl::Seconds(11), {.delivered = 4 * kMss, .acked = kMss, .inflight = kMss, .rtt = 8 * ms});
+  cc.OnDelivery(kT0 + absl::Seconds(11),
+                {.delivered = 4 * kMss, .acked = kMss, .inflight = kMss, .rtt = 8 * ms});
   EXPECT_EQ(cc.min_rtt(), 8 * ms);  // the 5 ms sample expired
 }
 
 // One ACK, as the endpoint reports it.
-void Deliver(BbrCongestionControl& cc, Instant t, uint64_t delivered, uint32_t acked, uint32_t inflight,
-             Duration rtt = absl::Milliseconds(10)) {
+void Deliver(BbrCongestionControl& cc, Instant t, uint64_t delivered, uint32_t acked,
+             uint32_t inflight, Duration rtt = absl::Milliseconds(10)) {
   cc.OnDelivery(t, {.delivered = delivered, .acked = acked, .inflight = inflight, .rtt = rtt});
 }
 

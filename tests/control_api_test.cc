@@ -75,14 +75,17 @@ class ControlApiTest : public ::testing::Test {
     loop_ = std::thread([this] { service_->Run(); });
   }
 
-  HttpResult Call(const std::string& method, const std::string& path, const std::string& body = "") {
+  HttpResult Call(const std::string& method, const std::string& path,
+                  const std::string& body = "") {
     return tu::HttpOrFail(port_, method, path, body);
   }
 
   // POST /proxies for the echo server; returns the created proxy's JSON.
   Json CreateProxy(const std::string& name, const std::string& listen) {
     HttpResult r = Call("POST", "/proxies",
-                        Json{{"name", name}, {"listen", listen}, {"upstream", absl::StrCat("127.0.0.1:", echo_->port())}}
+                        Json{{"name", name},
+                             {"listen", listen},
+                             {"upstream", absl::StrCat("127.0.0.1:", echo_->port())}}
                             .dump());
     EXPECT_EQ(r.status, 201) << r.body;
     return r.json();
@@ -107,7 +110,8 @@ absl::StatusOr<absl::Duration> RoundTrip(int fd, const std::string& msg) {
   if (auto s = tu::WriteAll(fd, msg, absl::Seconds(10)); !s.ok()) return s;
   auto back = tu::ReadAll(fd, absl::Seconds(10), msg.size());
   if (!back.ok()) return back.status();
-  if (*back != msg) return absl::InternalError(absl::StrCat("echo differs: got ", back->size(), " bytes"));
+  if (*back != msg)
+    return absl::InternalError(absl::StrCat("echo differs: got ", back->size(), " bytes"));
   return absl::Now() - start;
 }
 
@@ -119,7 +123,8 @@ TEST_F(ControlApiTest, RulesAreListedAddedAndDeleted) {
   HttpResult r = Call("GET", "/rules");
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.json(), Json::array());
-  r = Call("POST", "/rules", "drop on=to-client flags=SYN+ACK nth=1\n# a comment\ndelay 10ms has=FIN\n");
+  r = Call("POST", "/rules",
+           "drop on=to-client flags=SYN+ACK nth=1\n# a comment\ndelay 10ms has=FIN\n");
   ASSERT_EQ(r.status, 201) << r.body;
   ASSERT_EQ(r.json()["rules"].size(), 2u);
   EXPECT_EQ(r.json()["rules"][0]["text"], "drop on=to-client flags=SYN+ACK nth=1");
@@ -140,7 +145,8 @@ TEST_F(ControlApiTest, ABadRuleIsRefusedWithTheParsersMessageAndNothingApplied) 
   EXPECT_EQ(r.status, 400);
   EXPECT_THAT(r.json()["error"].get<std::string>(), HasSubstr("line 2, col 6"));
   EXPECT_THAT(r.json()["error"].get<std::string>(), HasSubstr("did you mean flags"));
-  EXPECT_EQ(Call("GET", "/rules").json(), Json::array()) << "the good first line must not be applied either";
+  EXPECT_EQ(Call("GET", "/rules").json(), Json::array())
+      << "the good first line must not be applied either";
   EXPECT_EQ(Call("POST", "/rules", "\n# only a comment\n").status, 400);
 }
 
@@ -158,7 +164,8 @@ TEST_F(ControlApiTest, ARuleAddedMidTransferFiresAndStopsWhenDeleted) {
   int id = r.json()["rules"][0]["id"];
   auto during = RoundTrip(fd->get(), msg);
   ASSERT_TRUE(during.ok()) << during.status();
-  EXPECT_GE(*during, absl::Milliseconds(290)) << "the new rule delays the echo on the open connection";
+  EXPECT_GE(*during, absl::Milliseconds(290))
+      << "the new rule delays the echo on the open connection";
   uint64_t hits = Call("GET", "/rules").json()[0]["hits"];
   EXPECT_GE(hits, 1u);
 
@@ -255,7 +262,8 @@ TEST_F(ControlApiTest, ProxyCreateShowListAndErrors) {
               return keys;
             }());
 
-  HttpResult r = Call("POST", "/proxies", R"({"name":"echo","listen":"127.0.0.1:0","upstream":"127.0.0.1:1"})");
+  HttpResult r = Call("POST", "/proxies",
+                      R"({"name":"echo","listen":"127.0.0.1:0","upstream":"127.0.0.1:1"})");
   EXPECT_EQ(r.status, 409);
   EXPECT_EQ(r.json(), Json({{"error", "proxy already exists"}, {"status", 409}}));
   r = Call("POST", "/proxies", R"({"listen":"127.0.0.1:0","upstream":"127.0.0.1:1"})");
@@ -270,7 +278,8 @@ TEST_F(ControlApiTest, ProxyCreateShowListAndErrors) {
   r = Call("POST", "/proxies", "");
   EXPECT_EQ(r.json()["error"], "bad request body: EOF");
   // A busy listen address: Go's bind error, 500, as Toxiproxy.
-  r = Call("POST", "/proxies", Json{{"name", "twin"}, {"listen", p["listen"]}, {"upstream", "127.0.0.1:1"}}.dump());
+  r = Call("POST", "/proxies",
+           Json{{"name", "twin"}, {"listen", p["listen"]}, {"upstream", "127.0.0.1:1"}}.dump());
   EXPECT_EQ(r.status, 500);
   EXPECT_THAT(r.json()["error"].get<std::string>(), HasSubstr("address already in use"));
 
@@ -307,8 +316,9 @@ TEST_F(ControlApiTest, ProxyDisableEnableAndDelete) {
 
 TEST_F(ControlApiTest, AProxyWithoutListenTakesIpv4AndIpv6OnEveryAddress) {
   StartWrench();
-  HttpResult r = Call("POST", "/proxies",
-                      Json{{"name", "any"}, {"upstream", absl::StrCat("127.0.0.1:", echo_->port())}}.dump());
+  HttpResult r =
+      Call("POST", "/proxies",
+           Json{{"name", "any"}, {"upstream", absl::StrCat("127.0.0.1:", echo_->port())}}.dump());
   ASSERT_EQ(r.status, 201) << r.body;
   const std::string listen = r.json()["listen"];
   EXPECT_TRUE(absl::StartsWith(listen, "[::]:")) << listen;
@@ -324,12 +334,14 @@ TEST_F(ControlApiTest, AProxyWithoutListenTakesIpv4WhereIpv6IsDisabled) {
   // net.ipv6.conf.all.disable_ipv6 in this test's own namespace: no IPv6 address, not
   // even ::1, yet [::] still takes IPv4 clients.
   FILE* f = std::fopen("/proc/sys/net/ipv6/conf/all/disable_ipv6", "w");
-  if (f == nullptr) GTEST_SKIP() << "this kernel has no IPv6 at all (the fallback to 0.0.0.0 is taken)";
+  if (f == nullptr)
+    GTEST_SKIP() << "this kernel has no IPv6 at all (the fallback to 0.0.0.0 is taken)";
   std::fputs("1", f);
   std::fclose(f);
   StartWrench();
-  HttpResult r = Call("POST", "/proxies",
-                      Json{{"name", "any"}, {"upstream", absl::StrCat("127.0.0.1:", echo_->port())}}.dump());
+  HttpResult r =
+      Call("POST", "/proxies",
+           Json{{"name", "any"}, {"upstream", absl::StrCat("127.0.0.1:", echo_->port())}}.dump());
   ASSERT_EQ(r.status, 201) << r.body;
   auto fd = tu::ConnectTo(kLoopback, ListenPort(r.json()), absl::Seconds(5));
   ASSERT_TRUE(fd.ok()) << fd.status();
@@ -339,9 +351,11 @@ TEST_F(ControlApiTest, AProxyWithoutListenTakesIpv4WhereIpv6IsDisabled) {
 TEST_F(ControlApiTest, ToxicCreateDefaultsShowUpdateDeleteAndErrors) {
   StartWrench();
   CreateProxy("echo", "127.0.0.1:0");
-  HttpResult r = Call("POST", "/proxies/echo/toxics", R"({"type":"latency","attributes":{"latency":50}})");
+  HttpResult r =
+      Call("POST", "/proxies/echo/toxics", R"({"type":"latency","attributes":{"latency":50}})");
   ASSERT_EQ(r.status, 200) << r.body;  // Toxiproxy answers 200, not 201, here
-  EXPECT_EQ(r.json(), Json::parse(R"({"attributes":{"latency":50,"jitter":0},"name":"latency_downstream",
+  EXPECT_EQ(r.json(),
+            Json::parse(R"({"attributes":{"latency":50,"jitter":0},"name":"latency_downstream",
                                       "type":"latency","stream":"downstream","toxicity":1})"));
   r = Call("POST", "/proxies/echo/toxics", R"({"type":"latency","attributes":{"latency":50}})");
   EXPECT_EQ(r.status, 409);
@@ -352,7 +366,8 @@ TEST_F(ControlApiTest, ToxicCreateDefaultsShowUpdateDeleteAndErrors) {
   r = Call("POST", "/proxies/echo/toxics", R"({"type":"latency","stream":"sideways"})");
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(r.json()["error"], "stream was invalid, can be either upstream or downstream");
-  r = Call("POST", "/proxies/echo/toxics", R"({"type":"latency","name":"l2","attributes":{"latency":"slow"}})");
+  r = Call("POST", "/proxies/echo/toxics",
+           R"({"type":"latency","name":"l2","attributes":{"latency":"slow"}})");
   EXPECT_EQ(r.status, 400);
   EXPECT_THAT(r.json()["error"].get<std::string>(), HasSubstr("bad request body"));
   r = Call("POST", "/proxies/echo/toxics", R"({"type":"slicer","attributes":{"average_size":0}})");
@@ -360,8 +375,9 @@ TEST_F(ControlApiTest, ToxicCreateDefaultsShowUpdateDeleteAndErrors) {
   r = Call("POST", "/proxies/missing/toxics", R"({"type":"latency"})");
   EXPECT_EQ(r.status, 404);
   EXPECT_EQ(r.json()["error"], "proxy not found");
-  r = Call("POST", "/proxies/echo/toxics",
-           R"({"name":"slow_up","type":"bandwidth","stream":"upstream","toxicity":0.5,"attributes":{"rate":100}})");
+  r = Call(
+      "POST", "/proxies/echo/toxics",
+      R"({"name":"slow_up","type":"bandwidth","stream":"upstream","toxicity":0.5,"attributes":{"rate":100}})");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.json()["toxicity"], 0.5);
 
@@ -377,7 +393,8 @@ TEST_F(ControlApiTest, ToxicCreateDefaultsShowUpdateDeleteAndErrors) {
 
   r = Call("POST", "/proxies/echo/toxics/latency_downstream", R"({"attributes":{"jitter":5}})");
   ASSERT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(r.json()["attributes"], Json({{"latency", 50}, {"jitter", 5}})) << "unset attributes are kept";
+  EXPECT_EQ(r.json()["attributes"], Json({{"latency", 50}, {"jitter", 5}}))
+      << "unset attributes are kept";
   EXPECT_EQ(Call("DELETE", "/proxies/echo/toxics/latency_downstream").status, 204);
   EXPECT_EQ(Call("DELETE", "/proxies/echo/toxics/latency_downstream").status, 404);
   EXPECT_EQ(Call("GET", "/proxies/echo/toxics").json().size(), 1u);
@@ -396,11 +413,13 @@ TEST_F(ControlApiTest, SegmentToxicOnASocketProxyNamesAListenAddressThatWorks) {
 TEST_F(ControlApiTest, SegmentToxicsBecomeScopedRulesAndBadOnesAreRefused) {
   StartWrench();
   CreateProxy("tun", "10.89.0.2:6379");
-  HttpResult r = Call("POST", "/proxies/tun/toxics",
-                      R"({"type":"segment","stream":"downstream","attributes":{"rule":"drop flags=SYN+ACK nth=1"}})");
+  HttpResult r = Call(
+      "POST", "/proxies/tun/toxics",
+      R"({"type":"segment","stream":"downstream","attributes":{"rule":"drop flags=SYN+ACK nth=1"}})");
   ASSERT_EQ(r.status, 200) << r.body;
-  r = Call("POST", "/proxies/tun/toxics",
-           R"({"type":"segment_delay","stream":"upstream","toxicity":0.25,"attributes":{"delay":20,"has":"FIN"}})");
+  r = Call(
+      "POST", "/proxies/tun/toxics",
+      R"({"type":"segment_delay","stream":"upstream","toxicity":0.25,"attributes":{"delay":20,"has":"FIN"}})");
   ASSERT_EQ(r.status, 200) << r.body;
   Json rules = Call("GET", "/rules").json();
   ASSERT_EQ(rules.size(), 2u);
@@ -408,11 +427,13 @@ TEST_F(ControlApiTest, SegmentToxicsBecomeScopedRulesAndBadOnesAreRefused) {
   EXPECT_EQ(rules[0]["proxy"], "tun");
   EXPECT_EQ(rules[0]["toxic"], "segment_downstream");
   EXPECT_EQ(rules[1]["text"], "delay 20ms on=from-client has=FIN p=0.25");
-  r = Call("POST", "/proxies/tun/toxics", R"({"name":"bad","type":"segment","attributes":{"rule":"drop flgs=SYN"}})");
+  r = Call("POST", "/proxies/tun/toxics",
+           R"({"name":"bad","type":"segment","attributes":{"rule":"drop flgs=SYN"}})");
   EXPECT_EQ(r.status, 400);
   EXPECT_THAT(r.json()["error"].get<std::string>(), HasSubstr("did you mean flags"));
-  r = Call("POST", "/proxies/tun/toxics",
-           R"({"name":"wrong","type":"segment","stream":"upstream","attributes":{"rule":"drop on=to-client"}})");
+  r = Call(
+      "POST", "/proxies/tun/toxics",
+      R"({"name":"wrong","type":"segment","stream":"upstream","attributes":{"rule":"drop on=to-client"}})");
   EXPECT_EQ(r.status, 400);
   EXPECT_THAT(r.json()["error"].get<std::string>(), HasSubstr("use stream downstream"));
   EXPECT_EQ(Call("GET", "/rules").json().size(), 2u);
@@ -425,10 +446,12 @@ TEST_F(ControlApiTest, SegmentToxicsBecomeScopedRulesAndBadOnesAreRefused) {
 TEST_F(ControlApiTest, PopulateCreatesKeepsAndReportsErrorsAsToxiproxy) {
   StartWrench();
   std::string up = absl::StrCat("127.0.0.1:", echo_->port());
-  HttpResult r = Call("POST", "/populate",
-                      Json::array({Json{{"name", "a"}, {"listen", "127.0.0.1:0"}, {"upstream", up}},
-                                   Json{{"name", "b"}, {"listen", "10.89.0.2:7000"}, {"upstream", up}, {"enabled", false}}})
-                          .dump());
+  HttpResult r = Call(
+      "POST", "/populate",
+      Json::array(
+          {Json{{"name", "a"}, {"listen", "127.0.0.1:0"}, {"upstream", up}},
+           Json{{"name", "b"}, {"listen", "10.89.0.2:7000"}, {"upstream", up}, {"enabled", false}}})
+          .dump());
   ASSERT_EQ(r.status, 201) << r.body;
   ASSERT_EQ(r.json()["proxies"].size(), 2u);
   EXPECT_EQ(r.json()["proxies"][1]["enabled"], false);
@@ -443,7 +466,9 @@ TEST_F(ControlApiTest, PopulateCreatesKeepsAndReportsErrorsAsToxiproxy) {
   Json a = Call("GET", "/proxies/a").json();
   ASSERT_EQ(Call("POST", "/proxies/a/toxics", R"({"type":"latency"})").status, 200);
   r = Call("POST", "/populate",
-           Json::array({Json{{"name", "a"}, {"listen", absl::StrCat("localhost:", ListenPort(a))}, {"upstream", up}}})
+           Json::array({Json{{"name", "a"},
+                             {"listen", absl::StrCat("localhost:", ListenPort(a))},
+                             {"upstream", up}}})
                .dump());
   ASSERT_EQ(r.status, 201) << r.body;
   EXPECT_EQ(r.json()["proxies"][0]["listen"], a["listen"]);
@@ -454,8 +479,12 @@ TEST_F(ControlApiTest, ResetRemovesToxicsAndEnablesProxies) {
   StartWrench();
   CreateProxy("a", "127.0.0.1:0");
   CreateProxy("b", "10.89.0.2:7001");
-  ASSERT_EQ(Call("POST", "/proxies/a/toxics", R"({"type":"latency","attributes":{"latency":10}})").status, 200);
-  ASSERT_EQ(Call("POST", "/proxies/b/toxics", R"({"type":"segment_drop","attributes":{"nth":1}})").status, 200);
+  ASSERT_EQ(
+      Call("POST", "/proxies/a/toxics", R"({"type":"latency","attributes":{"latency":10}})").status,
+      200);
+  ASSERT_EQ(
+      Call("POST", "/proxies/b/toxics", R"({"type":"segment_drop","attributes":{"nth":1}})").status,
+      200);
   ASSERT_EQ(Call("POST", "/proxies/b", R"({"enabled":false})").status, 200);
   HttpResult r = Call("POST", "/reset");
   EXPECT_EQ(r.status, 204);
@@ -477,8 +506,9 @@ TEST_F(ControlApiTest, MetricsArePrometheusText) {
   EXPECT_EQ(r.status, 200);
   EXPECT_THAT(r.headers, HasSubstr("text/plain"));
   EXPECT_THAT(r.body, HasSubstr("# TYPE toxiproxy_proxy_sent_bytes_total counter"));
-  EXPECT_THAT(r.body, HasSubstr(absl::StrCat("toxiproxy_proxy_sent_bytes_total{direction=\"upstream\",listener=\"",
-                                             p["listen"].get<std::string>(), "\",proxy=\"echo\"")));
+  EXPECT_THAT(r.body, HasSubstr(absl::StrCat(
+                          "toxiproxy_proxy_sent_bytes_total{direction=\"upstream\",listener=\"",
+                          p["listen"].get<std::string>(), "\",proxy=\"echo\"")));
   EXPECT_THAT(r.body, HasSubstr("wrench_connections_total"));
 }
 
@@ -504,8 +534,9 @@ class ToxicEffectTest : public ControlApiTest, public ::testing::WithParamInterf
   }
   // Creates proxy "p" (on this kind's listen address) toward `upstream`.
   void ProxyTo(const std::string& upstream) {
-    HttpResult r = Call("POST", "/proxies",
-                        Json{{"name", "p"}, {"listen", GetParam().listen}, {"upstream", upstream}}.dump());
+    HttpResult r =
+        Call("POST", "/proxies",
+             Json{{"name", "p"}, {"listen", GetParam().listen}, {"upstream", upstream}}.dump());
     ASSERT_EQ(r.status, 201) << r.body;
     EXPECT_EQ(r.json()["upstream"], upstream);
     port_p_ = ListenPort(r.json());
@@ -640,7 +671,8 @@ TEST_P(ToxicEffectTest, LimitDataAfterSlicerCountsTheSlicesAndCloses) {
   StartWrench();
   auto fd = ProxyAndConnect();
   ASSERT_TRUE(fd.ok()) << fd.status();
-  AddToxic(R"({"name":"s","type":"slicer","attributes":{"average_size":3,"size_variation":0,"delay":1000}})");
+  AddToxic(
+      R"({"name":"s","type":"slicer","attributes":{"average_size":3,"size_variation":0,"delay":1000}})");
   AddToxic(R"({"name":"l","type":"limit_data","attributes":{"bytes":10}})");
   AddToxic(R"({"name":"c","type":"slow_close","attributes":{"delay":200}})");
   absl::Time start = absl::Now();
@@ -697,13 +729,15 @@ TEST_F(ControlApiTest, SegmentToxicDropsTheFirstSynAckOfItsProxyOnly) {
   StartWrench();
   CreateProxy("slow", "10.89.0.2:5000");
   CreateProxy("fast", "10.89.0.3:5000");
-  HttpResult r = Call("POST", "/proxies/slow/toxics",
-                      R"({"type":"segment","stream":"downstream","attributes":{"rule":"drop flags=SYN+ACK nth=1"}})");
+  HttpResult r = Call(
+      "POST", "/proxies/slow/toxics",
+      R"({"type":"segment","stream":"downstream","attributes":{"rule":"drop flags=SYN+ACK nth=1"}})");
   ASSERT_EQ(r.status, 200) << r.body;
   absl::Time start = absl::Now();
   auto fast = tu::ConnectTo(kFront2, 5000, absl::Seconds(5));
   ASSERT_TRUE(fast.ok()) << fast.status();
-  EXPECT_LT(absl::Now() - start, absl::Milliseconds(500)) << "the other proxy's connections are not touched";
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(500))
+      << "the other proxy's connections are not touched";
   start = absl::Now();
   auto slow = tu::ConnectTo(kFront, 5000, absl::Seconds(5));
   ASSERT_TRUE(slow.ok()) << slow.status();
@@ -722,15 +756,17 @@ TEST_F(ControlApiTest, ASegmentDelayOnTheSynAckDelaysTheHandshakeOnce) {
   // client's leg only, so the handshake waits 250 ms, not 500.
   StartWrench();
   CreateProxy("slow", "10.89.0.2:5000");
-  HttpResult r = Call("POST", "/proxies/slow/toxics",
-                      R"({"type":"segment_delay","stream":"downstream","attributes":{"delay":250,"flags":"SYN+ACK"}})");
+  HttpResult r = Call(
+      "POST", "/proxies/slow/toxics",
+      R"({"type":"segment_delay","stream":"downstream","attributes":{"delay":250,"flags":"SYN+ACK"}})");
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(Call("GET", "/rules").json()[0]["text"], "delay 250ms on=to-client flags=SYN+ACK");
   absl::Time start = absl::Now();
   auto fd = tu::ConnectTo(kFront, 5000, absl::Seconds(5));
   ASSERT_TRUE(fd.ok()) << fd.status();
   absl::Duration took = absl::Now() - start;
-  std::fprintf(stderr, "connect with a 250 ms segment_delay on the SYN-ACK: %.1f ms\n", absl::ToDoubleMilliseconds(took));
+  std::fprintf(stderr, "connect with a 250 ms segment_delay on the SYN-ACK: %.1f ms\n",
+               absl::ToDoubleMilliseconds(took));
   EXPECT_GE(took, absl::Milliseconds(250));
   EXPECT_LT(took, absl::Milliseconds(450)) << "the delay was applied twice";
   EXPECT_EQ(Call("GET", "/rules").json()[0]["hits"], 1);
@@ -750,19 +786,25 @@ TEST_F(ControlApiTest, ARuleThatCanNeverFireOnTheLegsIsA400WithTheReason) {
   EXPECT_EQ(Call("POST", "/rules", "delay 10ms on=to-server flags=ACK").status, 400);
   EXPECT_EQ(Call("GET", "/rules").json(), Json::array()) << "nothing was applied";
   // What the socket leg does take, and every action on the client's leg, are accepted.
-  EXPECT_EQ(Call("POST", "/rules", "delay 10ms on=from-server flags=SYN+ACK\nblackhole on=to-client after=50").status,
+  EXPECT_EQ(Call("POST", "/rules",
+                 "delay 10ms on=from-server flags=SYN+ACK\nblackhole on=to-client after=50")
+                .status,
             201);
   // A segment toxic naming the server leg of a socket-upstream proxy, too.
   CreateProxy("p", "10.89.0.2:5000");
-  r = Call("POST", "/proxies/p/toxics",
-           R"({"type":"segment","stream":"downstream","attributes":{"rule":"drop on=from-server has=FIN"}})");
+  r = Call(
+      "POST", "/proxies/p/toxics",
+      R"({"type":"segment","stream":"downstream","attributes":{"rule":"drop on=from-server has=FIN"}})");
   EXPECT_EQ(r.status, 400) << r.body;
   EXPECT_THAT(r.json().value("error", ""), HasSubstr("can never fire"));
 }
 
 TEST_F(ControlApiTest, WithTheServerLegOnTheTunEveryRuleIsAccepted) {
   StartWrench(false, UpstreamVia::kTun);
-  EXPECT_EQ(Call("POST", "/rules", "blackhole on=from-server after=50\ndelay 10ms on=to-server flags=ACK").status, 201);
+  EXPECT_EQ(
+      Call("POST", "/rules", "blackhole on=from-server after=50\ndelay 10ms on=to-server flags=ACK")
+          .status,
+      201);
 }
 
 TEST_F(ControlApiTest, StreamToxicsWorkWhenTheServerLegIsOursToo) {
@@ -772,16 +814,21 @@ TEST_F(ControlApiTest, StreamToxicsWorkWhenTheServerLegIsOursToo) {
   const IpAddress kKernel = IpAddress::V4(0x0a590001);
   auto server = tu::TcpServer::Start(kKernel, 7777, ChunkEcho);
   ASSERT_TRUE(server.ok()) << server.status();
-  HttpResult r = Call("POST", "/proxies", R"({"name":"p","listen":"10.89.0.2:5000","upstream":"10.89.0.1:7777"})");
+  HttpResult r = Call("POST", "/proxies",
+                      R"({"name":"p","listen":"10.89.0.2:5000","upstream":"10.89.0.1:7777"})");
   ASSERT_EQ(r.status, 201) << r.body;
   auto fd = tu::ConnectTo(kFront, 5000, absl::Seconds(5));
   ASSERT_TRUE(fd.ok()) << fd.status();
   ASSERT_LT(*RoundTrip(fd->get(), "a"), absl::Milliseconds(100));
-  ASSERT_EQ(Call("POST", "/proxies/p/toxics", R"({"type":"latency","attributes":{"latency":200}})").status, 200);
+  ASSERT_EQ(Call("POST", "/proxies/p/toxics", R"({"type":"latency","attributes":{"latency":200}})")
+                .status,
+            200);
   auto slow = RoundTrip(fd->get(), std::string(100'000, 'b'));
   ASSERT_TRUE(slow.ok()) << slow.status();
   EXPECT_GE(*slow, absl::Milliseconds(195));
-  ASSERT_EQ(Call("POST", "/proxies/p/toxics", R"({"type":"limit_data","name":"cap","attributes":{"bytes":4}})").status,
+  ASSERT_EQ(Call("POST", "/proxies/p/toxics",
+                 R"({"type":"limit_data","name":"cap","attributes":{"bytes":4}})")
+                .status,
             200);
   ASSERT_TRUE(tu::WriteAll(fd->get(), "12345678", absl::Seconds(5)).ok());
   auto rest = tu::ReadAll(fd->get(), absl::Seconds(5));

@@ -26,8 +26,8 @@ using Target = int (*)(const uint8_t*, size_t);
 size_t Replay(const std::string& target, Target fn) {
   size_t seeds = 0;
   const fs::path root(WRENCH_SOURCE_DIR);
-  for (const fs::path& path :
-       {root / "corpus" / target, root / "corpus" / (target + "-crashes"), root / "fuzz" / "repro" / target}) {
+  for (const fs::path& path : {root / "corpus" / target, root / "corpus" / (target + "-crashes"),
+                               root / "fuzz" / "repro" / target}) {
     if (!fs::is_directory(path)) continue;
     std::vector<fs::path> files;
     for (const auto& entry : fs::directory_iterator(path)) {
@@ -36,7 +36,8 @@ size_t Replay(const std::string& target, Target fn) {
     std::sort(files.begin(), files.end());
     for (const fs::path& f : files) {
       std::ifstream in(f, std::ios::binary);
-      std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                 std::istreambuf_iterator<char>());
       SetCurrentInputName(f.string());
       // libFuzzer never passes a null pointer, even for an empty input.
       uint8_t empty = 0;

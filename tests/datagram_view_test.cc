@@ -86,7 +86,8 @@ TEST(DatagramView, RefusesWhatParseSegmentRefusesWithTheSameReason) {
               IsErrorWith("TCP option kind 2 has bad length 3"));
   std::vector<uint8_t> udp = LinuxSynV4();
   udp[9] = 17;
-  EXPECT_THAT(CheckDatagram(udp, {.verify_checksums = false}), IsErrorWith("protocol 17 is not TCP"));
+  EXPECT_THAT(CheckDatagram(udp, {.verify_checksums = false}),
+              IsErrorWith("protocol 17 is not TCP"));
   for (size_t n = 0; n < LinuxSynAckV6().size(); ++n) {
     auto prefix = absl::MakeConstSpan(LinuxSynAckV6()).first(n);
     EXPECT_EQ(CheckDatagram(prefix).ok(), ParseSegment(prefix).ok()) << n;
@@ -181,13 +182,28 @@ TEST(DatagramView, IncrementalUpdateEqualsAFullRecomputeForV4AndV6) {
       const uint32_t x = gen.Next();
       switch (gen.Next() % 12) {
         case 0: v->set_ttl(static_cast<uint8_t>(x)); s.set_ttl(static_cast<uint8_t>(x)); break;
-        case 1: v->set_src_port(static_cast<uint16_t>(x)); s.tcp.src_port = static_cast<uint16_t>(x); break;
-        case 2: v->set_dst_port(static_cast<uint16_t>(x)); s.tcp.dst_port = static_cast<uint16_t>(x); break;
+        case 1:
+          v->set_src_port(static_cast<uint16_t>(x));
+          s.tcp.src_port = static_cast<uint16_t>(x);
+          break;
+        case 2:
+          v->set_dst_port(static_cast<uint16_t>(x));
+          s.tcp.dst_port = static_cast<uint16_t>(x);
+          break;
         case 3: v->set_seq(SeqNum(x)); s.tcp.seq = SeqNum(x); break;
         case 4: v->set_ack(SeqNum(x)); s.tcp.ack = SeqNum(x); break;
-        case 5: v->set_flags(TcpFlags(static_cast<uint8_t>(x))); s.tcp.flags = TcpFlags(static_cast<uint8_t>(x)); break;
-        case 6: v->set_window(static_cast<uint16_t>(x)); s.tcp.window = static_cast<uint16_t>(x); break;
-        case 7: v->set_urgent(static_cast<uint16_t>(x)); s.tcp.urgent = static_cast<uint16_t>(x); break;
+        case 5:
+          v->set_flags(TcpFlags(static_cast<uint8_t>(x)));
+          s.tcp.flags = TcpFlags(static_cast<uint8_t>(x));
+          break;
+        case 6:
+          v->set_window(static_cast<uint16_t>(x));
+          s.tcp.window = static_cast<uint16_t>(x);
+          break;
+        case 7:
+          v->set_urgent(static_cast<uint16_t>(x));
+          s.tcp.urgent = static_cast<uint16_t>(x);
+          break;
         case 8:
           if (v->set_mss(static_cast<uint16_t>(x))) s.tcp.options.mss = static_cast<uint16_t>(x);
           if (v->set_window_scale(static_cast<uint8_t>(x >> 16))) {

@@ -70,7 +70,8 @@ absl::Status EchoesByteForByte(int fd, const std::string& data) {
   if (!written.ok()) return written;
   if (!back.ok()) return back.status();
   if (*back != data) {
-    return absl::InternalError(absl::StrCat("echo differs: sent ", data.size(), " bytes, got ", back->size()));
+    return absl::InternalError(
+        absl::StrCat("echo differs: sent ", data.size(), " bytes, got ", back->size()));
   }
   return absl::OkStatus();
 }
@@ -88,7 +89,8 @@ void UseOwnRunDirectory() {
   static const std::string dir = [] {
     char d[] = "/tmp/wrench-run-XXXXXX";
     std::string made = ::mkdtemp(d) ? d : "";
-    std::atexit([] { std::system(absl::StrCat("rm -rf ", std::getenv("WRENCH_RUN_DIR")).c_str()); });
+    std::atexit(
+        [] { std::system(absl::StrCat("rm -rf ", std::getenv("WRENCH_RUN_DIR")).c_str()); });
     return made;
   }();
   ::setenv("WRENCH_RUN_DIR", dir.c_str(), 1);
@@ -101,7 +103,9 @@ class DnatTest : public ::testing::Test {
     // open by its descriptor and entered by the threads that act as the client.
     absl::Status st = tu::EnterFreshNetworkNamespace();
     if (!st.ok()) GTEST_SKIP() << "needs network namespaces of its own: " << st;
-    if (std::system("command -v ip >/dev/null") != 0) GTEST_SKIP() << "ip (iproute2, which scripts/install-deps.sh installs) is needed for the veth";
+    if (std::system("command -v ip >/dev/null") != 0)
+      GTEST_SKIP()
+          << "ip (iproute2, which scripts/install-deps.sh installs) is needed for the veth";
     UseOwnRunDirectory();
     server_ns_ = UniqueFd(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
     ASSERT_TRUE(server_ns_);
@@ -113,7 +117,8 @@ class DnatTest : public ::testing::Test {
       // The veth is made from the client's side; its peer goes to this process's
       // main thread, which is in wrench's namespace.
       if (!BringUpLoopback().ok()) return;
-      if (std::system(absl::StrCat("ip link add wrc0 type veth peer name wrs0 netns ", ::getpid()).c_str()) != 0) {
+      if (std::system(absl::StrCat("ip link add wrc0 type veth peer name wrs0 netns ", ::getpid())
+                          .c_str()) != 0) {
         return;
       }
       if (!AddAddress("wrc0", kClientVeth, 24).ok() || !SetLinkUp("wrc0", true).ok()) return;
@@ -158,7 +163,8 @@ class DnatTest : public ::testing::Test {
     AsClient([&] { added = AddAddress("wrc0", kClientVeth6, 64).ok(); });
     ASSERT_TRUE(added);
     // NODAD addresses are usable once their local route is in (a work queue).
-    for (int i = 0; i < 200 && !IsLocalAddress(kServerVeth6).value_or(false); ++i) absl::SleepFor(absl::Milliseconds(5));
+    for (int i = 0; i < 200 && !IsLocalAddress(kServerVeth6).value_or(false); ++i)
+      absl::SleepFor(absl::Milliseconds(5));
     absl::SleepFor(absl::Milliseconds(50));
   }
 
@@ -180,14 +186,17 @@ class DnatTest : public ::testing::Test {
     }).join();
   }
 
-  HttpResult Call(const std::string& method, const std::string& path, const std::string& body = "") {
+  HttpResult Call(const std::string& method, const std::string& path,
+                  const std::string& body = "") {
     return tu::HttpOrFail(api_, method, path, body);
   }
 
   // POST /proxies to the echo server (DnatUnavailable() says whether DNAT took).
   void CreateProxy(const std::string& name, const std::string& listen) {
     HttpResult r = Call("POST", "/proxies",
-                        Json{{"name", name}, {"listen", listen}, {"upstream", absl::StrCat("127.0.0.1:", echo_->port())}}
+                        Json{{"name", name},
+                             {"listen", listen},
+                             {"upstream", absl::StrCat("127.0.0.1:", echo_->port())}}
                             .dump());
     ASSERT_EQ(r.status, 201) << r.body;
   }
@@ -233,7 +242,8 @@ TEST_F(DnatTest, AWildcardListenRelaysAnotherNamespacesConnectionThroughTheTun) 
   ASSERT_EQ(conns.size(), 1u) << conns.dump();
   EXPECT_EQ(conns[0]["kind"], "tun");
   EXPECT_EQ(conns[0]["proxy"], "any");
-  EXPECT_EQ(conns[0]["client"].get<std::string>().rfind(kClientVeth.ToString(), 0), 0u) << conns.dump();
+  EXPECT_EQ(conns[0]["client"].get<std::string>().rfind(kClientVeth.ToString(), 0), 0u)
+      << conns.dump();
   absl::Status echoed = EchoesByteForByte(fd->get(), Pattern(1 << 20));
   EXPECT_TRUE(echoed.ok()) << echoed;
 }
@@ -248,8 +258,10 @@ TEST_F(DnatTest, ASegmentToxicOnAWildcardListenActsOnDnatedConnectionsOnly) {
   // The first SYN-ACK is lost; the kernel client retransmits its SYN after its 1 s
   // initial RTO (RFC 6298), and the second SYN-ACK completes the handshake.
   const absl::Duration dropped = ClientConnectTime(kServerVeth, kAnyPort);
-  std::fprintf(stderr, "connect from the other namespace: %.1f ms clean, %.1f ms with the first SYN-ACK dropped\n",
-               absl::ToDoubleMilliseconds(clean), absl::ToDoubleMilliseconds(dropped));
+  std::fprintf(
+      stderr,
+      "connect from the other namespace: %.1f ms clean, %.1f ms with the first SYN-ACK dropped\n",
+      absl::ToDoubleMilliseconds(clean), absl::ToDoubleMilliseconds(dropped));
   EXPECT_GE(dropped, absl::Milliseconds(900));
   EXPECT_LT(dropped, absl::Milliseconds(2500));
   EXPECT_EQ(Call("GET", "/rules").json()[0]["hits"], 1);
@@ -270,8 +282,8 @@ TEST_F(DnatTest, AHostAddressListenTakesOtherNamespacesAndLocalClients) {
   if (DnatUnavailable()) GTEST_SKIP() << "no nftables DNAT here: " << log_;
   ASSERT_EQ(Call("POST", "/proxies/host/toxics", kDropFirstSynAck).status, 200);
   const absl::Duration dropped = ClientConnectTime(kServerVeth, kHostPort);
-  std::fprintf(stderr, "connect to %s:%u with the first SYN-ACK dropped: %.1f ms\n", kServerVeth.ToString().c_str(),
-               kHostPort, absl::ToDoubleMilliseconds(dropped));
+  std::fprintf(stderr, "connect to %s:%u with the first SYN-ACK dropped: %.1f ms\n",
+               kServerVeth.ToString().c_str(), kHostPort, absl::ToDoubleMilliseconds(dropped));
   EXPECT_GE(dropped, absl::Milliseconds(900));
   EXPECT_LT(dropped, absl::Milliseconds(2500));
   auto fd = ClientConnect(kServerVeth, kHostPort);
@@ -298,14 +310,18 @@ TEST_F(DnatTest, AnIpv6WildcardListenSteersIpv6ClientsIntoTheTunToo) {
   if (DnatUnavailable()) GTEST_SKIP() << "no nftables DNAT here: " << log_;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    ASSERT_THAT(log_, HasSubstr("ip6 wrench_wrench0 DNATs IPv6 listen addresses to fd89:2e6c:4f1a:5900:ffff:ffff:ffff:fffe"));
+    ASSERT_THAT(log_, HasSubstr("ip6 wrench_wrench0 DNATs IPv6 listen addresses to "
+                                "fd89:2e6c:4f1a:5900:ffff:ffff:ffff:fffe"));
   }
   const absl::Duration clean = ClientConnectTime(kServerVeth6, kAnyPort);
   ASSERT_EQ(Call("POST", "/proxies/any6/toxics", kDropFirstSynAck).status, 200);
   const absl::Duration dropped = ClientConnectTime(kServerVeth6, kAnyPort);
-  std::fprintf(stderr, "connect to [%s]:%u from the other namespace: %.1f ms clean, %.1f ms with the first SYN-ACK "
-               "dropped\n", kServerVeth6.ToString().c_str(), kAnyPort, absl::ToDoubleMilliseconds(clean),
-               absl::ToDoubleMilliseconds(dropped));
+  std::fprintf(
+      stderr,
+      "connect to [%s]:%u from the other namespace: %.1f ms clean, %.1f ms with the first SYN-ACK "
+      "dropped\n",
+      kServerVeth6.ToString().c_str(), kAnyPort, absl::ToDoubleMilliseconds(clean),
+      absl::ToDoubleMilliseconds(dropped));
   EXPECT_LT(clean, absl::Milliseconds(300));
   EXPECT_GE(dropped, absl::Milliseconds(900));
   EXPECT_LT(dropped, absl::Milliseconds(2500));
@@ -339,7 +355,8 @@ TEST_F(DnatTest, AnIpv6WildcardListenSteersIpv6ClientsIntoTheTunToo) {
     char buf[4096];
     size_t n = std::fread(buf, 1, sizeof buf, f);
     ::pclose(f);
-    EXPECT_THAT(std::string(buf, n), ::testing::Not(HasSubstr("wrench_"))) << "a table outlived wrench";
+    EXPECT_THAT(std::string(buf, n), ::testing::Not(HasSubstr("wrench_")))
+        << "a table outlived wrench";
   }
 }
 
@@ -382,12 +399,14 @@ TEST_F(DnatTest, DeletingTheProxyAndStoppingWrenchUndoTheDnat) {
     char buf[4096];
     size_t n = std::fread(buf, 1, sizeof buf, f);
     ::pclose(f);
-    EXPECT_THAT(std::string(buf, n), ::testing::Not(HasSubstr("wrench_"))) << "the table outlived wrench";
+    EXPECT_THAT(std::string(buf, n), ::testing::Not(HasSubstr("wrench_")))
+        << "the table outlived wrench";
   }
 }
 
 TEST_F(DnatTest, ATableNoRecordNamesIsReplacedAndForwardingLeftAsTheHostHasIt) {
-  if (std::system("command -v nft >/dev/null") != 0) GTEST_SKIP() << "the nft program is needed to leave a table";
+  if (std::system("command -v nft >/dev/null") != 0)
+    GTEST_SKIP() << "the nft program is needed to leave a table";
   // A table no host record names, with a catch-all drop in its forward chain, and
   // forwarding on, with no record of what it was before.
   ASSERT_EQ(std::system("nft 'add table ip wrench_wrench0; add chain ip wrench_wrench0 forward "
@@ -401,11 +420,13 @@ TEST_F(DnatTest, ATableNoRecordNamesIsReplacedAndForwardingLeftAsTheHostHasIt) {
   ASSERT_TRUE(fd.ok()) << fd.status();
   absl::Status echoed = EchoesByteForByte(fd->get(), Pattern(10'000));
   EXPECT_TRUE(echoed.ok()) << echoed;
-  EXPECT_EQ(std::system("nft list table ip wrench_wrench0 | grep -qw drop"), 256) << "the catch-all drop is gone";
+  EXPECT_EQ(std::system("nft list table ip wrench_wrench0 | grep -qw drop"), 256)
+      << "the catch-all drop is gone";
   StopWrench();
   // Nothing recorded forwarding as off: it was on when this wrench came, and stays.
   EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "1");
-  EXPECT_NE(std::system("nft list table ip wrench_wrench0 >/dev/null 2>&1"), 0) << "the table outlived wrench";
+  EXPECT_NE(std::system("nft list table ip wrench_wrench0 >/dev/null 2>&1"), 0)
+      << "the table outlived wrench";
 }
 
 TEST_F(DnatTest, WithoutCapNetAdminAWildcardListenFallsBackToAKernelSocket) {
@@ -457,10 +478,12 @@ class DnatHostRecordTest : public ::testing::Test {
   void SetUp() override {
     absl::Status st = tu::EnterFreshNetworkNamespace();
     if (!st.ok()) GTEST_SKIP() << "needs a network namespace of its own: " << st;
-    if (std::system("command -v nft >/dev/null") != 0) GTEST_SKIP() << "the nft program is needed to list tables";
+    if (std::system("command -v nft >/dev/null") != 0)
+      GTEST_SKIP() << "the nft program is needed to list tables";
     UseOwnRunDirectory();
     run_dir_ = std::getenv("WRENCH_RUN_DIR");
-    ASSERT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "0") << "a fresh namespace forwards nothing";
+    ASSERT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "0")
+        << "a fresh namespace forwards nothing";
     err_ = absl::StrCat(run_dir_, "/serve-", ::getpid(), ".err");
   }
   void TearDown() override {
@@ -479,7 +502,8 @@ class DnatHostRecordTest : public ::testing::Test {
       int fd = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
       if (fd >= 0) ::dup2(fd, 2);
       const std::string api = absl::StrCat("--api=127.0.0.1:", port);
-      ::execl(WRENCH_BINARY, WRENCH_BINARY, "serve", api.c_str(), "--msl=1s", second ? "--tun=wrench1" : "--tun=wrench0",
+      ::execl(WRENCH_BINARY, WRENCH_BINARY, "serve", api.c_str(), "--msl=1s",
+              second ? "--tun=wrench1" : "--tun=wrench0",
               second ? "--net=10.90.0.0/24" : "--net=10.89.0.0/24", static_cast<char*>(nullptr));
       _exit(127);
     }
@@ -498,7 +522,8 @@ class DnatHostRecordTest : public ::testing::Test {
     ::kill(pid, sig);
     int status = 0;
     absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (::waitpid(pid, &status, WNOHANG) != pid && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
+    while (::waitpid(pid, &status, WNOHANG) != pid && absl::Now() < deadline)
+      absl::SleepFor(absl::Milliseconds(20));
     serves_.erase(std::remove(serves_.begin(), serves_.end(), pid), serves_.end());
   }
 
@@ -506,8 +531,9 @@ class DnatHostRecordTest : public ::testing::Test {
   // False (with the test skipped) where DNAT cannot be used.
   bool LeaveWhatAKilledServeLeaves() {
     pid_t pid = StartServe();
-    HttpResult r = tu::HttpOrFail(kServeApiPort, "POST", "/proxies",
-                                  R"({"name":"any","listen":"0.0.0.0:7000","upstream":"127.0.0.1:7999"})");
+    HttpResult r =
+        tu::HttpOrFail(kServeApiPort, "POST", "/proxies",
+                       R"({"name":"any","listen":"0.0.0.0:7000","upstream":"127.0.0.1:7999"})");
     EXPECT_EQ(r.status, 201) << r.body;
     if (absl::StrContains(ReadAll(), "no DNAT into the TUN")) {
       KillServe(pid, SIGKILL);
@@ -515,7 +541,8 @@ class DnatHostRecordTest : public ::testing::Test {
     }
     EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/ip_forward"), "1");
     EXPECT_EQ(ReadFile("/proc/sys/net/ipv4/conf/wrench0/rp_filter"), "2");
-    EXPECT_EQ(std::system("nft list table ip6 wrench_wrench0 >/dev/null 2>&1"), 0) << "no IPv6 twin";
+    EXPECT_EQ(std::system("nft list table ip6 wrench_wrench0 >/dev/null 2>&1"), 0)
+        << "no IPv6 twin";
     const std::string table = Shell("nft list table ip wrench_wrench0");
     EXPECT_THAT(table, HasSubstr("chain forward"));
     EXPECT_THAT(table, ::testing::Not(HasSubstr("drop"))) << "a catch-all drop:\n" << table;
@@ -551,7 +578,8 @@ TEST_F(DnatHostRecordTest, WrenchCleanupUndoesWhatAKilledServeLeft) {
   EXPECT_THAT(out, HasSubstr("deleted nftables table ip wrench_wrench0"));
   EXPECT_THAT(out, HasSubstr("removed the record of wrench pid"));
   ExpectHostAsFound();
-  EXPECT_THAT(Shell(absl::StrCat(WRENCH_BINARY, " cleanup 2>&1")), HasSubstr("nothing to clean up"));
+  EXPECT_THAT(Shell(absl::StrCat(WRENCH_BINARY, " cleanup 2>&1")),
+              HasSubstr("nothing to clean up"));
 }
 
 TEST_F(DnatHostRecordTest, TheNextStartUndoesWhatAKilledServeLeft) {
@@ -565,10 +593,12 @@ TEST_F(DnatHostRecordTest, TheNextStartUndoesWhatAKilledServeLeft) {
 
 TEST_F(DnatHostRecordTest, CleanupLeavesARunningWrenchAloneAndItsCleanExitUndoesAll) {
   pid_t pid = StartServe();
-  HttpResult r = tu::HttpOrFail(kServeApiPort, "POST", "/proxies",
-                                R"({"name":"any","listen":"0.0.0.0:7000","upstream":"127.0.0.1:7999"})");
+  HttpResult r =
+      tu::HttpOrFail(kServeApiPort, "POST", "/proxies",
+                     R"({"name":"any","listen":"0.0.0.0:7000","upstream":"127.0.0.1:7999"})");
   ASSERT_EQ(r.status, 201) << r.body;
-  if (absl::StrContains(ReadAll(), "no DNAT into the TUN")) GTEST_SKIP() << "no nftables DNAT here: " << ReadAll();
+  if (absl::StrContains(ReadAll(), "no DNAT into the TUN"))
+    GTEST_SKIP() << "no nftables DNAT here: " << ReadAll();
   const std::string out = Shell(absl::StrCat(WRENCH_BINARY, " cleanup 2>&1"));
   EXPECT_THAT(out, HasSubstr(absl::StrCat("left alone: TUN wrench0: in use by wrench pid ", pid)));
   EXPECT_THAT(out, HasSubstr("nothing to clean up"));
@@ -580,10 +610,12 @@ TEST_F(DnatHostRecordTest, CleanupLeavesARunningWrenchAloneAndItsCleanExitUndoes
 
 TEST_F(DnatHostRecordTest, ForwardingStaysOnWhileAnotherRunNeedsItAndIsRestoredAfterTheLast) {
   pid_t first = StartServe();
-  HttpResult r = tu::HttpOrFail(kServeApiPort, "POST", "/proxies",
-                                R"({"name":"a","listen":"0.0.0.0:7000","upstream":"127.0.0.1:7999"})");
+  HttpResult r =
+      tu::HttpOrFail(kServeApiPort, "POST", "/proxies",
+                     R"({"name":"a","listen":"0.0.0.0:7000","upstream":"127.0.0.1:7999"})");
   ASSERT_EQ(r.status, 201) << r.body;
-  if (absl::StrContains(ReadAll(), "no DNAT into the TUN")) GTEST_SKIP() << "no nftables DNAT here: " << ReadAll();
+  if (absl::StrContains(ReadAll(), "no DNAT into the TUN"))
+    GTEST_SKIP() << "no nftables DNAT here: " << ReadAll();
   pid_t second = StartServe(/*second=*/true);
   r = tu::HttpOrFail(kServeApiPort + 1, "POST", "/proxies",
                      R"({"name":"b","listen":"0.0.0.0:7001","upstream":"127.0.0.1:7999"})");

@@ -116,13 +116,15 @@ class ExecTest : public ::testing::Test {
   void ExpectSignalEndsTheWholeTree(int sig, bool exec_last = false) {
     const std::string m = Marker(sig);
     pid_t wrench = StartWrench(
-        {"--", "sh", "-c", absl::StrCat("sleep ", m, " & ", exec_last ? "exec " : "", "sleep ", m)}, err_);
+        {"--", "sh", "-c", absl::StrCat("sleep ", m, " & ", exec_last ? "exec " : "", "sleep ", m)},
+        err_);
     ASSERT_GT(wrench, 0);
     ASSERT_EQ(WaitForProcesses(m, 2, absl::Seconds(10)), 2) << ReadFile(err_);
     ASSERT_EQ(::kill(wrench, sig), 0);
     int status = WaitBounded(wrench, absl::Seconds(10));
     EXPECT_NE(status, -1) << "wrench did not end";
-    EXPECT_EQ(WaitForProcesses(m, 0, absl::Seconds(5)), 0) << "a sleep outlived wrench\n" << ReadFile(err_);
+    EXPECT_EQ(WaitForProcesses(m, 0, absl::Seconds(5)), 0) << "a sleep outlived wrench\n"
+                                                           << ReadFile(err_);
     if (sig != SIGKILL) {
       // Forwarded to COMMAND, which the signal ended; wrench then cleaned up and
       // exited with COMMAND's status.
@@ -135,14 +137,20 @@ class ExecTest : public ::testing::Test {
   std::string dir_, err_;
 };
 
-TEST_F(ExecTest, SigtermEndsCommandAndEverythingItStarted) { ExpectSignalEndsTheWholeTree(SIGTERM); }
+TEST_F(ExecTest, SigtermEndsCommandAndEverythingItStarted) {
+  ExpectSignalEndsTheWholeTree(SIGTERM);
+}
 
 // SIGINT goes to COMMAND alone, as `kill -INT` would: a shell waiting for a child
 // goes on waiting (only Ctrl-C at a terminal reaches the whole process group), so
 // COMMAND here is the last sleep itself.
-TEST_F(ExecTest, SigintEndsCommandAndEverythingItStarted) { ExpectSignalEndsTheWholeTree(SIGINT, true); }
+TEST_F(ExecTest, SigintEndsCommandAndEverythingItStarted) {
+  ExpectSignalEndsTheWholeTree(SIGINT, true);
+}
 
-TEST_F(ExecTest, SigkillOfWrenchEndsCommandAndEverythingItStarted) { ExpectSignalEndsTheWholeTree(SIGKILL); }
+TEST_F(ExecTest, SigkillOfWrenchEndsCommandAndEverythingItStarted) {
+  ExpectSignalEndsTheWholeTree(SIGKILL);
+}
 
 TEST_F(ExecTest, AChildThatOutlivesCommandEndsWithIt) {
   const std::string m = Marker(100);
@@ -158,7 +166,8 @@ TEST_F(ExecTest, AChildThatOutlivesCommandEndsWithIt) {
 
 TEST_F(ExecTest, ARuleThatCanNeverFireOnExecsLegsIsRefusedBeforeCommandRuns) {
   const std::string marker = dir_ + "/ran";
-  pid_t wrench = StartWrench({"--rule=blackhole on=from-server after=50", "--", "touch", marker}, err_);
+  pid_t wrench =
+      StartWrench({"--rule=blackhole on=from-server after=50", "--", "touch", marker}, err_);
   int status = WaitBounded(wrench, absl::Seconds(10));
   ASSERT_NE(status, -1);
   EXPECT_NE(WEXITSTATUS(status), 0);
@@ -168,11 +177,14 @@ TEST_F(ExecTest, ARuleThatCanNeverFireOnExecsLegsIsRefusedBeforeCommandRuns) {
   EXPECT_THAT(err, HasSubstr("--allow-idle-rules"));
   EXPECT_NE(::access(marker.c_str(), F_OK), 0) << "COMMAND ran";
 
-  wrench = StartWrench({"--allow-idle-rules", "--rule=blackhole on=from-server after=50", "--", "touch", marker}, err_);
+  wrench = StartWrench(
+      {"--allow-idle-rules", "--rule=blackhole on=from-server after=50", "--", "touch", marker},
+      err_);
   status = WaitBounded(wrench, absl::Seconds(10));
   ASSERT_NE(status, -1);
   EXPECT_EQ(WEXITSTATUS(status), 0) << ReadFile(err_);
-  EXPECT_THAT(ReadFile(err_), HasSubstr("warning: rule #1 \"blackhole on=from-server after=50\" can never fire"));
+  EXPECT_THAT(ReadFile(err_),
+              HasSubstr("warning: rule #1 \"blackhole on=from-server after=50\" can never fire"));
   EXPECT_EQ(::access(marker.c_str(), F_OK), 0) << "COMMAND did not run";
 }
 

@@ -58,7 +58,8 @@ TEST(ExpectGrammar, ErrorsNameTheColumnAndTheLikelyWord) {
   EXPECT_THAT(m, HasSubstr("did you mean hits?"));
   EXPECT_THAT(m, HasSubstr("\n  rule 1 hist>=1\n         ^"));
 
-  EXPECT_THAT(ErrorOf("rsets==0"), HasSubstr("column 1: unknown subject \"rsets\"; did you mean resets?"));
+  EXPECT_THAT(ErrorOf("rsets==0"),
+              HasSubstr("column 1: unknown subject \"rsets\"; did you mean resets?"));
   EXPECT_THAT(ErrorOf("conn 1 state=TIME-WAIT"), HasSubstr("expected client, server,"));
   EXPECT_THAT(ErrorOf("conn 1 client=TIME_WIAT"), HasSubstr("did you mean TIME-WAIT?"));
   EXPECT_THAT(ErrorOf("conn 1 client>=CLOSED"), HasSubstr("compares with = or != only"));
@@ -85,7 +86,8 @@ RunReport SampleReport() {
   a.info.client_leg_state = "TIME-WAIT";
   a.info.server_leg_state = "socket closed both ways";
   a.info.bytes_to_client = 1000;
-  a.client_visited = (1u << int(stack::TcpState::kEstablished)) | (1u << int(stack::TcpState::kTimeWait));
+  a.client_visited =
+      (1u << int(stack::TcpState::kEstablished)) | (1u << int(stack::TcpState::kTimeWait));
   ConnectionRecord b;
   b.info.id = 2;
   b.closed = true;
@@ -147,7 +149,8 @@ TEST(Summary, JsonHasConnectionsRulesTotalsAndExpectations) {
   EXPECT_EQ(j["totals"]["bytes_to_client"], 1000);
   ASSERT_EQ(j["connections"].size(), 2u);
   EXPECT_EQ(j["connections"][0]["client_leg"], "TIME-WAIT");
-  EXPECT_EQ(j["connections"][0]["client_leg_visited"], nlohmann::json({"ESTABLISHED", "TIME-WAIT"}));
+  EXPECT_EQ(j["connections"][0]["client_leg_visited"],
+            nlohmann::json({"ESTABLISHED", "TIME-WAIT"}));
   EXPECT_EQ(j["connections"][1]["errors"][0], "client leg: reset by the peer (RST received)");
 }
 

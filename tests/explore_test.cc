@@ -47,18 +47,22 @@ std::vector<std::string> Texts(const std::vector<Rule>& rules) {
 
 TEST(ExploreSimplifications, RemoveRulesFirstThenNarrowEachRule) {
   std::vector<std::vector<std::string>> got;
-  for (const auto& c : Simplifications(Rules({"drop on=to-client has=FIN p=0.5", "delay 1s~100ms on=from-server"}))) {
+  for (const auto& c : Simplifications(
+           Rules({"drop on=to-client has=FIN p=0.5", "delay 1s~100ms on=from-server"}))) {
     got.push_back(Texts(c));
   }
-  EXPECT_THAT(got, ElementsAre(ElementsAre("delay 1s~100ms on=from-server"),
-                               ElementsAre("drop on=to-client has=FIN p=0.5"),
-                               ElementsAre("drop on=to-client has=FIN", "delay 1s~100ms on=from-server"),
-                               ElementsAre("drop on=to-client conn=1 has=FIN p=0.5", "delay 1s~100ms on=from-server"),
-                               ElementsAre("drop on=to-client has=FIN p=0.5", "delay 1s~100ms on=from-server conn=1"),
-                               ElementsAre("drop on=to-client has=FIN count=1 p=0.5", "delay 1s~100ms on=from-server"),
-                               ElementsAre("drop on=to-client has=FIN p=0.5", "delay 1s~100ms on=from-server count=1"),
-                               ElementsAre("drop on=to-client has=FIN p=0.5", "delay 1s on=from-server"),
-                               ElementsAre("drop on=to-client has=FIN p=0.5", "delay 500ms~100ms on=from-server")));
+  EXPECT_THAT(
+      got,
+      ElementsAre(
+          ElementsAre("delay 1s~100ms on=from-server"),
+          ElementsAre("drop on=to-client has=FIN p=0.5"),
+          ElementsAre("drop on=to-client has=FIN", "delay 1s~100ms on=from-server"),
+          ElementsAre("drop on=to-client conn=1 has=FIN p=0.5", "delay 1s~100ms on=from-server"),
+          ElementsAre("drop on=to-client has=FIN p=0.5", "delay 1s~100ms on=from-server conn=1"),
+          ElementsAre("drop on=to-client has=FIN count=1 p=0.5", "delay 1s~100ms on=from-server"),
+          ElementsAre("drop on=to-client has=FIN p=0.5", "delay 1s~100ms on=from-server count=1"),
+          ElementsAre("drop on=to-client has=FIN p=0.5", "delay 1s on=from-server"),
+          ElementsAre("drop on=to-client has=FIN p=0.5", "delay 500ms~100ms on=from-server")));
 }
 
 TEST(ExploreSimplifications, NothingLeftToSimplify) {
@@ -74,14 +78,17 @@ TEST(ExploreShrink, KeepsTheOneRuleThatMattersAndTheSmallestDelayThatStillFails)
     TestRun r;
     for (const Rule& rule : rules) {
       const auto* d = std::get_if<DelayAction>(&rule.action);
-      if (d && d->delay >= absl::Milliseconds(300) && rule.flags_has == stack::TcpFlags(stack::kFin)) r.failed = true;
+      if (d && d->delay >= absl::Milliseconds(300) &&
+          rule.flags_has == stack::TcpFlags(stack::kFin))
+        r.failed = true;
     }
     return r;
   };
   int spent = 0;
   std::vector<Rule> minimal =
-      Shrink(Rules({"dup on=from-client", "delay 2s~1s on=to-client has=FIN p=0.9", "rst on=from-server nth=3"}), run,
-             100, &spent);
+      Shrink(Rules({"dup on=from-client", "delay 2s~1s on=to-client has=FIN p=0.9",
+                    "rst on=from-server nth=3"}),
+             run, 100, &spent);
   EXPECT_THAT(Texts(minimal), ElementsAre("delay 500ms on=to-client conn=1 has=FIN count=1"));
   EXPECT_EQ(spent, runs);
 }
@@ -114,7 +121,8 @@ TEST(ExploreSchedules, TheLibraryFirstThenSeededRandomRulesExecAccepts) {
       EXPECT_TRUE(ValidateRule(r).ok()) << ToString(r);
       const bool server_leg = r.hooks.has(Hook::kFromServer) || r.hooks.has(Hook::kToServer);
       if (server_leg) {
-        EXPECT_TRUE(KindOf(r.action) == ActionKind::kDelay || KindOf(r.action) == ActionKind::kRst) << ToString(r);
+        EXPECT_TRUE(KindOf(r.action) == ActionKind::kDelay || KindOf(r.action) == ActionKind::kRst)
+            << ToString(r);
       }
     }
   }
@@ -137,7 +145,8 @@ TEST(ExploreReport, JsonAndHtmlNameEveryFinding) {
   EXPECT_EQ(j["findings"][0]["rules"][0], "drop on=to-client has=FIN");
   const std::string html = ExploreReportHtml(s);
   EXPECT_TRUE(absl::StrContains(html, "drop on=to-client has=FIN")) << html;
-  EXPECT_TRUE(absl::StrContains(html, "client.py &#39;a b&#39;") || absl::StrContains(html, "client.py 'a b'"));
+  EXPECT_TRUE(absl::StrContains(html, "client.py &#39;a b&#39;") ||
+              absl::StrContains(html, "client.py 'a b'"));
   EXPECT_TRUE(absl::StrContains(html, "finding-1/ladder.txt"));
 }
 
@@ -151,7 +160,8 @@ struct Ran {
 // Runs `wrench explore ARGS` from the source tree; stdout only (progress goes to stderr).
 Ran Explore(const std::string& args, const std::string& stderr_file) {
   Ran r;
-  FILE* p = ::popen(absl::StrCat("cd ", WRENCH_SOURCE_DIR, " && ", WRENCH_BINARY, " explore ", args, " 2>", stderr_file)
+  FILE* p = ::popen(absl::StrCat("cd ", WRENCH_SOURCE_DIR, " && ", WRENCH_BINARY, " explore ", args,
+                                 " 2>", stderr_file)
                         .c_str(),
                     "r");
   if (p == nullptr) return r;
@@ -168,7 +178,8 @@ class ExploreTest : public ::testing::Test {
   void SetUp() override {
     absl::Status st = tu::EnterFreshNetworkNamespace();
     if (!st.ok()) GTEST_SKIP() << "needs a network namespace of its own: " << st;
-    if (std::system("command -v python3 >/dev/null") != 0) GTEST_SKIP() << "python3 is not installed (scripts/install-deps.sh installs it)";
+    if (std::system("command -v python3 >/dev/null") != 0)
+      GTEST_SKIP() << "python3 is not installed (scripts/install-deps.sh installs it)";
     char dir[] = "/tmp/wrench-explore-XXXXXX";
     ASSERT_NE(::mkdtemp(dir), nullptr);
     dir_ = dir;
@@ -179,8 +190,9 @@ class ExploreTest : public ::testing::Test {
   }
   // HTTP/1.0 (one request, close) or HTTP/1.1 closing idle connections after 1 s.
   void Serve(bool keepalive) {
-    auto s = tu::TcpServer::Start(stack::IpAddress::V4(0x7f000001), 8000,
-                                  keepalive ? tu::KeepAliveServer(absl::Seconds(1)) : tu::OneShotServer());
+    auto s = tu::TcpServer::Start(
+        stack::IpAddress::V4(0x7f000001), 8000,
+        keepalive ? tu::KeepAliveServer(absl::Seconds(1)) : tu::OneShotServer());
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = std::move(*s);
   }
@@ -212,12 +224,14 @@ TEST_F(ExploreTest, FindsTheLostFinThatHangsAClientWithoutReadTimeout) {
   const Json& f = j["findings"][0];
   EXPECT_EQ(f["origin"], "scenario fin-wait-2-hang");
   ASSERT_EQ(f["rules"].size(), 1u);
-  EXPECT_TRUE(absl::StrContains(f["rules"][0].get<std::string>(), "drop on=to-client")) << f["rules"][0];
+  EXPECT_TRUE(absl::StrContains(f["rules"][0].get<std::string>(), "drop on=to-client"))
+      << f["rules"][0];
   EXPECT_TRUE(absl::StrContains(f["rules"][0].get<std::string>(), "has=FIN")) << f["rules"][0];
   EXPECT_EQ(f["verdict"], "deterministic");
   EXPECT_TRUE(f["timed_out"].get<bool>());
   const std::string finding = absl::StrCat(dir_, "/out/", f["dir"].get<std::string>());
-  for (const char* file : {"rules", "seed", "replay.sh", "output.txt", "capture.pcap", "log.jsonl", "ladder.txt"}) {
+  for (const char* file :
+       {"rules", "seed", "replay.sh", "output.txt", "capture.pcap", "log.jsonl", "ladder.txt"}) {
     EXPECT_TRUE(std::filesystem::exists(finding + "/" + file)) << file;
   }
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/out/report.html"));
@@ -226,11 +240,13 @@ TEST_F(ExploreTest, FindsTheLostFinThatHangsAClientWithoutReadTimeout) {
 }
 
 TEST_F(ExploreTest, FindsTheKeepaliveRaceOfNodesAgent) {
-  if (std::system("command -v node >/dev/null") != 0) GTEST_SKIP() << "node is not installed (scripts/install-deps.sh installs Debian's nodejs)";
+  if (std::system("command -v node >/dev/null") != 0)
+    GTEST_SKIP() << "node is not installed (scripts/install-deps.sh installs Debian's nodejs)";
   Serve(/*keepalive=*/true);
-  Ran r = Explore(absl::StrCat("--budget=3 --timeout=8s --reruns=2 --out=", dir_,
-                               "/out -- node tests/scenario/keepalive_client.js http://10.89.0.1:8000/ 2000"),
-                  dir_ + "/stderr");
+  Ran r = Explore(
+      absl::StrCat("--budget=3 --timeout=8s --reruns=2 --out=", dir_,
+                   "/out -- node tests/scenario/keepalive_client.js http://10.89.0.1:8000/ 2000"),
+      dir_ + "/stderr");
   EXPECT_EQ(r.status, 1) << Stderr();
   Json j = Json::parse(r.out, nullptr, false);
   ASSERT_FALSE(j.is_discarded()) << r.out << Stderr();

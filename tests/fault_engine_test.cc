@@ -159,7 +159,8 @@ class Engine : public ::testing::Test {
     SegmentMeta meta{conn, hook, state};
     const Offered o = Record(engine_->Offer(now_, meta, View(bytes)));
     if (o.verdict == Verdict::kPass) {
-      out_.push_back(Out{now_, meta, std::vector<uint8_t>(o.datagram.begin(), o.datagram.end()), true});
+      out_.push_back(
+          Out{now_, meta, std::vector<uint8_t>(o.datagram.begin(), o.datagram.end()), true});
     }
     PollNow();
     return o.verdict;
@@ -213,7 +214,8 @@ class Engine : public ::testing::Test {
 // and removing a rule renumbers the rest without losing one.
 TEST_F(Engine, SeventyRulesEachFireOnlyOnTheirOwnConnectionAndPort) {
   std::vector<int> ids;
-  for (int k = 1; k <= 70; ++k) ids.push_back(Add(absl::StrCat("drop conn=", k, " port=", 1000 + k)));
+  for (int k = 1; k <= 70; ++k)
+    ids.push_back(Add(absl::StrCat("drop conn=", k, " port=", 1000 + k)));
   const int any_conn = Add("drop port=5555");
   const int any_port = Add("drop conn=300");
   auto fired = [&](uint64_t conn, uint16_t port) {
@@ -262,7 +264,8 @@ TEST_F(Engine, SocketLegEventsMeetOnlyDelayAndRstRules) {
   EXPECT_FALSE(engine_->WatchesSocketLeg(Hook::kToServer));
   int drop = Add("drop on=to-server has=FIN");
   int blackhole = Add("blackhole on=to-server,from-client flags=SYN");
-  EXPECT_FALSE(engine_->WatchesSocketLeg(Hook::kToServer)) << "drop and blackhole cannot act on a socket";
+  EXPECT_FALSE(engine_->WatchesSocketLeg(Hook::kToServer))
+      << "drop and blackhole cannot act on a socket";
   int delay = Add("delay 1s on=to-server has=FIN");
   int rst = Add("rst on=from-server len>0");
   EXPECT_TRUE(engine_->WatchesSocketLeg(Hook::kToServer));
@@ -285,7 +288,8 @@ TEST_F(Engine, SocketLegEventsMeetOnlyDelayAndRstRules) {
   EXPECT_TRUE(out_[0].meta.socket);
   EXPECT_EQ(out_[0].Seg().tcp.flags, TcpFlags(kFin | kAck));
   // rst replaces a from-server read with a RST at its sequence number.
-  EXPECT_EQ(offer_socket(Build{.flags = kPsh | kAck, .seq = 77, .len = 5}, Hook::kFromServer), Verdict::kTaken);
+  EXPECT_EQ(offer_socket(Build{.flags = kPsh | kAck, .seq = 77, .len = 5}, Hook::kFromServer),
+            Verdict::kTaken);
   ASSERT_EQ(out_.size(), 2u);
   EXPECT_TRUE(out_[1].Seg().tcp.flags.has(kRst));
   EXPECT_EQ(out_[1].Seg().tcp.seq.raw(), 77u);
@@ -326,10 +330,11 @@ TEST_F(Engine, OnlyRulesThatCanMatchDataSegmentsAskForWireSegments) {
   EXPECT_TRUE(engine_->MatchesAckOn(Hook::kToServer));
   EXPECT_FALSE(engine_->MatchesDataOn(Hook::kToServer));
   // Each of these could match a data segment from the client.
-  for (const char* rule : {"drop on=from-client nth=50", "drop on=from-client len>0 p=0.01",
-                           "set win=0 on=from-client", "drop on=from-client len<2",
-                           "drop on=from-client flags=FIN+ACK", "delay 1ms on=from-client has=PSH",
-                           "drop on=from-client len=1448", "corrupt on=from-client conn=2 idle>1s"}) {
+  for (const char* rule :
+       {"drop on=from-client nth=50", "drop on=from-client len>0 p=0.01",
+        "set win=0 on=from-client", "drop on=from-client len<2",
+        "drop on=from-client flags=FIN+ACK", "delay 1ms on=from-client has=PSH",
+        "drop on=from-client len=1448", "corrupt on=from-client conn=2 idle>1s"}) {
     SCOPED_TRACE(rule);
     const int id = Add(rule);
     EXPECT_TRUE(engine_->MatchesDataOn(Hook::kFromClient));
@@ -760,10 +765,11 @@ TEST(EngineRandom, ProbabilityDrawsOnlyWhenTheOtherMatchersHold) {
     std::string fate;
     for (uint32_t k = 0; k < 64; ++k) {
       std::vector<uint8_t> bytes = Build{.seq = k}.Bytes();
-      fate += engine.Offer(kT0, {1, Hook::kToServer, TcpState::kEstablished}, View(bytes)).verdict ==
-                      Verdict::kPass
-                  ? '.'
-                  : 'x';
+      fate +=
+          engine.Offer(kT0, {1, Hook::kToServer, TcpState::kEstablished}, View(bytes)).verdict ==
+                  Verdict::kPass
+              ? '.'
+              : 'x';
     }
     return fate;
   };
@@ -864,13 +870,15 @@ TEST(EngineRandom, ADelayWithoutJitterDrawsNothing) {
     std::string fate;
     for (uint32_t k = 0; k < 64; ++k) {
       std::vector<uint8_t> other = Build{.seq = k, .dst_port = 9}.Bytes();
-      Verdict delayed = engine.Offer(kT0, {1, Hook::kToServer, TcpState::kEstablished}, View(other)).verdict;
+      Verdict delayed =
+          engine.Offer(kT0, {1, Hook::kToServer, TcpState::kEstablished}, View(other)).verdict;
       EXPECT_EQ(delayed, with_delay_rule ? Verdict::kTaken : Verdict::kPass);
       std::vector<uint8_t> bytes = Build{.seq = k}.Bytes();
-      fate += engine.Offer(kT0, {1, Hook::kToServer, TcpState::kEstablished}, View(bytes)).verdict ==
-                      Verdict::kPass
-                  ? '.'
-                  : 'x';
+      fate +=
+          engine.Offer(kT0, {1, Hook::kToServer, TcpState::kEstablished}, View(bytes)).verdict ==
+                  Verdict::kPass
+              ? '.'
+              : 'x';
     }
     return fate;
   };
@@ -898,9 +906,10 @@ TEST_F(Engine, RstOfASegmentWithoutAckNamesOnlyItsSeq) {
   EXPECT_EQ(out_[0].Seg().tcp.flags, TcpFlags(kRst));
   EXPECT_EQ(out_[0].Seg().tcp.ack.raw(), 0u);
   EXPECT_EQ(log_[0].detail, "replaced by RST seq 42");
-  EXPECT_EQ(log_[0].line,
-            "00:00:00.000000 conn 1 to-server ESTABLISHED rule 1 (rst flags=SYN): SYN 40000>80 seq 42 "
-            "len 0: replaced by RST seq 42");
+  EXPECT_EQ(
+      log_[0].line,
+      "00:00:00.000000 conn 1 to-server ESTABLISHED rule 1 (rst flags=SYN): SYN 40000>80 seq 42 "
+      "len 0: replaced by RST seq 42");
 }
 
 TEST_F(Engine, CorruptPayloadNamesTheByteItInverted) {
@@ -1104,7 +1113,8 @@ TEST_F(Engine, AReleasedReorderHoldLeavesNothingBehind) {
   Add("delay 200ms flags=SYN");
   Add("reorder len>0");
   EXPECT_EQ(Offer(Build{.seq = 1, .len = 5}), Verdict::kTaken);  // held until 500 ms at most
-  EXPECT_EQ(Offer(Build{.flags = kSyn, .seq = 9}), Verdict::kTaken);  // delayed; releases the held one
+  EXPECT_EQ(Offer(Build{.flags = kSyn, .seq = 9}),
+            Verdict::kTaken);  // delayed; releases the held one
   EXPECT_THAT(OutSeqs(), ElementsAre(1));
   AdvanceTo(kT0 + absl::Seconds(1));  // one Poll past both due times
   EXPECT_THAT(OutSeqs(), ElementsAre(1, 9));
@@ -1134,9 +1144,10 @@ TEST_F(Engine, AFinWithoutOtherFlagsIsNamedFin) {
   EXPECT_EQ(Offer(Build{.flags = kAck}), Verdict::kPass);
   EXPECT_EQ(log_[0].detail, "flags ACK -> FIN");
   EXPECT_EQ(Offer(Build{.flags = kFin, .seq = 7}, Hook::kToClient), Verdict::kTaken);
-  EXPECT_EQ(log_[1].line,
-            "00:00:00.000000 conn 1 to-client ESTABLISHED rule 2 (drop on=to-client flags=FIN): FIN "
-            "40000>80 seq 7 len 0: dropped");
+  EXPECT_EQ(
+      log_[1].line,
+      "00:00:00.000000 conn 1 to-client ESTABLISHED rule 2 (drop on=to-client flags=FIN): FIN "
+      "40000>80 seq 7 len 0: dropped");
 }
 
 TEST_F(Engine, LenLessThanExcludesItsValue) {
@@ -1188,7 +1199,8 @@ TEST_F(Engine, OfferReturnsOnlyThisDatagramsDecisions) {
   Add("add ack=1");
   std::vector<uint8_t> bytes = Build{}.Bytes();
   for (int k = 0; k < 3; ++k) {
-    const Offered o = engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished}, View(bytes));
+    const Offered o =
+        engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished}, View(bytes));
     ASSERT_EQ(o.decisions.size(), 2u);
     EXPECT_EQ(o.decisions[0].detail, "seq 1000 -> 1001");
     EXPECT_EQ(o.last()->detail, "ack 5000 -> 5001");
@@ -1199,7 +1211,8 @@ TEST_F(Engine, ARuleOfScopeOneSeesOnlyScopeOne) {
   ASSERT_TRUE(engine_->AddRule(MustParse("drop"), /*scope=*/1).ok());
   std::vector<uint8_t> bytes = Build{}.Bytes();
   auto offer = [&](uint64_t scope) {
-    return engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished, scope}, View(bytes)).verdict;
+    return engine_->Offer(now_, {1, Hook::kToServer, TcpState::kEstablished, scope}, View(bytes))
+        .verdict;
   };
   EXPECT_EQ(offer(0), Verdict::kPass);
   EXPECT_EQ(offer(2), Verdict::kPass);
@@ -1246,7 +1259,8 @@ TEST_F(Engine, ReorderedPairsAreBothCorruptedAndTheSecondSaysItWentAhead) {
 // UniformBelow as the engine header specifies it: one mt19937_64 seeded from the
 // seed, exactly uniform by rejection.
 uint64_t ReferenceUniformBelow(std::mt19937_64& rng, uint64_t n) {
-  const uint64_t limit = std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % n;
+  const uint64_t limit =
+      std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % n;
   uint64_t x;
   do {
     x = rng();
@@ -1264,7 +1278,8 @@ TEST_F(Engine, JitterIsTheSeedsUniformDrawAroundTheDelay) {
   for (uint32_t k = 0; k < 5; ++k) {
     SCOPED_TRACE(k);
     const int64_t u = static_cast<int64_t>(ReferenceUniformBelow(rng, 2 * j + 1)) - j;
-    EXPECT_EQ(log_[k].detail, absl::StrCat("delayed ", DurationToString(absl::Milliseconds(100) + absl::Nanoseconds(u))));
+    EXPECT_EQ(log_[k].detail, absl::StrCat("delayed ", DurationToString(absl::Milliseconds(100) +
+                                                                        absl::Nanoseconds(u))));
   }
 }
 

@@ -53,8 +53,10 @@ TEST(SegmentMutator, MostOutputsParseWithValidChecksums) {
 TEST(ScriptMutator, KeepsTheEncodingCanonical) {
   Script s;
   s.header.bits = kPassiveOpen;
-  s.events = {Segment(0x02), Segment(0x10), AppSend(100), Segment(0x18, SeqMode::kNext, 0, AckMode::kSndNxt, 0, 10),
-              AppReceive(), AppClose(), ToDeadline()};
+  s.events = {Segment(0x02), Segment(0x10),
+              AppSend(100),  Segment(0x18, SeqMode::kNext, 0, AckMode::kSndNxt, 0, 10),
+              AppReceive(),  AppClose(),
+              ToDeadline()};
   std::vector<uint8_t> cur = SerializeScript(s);
   EXPECT_EQ(SerializeScript(ParseScript(cur)), cur);
   const size_t kMax = 2048;
@@ -64,7 +66,8 @@ TEST(ScriptMutator, KeepsTheEncodingCanonical) {
     size_t n = MutateEndpointScript(d.data(), cur.size(), kMax, static_cast<unsigned>(i), nullptr);
     ASSERT_LE(n, kMax);
     d.resize(n);
-    ASSERT_EQ(SerializeScript(ParseScript(d)), d) << "mutation " << i << " left a non-canonical script";
+    ASSERT_EQ(SerializeScript(ParseScript(d)), d)
+        << "mutation " << i << " left a non-canonical script";
     FuzzTcpEndpoint(d.data(), d.size());
     if (i % 3 == 0) cur = d;
   }

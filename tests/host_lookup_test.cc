@@ -10,7 +10,8 @@ namespace {
 using boost::asio::ip::make_address;
 
 TEST(LookUpHost, LocalhostIsIpv4LoopbackWithoutTheResolver) {
-  for (const char* name : {"localhost", "LocalHost", "localhost.", "db.localhost", "a.b.LOCALHOST."}) {
+  for (const char* name :
+       {"localhost", "LocalHost", "localhost.", "db.localhost", "a.b.LOCALHOST."}) {
     auto a = LookUpHost(name);
     ASSERT_TRUE(a.ok()) << name << ": " << a.status();
     EXPECT_EQ(*a, make_address("127.0.0.1")) << name;

@@ -32,7 +32,8 @@ inline TcpServer::Handler KeepAliveServer(absl::Duration idle) {
   return [idle](int fd) {
     for (int request = 0; request < 100; ++request) {
       if (!ReadRequestHead(fd, request == 0 ? absl::Seconds(10) : idle)) return;
-      if (!WriteAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", absl::Seconds(5)).ok()) return;
+      if (!WriteAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", absl::Seconds(5)).ok())
+        return;
     }
   };
 }

@@ -585,7 +585,8 @@ TEST(Ipv6, ParsesAnyRandomBytesWithoutCrashing) {
     std::vector<uint8_t> d(rng() % 120);
     for (auto& b : d) b = static_cast<uint8_t>(rng());
     if (!d.empty()) d[0] = static_cast<uint8_t>(0x60 | (d[0] & 0x0f));
-    if (d.size() > 6 && rng() % 2) d[6] = static_cast<uint8_t>(std::array{0, 43, 60, 44}[rng() % 4]);
+    if (d.size() > 6 && rng() % 2)
+      d[6] = static_cast<uint8_t>(std::array{0, 43, 60, 44}[rng() % 4]);
     absl::Span<const uint8_t> payload;
     auto r = ParseIpv6(d, &payload);
     if (r.ok()) {

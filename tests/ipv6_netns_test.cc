@@ -64,11 +64,14 @@ class Ipv6Netns : public ::testing::Test {
   }
 
   std::unique_ptr<tu::WrenchProcess> Start(const std::vector<std::string>& args) {
-    auto p = std::make_unique<tu::WrenchProcess>(dir_.path(), absl::StrCat("bg", ++started_), args, "/dev/null");
+    auto p = std::make_unique<tu::WrenchProcess>(dir_.path(), absl::StrCat("bg", ++started_), args,
+                                                 "/dev/null");
     EXPECT_TRUE(p->WaitForStderr("wrench: ready")) << p->Stderr();
     return p;
   }
-  tu::WrenchRun Run(const std::vector<std::string>& args) { return tu::RunWrench(dir_.path(), args); }
+  tu::WrenchRun Run(const std::vector<std::string>& args) {
+    return tu::RunWrench(dir_.path(), args);
+  }
 
   // How long connect() to addr:port takes, and that it succeeds.
   absl::Duration ConnectTime(const IpAddress& addr, uint16_t port) {
@@ -83,15 +86,17 @@ class Ipv6Netns : public ::testing::Test {
 };
 
 TEST_F(Ipv6Netns, ProxyRelaysAnIpv6FrontToAnIpv6UpstreamAndADropRuleBites) {
-  auto server = tu::TcpServer::Start(kLoopback6, 0, [](int fd) { (void)tu::WriteAll(fd, "hello6", absl::Seconds(5)); });
+  auto server = tu::TcpServer::Start(
+      kLoopback6, 0, [](int fd) { (void)tu::WriteAll(fd, "hello6", absl::Seconds(5)); });
   ASSERT_TRUE(server.ok()) << server.status();
   const std::string pcap = dir_.File("v6.pcap");
   const std::string log = dir_.File("v6.jsonl");
-  auto p = Start({"proxy", "--map", absl::StrCat("[fd89:2e6c:4f1a:5900::2]:80=[::1]:", (*server)->port()), "--rule",
+  auto p = Start({"proxy", "--map",
+                  absl::StrCat("[fd89:2e6c:4f1a:5900::2]:80=[::1]:", (*server)->port()), "--rule",
                   kDropFirstSynAck, "--pcap=" + pcap, "--log", log});
   const absl::Duration dropped = ConnectTime(kFront6, 80);
-  std::fprintf(stderr, "connect to [%s]:80 with the first SYN-ACK dropped: %.1f ms\n", kFront6.ToString().c_str(),
-               absl::ToDoubleMilliseconds(dropped));
+  std::fprintf(stderr, "connect to [%s]:80 with the first SYN-ACK dropped: %.1f ms\n",
+               kFront6.ToString().c_str(), absl::ToDoubleMilliseconds(dropped));
   EXPECT_GT(dropped, absl::Milliseconds(700));
   EXPECT_LT(dropped, absl::Milliseconds(2500));
   // nth=1 is spent: the next connection is at once and reads the server's bytes.
@@ -122,7 +127,8 @@ TEST_F(Ipv6Netns, ProxyServesIpv4AndIpv6FrontsTogether) {
                   absl::StrCat("--map=[fd89:2e6c:4f1a:5900::3]:80=127.0.0.1:", (*a)->port())});
   EXPECT_TRUE(tu::ConnectTo(IpAddress::V4(0x0a590002), 80, absl::Seconds(5)).ok());
   EXPECT_TRUE(tu::ConnectTo(V6("fd89:2e6c:4f1a:5900::3"), 80, absl::Seconds(5)).ok());
-  for (int i = 0; i < 250 && ((*a)->accepted() < 1 || (*b)->accepted() < 1); ++i) absl::SleepFor(absl::Milliseconds(20));
+  for (int i = 0; i < 250 && ((*a)->accepted() < 1 || (*b)->accepted() < 1); ++i)
+    absl::SleepFor(absl::Milliseconds(20));
   EXPECT_EQ((*a)->accepted(), 1);
   EXPECT_EQ((*b)->accepted(), 1);
   EXPECT_EQ(p->Stop(), 0);
@@ -156,13 +162,16 @@ TEST_F(Ipv6Netns, Net6TakesEveryFlagFormAndNoneTurnsIpv6Off) {
 
 TEST_F(Ipv6Netns, Net6FollowsNetSoTwoWrenchesWithDifferentNetsBothStart) {
   auto first = Start({"proxy", "--map=10.89.0.2:80=127.0.0.1:80"});
-  auto second = Start({"proxy", "--tun=wrench1", "--net=10.90.0.0/24", "--map=[fd89:2e6c:4f1a:5a00::2]:80=[::1]:80"});
+  auto second = Start({"proxy", "--tun=wrench1", "--net=10.90.0.0/24",
+                       "--map=[fd89:2e6c:4f1a:5a00::2]:80=[::1]:80"});
   // The same --net6 twice is refused as --net is.
   tu::WrenchRun third =
       Run({"proxy", "--tun=wrench2", "--net=10.91.0.0/24", "--net6=fd89:2e6c:4f1a:5900::/64",
            "--map=10.91.0.2:80=127.0.0.1:80"});
   EXPECT_EQ(third.status, 1);
-  EXPECT_THAT(third.err, HasSubstr("--net6 fd89:2e6c:4f1a:5900::/64 overlaps the route fd89:2e6c:4f1a:5900::/64"));
+  EXPECT_THAT(
+      third.err,
+      HasSubstr("--net6 fd89:2e6c:4f1a:5900::/64 overlaps the route fd89:2e6c:4f1a:5900::/64"));
   EXPECT_EQ(second->Stop(), 0);
   EXPECT_EQ(first->Stop(), 0);
 }
@@ -175,11 +184,14 @@ std::vector<std::string> PythonReads(const std::string& host, uint16_t port) {
 }
 
 TEST_F(Ipv6Netns, ExecReachesTheCallersIpv6LoopbackThroughTheGatewayAndRulesBite) {
-  if (std::system("command -v python3 >/dev/null") != 0) GTEST_SKIP() << "python3 is needed as COMMAND";
-  auto server = tu::TcpServer::Start(kLoopback6, 0, [](int fd) { (void)tu::WriteAll(fd, "from ::1", absl::Seconds(5)); });
+  if (std::system("command -v python3 >/dev/null") != 0)
+    GTEST_SKIP() << "python3 is needed as COMMAND";
+  auto server = tu::TcpServer::Start(
+      kLoopback6, 0, [](int fd) { (void)tu::WriteAll(fd, "from ::1", absl::Seconds(5)); });
   ASSERT_TRUE(server.ok());
   const std::string log = dir_.File("exec.jsonl");
-  std::vector<std::string> args = {"exec", "--rule", "delay 300ms on=from-server flags=SYN+ACK", "--log=" + log};
+  std::vector<std::string> args = {"exec", "--rule", "delay 300ms on=from-server flags=SYN+ACK",
+                                   "--log=" + log};
   auto cmd = PythonReads("fd89:2e6c:4f1a:5900::1", (*server)->port());
   args.insert(args.end(), cmd.begin(), cmd.end());
   absl::Time start = absl::Now();
@@ -202,19 +214,22 @@ TEST_F(Ipv6Netns, ExecDialsAnIpv6AddressByItsDefaultRouteAndCurlWorksToo) {
   ASSERT_TRUE(server.ok()) << server.status();
   const std::string pcap = dir_.File("exec.pcap");
   if (std::system("command -v curl >/dev/null") == 0) {
-    tu::WrenchRun r = Run({"exec", "--pcap", pcap, "--rule=rst on=from-server flags=SYN+ACK nth=1", "curl", "-6",
-                           "-sS", "--retry", "0", absl::StrCat("http://[fd00:abcd::7]:", (*server)->port(), "/")});
+    tu::WrenchRun r = Run({"exec", "--pcap", pcap, "--rule=rst on=from-server flags=SYN+ACK nth=1",
+                           "curl", "-6", "-sS", "--retry", "0",
+                           absl::StrCat("http://[fd00:abcd::7]:", (*server)->port(), "/")});
     EXPECT_NE(r.status, 0) << "the rst rule resets the first connection: " << r.out << r.err;
-    r = Run({"exec", "--pcap", pcap, "curl", "-6", "-sS", absl::StrCat("http://[fd00:abcd::7]:", (*server)->port(), "/")});
+    r = Run({"exec", "--pcap", pcap, "curl", "-6", "-sS",
+             absl::StrCat("http://[fd00:abcd::7]:", (*server)->port(), "/")});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(r.out, "v6\n");
     const std::vector<int> versions = PcapIpVersions(pcap);
     EXPECT_FALSE(versions.empty());
     EXPECT_TRUE(std::count(versions.begin(), versions.end(), 6) > 0);
   } else if (std::system("command -v python3 >/dev/null") == 0) {
-    tu::WrenchRun r = Run({"exec", "python3", "-c",
-                           absl::StrCat("import socket; s = socket.create_connection(('fd00:abcd::7', ",
-                                        (*server)->port(), "), timeout=5); s.sendall(b'x'); print(s.recv(100))")});
+    tu::WrenchRun r = Run(
+        {"exec", "python3", "-c",
+         absl::StrCat("import socket; s = socket.create_connection(('fd00:abcd::7', ",
+                      (*server)->port(), "), timeout=5); s.sendall(b'x'); print(s.recv(100))")});
     EXPECT_EQ(r.status, 0) << r.err;
   } else {
     GTEST_SKIP() << "curl or python3 is needed as COMMAND";

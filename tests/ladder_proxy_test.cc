@@ -82,10 +82,12 @@ class LadderProxyTest : public ::testing::Test {
   void TearDown() override {
     // WRENCH_LADDER_KEEP=DIR keeps the capture (docs/four-way-teardown.* come from one).
     if (const char* keep = std::getenv("WRENCH_LADDER_KEEP"); keep != nullptr && !dir_.empty()) {
-      std::filesystem::copy_file(log_, std::filesystem::path(keep) / (std::string(
-                                           ::testing::UnitTest::GetInstance()->current_test_info()->name()) +
-                                       ".jsonl"),
-                                 std::filesystem::copy_options::overwrite_existing);
+      std::filesystem::copy_file(
+          log_,
+          std::filesystem::path(keep) /
+              (std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) +
+               ".jsonl"),
+          std::filesystem::copy_options::overwrite_existing);
     }
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
@@ -111,7 +113,8 @@ TEST_F(LadderProxyTest, RealCaptureShowsTheFourWayTeardownOnBothLegs) {
   // And the kernel peers, inferred: the client went through FIN-WAIT-2 (the proxy
   // acks at once and sends its FIN only when the server's came) and TIME-WAIT, the
   // server through CLOSE-WAIT and LAST-ACK.
-  for (const char* s : {"~SYN-SENT", "~FIN-WAIT-1", "~FIN-WAIT-2", "~TIME-WAIT", "~CLOSE-WAIT", "~LAST-ACK"}) {
+  for (const char* s :
+       {"~SYN-SENT", "~FIN-WAIT-1", "~FIN-WAIT-2", "~TIME-WAIT", "~CLOSE-WAIT", "~LAST-ACK"}) {
     EXPECT_THAT(*text, HasSubstr(s));
   }
   for (absl::string_view line : absl::StrSplit(*text, '\n')) {
@@ -133,7 +136,8 @@ TEST_F(LadderProxyTest, RealCaptureShowsTheFourWayTeardownOnBothLegs) {
     ADD_FAILURE() << "no arrow " << label;
     return 0;
   };
-  const size_t fin = row_of(LadderLine::kClient, LadderLine::kClientLeg, "FIN+ACK seq=101 ack=1001");
+  const size_t fin =
+      row_of(LadderLine::kClient, LadderLine::kClientLeg, "FIN+ACK seq=101 ack=1001");
   EXPECT_LT(fin, row_of(LadderLine::kClientLeg, LadderLine::kClient, "ACK seq=1001 ack=102"));
   EXPECT_LT(fin, row_of(LadderLine::kServerLeg, LadderLine::kServer, "FIN+ACK seq=101 ack=1001"));
   auto svg = DrawLadder(log_, LadderFormat::kSvg);

@@ -34,7 +34,8 @@ std::string Chromium() {
 class LadderRenderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (Chromium().empty()) GTEST_SKIP() << "chromium is not installed (scripts/install-deps.sh installs it)";
+    if (Chromium().empty())
+      GTEST_SKIP() << "chromium is not installed (scripts/install-deps.sh installs it)";
     char dir[] = "/tmp/wrench-render-XXXXXX";
     ASSERT_NE(::mkdtemp(dir), nullptr);
     dir_ = dir;
@@ -47,11 +48,13 @@ class LadderRenderTest : public ::testing::Test {
   // network, no updates) on `file`; stdout in *out, stderr in *err; the exit status.
   int Run(const std::string& args, const std::string& file, std::string* out, std::string* err) {
     const std::string err_path = dir_ + "/stderr";
-    const std::string cmd = absl::StrCat(
-        "timeout 120 ", Chromium(),
-        " --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update"
-        " --disable-sync --no-first-run --hide-scrollbars --enable-logging=stderr --v=0 --user-data-dir=",
-        dir_, "/profile ", args, " 'file://", file, "' 2>", err_path);
+    const std::string cmd =
+        absl::StrCat("timeout 120 ", Chromium(),
+                     " --headless --no-sandbox --disable-gpu --disable-background-networking "
+                     "--disable-component-update"
+                     " --disable-sync --no-first-run --hide-scrollbars --enable-logging=stderr "
+                     "--v=0 --user-data-dir=",
+                     dir_, "/profile ", args, " 'file://", file, "' 2>", err_path);
     FILE* p = ::popen(cmd.c_str(), "r");
     if (p == nullptr) return -1;
     char buf[4096];
@@ -77,7 +80,8 @@ class LadderRenderTest : public ::testing::Test {
 
 // Console errors and uncaught exceptions, as Chromium logs them to stderr.
 void ExpectNoPageErrors(const std::string& err) {
-  for (const char* bad : {"Uncaught", "CONSOLE(", "Failed to load"}) EXPECT_THAT(err, Not(HasSubstr(bad))) << err;
+  for (const char* bad : {"Uncaught", "CONSOLE(", "Failed to load"})
+    EXPECT_THAT(err, Not(HasSubstr(bad))) << err;
 }
 
 TEST_F(LadderRenderTest, SvgLoadsWithoutErrorsAndPaintsTheLadder) {
@@ -100,7 +104,9 @@ TEST_F(LadderRenderTest, SvgLoadsWithoutErrorsAndPaintsTheLadder) {
   ASSERT_TRUE(absl::SimpleAtoi(text.substr(h + 8, text.find('"', h + 8) - h - 8), &height));
   const std::string png = dir_ + "/ladder.png";
   std::string out;
-  ASSERT_EQ(Run(absl::StrCat("--screenshot=", png, " --window-size=", width, ",", height), svg, &out, &err), 0)
+  ASSERT_EQ(Run(absl::StrCat("--screenshot=", png, " --window-size=", width, ",", height), svg,
+                &out, &err),
+            0)
       << err;
   std::ifstream pin(png, std::ios::binary);
   ASSERT_TRUE(pin) << "no screenshot was written: " << err;

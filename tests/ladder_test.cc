@@ -51,7 +51,8 @@ size_t Columns(const std::string& line) {
 }
 
 // The index of the first line containing all of `parts`, or -1.
-int FindLine(const std::vector<std::string>& lines, std::initializer_list<const char*> parts, int from = 0) {
+int FindLine(const std::vector<std::string>& lines, std::initializer_list<const char*> parts,
+             int from = 0) {
   for (size_t i = static_cast<size_t>(from); i < lines.size(); ++i) {
     bool all = true;
     for (const char* p : parts) all = all && absl::StrContains(lines[i], p);
@@ -148,7 +149,8 @@ TEST_F(LadderTest, TextDrawsADroppedSynAckAsAnArrowEndingInACross) {
   // It stops short of the client: nothing but blanks between the client's line and the cross.
   const std::string& l = lines[static_cast<size_t>(drop)];
   const size_t bar = l.find("│"), x = l.find('X');
-  EXPECT_EQ(l.substr(bar + std::string("│").size(), x - bar - std::string("│").size()).find_first_not_of(' '),
+  EXPECT_EQ(l.substr(bar + std::string("│").size(), x - bar - std::string("│").size())
+                .find_first_not_of(' '),
             std::string::npos);
   EXPECT_GE(FindLine(lines, {"dropped  [rule 1: drop on=to-client"}, drop + 1), drop + 1);
   // The client's retransmitted SYN is answered.
@@ -160,7 +162,8 @@ TEST_F(LadderTest, TextDrawsADuplicateAsAnExtraDashedArrow) {
   const int orig = FindLine(lines, {"1.000700", "│── PSH+ACK seq=1 ack=1 len=100 ─"});
   ASSERT_GE(orig, 0) << Text();
   EXPECT_GE(FindLine(lines, {"dup: original + 1 copy  [rule 2: dup"}, orig), orig);
-  EXPECT_GE(FindLine(lines, {"1.000700", "│╌╌ PSH+ACK seq=1 ack=1 len=100 ╌", "╌▶│"}, orig + 1), orig + 1);
+  EXPECT_GE(FindLine(lines, {"1.000700", "│╌╌ PSH+ACK seq=1 ack=1 len=100 ╌", "╌▶│"}, orig + 1),
+            orig + 1);
 }
 
 TEST_F(LadderTest, TextSlantsADelayedFinDownToItsArrival) {
@@ -171,9 +174,10 @@ TEST_F(LadderTest, TextSlantsADelayedFinDownToItsArrival) {
   const int arrive = FindLine(lines, {"3.002100", "╰───", "▶│"}, leave + 1);
   ASSERT_GT(arrive, leave);
   // The turn and the arrival are in the same column.
-  const size_t col = Columns(lines[static_cast<size_t>(leave)].substr(0, lines[static_cast<size_t>(leave)].find("╮")));
-  const size_t col2 =
-      Columns(lines[static_cast<size_t>(arrive)].substr(0, lines[static_cast<size_t>(arrive)].find("╰")));
+  const size_t col = Columns(
+      lines[static_cast<size_t>(leave)].substr(0, lines[static_cast<size_t>(leave)].find("╮")));
+  const size_t col2 = Columns(
+      lines[static_cast<size_t>(arrive)].substr(0, lines[static_cast<size_t>(arrive)].find("╰")));
   EXPECT_EQ(col, col2);
   // The server sees the FIN only when it arrives: CLOSE-WAIT after 3.002100.
   EXPECT_GT(FindLine(lines, {"~CLOSE-WAIT"}), arrive);
@@ -183,8 +187,8 @@ TEST_F(LadderTest, TextWritesEveryStateOfTheFourWayTeardown) {
   const std::vector<std::string> lines = Lines(Text());
   // The proxy's endpoints, as the log has them, in the order they happen.
   int at = 0;
-  for (const char* s : {"[SYN-RECEIVED]", "[ESTABLISHED]", "[CLOSE-WAIT]", "[FIN-WAIT-1]", "[FIN-WAIT-2]",
-                        "[TIME-WAIT]", "[LAST-ACK]", "[CLOSED]"}) {
+  for (const char* s : {"[SYN-RECEIVED]", "[ESTABLISHED]", "[CLOSE-WAIT]", "[FIN-WAIT-1]",
+                        "[FIN-WAIT-2]", "[TIME-WAIT]", "[LAST-ACK]", "[CLOSED]"}) {
     const int next = FindLine(lines, {s}, at);
     EXPECT_GE(next, at) << s << "\n" << Text();
     if (next >= 0) at = next;
@@ -198,7 +202,8 @@ TEST_F(LadderTest, TextWritesEveryStateOfTheFourWayTeardown) {
   }
   // The server, inferred: passive closer.
   at = 0;
-  for (const char* s : {"~LISTEN", "~SYN-RECEIVED", "~ESTABLISHED", "~CLOSE-WAIT", "~LAST-ACK", "~CLOSED"}) {
+  for (const char* s :
+       {"~LISTEN", "~SYN-RECEIVED", "~ESTABLISHED", "~CLOSE-WAIT", "~LAST-ACK", "~CLOSED"}) {
     const int next = FindLine(lines, {s}, at);
     EXPECT_GE(next, at) << s << "\n" << Text();
     if (next >= 0) at = next;
@@ -260,7 +265,8 @@ TEST(Ladder, ConnOptionDrawsOneConnectionAndNamesThoseThereAre) {
 }
 
 TEST(Ladder, SocketUpstreamDrawsTheClientLegAlone) {
-  const std::string path = WriteFile("socket.jsonl",
+  const std::string path = WriteFile(
+      "socket.jsonl",
       R"log({"t":0.1,"conn":1,"hook":"from-client","flags":"SYN","seq":5,"len":0,"before":"LISTEN"}
 {"t":0.2,"conn":1,"hook":"to-client","flags":"SYN+ACK","seq":100,"ack":6,"len":0,"before":"SYN-RECEIVED"}
 )log");
@@ -275,7 +281,8 @@ TEST(Ladder, SocketUpstreamDrawsTheClientLegAlone) {
 TEST(Ladder, ReorderedFinIsHeldUntilTheNextSegmentAndClosesOnlyWhenTheGapFills) {
   // The proxy sends 1000 bytes then its FIN; a reorder rule holds the data, so the
   // FIN overtakes it. The client (a kernel) goes to CLOSE-WAIT only once the data is in.
-  const std::string path = WriteFile("reorder.jsonl",
+  const std::string path = WriteFile(
+      "reorder.jsonl",
       R"log({"t":0.1,"conn":1,"hook":"from-client","flags":"SYN","seq":0,"len":0,"before":"LISTEN","after":"SYN-RECEIVED"}
 {"t":0.2,"conn":1,"hook":"to-client","flags":"SYN+ACK","seq":500,"ack":1,"len":0,"before":"SYN-RECEIVED"}
 {"t":0.3,"conn":1,"hook":"from-client","flags":"ACK","seq":1,"ack":501,"len":0,"before":"SYN-RECEIVED","after":"ESTABLISHED"}
@@ -306,8 +313,9 @@ TEST(Ladder, ReorderedFinIsHeldUntilTheNextSegmentAndClosesOnlyWhenTheGapFills) 
 }
 
 TEST(Ladder, MutationIsMarkedWithWhatChangedAndTheRule) {
-  const std::string path = WriteFile("mutate.jsonl",
-      R"log({"t":0.1,"conn":1,"hook":"from-client","flags":"SYN","seq":0,"len":0}
+  const std::string path =
+      WriteFile("mutate.jsonl",
+                R"log({"t":0.1,"conn":1,"hook":"from-client","flags":"SYN","seq":0,"len":0}
 {"t":0.2,"conn":1,"hook":"to-client","flags":"SYN+ACK","seq":500,"ack":1,"len":0,"rule":4,"rule_text":"add seq=1 on=to-client flags=SYN+ACK","action":"add seq 500 -> 501"}
 )log");
   auto text = DrawLadder(path, LadderFormat::kText);
@@ -332,14 +340,16 @@ TEST_F(LadderTest, SvgIsWellFormedWithAnArrowPerSegmentAndTheStates) {
   EXPECT_THAT(*svg, HasSubstr("stroke=\"#c62828\" stroke-width=\"2.5\""));
   EXPECT_THAT(*svg, HasSubstr("class=\"held\""));
   EXPECT_THAT(*svg, HasSubstr("stroke-dasharray=\"6,3\""));  // the copy
-  for (const char* s : {">FIN-WAIT-1<", ">TIME-WAIT<", ">LAST-ACK<", ">~TIME-WAIT<", ">~CLOSE-WAIT<",
-                        ">FIN+ACK seq=101 ack=1001<", "delayed 2s  [rule 3: delay 2s on=to-server has=FIN]"}) {
+  for (const char* s :
+       {">FIN-WAIT-1<", ">TIME-WAIT<", ">LAST-ACK<", ">~TIME-WAIT<", ">~CLOSE-WAIT<",
+        ">FIN+ACK seq=101 ack=1001<", "delayed 2s  [rule 3: delay 2s on=to-server has=FIN]"}) {
     EXPECT_THAT(*svg, HasSubstr(s));
   }
 }
 
 TEST(Ladder, SvgEscapesWhatTheLogSays) {
-  const std::string path = WriteFile("escape.jsonl",
+  const std::string path = WriteFile(
+      "escape.jsonl",
       R"log({"t":0.1,"conn":1,"hook":"from-client","src":"<a&b>","flags":"SYN","seq":0,"len":0,"note":"x < y & \"z\"\u0001"}
 )log");
   auto svg = DrawLadder(path, LadderFormat::kSvg);
@@ -373,47 +383,69 @@ TEST_P(LadderBadLogTest, IsAnErrorNamingTheLine) {
   std::remove(path.c_str());
 }
 
-
 INSTANTIATE_TEST_SUITE_P(
     Ladder, LadderBadLogTest,
     ::testing::Values(
-        BadLog{"NotJson", "{\"t\":0.1,\"conn\":1,\"hook\":\"from-client\",\"flags\":\"SYN\",\"seq\":0,\"len\":0}\nhello\n",
+        BadLog{"NotJson",
+               "{\"t\":0.1,\"conn\":1,\"hook\":\"from-client\",\"flags\":\"SYN\",\"seq\":0,\"len\":"
+               "0}\nhello\n",
                ":2: not JSON"},
         BadLog{"NotAnObject", "[1,2]\n", ":1: not a JSON object"},
         BadLog{"NoHook", "\n\n{\"t\":0.1,\"conn\":1,\"flags\":\"SYN\",\"seq\":0,\"len\":0}\n",
                ":3: no \"hook\" field (every record has t, conn and hook)"},
-        BadLog{"NoTime", "{\"conn\":1,\"hook\":\"to-client\",\"flags\":\"SYN\",\"seq\":0,\"len\":0}\n", ":1: no \"t\" field"},
-        BadLog{"BadHook", "{\"t\":0.1,\"conn\":1,\"hook\":\"sideways\",\"flags\":\"SYN\",\"seq\":0,\"len\":0}\n",
-               ":1: \"hook\" must be from-client, to-client, from-server or to-server, not \"sideways\""},
-        BadLog{"BadFlags", "{\"t\":0.1,\"conn\":1,\"hook\":\"to-client\",\"flags\":\"SYN+WAT\",\"seq\":0,\"len\":0}\n",
+        BadLog{"NoTime",
+               "{\"conn\":1,\"hook\":\"to-client\",\"flags\":\"SYN\",\"seq\":0,\"len\":0}\n",
+               ":1: no \"t\" field"},
+        BadLog{
+            "BadHook",
+            "{\"t\":0.1,\"conn\":1,\"hook\":\"sideways\",\"flags\":\"SYN\",\"seq\":0,\"len\":0}\n",
+            ":1: \"hook\" must be from-client, to-client, from-server or to-server, not "
+            "\"sideways\""},
+        BadLog{"BadFlags",
+               "{\"t\":0.1,\"conn\":1,\"hook\":\"to-client\",\"flags\":\"SYN+WAT\",\"seq\":0,"
+               "\"len\":0}\n",
                ":1: \"flags\" is not a set of TCP flags: \"SYN+WAT\""},
-        BadLog{"NoSeq", "{\"t\":0.1,\"conn\":1,\"hook\":\"to-client\",\"flags\":\"SYN\",\"len\":0}\n",
+        BadLog{"NoSeq",
+               "{\"t\":0.1,\"conn\":1,\"hook\":\"to-client\",\"flags\":\"SYN\",\"len\":0}\n",
                ":1: no \"rseq\" field (a segment needs its seq or rseq)"},
-        BadLog{"NoAck", "{\"t\":0.1,\"conn\":1,\"hook\":\"to-client\",\"flags\":\"ACK\",\"seq\":0,\"len\":0}\n",
-               ":1: no \"rack\" field (a segment with ACK needs its ack or rack)"},
-        BadLog{"NoLen", "{\"t\":0.1,\"conn\":1,\"hook\":\"to-client\",\"flags\":\"SYN\",\"seq\":0}\n",
+        BadLog{
+            "NoAck",
+            "{\"t\":0.1,\"conn\":1,\"hook\":\"to-client\",\"flags\":\"ACK\",\"seq\":0,\"len\":0}\n",
+            ":1: no \"rack\" field (a segment with ACK needs its ack or rack)"},
+        BadLog{"NoLen",
+               "{\"t\":0.1,\"conn\":1,\"hook\":\"to-client\",\"flags\":\"SYN\",\"seq\":0}\n",
                ":1: no \"len\" field"},
-        BadLog{"NeitherSegmentNorNote", "{\"t\":0.1,\"conn\":1,\"hook\":\"to-client\"}\n", ":1: no \"flags\" field"},
-        BadLog{"ConnIsText", "{\"t\":0.1,\"conn\":\"one\",\"hook\":\"to-client\",\"flags\":\"SYN\",\"seq\":0,\"len\":0}\n",
+        BadLog{"NeitherSegmentNorNote", "{\"t\":0.1,\"conn\":1,\"hook\":\"to-client\"}\n",
+               ":1: no \"flags\" field"},
+        BadLog{"ConnIsText",
+               "{\"t\":0.1,\"conn\":\"one\",\"hook\":\"to-client\",\"flags\":\"SYN\",\"seq\":0,"
+               "\"len\":0}\n",
                ":1: \"conn\" must be a whole number from 0 to 18446744073709551615, not \"one\""},
-        BadLog{"NegativeSeq", "{\"t\":0.1,\"conn\":1,\"hook\":\"to-client\",\"flags\":\"SYN\",\"seq\":-1,\"len\":0}\n",
+        BadLog{"NegativeSeq",
+               "{\"t\":0.1,\"conn\":1,\"hook\":\"to-client\",\"flags\":\"SYN\",\"seq\":-1,\"len\":"
+               "0}\n",
                ":1: \"seq\" must be a whole number from 0 to 4294967295, not -1"},
-        BadLog{"TimeIsText", "{\"t\":\"soon\",\"conn\":1,\"hook\":\"to-client\",\"flags\":\"SYN\",\"seq\":0,\"len\":0}\n",
+        BadLog{"TimeIsText",
+               "{\"t\":\"soon\",\"conn\":1,\"hook\":\"to-client\",\"flags\":\"SYN\",\"seq\":0,"
+               "\"len\":0}\n",
                ":1: \"t\" must be a number, not \"soon\""},
         BadLog{"BadState",
-               "{\"t\":0.1,\"conn\":1,\"hook\":\"to-client\",\"flags\":\"SYN\",\"seq\":0,\"len\":0,\"before\":\"NAPPING\"}\n",
+               "{\"t\":0.1,\"conn\":1,\"hook\":\"to-client\",\"flags\":\"SYN\",\"seq\":0,\"len\":0,"
+               "\"before\":\"NAPPING\"}\n",
                ":1: \"before\" is not a TCP state: \"NAPPING\""},
         BadLog{"Empty", "", "is empty: no segments to draw"},
         BadLog{"OnlyBlankLines", "\n  \n\n", "is empty: no segments to draw"},
         BadLog{"OnlyOutsideConnections",
-               "{\"t\":0.1,\"conn\":0,\"hook\":\"from-client\",\"flags\":\"RST\",\"seq\":0,\"len\":0}\n",
+               "{\"t\":0.1,\"conn\":0,\"hook\":\"from-client\",\"flags\":\"RST\",\"seq\":0,\"len\":"
+               "0}\n",
                "has 1 records but none belongs to a connection"}),
     [](const ::testing::TestParamInfo<BadLog>& info) { return info.param.name; });
 
 TEST(Ladder, MissingFileOrDirectoryIsAnError) {
   auto missing = DrawLadder("/nonexistent/wrench.jsonl", LadderFormat::kText);
   ASSERT_FALSE(missing.ok());
-  EXPECT_THAT(missing.status().message(), HasSubstr("cannot open log file /nonexistent/wrench.jsonl"));
+  EXPECT_THAT(missing.status().message(),
+              HasSubstr("cannot open log file /nonexistent/wrench.jsonl"));
   auto dir = DrawLadder(::testing::TempDir(), LadderFormat::kText);
   ASSERT_FALSE(dir.ok());
   EXPECT_THAT(dir.status().message(), HasSubstr("is a directory"));
@@ -453,7 +485,8 @@ TEST_F(LadderTest, CommandPicksTheFormatFromOutAndReportsErrors) {
   std::string first;
   std::getline(in, first);
   EXPECT_EQ(first, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
-  ASSERT_EQ(RunWrench(absl::StrCat("ladder --conn=1 --out='", html, "' '", path_, "'"), &out), 0) << out;
+  ASSERT_EQ(RunWrench(absl::StrCat("ladder --conn=1 --out='", html, "' '", path_, "'"), &out), 0)
+      << out;
   std::ifstream in2(html);
   std::getline(in2, first);
   EXPECT_EQ(first, "<!DOCTYPE html>");

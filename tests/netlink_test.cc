@@ -51,12 +51,14 @@ bool HasAddress(const std::string& name, const IpAddress& addr, int prefix_len) 
     if (i->ifa_addr == nullptr || name != i->ifa_name) continue;
     const int family = i->ifa_addr->sa_family;
     if (family != (addr.is_v6() ? AF_INET6 : AF_INET)) continue;
-    const void* a = family == AF_INET6
-                        ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr)
-                        : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr);
-    const void* m = family == AF_INET6
-                        ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(i->ifa_netmask)->sin6_addr)
-                        : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(i->ifa_netmask)->sin_addr);
+    const void* a =
+        family == AF_INET6
+            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr)
+            : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr);
+    const void* m =
+        family == AF_INET6
+            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(i->ifa_netmask)->sin6_addr)
+            : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(i->ifa_netmask)->sin_addr);
     if (std::memcmp(a, addr.bytes().data(), addr.bytes().size()) != 0) continue;
     int bits = 0;
     for (size_t k = 0; k < addr.bytes().size(); ++k) {
@@ -82,7 +84,8 @@ absl::StatusOr<IpAddress> SourceFor(const IpAddress& dst) {
   ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&local), &llen);
   if (local.ss_family == AF_INET6) {
     return IpAddress::FromBytes(
-        {reinterpret_cast<const uint8_t*>(&reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr), 16});
+        {reinterpret_cast<const uint8_t*>(&reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr),
+         16});
   }
   return IpAddress::FromBytes(
       {reinterpret_cast<const uint8_t*>(&reinterpret_cast<sockaddr_in*>(&local)->sin_addr), 4});
@@ -197,12 +200,15 @@ TEST(Netlink, ListsTheRoutesAndAddressesItAdded) {
   absl::StatusOr<std::vector<Ipv4Prefix>> routes = ListIpv4Routes();
   ASSERT_TRUE(routes.ok()) << routes.status();
   std::vector<std::string> seen;
-  for (const Ipv4Prefix& r : *routes) seen.push_back(absl::StrCat(r.addr.ToString(), "/", r.prefix_len, " ", r.ifname));
-  EXPECT_THAT(seen, ::testing::UnorderedElementsAre("10.89.7.0/24 wrench-t0", "10.99.0.0/16 wrench-t0"));
+  for (const Ipv4Prefix& r : *routes)
+    seen.push_back(absl::StrCat(r.addr.ToString(), "/", r.prefix_len, " ", r.ifname));
+  EXPECT_THAT(seen,
+              ::testing::UnorderedElementsAre("10.89.7.0/24 wrench-t0", "10.99.0.0/16 wrench-t0"));
   absl::StatusOr<std::vector<Ipv4Prefix>> addresses = ListIpv4Addresses();
   ASSERT_TRUE(addresses.ok()) << addresses.status();
   seen.clear();
-  for (const Ipv4Prefix& a : *addresses) seen.push_back(absl::StrCat(a.addr.ToString(), "/", a.prefix_len, " ", a.ifname));
+  for (const Ipv4Prefix& a : *addresses)
+    seen.push_back(absl::StrCat(a.addr.ToString(), "/", a.prefix_len, " ", a.ifname));
   EXPECT_THAT(seen, ::testing::UnorderedElementsAre("127.0.0.1/8 lo", "10.89.7.1/24 wrench-t0"));
 }
 

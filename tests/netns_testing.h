@@ -313,7 +313,9 @@ class TcpServer {
   static constexpr int kTickMs = 20;
 
   TcpServer(UniqueFd fd, Handler handler)
-      : listen_fd_(std::move(fd)), handler_(std::move(handler)), port_(LocalPort(listen_fd_.get())) {
+      : listen_fd_(std::move(fd)),
+        handler_(std::move(handler)),
+        port_(LocalPort(listen_fd_.get())) {
     acceptor_ = std::thread([this] { AcceptLoop(); });
   }
 

@@ -52,8 +52,8 @@ Bytes Datagram(bool v6, uint32_t offset, size_t len, uint8_t extra = 0, uint16_t
 
 std::vector<Bytes> Split(absl::Span<const uint8_t> d, const VnetHdr& h) {
   std::vector<Bytes> out;
-  const absl::StatusOr<size_t> n =
-      SplitSuperSegment(d, h, [&](absl::Span<const uint8_t> s) { out.emplace_back(s.begin(), s.end()); });
+  const absl::StatusOr<size_t> n = SplitSuperSegment(
+      d, h, [&](absl::Span<const uint8_t> s) { out.emplace_back(s.begin(), s.end()); });
   EXPECT_TRUE(n.ok()) << n.status();
   if (n.ok()) {
     EXPECT_EQ(*n, out.size());

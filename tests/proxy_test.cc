@@ -280,8 +280,9 @@ TEST_F(ProxyTest, DataFaultsAtEveryHookStillDeliverIntact) {
 TEST_F(ProxyTest, DataFaultsOnTheClientLegWithSocketUpstream) {
   auto server = tu::TcpServer::Start(kLoopback, 0, EchoHandler);
   ASSERT_TRUE(server.ok());
-  StartProxy((*server)->port(), {"drop on=from-client len>0 p=0.05", "dup on=to-client len>0 p=0.05",
-                                 "reorder on=to-client len>0 p=0.05", "delay 2ms on=from-client p=0.1"});
+  StartProxy((*server)->port(),
+             {"drop on=from-client len>0 p=0.05", "dup on=to-client len>0 p=0.05",
+              "reorder on=to-client len>0 p=0.05", "delay 2ms on=from-client p=0.1"});
   EchoRoundTrip(RandomBytes(1 << 20, 6));
 }
 
@@ -301,8 +302,8 @@ TEST_F(ProxyTest, SocketLegDelaysWritesAndReadsInOrderAndIgnoresWhatASocketCanno
   // drop, dup and reorder have no meaning on a kernel socket: they never fire there
   // (refused at start unless --allow-idle-rules keeps them).
   allow_idle_rules_ = true;
-  StartProxy((*server)->port(), {"drop on=to-server len>0", "dup on=from-server", "reorder on=to-server",
-                                 "delay 20ms~15ms on=to-server len>0 p=0.3",
+  StartProxy((*server)->port(), {"drop on=to-server len>0", "dup on=from-server",
+                                 "reorder on=to-server", "delay 20ms~15ms on=to-server len>0 p=0.3",
                                  "delay 20ms~15ms on=from-server len>0 p=0.3"});
   // Jitter releases later writes before earlier ones: the gate keeps stream order.
   EchoRoundTrip(RandomBytes(1 << 20, 11));
@@ -448,8 +449,10 @@ absl::StatusOr<UniqueFd> ConnectFromPort(uint16_t local_port, absl::Duration tim
   sockaddr_storage ss;
   socklen_t len = tu::ToSockaddr(kFront, 80, &ss);
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
-    if (errno != EINPROGRESS) return absl::InternalError(absl::StrCat("connect: ", strerror(errno)));
-    if (auto st = tu::WaitFor(fd.get(), POLLOUT, absl::Now() + timeout, "connect"); !st.ok()) return st;
+    if (errno != EINPROGRESS)
+      return absl::InternalError(absl::StrCat("connect: ", strerror(errno)));
+    if (auto st = tu::WaitFor(fd.get(), POLLOUT, absl::Now() + timeout, "connect"); !st.ok())
+      return st;
     int err = 0;
     socklen_t elen = sizeof err;
     ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &elen);
@@ -475,7 +478,8 @@ TEST_F(ProxyTest, ClientReusingItsPortWhileTheProxyHoldsTimeWaitConnectsAtOnce) 
   }  // the client closes second: the proxy's client leg goes to TIME-WAIT
   absl::Time deadline = absl::Now() + absl::Seconds(5);
   std::string leg;
-  while (absl::Now() < deadline && (leg = ClientLegState()) != "TIME-WAIT") absl::SleepFor(absl::Milliseconds(5));
+  while (absl::Now() < deadline && (leg = ClientLegState()) != "TIME-WAIT")
+    absl::SleepFor(absl::Milliseconds(5));
   ASSERT_EQ(leg, "TIME-WAIT");
   // A new SYN from the same port, with a newer timestamp (Linux keeps one timestamp
   // clock per address pair): the proxy ends its TIME-WAIT connection and accepts it
@@ -484,7 +488,9 @@ TEST_F(ProxyTest, ClientReusingItsPortWhileTheProxyHoldsTimeWaitConnectsAtOnce) 
   // its input path does a moment after the TUN write: until then the port is busy
   // (EADDRNOTAVAIL, no SYN sent).
   auto fd = ConnectFromPort(kClientPort, absl::Seconds(5));
-  for (int i = 0; i < 100 && !fd.ok() && absl::StrContains(fd.status().message(), strerror(EADDRNOTAVAIL)); ++i) {
+  for (int i = 0;
+       i < 100 && !fd.ok() && absl::StrContains(fd.status().message(), strerror(EADDRNOTAVAIL));
+       ++i) {
     absl::SleepFor(absl::Milliseconds(5));
     fd = ConnectFromPort(kClientPort, absl::Seconds(5));
   }
@@ -510,7 +516,8 @@ TEST_F(ProxyTest, ServerCloseLeavesClientInCloseWaitAndProxyInFinWait2) {
   // The client never closes: the proxy's client leg waits in FIN-WAIT-2.
   absl::Time deadline = absl::Now() + absl::Seconds(5);
   std::string leg;
-  while (absl::Now() < deadline && (leg = ClientLegState()) != "FIN-WAIT-2") absl::SleepFor(absl::Milliseconds(20));
+  while (absl::Now() < deadline && (leg = ClientLegState()) != "FIN-WAIT-2")
+    absl::SleepFor(absl::Milliseconds(20));
   EXPECT_EQ(leg, "FIN-WAIT-2");
 }
 
@@ -530,7 +537,8 @@ std::vector<SegmentSummary> ReadPcap(const std::string& path) {
   pcap_pkthdr* h;
   const u_char* data;
   while (::pcap_next_ex(p, &h, &data) == 1) {
-    auto seg = stack::ParseSegment(absl::MakeConstSpan(data, h->caplen), {.verify_checksums = false});
+    auto seg =
+        stack::ParseSegment(absl::MakeConstSpan(data, h->caplen), {.verify_checksums = false});
     if (seg.ok()) out.push_back(Summarize(seg->tcp));
   }
   ::pcap_close(p);
@@ -611,29 +619,36 @@ TEST_F(ProxyTest, RulesThatCanNeverFireOnTheLegsAreRefusedUnlessAllowed) {
     o.maps.push_back(*m);
     o.upstream_via = via;
     o.allow_idle_rules = allow;
-    for (size_t i = 0; i < rules.size(); ++i) o.rules.push_back(*ParseRule(rules[i], static_cast<int>(i + 1)));
+    for (size_t i = 0; i < rules.size(); ++i)
+      o.rules.push_back(*ParseRule(rules[i], static_cast<int>(i + 1)));
     o.log_line = [log](const std::string& l) { *log += l + "\n"; };
     return Service::Start(o).status();
   };
   std::string log;
   // The server leg is a kernel socket: blackhole (or drop, dup, ...) never acts there.
-  absl::Status st = start({"delay 1ms", "blackhole on=from-server after=50"}, UpstreamVia::kSocket, false, &log);
+  absl::Status st =
+      start({"delay 1ms", "blackhole on=from-server after=50"}, UpstreamVia::kSocket, false, &log);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
-  EXPECT_THAT(st.message(), HasSubstr("rule #2 \"blackhole on=from-server after=50\" can never fire"));
-  EXPECT_THAT(st.message(), HasSubstr("with --upstream-via socket the server leg is a kernel socket"));
+  EXPECT_THAT(st.message(),
+              HasSubstr("rule #2 \"blackhole on=from-server after=50\" can never fire"));
+  EXPECT_THAT(st.message(),
+              HasSubstr("with --upstream-via socket the server leg is a kernel socket"));
   EXPECT_THAT(st.message(), HasSubstr("Which rules act on which leg"));
   // A socket shows no pure ACK, and connect() has no FIN.
-  EXPECT_FALSE(start({"delay 5ms on=from-server flags=ACK"}, UpstreamVia::kSocket, false, &log).ok());
+  EXPECT_FALSE(
+      start({"delay 5ms on=from-server flags=ACK"}, UpstreamVia::kSocket, false, &log).ok());
   EXPECT_FALSE(start({"rst on=to-server flags=SYN+ACK"}, UpstreamVia::kSocket, false, &log).ok());
   // What the socket leg takes, a rule with a hook that works, and the server leg on the TUN.
-  EXPECT_TRUE(start({"delay 5ms on=from-server has=FIN", "rst on=to-server flags=SYN", "blackhole after=50"},
+  EXPECT_TRUE(start({"delay 5ms on=from-server has=FIN", "rst on=to-server flags=SYN",
+                     "blackhole after=50"},
                     UpstreamVia::kSocket, false, &log)
                   .ok());
   EXPECT_TRUE(start({"blackhole on=from-server after=50"}, UpstreamVia::kTun, false, &log).ok());
   // --allow-idle-rules: kept, with a warning that gives the same reason.
   log.clear();
   EXPECT_TRUE(start({"blackhole on=from-server after=50"}, UpstreamVia::kSocket, true, &log).ok());
-  EXPECT_THAT(log, HasSubstr("warning: rule #1 \"blackhole on=from-server after=50\" can never fire"));
+  EXPECT_THAT(log,
+              HasSubstr("warning: rule #1 \"blackhole on=from-server after=50\" can never fire"));
   EXPECT_THAT(log, HasSubstr("kept (--allow-idle-rules)"));
 }
 
@@ -692,7 +707,8 @@ TEST_F(ProxyTest, CurlThroughTheProxyToPythonHttpServer) {
     if (!up) absl::SleepFor(absl::Milliseconds(50));
   }
   ASSERT_TRUE(up) << "python3 -m http.server did not start";
-  std::string curl = absl::StrCat("curl -sS --max-time 60 -o ", dir, "/got.bin -w '%{http_code}' http://10.89.0.2/file.bin");
+  std::string curl = absl::StrCat("curl -sS --max-time 60 -o ", dir,
+                                  "/got.bin -w '%{http_code}' http://10.89.0.2/file.bin");
   auto fetch_ok = [&] {
     auto [rc, code] = Shell(curl);
     std::ifstream g(absl::StrCat(dir, "/got.bin"), std::ios::binary);
@@ -708,7 +724,8 @@ TEST_F(ProxyTest, CurlThroughTheProxyToPythonHttpServer) {
                          "dup on=from-client p=0.1", "reorder on=to-client len>0 p=0.05"});
   absl::Time start = absl::Now();
   EXPECT_TRUE(fetch_ok());
-  EXPECT_GE(absl::Now() - start, absl::Milliseconds(900)) << "the lost SYN-ACK costs curl a SYN timeout";
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(900))
+      << "the lost SYN-ACK costs curl a SYN timeout";
   StopProxy();
   Shell(absl::StrCat("pkill -f 'http.server ", kHttpPort, "'; rm -rf ", dir));
 }
@@ -760,7 +777,8 @@ TEST_F(ProxyTest, WritesAPcapThatTsharkReadsCleanlyAndAJsonLog) {
 // --- segmentation offload at the TUN ----------------------------------------------
 
 // The TCP segments of a capture: the records' datagrams that parse, checksums checked.
-std::vector<stack::Segment> CapturedSegments(const std::string& path, std::vector<std::vector<uint8_t>>* keep) {
+std::vector<stack::Segment> CapturedSegments(const std::string& path,
+                                             std::vector<std::vector<uint8_t>>* keep) {
   std::vector<stack::Segment> out;
   char err[PCAP_ERRBUF_SIZE];
   pcap_t* p = pcap_open_offline(path.c_str(), err);
@@ -790,8 +808,10 @@ TEST_F(ProxyTest, WithoutADataRuleSuperSegmentsStayWholeAndTheCaptureShowsTheWir
   pcap_path_ = absl::StrCat(dir, "/cap.pcap");
   auto server = tu::TcpServer::Start(kLoopback, 0, EchoHandler);
   ASSERT_TRUE(server.ok());
-  StartProxy((*server)->port(), {"delay 1ms on=to-client flags=SYN+ACK", "drop on=from-client flags=SYN nth=2"});
-  if (!service_->tun_offloads().tso4) GTEST_SKIP() << "this kernel grants the TUN no TCP segmentation offload";
+  StartProxy((*server)->port(),
+             {"delay 1ms on=to-client flags=SYN+ACK", "drop on=from-client flags=SYN nth=2"});
+  if (!service_->tun_offloads().tso4)
+    GTEST_SKIP() << "this kernel grants the TUN no TCP segmentation offload";
   bool splits = true;
   service_->RunOnLoop([&] { splits = service_->RuleSeesTunData(); });
   EXPECT_FALSE(splits);
@@ -878,7 +898,8 @@ size_t ProxyTest::PureAcksToClient() {
 }
 
 void ProxyTest::ExpectWireSegmentsOffered(size_t bytes) {
-  if (!service_->tun_offloads().tso4) GTEST_SKIP() << "this kernel grants the TUN no TCP segmentation offload";
+  if (!service_->tun_offloads().tso4)
+    GTEST_SKIP() << "this kernel grants the TUN no TCP segmentation offload";
   bool splits = false;
   service_->RunOnLoop([&] { splits = service_->RuleSeesTunData(); });
   EXPECT_TRUE(splits);

@@ -21,8 +21,9 @@ SackScoreboard Ten() {
   return sb;
 }
 
-SackScoreboard::SackResult Sack(SackScoreboard& sb, std::vector<std::pair<uint32_t, uint32_t>> blocks,
-                                uint32_t una = 0, uint32_t nxt = 1000) {
+SackScoreboard::SackResult Sack(SackScoreboard& sb,
+                                std::vector<std::pair<uint32_t, uint32_t>> blocks, uint32_t una = 0,
+                                uint32_t nxt = 1000) {
   std::vector<SackBlock> b;
   for (auto [l, r] : blocks) b.push_back({At(l), At(r)});
   return sb.OnSackBlocks(b, At(una), At(nxt), [](const SentSegment&) {});
@@ -85,7 +86,8 @@ TEST(SackScoreboard, CumulativeAckTrimsAndFrees) {
   SackScoreboard sb = Ten();
   Sack(sb, {{200, 300}});
   std::vector<uint32_t> delivered;
-  uint32_t freed = sb.OnCumulativeAck(At(350), [&](const SentSegment& s) { delivered.push_back(s.end - At(0)); });
+  uint32_t freed = sb.OnCumulativeAck(
+      At(350), [&](const SentSegment& s) { delivered.push_back(s.end - At(0)); });
   EXPECT_EQ(freed, 250u);  // 0:200 and 300:350; 200:300 was SACKed already
   EXPECT_EQ(delivered, (std::vector<uint32_t>{100, 200}));
   EXPECT_EQ(sb.size(), 7u);
@@ -189,7 +191,8 @@ TEST(SackScoreboard, AcknowledgingEverythingEmptiesTheBoard) {
   SackScoreboard sb = Ten();
   Sack(sb, {{800, 900}});
   std::vector<uint32_t> delivered;
-  EXPECT_EQ(sb.OnCumulativeAck(At(1000), [&](const SentSegment& s) { delivered.push_back(s.end - At(0)); }),
+  EXPECT_EQ(sb.OnCumulativeAck(At(1000),
+                               [&](const SentSegment& s) { delivered.push_back(s.end - At(0)); }),
             900u);
   // Every record the ACK covers that was not SACKed before, in order; [800, 900)
   // was delivered when it was SACKed.
@@ -399,7 +402,8 @@ TEST(SackScoreboard, AFirstBlockIsADuplicateOnlyWhenTheSecondContainsIt) {
 TEST(SackScoreboard, BlocksAcrossSequenceZeroSackEachRecordOnce) {
   // Records from 2^32 - 296 to 504: the sequence numbers wrap inside the second.
   SackScoreboard sb(8);
-  for (uint32_t i = 0; i < 4; ++i) ASSERT_TRUE(sb.OnSend(At(7000 + i * 200), At(7200 + i * 200), kT0));
+  for (uint32_t i = 0; i < 4; ++i)
+    ASSERT_TRUE(sb.OnSend(At(7000 + i * 200), At(7200 + i * 200), kT0));
   int delivered = 0;
   std::vector<SackBlock> blocks = {{At(7000), At(7800)}};
   auto r = sb.OnSackBlocks(blocks, At(7000), At(7800), [&](const SentSegment&) { ++delivered; });

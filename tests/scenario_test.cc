@@ -69,10 +69,10 @@ class ScenarioTest : public ::testing::Test {
   Json Run(const std::string& scenario, const std::string& mode, size_t expect, size_t upload = 0,
            int read_timeout_s = 10) {
     std::string log = absl::StrCat(dir_, "/log.jsonl");
-    std::string cmd = absl::StrCat(WRENCH_BINARY, " exec --msl=1s --scenario=", scenario, " --log=", log,
-                                   " -- python3 ", WRENCH_SOURCE_DIR, "/tests/scenario/client.py ", mode,
-                                   " 10.89.0.1 ", kPort, " ", expect, " ", upload, " ", read_timeout_s,
-                                   " 2>", dir_, "/stderr");
+    std::string cmd = absl::StrCat(
+        WRENCH_BINARY, " exec --msl=1s --scenario=", scenario, " --log=", log, " -- python3 ",
+        WRENCH_SOURCE_DIR, "/tests/scenario/client.py ", mode, " 10.89.0.1 ", kPort, " ", expect,
+        " ", upload, " ", read_timeout_s, " 2>", dir_, "/stderr");
     FILE* p = ::popen(cmd.c_str(), "r");
     std::string out;
     char buf[4096];
@@ -83,7 +83,8 @@ class ScenarioTest : public ::testing::Test {
     stderr_.assign(std::istreambuf_iterator<char>(err), std::istreambuf_iterator<char>());
     log_.clear();
     std::ifstream l(log);
-    for (std::string line; std::getline(l, line);) log_.push_back(Json::parse(line, nullptr, false));
+    for (std::string line; std::getline(l, line);)
+      log_.push_back(Json::parse(line, nullptr, false));
     Json j = Json::parse(out, nullptr, false);
     EXPECT_FALSE(j.is_discarded()) << "client printed: " << out << "\nwrench said: " << stderr_;
     return j.is_discarded() ? Json::object() : j;
@@ -93,7 +94,8 @@ class ScenarioTest : public ::testing::Test {
   std::vector<Json> Records(const std::string& hook, const std::string& flag) {
     std::vector<Json> r;
     for (const Json& j : log_) {
-      if (j.value("hook", "") == hook && j.value("flags", "").find(flag) != std::string::npos) r.push_back(j);
+      if (j.value("hook", "") == hook && j.value("flags", "").find(flag) != std::string::npos)
+        r.push_back(j);
     }
     return r;
   }

@@ -170,7 +170,8 @@ TEST(Segment, RejectsFirstIpv4Fragment) {
   auto d = LinuxSynV4();
   d[6] = 0x20;  // MF, offset 0
   FixIpv4Checksum(d);
-  EXPECT_THAT(ParseSegment(d), IsErrorWith("IPv4 fragment (offset 0, more fragments) not supported"));
+  EXPECT_THAT(ParseSegment(d),
+              IsErrorWith("IPv4 fragment (offset 0, more fragments) not supported"));
 }
 
 TEST(Segment, RejectsLaterIpv4Fragment) {
@@ -178,7 +179,8 @@ TEST(Segment, RejectsLaterIpv4Fragment) {
   d[6] = 0x00;
   d[7] = 185;  // offset 185 * 8 = 1480, last fragment
   FixIpv4Checksum(d);
-  EXPECT_THAT(ParseSegment(d), IsErrorWith("IPv4 fragment (offset 1480, last fragment) not supported"));
+  EXPECT_THAT(ParseSegment(d),
+              IsErrorWith("IPv4 fragment (offset 1480, last fragment) not supported"));
 }
 
 TEST(Segment, RejectsNonTcpOverIpv4) {
@@ -287,7 +289,8 @@ TEST(Segment, EmitRefusesMixedAddressFamilies) {
   EXPECT_THAT(EmitSegment(s, absl::MakeSpan(out)), IsErrorWith("IPv4 header with an IPv6 address"));
   auto s6 = ParseSegment(LinuxSynAckV6()).value();
   std::get<Ipv6Repr>(s6.ip).src = IpAddress::V4(1u);
-  EXPECT_THAT(EmitSegment(s6, absl::MakeSpan(out)), IsErrorWith("IPv6 header with an IPv4 address"));
+  EXPECT_THAT(EmitSegment(s6, absl::MakeSpan(out)),
+              IsErrorWith("IPv6 header with an IPv4 address"));
 }
 
 TEST(Segment, EmitRefusesBadIpv4Options) {
@@ -306,7 +309,8 @@ TEST(Segment, EmitRefusesOversizedDatagrams) {
   EXPECT_THAT(EmitSegment(s, absl::MakeSpan(out)), IsErrorWith("exceeds the IPv4 maximum 65535"));
   auto s6 = ParseSegment(LinuxSynAckV6()).value();
   s6.tcp.payload = absl::MakeConstSpan(big).first(65500);
-  EXPECT_THAT(EmitSegment(s6, absl::MakeSpan(out)), IsErrorWith("exceeds the IPv6 payload maximum"));
+  EXPECT_THAT(EmitSegment(s6, absl::MakeSpan(out)),
+              IsErrorWith("exceeds the IPv6 payload maximum"));
 }
 
 TEST(Segment, EmitPropagatesTcpOptionErrors) {

@@ -124,7 +124,8 @@ class ServeWithoutTun : public ServeFixture {
     api_ = service_->api_port();
   }
 
-  HttpResult Call(const std::string& method, const std::string& path, const std::string& body = "") {
+  HttpResult Call(const std::string& method, const std::string& path,
+                  const std::string& body = "") {
     return tu::HttpOrFail(api_, method, path, body);
   }
 
@@ -140,8 +141,9 @@ TEST_F(ServeWithoutTun, StartsAndSaysOnceThatItFellBackToStreamToxics) {
 }
 
 TEST_F(ServeWithoutTun, WildcardProxyRelaysWithItsLatencyAndRefusesSegmentToxics) {
-  HttpResult r = Call("POST", "/proxies",
-                      absl::StrCat(R"({"name":"any","listen":"0.0.0.0:0","upstream":")", Upstream(), R"("})"));
+  HttpResult r =
+      Call("POST", "/proxies",
+           absl::StrCat(R"({"name":"any","listen":"0.0.0.0:0","upstream":")", Upstream(), R"("})"));
   ASSERT_EQ(r.status, 201) << r.body;
   const std::string listen = r.json().value("listen", "");
   uint32_t port = 0;
@@ -168,8 +170,9 @@ TEST_F(ServeWithoutTun, WildcardProxyRelaysWithItsLatencyAndRefusesSegmentToxics
 }
 
 TEST_F(ServeWithoutTun, ProxyInsideTheTunSubnetIsRefusedNamingWhatIsMissing) {
-  HttpResult r = Call("POST", "/proxies",
-                      absl::StrCat(R"({"name":"tun","listen":"10.89.0.2:6000","upstream":")", Upstream(), R"("})"));
+  HttpResult r = Call(
+      "POST", "/proxies",
+      absl::StrCat(R"({"name":"tun","listen":"10.89.0.2:6000","upstream":")", Upstream(), R"("})"));
   EXPECT_GE(r.status, 400) << r.body;
   EXPECT_THAT(r.json().value("error", ""), HasSubstr("without its TUN device"));
   EXPECT_THAT(r.json().value("error", ""), HasSubstr("0.0.0.0:PORT"));
@@ -180,13 +183,16 @@ TEST_F(ServeWithoutTun, ProxyInsideTheTunSubnetIsRefusedNamingWhatIsMissing) {
 class ServeUnderReadOnlyProcSys : public ServeFixture {
  protected:
   void Start(bool forwarding) {
-    if (::unshare(CLONE_NEWNS) != 0) GTEST_SKIP() << "needs a mount namespace of its own: " << std::strerror(errno);
+    if (::unshare(CLONE_NEWNS) != 0)
+      GTEST_SKIP() << "needs a mount namespace of its own: " << std::strerror(errno);
     // /proc's mounts, the bind below among them, stay in this mount namespace. /proc
     // is a mount point on every machine; "/" is not in a chroot.
-    ASSERT_EQ(::mount(nullptr, "/proc", nullptr, MS_REC | MS_PRIVATE, nullptr), 0) << std::strerror(errno);
+    ASSERT_EQ(::mount(nullptr, "/proc", nullptr, MS_REC | MS_PRIVATE, nullptr), 0)
+        << std::strerror(errno);
     WRENCH_ENTER_NETNS_OR_SKIP();
     tu::WriteWholeFile("/proc/sys/net/ipv4/ip_forward", forwarding ? "1\n" : "0\n");
-    ASSERT_EQ(::mount("/proc/sys", "/proc/sys", nullptr, MS_BIND, nullptr), 0) << std::strerror(errno);
+    ASSERT_EQ(::mount("/proc/sys", "/proc/sys", nullptr, MS_BIND, nullptr), 0)
+        << std::strerror(errno);
     ASSERT_EQ(::mount(nullptr, "/proc/sys", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr), 0)
         << std::strerror(errno);
     PrepareRunDirAndEcho();
@@ -201,7 +207,8 @@ class ServeUnderReadOnlyProcSys : public ServeFixture {
   HttpResult CreateWildcardProxyAndAddASegmentToxic() {
     HttpResult r = tu::HttpOrFail(
         api_, "POST", "/proxies",
-        absl::StrCat(R"({"name":"any","listen":"0.0.0.0:7000","upstream":"127.0.0.1:)", echo_->port(), R"("})"));
+        absl::StrCat(R"({"name":"any","listen":"0.0.0.0:7000","upstream":"127.0.0.1:)",
+                     echo_->port(), R"("})"));
     EXPECT_EQ(r.status, 201) << r.body;
     return tu::HttpOrFail(api_, "POST", "/proxies/any/toxics", kDropFirstSynAck);
   }
@@ -224,7 +231,10 @@ TEST_F(ServeUnderReadOnlyProcSys, ForwardingOffIsReportedAsTheSysctlItCouldNotWr
   Start(/*forwarding=*/false);
   if (IsSkipped() || HasFatalFailure()) return;
   HttpResult r = CreateWildcardProxyAndAddASegmentToxic();
-  EXPECT_THAT(Log(), HasSubstr("no DNAT into the TUN (open /proc/sys/net/ipv4/ip_forward: Read-only file system)"));
+  EXPECT_THAT(
+      Log(),
+      HasSubstr(
+          "no DNAT into the TUN (open /proc/sys/net/ipv4/ip_forward: Read-only file system)"));
   EXPECT_EQ(r.status, 400) << r.body;
   EXPECT_THAT(r.json().value("error", ""), HasSubstr("Read-only file system"));
 }

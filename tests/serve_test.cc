@@ -68,8 +68,9 @@ class ServeTest : public ::testing::Test {
   // Starts wrench exec --serve in its own process group; waits for the server.
   void Start(const std::vector<std::string>& rules, bool leak) {
     std::string ready = absl::StrCat(dir_, "/ready");
-    std::vector<std::string> args = {WRENCH_BINARY, "exec", absl::StrCat("--serve=", kPort), "--msl=1s",
-                                     "--verbose", absl::StrCat("--log=", dir_, "/log.jsonl")};
+    std::vector<std::string> args = {
+        WRENCH_BINARY, "exec",      absl::StrCat("--serve=", kPort),
+        "--msl=1s",    "--verbose", absl::StrCat("--log=", dir_, "/log.jsonl")};
     for (const std::string& r : rules) args.push_back(absl::StrCat("--rule=", r));
     for (const char* a : {"--", "python3", "-c"}) args.push_back(a);
     args.push_back(ServerScript(ready, leak));
@@ -87,8 +88,10 @@ class ServeTest : public ::testing::Test {
       _exit(127);
     }
     struct stat sb;
-    for (int i = 0; i < 200 && ::stat(ready.c_str(), &sb) != 0; ++i) absl::SleepFor(absl::Milliseconds(50));
-    ASSERT_EQ(::stat(ready.c_str(), &sb), 0) << "the server never listened; wrench said: " << Stderr();
+    for (int i = 0; i < 200 && ::stat(ready.c_str(), &sb) != 0; ++i)
+      absl::SleepFor(absl::Milliseconds(50));
+    ASSERT_EQ(::stat(ready.c_str(), &sb), 0)
+        << "the server never listened; wrench said: " << Stderr();
   }
 
   // SIGTERM to wrench (forwarded to the server, whose end stops wrench); bounded,
@@ -117,7 +120,8 @@ class ServeTest : public ::testing::Test {
     pid_ = -1;
     log_.clear();
     std::ifstream l(absl::StrCat(dir_, "/log.jsonl"));
-    for (std::string line; std::getline(l, line);) log_.push_back(Json::parse(line, nullptr, false));
+    for (std::string line; std::getline(l, line);)
+      log_.push_back(Json::parse(line, nullptr, false));
   }
 
   std::string Stderr() {
@@ -125,7 +129,9 @@ class ServeTest : public ::testing::Test {
     return std::string(std::istreambuf_iterator<char>(err), std::istreambuf_iterator<char>());
   }
 
-  absl::StatusOr<UniqueFd> Connect() { return tu::ConnectTo(stack::IpAddress::V4(0x7f000001), kPort, absl::Seconds(5)); }
+  absl::StatusOr<UniqueFd> Connect() {
+    return tu::ConnectTo(stack::IpAddress::V4(0x7f000001), kPort, absl::Seconds(5));
+  }
 
   std::string dir_;
   pid_t pid_ = -1;
@@ -173,8 +179,10 @@ TEST_F(ServeTest, CloseWaitLeakShowsAsFinWait2) {
   double fin_wait_2_at = -1, server_fin_at = -1;
   for (const Json& j : log_) {
     if (j.value("hook", "") != "from-server") continue;
-    if (fin_wait_2_at < 0 && j.value("after", "") == "FIN-WAIT-2") fin_wait_2_at = j.value("t", 0.0);
-    if (server_fin_at < 0 && j.value("flags", "").find("FIN") != std::string::npos) server_fin_at = j.value("t", 0.0);
+    if (fin_wait_2_at < 0 && j.value("after", "") == "FIN-WAIT-2")
+      fin_wait_2_at = j.value("t", 0.0);
+    if (server_fin_at < 0 && j.value("flags", "").find("FIN") != std::string::npos)
+      server_fin_at = j.value("t", 0.0);
   }
   EXPECT_GE(fin_wait_2_at, 0) << "wrench's server leg never reached FIN-WAIT-2\n" << Stderr();
   if (server_fin_at >= 0) {

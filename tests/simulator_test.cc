@@ -60,8 +60,10 @@ TEST(Simulator, RunUntilAPredicateStopsAtItsLimit) {
 TEST(Simulator, EachSegmentArrivesOneLatencyLater) {
   Simulator sim(Config(Side::kA), Config(Side::kB), Opts(absl::Milliseconds(7)));
   Handshake(sim);
-  ASSERT_TRUE(sim.RunUntil([&] { return sim.a().state() == TcpState::kEstablished; }, absl::Seconds(1)));
-  EXPECT_EQ(sim.changes(Side::kB).back().at - sim.changes(Side::kB).front().at, absl::Milliseconds(7));
+  ASSERT_TRUE(
+      sim.RunUntil([&] { return sim.a().state() == TcpState::kEstablished; }, absl::Seconds(1)));
+  EXPECT_EQ(sim.changes(Side::kB).back().at - sim.changes(Side::kB).front().at,
+            absl::Milliseconds(7));
   EXPECT_EQ(sim.changes(Side::kA).back().at - absl::UnixEpoch(), absl::Milliseconds(14));
 }
 
@@ -73,7 +75,8 @@ TEST(Simulator, AVerdictsExtraDelayAddsToTheLatency) {
     return v;
   });
   Handshake(sim);
-  ASSERT_TRUE(sim.RunUntil([&] { return sim.b().state() == TcpState::kSynReceived; }, absl::Seconds(1)));
+  ASSERT_TRUE(
+      sim.RunUntil([&] { return sim.b().state() == TcpState::kSynReceived; }, absl::Seconds(1)));
   EXPECT_EQ(sim.elapsed(), absl::Milliseconds(35));
   EXPECT_EQ(sim.trace()[0].extra_delay, absl::Milliseconds(25));
 }
@@ -81,11 +84,13 @@ TEST(Simulator, AVerdictsExtraDelayAddsToTheLatency) {
 TEST(Simulator, HeldBackSegmentsAreOvertaken) {
   Simulator sim(Config(Side::kA), Config(Side::kB), Opts());
   Handshake(sim);
-  ASSERT_TRUE(sim.RunUntil([&] { return sim.b().state() == TcpState::kEstablished; }, absl::Seconds(1)));
+  ASSERT_TRUE(
+      sim.RunUntil([&] { return sim.b().state() == TcpState::kEstablished; }, absl::Seconds(1)));
   int data = 0;
   sim.set_filter([&](Side from, const TcpRepr& seg) {
     LinkVerdict v;
-    if (from == Side::kA && !seg.payload.empty() && data++ == 0) v.extra_delay = absl::Milliseconds(30);
+    if (from == Side::kA && !seg.payload.empty() && data++ == 0)
+      v.extra_delay = absl::Milliseconds(30);
     return v;
   });
   sim.StartTransfer(Side::kA, 3000, false);
@@ -104,7 +109,8 @@ TEST(Simulator, RandomLossDropsEverythingUntilItsDeadline) {
   f.until = absl::UnixEpoch() + absl::Milliseconds(1500);
   sim.set_random_faults(f);
   Handshake(sim);
-  ASSERT_TRUE(sim.RunUntil([&] { return sim.a().state() == TcpState::kEstablished; }, absl::Seconds(10)));
+  ASSERT_TRUE(
+      sim.RunUntil([&] { return sim.a().state() == TcpState::kEstablished; }, absl::Seconds(10)));
   const auto& t = sim.trace();
   ASSERT_GE(t.size(), 4u);
   EXPECT_TRUE(t[0].dropped);   // the SYN at 0
@@ -120,7 +126,8 @@ TEST(Simulator, RandomReorderHoldsSegmentsBack) {
   f.max_extra_delay = absl::Milliseconds(20);
   sim.set_random_faults(f);
   Handshake(sim);
-  ASSERT_TRUE(sim.RunUntil([&] { return sim.a().state() == TcpState::kEstablished; }, absl::Seconds(1)));
+  ASSERT_TRUE(
+      sim.RunUntil([&] { return sim.a().state() == TcpState::kEstablished; }, absl::Seconds(1)));
   Duration held;
   for (const TraceEntry& e : sim.trace()) {
     EXPECT_LE(e.extra_delay, absl::Milliseconds(20));
@@ -148,7 +155,8 @@ TEST(Simulator, AnInterposerSeesEverySegmentAndReleasesThem) {
   CountingInterposer ip;
   sim.set_interposer(&ip);
   Handshake(sim);
-  ASSERT_TRUE(sim.RunUntil([&] { return sim.a().state() == TcpState::kEstablished; }, absl::Seconds(1)));
+  ASSERT_TRUE(
+      sim.RunUntil([&] { return sim.a().state() == TcpState::kEstablished; }, absl::Seconds(1)));
   EXPECT_EQ(ip.delivered, 3u);  // SYN, SYN-ACK, ACK
   EXPECT_EQ(sim.trace().size(), 3u);
   EXPECT_EQ(sim.elapsed(), absl::Milliseconds(20));
@@ -189,7 +197,8 @@ std::vector<uint8_t> Pattern(Side s, uint64_t from, size_t n) {
 TEST(Simulator, TheDefaultLinkTakesOneMillisecond) {
   Simulator sim(Config(Side::kA), Config(Side::kB));
   Handshake(sim);
-  ASSERT_TRUE(sim.RunUntil([&] { return sim.b().state() == TcpState::kSynReceived; }, absl::Seconds(1)));
+  ASSERT_TRUE(
+      sim.RunUntil([&] { return sim.b().state() == TcpState::kSynReceived; }, absl::Seconds(1)));
   EXPECT_EQ(sim.elapsed(), absl::Milliseconds(1));
 }
 
@@ -200,7 +209,8 @@ TEST(Simulator, RandomFaultsStopExactlyAtTheirDeadline) {
   f.until = absl::UnixEpoch() + absl::Seconds(3);  // the SYN's second retransmission
   sim.set_random_faults(f);
   Handshake(sim);
-  ASSERT_TRUE(sim.RunUntil([&] { return sim.a().state() == TcpState::kEstablished; }, absl::Seconds(10)));
+  ASSERT_TRUE(
+      sim.RunUntil([&] { return sim.a().state() == TcpState::kEstablished; }, absl::Seconds(10)));
   const auto& t = sim.trace();
   ASSERT_GE(t.size(), 3u);
   EXPECT_EQ(t[1].at - absl::UnixEpoch(), absl::Seconds(1));
@@ -219,7 +229,8 @@ TEST(Simulator, RandomFaultsAreTheSeedsDrawsSegmentBySegment) {
     o.seed = seed;
     Simulator sim(Config(Side::kA), Config(Side::kB), o);
     Handshake(sim);
-    ASSERT_TRUE(sim.RunUntil([&] { return sim.b().state() == TcpState::kEstablished; }, absl::Seconds(1)));
+    ASSERT_TRUE(
+        sim.RunUntil([&] { return sim.b().state() == TcpState::kEstablished; }, absl::Seconds(1)));
     const Instant start = sim.now();
     RandomFaults f;
     f.loss = 0.2;
@@ -279,11 +290,13 @@ TEST(Simulator, RandomFaultsAreTheSeedsDrawsSegmentBySegment) {
 TEST(Simulator, SegmentsArriveInTheOrderOfTheirDueTimes) {
   Simulator sim(Config(Side::kA), Config(Side::kB), Opts());
   Handshake(sim);
-  ASSERT_TRUE(sim.RunUntil([&] { return sim.b().state() == TcpState::kEstablished; }, absl::Seconds(1)));
+  ASSERT_TRUE(
+      sim.RunUntil([&] { return sim.b().state() == TcpState::kEstablished; }, absl::Seconds(1)));
   int data = 0;
   sim.set_filter([&](Side from, const TcpRepr& seg) {
     LinkVerdict v;
-    if (from == Side::kA && !seg.payload.empty() && data < 3) v.extra_delay = absl::Milliseconds(30 - 10 * data++);
+    if (from == Side::kA && !seg.payload.empty() && data < 3)
+      v.extra_delay = absl::Milliseconds(30 - 10 * data++);
     return v;
   });
   const Instant sent = sim.now();
@@ -298,15 +311,16 @@ TEST(Simulator, SegmentsArriveInTheOrderOfTheirDueTimes) {
   for (size_t k = before; k < sim.trace().size(); ++k) {
     const TraceEntry& e = sim.trace()[k];
     if (e.from != Side::kB || e.at > sent + absl::Milliseconds(40)) continue;
-    std::string text = absl::StrCat(absl::ToInt64Milliseconds(e.at - sent), "ms ack ", e.seg.ack - start);
+    std::string text =
+        absl::StrCat(absl::ToInt64Milliseconds(e.at - sent), "ms ack ", e.seg.ack - start);
     for (uint8_t b = 0; b < e.seg.options.sack_count; ++b) {
       absl::StrAppend(&text, " sack ", e.seg.options.sack[b].left - start, ":",
                       e.seg.options.sack[b].right - start);
     }
     answers.push_back(text);
   }
-  EXPECT_THAT(answers, ::testing::ElementsAre("20ms ack 0 sack 2896:3000", "30ms ack 0 sack 1448:3000",
-                                              "40ms ack 3000"));
+  EXPECT_THAT(answers, ::testing::ElementsAre("20ms ack 0 sack 2896:3000",
+                                              "30ms ack 0 sack 1448:3000", "40ms ack 3000"));
 }
 
 // A SYN nobody answers: A's only events are its retransmissions at 1, 3, 7, 15 s.
@@ -330,7 +344,8 @@ TEST(Simulator, RunUntilAPredicateRunsAnEventAtItsLimit) {
   Simulator sim(Config(Side::kA), Config(Side::kB), Opts());
   Handshake(sim);
   // The SYN arrives at exactly 10 ms, the limit.
-  EXPECT_TRUE(sim.RunUntil([&] { return sim.b().state() == TcpState::kSynReceived; }, absl::Milliseconds(10)));
+  EXPECT_TRUE(sim.RunUntil([&] { return sim.b().state() == TcpState::kSynReceived; },
+                           absl::Milliseconds(10)));
   EXPECT_EQ(sim.elapsed(), absl::Milliseconds(10));
 }
 
@@ -338,7 +353,8 @@ TEST(Simulator, RunUntilAPredicateRunsAnEventAtItsLimit) {
 TEST(Simulator, WhatAPredicateSendsLeavesAtOnce) {
   Simulator sim(Config(Side::kA), Config(Side::kB), Opts());
   Handshake(sim);
-  ASSERT_TRUE(sim.RunUntil([&] { return sim.b().state() == TcpState::kEstablished; }, absl::Seconds(1)));
+  ASSERT_TRUE(
+      sim.RunUntil([&] { return sim.b().state() == TcpState::kEstablished; }, absl::Seconds(1)));
   ASSERT_TRUE(sim.RunFor(absl::Seconds(1)));  // every timer of the handshake is done
   std::optional<Instant> sent;
   std::vector<uint8_t> bytes = Pattern(Side::kA, 0, 100);
@@ -398,8 +414,9 @@ TEST(Simulator, AnInterposerIsPolledAtItsDeadlineBeforeTheTimers) {
   sim.set_interposer(&ip);
   Handshake(sim);
   ASSERT_TRUE(sim.RunFor(absl::Seconds(1)));
-  EXPECT_THAT(ip.log, ::testing::ElementsAre("0 submit A SYN", "0 poll A", "10 poll", "10 submit B SYN-ACK", "10 poll",
-                                             "1000 poll B", "1000 submit A SYN", "1000 poll A"));
+  EXPECT_THAT(ip.log,
+              ::testing::ElementsAre("0 submit A SYN", "0 poll A", "10 poll", "10 submit B SYN-ACK",
+                                     "10 poll", "1000 poll B", "1000 submit A SYN", "1000 poll A"));
 }
 
 // An interposer that flips one payload byte of A's first data segment.
@@ -464,7 +481,8 @@ TEST(Simulator, ALinkWithoutPreallocatedPacketsGrowsItsPool) {
     Handshake(sim);
     sim.StartTransfer(Side::kA, 200000, true);
     sim.StartTransfer(Side::kB, 100000, true);
-    ASSERT_TRUE(sim.RunUntil([&] { return sim.a().fin_received() && sim.b().fin_received(); }, absl::Seconds(30)));
+    ASSERT_TRUE(sim.RunUntil([&] { return sim.a().fin_received() && sim.b().fin_received(); },
+                             absl::Seconds(30)));
     EXPECT_EQ(sim.received_ok(Side::kB), 200000u);
     EXPECT_EQ(sim.received_ok(Side::kA), 100000u);
     EXPECT_EQ(sim.received_bad(Side::kA) + sim.received_bad(Side::kB), 0u);

@@ -15,7 +15,8 @@ const stack::Instant kT0 = absl::FromUnixSeconds(1000);
 
 class StreamToxicsTest : public ::testing::Test {
  protected:
-  StreamToxicsTest() : chain_(std::make_shared<ToxicChain>()), rng_(std::make_shared<std::mt19937_64>(7)) {}
+  StreamToxicsTest()
+      : chain_(std::make_shared<ToxicChain>()), rng_(std::make_shared<std::mt19937_64>(7)) {}
 
   void Add(StreamToxic t) {
     chain_->entries.push_back({++next_id_, t});
@@ -30,7 +31,8 @@ class StreamToxicsTest : public ::testing::Test {
     return *stream_;
   }
   void Write(absl::Duration at, const std::string& s) {
-    Stream().Write(kT0 + at, absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
+    Stream().Write(kT0 + at,
+                   absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
   }
   // Everything readable at `at`.
   std::string ReadAt(absl::Duration at) {
@@ -47,13 +49,16 @@ class StreamToxicsTest : public ::testing::Test {
 };
 
 // A toxic of Toxiproxy's type name with those attributes, the others 0.
-StreamToxic Toxic(absl::string_view type, const std::vector<std::pair<absl::string_view, int64_t>>& attributes) {
+StreamToxic Toxic(absl::string_view type,
+                  const std::vector<std::pair<absl::string_view, int64_t>>& attributes) {
   auto t = MakeStreamToxic(type, attributes);
   EXPECT_TRUE(t.ok()) << t.status();
   return t.ok() ? *t : StreamToxic{};
 }
 
-StreamToxic Latency(int64_t ms, int64_t jitter = 0) { return Toxic("latency", {{"latency", ms}, {"jitter", jitter}}); }
+StreamToxic Latency(int64_t ms, int64_t jitter = 0) {
+  return Toxic("latency", {{"latency", ms}, {"jitter", jitter}});
+}
 
 TEST_F(StreamToxicsTest, NoToxicIsTransparentAndPassesAtOnce) {
   EXPECT_TRUE(Stream().Transparent(kT0));
@@ -250,7 +255,8 @@ TEST_F(StreamToxicsTest, LatencyAfterBandwidthCountsFromTheReadAsToxiproxys) {
   EXPECT_EQ(ReadAt(absl::Milliseconds(100)).size(), 500u);
   // One that takes longer than the latency leaves when the bandwidth lets it go.
   Write(absl::Seconds(1), std::string(2000, 'y'));  // 200 ms
-  EXPECT_EQ(ReadAt(absl::Seconds(1) + absl::Milliseconds(199)).size(), 1000u);  // the first 100 ms piece
+  EXPECT_EQ(ReadAt(absl::Seconds(1) + absl::Milliseconds(199)).size(),
+            1000u);  // the first 100 ms piece
   EXPECT_EQ(ReadAt(absl::Seconds(1) + absl::Milliseconds(200)).size(), 1000u);
 }
 

@@ -91,7 +91,8 @@ bool ParseSeqField(absl::string_view s, SegmentSpec* spec) {
   const size_t paren = s.find('(');
   if (colon == s.npos || paren == s.npos || s.back() != ')') return false;
   uint32_t start, end, len;
-  if (!ParseU32(s.substr(0, colon), &start) || !ParseU32(s.substr(colon + 1, paren - colon - 1), &end) ||
+  if (!ParseU32(s.substr(0, colon), &start) ||
+      !ParseU32(s.substr(colon + 1, paren - colon - 1), &end) ||
       !ParseU32(s.substr(paren + 1, s.size() - paren - 2), &len)) {
     return false;
   }
@@ -125,7 +126,8 @@ absl::Status ParseOptions(int line, absl::string_view text, SegmentSpec* spec) {
         return LineError(line, absl::StrCat("bad TS val in \"", opt, "\""));
       }
       if (w[4] != "*") {
-        if (!ParseU32(w[4], &v)) return LineError(line, absl::StrCat("bad TS ecr in \"", opt, "\""));
+        if (!ParseU32(w[4], &v))
+          return LineError(line, absl::StrCat("bad TS ecr in \"", opt, "\""));
         spec->ts_ecr = v;
       }
     } else if (w[0] == "sack" && w.size() >= 2) {
@@ -157,7 +159,8 @@ absl::Status ParseSegmentLine(int line, absl::string_view rest, SegmentSpec* spe
   std::optional<TcpFlags> flags = ParseFlagLetters(w[0]);
   if (!flags) return LineError(line, absl::StrCat("bad flags \"", w[0], "\""));
   spec->flags = *flags;
-  if (!ParseSeqField(w[1], spec)) return LineError(line, absl::StrCat("bad seq field \"", w[1], "\""));
+  if (!ParseSeqField(w[1], spec))
+    return LineError(line, absl::StrCat("bad seq field \"", w[1], "\""));
   for (size_t i = 2; i < w.size(); i += 2) {
     uint32_t v;
     if (i + 1 >= w.size() || !ParseU32(w[i + 1], &v)) {
@@ -191,7 +194,8 @@ absl::StatusOr<Script> ParseScript(absl::string_view name, absl::string_view tex
       continue;
     }
     in_header = false;
-    if (size_t hash = l.find('#'); hash != l.npos) l = absl::StripAsciiWhitespace(l.substr(0, hash));
+    if (size_t hash = l.find('#'); hash != l.npos)
+      l = absl::StripAsciiWhitespace(l.substr(0, hash));
     if (l.empty()) continue;
     std::vector<absl::string_view> w = absl::StrSplit(l, ' ', absl::SkipEmpty());
     if (w[0] == "mode" && w.size() == 2 && (w[1] == "passive" || w[1] == "active")) {
@@ -231,7 +235,8 @@ absl::StatusOr<Script> ParseScript(absl::string_view name, absl::string_view tex
       }
     } else if (w[1] == "write" && w.size() == 3) {
       e.kind = EventKind::kWrite;
-      if (!absl::SimpleAtoi(w[2], &e.bytes) || e.bytes > 1'000'000) return LineError(line, "bad write size");
+      if (!absl::SimpleAtoi(w[2], &e.bytes) || e.bytes > 1'000'000)
+        return LineError(line, "bad write size");
     } else if (w[1] == "read" && w.size() == 2) {
       e.kind = EventKind::kRead;
     } else if (w[1] == "close" && w.size() == 2) {
@@ -577,15 +582,18 @@ class LinuxPlayer {
             continue;
           }
           if (n == 0) end = "EOF";
-          else if (errno != EAGAIN && errno != EWOULDBLOCK) end = absl::StrCat("error ", ErrnoWord(errno));
+          else if (errno != EAGAIN && errno != EWOULDBLOCK)
+            end = absl::StrCat("error ", ErrnoWord(errno));
           break;
         }
-        t_.app.push_back({e.line, total > 0 ? absl::StrCat("read ", total)
-                                            : absl::StrCat("read ", end.empty() ? "nothing" : end)});
+        t_.app.push_back({e.line, total > 0
+                                      ? absl::StrCat("read ", total)
+                                      : absl::StrCat("read ", end.empty() ? "nothing" : end)});
         break;
       }
       case EventKind::kClose:
-        if (Conn() < 0 || ::shutdown(Conn(), SHUT_WR) != 0) t_.app.push_back({e.line, "close error"});
+        if (Conn() < 0 || ::shutdown(Conn(), SHUT_WR) != 0)
+          t_.app.push_back({e.line, "close error"});
         break;
       case EventKind::kAbort: {
         if (Conn() < 0) break;
@@ -636,7 +644,8 @@ Trace RunLinux(const Script& s) { return LinuxPlayer(s).Run(); }
 // ---- comparison ----
 
 std::string FormatSegment(const OutSegment& s) {
-  std::string out = absl::StrCat(FlagLetters(s.flags), " ", s.seq, ":", s.seq + s.len, "(", s.len, ")");
+  std::string out =
+      absl::StrCat(FlagLetters(s.flags), " ", s.seq, ":", s.seq + s.len, "(", s.len, ")");
   if (s.flags.has(stack::kAck)) absl::StrAppend(&out, " ack ", s.ack);
   absl::StrAppend(&out, " win ", s.window);
   std::vector<std::string> o;
@@ -701,8 +710,10 @@ void CompareFields(const Script& s, const OutSegment& l, const OutSegment& w, ab
                                        ":", l.seq + l.len, "(", l.len, ")");
   const absl::Duration tol = Tolerance(gap);
   if (absl::AbsDuration(l.at - w.at) > tol) {
-    out->push_back({"time", absl::StrCat(seg, ": linux at ", Secs(l.at), " s, wrench at ", Secs(w.at),
-                                         " s (tolerance ", absl::StrFormat("%.0f", absl::ToDoubleMilliseconds(tol)), " ms)")});
+    out->push_back(
+        {"time", absl::StrCat(seg, ": linux at ", Secs(l.at), " s, wrench at ", Secs(w.at),
+                              " s (tolerance ",
+                              absl::StrFormat("%.0f", absl::ToDoubleMilliseconds(tol)), " ms)")});
   }
   if (l.flags.has(stack::kPsh) != w.flags.has(stack::kPsh)) {
     out->push_back({"psh", absl::StrCat(seg, ": PSH ", l.flags.has(stack::kPsh) ? "set" : "clear",
@@ -710,17 +721,20 @@ void CompareFields(const Script& s, const OutSegment& l, const OutSegment& w, ab
                                         " on wrench")});
   }
   if (s.compare_window && l.window != w.window) {
-    out->push_back({"window", absl::StrCat(seg, ": window linux ", l.window, ", wrench ", w.window)});
+    out->push_back(
+        {"window", absl::StrCat(seg, ": window linux ", l.window, ", wrench ", w.window)});
   }
   auto opt = [](const auto& o) { return o ? absl::StrCat(*o) : std::string("none"); };
   if (l.mss != w.mss) {
     out->push_back({"mss", absl::StrCat(seg, ": mss linux ", opt(l.mss), ", wrench ", opt(w.mss))});
   }
   if (l.wscale != w.wscale) {
-    out->push_back({"wscale", absl::StrCat(seg, ": wscale linux ", opt(l.wscale), ", wrench ", opt(w.wscale))});
+    out->push_back({"wscale", absl::StrCat(seg, ": wscale linux ", opt(l.wscale), ", wrench ",
+                                           opt(w.wscale))});
   }
   if (l.sack_ok != w.sack_ok) {
-    out->push_back({"sackOK", absl::StrCat(seg, ": sackOK linux ", l.sack_ok, ", wrench ", w.sack_ok)});
+    out->push_back(
+        {"sackOK", absl::StrCat(seg, ": sackOK linux ", l.sack_ok, ", wrench ", w.sack_ok)});
   }
   if (l.ts != w.ts) {
     out->push_back({"ts", absl::StrCat(seg, ": timestamps linux ", l.ts ? "present" : "absent",
@@ -755,8 +769,8 @@ void CheckAssertions(const Script& s, const Trace& linux_trace, std::vector<Diff
       bool ok = flags_ok && o.seq == x.seq && o.len == x.len && (!x.ack || o.ack == *x.ack) &&
                 (!x.window || o.window == *x.window);
       if (ok && x.options_given) {
-        ok = o.mss == x.mss && (x.wscale_any ? o.wscale.has_value() : o.wscale == x.wscale) && o.sack_ok == x.sack_ok && o.ts == x.ts &&
-             (!x.ts_ecr || o.ts_ecr == *x.ts_ecr) &&
+        ok = o.mss == x.mss && (x.wscale_any ? o.wscale.has_value() : o.wscale == x.wscale) &&
+             o.sack_ok == x.sack_ok && o.ts == x.ts && (!x.ts_ecr || o.ts_ecr == *x.ts_ecr) &&
              (x.sack.empty() || o.sack == x.sack);
       }
       if (!ok) continue;
@@ -808,21 +822,28 @@ Comparison Compare(const Script& s, const Trace& lt, const Trace& wt) {
       std::vector<Difference> fields;
       CompareFields(s, L[i], W[j], L[i].at - Anchor(s, L, i), &fields);
       std::string mark = fields.empty() ? " " : "~";
-      rows.push_back({std::min(L[i].at, W[j].at), 1 + seq_no++,
-                      absl::StrCat(mark, " ", pad(absl::StrCat(Secs(L[i].at), " > ", FormatSegment(L[i])), kCol),
-                                   "| ", Secs(W[j].at), " > ", FormatSegment(W[j]))});
+      rows.push_back(
+          {std::min(L[i].at, W[j].at), 1 + seq_no++,
+           absl::StrCat(mark, " ",
+                        pad(absl::StrCat(Secs(L[i].at), " > ", FormatSegment(L[i])), kCol), "| ",
+                        Secs(W[j].at), " > ", FormatSegment(W[j]))});
       d.insert(d.end(), fields.begin(), fields.end());
       ++i;
       ++j;
     } else if (j >= m || (i < n && dp[i + 1][j] >= dp[i][j + 1])) {
-      rows.push_back({L[i].at, 1 + seq_no++,
-                      absl::StrCat("- ", pad(absl::StrCat(Secs(L[i].at), " > ", FormatSegment(L[i])), kCol), "|")});
-      d.push_back({"only-linux", absl::StrCat("linux sent at ", Secs(L[i].at), " s: ", FormatSegment(L[i]))});
+      rows.push_back(
+          {L[i].at, 1 + seq_no++,
+           absl::StrCat("- ", pad(absl::StrCat(Secs(L[i].at), " > ", FormatSegment(L[i])), kCol),
+                        "|")});
+      d.push_back({"only-linux",
+                   absl::StrCat("linux sent at ", Secs(L[i].at), " s: ", FormatSegment(L[i]))});
       ++i;
     } else {
-      rows.push_back({W[j].at, 1 + seq_no++,
-                      absl::StrCat("+ ", pad("", kCol), "| ", Secs(W[j].at), " > ", FormatSegment(W[j]))});
-      d.push_back({"only-wrench", absl::StrCat("wrench sent at ", Secs(W[j].at), " s: ", FormatSegment(W[j]))});
+      rows.push_back(
+          {W[j].at, 1 + seq_no++,
+           absl::StrCat("+ ", pad("", kCol), "| ", Secs(W[j].at), " > ", FormatSegment(W[j]))});
+      d.push_back({"only-wrench",
+                   absl::StrCat("wrench sent at ", Secs(W[j].at), " s: ", FormatSegment(W[j]))});
       ++j;
     }
   }
@@ -842,9 +863,11 @@ Comparison Compare(const Script& s, const Trace& lt, const Trace& wt) {
     std::string text = absl::StrCat(Secs(e.at), " ", what);
     const std::string la = app_of(lt, e.line), wa = app_of(wt, e.line);
     if (!la.empty() || !wa.empty()) {
-      absl::StrAppend(&text, "    => linux: ", la.empty() ? "-" : la, ", wrench: ", wa.empty() ? "-" : wa);
+      absl::StrAppend(&text, "    => linux: ", la.empty() ? "-" : la,
+                      ", wrench: ", wa.empty() ? "-" : wa);
       if (la != wa) {
-        d.push_back({"app", absl::StrCat("line ", e.line, " (", e.text, "): linux ", la, ", wrench ", wa)});
+        d.push_back(
+            {"app", absl::StrCat("line ", e.line, " (", e.text, "): linux ", la, ", wrench ", wa)});
       }
     }
     rows.push_back({e.at, 0, absl::StrCat(la != wa ? "~ " : "  ", text)});
@@ -856,7 +879,8 @@ Comparison Compare(const Script& s, const Trace& lt, const Trace& wt) {
 
   std::ostringstream r;
   r << "== " << s.name << " (" << (s.passive ? "passive" : "active") << ")\n";
-  for (absl::string_view l : absl::StrSplit(s.description, '\n', absl::SkipEmpty())) r << "   " << l << "\n";
+  for (absl::string_view l : absl::StrSplit(s.description, '\n', absl::SkipEmpty()))
+    r << "   " << l << "\n";
   r << "  " << pad("  linux (seq rel. to its ISN, ack to the peer's)", kCol + 2) << "| wrench\n";
   for (const Row& row : rows) r << row.text << "\n";
   c.report = r.str();

@@ -127,7 +127,8 @@ Trace RunWrench(const Script& s, const stack::TcpConfig& cfg);
 Trace RunLinux(const Script& s);
 
 struct Difference {
-  std::string kind;  // time, psh, window, mss, wscale, sackOK, ts, ecr, sack, only-linux, only-wrench, app, assert, harness
+  std::string kind;  // time, psh, window, mss, wscale, sackOK, ts, ecr, sack, only-linux,
+                     // only-wrench, app, assert, harness
   std::string text;
 };
 

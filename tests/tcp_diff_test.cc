@@ -194,14 +194,18 @@ TEST_P(TcpDiff, SameAsLinux) {
   // Entries for this script that matched nothing: fixed, or the script changed.
   for (const KnownDifference& k : kKnownDifferences) {
     if (k.script != name) continue;
-    const bool used = std::any_of(c.differences.begin(), c.differences.end(), [&](const Difference& d) {
-      return FindKnown(absl::MakeConstSpan(&k, 1), name, d) != nullptr;
-    });
-    if (!used) absl::StrAppend(&report, "  [stale] known ", k.kind, " \"", k.contains, "\" no longer seen\n");
+    const bool used =
+        std::any_of(c.differences.begin(), c.differences.end(), [&](const Difference& d) {
+          return FindKnown(absl::MakeConstSpan(&k, 1), name, d) != nullptr;
+        });
+    if (!used)
+      absl::StrAppend(&report, "  [stale] known ", k.kind, " \"", k.contains,
+                      "\" no longer seen\n");
   }
   std::cout << report << std::flush;
   WriteReport(name, report);
-  EXPECT_EQ(unexplained, 0) << unexplained << " difference(s) not in the known list; see the report above";
+  EXPECT_EQ(unexplained, 0) << unexplained
+                            << " difference(s) not in the known list; see the report above";
 }
 
 INSTANTIATE_TEST_SUITE_P(Scripts, TcpDiff, ::testing::ValuesIn(ScriptNames()),
@@ -215,14 +219,15 @@ INSTANTIATE_TEST_SUITE_P(Scripts, TcpDiff, ::testing::ValuesIn(ScriptNames()),
 
 // The parser refuses what it does not understand, with the line.
 TEST(TcpDiffScript, ParsesAndRefusesWithTheLine) {
-  absl::StatusOr<Script> s = ParseScript("t",
-                                         "# what it checks\n"
-                                         "mode active\n"
-                                         "tail 2\n"
-                                         "0 connect\n"
-                                         "+0.1 < S. 0:0(0) ack 1 win 1000 <mss 536,sackOK,TS val 5 ecr 0,nop,wscale 2>\n"
-                                         "+0 > . 1:1(0) ack 1 <TS val * ecr 5>\n"
-                                         "+0.2 < P. 1:101(100) ack 1 win 1000 <sack 1:5 10:20>\n");
+  absl::StatusOr<Script> s =
+      ParseScript("t",
+                  "# what it checks\n"
+                  "mode active\n"
+                  "tail 2\n"
+                  "0 connect\n"
+                  "+0.1 < S. 0:0(0) ack 1 win 1000 <mss 536,sackOK,TS val 5 ecr 0,nop,wscale 2>\n"
+                  "+0 > . 1:1(0) ack 1 <TS val * ecr 5>\n"
+                  "+0.2 < P. 1:101(100) ack 1 win 1000 <sack 1:5 10:20>\n");
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_FALSE(s->passive);
   EXPECT_EQ(s->description, "what it checks\n");

@@ -116,13 +116,16 @@ class Conversation : public ::testing::Test {
     ASSERT_TRUE(b().Listen(now()).ok());
     ASSERT_TRUE(a().Connect(now()).ok());
     ASSERT_TRUE(sim_->RunUntil(
-        [&] { return a().state() == TcpState::kEstablished && b().state() == TcpState::kEstablished; },
+        [&] {
+          return a().state() == TcpState::kEstablished && b().state() == TcpState::kEstablished;
+        },
         absl::Seconds(120)));
   }
 
   bool RunUntilBothClosed(Duration limit = absl::Minutes(10)) {
     return sim_->RunUntil(
-        [&] { return a().state() == TcpState::kClosed && b().state() == TcpState::kClosed; }, limit);
+        [&] { return a().state() == TcpState::kClosed && b().state() == TcpState::kClosed; },
+        limit);
   }
 
   std::unique_ptr<Simulator> sim_;
@@ -138,7 +141,8 @@ TEST_F(Conversation, ThreeWayHandshakeHasExactSeqAndAck) {
   // A sends SYN seq=0; B answers SYN-ACK seq=0 ack=1; A completes with ACK seq=1 ack=1.
   EXPECT_THAT(Segments(), ElementsAre(S(A, "S", 0, 0), S(B, "S.", 0, 1), S(A, ".", 1, 1)));
   EXPECT_THAT(States(A), ElementsAre(TcpState::kSynSent, TcpState::kEstablished));
-  EXPECT_THAT(States(B), ElementsAre(TcpState::kListen, TcpState::kSynReceived, TcpState::kEstablished));
+  EXPECT_THAT(States(B),
+              ElementsAre(TcpState::kListen, TcpState::kSynReceived, TcpState::kEstablished));
 }
 
 TEST_F(Conversation, HandshakeNegotiatesOptions) {
@@ -211,7 +215,8 @@ TEST_F(Conversation, DuplicateSynsOpenOneConnection) {
   ASSERT_TRUE(sim().RunFor(absl::Seconds(2)));
   EXPECT_EQ(a().state(), TcpState::kEstablished);
   EXPECT_EQ(b().state(), TcpState::kEstablished);
-  EXPECT_THAT(States(B), ElementsAre(TcpState::kListen, TcpState::kSynReceived, TcpState::kEstablished));
+  EXPECT_THAT(States(B),
+              ElementsAre(TcpState::kListen, TcpState::kSynReceived, TcpState::kEstablished));
 }
 
 TEST_F(Conversation, LostThirdAckIsRepairedBySynAckRetransmission) {
@@ -230,13 +235,18 @@ TEST_F(Conversation, SimultaneousOpen) {
   ASSERT_TRUE(a().Connect(now()).ok());
   ASSERT_TRUE(b().Connect(now()).ok());
   ASSERT_TRUE(sim().RunUntil(
-      [&] { return a().state() == TcpState::kEstablished && b().state() == TcpState::kEstablished; },
+      [&] {
+        return a().state() == TcpState::kEstablished && b().state() == TcpState::kEstablished;
+      },
       absl::Seconds(10)));
-  EXPECT_THAT(States(A), ElementsAre(TcpState::kSynSent, TcpState::kSynReceived, TcpState::kEstablished));
-  EXPECT_THAT(States(B), ElementsAre(TcpState::kSynSent, TcpState::kSynReceived, TcpState::kEstablished));
+  EXPECT_THAT(States(A),
+              ElementsAre(TcpState::kSynSent, TcpState::kSynReceived, TcpState::kEstablished));
+  EXPECT_THAT(States(B),
+              ElementsAre(TcpState::kSynSent, TcpState::kSynReceived, TcpState::kEstablished));
   // Each SYN crosses the other; each side answers with SYN-ACK <SEQ=ISS><ACK=RCV.NXT>,
   // and each SYN-ACK completes the other side's open (RFC 9293 Figure 8).
-  EXPECT_THAT(Segments(), ElementsAre(S(A, "S", 0, 0), S(B, "S", 0, 0), S(A, "S.", 0, 1), S(B, "S.", 0, 1)));
+  EXPECT_THAT(Segments(),
+              ElementsAre(S(A, "S", 0, 0), S(B, "S", 0, 0), S(A, "S.", 0, 1), S(B, "S.", 0, 1)));
 }
 
 TEST_F(Conversation, ConnectToClosedPortIsRefused) {
@@ -273,7 +283,8 @@ TEST_F(Conversation, FourWayTeardownHasExactSeqAndAck) {
   Open();
   Instant t0 = now();
   ASSERT_TRUE(a().Close(now()).ok());
-  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(1)));
+  ASSERT_TRUE(
+      sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(1)));
   ASSERT_TRUE(b().Close(now()).ok());
   ASSERT_TRUE(RunUntilBothClosed());
   auto segs = Segments();
@@ -283,10 +294,12 @@ TEST_F(Conversation, FourWayTeardownHasExactSeqAndAck) {
   EXPECT_EQ(segs[4], S(B, ".", 1, 2));
   EXPECT_EQ(segs[5], S(B, "F.", 1, 2));
   EXPECT_EQ(segs[6], S(A, ".", 2, 2));
-  EXPECT_THAT(States(A), ElementsAre(TcpState::kSynSent, TcpState::kEstablished, TcpState::kFinWait1,
-                                     TcpState::kFinWait2, TcpState::kTimeWait, TcpState::kClosed));
-  EXPECT_THAT(States(B), ElementsAre(TcpState::kListen, TcpState::kSynReceived, TcpState::kEstablished,
-                                     TcpState::kCloseWait, TcpState::kLastAck, TcpState::kClosed));
+  EXPECT_THAT(States(A),
+              ElementsAre(TcpState::kSynSent, TcpState::kEstablished, TcpState::kFinWait1,
+                          TcpState::kFinWait2, TcpState::kTimeWait, TcpState::kClosed));
+  EXPECT_THAT(States(B),
+              ElementsAre(TcpState::kListen, TcpState::kSynReceived, TcpState::kEstablished,
+                          TcpState::kCloseWait, TcpState::kLastAck, TcpState::kClosed));
   // TIME-WAIT lasts exactly 2·MSL from the FIN's arrival.
   const StateChange& tw = sim().changes(A)[4];
   const StateChange& closed = sim().changes(A)[5];
@@ -301,7 +314,8 @@ TEST_F(Conversation, LostFirstFinIsRetransmitted) {
   DropNth(A, kFin | kAck, 1);
   Open();
   ASSERT_TRUE(a().Close(now()).ok());
-  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(5)));
+  ASSERT_TRUE(
+      sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(5)));
   auto segs = Segments();
   EXPECT_TRUE(segs[3].dropped);
   EXPECT_EQ(segs[4], S(A, "F.", 1, 1));
@@ -313,7 +327,8 @@ TEST_F(Conversation, LostFirstFinIsProbedAfterTheLinuxMinimumRto) {
   DropNth(A, kFin | kAck, 1);
   Open();
   ASSERT_TRUE(a().Close(now()).ok());
-  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(5)));
+  ASSERT_TRUE(
+      sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(5)));
   auto segs = Segments();
   EXPECT_TRUE(segs[3].dropped);
   EXPECT_EQ(segs[4], S(A, "F.", 1, 1));
@@ -328,7 +343,8 @@ TEST_F(Conversation, LostFirstFinIsProbedAfterTheLinuxMinimumRto) {
 TEST_F(Conversation, LostLastAckMakesLastAckRetransmitAndTimeWaitReAck) {
   Open();
   ASSERT_TRUE(a().Close(now()).ok());
-  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(1)));
+  ASSERT_TRUE(
+      sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(1)));
   DropNth(A, kAck, 1);  // the next pure ACK from A: the last ACK of the teardown
   ASSERT_TRUE(b().Close(now()).ok());
   ASSERT_TRUE(sim().RunUntil([&] { return a().state() == TcpState::kTimeWait; }, absl::Seconds(1)));
@@ -583,7 +599,8 @@ TEST_F(Conversation, RstInSynReceivedReturnsPassiveOpenToListen) {
   DropNth(B, kSyn | kAck, 1);
   ASSERT_TRUE(b().Listen(now()).ok());
   ASSERT_TRUE(a().Connect(now()).ok());
-  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kSynReceived; }, absl::Seconds(1)));
+  ASSERT_TRUE(
+      sim().RunUntil([&] { return b().state() == TcpState::kSynReceived; }, absl::Seconds(1)));
   Inject(sim(), B, RstFrom(a(), b()));
   EXPECT_EQ(b().state(), TcpState::kListen);
 }
@@ -596,7 +613,8 @@ TEST_F(Conversation, RstInSynReceivedClosesAListenerThatOpenedActively) {
   std::vector<uint8_t> data(100, 7);
   ASSERT_TRUE(a().Send(now(), data).ok());
   ASSERT_TRUE(b().Connect(now()).ok());
-  ASSERT_TRUE(sim().RunUntil([&] { return a().state() == TcpState::kSynReceived; }, absl::Seconds(1)));
+  ASSERT_TRUE(
+      sim().RunUntil([&] { return a().state() == TcpState::kSynReceived; }, absl::Seconds(1)));
   Inject(sim(), A, RstFrom(b(), a()));
   EXPECT_EQ(a().state(), TcpState::kClosed);
   EXPECT_EQ(a().close_reason(), CloseReason::kRefused);
@@ -815,11 +833,13 @@ TEST_F(Conversation, CloseInSynReceivedSendsFinOnceEstablished) {
   DropNth(A, kAck, 1);
   ASSERT_TRUE(b().Listen(now()).ok());
   ASSERT_TRUE(a().Connect(now()).ok());
-  ASSERT_TRUE(sim().RunUntil([&] { return a().state() == TcpState::kEstablished; }, absl::Seconds(1)));
+  ASSERT_TRUE(
+      sim().RunUntil([&] { return a().state() == TcpState::kEstablished; }, absl::Seconds(1)));
   ASSERT_EQ(b().state(), TcpState::kSynReceived);
   ASSERT_TRUE(b().Close(now()).ok());
   EXPECT_EQ(b().state(), TcpState::kFinWait1);
-  ASSERT_TRUE(sim().RunUntil([&] { return a().state() == TcpState::kCloseWait; }, absl::Seconds(5)));
+  ASSERT_TRUE(
+      sim().RunUntil([&] { return a().state() == TcpState::kCloseWait; }, absl::Seconds(5)));
   ASSERT_TRUE(a().Close(now()).ok());
   ASSERT_TRUE(RunUntilBothClosed());
 }
@@ -837,7 +857,8 @@ TEST_F(Conversation, EveryEdgeOfTheStateDiagramIsTakenSomewhere) {
   auto collect = [&] {
     for (Side s : {A, B}) {
       for (const StateChange& c : sim().changes(s)) {
-        EXPECT_TRUE(IsLegalTransition(c.from, c.to)) << StateName(c.from) << " -> " << StateName(c.to);
+        EXPECT_TRUE(IsLegalTransition(c.from, c.to))
+            << StateName(c.from) << " -> " << StateName(c.to);
         seen.insert({c.from, c.to});
       }
     }
@@ -845,7 +866,8 @@ TEST_F(Conversation, EveryEdgeOfTheStateDiagramIsTakenSomewhere) {
   // Classic open and close, both roles.
   Open();
   ASSERT_TRUE(a().Close(now()).ok());
-  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(1)));
+  ASSERT_TRUE(
+      sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(1)));
   ASSERT_TRUE(b().Close(now()).ok());
   ASSERT_TRUE(RunUntilBothClosed());
   collect();
@@ -853,7 +875,11 @@ TEST_F(Conversation, EveryEdgeOfTheStateDiagramIsTakenSomewhere) {
   Reset(Config(A), Config(B));
   ASSERT_TRUE(a().Connect(now()).ok());
   ASSERT_TRUE(b().Connect(now()).ok());
-  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kEstablished && a().state() == TcpState::kEstablished; }, absl::Seconds(5)));
+  ASSERT_TRUE(sim().RunUntil(
+      [&] {
+        return b().state() == TcpState::kEstablished && a().state() == TcpState::kEstablished;
+      },
+      absl::Seconds(5)));
   ASSERT_TRUE(a().Close(now()).ok());
   ASSERT_TRUE(b().Close(now()).ok());
   ASSERT_TRUE(RunUntilBothClosed());
@@ -871,7 +897,11 @@ TEST_F(Conversation, EveryEdgeOfTheStateDiagramIsTakenSomewhere) {
   DropNth(A, kAck, 1);
   ASSERT_TRUE(b().Listen(now()).ok());
   ASSERT_TRUE(a().Connect(now()).ok());
-  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kSynReceived && a().state() == TcpState::kEstablished; }, absl::Seconds(1)));
+  ASSERT_TRUE(sim().RunUntil(
+      [&] {
+        return b().state() == TcpState::kSynReceived && a().state() == TcpState::kEstablished;
+      },
+      absl::Seconds(1)));
   ASSERT_TRUE(b().Close(now()).ok());
   a().Abort(now());
   ASSERT_TRUE(RunUntilBothClosed(absl::Seconds(30)));
@@ -880,7 +910,8 @@ TEST_F(Conversation, EveryEdgeOfTheStateDiagramIsTakenSomewhere) {
   DropNth(B, kSyn | kAck, 1);
   ASSERT_TRUE(b().Listen(now()).ok());
   ASSERT_TRUE(a().Connect(now()).ok());
-  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kSynReceived; }, absl::Seconds(1)));
+  ASSERT_TRUE(
+      sim().RunUntil([&] { return b().state() == TcpState::kSynReceived; }, absl::Seconds(1)));
   Inject(sim(), B, RstFrom(a(), b()));
   collect();
   for (auto [from, to] : std::vector<std::pair<TcpState, TcpState>>{
@@ -904,7 +935,8 @@ TEST_F(Conversation, EveryEdgeOfTheStateDiagramIsTakenSomewhere) {
            {TcpState::kLastAck, TcpState::kClosed},
            {TcpState::kTimeWait, TcpState::kClosed},
        }) {
-    EXPECT_TRUE(seen.count({from, to})) << StateName(from) << " -> " << StateName(to) << " never taken";
+    EXPECT_TRUE(seen.count({from, to}))
+        << StateName(from) << " -> " << StateName(to) << " never taken";
   }
 }
 
@@ -958,28 +990,34 @@ TEST(TcpEndpointProperty, RandomFaultsStillDeliverEveryByteInBoundedTimeAndClose
     if (!early) {
       Duration wait = std::max(sim.a().tcb().rto, sim.b().tcb().rto);
       uint64_t left = a_bytes - sim.received_ok(Side::kB) + b_bytes - sim.received_ok(Side::kA);
-      size_t min_buffer = std::min({ca.send_buffer, ca.recv_buffer, cb.send_buffer, cb.recv_buffer});
+      size_t min_buffer =
+          std::min({ca.send_buffer, ca.recv_buffer, cb.send_buffer, cb.recv_buffer});
       double rtts = 32 + 2.0 * static_cast<double>(left) / static_cast<double>(min_buffer / 2);
       bound = sim.now() + wait + f.max_extra_delay + ca.delayed_ack_timeout + 2 * o.latency * rtts;
       ASSERT_TRUE(sim.RunUntil(delivered, absl::Minutes(30)));
       if (sim.now() > bound && ++failures <= 5) {
-        ADD_FAILURE() << "seed " << seed << ": delivered " << absl::FormatDuration(sim.now() - f.until)
-                      << " after the faults stopped, bound " << absl::FormatDuration(bound - f.until)
-                      << " (a stall)";
+        ADD_FAILURE() << "seed " << seed << ": delivered "
+                      << absl::FormatDuration(sim.now() - f.until)
+                      << " after the faults stopped, bound "
+                      << absl::FormatDuration(bound - f.until) << " (a stall)";
       }
     }
     bool closed = sim.RunUntil(
-        [&] { return sim.a().state() == TcpState::kClosed && sim.b().state() == TcpState::kClosed; },
+        [&] {
+          return sim.a().state() == TcpState::kClosed && sim.b().state() == TcpState::kClosed;
+        },
         absl::Minutes(30));
     total_bytes += sim.received_ok(Side::kA) + sim.received_ok(Side::kB);
     total_retransmissions += sim.a().retransmissions() + sim.b().retransmissions();
-    bool ok = closed && sim.received_ok(Side::kB) == a_bytes && sim.received_ok(Side::kA) == b_bytes &&
-              sim.received_bad(Side::kA) == 0 && sim.received_bad(Side::kB) == 0;
+    bool ok = closed && sim.received_ok(Side::kB) == a_bytes &&
+              sim.received_ok(Side::kA) == b_bytes && sim.received_bad(Side::kA) == 0 &&
+              sim.received_bad(Side::kB) == 0;
     if (!ok && ++failures <= 5) {
       ADD_FAILURE() << "seed " << seed << ": A " << StateName(sim.a().state()) << " ("
                     << sim.a().error() << "), B " << StateName(sim.b().state()) << " ("
                     << sim.b().error() << "), B got " << sim.received_ok(Side::kB) << "/" << a_bytes
-                    << ", A got " << sim.received_ok(Side::kA) << "/" << b_bytes << ", loss " << f.loss;
+                    << ", A got " << sim.received_ok(Side::kA) << "/" << b_bytes << ", loss "
+                    << f.loss;
     }
   }
   EXPECT_EQ(failures, 0);
@@ -1029,7 +1067,8 @@ TEST_F(Conversation, SendOnAListenerOpensActively) {
   // The data goes with the ACK that completes the handshake.
   EXPECT_THAT(Segments(), ElementsAre(S(A, "S", 0, 0), S(B, "S.", 0, 1), S(A, ".", 1, 1, 100),
                                       S(B, ".", 1, 101)));
-  EXPECT_THAT(States(A), ElementsAre(TcpState::kListen, TcpState::kSynSent, TcpState::kEstablished));
+  EXPECT_THAT(States(A),
+              ElementsAre(TcpState::kListen, TcpState::kSynSent, TcpState::kEstablished));
   EXPECT_EQ(sim().changes(A)[1].cause, "send on a listener (active open)");
 }
 
@@ -1043,14 +1082,16 @@ TEST_F(Conversation, SendOnAListenerWithoutForeignSocketIsRefused) {
   uint8_t byte = 7;
   auto sent = b().Send(now(), {&byte, 1});
   EXPECT_FALSE(sent.ok());
-  EXPECT_THAT(std::string(sent.status().message()), ::testing::HasSubstr("foreign socket unspecified"));
+  EXPECT_THAT(std::string(sent.status().message()),
+              ::testing::HasSubstr("foreign socket unspecified"));
   EXPECT_FALSE(b().Send({&byte, 1}).ok());  // no time: no state change either
   ASSERT_FALSE(sim().RunUntil([] { return false; }, absl::Seconds(5)));
   EXPECT_EQ(b().state(), TcpState::kListen);
   EXPECT_EQ(b().send_queue(), 0u);
   EXPECT_THAT(Segments(), ElementsAre());
   ASSERT_TRUE(a().Connect(now()).ok());
-  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kEstablished; }, absl::Seconds(1)));
+  ASSERT_TRUE(
+      sim().RunUntil([&] { return b().state() == TcpState::kEstablished; }, absl::Seconds(1)));
   EXPECT_THAT(Segments(), ElementsAre(S(A, "S", 0, 0), S(B, "S.", 0, 1), S(A, ".", 1, 1)));
 }
 
@@ -1060,7 +1101,8 @@ TEST_F(Conversation, FinThatAcknowledgesOurFinEntersTimeWaitFromFinWait1) {
   Open();
   DropNth(B, kAck, 1);  // B's ACK of A's FIN, so that B's FIN carries it
   ASSERT_TRUE(a().Close(now()).ok());
-  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(1)));
+  ASSERT_TRUE(
+      sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(1)));
   ASSERT_TRUE(b().Close(now()).ok());
   ASSERT_TRUE(sim().RunUntil([&] { return a().state() == TcpState::kTimeWait; }, absl::Seconds(1)));
   EXPECT_THAT(Segments(), ElementsAre(S(A, "S", 0, 0), S(B, "S.", 0, 1), S(A, ".", 1, 1),
@@ -1087,7 +1129,8 @@ TEST_F(Conversation, FinAheadOfMissingDataAcksOurFinIntoFinWait2) {
     return v;
   });
   ASSERT_TRUE(a().Close(now()).ok());
-  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(1)));
+  ASSERT_TRUE(
+      sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(1)));
   std::vector<uint8_t> data(100, 1);
   ASSERT_TRUE(b().Send(data).ok());
   ASSERT_FALSE(sim().RunUntil([] { return false; }, absl::Milliseconds(1)));
@@ -1098,8 +1141,9 @@ TEST_F(Conversation, FinAheadOfMissingDataAcksOurFinIntoFinWait2) {
   EXPECT_FALSE(a().fin_received());
   ASSERT_TRUE(sim().RunUntil([&] { return a().state() == TcpState::kTimeWait; }, absl::Seconds(5)));
   EXPECT_EQ(a().bytes_received(), 100u);
-  EXPECT_THAT(States(A), ElementsAre(TcpState::kSynSent, TcpState::kEstablished, TcpState::kFinWait1,
-                                     TcpState::kFinWait2, TcpState::kTimeWait));
+  EXPECT_THAT(States(A),
+              ElementsAre(TcpState::kSynSent, TcpState::kEstablished, TcpState::kFinWait1,
+                          TcpState::kFinWait2, TcpState::kTimeWait));
 }
 
 // --- answers to unexpected segments (RFC 9293 §3.10.7.1 to §3.10.7.3) -------------
@@ -1200,7 +1244,8 @@ TEST_F(Conversation, SynReceivedAnswersAWrongAckWithARstAndTakesTheRightOnesWind
   DropNth(B, kSyn | kAck, 1);
   ASSERT_TRUE(b().Listen(now()).ok());
   ASSERT_TRUE(a().Connect(now()).ok());
-  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kSynReceived; }, absl::Seconds(1)));
+  ASSERT_TRUE(
+      sim().RunUntil([&] { return b().state() == TcpState::kSynReceived; }, absl::Seconds(1)));
   for (uint32_t ack : {kIsnB, kIsnB + 2}) {  // acceptable is SND.UNA < SEG.ACK =< SND.NXT
     Inject(sim(), B, FromA(kAck, kIsnA + 1, ack));
     std::vector<TcpRepr> out = Answers(sim(), B);
@@ -1220,7 +1265,8 @@ TEST_F(Conversation, SynReceivedAnswersAWrongAckWithARstAndTakesTheRightOnesWind
 TEST_F(Conversation, TimeWaitLastsTwoMslWithNoOtherTimer) {
   Open();
   ASSERT_TRUE(a().Close(now()).ok());
-  ASSERT_TRUE(sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(1)));
+  ASSERT_TRUE(
+      sim().RunUntil([&] { return b().state() == TcpState::kCloseWait; }, absl::Seconds(1)));
   ASSERT_TRUE(b().Close(now()).ok());
   ASSERT_TRUE(sim().RunUntil([&] { return a().state() == TcpState::kTimeWait; }, absl::Seconds(1)));
   Instant entered = now();

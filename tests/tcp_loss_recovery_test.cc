@@ -44,14 +44,18 @@ struct Out {
   Duration at;  // since the test's start
   uint32_t seq, len;
   std::string flags;
-  bool operator==(const Out& o) const { return at == o.at && seq == o.seq && len == o.len && flags == o.flags; }
+  bool operator==(const Out& o) const {
+    return at == o.at && seq == o.seq && len == o.len && flags == o.flags;
+  }
   friend std::ostream& operator<<(std::ostream& os, const Out& o) {
-    return os << absl::FormatDuration(o.at) << " " << o.flags << " " << o.seq << ":" << o.seq + o.len << "("
-              << o.len << ")";
+    return os << absl::FormatDuration(o.at) << " " << o.flags << " " << o.seq << ":"
+              << o.seq + o.len << "(" << o.len << ")";
   }
 };
 
-Out O(Duration at, uint32_t seq, uint32_t len, std::string flags = ".") { return Out{at, seq, len, std::move(flags)}; }
+Out O(Duration at, uint32_t seq, uint32_t len, std::string flags = ".") {
+  return Out{at, seq, len, std::move(flags)};
+}
 
 absl::Duration Ms(double ms) { return absl::Microseconds(static_cast<int64_t>(ms * 1000)); }
 
@@ -95,12 +99,14 @@ class ScriptedPeer : public ::testing::Test {
   }
 
   // The peer's ACK of `rel_ack` with `window` and SACK blocks (relative [left, right)).
-  void Ack(uint32_t rel_ack, std::vector<std::pair<uint32_t, uint32_t>> sacks = {}, int window = -1) {
+  void Ack(uint32_t rel_ack, std::vector<std::pair<uint32_t, uint32_t>> sacks = {},
+           int window = -1) {
     TcpRepr r = Header(rel_ack, window < 0 ? peer_.window : static_cast<uint16_t>(window));
     for (size_t i = 0; i < sacks.size() && i < TcpOptions::kMaxSackBlocks; ++i) {
       r.options.sack[i] = {SeqNum(kIss + sacks[i].first), SeqNum(kIss + sacks[i].second)};
     }
-    r.options.sack_count = static_cast<uint8_t>(std::min<size_t>(sacks.size(), TcpOptions::kMaxSackBlocks));
+    r.options.sack_count =
+        static_cast<uint8_t>(std::min<size_t>(sacks.size(), TcpOptions::kMaxSackBlocks));
     ep_->OnSegment(now_, r);
     Pump();
   }
@@ -129,7 +135,8 @@ class ScriptedPeer : public ::testing::Test {
     const bool pending = ep_->HasPendingOutput();
     const size_t before = out_.size();
     PollOnce();
-    EXPECT_EQ(pending, out_.size() > before) << "HasPendingOutput() at " << absl::FormatDuration(Now());
+    EXPECT_EQ(pending, out_.size() > before)
+        << "HasPendingOutput() at " << absl::FormatDuration(Now());
   }
 
   void PollOnce() {
@@ -142,14 +149,21 @@ class ScriptedPeer : public ::testing::Test {
       if (r.flags.has(kRst)) f += 'R';
       if (r.flags.has(kAck)) f += '.';
       if (!r.payload.empty()) {
-        data_out_.push_back(Out{now_ - absl::UnixEpoch(), r.seq.raw() - kIss, static_cast<uint32_t>(r.payload.size()), f});
+        data_out_.push_back(Out{now_ - absl::UnixEpoch(), r.seq.raw() - kIss,
+                                static_cast<uint32_t>(r.payload.size()), f});
       }
-      out_.push_back(Out{now_ - absl::UnixEpoch(), r.seq.raw() - kIss, static_cast<uint32_t>(r.payload.size()), f});
-      tsecr_out_.push_back(r.options.timestamps ? std::optional<uint32_t>(r.options.timestamps->echo) : std::nullopt);
-      tsval_out_.push_back(r.options.timestamps ? std::optional<uint32_t>(r.options.timestamps->value) : std::nullopt);
+      out_.push_back(Out{now_ - absl::UnixEpoch(), r.seq.raw() - kIss,
+                         static_cast<uint32_t>(r.payload.size()), f});
+      tsecr_out_.push_back(r.options.timestamps
+                               ? std::optional<uint32_t>(r.options.timestamps->echo)
+                               : std::nullopt);
+      tsval_out_.push_back(r.options.timestamps
+                               ? std::optional<uint32_t>(r.options.timestamps->value)
+                               : std::nullopt);
       sacks_out_.emplace_back();
       for (size_t i = 0; i < r.options.sack_count; ++i) {
-        sacks_out_.back().emplace_back(r.options.sack[i].left.raw() - kPeerIss, r.options.sack[i].right.raw() - kPeerIss);
+        sacks_out_.back().emplace_back(r.options.sack[i].left.raw() - kPeerIss,
+                                       r.options.sack[i].right.raw() - kPeerIss);
       }
     });
   }
@@ -165,7 +179,8 @@ class ScriptedPeer : public ::testing::Test {
   }
 
   // The peer's segment [rel_seq, rel_seq + len) with these flags and, if given, a TSval.
-  void PeerSegment(uint32_t rel_seq, uint32_t len, uint8_t flags, std::optional<uint32_t> tsval = std::nullopt) {
+  void PeerSegment(uint32_t rel_seq, uint32_t len, uint8_t flags,
+                   std::optional<uint32_t> tsval = std::nullopt) {
     static const std::vector<uint8_t> kBytes(65536, 'y');
     TcpRepr r = Header(1, peer_.window);
     r.seq = SeqNum(kPeerIss + rel_seq);
@@ -214,16 +229,20 @@ TEST_F(ScriptedPeer, SackBlocksListTheMostRecentSegmentFirst) {
   PeerData(301, 100);
   PeerData(501, 100);
   ASSERT_FALSE(sacks_out_.empty());
-  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair{501u, 601u}, std::pair{301u, 401u}, std::pair{101u, 201u}));
+  EXPECT_THAT(sacks_out_.back(),
+              ElementsAre(std::pair{501u, 601u}, std::pair{301u, 401u}, std::pair{101u, 201u}));
   PeerData(701, 100);
-  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair{701u, 801u}, std::pair{501u, 601u}, std::pair{301u, 401u}));
+  EXPECT_THAT(sacks_out_.back(),
+              ElementsAre(std::pair{701u, 801u}, std::pair{501u, 601u}, std::pair{301u, 401u}));
   // A segment that extends an older range moves that range to the front.
   PeerData(201, 50);
-  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair{101u, 251u}, std::pair{701u, 801u}, std::pair{501u, 601u}));
+  EXPECT_THAT(sacks_out_.back(),
+              ElementsAre(std::pair{101u, 251u}, std::pair{701u, 801u}, std::pair{501u, 601u}));
   // The first hole filled: RCV.NXT moves past 101..251, and the remaining ranges follow.
   PeerData(1, 100);
   EXPECT_EQ(ep().tcb().rcv_nxt, SeqNum(kPeerIss + 251));
-  EXPECT_THAT(sacks_out_.back(), ElementsAre(std::pair{701u, 801u}, std::pair{501u, 601u}, std::pair{301u, 401u}));
+  EXPECT_THAT(sacks_out_.back(),
+              ElementsAre(std::pair{701u, 801u}, std::pair{501u, 601u}, std::pair{301u, 401u}));
 }
 
 TEST_F(ScriptedPeer, NoSackBlocksWithoutSackPermitted) {
@@ -476,7 +495,8 @@ TEST_F(ScriptedPeer, SackRetransmitsThreeHolesWithinOneRoundTrip) {
   Ack(1, {{5001, 7001}, {3001, 4001}, {1001, 2001}});
   // Three SACKed segments above the holes: all three are lost (RFC 6675 IsLost and
   // RACK agree), and PRR's slow-start bound lets them out on these two ACKs.
-  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(20), 1, 1000), O(Ms(20), 2001, 1000), O(Ms(20), 4001, 1000)));
+  EXPECT_THAT(TakeData(),
+              ElementsAre(O(Ms(20), 1, 1000), O(Ms(20), 2001, 1000), O(Ms(20), 4001, 1000)));
   Ack(1, {{5001, 8001}, {3001, 4001}, {1001, 2001}});
   Ack(1, {{5001, 9001}, {3001, 4001}, {1001, 2001}});
   Ack(1, {{5001, 10001}, {3001, 4001}, {1001, 2001}});
@@ -922,7 +942,8 @@ class ListenerTranscript {
     const bool pending = ep_.HasPendingOutput();
     const size_t before = sent_.size();
     Poll();
-    EXPECT_EQ(pending, sent_.size() > before) << "HasPendingOutput() at " << absl::FormatDuration(now_ - origin_);
+    EXPECT_EQ(pending, sent_.size() > before)
+        << "HasPendingOutput() at " << absl::FormatDuration(now_ - origin_);
   }
   void Poll() {
     ep_.Poll(now_, [&](const TcpRepr& r) {
@@ -932,12 +953,13 @@ class ListenerTranscript {
       if (r.flags.has(kRst)) f += 'R';
       if (r.flags.has(kAck)) f += '.';
       const TcpOptions& o = r.options;
-      sent_.push_back(absl::StrCat(absl::FormatDuration(now_ - origin_), " ", f, " ", r.seq.raw() - kIss, ":",
-                                   r.seq.raw() - kIss + r.payload.size(), " ack ", r.ack.raw() - kPeerIss,
-                                   " win ", r.window, " mss ", o.mss.value_or(0), " wscale ",
-                                   o.window_scale ? static_cast<int>(*o.window_scale) : -1, " sackok ",
-                                   o.sack_permitted, " ts ", o.timestamps ? o.timestamps->value : 0, "/",
-                                   o.timestamps ? o.timestamps->echo : 0));
+      sent_.push_back(
+          absl::StrCat(absl::FormatDuration(now_ - origin_), " ", f, " ", r.seq.raw() - kIss, ":",
+                       r.seq.raw() - kIss + r.payload.size(), " ack ", r.ack.raw() - kPeerIss,
+                       " win ", r.window, " mss ", o.mss.value_or(0), " wscale ",
+                       o.window_scale ? static_cast<int>(*o.window_scale) : -1, " sackok ",
+                       o.sack_permitted, " ts ", o.timestamps ? o.timestamps->value : 0, "/",
+                       o.timestamps ? o.timestamps->echo : 0));
       if (f == "S.") syn_acks_.push_back(now_ - origin_);
     });
   }
@@ -982,7 +1004,8 @@ TEST(ListenerReturnedToListen, RetransmitsItsNextSynAckAsAFreshListenerDoes) {
   ListenerTranscript used(c, absl::UnixEpoch());
   used.Deliver(absl::ZeroDuration(), PeerSyn(kPeerIss, false));
   used.RunTo(Ms(3500));  // the SYN-ACK at 0, 1 s and 3 s: the RTO is 4 s now
-  ASSERT_THAT(used.SynAckTimes(), ElementsAre(absl::ZeroDuration(), absl::Seconds(1), absl::Seconds(3)));
+  ASSERT_THAT(used.SynAckTimes(),
+              ElementsAre(absl::ZeroDuration(), absl::Seconds(1), absl::Seconds(3)));
   ASSERT_EQ(used.ep().tcb().rto, absl::Seconds(4));
   TcpRepr rst;
   rst.flags = TcpFlags(kRst);
@@ -1002,8 +1025,8 @@ TEST(ListenerReturnedToListen, RetransmitsItsNextSynAckAsAFreshListenerDoes) {
     EXPECT_EQ(l->ep().close_reason(), CloseReason::kTimeout);
     EXPECT_EQ(l->ep().retransmissions(), 3);
   }
-  EXPECT_THAT(fresh.SynAckTimes(),
-              ElementsAre(absl::ZeroDuration(), absl::Seconds(1), absl::Seconds(3), absl::Seconds(7)));
+  EXPECT_THAT(fresh.SynAckTimes(), ElementsAre(absl::ZeroDuration(), absl::Seconds(1),
+                                               absl::Seconds(3), absl::Seconds(7)));
   EXPECT_EQ(used.sent(), fresh.sent());
   EXPECT_EQ(used.SynAckTimes(), fresh.SynAckTimes());
 }
@@ -1059,7 +1082,8 @@ TEST(ListenerReturnedToListen, StaysAPassiveOpen) {
   }
   l.Restart();
   l.Deliver(absl::ZeroDuration(), PeerAck(kPeerIss + 7, 77));
-  EXPECT_THAT(l.sent(), ElementsAre("0 R 77:77 ack 4294962296 win 0 mss 0 wscale -1 sackok 0 ts 0/0"));
+  EXPECT_THAT(l.sent(),
+              ElementsAre("0 R 77:77 ack 4294962296 win 0 mss 0 wscale -1 sackok 0 ts 0/0"));
 }
 
 // A retransmitted SYN in SYN-RECEIVED makes the SYN-ACK due at once; an
@@ -1289,7 +1313,8 @@ TEST_F(ScriptedPeer, FirstTimeoutKeepsSackMarks) {
   c.tlp = false;
   Open(c, {.sack = true});
   Send(3000);
-  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(10), 1, 1000), O(Ms(10), 1001, 1000), O(Ms(10), 2001, 1000)));
+  EXPECT_THAT(TakeData(),
+              ElementsAre(O(Ms(10), 1, 1000), O(Ms(10), 1001, 1000), O(Ms(10), 2001, 1000)));
   RunTo(Ms(20));
   Ack(1, {{2001, 3001}});
   EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
@@ -1340,19 +1365,21 @@ TEST_F(ScriptedPeer, PrrSpreadsTheReductionOverTheAcksOfOneRoundTrip) {
   EXPECT_EQ(ep().tcb().ssthresh, 14'000u);
   EXPECT_THAT(std::vector<uint32_t>(cwnd.begin() + 2, cwnd.begin() + 8),
               ElementsAre(18'637u, 18'273u, 17'910u, 17'546u, 17'182u, 16'819u));
-  EXPECT_THAT(std::vector<size_t>(sent.begin(), sent.begin() + 8), ElementsAre(1u, 1u, 1u, 0u, 0u, 1u, 1u, 0u));
+  EXPECT_THAT(std::vector<size_t>(sent.begin(), sent.begin() + 8),
+              ElementsAre(1u, 1u, 1u, 0u, 0u, 1u, 1u, 0u));
   // Once pipe is down to ssthresh (ACK 12 on), PRR-SSRB holds cwnd at ssthresh and
   // each SACKed segment lets one out.
   EXPECT_THAT(std::vector<uint32_t>(cwnd.begin() + 8, cwnd.end()),
-              ElementsAre(16'455u, 16'091u, 15'728u, 14'000u, 14'000u, 14'000u, 14'000u, 14'000u, 14'000u,
-                          14'000u, 14'000u));
+              ElementsAre(16'455u, 16'091u, 15'728u, 14'000u, 14'000u, 14'000u, 14'000u, 14'000u,
+                          14'000u, 14'000u, 14'000u));
   EXPECT_THAT(std::vector<size_t>(sent.begin() + 8, sent.end()),
               ElementsAre(1u, 1u, 0u, 0u, 1u, 1u, 1u, 1u, 1u, 1u, 1u));
   // Over the round trip PRR sends ssthresh / RecoverFS of what was delivered: pipe
   // ends at ssthresh, not at half of it nor above it.
   size_t total = 0;
   for (size_t i = 2; i < sent.size(); ++i) total += sent[i];
-  EXPECT_EQ(total, 12u);  // 19 delivered of 22: ceil(19000 * 14/22) = 12091 bytes, 12 whole segments
+  EXPECT_EQ(total,
+            12u);  // 19 delivered of 22: ceil(19000 * 14/22) = 12091 bytes, 12 whole segments
   RunTo(Ms(40));
   Ack(ep().tcb().snd_nxt.raw() - kIss);
   EXPECT_EQ(ep().recovery(), TcpEndpoint::Recovery::kOpen);
@@ -1688,7 +1715,8 @@ TEST_F(ScriptedPeer, NewRenoDuplicateAcksInRecoveryDeliverASegmentEach) {
   ASSERT_EQ(TakeData().size(), 10u);  // the initial window; 10 more wait
   RunTo(Ms(20));
   for (int k = 0; k < 3; ++k) Ack(1);
-  EXPECT_THAT(TakeData(), ElementsAre(O(Ms(20), 10001, 1000), O(Ms(20), 11001, 1000), O(Ms(20), 1, 1000)));
+  EXPECT_THAT(TakeData(),
+              ElementsAre(O(Ms(20), 10001, 1000), O(Ms(20), 11001, 1000), O(Ms(20), 1, 1000)));
   EXPECT_EQ(ep().tcb().ssthresh, 6000u);  // NewReno: FlightSize / 2, with 12 segments out
   // RecoverFS 12000, pipe 9000 after the fast retransmit. The 4th and 5th bring
   // prr_delivered to 2000 and 3000: 1000 and 1500 allowed, 1000 already out; the
@@ -2118,7 +2146,8 @@ TEST(TcpLossRecovery, FiveMegabytesAtThreePercentLossFinishInAFewRoundTripsPerLo
     int dropped = 0;
     sim.set_filter([&](Side from, const TcpRepr& seg) {
       LinkVerdict v;
-      if (from == Side::kA && !seg.payload.empty() && std::uniform_real_distribution<double>(0, 1)(rng) < 0.03) {
+      if (from == Side::kA && !seg.payload.empty() &&
+          std::uniform_real_distribution<double>(0, 1)(rng) < 0.03) {
         v.drop = true;
         ++dropped;
       }
@@ -2131,9 +2160,10 @@ TEST(TcpLossRecovery, FiveMegabytesAtThreePercentLossFinishInAFewRoundTripsPerLo
     ASSERT_TRUE(sim.RunUntil([&] { return sim.received_ok(Side::kB) == kBytes && sim.b().eof(); },
                              absl::Minutes(10)));
     const auto& st = sim.a().loss_stats();
-    std::cout << TcpProfileName(profile) << ": " << absl::FormatDuration(sim.elapsed()) << " for 5 MB, "
-              << dropped << " segments dropped, " << st.fast_recoveries << " recoveries, " << st.timeouts
-              << " timeouts, " << st.tlp_probes << " loss probes\n";
+    std::cout << TcpProfileName(profile) << ": " << absl::FormatDuration(sim.elapsed())
+              << " for 5 MB, " << dropped << " segments dropped, " << st.fast_recoveries
+              << " recoveries, " << st.timeouts << " timeouts, " << st.tlp_probes
+              << " loss probes\n";
     if (profile == TcpProfile::kLinux) {
       // About 150 losses: a handful of 1 ms round trips each, and the rare tail
       // loss a 200 ms RTO or a probe.
@@ -2165,7 +2195,8 @@ TEST(TcpLossRecovery, AtTenPercentLossBbrKeepsItsWindowWhereCubicShrinks) {
     std::mt19937_64 rng(11);
     sim.set_filter([&](Side from, const TcpRepr& seg) {
       LinkVerdict v;
-      v.drop = from == Side::kA && !seg.payload.empty() && std::uniform_real_distribution<double>(0, 1)(rng) < 0.10;
+      v.drop = from == Side::kA && !seg.payload.empty() &&
+               std::uniform_real_distribution<double>(0, 1)(rng) < 0.10;
       return v;
     });
     ASSERT_TRUE(sim.b().Listen(sim.now()).ok());
@@ -2177,8 +2208,9 @@ TEST(TcpLossRecovery, AtTenPercentLossBbrKeepsItsWindowWhereCubicShrinks) {
     EXPECT_EQ(sim.a().congestion().algorithm(), cc);
     took[cc] = sim.elapsed();
     const auto& st = sim.a().loss_stats();
-    std::cout << CongestionAlgorithmName(cc) << ": " << absl::FormatDuration(sim.elapsed()) << " for 5 MB, "
-              << st.fast_recoveries << " recoveries, " << st.timeouts << " timeouts\n";
+    std::cout << CongestionAlgorithmName(cc) << ": " << absl::FormatDuration(sim.elapsed())
+              << " for 5 MB, " << st.fast_recoveries << " recoveries, " << st.timeouts
+              << " timeouts\n";
   }
   EXPECT_LT(took[CongestionAlgorithm::kBbr] * 4, took[CongestionAlgorithm::kCubic]);
 }

@@ -74,7 +74,8 @@ TEST(TcpState, EveryDiagramEdgeIsLegal) {
 
 TEST(TcpState, EveryStateReachesClosedByResetOrAbort) {
   for (int i = 1; i < kTcpStateCount; ++i) {
-    EXPECT_TRUE(IsLegalTransition(static_cast<TcpState>(i), S::kClosed)) << static_cast<TcpState>(i);
+    EXPECT_TRUE(IsLegalTransition(static_cast<TcpState>(i), S::kClosed))
+        << static_cast<TcpState>(i);
   }
 }
 

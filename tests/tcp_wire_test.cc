@@ -39,7 +39,8 @@ std::vector<uint8_t> RawSegment(std::vector<uint8_t> options, uint8_t data_offse
   std::vector<uint8_t> d(20 + options.size() + payload);
   std::copy(std::begin(header), std::end(header), d.begin());
   std::copy(options.begin(), options.end(), d.begin() + 20);
-  for (size_t i = 0; i < payload; ++i) d[20 + options.size() + i] = static_cast<uint8_t>('a' + i % 26);
+  for (size_t i = 0; i < payload; ++i)
+    d[20 + options.size() + i] = static_cast<uint8_t>('a' + i % 26);
   d[12] = static_cast<uint8_t>((data_offset ? data_offset : 5 + options.size() / 4) << 4);
   uint16_t sum = ChecksumFinish(ChecksumAccumulate(
       d, PseudoHeaderSum(kSrc, kDst, kIpProtoTcp, static_cast<uint32_t>(d.size()))));
@@ -372,7 +373,8 @@ TEST(TcpWire, ReEmitsDenselyPackedOptionsThatTheCanonicalLayoutCannotHold) {
   std::vector<uint8_t> buf;
   TcpRepr back = RoundTrip(*r, buf);
   EXPECT_EQ(back, *r);
-  EXPECT_EQ(std::vector<uint8_t>(buf.begin() + 20, buf.begin() + 59), o) << "same bytes as the peer's";
+  EXPECT_EQ(std::vector<uint8_t>(buf.begin() + 20, buf.begin() + 59), o)
+      << "same bytes as the peer's";
 }
 
 TEST(TcpWire, StopsAtEndOfOptionList) {
@@ -474,8 +476,10 @@ TEST(TcpWire, RejectsOptionWithoutLengthByte) {
 }
 
 TEST(TcpWire, RejectsOptionLengthBelowTwo) {
-  EXPECT_THAT(Parse(RawSegment({200, 1, 0, 0})), IsErrorWith("TCP option kind 200 has bad length 1"));
-  EXPECT_THAT(Parse(RawSegment({200, 0, 0, 0})), IsErrorWith("TCP option kind 200 has bad length 0"));
+  EXPECT_THAT(Parse(RawSegment({200, 1, 0, 0})),
+              IsErrorWith("TCP option kind 200 has bad length 1"));
+  EXPECT_THAT(Parse(RawSegment({200, 0, 0, 0})),
+              IsErrorWith("TCP option kind 200 has bad length 0"));
 }
 
 TEST(TcpWire, RejectsOptionRunningPastHeader) {

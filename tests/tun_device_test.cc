@@ -249,7 +249,8 @@ TEST(TunDevice, QueuesABurstOfThousandsOfSynsForItsReader) {
   ASSERT_TRUE(ConfigureTun(tun, kKernelV4, 24).ok());
   constexpr int kConnects = 3000;
   std::vector<UniqueFd> clients;
-  for (int i = 0; i < kConnects; ++i) clients.push_back(StartConnect(kPeerV4, static_cast<uint16_t>(10000 + i)));
+  for (int i = 0; i < kConnects; ++i)
+    clients.push_back(StartConnect(kPeerV4, static_cast<uint16_t>(10000 + i)));
   int syns = 0;
   std::vector<uint8_t> buf(65536);
   for (int i = 0; i < 2 * kConnects; ++i) {
@@ -449,8 +450,9 @@ TEST_P(TunOffload, SuperSegmentsComeOutAndGoIn) {
   for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>('A' + i % 19);
   stack::GsoBatch batch;
   for (size_t i = 0; i < 10; ++i) {
-    ASSERT_TRUE(batch.Append(Answer(ack, kAck, iss + 1 + static_cast<uint32_t>(i * 1400),
-                                    ack.tcp.seq, std::string_view(payload).substr(i * 1400, 1400))));
+    ASSERT_TRUE(
+        batch.Append(Answer(ack, kAck, iss + 1 + static_cast<uint32_t>(i * 1400), ack.tcp.seq,
+                            std::string_view(payload).substr(i * 1400, 1400))));
   }
   stack::VnetHdr hdr;
   const absl::Span<const uint8_t> super = batch.Finish(&hdr);

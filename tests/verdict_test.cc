@@ -33,14 +33,15 @@ constexpr uint16_t kPort = 8000;
 // A client that sends "GET\n", reads `n` bytes and exits at once, closing without
 // waiting for the server's FIN (as curl does once it has Content-Length bytes).
 std::string QuickClient(size_t n) {
-  return absl::StrCat("python3 -c 'import socket; s = socket.create_connection((\"10.89.0.1\", ", kPort,
-                      ")); s.sendall(b\"GET\\n\"); got = 0\nwhile got < ", n,
+  return absl::StrCat("python3 -c 'import socket; s = socket.create_connection((\"10.89.0.1\", ",
+                      kPort, ")); s.sendall(b\"GET\\n\"); got = 0\nwhile got < ", n,
                       ":\n  b = s.recv(65536)\n  if not b: break\n  got += len(b)\ns.close()'");
 }
 
 // The scripted client of the scenario tests: reads to end-of-file.
 std::string ReadingClient(size_t n) {
-  return absl::StrCat("python3 ", WRENCH_SOURCE_DIR, "/tests/scenario/client.py request 10.89.0.1 ", kPort, " ", n);
+  return absl::StrCat("python3 ", WRENCH_SOURCE_DIR, "/tests/scenario/client.py request 10.89.0.1 ",
+                      kPort, " ", n);
 }
 
 class VerdictTest : public ::testing::Test {
@@ -73,7 +74,8 @@ class VerdictTest : public ::testing::Test {
 
   // Runs a wrench command line; returns its exit status, with its stderr in err_.
   int Wrench(const std::string& args) {
-    std::string cmd = absl::StrCat(WRENCH_BINARY, " ", args, " >", dir_, "/stdout 2>", dir_, "/stderr");
+    std::string cmd =
+        absl::StrCat(WRENCH_BINARY, " ", args, " >", dir_, "/stdout 2>", dir_, "/stderr");
     int st = std::system(cmd.c_str());
     err_ = Slurp("stderr");
     out_ = Slurp("stdout");
@@ -100,8 +102,9 @@ class VerdictTest : public ::testing::Test {
 
 TEST_F(VerdictTest, RuleHitsPassWhenTheRuleFired) {
   Serve(100);
-  EXPECT_EQ(Wrench(absl::StrCat("exec --rule='drop on=to-client flags=SYN+ACK nth=1' --expect='rule 1 hits>=1' -- ",
-                                ReadingClient(100))),
+  EXPECT_EQ(Wrench(absl::StrCat(
+                "exec --rule='drop on=to-client flags=SYN+ACK nth=1' --expect='rule 1 hits>=1' -- ",
+                ReadingClient(100))),
             0)
       << err_;
   EXPECT_THAT(err_, HasSubstr("expect rule 1 hits>=1: pass (1)"));
@@ -110,8 +113,9 @@ TEST_F(VerdictTest, RuleHitsPassWhenTheRuleFired) {
 TEST_F(VerdictTest, RuleThatNeverFiredFailsWithExitThree) {
   Serve(100);
   // One connection has one SYN-ACK: nth=2 never comes.
-  EXPECT_EQ(Wrench(absl::StrCat("exec --rule='drop on=to-client flags=SYN+ACK nth=2' --expect='rule 1 hits>=1' ",
-                                SummaryFlag(), " -- ", ReadingClient(100))),
+  EXPECT_EQ(Wrench(absl::StrCat(
+                "exec --rule='drop on=to-client flags=SYN+ACK nth=2' --expect='rule 1 hits>=1' ",
+                SummaryFlag(), " -- ", ReadingClient(100))),
             3)
       << err_;
   EXPECT_THAT(err_, HasSubstr("expect rule 1 hits>=1: FAIL (0)"));
@@ -124,9 +128,11 @@ TEST_F(VerdictTest, RuleThatNeverFiredFailsWithExitThree) {
 
 TEST_F(VerdictTest, ExpectAllRulesFireNamesTheRuleThatDidNot) {
   Serve(100);
-  std::ofstream(absl::StrCat(dir_, "/two.rules")) << "drop on=to-client flags=SYN+ACK nth=1\n"
-                                                   << "rst on=to-client has=RST\n";  // never: wrench sends no RST
-  EXPECT_EQ(Wrench(absl::StrCat("exec --rules=", dir_, "/two.rules --expect-all-rules-fire -- ", ReadingClient(100))),
+  std::ofstream(absl::StrCat(dir_, "/two.rules"))
+      << "drop on=to-client flags=SYN+ACK nth=1\n"
+      << "rst on=to-client has=RST\n";  // never: wrench sends no RST
+  EXPECT_EQ(Wrench(absl::StrCat("exec --rules=", dir_, "/two.rules --expect-all-rules-fire -- ",
+                                ReadingClient(100))),
             3)
       << err_;
   EXPECT_THAT(err_, HasSubstr("expect rule 1 hits>=1: pass (1)"));
@@ -142,29 +148,39 @@ TEST_F(VerdictTest, CommandFailureTakesPrecedenceOverAFailedExpectation) {
 TEST_F(VerdictTest, ConnectionLegStatesAreTheFinalOnes) {
   Serve(100);
   // The server closes first: wrench's client leg ends in TIME-WAIT (2*MSL = 60 s).
-  EXPECT_EQ(Wrench(absl::StrCat("exec --expect='conn 1 client=TIME-WAIT' -- ", ReadingClient(100))), 0) << err_;
-  EXPECT_EQ(Wrench(absl::StrCat("exec --expect='conn 1 client=ESTABLISHED' -- ", ReadingClient(100))), 3) << err_;
+  EXPECT_EQ(Wrench(absl::StrCat("exec --expect='conn 1 client=TIME-WAIT' -- ", ReadingClient(100))),
+            0)
+      << err_;
+  EXPECT_EQ(
+      Wrench(absl::StrCat("exec --expect='conn 1 client=ESTABLISHED' -- ", ReadingClient(100))), 3)
+      << err_;
   EXPECT_THAT(err_, HasSubstr("expect conn 1 client=ESTABLISHED: FAIL (TIME-WAIT)"));
-  EXPECT_EQ(Wrench(absl::StrCat("exec --expect='conn 1 server=SOCKET-CLOSED-BOTH-WAYS' -- ", ReadingClient(100))), 0)
+  EXPECT_EQ(Wrench(absl::StrCat("exec --expect='conn 1 server=SOCKET-CLOSED-BOTH-WAYS' -- ",
+                                ReadingClient(100))),
+            0)
       << err_;
   // The client's FIN may carry the ACK of ours (FIN-WAIT-1 -> TIME-WAIT, docs/stack.md),
   // so the leg surely visits FIN-WAIT-1, not necessarily FIN-WAIT-2.
-  EXPECT_EQ(Wrench(absl::StrCat("exec --expect='conn 1 client-visited=FIN-WAIT-1' -- ", ReadingClient(100))), 0)
+  EXPECT_EQ(Wrench(absl::StrCat("exec --expect='conn 1 client-visited=FIN-WAIT-1' -- ",
+                                ReadingClient(100))),
+            0)
       << err_;
-  EXPECT_EQ(Wrench(absl::StrCat("exec --expect='conn 2 client=CLOSED' -- ", ReadingClient(100))), 3) << err_;
+  EXPECT_EQ(Wrench(absl::StrCat("exec --expect='conn 2 client=CLOSED' -- ", ReadingClient(100))), 3)
+      << err_;
   EXPECT_THAT(err_, HasSubstr("FAIL (no connection 2 (the run had 1))"));
 }
 
 TEST_F(VerdictTest, ResetsCountAndConnectionErrors) {
   Serve(300'000);
-  EXPECT_EQ(Wrench(absl::StrCat("exec --scenario=rst-mid-transfer --expect='resets>=1' ", SummaryFlag(), " -- ",
-                                ReadingClient(300'000))),
+  EXPECT_EQ(Wrench(absl::StrCat("exec --scenario=rst-mid-transfer --expect='resets>=1' ",
+                                SummaryFlag(), " -- ", ReadingClient(300'000))),
             0)
       << err_;
   Json j = Summary();
   ASSERT_EQ(j["connections"].size(), 1u);
   EXPECT_FALSE(j["connections"][0]["errors"].empty()) << j.dump(2);
-  EXPECT_EQ(Wrench(absl::StrCat("exec --scenario=rst-mid-transfer --expect='resets==0' -- ", ReadingClient(300'000))),
+  EXPECT_EQ(Wrench(absl::StrCat("exec --scenario=rst-mid-transfer --expect='resets==0' -- ",
+                                ReadingClient(300'000))),
             3)
       << err_;
   EXPECT_EQ(Wrench(absl::StrCat("exec --scenario=rst-mid-transfer --expect='conn 1 errors==0' -- ",
@@ -175,10 +191,13 @@ TEST_F(VerdictTest, ResetsCountAndConnectionErrors) {
 
 TEST_F(VerdictTest, ConnectionsAndBytesCount) {
   Serve(100);
-  EXPECT_EQ(Wrench(absl::StrCat("exec --expect='connections==1' -- ", ReadingClient(100))), 0) << err_;
-  EXPECT_EQ(Wrench(absl::StrCat("exec --expect='connections>=3' -- ", ReadingClient(100))), 3) << err_;
+  EXPECT_EQ(Wrench(absl::StrCat("exec --expect='connections==1' -- ", ReadingClient(100))), 0)
+      << err_;
+  EXPECT_EQ(Wrench(absl::StrCat("exec --expect='connections>=3' -- ", ReadingClient(100))), 3)
+      << err_;
   EXPECT_THAT(err_, HasSubstr("expect connections>=3: FAIL (1)"));
-  EXPECT_EQ(Wrench(absl::StrCat("exec --expect='bytes-to-client==100' -- ", ReadingClient(100))), 0) << err_;
+  EXPECT_EQ(Wrench(absl::StrCat("exec --expect='bytes-to-client==100' -- ", ReadingClient(100))), 0)
+      << err_;
   EXPECT_EQ(Wrench(absl::StrCat("exec --expect='bytes>=1000' -- ", ReadingClient(100))), 3) << err_;
   EXPECT_THAT(err_, HasSubstr("expect bytes>=1000: FAIL (104)"));  // "GET\n" and the answer
 }
@@ -195,8 +214,9 @@ TEST_F(VerdictTest, ABadExpectationIsRefusedAtStartWithColumnAndGuess) {
 
 TEST_F(VerdictTest, SummaryJsonOfExec) {
   Serve(100);
-  ASSERT_EQ(Wrench(absl::StrCat("exec --rule='drop on=to-client flags=SYN+ACK nth=1' --expect='rule 1 hits==1' ",
-                                SummaryFlag(), " -- ", ReadingClient(100))),
+  ASSERT_EQ(Wrench(absl::StrCat(
+                "exec --rule='drop on=to-client flags=SYN+ACK nth=1' --expect='rule 1 hits==1' ",
+                SummaryFlag(), " -- ", ReadingClient(100))),
             0)
       << err_;
   Json j = Summary();
@@ -219,8 +239,8 @@ TEST_F(VerdictTest, SummaryJsonOfExec) {
 }
 
 // Starts `wrench ARGS` in the background, lets `during` run, then sends `sig`.
-int RunUntilSignal(const std::string& args, const std::function<void()>& during, int sig, std::string* err,
-                   const std::string& dir) {
+int RunUntilSignal(const std::string& args, const std::function<void()>& during, int sig,
+                   std::string* err, const std::string& dir) {
   ::unlink(absl::StrCat(dir, "/stderr").c_str());  // "ready" must be this run's
   pid_t pid = ::fork();
   if (pid == 0) {
@@ -255,25 +275,28 @@ TEST_F(VerdictTest, ProxyWritesTheSummaryOnSigtermAndFailsAnExpectationWithThree
     EXPECT_EQ(r->size(), 100u);
   };
   std::string map = absl::StrCat("--map=10.89.0.2:80=127.0.0.1:", kPort);
-  EXPECT_EQ(RunUntilSignal(absl::StrCat("proxy ", map, " --expect='connections==1' ", SummaryFlag()), one_connection,
-                           SIGTERM, &err_, dir_),
-            0)
+  EXPECT_EQ(
+      RunUntilSignal(absl::StrCat("proxy ", map, " --expect='connections==1' ", SummaryFlag()),
+                     one_connection, SIGTERM, &err_, dir_),
+      0)
       << err_;
   Json j = Summary();
   EXPECT_EQ(j["command"], "proxy");
   EXPECT_EQ(j["verdict"], "pass");
   EXPECT_EQ(j["connections"].size(), 1u);
-  EXPECT_EQ(RunUntilSignal(absl::StrCat("proxy ", map, " --expect='connections==2' ", SummaryFlag()), one_connection,
-                           SIGINT, &err_, dir_),
-            3)
+  EXPECT_EQ(
+      RunUntilSignal(absl::StrCat("proxy ", map, " --expect='connections==2' ", SummaryFlag()),
+                     one_connection, SIGINT, &err_, dir_),
+      3)
       << err_;
   EXPECT_THAT(err_, HasSubstr("expect connections==2: FAIL (1)"));
   EXPECT_EQ(Summary()["verdict"], "fail");
 }
 
 TEST_F(VerdictTest, ServeWritesTheSummaryOnSigint) {
-  EXPECT_EQ(RunUntilSignal(absl::StrCat("serve --api=127.0.0.1:0 --expect='connections==0' ", SummaryFlag()), [] {},
-                           SIGINT, &err_, dir_),
+  EXPECT_EQ(RunUntilSignal(
+                absl::StrCat("serve --api=127.0.0.1:0 --expect='connections==0' ", SummaryFlag()),
+                [] {}, SIGINT, &err_, dir_),
             0)
       << err_;
   Json j = Summary();
@@ -290,7 +313,8 @@ TEST_F(VerdictTest, LingerLetsADelayedFinReachTheWire) {
   // side's FIN came first, wrench's client leg waits in CLOSING or LAST-ACK for the
   // ACK of its own FIN, which the client's kernel sends only once the FIN is on the
   // wire: then it goes on to TIME-WAIT or CLOSED.
-  ASSERT_EQ(Wrench(absl::StrCat("exec --scenario=fin-delayed --linger=5s ", SummaryFlag(), " -- ", QuickClient(100))),
+  ASSERT_EQ(Wrench(absl::StrCat("exec --scenario=fin-delayed --linger=5s ", SummaryFlag(), " -- ",
+                                QuickClient(100))),
             0)
       << err_;
   Json j = Summary();
@@ -299,7 +323,10 @@ TEST_F(VerdictTest, LingerLetsADelayedFinReachTheWire) {
   EXPECT_TRUE(final_state == "TIME-WAIT" || final_state == "CLOSED") << j.dump(2);
   EXPECT_TRUE(j["connections"][0]["errors"].empty()) << j.dump(2);
   // Without --linger wrench stops with the FIN still held.
-  ASSERT_EQ(Wrench(absl::StrCat("exec --scenario=fin-delayed ", SummaryFlag(), " -- ", QuickClient(100))), 0) << err_;
+  ASSERT_EQ(
+      Wrench(absl::StrCat("exec --scenario=fin-delayed ", SummaryFlag(), " -- ", QuickClient(100))),
+      0)
+      << err_;
   j = Summary();
   ASSERT_EQ(j["connections"].size(), 1u) << j.dump(2);
   final_state = j["connections"][0]["client_leg"];
@@ -324,28 +351,33 @@ TEST_F(VerdictTest, NoConnectionWarnsWhy) {
 // them, run in a work directory, with a stand-in for the program's tests: a client
 // of the web server on the runner's 127.0.0.1, which exec reaches as 10.89.0.1.
 TEST_F(VerdictTest, TheCiRecipeRunsAsTheReadmeWritesIt) {
-  ASSERT_EQ(std::system(absl::StrCat("cd ", dir_, " && echo hello >index.html && ",
-                                     "(python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 & ",
-                                     "echo $! >server.pid)").c_str()),
-            0);
+  ASSERT_EQ(
+      std::system(absl::StrCat("cd ", dir_, " && echo hello >index.html && ",
+                               "(python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 & ",
+                               "echo $! >server.pid)")
+                      .c_str()),
+      0);
   std::ofstream(absl::StrCat(dir_, "/run-tests"))
       << "#!/bin/sh\n"
          "[ \"$1\" = --server ] || exit 2\n"
          "exec python3 -c 'import sys, urllib.request; "
-         "sys.exit(urllib.request.urlopen(sys.argv[1] + \"/\", timeout=10).read() != b\"hello\\n\")' \"$2\"\n";
+         "sys.exit(urllib.request.urlopen(sys.argv[1] + \"/\", timeout=10).read() != "
+         "b\"hello\\n\")' \"$2\"\n";
   ASSERT_EQ(::chmod(absl::StrCat(dir_, "/run-tests").c_str(), 0755), 0);
   // The server is up once it answers (bounded: 10 s).
-  ASSERT_EQ(std::system("for i in $(seq 100); do python3 -c 'import socket; "
-                        "socket.create_connection((\"127.0.0.1\", 8000), 1)' 2>/dev/null && exit 0; "
-                        "sleep 0.1; done; exit 1"),
-            0);
+  ASSERT_EQ(
+      std::system("for i in $(seq 100); do python3 -c 'import socket; "
+                  "socket.create_connection((\"127.0.0.1\", 8000), 1)' 2>/dev/null && exit 0; "
+                  "sleep 0.1; done; exit 1"),
+      0);
   const std::string wrench = WRENCH_BINARY;
-  const std::string job = absl::StrCat(
-      "cd ", dir_, " && mkdir -p wrench-out && ", wrench, " exec --scenario fin-lost ",
-      "--expect-all-rules-fire --expect 'resets==0' --linger 5s ",
-      "--pcap wrench-out/run.pcap --log wrench-out/run.jsonl --summary-json wrench-out/summary.json ",
-      "-- ./run-tests --server http://10.89.0.1:8000 2>stderr && ",
-      wrench, " ladder --out=wrench-out/ladder.html wrench-out/run.jsonl 2>>stderr");
+  const std::string job =
+      absl::StrCat("cd ", dir_, " && mkdir -p wrench-out && ", wrench, " exec --scenario fin-lost ",
+                   "--expect-all-rules-fire --expect 'resets==0' --linger 5s ",
+                   "--pcap wrench-out/run.pcap --log wrench-out/run.jsonl --summary-json "
+                   "wrench-out/summary.json ",
+                   "-- ./run-tests --server http://10.89.0.1:8000 2>stderr && ", wrench,
+                   " ladder --out=wrench-out/ladder.html wrench-out/run.jsonl 2>>stderr");
   const int status = std::system(job.c_str());
   err_ = Slurp("stderr");
   std::system(absl::StrCat("kill $(cat ", dir_, "/server.pid)").c_str());
@@ -369,7 +401,8 @@ TEST(ScenarioCheck, EveryScenarioDeclaresWhatItChecks) {
 TEST_F(VerdictTest, ScenarioCheckPassesForTheWholeLibrary) {
   int status = Wrench("scenario check");
   EXPECT_EQ(status, 0) << out_ << err_;
-  for (const Scenario& s : Scenarios()) EXPECT_THAT(out_, HasSubstr(absl::StrCat(s.name, ": pass"))) << out_;
+  for (const Scenario& s : Scenarios())
+    EXPECT_THAT(out_, HasSubstr(absl::StrCat(s.name, ": pass"))) << out_;
 }
 
 TEST_F(VerdictTest, ScenarioCheckOfAnUnknownName) {

@@ -90,18 +90,21 @@ class ControlApiImpl : public ControlApi {
   HttpResponse Handle(const HttpRequest& req) override {
     // As Toxiproxy: a browser's request is refused, so a web page cannot reach the
     // API on localhost (DNS rebinding, cross-site POSTs).
-    if (absl::StartsWith(req.user_agent, "Mozilla/")) return ErrorReply(403, "User agent not allowed");
+    if (absl::StartsWith(req.user_agent, "Mozilla/"))
+      return ErrorReply(403, "User agent not allowed");
     absl::string_view path = req.target;
     path = path.substr(0, path.find('?'));
     std::vector<std::string> parts;
-    for (absl::string_view p : absl::StrSplit(path, '/', absl::SkipEmpty())) parts.push_back(PercentDecode(p));
+    for (absl::string_view p : absl::StrSplit(path, '/', absl::SkipEmpty()))
+      parts.push_back(PercentDecode(p));
     return Route(req, parts);
   }
 
  private:
   // 405 for a known path and an unknown method, with the methods it takes.
   static HttpResponse MethodNotAllowed(const HttpRequest& req, absl::string_view allow) {
-    HttpResponse r = ErrorReply(405, absl::StrCat("method ", req.method, " not allowed here; allowed: ", allow));
+    HttpResponse r =
+        ErrorReply(405, absl::StrCat("method ", req.method, " not allowed here; allowed: ", allow));
     r.headers.emplace_back("Allow", std::string(allow));
     return r;
   }
@@ -121,7 +124,8 @@ class ControlApiImpl : public ControlApi {
       if (!get) return MethodNotAllowed(req, "GET");
       HttpResponse r;
       r.content_type = "application/json;charset=utf-8";
-      r.body = absl::StrCat("{\"version\": \"", kToxiproxyApiVersion, "\", \"wrench\": \"", service_.version(), "\"}\n");
+      r.body = absl::StrCat("{\"version\": \"", kToxiproxyApiVersion, "\", \"wrench\": \"",
+                            service_.version(), "\"}\n");
       return r;
     }
     if (top == "metrics" && n == 1) {
@@ -131,7 +135,8 @@ class ControlApiImpl : public ControlApi {
       r.body = toxiproxy_.Metrics() + WrenchMetrics();
       return r;
     }
-    if (top == "reset" && n == 1) return post ? done(toxiproxy_.Reset()) : MethodNotAllowed(req, "POST");
+    if (top == "reset" && n == 1)
+      return post ? done(toxiproxy_.Reset()) : MethodNotAllowed(req, "POST");
     if (top == "populate" && n == 1) {
       if (!post) return MethodNotAllowed(req, "POST");
       auto j = toxiproxy_.Populate(req.body);
@@ -178,21 +183,37 @@ class ControlApiImpl : public ControlApi {
       if (del) return DeleteRule(p[1]);
       return MethodNotAllowed(req, "DELETE");
     }
-    if (top == "connections" && n == 1) return get ? JsonReply(200, ConnectionsJson()) : MethodNotAllowed(req, "GET");
-    if (top == "counters" && n == 1) return get ? JsonReply(200, CountersJson()) : MethodNotAllowed(req, "GET");
-    return ErrorReply(404, absl::StrCat("no such endpoint: ", req.method, " ", req.target, " (GET / lists them)"));
+    if (top == "connections" && n == 1)
+      return get ? JsonReply(200, ConnectionsJson()) : MethodNotAllowed(req, "GET");
+    if (top == "counters" && n == 1)
+      return get ? JsonReply(200, CountersJson()) : MethodNotAllowed(req, "GET");
+    return ErrorReply(404, absl::StrCat("no such endpoint: ", req.method, " ", req.target,
+                                        " (GET / lists them)"));
   }
 
   HttpResponse Index() const {
     Json j;
     j["wrench"] = service_.version();
     j["toxiproxy_api"] = kToxiproxyApiVersion;
-    j["endpoints"] = {
-        "GET /rules",          "POST /rules",          "DELETE /rules/{id}",     "GET /connections",
-        "GET /counters",       "GET /proxies",         "POST /proxies",          "POST /populate",
-        "GET /proxies/{name}", "POST /proxies/{name}", "DELETE /proxies/{name}", "GET /proxies/{name}/toxics",
-        "POST /proxies/{name}/toxics", "GET /proxies/{name}/toxics/{toxic}", "POST /proxies/{name}/toxics/{toxic}",
-        "DELETE /proxies/{name}/toxics/{toxic}", "POST /reset", "GET /version", "GET /metrics"};
+    j["endpoints"] = {"GET /rules",
+                      "POST /rules",
+                      "DELETE /rules/{id}",
+                      "GET /connections",
+                      "GET /counters",
+                      "GET /proxies",
+                      "POST /proxies",
+                      "POST /populate",
+                      "GET /proxies/{name}",
+                      "POST /proxies/{name}",
+                      "DELETE /proxies/{name}",
+                      "GET /proxies/{name}/toxics",
+                      "POST /proxies/{name}/toxics",
+                      "GET /proxies/{name}/toxics/{toxic}",
+                      "POST /proxies/{name}/toxics/{toxic}",
+                      "DELETE /proxies/{name}/toxics/{toxic}",
+                      "POST /reset",
+                      "GET /version",
+                      "GET /metrics"};
     return JsonReply(200, j);
   }
 
@@ -218,7 +239,8 @@ class ControlApiImpl : public ControlApi {
   HttpResponse AddRules(const std::string& body) {
     auto rules = ParseRules(body);
     if (!rules.ok()) return ErrorReply(400, rules.status().message());
-    if (rules->empty()) return ErrorReply(400, "no rule in the request body (one rule a line, e.g. \"drop nth=3\")");
+    if (rules->empty())
+      return ErrorReply(400, "no rule in the request body (one rule a line, e.g. \"drop nth=3\")");
     for (size_t i = 0; i < rules->size(); ++i) {
       auto st = service_.CheckRuleCanFire((*rules)[i], absl::StrCat("line ", i + 1, ":"));
       if (!st.ok()) return ErrorReply(400, st.message());
@@ -243,8 +265,10 @@ class ControlApiImpl : public ControlApi {
 
   HttpResponse DeleteRule(const std::string& text) {
     int id = 0;
-    if (!absl::SimpleAtoi(text, &id)) return ErrorReply(400, absl::StrCat("rule id \"", text, "\" is not a number"));
-    if (!service_.engine().RemoveRule(id)) return ErrorReply(404, absl::StrCat("no rule with id ", id));
+    if (!absl::SimpleAtoi(text, &id))
+      return ErrorReply(400, absl::StrCat("rule id \"", text, "\" is not a number"));
+    if (!service_.engine().RemoveRule(id))
+      return ErrorReply(404, absl::StrCat("no rule with id ", id));
     return NoContent();
   }
 
@@ -309,19 +333,25 @@ class ControlApiImpl : public ControlApi {
     const ProxyStats& s = service_.proxy().stats();
     std::string out;
     auto counter = [&](const char* name, const char* help, uint64_t v) {
-      absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " counter\n", name, " ", v, "\n");
+      absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " counter\n", name, " ",
+                      v, "\n");
     };
     counter("wrench_connections_total", "Connections accepted on the TUN", s.connections);
     counter("wrench_refused_total", "Connections whose upstream refused", s.refused);
     counter("wrench_unreachable_total", "Connections whose upstream did not answer", s.unreachable);
-    counter("wrench_out_of_fds_total", "Connections not relayed for want of a file descriptor", s.out_of_fds);
+    counter("wrench_out_of_fds_total", "Connections not relayed for want of a file descriptor",
+            s.out_of_fds);
     counter("wrench_resets_total", "Connections that ended in a reset", s.resets);
-    counter("wrench_stray_segments_total", "Segments for no connection, answered with RST", s.stray_segments);
+    counter("wrench_stray_segments_total", "Segments for no connection, answered with RST",
+            s.stray_segments);
     absl::StrAppend(&out, "# HELP wrench_active_connections Connections open on the TUN now\n",
-                    "# TYPE wrench_active_connections gauge\nwrench_active_connections ", s.active, "\n");
-    absl::StrAppend(&out, "# HELP wrench_bytes_total Bytes relayed on the TUN\n# TYPE wrench_bytes_total counter\n",
-                    "wrench_bytes_total{direction=\"to_server\"} ", s.bytes_to_server, "\n",
-                    "wrench_bytes_total{direction=\"to_client\"} ", s.bytes_to_client, "\n");
+                    "# TYPE wrench_active_connections gauge\nwrench_active_connections ", s.active,
+                    "\n");
+    absl::StrAppend(
+        &out,
+        "# HELP wrench_bytes_total Bytes relayed on the TUN\n# TYPE wrench_bytes_total counter\n",
+        "wrench_bytes_total{direction=\"to_server\"} ", s.bytes_to_server, "\n",
+        "wrench_bytes_total{direction=\"to_client\"} ", s.bytes_to_client, "\n");
     absl::StrAppend(&out, "# HELP wrench_rule_hits_total Decisions each fault rule made\n",
                     "# TYPE wrench_rule_hits_total counter\n");
     for (const auto& r : service_.engine().Rules()) {
@@ -330,7 +360,8 @@ class ControlApiImpl : public ControlApi {
         if (c == '\\' || c == '"') text.push_back('\\');
         text.push_back(c);
       }
-      absl::StrAppend(&out, "wrench_rule_hits_total{id=\"", r.id, "\",rule=\"", text, "\"} ", r.hits, "\n");
+      absl::StrAppend(&out, "wrench_rule_hits_total{id=\"", r.id, "\",rule=\"", text, "\"} ",
+                      r.hits, "\n");
     }
     return out;
   }
@@ -346,18 +377,20 @@ absl::StatusOr<tcp::endpoint> ApiEndpoint(const std::string& address) {
   if (!hp.ok()) return hp.status();
   const std::string& host = hp->host;
   const uint16_t p = hp->port;
-  if (host.empty()) return tcp::endpoint(asio::ip::address_v4::loopback(), static_cast<uint16_t>(p));
+  if (host.empty())
+    return tcp::endpoint(asio::ip::address_v4::loopback(), static_cast<uint16_t>(p));
   auto addr = LookUpHost(host);
   if (!addr.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("--api \"", address, "\": cannot resolve \"", host,
-                                                   "\": ", addr.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat("--api \"", address, "\": cannot resolve \"",
+                                                   host, "\": ", addr.status().message()));
   }
   return tcp::endpoint(*addr, static_cast<uint16_t>(p));
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ControlApi>> ControlApi::Start(asio::io_context& io, const std::string& address,
+absl::StatusOr<std::unique_ptr<ControlApi>> ControlApi::Start(asio::io_context& io,
+                                                              const std::string& address,
                                                               ApiHost& service) {
   auto at = ApiEndpoint(address);
   if (!at.ok()) return at.status();

@@ -27,7 +27,8 @@ class ControlApi {
   // Binds ADDR:PORT ("127.0.0.1:8474"; a bare ":PORT" binds loopback, so the API is
   // never reachable from elsewhere unless an address is given).
   static absl::StatusOr<std::unique_ptr<ControlApi>> Start(boost::asio::io_context& io,
-                                                           const std::string& address, ApiHost& service);
+                                                           const std::string& address,
+                                                           ApiHost& service);
   virtual ~ControlApi() = default;
   virtual uint16_t port() const = 0;
   virtual void Stop() = 0;

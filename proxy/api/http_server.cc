@@ -37,8 +37,9 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(shared_->opts.max_body);
     parser_->header_limit(static_cast<uint32_t>(shared_->opts.max_header));
     stream_.expires_after(absl::ToChronoNanoseconds(shared_->opts.idle_timeout));
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
   void Close() {
@@ -50,29 +51,35 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
  private:
   void OnRead(beast::error_code ec) {
     if (shared_->stopped) return;
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::operation_aborted) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == asio::error::operation_aborted) {
       return Close();
     }
     if (ec == http::error::body_limit) {
-      return Reply(Error(413, absl::StrCat("request body larger than ", shared_->opts.max_body, " bytes")), false,
-                   /*drain=*/true);
+      return Reply(
+          Error(413, absl::StrCat("request body larger than ", shared_->opts.max_body, " bytes")),
+          false,
+          /*drain=*/true);
     }
     if (ec == http::error::header_limit) {
-      return Reply(Error(431, absl::StrCat("request header larger than ", shared_->opts.max_header, " bytes")),
+      return Reply(Error(431, absl::StrCat("request header larger than ", shared_->opts.max_header,
+                                           " bytes")),
                    false, /*drain=*/true);
     }
     if (ec) {
       // A connection reset, or a request that is not HTTP/1.1: nothing to answer when
       // nothing was read, a 400 otherwise.
       if (buffer_.size() == 0 && !parser_->got_some()) return Close();
-      return Reply(Error(400, absl::StrCat("bad HTTP request: ", ec.message())), false, /*drain=*/true);
+      return Reply(Error(400, absl::StrCat("bad HTTP request: ", ec.message())), false,
+                   /*drain=*/true);
     }
     const auto& req = parser_->get();
     HttpRequest r;
     r.method = std::string(req.method_string());
     r.target = std::string(req.target());
     r.body = req.body();
-    if (auto ua = req.find(http::field::user_agent); ua != req.end()) r.user_agent = std::string(ua->value());
+    if (auto ua = req.find(http::field::user_agent); ua != req.end())
+      r.user_agent = std::string(ua->value());
     version_ = req.version();
     Reply(shared_->handler(r), req.keep_alive());
   }
@@ -93,12 +100,13 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     if (drained_ > (64u << 20)) return Close();
     stream_.expires_after(std::chrono::seconds(5));
     scratch_.resize(64 * 1024);
-    stream_.async_read_some(asio::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, size_t n) {
-      if (self->shared_->stopped) return;
-      self->drained_ += n;
-      if (ec) return self->Close();
-      self->Drain();
-    });
+    stream_.async_read_some(asio::buffer(scratch_),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              if (self->shared_->stopped) return;
+                              self->drained_ += n;
+                              if (ec) return self->Close();
+                              self->Drain();
+                            });
   }
 
   void Reply(HttpResponse out, bool keep_alive, bool drain = false) {
@@ -106,18 +114,20 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     res_.version(version_);
     res_.result(static_cast<unsigned>(out.status));
     res_.set(http::field::server, "wrench");
-    if (!out.body.empty() || out.status != 204) res_.set(http::field::content_type, out.content_type);
+    if (!out.body.empty() || out.status != 204)
+      res_.set(http::field::content_type, out.content_type);
     for (const auto& [k, v] : out.headers) res_.set(k, v);
     res_.body() = std::move(out.body);
     res_.keep_alive(keep_alive);
     res_.prepare_payload();
     stream_.expires_after(absl::ToChronoNanoseconds(shared_->opts.idle_timeout));
-    http::async_write(stream_, res_, [self = shared_from_this(), keep_alive, drain](beast::error_code ec, size_t) {
-      if (self->shared_->stopped) return;
-      if (!ec && drain) return self->Drain();
-      if (ec || !keep_alive) return self->Close();
-      self->Read();
-    });
+    http::async_write(stream_, res_,
+                      [self = shared_from_this(), keep_alive, drain](beast::error_code ec, size_t) {
+                        if (self->shared_->stopped) return;
+                        if (!ec && drain) return self->Drain();
+                        if (ec || !keep_alive) return self->Close();
+                        self->Read();
+                      });
   }
 
   beast::tcp_stream stream_;
@@ -130,8 +140,9 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   size_t drained_ = 0;
 };
 
-absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(asio::io_context& io, const tcp::endpoint& at,
-                                                             HttpHandler handler, Options opts) {
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(asio::io_context& io,
+                                                              const tcp::endpoint& at,
+                                                              HttpHandler handler, Options opts) {
   auto shared = std::make_shared<Shared>();
   shared->handler = std::move(handler);
   shared->opts = opts;
@@ -160,20 +171,23 @@ tcp::endpoint HttpServer::local_endpoint() const {
 }
 
 void HttpServer::Accept() {
-  acceptor_.async_accept([this, shared = shared_](boost::system::error_code ec, tcp::socket socket) {
-    if (shared->stopped) return;
-    if (!ec) {
-      boost::system::error_code ignored;
-      socket.set_option(tcp::no_delay(true), ignored);
-      auto session = std::make_shared<Session>(std::move(socket), shared);
-      auto& live = shared->sessions;
-      live.erase(std::remove_if(live.begin(), live.end(), [](const auto& w) { return w.expired(); }), live.end());
-      live.push_back(session);
-      session->Read();
-    }
-    // A failed accept (too many open files, say) must not stop the API for good.
-    if (ec != asio::error::operation_aborted) Accept();
-  });
+  acceptor_.async_accept(
+      [this, shared = shared_](boost::system::error_code ec, tcp::socket socket) {
+        if (shared->stopped) return;
+        if (!ec) {
+          boost::system::error_code ignored;
+          socket.set_option(tcp::no_delay(true), ignored);
+          auto session = std::make_shared<Session>(std::move(socket), shared);
+          auto& live = shared->sessions;
+          live.erase(
+              std::remove_if(live.begin(), live.end(), [](const auto& w) { return w.expired(); }),
+              live.end());
+          live.push_back(session);
+          session->Read();
+        }
+        // A failed accept (too many open files, say) must not stop the API for good.
+        if (ec != asio::error::operation_aborted) Accept();
+      });
 }
 
 void HttpServer::Stop() {

@@ -48,7 +48,8 @@ namespace {
 constexpr absl::string_view kMissingField = "missing required field";
 constexpr absl::string_view kProxyNotFound = "proxy not found";
 constexpr absl::string_view kProxyExists = "proxy already exists";
-constexpr absl::string_view kInvalidStream = "stream was invalid, can be either upstream or downstream";
+constexpr absl::string_view kInvalidStream =
+    "stream was invalid, can be either upstream or downstream";
 constexpr absl::string_view kInvalidType = "invalid toxic type";
 constexpr absl::string_view kToxicExists = "toxic already exists";
 constexpr absl::string_view kToxicNotFound = "toxic not found";
@@ -70,7 +71,8 @@ absl::StatusOr<Json> ParseBody(const std::string& body) {
 absl::Status GetString(const Json& j, const char* key, std::string* out) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return absl::OkStatus();
-  if (!it->is_string()) return BadBody(absl::StrCat("\"", key, "\" must be a string, got ", it->dump()));
+  if (!it->is_string())
+    return BadBody(absl::StrCat("\"", key, "\" must be a string, got ", it->dump()));
   *out = it->get<std::string>();
   return absl::OkStatus();
 }
@@ -78,7 +80,8 @@ absl::Status GetString(const Json& j, const char* key, std::string* out) {
 absl::Status GetBool(const Json& j, const char* key, bool* out) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return absl::OkStatus();
-  if (!it->is_boolean()) return BadBody(absl::StrCat("\"", key, "\" must be true or false, got ", it->dump()));
+  if (!it->is_boolean())
+    return BadBody(absl::StrCat("\"", key, "\" must be true or false, got ", it->dump()));
   *out = it->get<bool>();
   return absl::OkStatus();
 }
@@ -110,7 +113,8 @@ Json NumberJson(double v) {
 absl::StatusOr<asio::ip::address> Resolve(const std::string& host) {
   if (host.empty()) return asio::ip::address(asio::ip::address_v6::any());
   auto addr = LookUpHost(host);
-  if (!addr.ok()) return absl::InvalidArgumentError(absl::StrCat("lookup ", host, ": ", addr.status().message()));
+  if (!addr.ok())
+    return absl::InvalidArgumentError(absl::StrCat("lookup ", host, ": ", addr.status().message()));
   return *addr;
 }
 
@@ -144,7 +148,8 @@ constexpr absl::string_view kMatcherKeys[] = {"on",  "conn", "port",  "state", "
 bool IsSegmentType(absl::string_view type) {
   if (type == "segment") return true;
   if (!absl::ConsumePrefix(&type, "segment_")) return false;
-  return std::find(std::begin(kSegmentActions), std::end(kSegmentActions), type) != std::end(kSegmentActions);
+  return std::find(std::begin(kSegmentActions), std::end(kSegmentActions), type) !=
+         std::end(kSegmentActions);
 }
 
 std::string ValueText(const Json& v) {
@@ -154,22 +159,27 @@ std::string ValueText(const Json& v) {
 
 // A duration attribute: a number is milliseconds (Toxiproxy's unit), a string is
 // wrench's duration ("250ms", "1.5s").
-std::string DurationText(const Json& v) { return v.is_number() ? absl::StrCat(v.dump(), "ms") : ValueText(v); }
+std::string DurationText(const Json& v) {
+  return v.is_number() ? absl::StrCat(v.dump(), "ms") : ValueText(v);
+}
 
 // The rule texts a segment toxic's attributes stand for: "segment" takes whole rules
 // ("rule", or "rules" as a list or lines); segment_ACTION builds one from the action's
 // arguments and the matchers.
-absl::StatusOr<std::vector<std::string>> SegmentRuleTexts(absl::string_view type, const Json& attrs) {
+absl::StatusOr<std::vector<std::string>> SegmentRuleTexts(absl::string_view type,
+                                                          const Json& attrs) {
   std::vector<std::string> texts;
   if (type == "segment") {
     for (const auto& item : attrs.items()) {
       const std::string key = item.key();
       const Json& value = item.value();
       if (key != "rule" && key != "rules") {
-        return BadBody(absl::StrCat("unknown attribute \"", key, "\" for segment; it takes \"rule\" (or \"rules\")"));
+        return BadBody(absl::StrCat("unknown attribute \"", key,
+                                    "\" for segment; it takes \"rule\" (or \"rules\")"));
       }
       auto add = [&](const Json& v) -> absl::Status {
-        if (!v.is_string()) return BadBody(absl::StrCat("\"", key, "\" must be rule text, got ", v.dump()));
+        if (!v.is_string())
+          return BadBody(absl::StrCat("\"", key, "\" must be rule text, got ", v.dump()));
         for (absl::string_view line : absl::StrSplit(v.get<std::string>(), '\n')) {
           line = absl::StripAsciiWhitespace(line);
           if (!line.empty() && line[0] != '#') texts.emplace_back(line);
@@ -185,7 +195,9 @@ absl::StatusOr<std::vector<std::string>> SegmentRuleTexts(absl::string_view type
       }
     }
     if (texts.empty()) {
-      return BadBody("a segment toxic needs attributes {\"rule\": \"...\"}, e.g. \"drop flags=SYN+ACK nth=1\"");
+      return BadBody(
+          "a segment toxic needs attributes {\"rule\": \"...\"}, e.g. \"drop flags=SYN+ACK "
+          "nth=1\"");
     }
     return texts;
   }
@@ -198,7 +210,10 @@ absl::StatusOr<std::vector<std::string>> SegmentRuleTexts(absl::string_view type
   };
   if (action == "delay") {
     const Json* d = take("delay");
-    if (!d) return BadBody("segment_delay needs attribute \"delay\" (milliseconds, or a duration such as \"250ms\")");
+    if (!d)
+      return BadBody(
+          "segment_delay needs attribute \"delay\" (milliseconds, or a duration such as "
+          "\"250ms\")");
     absl::StrAppend(&text, " ", DurationText(*d));
     if (const Json* j = take("jitter")) absl::StrAppend(&text, "~", DurationText(*j));
   } else if (action == "dup") {
@@ -206,18 +221,21 @@ absl::StatusOr<std::vector<std::string>> SegmentRuleTexts(absl::string_view type
   } else if (action == "set" || action == "add") {
     const Json* f = take("field");
     const Json* v = take("value");
-    if (!f || !v) return BadBody(absl::StrCat("segment_", action, " needs attributes \"field\" and \"value\""));
+    if (!f || !v)
+      return BadBody(absl::StrCat("segment_", action, " needs attributes \"field\" and \"value\""));
     absl::StrAppend(&text, " ", ValueText(*f), "=", ValueText(*v));
   } else if (action == "corrupt") {
     const Json* t = take("target");
     absl::StrAppend(&text, " ", t ? ValueText(*t) : "payload");
   }
   for (const auto& [key, value] : attrs.items()) {
-    const bool matcher = std::find(std::begin(kMatcherKeys), std::end(kMatcherKeys), key) != std::end(kMatcherKeys);
-    const bool argument = (action == "delay" && (key == "delay" || key == "jitter")) ||
-                          (action == "dup" && key == "copies") ||
-                          ((action == "set" || action == "add") && (key == "field" || key == "value")) ||
-                          (action == "corrupt" && key == "target");
+    const bool matcher =
+        std::find(std::begin(kMatcherKeys), std::end(kMatcherKeys), key) != std::end(kMatcherKeys);
+    const bool argument =
+        (action == "delay" && (key == "delay" || key == "jitter")) ||
+        (action == "dup" && key == "copies") ||
+        ((action == "set" || action == "add") && (key == "field" || key == "value")) ||
+        (action == "corrupt" && key == "target");
     if (argument || value.is_null()) continue;
     if (!matcher) {
       return BadBody(absl::StrCat("unknown attribute \"", key, "\" for segment_", action,
@@ -316,20 +334,24 @@ Json ToxiproxyCollection::ProxyJson(const Proxy& p) const {
 absl::Status ToxiproxyCollection::Start(Proxy& p) {
   if (p.enabled) return absl::OkStatus();
   auto listen = SplitHostPort(p.listen, "address", 0);
-  if (!listen.ok()) return absl::UnavailableError(absl::StrCat("listen tcp: ", listen.status().message()));
+  if (!listen.ok())
+    return absl::UnavailableError(absl::StrCat("listen tcp: ", listen.status().message()));
   auto listen_addr = Resolve(listen->host);
-  if (!listen_addr.ok()) return absl::UnavailableError(absl::StrCat("listen tcp: ", listen_addr.status().message()));
+  if (!listen_addr.ok())
+    return absl::UnavailableError(absl::StrCat("listen tcp: ", listen_addr.status().message()));
   auto up = SplitHostPort(p.upstream, "address", 0);
   if (!up.ok() || up->port == 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("upstream ", p.upstream, ": ", up.ok() ? "port 0 is not a server's port" : up.status().message()));
+        absl::StrCat("upstream ", p.upstream, ": ",
+                     up.ok() ? "port 0 is not a server's port" : up.status().message()));
   }
   // An upstream name is looked up per connection (as Toxiproxy dials it), so a name
   // that does not resolve yet (a container still starting) is accepted.
   std::optional<asio::ip::address> up_addr = LiteralHost(up->host);
   if (*listen_addr == asio::ip::address(asio::ip::address_v6::any()) && !Ipv6Available()) {
     listen_addr = asio::ip::address(asio::ip::address_v4::any());
-    service_.Log(absl::StrCat("wrench: proxy ", p.name, ": IPv6 is unavailable on this host, so it listens on 0.0.0.0"
+    service_.Log(absl::StrCat("wrench: proxy ", p.name,
+                              ": IPv6 is unavailable on this host, so it listens on 0.0.0.0"
                               " (IPv4) instead of [::]"));
   }
   auto factory = [upc = p.up, downc = p.down, rng = rng_](stack::Instant now) {
@@ -347,27 +369,31 @@ absl::Status ToxiproxyCollection::Start(Proxy& p) {
     m.toxics = factory;
     // Port 0 picks one, as the kernel would for a socket.
     uint16_t port = listen->port;
-    for (uint32_t candidate = listen->port == 0 ? 10000 : listen->port; candidate <= 65535; ++candidate) {
+    for (uint32_t candidate = listen->port == 0 ? 10000 : listen->port; candidate <= 65535;
+         ++candidate) {
       port = static_cast<uint16_t>(candidate);
       m.front_port = port;
-      m.text = absl::StrCat(FormatHostPort(*listen_addr, port), "=", p.upstream, " (proxy ", p.name, ")");
-      absl::Status st = service_.AddMapping(m, absl::StrCat("listen ", FormatHostPort(*listen_addr, port)));
+      m.text = absl::StrCat(FormatHostPort(*listen_addr, port), "=", p.upstream, " (proxy ", p.name,
+                            ")");
+      absl::Status st =
+          service_.AddMapping(m, absl::StrCat("listen ", FormatHostPort(*listen_addr, port)));
       if (st.ok()) break;
       if (!absl::IsAlreadyExists(st) || listen->port != 0) {
         // Go's wording for a busy address, which Toxiproxy returns.
         if (absl::IsAlreadyExists(st)) {
-          return absl::UnavailableError(
-              absl::StrCat("listen tcp ", FormatHostPort(*listen_addr, port), ": bind: address already in use"));
+          return absl::UnavailableError(absl::StrCat(
+              "listen tcp ", FormatHostPort(*listen_addr, port), ": bind: address already in use"));
         }
         return absl::UnavailableError(st.message());
       }
     }
     p.listen = FormatHostPort(*listen_addr, port);
   } else {
-    auto relay = StreamRelay::Start(service_.io(), tcp::endpoint(*listen_addr, listen->port), {up->host, up->port},
-                                    factory, [this, name = p.name](const std::string& line) {
-                                      service_.Log(absl::StrCat("wrench: proxy ", name, ": ", line));
-                                    });
+    auto relay = StreamRelay::Start(
+        service_.io(), tcp::endpoint(*listen_addr, listen->port), {up->host, up->port}, factory,
+        [this, name = p.name](const std::string& line) {
+          service_.Log(absl::StrCat("wrench: proxy ", name, ": ", line));
+        });
     if (!relay.ok()) return relay.status();
     p.relay = std::move(*relay);
     auto bound = p.relay->local_endpoint();
@@ -389,15 +415,18 @@ namespace {
 // Why connections to `listen` cannot be steered into the TUN; empty when they can be.
 std::string WhyNoDnat(const asio::ip::address& listen, bool tun_has_v6) {
   if (listen.is_loopback()) {
-    return "connections to loopback cannot be steered into the TUN (the kernel drops a packet from 127.0.0.0/8 "
+    return "connections to loopback cannot be steered into the TUN (the kernel drops a packet from "
+           "127.0.0.0/8 "
            "that leaves through another device), so the kernel terminates them";
   }
   if (listen.is_v6() && !listen.is_unspecified() && !tun_has_v6) {
-    return "the TUN is IPv4 only (--net6 none, or no IPv6 in its namespace), so connections to an IPv6 address "
+    return "the TUN is IPv4 only (--net6 none, or no IPv6 in its namespace), so connections to an "
+           "IPv6 address "
            "stay with the kernel, which terminates them";
   }
   if (listen.is_v6() && listen.to_v6().is_link_local()) {
-    return "connections to a link-local address cannot be steered into the TUN (their replies could not leave "
+    return "connections to a link-local address cannot be steered into the TUN (their replies "
+           "could not leave "
            "through it), so the kernel terminates them";
   }
   return "";
@@ -421,7 +450,8 @@ void ToxiproxyCollection::StartDnat(Proxy& p, const asio::ip::address& listen, u
   std::vector<stack::IpAddress> matches;
   if (listen.is_unspecified()) {
     matches.push_back(stack::IpAddress::V4(0));
-    if (listen.is_v6() && front6 && (*dnat)->ipv6().ok()) matches.push_back(stack::IpAddress::V6({}));
+    if (listen.is_v6() && front6 && (*dnat)->ipv6().ok())
+      matches.push_back(stack::IpAddress::V6({}));
   } else {
     matches.push_back(ToIpAddress(listen));
   }
@@ -433,10 +463,11 @@ void ToxiproxyCollection::StartDnat(Proxy& p, const asio::ip::address& listen, u
     m.scope = p.scope;
     st = absl::ResourceExhaustedError("no free port on the DNAT front");
     // The listen port on the front if free (another proxy may hold it), else the next.
-    for (uint32_t candidate = port, tries = 0; candidate <= 65535 && tries < 1000; ++candidate, ++tries) {
+    for (uint32_t candidate = port, tries = 0; candidate <= 65535 && tries < 1000;
+         ++candidate, ++tries) {
       m.front_port = static_cast<uint16_t>(candidate);
-      m.text = absl::StrCat(p.listen, " via ", FormatHostPort(m.front_addr, m.front_port), "=", p.upstream,
-                            " (proxy ", p.name, ")");
+      m.text = absl::StrCat(p.listen, " via ", FormatHostPort(m.front_addr, m.front_port), "=",
+                            p.upstream, " (proxy ", p.name, ")");
       st = service_.AddMapping(m, absl::StrCat("DNAT front of ", p.listen));
       if (!absl::IsAlreadyExists(st)) break;
     }
@@ -449,16 +480,18 @@ void ToxiproxyCollection::StartDnat(Proxy& p, const asio::ip::address& listen, u
     for (const stack::IpAddress& match : p.dnat_listen) (void)(*dnat)->Remove(match, port);
     p.dnat_listen.clear();
     service_.RemoveMapping(p.scope);
-    p.no_segments = absl::StrCat("DNAT into the TUN failed (", st.message(), "), so the kernel terminates them");
-    service_.Log(absl::StrCat("wrench: proxy ", p.name, ": ", p.no_segments, "; stream toxics only"));
+    p.no_segments = absl::StrCat("DNAT into the TUN failed (", st.message(),
+                                 "), so the kernel terminates them");
+    service_.Log(
+        absl::StrCat("wrench: proxy ", p.name, ": ", p.no_segments, "; stream toxics only"));
     return;
   }
   p.dnat = true;
   p.dnat_port = port;
   p.dnat_front = absl::StrJoin(fronts, ", ");
   service_.Log(absl::StrCat("wrench: proxy ", p.name, ": connections to ", p.listen,
-                                           listen.is_unspecified() ? " (but loopback's)" : "", " are DNATed to ",
-                                           p.dnat_front, " in the TUN"));
+                            listen.is_unspecified() ? " (but loopback's)" : "", " are DNATed to ",
+                            p.dnat_front, " in the TUN"));
 }
 
 void ToxiproxyCollection::Stop(Proxy& p) {
@@ -498,9 +531,10 @@ Json ToxiproxyCollection::Proxies() const {
   return j;
 }
 
-absl::StatusOr<std::unique_ptr<ToxiproxyCollection::Proxy>> ToxiproxyCollection::MakeProxy(const Json& in,
-                                                                                          bool enabled_default) {
-  if (!in.is_object()) return BadBody(absl::StrCat("a proxy must be a JSON object, got ", in.dump()));
+absl::StatusOr<std::unique_ptr<ToxiproxyCollection::Proxy>> ToxiproxyCollection::MakeProxy(
+    const Json& in, bool enabled_default) {
+  if (!in.is_object())
+    return BadBody(absl::StrCat("a proxy must be a JSON object, got ", in.dump()));
   auto p = std::make_unique<Proxy>();
   p->enabled = enabled_default;
   if (auto s = GetString(in, "name", &p->name); !s.ok()) return s;
@@ -518,7 +552,8 @@ absl::StatusOr<Json> ToxiproxyCollection::CreateProxy(const std::string& body) {
   if (!made.ok()) return made.status();
   std::unique_ptr<Proxy> p = std::move(*made);
   if (p->name.empty()) return absl::InvalidArgumentError(absl::StrCat(kMissingField, ": name"));
-  if (p->upstream.empty()) return absl::InvalidArgumentError(absl::StrCat(kMissingField, ": upstream"));
+  if (p->upstream.empty())
+    return absl::InvalidArgumentError(absl::StrCat(kMissingField, ": upstream"));
   if (Find(p->name)) return absl::AlreadyExistsError(kProxyExists);
   p->scope = ++next_scope_;
   const bool start = p->enabled;
@@ -534,13 +569,15 @@ absl::StatusOr<Json> ToxiproxyCollection::CreateProxy(const std::string& body) {
 absl::StatusOr<Json> ToxiproxyCollection::Populate(const std::string& body) {
   auto in = ParseBody(body);
   if (!in.ok()) return in.status();
-  if (!in->is_array()) return BadBody(absl::StrCat("expected a JSON array of proxies, got ", in->dump()));
+  if (!in->is_array())
+    return BadBody(absl::StrCat("expected a JSON array of proxies, got ", in->dump()));
   // First check the whole request, then change anything (as Toxiproxy 2.12).
   std::vector<std::unique_ptr<Proxy>> wanted;
   for (size_t i = 0; i < in->size(); ++i) {
     auto made = MakeProxy((*in)[i], true);
     if (!made.ok()) return made.status();
-    if ((*made)->name.empty()) return absl::InvalidArgumentError(absl::StrCat(kMissingField, ": name at proxy ", i + 1));
+    if ((*made)->name.empty())
+      return absl::InvalidArgumentError(absl::StrCat(kMissingField, ": name at proxy ", i + 1));
     if ((*made)->upstream.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(kMissingField, ": upstream at proxy ", i + 1));
     }
@@ -581,12 +618,14 @@ absl::StatusOr<Json> ToxiproxyCollection::GetProxy(const std::string& name) cons
   return ProxyJson(*p);
 }
 
-absl::StatusOr<Json> ToxiproxyCollection::UpdateProxy(const std::string& name, const std::string& body) {
+absl::StatusOr<Json> ToxiproxyCollection::UpdateProxy(const std::string& name,
+                                                      const std::string& body) {
   Proxy* p = Find(name);
   if (!p) return absl::NotFoundError(kProxyNotFound);
   auto in = ParseBody(body);
   if (!in.ok()) return in.status();
-  if (!in->is_object()) return BadBody(absl::StrCat("a proxy must be a JSON object, got ", in->dump()));
+  if (!in->is_object())
+    return BadBody(absl::StrCat("a proxy must be a JSON object, got ", in->dump()));
   // Unset fields keep their values (Toxiproxy decodes over the current proxy).
   std::string listen = p->listen, upstream = p->upstream;
   bool enabled = p->enabled;
@@ -668,12 +707,15 @@ void ToxiproxyCollection::UnapplyToxic(Proxy& p, Toxic& t) {
 namespace {
 
 // Fills a toxic's realization from its type, stream, toxicity and attributes.
-absl::Status BuildToxic(ToxiproxyCollection::Json attrs, absl::string_view type, absl::string_view stream,
-                        double toxicity, bool segments, absl::string_view no_segments,
-                        absl::string_view proxy_listen, const ApiHost& service,
-                        bool* segment, std::vector<Rule>* rules, StreamToxic* stream_toxic, Json* shown) {
-  if (!attrs.is_object()) return BadBody(absl::StrCat("\"attributes\" must be an object, got ", attrs.dump()));
-  if (!(toxicity >= 0 && toxicity <= 1)) return BadBody(absl::StrCat("toxicity must be from 0 to 1, got ", toxicity));
+absl::Status BuildToxic(ToxiproxyCollection::Json attrs, absl::string_view type,
+                        absl::string_view stream, double toxicity, bool segments,
+                        absl::string_view no_segments, absl::string_view proxy_listen,
+                        const ApiHost& service, bool* segment, std::vector<Rule>* rules,
+                        StreamToxic* stream_toxic, Json* shown) {
+  if (!attrs.is_object())
+    return BadBody(absl::StrCat("\"attributes\" must be an object, got ", attrs.dump()));
+  if (!(toxicity >= 0 && toxicity <= 1))
+    return BadBody(absl::StrCat("toxicity must be from 0 to 1, got ", toxicity));
   if (const ToxicType* st = FindStreamToxicType(type)) {
     StreamToxic t;
     t.type = st;
@@ -693,13 +735,18 @@ absl::Status BuildToxic(ToxiproxyCollection::Json attrs, absl::string_view type,
   }
   // A segment toxic: wrench rules, scoped to this proxy.
   if (!segments) {
-    return BadBody(absl::StrCat(
-        type, " acts on TCP segments, which wrench sees only on connections it terminates itself: a listen address "
-        "inside wrench's TUN subnet ", service.TunSubnet(),
-        " (for example ", stack::IpAddress::V4(service.kernel_address().v4_host_order() + 1).ToString(),
-        ":PORT), or a non-loopback address of this host or 0.0.0.0:PORT, whose connections wrench DNATs into the "
-        "TUN (nftables, root or CAP_NET_ADMIN); this proxy listens on ", proxy_listen, ": ",
-        no_segments.empty() ? "the kernel terminates its connections" : no_segments));
+    return BadBody(
+        absl::StrCat(type,
+                     " acts on TCP segments, which wrench sees only on connections it terminates "
+                     "itself: a listen address "
+                     "inside wrench's TUN subnet ",
+                     service.TunSubnet(), " (for example ",
+                     stack::IpAddress::V4(service.kernel_address().v4_host_order() + 1).ToString(),
+                     ":PORT), or a non-loopback address of this host or 0.0.0.0:PORT, whose "
+                     "connections wrench DNATs into the "
+                     "TUN (nftables, root or CAP_NET_ADMIN); this proxy listens on ",
+                     proxy_listen, ": ",
+                     no_segments.empty() ? "the kernel terminates its connections" : no_segments));
   }
   auto texts = SegmentRuleTexts(type, attrs);
   if (!texts.ok()) return texts.status();
@@ -720,9 +767,10 @@ absl::Status BuildToxic(ToxiproxyCollection::Json attrs, absl::string_view type,
     if (r->hooks == HookSet::All()) {
       r->hooks = client_leg;
     } else if ((r->hooks.bits() & ~want.bits()) != 0) {
-      return BadBody(absl::StrCat("rule \"", text, "\": on=", r->hooks.ToString(), " is not on the ", stream,
-                                  " stream (", upstream ? "client to server: from-client, to-server"
-                                                        : "server to client: to-client, from-server",
+      return BadBody(absl::StrCat("rule \"", text, "\": on=", r->hooks.ToString(),
+                                  " is not on the ", stream, " stream (",
+                                  upstream ? "client to server: from-client, to-server"
+                                           : "server to client: to-client, from-server",
                                   "); use stream ", upstream ? "downstream" : "upstream"));
     }
     if (auto st = service.CheckRuleCanFire(*r, "rule"); !st.ok()) return BadBody(st.message());
@@ -742,32 +790,38 @@ absl::StatusOr<Json> ToxiproxyCollection::Toxics(const std::string& proxy) const
   return ProxyJson(*p)["toxics"];
 }
 
-absl::StatusOr<Json> ToxiproxyCollection::CreateToxic(const std::string& proxy, const std::string& body) {
+absl::StatusOr<Json> ToxiproxyCollection::CreateToxic(const std::string& proxy,
+                                                      const std::string& body) {
   Proxy* p = Find(proxy);
   if (!p) return absl::NotFoundError(kProxyNotFound);
   auto in = ParseBody(body);
   if (!in.ok()) return in.status();
-  if (!in->is_object()) return BadBody(absl::StrCat("a toxic must be a JSON object, got ", in->dump()));
+  if (!in->is_object())
+    return BadBody(absl::StrCat("a toxic must be a JSON object, got ", in->dump()));
   auto t = std::make_unique<Toxic>();
   t->stream = "downstream";  // Toxiproxy's defaults: downstream, toxicity 1
   if (auto s = GetString(*in, "name", &t->name); !s.ok()) return s;
   if (auto s = GetString(*in, "type", &t->type); !s.ok()) return s;
   if (auto s = GetString(*in, "stream", &t->stream); !s.ok()) return s;
   if (auto it = in->find("toxicity"); it != in->end() && !it->is_null()) {
-    if (!it->is_number()) return BadBody(absl::StrCat("\"toxicity\" must be a number, got ", it->dump()));
+    if (!it->is_number())
+      return BadBody(absl::StrCat("\"toxicity\" must be a number, got ", it->dump()));
     t->toxicity = it->get<double>();
   }
   t->stream = absl::AsciiStrToLower(t->stream);
-  if (t->stream != "upstream" && t->stream != "downstream") return absl::InvalidArgumentError(kInvalidStream);
+  if (t->stream != "upstream" && t->stream != "downstream")
+    return absl::InvalidArgumentError(kInvalidStream);
   if (t->name.empty()) t->name = absl::StrCat(t->type, "_", t->stream);
-  if (!FindStreamToxicType(t->type) && !IsSegmentType(t->type)) return absl::InvalidArgumentError(kInvalidType);
+  if (!FindStreamToxicType(t->type) && !IsSegmentType(t->type))
+    return absl::InvalidArgumentError(kInvalidType);
   for (const auto& other : p->toxics) {
     if (other->name == t->name) return absl::AlreadyExistsError(kToxicExists);
   }
   Json attrs = Json::object();
   if (auto it = in->find("attributes"); it != in->end() && !it->is_null()) attrs = *it;
-  if (auto s = BuildToxic(attrs, t->type, t->stream, t->toxicity, p->tun || p->dnat, p->no_segments, p->listen, service_, &t->segment, &t->rules,
-                          &t->stream_toxic, &t->attributes);
+  if (auto s =
+          BuildToxic(attrs, t->type, t->stream, t->toxicity, p->tun || p->dnat, p->no_segments,
+                     p->listen, service_, &t->segment, &t->rules, &t->stream_toxic, &t->attributes);
       !s.ok()) {
     return s;
   }
@@ -779,7 +833,8 @@ absl::StatusOr<Json> ToxiproxyCollection::CreateToxic(const std::string& proxy, 
   return out;
 }
 
-absl::StatusOr<Json> ToxiproxyCollection::GetToxic(const std::string& proxy, const std::string& toxic) const {
+absl::StatusOr<Json> ToxiproxyCollection::GetToxic(const std::string& proxy,
+                                                   const std::string& toxic) const {
   Proxy* p = Find(proxy);
   if (!p) return absl::NotFoundError(kProxyNotFound);
   for (const auto& t : p->toxics) {
@@ -788,32 +843,38 @@ absl::StatusOr<Json> ToxiproxyCollection::GetToxic(const std::string& proxy, con
   return absl::NotFoundError(kToxicNotFound);
 }
 
-absl::StatusOr<Json> ToxiproxyCollection::UpdateToxic(const std::string& proxy, const std::string& toxic,
+absl::StatusOr<Json> ToxiproxyCollection::UpdateToxic(const std::string& proxy,
+                                                      const std::string& toxic,
                                                       const std::string& body) {
   Proxy* p = Find(proxy);
   if (!p) return absl::NotFoundError(kProxyNotFound);
-  auto found = std::find_if(p->toxics.begin(), p->toxics.end(), [&](const auto& t) { return t->name == toxic; });
+  auto found = std::find_if(p->toxics.begin(), p->toxics.end(),
+                            [&](const auto& t) { return t->name == toxic; });
   if (found == p->toxics.end()) return absl::NotFoundError(kToxicNotFound);
   Toxic& t = **found;
   auto in = ParseBody(body);
   if (!in.ok()) return in.status();
-  if (!in->is_object()) return BadBody(absl::StrCat("a toxic must be a JSON object, got ", in->dump()));
+  if (!in->is_object())
+    return BadBody(absl::StrCat("a toxic must be a JSON object, got ", in->dump()));
   // Given attributes replace the current ones one by one (Toxiproxy decodes over a copy).
   Json attrs = t.attributes;
   if (auto it = in->find("attributes"); it != in->end() && !it->is_null()) {
-    if (!it->is_object()) return BadBody(absl::StrCat("\"attributes\" must be an object, got ", it->dump()));
+    if (!it->is_object())
+      return BadBody(absl::StrCat("\"attributes\" must be an object, got ", it->dump()));
     for (const auto& [k, v] : it->items()) attrs[k] = v;
   }
   double toxicity = t.toxicity;
   if (auto it = in->find("toxicity"); it != in->end() && !it->is_null()) {
-    if (!it->is_number()) return BadBody(absl::StrCat("\"toxicity\" must be a number, got ", it->dump()));
+    if (!it->is_number())
+      return BadBody(absl::StrCat("\"toxicity\" must be a number, got ", it->dump()));
     toxicity = it->get<double>();
   }
   Toxic next = t;
   next.toxicity = toxicity;
   next.rule_ids.clear();
-  if (auto s = BuildToxic(attrs, t.type, t.stream, toxicity, p->tun || p->dnat, p->no_segments, p->listen, service_, &next.segment, &next.rules,
-                          &next.stream_toxic, &next.attributes);
+  if (auto s = BuildToxic(attrs, t.type, t.stream, toxicity, p->tun || p->dnat, p->no_segments,
+                          p->listen, service_, &next.segment, &next.rules, &next.stream_toxic,
+                          &next.attributes);
       !s.ok()) {
     return s;
   }
@@ -830,7 +891,8 @@ absl::StatusOr<Json> ToxiproxyCollection::UpdateToxic(const std::string& proxy, 
 absl::Status ToxiproxyCollection::DeleteToxic(const std::string& proxy, const std::string& toxic) {
   Proxy* p = Find(proxy);
   if (!p) return absl::NotFoundError(kProxyNotFound);
-  auto found = std::find_if(p->toxics.begin(), p->toxics.end(), [&](const auto& t) { return t->name == toxic; });
+  auto found = std::find_if(p->toxics.begin(), p->toxics.end(),
+                            [&](const auto& t) { return t->name == toxic; });
   if (found == p->toxics.end()) return absl::NotFoundError(kToxicNotFound);
   UnapplyToxic(*p, **found);
   p->toxics.erase(found);
@@ -857,7 +919,8 @@ std::string ToxiproxyCollection::Metrics() const {
   for (const char* metric : {"received", "sent"}) {
     absl::StrAppend(&out, "# HELP toxiproxy_proxy_", metric, "_bytes_total Bytes ", metric,
                     metric == std::string("received") ? " from the source" : " to the destination",
-                    " of each proxy and direction\n# TYPE toxiproxy_proxy_", metric, "_bytes_total counter\n");
+                    " of each proxy and direction\n# TYPE toxiproxy_proxy_", metric,
+                    "_bytes_total counter\n");
     for (const auto& [name, p] : proxies_) {
       uint64_t up = 0, down = 0;
       if (p->tun || p->dnat) {
@@ -872,8 +935,9 @@ std::string ToxiproxyCollection::Metrics() const {
         down += metric == std::string("received") ? s.received_down : s.sent_down;
       }
       for (const char* dir : {"upstream", "downstream"}) {
-        absl::StrAppend(&out, "toxiproxy_proxy_", metric, "_bytes_total{direction=\"", dir, "\",listener=\"",
-                        escape(p->listen), "\",proxy=\"", escape(name), "\",upstream=\"", escape(p->upstream), "\"} ",
+        absl::StrAppend(&out, "toxiproxy_proxy_", metric, "_bytes_total{direction=\"", dir,
+                        "\",listener=\"", escape(p->listen), "\",proxy=\"", escape(name),
+                        "\",upstream=\"", escape(p->upstream), "\"} ",
                         dir == std::string("upstream") ? up : down, "\n");
       }
     }
@@ -891,7 +955,8 @@ std::string ToxiproxyCollection::ProxyOfScope(uint64_t scope) const {
 std::string ToxiproxyCollection::ToxicOfRule(int rule_id) const {
   for (const auto& [name, p] : proxies_) {
     for (const auto& t : p->toxics) {
-      if (std::find(t->rule_ids.begin(), t->rule_ids.end(), rule_id) != t->rule_ids.end()) return t->name;
+      if (std::find(t->rule_ids.begin(), t->rule_ids.end(), rule_id) != t->rule_ids.end())
+        return t->name;
     }
   }
   return "";

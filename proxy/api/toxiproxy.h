@@ -53,7 +53,8 @@ class ToxiproxyCollection {
   absl::StatusOr<Json> Toxics(const std::string& proxy) const;
   absl::StatusOr<Json> CreateToxic(const std::string& proxy, const std::string& body);  // 200
   absl::StatusOr<Json> GetToxic(const std::string& proxy, const std::string& toxic) const;
-  absl::StatusOr<Json> UpdateToxic(const std::string& proxy, const std::string& toxic, const std::string& body);
+  absl::StatusOr<Json> UpdateToxic(const std::string& proxy, const std::string& toxic,
+                                   const std::string& body);
   absl::Status DeleteToxic(const std::string& proxy, const std::string& toxic);
   absl::Status Reset();  // POST /reset: every proxy enabled, every toxic removed
   // GET /metrics: Toxiproxy's proxy byte counters in Prometheus text.
@@ -77,7 +78,8 @@ class ToxiproxyCollection {
   // For a listen address outside the TUN subnet: DNAT its connections to a front in
   // the TUN (proxy/os/dnat.h), mapped with `upstream`'s fields; on failure, logs why and
   // leaves the proxy to its kernel socket.
-  void StartDnat(Proxy& p, const boost::asio::ip::address& listen, uint16_t port, const Mapping& upstream);
+  void StartDnat(Proxy& p, const boost::asio::ip::address& listen, uint16_t port,
+                 const Mapping& upstream);
   void Stop(Proxy& p);
   absl::StatusOr<std::unique_ptr<Proxy>> MakeProxy(const Json& in, bool enabled_default);
   absl::Status ApplyToxic(Proxy& p, Toxic& t);

@@ -32,13 +32,15 @@ constexpr int kMinMtuV6 = 1280;
 absl::StatusOr<std::pair<stack::IpAddress, int>> ParseNet(absl::string_view text) {
   size_t slash = text.find('/');
   if (slash == absl::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("--net \"", text, "\": expected ADDRESS/PREFIX, e.g. 10.89.0.0/24"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--net \"", text, "\": expected ADDRESS/PREFIX, e.g. 10.89.0.0/24"));
   }
   auto addr = stack::IpAddress::Parse(text.substr(0, slash));
   int prefix = 0;
   if (!addr || addr->is_v6()) {
-    return absl::InvalidArgumentError(absl::StrCat("--net \"", text, "\": \"", text.substr(0, slash),
-                                                   "\" is not an IPv4 address (the TUN subnet is IPv4)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--net \"", text, "\": \"", text.substr(0, slash),
+                     "\" is not an IPv4 address (the TUN subnet is IPv4)"));
   }
   if (!absl::SimpleAtoi(text.substr(slash + 1), &prefix) || prefix < 8 || prefix > 30) {
     return absl::InvalidArgumentError(
@@ -47,9 +49,9 @@ absl::StatusOr<std::pair<stack::IpAddress, int>> ParseNet(absl::string_view text
   const uint32_t mask = PrefixMask(prefix);
   if ((addr->v4_host_order() & ~mask) != 0) {
     // 10.89.0.0/8 would route all of 10.0.0.0/8 into the TUN: say so rather than guess.
-    return absl::InvalidArgumentError(absl::StrCat("--net ", text, " has host bits set; did you mean ",
-                                                   stack::IpAddress::V4(addr->v4_host_order() & mask).ToString(),
-                                                   "/", prefix, "?"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--net ", text, " has host bits set; did you mean ",
+        stack::IpAddress::V4(addr->v4_host_order() & mask).ToString(), "/", prefix, "?"));
   }
   return std::make_pair(*addr, prefix);
 }
@@ -106,9 +108,9 @@ absl::Status CheckNetIsFree(const stack::IpAddress& net, int prefix_len) {
   if (!addresses.ok()) return addresses.status();
   for (const IpPrefix& a : *addresses) {
     if (SamePrefix(a.addr, net, std::min(a.prefix_len, prefix_len))) {
-      return absl::FailedPreconditionError(absl::StrCat(flag, " ", text, " overlaps the address ", a.addr.ToString(),
-                                                        "/", a.prefix_len, " of ", a.ifname, "; choose another ",
-                                                        flag, ", e.g. ", other));
+      return absl::FailedPreconditionError(absl::StrCat(
+          flag, " ", text, " overlaps the address ", a.addr.ToString(), "/", a.prefix_len, " of ",
+          a.ifname, "; choose another ", flag, ", e.g. ", other));
     }
   }
   return absl::OkStatus();
@@ -138,26 +140,32 @@ stack::IpAddress KernelAddress(const stack::IpAddress& net, int prefix_len) {
 
 absl::StatusOr<std::pair<stack::IpAddress, int>> ParseNet6(absl::string_view text) {
   size_t slash = text.find('/');
-  auto addr = slash == absl::string_view::npos ? std::nullopt : stack::IpAddress::Parse(text.substr(0, slash));
+  auto addr = slash == absl::string_view::npos ? std::nullopt
+                                               : stack::IpAddress::Parse(text.substr(0, slash));
   if (!addr || !addr->is_v6()) {
-    return absl::InvalidArgumentError(absl::StrCat("--net6 \"", text,
-                                                   "\": expected IPV6ADDRESS/PREFIX, e.g. fd89:2e6c:4f1a:5900::/64, "
-                                                   "or none"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--net6 \"", text,
+                     "\": expected IPV6ADDRESS/PREFIX, e.g. fd89:2e6c:4f1a:5900::/64, "
+                     "or none"));
   }
   int prefix = 0;
   if (!absl::SimpleAtoi(text.substr(slash + 1), &prefix) || prefix < 16 || prefix > 120) {
-    return absl::InvalidArgumentError(absl::StrCat("--net6 \"", text, "\": the prefix length must be 16 to 120"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--net6 \"", text, "\": the prefix length must be 16 to 120"));
   }
   if (HostOf(*addr, prefix, /*set=*/false, 0) != *addr) {
-    return absl::InvalidArgumentError(absl::StrCat("--net6 ", text, " has host bits set; did you mean ",
-                                                   HostOf(*addr, prefix, false, 0).ToString(), "/", prefix, "?"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--net6 ", text, " has host bits set; did you mean ",
+                     HostOf(*addr, prefix, false, 0).ToString(), "/", prefix, "?"));
   }
   return std::make_pair(*addr, prefix);
 }
 
 std::pair<stack::IpAddress, int> DefaultNet6(const stack::IpAddress& net) {
   auto b = net.bytes();
-  return {stack::IpAddress::V6({0xfd, 0x89, 0x2e, 0x6c, 0x4f, 0x1a, b[1], b[2], 0, 0, 0, 0, 0, 0, 0, 0}), 64};
+  return {stack::IpAddress::V6(
+              {0xfd, 0x89, 0x2e, 0x6c, 0x4f, 0x1a, b[1], b[2], 0, 0, 0, 0, 0, 0, 0, 0}),
+          64};
 }
 
 class Service::TunSink : public DatagramSink {
@@ -262,7 +270,8 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
     return absl::InvalidArgumentError(absl::StrCat("--mtu ", o.mtu, ": must be 576 to 65520"));
   }
   if (o.prefix6_len != 0 && o.mtu < kMinMtuV6) {
-    const bool v6_front = std::any_of(o.maps.begin(), o.maps.end(), [](const Mapping& m) { return m.front_addr.is_v6(); });
+    const bool v6_front = std::any_of(o.maps.begin(), o.maps.end(),
+                                      [](const Mapping& m) { return m.front_addr.is_v6(); });
     if (v6_front) {
       return absl::InvalidArgumentError(
           absl::StrCat("--mtu ", o.mtu, ": IPv6 fronts need an MTU of at least ", kMinMtuV6));
@@ -279,32 +288,37 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
     if (len == 0 || !SamePrefix(m.front_addr, net, len)) {
       return absl::InvalidArgumentError(
           len == 0 ? absl::StrCat("--map ", m.text, ": an IPv6 front needs --net6, and it is none")
-                   : absl::StrCat("--map ", m.text, ": the front address must be inside ", v6 ? "--net6 " : "--net ",
-                                  net.ToString(), "/", len));
+                   : absl::StrCat("--map ", m.text, ": the front address must be inside ",
+                                  v6 ? "--net6 " : "--net ", net.ToString(), "/", len));
     }
     const stack::IpAddress own = KernelAddress(net, len);
     if (m.front_addr == own) {
-      return absl::InvalidArgumentError(absl::StrCat("--map ", m.text, ": ", own.ToString(),
-                                                     " is the kernel's own address on the TUN; use another "
-                                                     "address of the subnet as the front"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--map ", m.text, ": ", own.ToString(),
+                       " is the kernel's own address on the TUN; use another "
+                       "address of the subnet as the front"));
     }
     if (o.upstream_via == UpstreamVia::kTun && m.upstream_addr != own) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--map ", m.text, ": with --upstream-via tun the server must listen on the kernel's TUN address ",
+          "--map ", m.text,
+          ": with --upstream-via tun the server must listen on the kernel's TUN address ",
           own.ToString(), " (of the front's IP version)"));
     }
   }
   // What runs that were killed left on the host (dnat.h): undone before this one
   // changes anything. Without the privilege there is nothing wrench could have left.
   if (auto cleaned = CleanUpAfterDeadRuns(); cleaned.ok()) {
-    for (const std::string& line : cleaned->done) o.log_line(absl::StrCat("wrench: cleanup: ", line));
+    for (const std::string& line : cleaned->done)
+      o.log_line(absl::StrCat("wrench: cleanup: ", line));
   } else if (!absl::IsPermissionDenied(cleaned.status())) {
-    o.log_line(absl::StrCat("wrench: cleanup after earlier runs failed: ", cleaned.status().message()));
+    o.log_line(
+        absl::StrCat("wrench: cleanup after earlier runs failed: ", cleaned.status().message()));
   }
   if (o.tun_fd >= 0) {
     // wrench exec: the device lives in the command's namespace, where no connection
     // arriving here can be steered.
-    s->dnat_error_ = absl::FailedPreconditionError("the TUN is in the command's network namespace, not wrench's");
+    s->dnat_error_ = absl::FailedPreconditionError(
+        "the TUN is in the command's network namespace, not wrench's");
     s->tun_.emplace(TunDevice::Adopt(UniqueFd(o.tun_fd), o.tun_name, o.mtu));
     o.tun_fd = -1;  // owned by the device now
   } else {
@@ -320,12 +334,13 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
       if (auto st = ConfigureTun(*s->tun_, kernel, o.prefix_len, o.mtu); !st.ok()) return st;
       if (auto st = s->ConfigureTun6(); !st.ok()) return st;
     } else if (o.tun_optional && LacksTunPrivilege(tun.status())) {
-      s->dnat_error_ = absl::FailedPreconditionError(absl::StrCat("wrench runs without its TUN device: ",
-                                                                  tun.status().message()));
-      o.log_line(absl::StrCat("wrench: no TUN device (", tun.status().message(),
-                              "): falling back to stream toxics only. Every proxy is a kernel socket and segment "
-                              "toxics are refused; give wrench CAP_NET_ADMIN and /dev/net/tun (in a container: "
-                              "--cap-add NET_ADMIN --device /dev/net/tun) for segment toxics"));
+      s->dnat_error_ = absl::FailedPreconditionError(
+          absl::StrCat("wrench runs without its TUN device: ", tun.status().message()));
+      o.log_line(absl::StrCat(
+          "wrench: no TUN device (", tun.status().message(),
+          "): falling back to stream toxics only. Every proxy is a kernel socket and segment "
+          "toxics are refused; give wrench CAP_NET_ADMIN and /dev/net/tun (in a container: "
+          "--cap-add NET_ADMIN --device /dev/net/tun) for segment toxics"));
     } else {
       return tun.status();
     }
@@ -354,8 +369,8 @@ absl::StatusOr<std::unique_ptr<Service>> Service::Start(ServiceOptions opts) {
   po.gateway_addr = kernel;
   if (o.prefix6_len != 0) po.gateway_addr6 = KernelAddress(o.net6_addr, o.prefix6_len);
   if (s->tun_ && o.verbose) {
-    o.log_line(absl::StrCat("wrench: TUN ", s->tun_->name(), " offloads: ", s->tun_->offloads().ToString(),
-                            o.offload ? "" : " (--offload=false)"));
+    o.log_line(absl::StrCat("wrench: TUN ", s->tun_->name(), " offloads: ",
+                            s->tun_->offloads().ToString(), o.offload ? "" : " (--offload=false)"));
   }
   s->sink_ = std::make_unique<TunSink>(s->tun_ ? &*s->tun_ : nullptr, s->io_);
   s->proxy_ = std::make_unique<Proxy>(s->io_, *s->sink_, s->engine_, po);
@@ -402,7 +417,8 @@ absl::Status Service::ConfigureTun6() {
   // IPv6 turned off in this namespace (net.ipv6.conf.*.disable_ipv6=1): the kernel
   // refuses the address. Only IPv6 fronts need it.
   const int err = ErrnoOf(st);
-  const bool v6_front = std::any_of(o.maps.begin(), o.maps.end(), [](const Mapping& m) { return m.front_addr.is_v6(); });
+  const bool v6_front = std::any_of(o.maps.begin(), o.maps.end(),
+                                    [](const Mapping& m) { return m.front_addr.is_v6(); });
   if ((err == EACCES || err == EAFNOSUPPORT || err == EPERM) && !v6_front) {
     o.log_line(absl::StrCat("wrench: no IPv6 on the TUN (", st.message(), "): it is IPv4 only"));
     o.prefix6_len = 0;
@@ -417,28 +433,36 @@ std::optional<stack::IpAddress> Service::kernel_address6() const {
 }
 
 bool Service::InTunSubnet(const stack::IpAddress& addr) const {
-  if (addr.is_v6()) return opts_.prefix6_len != 0 && SamePrefix(addr, opts_.net6_addr, opts_.prefix6_len);
+  if (addr.is_v6())
+    return opts_.prefix6_len != 0 && SamePrefix(addr, opts_.net6_addr, opts_.prefix6_len);
   return SamePrefix(addr, opts_.net_addr, opts_.prefix_len);
 }
 
 absl::Status Service::AddMapping(Mapping m, absl::string_view what) {
-  stack::IpAddress kernel = m.front_addr.is_v6() && opts_.prefix6_len != 0 ? *kernel_address6() : kernel_address();
+  stack::IpAddress kernel =
+      m.front_addr.is_v6() && opts_.prefix6_len != 0 ? *kernel_address6() : kernel_address();
   if (!tun_) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        what, ": wrench runs without its TUN device (no CAP_NET_ADMIN or no /dev/net/tun), so nothing listens in ",
-        opts_.net_addr.ToString(), "/", opts_.prefix_len, "; listen on 0.0.0.0:PORT or a host address instead"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(what,
+                     ": wrench runs without its TUN device (no CAP_NET_ADMIN or no /dev/net/tun), "
+                     "so nothing listens in ",
+                     opts_.net_addr.ToString(), "/", opts_.prefix_len,
+                     "; listen on 0.0.0.0:PORT or a host address instead"));
   }
   if (!InTunSubnet(m.front_addr)) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": not inside the TUN subnet ", TunSubnet()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": not inside the TUN subnet ", TunSubnet()));
   }
   if (m.front_addr == kernel) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": ", kernel.ToString(),
-                                                   " is the kernel's own address on the TUN; use another "
-                                                   "address of the subnet"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": ", kernel.ToString(),
+                     " is the kernel's own address on the TUN; use another "
+                     "address of the subnet"));
   }
   if (opts_.upstream_via == UpstreamVia::kTun && m.upstream_addr != kernel) {
     return absl::InvalidArgumentError(absl::StrCat(
-        what, ": with --upstream-via tun the server must listen on the kernel's TUN address ", kernel.ToString()));
+        what, ": with --upstream-via tun the server must listen on the kernel's TUN address ",
+        kernel.ToString()));
   }
   return proxy_->AddMapping(std::move(m));
 }
@@ -450,30 +474,32 @@ absl::StatusOr<Dnat*> Service::dnat() {
   auto d = Dnat::Open(opts_.tun_name);
   if (!d.ok()) {
     dnat_error_ = d.status();
-    opts_.log_line(absl::StrCat("wrench: no DNAT into the TUN (", d.status().message(),
-                                "): proxies listening on a host address or 0.0.0.0 use kernel sockets, "
-                                "with stream toxics only"));
+    opts_.log_line(
+        absl::StrCat("wrench: no DNAT into the TUN (", d.status().message(),
+                     "): proxies listening on a host address or 0.0.0.0 use kernel sockets, "
+                     "with stream toxics only"));
     return dnat_error_;
   }
   dnat_ = std::move(*d);
-  opts_.log_line(absl::StrCat("wrench: nftables table ", dnat_->table(), " DNATs proxies' listen addresses to ",
-                              DnatFront().ToString()));
+  opts_.log_line(absl::StrCat("wrench: nftables table ", dnat_->table(),
+                              " DNATs proxies' listen addresses to ", DnatFront().ToString()));
   if (!DnatFront6()) return dnat_.get();
   if (!dnat_->ipv6().ok()) {
     opts_.log_line(absl::StrCat("wrench: no IPv6 DNAT into the TUN (", dnat_->ipv6().message(),
                                 "): IPv6 clients of host addresses get stream toxics only"));
     return dnat_.get();
   }
-  opts_.log_line(absl::StrCat("wrench: nftables table ", dnat_->table6(), " DNATs IPv6 listen addresses to ",
-                              DnatFront6()->ToString()));
+  opts_.log_line(absl::StrCat("wrench: nftables table ", dnat_->table6(),
+                              " DNATs IPv6 listen addresses to ", DnatFront6()->ToString()));
   // IPv6 forwarding is the host's choice: turning it on makes every interface a
   // router's, which stops taking router advertisements (and so, in time, its default
   // route). Clients on this host need none; those of other hosts and namespaces do.
   std::ifstream forwarding("/proc/sys/net/ipv6/conf/all/forwarding");
   int on = 1;
   if (forwarding >> on && on == 0) {
-    opts_.log_line("wrench: net.ipv6.conf.all.forwarding is 0: IPv6 clients on this host are DNATed, those of "
-                   "other hosts and namespaces only once it is 1 (wrench leaves it to you)");
+    opts_.log_line(
+        "wrench: net.ipv6.conf.all.forwarding is 0: IPv6 clients on this host are DNATed, those of "
+        "other hosts and namespaces only once it is 1 (wrench leaves it to you)");
   }
   return dnat_.get();
 }
@@ -489,15 +515,16 @@ enum class LegKind {
 
 // The flags of the socket events offered at a socket leg's hooks (README, "Which
 // rules act on which leg").
-constexpr uint8_t kToServerEvents[] = {stack::kSyn, stack::kPsh | stack::kAck, stack::kFin | stack::kAck};
+constexpr uint8_t kToServerEvents[] = {stack::kSyn, stack::kPsh | stack::kAck,
+                                       stack::kFin | stack::kAck};
 constexpr uint8_t kFromServerEvents[] = {stack::kSyn | stack::kAck, stack::kRst | stack::kAck,
                                          stack::kPsh | stack::kAck, stack::kFin | stack::kAck};
 
 bool SocketEventMatches(const Rule& r, Hook h) {
   const ActionKind k = KindOf(r.action);
   if (k != ActionKind::kDelay && k != ActionKind::kRst) return false;
-  absl::Span<const uint8_t> events =
-      h == Hook::kToServer ? absl::MakeConstSpan(kToServerEvents) : absl::MakeConstSpan(kFromServerEvents);
+  absl::Span<const uint8_t> events = h == Hook::kToServer ? absl::MakeConstSpan(kToServerEvents)
+                                                          : absl::MakeConstSpan(kFromServerEvents);
   for (uint8_t f : events) {
     if (r.flags_exact && r.flags_exact->bits() != f) continue;
     if (r.flags_has && (r.flags_has->bits() & f) != r.flags_has->bits()) continue;
@@ -528,11 +555,16 @@ absl::Status Service::CheckRuleCanFire(const Rule& rule, absl::string_view what)
                           : opts_.transparent ? "under wrench exec"
                                               : "with --upstream-via socket";
   const std::string legs =
-      serve ? "the client side is a kernel socket no rule sees, and to-server and from-server take every action"
-            : absl::StrCat("the server leg is a kernel socket, where only delay and rst act, on its events (SYN, "
-                           "SYN+ACK, RST+ACK, PSH+ACK, FIN+ACK; never a pure ACK), while from-client and to-client "
-                           "take every action",
-                           opts_.transparent ? "" : "; --upstream-via tun makes the server leg wrench's own too");
+      serve ? "the client side is a kernel socket no rule sees, and to-server and from-server take "
+              "every action"
+            : absl::StrCat(
+                  "the server leg is a kernel socket, where only delay and rst act, on its events "
+                  "(SYN, "
+                  "SYN+ACK, RST+ACK, PSH+ACK, FIN+ACK; never a pure ACK), while from-client and "
+                  "to-client "
+                  "take every action",
+                  opts_.transparent ? ""
+                                    : "; --upstream-via tun makes the server leg wrench's own too");
   const std::string text = ToString(rule);
   std::string msg = absl::StrCat(what, " \"", text, "\" can never fire: ", run, " ", legs,
                                  " (README, \"Which rules act on which leg\")");
@@ -540,17 +572,21 @@ absl::Status Service::CheckRuleCanFire(const Rule& rule, absl::string_view what)
     opts_.log_line(absl::StrCat("wrench: warning: ", msg, "; kept (--allow-idle-rules)"));
     return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat(msg, ". Name a hook where it acts with on=, or start wrench with --allow-idle-rules to keep it"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      msg,
+      ". Name a hook where it acts with on=, or start wrench with --allow-idle-rules to keep it"));
 }
 
 std::string Service::TunSubnet() const {
   std::string text = absl::StrCat(opts_.net_addr.ToString(), "/", opts_.prefix_len);
-  if (opts_.prefix6_len != 0) absl::StrAppend(&text, " or ", opts_.net6_addr.ToString(), "/", opts_.prefix6_len);
+  if (opts_.prefix6_len != 0)
+    absl::StrAppend(&text, " or ", opts_.net6_addr.ToString(), "/", opts_.prefix6_len);
   return text;
 }
 
-stack::IpAddress Service::DnatFront() const { return HostOf(opts_.net_addr, opts_.prefix_len, /*set=*/true, -1); }
+stack::IpAddress Service::DnatFront() const {
+  return HostOf(opts_.net_addr, opts_.prefix_len, /*set=*/true, -1);
+}
 
 std::optional<stack::IpAddress> Service::DnatFront6() const {
   if (opts_.prefix6_len == 0) return std::nullopt;
@@ -558,36 +594,38 @@ std::optional<stack::IpAddress> Service::DnatFront6() const {
 }
 
 void Service::ReadTun() {
-  tun_stream_->async_wait(asio::posix::stream_descriptor::wait_read, [this](boost::system::error_code ec) {
-    if (ec) return;
-    // Drain what is queued (bounded), then let the loop run timers and sockets.
-    for (int i = 0; i < 256; ++i) {
-      stack::VnetHdr hdr;
-      ssize_t n = tun_->Read(absl::MakeSpan(read_buf_), &hdr);
-      if (n <= 0) break;
-      auto datagram = absl::MakeConstSpan(read_buf_.data(), static_cast<size_t>(n));
-      auto deliver = [this](absl::Span<const uint8_t> d, bool whole = false) {
-        if (serve_) {
-          serve_->OnDatagram(d, whole);
-        } else {
-          proxy_->OnDatagram(d, whole);
+  tun_stream_->async_wait(
+      asio::posix::stream_descriptor::wait_read, [this](boost::system::error_code ec) {
+        if (ec) return;
+        // Drain what is queued (bounded), then let the loop run timers and sockets.
+        for (int i = 0; i < 256; ++i) {
+          stack::VnetHdr hdr;
+          ssize_t n = tun_->Read(absl::MakeSpan(read_buf_), &hdr);
+          if (n <= 0) break;
+          auto datagram = absl::MakeConstSpan(read_buf_.data(), static_cast<size_t>(n));
+          auto deliver = [this](absl::Span<const uint8_t> d, bool whole = false) {
+            if (serve_) {
+              serve_->OnDatagram(d, whole);
+            } else {
+              proxy_->OnDatagram(d, whole);
+            }
+          };
+          if (hdr == stack::VnetHdr{}) {
+            deliver(datagram);
+          } else if (hdr.is_gso() && !log_ && !RuleSeesTunData() &&
+                     SplitIntoCapture(datagram, hdr)) {
+            // No rule looks at the data segments one by one, and the log is not kept: the
+            // endpoint takes the super-segment whole and answers it as a kernel answers
+            // what GRO merged. The capture has its wire segments.
+            deliver(datagram, /*whole=*/true);
+          } else if (!SplitAndDeliver(datagram, hdr, deliver)) {
+            // A super-segment of what is not TCP, or with a partial checksum: as it came
+            // (the proxy counts what it cannot parse).
+            deliver(datagram);
+          }
         }
-      };
-      if (hdr == stack::VnetHdr{}) {
-        deliver(datagram);
-      } else if (hdr.is_gso() && !log_ && !RuleSeesTunData() && SplitIntoCapture(datagram, hdr)) {
-        // No rule looks at the data segments one by one, and the log is not kept: the
-        // endpoint takes the super-segment whole and answers it as a kernel answers
-        // what GRO merged. The capture has its wire segments.
-        deliver(datagram, /*whole=*/true);
-      } else if (!SplitAndDeliver(datagram, hdr, deliver)) {
-        // A super-segment of what is not TCP, or with a partial checksum: as it came
-        // (the proxy counts what it cannot parse).
-        deliver(datagram);
-      }
-    }
-    if (!stopped_) ReadTun();
-  });
+        if (!stopped_) ReadTun();
+      });
 }
 
 bool Service::SplitAndDeliver(absl::Span<const uint8_t> datagram, const stack::VnetHdr& hdr,
@@ -623,7 +661,8 @@ bool Service::SplitIntoCapture(absl::Span<const uint8_t> datagram, const stack::
   if (!pcap_) return true;
   const stack::Instant now = MonotonicNow();
   // The capture shows the wire, as it would without offloads.
-  return stack::SplitSuperSegment(datagram, hdr, [&](absl::Span<const uint8_t> wire) { pcap_->Write(now, wire); })
+  return stack::SplitSuperSegment(datagram, hdr,
+                                  [&](absl::Span<const uint8_t> wire) { pcap_->Write(now, wire); })
       .ok();
 }
 

@@ -85,7 +85,8 @@ ExpectFacts FactsOf(const RunReport& report) {
         for (const RunReport::RuleHits& r : report.rules) {
           if (r.id == static_cast<int>(n)) return Count(r.hits);
         }
-        return absl::NotFoundError(absl::StrCat("no rule ", n, " (the run had ", report.rules.size(), ")"));
+        return absl::NotFoundError(
+            absl::StrCat("no rule ", n, " (the run had ", report.rules.size(), ")"));
       }
       if (head == "conn") {
         if (!report.conns_recorded) {
@@ -101,7 +102,9 @@ ExpectFacts FactsOf(const RunReport& report) {
         if (f == "bytes-to-client") return Count(c->info.bytes_to_client);
         if (f == "errors") {
           ExpectActual a = Count(c->errors.size());
-          a.shown = c->errors.empty() ? "0" : absl::StrCat(c->errors.size(), ": ", absl::StrJoin(c->errors, "; "));
+          a.shown = c->errors.empty()
+                        ? "0"
+                        : absl::StrCat(c->errors.size(), ": ", absl::StrJoin(c->errors, "; "));
           return a;
         }
         ExpectActual a;
@@ -111,7 +114,8 @@ ExpectFacts FactsOf(const RunReport& report) {
           a.words = {StateWord(c->info.server_leg_state)};
         } else if (f == "client-visited" || f == "server-visited") {
           a.words = Visited(f == "client-visited" ? c->client_visited : c->server_visited);
-          a.shown = a.words.empty() ? "no state of an endpoint of ours" : absl::StrCat("visited ", absl::StrJoin(a.words, ", "));
+          a.shown = a.words.empty() ? "no state of an endpoint of ours"
+                                    : absl::StrCat("visited ", absl::StrJoin(a.words, ", "));
         }
         return a;
       }
@@ -138,11 +142,13 @@ std::string SummaryJson(const RunReport* report, const RunOutcome& outcome) {
   j["warnings"] = outcome.warnings;
   if (report) {
     Json rules = Json::array();
-    for (const RunReport::RuleHits& r : report->rules) rules.push_back({{"id", r.id}, {"text", r.text}, {"hits", r.hits}});
+    for (const RunReport::RuleHits& r : report->rules)
+      rules.push_back({{"id", r.id}, {"text", r.text}, {"hits", r.hits}});
     j["rules"] = std::move(rules);
-    j["totals"] = {{"connections", report->connections},         {"refused", report->refused},
-                   {"unreachable", report->unreachable},         {"resets", report->resets},
-                   {"bytes_to_server", report->bytes_to_server}, {"bytes_to_client", report->bytes_to_client}};
+    j["totals"] = {
+        {"connections", report->connections},         {"refused", report->refused},
+        {"unreachable", report->unreachable},         {"resets", report->resets},
+        {"bytes_to_server", report->bytes_to_server}, {"bytes_to_client", report->bytes_to_client}};
     Json conns = Json::array();
     for (const ConnectionRecord& c : report->conns) {
       conns.push_back({{"id", c.info.id},
@@ -164,14 +170,16 @@ std::string SummaryJson(const RunReport* report, const RunOutcome& outcome) {
   return j.dump(2) + "\n";
 }
 
-absl::Status WriteSummaryJson(const std::string& path, const RunReport* report, const RunOutcome& outcome) {
+absl::Status WriteSummaryJson(const std::string& path, const RunReport* report,
+                              const RunOutcome& outcome) {
   std::ofstream f(path, std::ios::trunc);
-  if (!f) return absl::InvalidArgumentError(absl::StrCat("--summary-json ", path, ": cannot write the file"));
+  if (!f)
+    return absl::InvalidArgumentError(
+        absl::StrCat("--summary-json ", path, ": cannot write the file"));
   f << SummaryJson(report, outcome);
   f.close();
   if (!f) return absl::InternalError(absl::StrCat("--summary-json ", path, ": write failed"));
   return absl::OkStatus();
 }
-
 
 }  // namespace wrench::proxy

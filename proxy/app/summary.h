@@ -43,7 +43,8 @@ ExpectFacts FactsOf(const RunReport& report);
 
 // The end of a run as the summary records it.
 struct RunOutcome {
-  RunOutcome(std::string command, std::optional<int> command_status = std::nullopt, std::string error = "")
+  RunOutcome(std::string command, std::optional<int> command_status = std::nullopt,
+             std::string error = "")
       : command(std::move(command)), command_status(command_status), error(std::move(error)) {}
   std::string command;                // "proxy", "exec", "serve"
   std::optional<int> command_status;  // exec: COMMAND's exit status (128+N for a signal)
@@ -55,6 +56,7 @@ struct RunOutcome {
 
 // The summary as JSON (README "Using wrench in CI" lists the fields).
 std::string SummaryJson(const RunReport* report, const RunOutcome& outcome);
-absl::Status WriteSummaryJson(const std::string& path, const RunReport* report, const RunOutcome& outcome);
+absl::Status WriteSummaryJson(const std::string& path, const RunReport* report,
+                              const RunOutcome& outcome);
 
 }  // namespace wrench::proxy

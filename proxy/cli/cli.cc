@@ -60,13 +60,15 @@ std::string DefaultNote(const absl::CommandLineFlag& f) {
 
 }  // namespace
 
-std::string HelpText(const char* usage, absl::Span<const FlagHelp> flags, const ParseOptions& options) {
+std::string HelpText(const char* usage, absl::Span<const FlagHelp> flags,
+                     const ParseOptions& options) {
   std::string out = absl::StrCat(usage, "\n");
   if (!flags.empty()) absl::StrAppend(&out, "\noptions:\n");
   for (const FlagHelp& f : flags) {
     std::string text = f.text;
     if (const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(f.name)) {
-      if (IsRepeated(*flag) && !absl::StrContains(text, "repeatable")) absl::StrAppend(&text, " (repeatable)");
+      if (IsRepeated(*flag) && !absl::StrContains(text, "repeatable"))
+        absl::StrAppend(&text, " (repeatable)");
       if (!absl::StrContains(text, "default")) {
         std::string note = DefaultNote(*flag);
         if (!note.empty()) absl::StrAppend(&text, " ", note);
@@ -84,7 +86,8 @@ absl::StatusOr<ParsedArgs> ParseArgs(int argc, char* const* argv, absl::Span<con
   // Every flag starts from its default, so a parse depends on its own argv only.
   for (const FlagHelp& f : flags) {
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(f.name);
-    if (flag == nullptr) return absl::InternalError(absl::StrCat("option --", f.name, " is not defined"));
+    if (flag == nullptr)
+      return absl::InternalError(absl::StrCat("option --", f.name, " is not defined"));
     std::string ignored;
     flag->ParseFrom(flag->DefaultValue(), &ignored);
   }
@@ -132,8 +135,9 @@ absl::StatusOr<ParsedArgs> ParseArgs(int argc, char* const* argv, absl::Span<con
       for (const FlagHelp& f : flags) names.push_back(absl::StrReplaceAll(f.name, {{"_", "-"}}));
       std::string guess = DidYouMean(body.substr(0, eq), names);
       if (guess.empty()) guess = DidYouMean(absl::StrReplaceAll(name, {{"_", "-"}}), names);
-      return absl::InvalidArgumentError(absl::StrCat("unknown option \"", arg, "\"",
-                                                     guess.empty() ? "" : absl::StrCat("; did you mean --", guess, "?")));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown option \"", arg, "\"",
+                       guess.empty() ? "" : absl::StrCat("; did you mean --", guess, "?")));
     }
     if (!value) {
       if (flag->IsOfType<bool>()) {
@@ -150,29 +154,33 @@ absl::StatusOr<ParsedArgs> ParseArgs(int argc, char* const* argv, absl::Span<con
     }
     auto [it, first] = single.emplace(name, *value);
     if (!first && it->second != *value) {
-      return absl::InvalidArgumentError(absl::StrCat(shown, " is given twice (\"", it->second, "\" and \"", *value,
+      return absl::InvalidArgumentError(absl::StrCat(shown, " is given twice (\"", it->second,
+                                                     "\" and \"", *value,
                                                      "\"); it takes one value"));
     }
     std::string error;
     if (!flag->ParseFrom(*value, &error)) {
-      return absl::InvalidArgumentError(absl::StrCat(shown, "=", *value, ": not a valid value (", error, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(shown, "=", *value, ": not a valid value (", error, ")"));
     }
   }
   for (const auto& [name, values] : repeated) {
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     // A Repeated flag keeps each value whole; abseil's own vector type splits on commas.
-    const std::string joined = flag->IsOfType<Repeated>() ? AbslUnparseFlag(Repeated(values.begin(), values.end()))
-                                                          : absl::StrJoin(values, ",");
+    const std::string joined = flag->IsOfType<Repeated>()
+                                   ? AbslUnparseFlag(Repeated(values.begin(), values.end()))
+                                   : absl::StrJoin(values, ",");
     std::string error;
     if (!flag->ParseFrom(joined, &error)) {
-      return absl::InvalidArgumentError(absl::StrCat("--", name, ": not a valid value (", error, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, ": not a valid value (", error, ")"));
     }
   }
   return out;
 }
 
-std::vector<std::string> ParseFlags(int argc, char** argv, const char* usage, absl::Span<const FlagHelp> flags,
-                                    const ParseOptions& options) {
+std::vector<std::string> ParseFlags(int argc, char** argv, const char* usage,
+                                    absl::Span<const FlagHelp> flags, const ParseOptions& options) {
   absl::StatusOr<ParsedArgs> parsed = ParseArgs(argc, argv, flags, options);
   if (!parsed.ok()) {
     std::fprintf(stderr, "wrench %s: %s\n(wrench %s --help lists the options)\n", argv[0],
@@ -187,7 +195,8 @@ std::vector<std::string> ParseFlags(int argc, char** argv, const char* usage, ab
 }
 
 int ReportError(absl::string_view command, const absl::Status& status) {
-  std::fprintf(stderr, "wrench %s: %s\n", std::string(command).c_str(), std::string(status.message()).c_str());
+  std::fprintf(stderr, "wrench %s: %s\n", std::string(command).c_str(),
+               std::string(status.message()).c_str());
   return absl::IsInvalidArgument(status) || absl::IsOutOfRange(status) ? kExitUsage : kExitFailure;
 }
 

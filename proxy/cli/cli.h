@@ -64,13 +64,15 @@ absl::StatusOr<ParsedArgs> ParseArgs(int argc, char* const* argv, absl::Span<con
 
 // The text --help prints: `usage`, then each flag's text with its default, then
 // the exit statuses.
-std::string HelpText(const char* usage, absl::Span<const FlagHelp> flags, const ParseOptions& options = {});
+std::string HelpText(const char* usage, absl::Span<const FlagHelp> flags,
+                     const ParseOptions& options = {});
 
 // ParseArgs for a command's main: prints the help and exits 0 on --help; prints the
 // error ("wrench CMD: ...") and exits 2 on a bad command line. Returns the
 // positional arguments.
 std::vector<std::string> ParseFlags(int argc, char** argv, const char* usage,
-                                    absl::Span<const FlagHelp> flags, const ParseOptions& options = {});
+                                    absl::Span<const FlagHelp> flags,
+                                    const ParseOptions& options = {});
 
 // Prints "wrench CMD: message" on stderr and returns the exit status for it: 2 for
 // a bad command line (InvalidArgument, OutOfRange), 1 for anything else.

@@ -19,7 +19,8 @@ namespace wrench::proxy {
 namespace {
 
 constexpr FlagHelp kCleanupFlags[] = {
-    {"tun", "--tun=NAME          only what the runs of this TUN device left (default: every run's)"},
+    {"tun",
+     "--tun=NAME          only what the runs of this TUN device left (default: every run's)"},
 };
 
 }  // namespace

@@ -34,10 +34,12 @@
 #include "proxy/os/netlink.h"
 
 ABSL_FLAG(std::string, scenario, "", "a scenario of the library (wrench scenario list)");
-ABSL_FLAG(int32_t, serve, 0, "wrap a server: relay connections to COMMAND's PORT (proxy/relay/serve_proxy.h)");
+ABSL_FLAG(int32_t, serve, 0,
+          "wrap a server: relay connections to COMMAND's PORT (proxy/relay/serve_proxy.h)");
 ABSL_FLAG(std::string, serve_listen, "", "where --serve listens (default 127.0.0.1:PORT)");
 ABSL_FLAG(absl::Duration, linger, absl::ZeroDuration(),
-          "after COMMAND exits, keep relaying until its connections' teardown is done, at most this long");
+          "after COMMAND exits, keep relaying until its connections' teardown is done, at most "
+          "this long");
 
 namespace wrench::proxy {
 
@@ -52,13 +54,15 @@ constexpr FlagHelp kExecFlags[] = {
     {"log", "--log=FILE          one JSON object a line per segment"},
     {"api", "--api=ADDR:PORT     HTTP control API"},
     {"tun", "--tun=NAME          TUN device name inside the command's namespace (default wrench0)"},
-    {"net", "--net=CIDR          the namespace's subnet: wrench is the gateway, its first address\n"
-            "                      (default 10.89.0.0/24: the gateway 10.89.0.1 reaches the caller's\n"
-            "                      127.0.0.1; the command's address is 10.89.0.2)"},
-    {"net6", "--net6=CIDR         the namespace's IPv6 prefix and default route: the gateway, its\n"
-             "                      first address, reaches the caller's ::1 (default\n"
-             "                      fd89:2e6c:4f1a:XXYY::/64, XX.YY the second and third bytes of --net:\n"
-             "                      fd89:2e6c:4f1a:5900::1 for 10.89.0.0/24; none: IPv4 only)"},
+    {"net",
+     "--net=CIDR          the namespace's subnet: wrench is the gateway, its first address\n"
+     "                      (default 10.89.0.0/24: the gateway 10.89.0.1 reaches the caller's\n"
+     "                      127.0.0.1; the command's address is 10.89.0.2)"},
+    {"net6",
+     "--net6=CIDR         the namespace's IPv6 prefix and default route: the gateway, its\n"
+     "                      first address, reaches the caller's ::1 (default\n"
+     "                      fd89:2e6c:4f1a:XXYY::/64, XX.YY the second and third bytes of --net:\n"
+     "                      fd89:2e6c:4f1a:5900::1 for 10.89.0.0/24; none: IPv4 only)"},
     {"mtu", "--mtu=N             TUN MTU (default 1500)"},
     {"msl", "--msl=DURATION      maximum segment lifetime of wrench's endpoints (default 30s)"},
     kTcpProfileHelp,
@@ -66,17 +70,19 @@ constexpr FlagHelp kExecFlags[] = {
     kOffloadHelp,
     {"verbose", "--verbose           a line on stderr for every connection event"},
     kAllowIdleRulesHelp,
-    {"serve", "--serve=PORT        wrap a server instead: COMMAND listens on PORT (at 10.89.0.2);\n"
-              "                      wrench accepts on 127.0.0.1:PORT and opens its own TCP endpoint\n"
-              "                      over the TUN to it, so to-server/from-server rules (and state=)\n"
-              "                      act on the server's real segments. The client side is a kernel\n"
-              "                      socket: from-client/to-client rules never fire. COMMAND's own\n"
-              "                      outbound connections are refused (RST) (default: off)"},
+    {"serve",
+     "--serve=PORT        wrap a server instead: COMMAND listens on PORT (at 10.89.0.2);\n"
+     "                      wrench accepts on 127.0.0.1:PORT and opens its own TCP endpoint\n"
+     "                      over the TUN to it, so to-server/from-server rules (and state=)\n"
+     "                      act on the server's real segments. The client side is a kernel\n"
+     "                      socket: from-client/to-client rules never fire. COMMAND's own\n"
+     "                      outbound connections are refused (RST) (default: off)"},
     {"serve_listen", "--serve-listen=ADDR:PORT  where --serve listens (default 127.0.0.1:PORT)"},
-    {"linger", "--linger=DURATION   after COMMAND exits, keep relaying until every connection's teardown\n"
-               "                      is done on the wire (both of wrench's legs CLOSED or TIME-WAIT), at\n"
-               "                      most DURATION (e.g. 5s), so a delayed FIN or a RST still goes out\n"
-               "                      (default 0: stop at once, resetting what is still open)"},
+    {"linger",
+     "--linger=DURATION   after COMMAND exits, keep relaying until every connection's teardown\n"
+     "                      is done on the wire (both of wrench's legs CLOSED or TIME-WAIT), at\n"
+     "                      most DURATION (e.g. 5s), so a delayed FIN or a RST still goes out\n"
+     "                      (default 0: stop at once, resetting what is still open)"},
     kVerdictFlags[0],
     kVerdictFlags[1],
     kVerdictFlags[2],
@@ -88,8 +94,8 @@ bool TeardownDone(Service& s) {
   if (s.options().serve_port != 0) return true;  // --serve: the clients are the caller's own
   for (const ConnectionInfo& c : s.proxy().Connections()) {
     auto done = [](const std::string& st) {
-      return st == "CLOSED" || st == "TIME-WAIT" || st == "SYN-SEEN" || st == "none" || st == "socket closed" ||
-             st == "socket closed both ways";
+      return st == "CLOSED" || st == "TIME-WAIT" || st == "SYN-SEEN" || st == "none" ||
+             st == "socket closed" || st == "socket closed both ways";
     };
     if (!done(c.client_leg_state) || !done(c.server_leg_state)) return false;
   }
@@ -100,13 +106,16 @@ bool TeardownDone(Service& s) {
 std::string NoConnectionWarning(const ServiceOptions& o, stack::IpAddress gateway,
                                 std::optional<stack::IpAddress> gateway6) {
   if (o.serve_port != 0) {
-    return absl::StrCat("no connection reached ", o.serve_listen.address().to_string(), ":", o.serve_listen.port(),
-                        " while COMMAND ran, so no rule was tried: the clients must connect there (in the "
-                        "caller's namespace) while COMMAND serves");
+    return absl::StrCat(
+        "no connection reached ", o.serve_listen.address().to_string(), ":", o.serve_listen.port(),
+        " while COMMAND ran, so no rule was tried: the clients must connect there (in the "
+        "caller's namespace) while COMMAND serves");
   }
   return absl::StrCat(
-      "COMMAND opened no TCP connection through wrench, so no rule was tried. Usually: it dialled localhost, "
-      "127.0.0.1 or ::1, which inside `wrench exec` is the namespace's own loopback (the caller's 127.0.0.1 is ",
+      "COMMAND opened no TCP connection through wrench, so no rule was tried. Usually: it dialled "
+      "localhost, "
+      "127.0.0.1 or ::1, which inside `wrench exec` is the namespace's own loopback (the caller's "
+      "127.0.0.1 is ",
       gateway.ToString(),
       gateway6 ? absl::StrCat(", its ::1 is ", gateway6->ToString())
                : std::string("; IPv6 has no route in the namespace (--net6 none)"),
@@ -209,22 +218,26 @@ void WriteFile(const char* path, const std::string& text) {
     WriteFile("/proc/self/uid_map", absl::StrCat("0 ", uid, " 1"));
     WriteFile("/proc/self/gid_map", absl::StrCat("0 ", gid, " 1"));
   }
-  if (::unshare(CLONE_NEWNET) != 0) fail(absl::StrCat("unshare(CLONE_NEWNET): ", std::strerror(errno)));
+  if (::unshare(CLONE_NEWNET) != 0)
+    fail(absl::StrCat("unshare(CLONE_NEWNET): ", std::strerror(errno)));
   if (auto st = BringUpLoopback(); !st.ok()) fail(std::string(st.message()));
   auto tun = TunDevice::Create(o.tun_name, o.mtu, o.offload);
   if (!tun.ok()) {
     std::string why(tun.status().message());
     if (uid != 0 && ::access("/dev/net/tun", R_OK | W_OK) != 0) {
-      why = absl::StrCat("cannot open /dev/net/tun as user ", uid,
-                         ": rootless `wrench exec` needs the device to be usable by everyone (mode 0666, "
-                         "as most distributions ship it; here it is not) — or run as root");
+      why = absl::StrCat(
+          "cannot open /dev/net/tun as user ", uid,
+          ": rootless `wrench exec` needs the device to be usable by everyone (mode 0666, "
+          "as most distributions ship it; here it is not) — or run as root");
     }
     fail(why);
   }
   stack::IpAddress gateway = KernelAddress(o.net_addr, o.prefix_len);
   stack::IpAddress self = stack::IpAddress::V4(gateway.v4_host_order() + 1);
-  if (auto st = ConfigureTun(*tun, self, o.prefix_len, o.mtu); !st.ok()) fail(std::string(st.message()));
-  if (auto st = AddDefaultRoute(o.tun_name, false, gateway); !st.ok()) fail(std::string(st.message()));
+  if (auto st = ConfigureTun(*tun, self, o.prefix_len, o.mtu); !st.ok())
+    fail(std::string(st.message()));
+  if (auto st = AddDefaultRoute(o.tun_name, false, gateway); !st.ok())
+    fail(std::string(st.message()));
   if (o.prefix6_len != 0 && o.mtu >= 1280) {
     // The same for IPv6: the command's address is the prefix's second, its default
     // route goes to the first, wrench's gateway to the caller's ::1. A fresh namespace
@@ -239,7 +252,8 @@ void WriteFile(const char* path, const std::string& text) {
     if (auto st = ConfigureTun(*tun, stack::IpAddress::V6(self6), o.prefix6_len, o.mtu); !st.ok()) {
       fail(std::string(st.message()));
     }
-    if (auto st = AddDefaultRoute(o.tun_name, true, gateway6); !st.ok()) fail(std::string(st.message()));
+    if (auto st = AddDefaultRoute(o.tun_name, true, gateway6); !st.ok())
+      fail(std::string(st.message()));
   }
   if (!SendFd(sock, tun->fd())) fail("cannot pass the TUN device to wrench");
   char go = 0;
@@ -274,8 +288,10 @@ void WriteFile(const char* path, const std::string& text) {
 absl::Status CheckRunnable(const std::string& name) {
   auto check = [](const std::string& path) -> absl::Status {
     struct stat st;
-    if (::stat(path.c_str(), &st) != 0) return absl::NotFoundError(absl::StrCat(path, ": command not found"));
-    if (S_ISDIR(st.st_mode)) return absl::PermissionDeniedError(absl::StrCat(path, ": is a directory"));
+    if (::stat(path.c_str(), &st) != 0)
+      return absl::NotFoundError(absl::StrCat(path, ": command not found"));
+    if (S_ISDIR(st.st_mode))
+      return absl::PermissionDeniedError(absl::StrCat(path, ": is a directory"));
     if (::access(path.c_str(), X_OK) != 0) {
       return absl::PermissionDeniedError(absl::StrCat(path, ": ", std::strerror(errno)));
     }
@@ -301,7 +317,8 @@ absl::Status ServeFromFlags(ServiceOptions& o) {
   std::string listen = absl::GetFlag(FLAGS_serve_listen);
   if (port == 0 && listen.empty()) return absl::OkStatus();
   if (port <= 0 || port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("--serve=", port, ": a port from 1 to 65535 is needed"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--serve=", port, ": a port from 1 to 65535 is needed"));
   }
   o.serve_port = static_cast<uint16_t>(port);
   boost::asio::ip::address addr = boost::asio::ip::address_v4::loopback();
@@ -337,18 +354,21 @@ int RunExec(int argc, char** argv) {
       "at COMMAND: `wrench exec curl -sS URL` passes -sS to curl (\"--\" works too).",
       kExecFlags,
       {.stop_at_first_argument = true,
-       .exit_status = "exit status: COMMAND's own (128+N when signal N ended it); 126 COMMAND is not\n"
-                      "             executable; 127 COMMAND was not found; 1 wrench failed to start (a\n"
-                      "             privilege, the network); 2 a bad command line"});
+       .exit_status =
+           "exit status: COMMAND's own (128+N when signal N ended it); 126 COMMAND is not\n"
+           "             executable; 127 COMMAND was not found; 1 wrench failed to start (a\n"
+           "             privilege, the network); 2 a bad command line"});
   if (command.empty()) {
-    std::fprintf(stderr, "wrench exec: no command given (wrench exec [OPTIONS] -- COMMAND [ARGS...])\n");
+    std::fprintf(stderr,
+                 "wrench exec: no command given (wrench exec [OPTIONS] -- COMMAND [ARGS...])\n");
     return kExitUsage;
   }
   ServiceOptions o;
   if (auto st = ServiceOptionsFromFlags(o); !st.ok()) return ReportError("exec", st);
   if (std::string name = absl::GetFlag(FLAGS_scenario); !name.empty()) {
     auto rules = ScenarioRules(name);
-    if (!rules.ok()) return ReportError("exec", absl::InvalidArgumentError(rules.status().message()));
+    if (!rules.ok())
+      return ReportError("exec", absl::InvalidArgumentError(rules.status().message()));
     o.rules.insert(o.rules.begin(), rules->begin(), rules->end());
   }
   // --serve: not transparent; the Service relays accepted sockets to COMMAND instead.
@@ -384,7 +404,8 @@ int RunExec(int argc, char** argv) {
   const uid_t uid = ::geteuid();
   const gid_t gid = ::getegid();
   const unsigned long flags = CLONE_NEWPID | (uid == 0 ? 0 : CLONE_NEWUSER);
-  pid_t child = static_cast<pid_t>(::syscall(SYS_clone, flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr));
+  pid_t child =
+      static_cast<pid_t>(::syscall(SYS_clone, flags | SIGCHLD, nullptr, nullptr, nullptr, nullptr));
   if (child < 0) {
     const int err = errno;
     std::fprintf(stderr, "wrench exec: cannot create a PID namespace for COMMAND (clone: %s): %s\n",
@@ -442,7 +463,8 @@ int RunExec(int argc, char** argv) {
   signals.add(SIGQUIT);
   signals.add(SIGUSR2);
   signals.add(SIGCHLD);
-  std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int sig) {
+  std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec,
+                                                                      int sig) {
     if (ec) return;
     if (sig == SIGCHLD) {
       int status = 0;
@@ -459,11 +481,13 @@ int RunExec(int argc, char** argv) {
   };
   signals.async_wait(on_signal);
   sigprocmask(SIG_SETMASK, &old, nullptr);
-  for (const auto& r : s.engine().Rules()) std::fprintf(stderr, "wrench: rule #%d %s\n", r.id, r.text.c_str());
+  for (const auto& r : s.engine().Rules())
+    std::fprintf(stderr, "wrench: rule #%d %s\n", r.id, r.text.c_str());
   if (s.api_port()) std::fprintf(stderr, "wrench: API on port %u\n", s.api_port());
   if (o.serve_port) {
-    std::fprintf(stderr, "wrench: serving %s:%u -> %s:%u\n", o.serve_listen.address().to_string().c_str(),
-                 o.serve_listen.port(), stack::IpAddress::V4(s.kernel_address().v4_host_order() + 1).ToString().c_str(),
+    std::fprintf(stderr, "wrench: serving %s:%u -> %s:%u\n",
+                 o.serve_listen.address().to_string().c_str(), o.serve_listen.port(),
+                 stack::IpAddress::V4(s.kernel_address().v4_host_order() + 1).ToString().c_str(),
                  o.serve_port);
   }
   std::fprintf(stderr, "wrench: ready\n");

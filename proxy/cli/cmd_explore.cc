@@ -104,9 +104,11 @@ int ParseOptions(int argc, char** argv, Options& o) {
         o.budget_runs = 0;
         continue;
       }
-      return Usage(absl::StrCat("--budget=", value, ": give a number of runs (50) or a duration (10m)"));
+      return Usage(
+          absl::StrCat("--budget=", value, ": give a number of runs (50) or a duration (10m)"));
     } else if (key == "seed") {
-      if (!absl::SimpleAtoi(value, &o.seed)) return Usage(absl::StrCat("--seed=", value, ": not a number"));
+      if (!absl::SimpleAtoi(value, &o.seed))
+        return Usage(absl::StrCat("--seed=", value, ": not a number"));
     } else if (key == "timeout") {
       if (!absl::ParseDuration(value, &o.timeout) || o.timeout <= absl::ZeroDuration()) {
         return Usage(absl::StrCat("--timeout=", value, ": give a duration such as 10s"));
@@ -122,7 +124,8 @@ int ParseOptions(int argc, char** argv, Options& o) {
     }
   }
   for (; i < argc; ++i) o.command.emplace_back(argv[i]);
-  if (o.command.empty()) return Usage("no test command given (wrench explore [OPTIONS] -- TEST_COMMAND)");
+  if (o.command.empty())
+    return Usage("no test command given (wrench explore [OPTIONS] -- TEST_COMMAND)");
   return -1;
 }
 
@@ -148,10 +151,13 @@ std::string ReadFile(const std::string& path) {
 
 // Runs a process with stdout and stderr into `output`, killing it at `timeout`
 // (SIGTERM, which wrench exec forwards to the test; SIGKILL 3 s later).
-TestRun RunProcess(const std::vector<std::string>& args, const std::string& output, absl::Duration timeout) {
+TestRun RunProcess(const std::vector<std::string>& args, const std::string& output,
+                   absl::Duration timeout) {
   TestRun r;
   const auto t0 = std::chrono::steady_clock::now();
-  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
   pid_t pid = ::fork();
   if (pid < 0) {
     r.failed = true;
@@ -221,7 +227,9 @@ class Explorer {
 
   int Run() {
     const auto start = std::chrono::steady_clock::now();
-    auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+    auto elapsed = [&] {
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    };
     std::error_code ec;
     std::filesystem::create_directories(o_.out, ec);
     scratch_ = absl::StrCat(o_.out, "/.runs");
@@ -233,12 +241,14 @@ class Explorer {
 
     // The fault-free run: it must pass, and it sets the timeout.
     Progress(absl::StrCat("baseline run without faults: ", absl::StrJoin(o_.command, " ")));
-    const absl::Duration baseline_limit = o_.timeout > absl::ZeroDuration() ? o_.timeout : absl::Seconds(60);
+    const absl::Duration baseline_limit =
+        o_.timeout > absl::ZeroDuration() ? o_.timeout : absl::Seconds(60);
     TestRun base = RunOnce({}, o_.seed, baseline_limit, scratch_);
     summary_.baseline_s = base.seconds;
     if (ExecFailed(scratch_, base)) return kExitCannotRun;
     if (base.failed) {
-      std::fprintf(stderr, "wrench explore: the test fails without any fault (%s); fix that first:\n%s",
+      std::fprintf(stderr,
+                   "wrench explore: the test fails without any fault (%s); fix that first:\n%s",
                    Describe(base).c_str(), ReadFile(scratch_ + "/output.txt").c_str());
       return kExitUsage;
     }
@@ -246,8 +256,8 @@ class Explorer {
                    ? o_.timeout
                    : std::max(absl::Seconds(5), absl::Seconds(4 * base.seconds));
     summary_.timeout_s = absl::ToDoubleSeconds(timeout_);
-    Progress(absl::StrFormat("baseline passed in %.2f s; a run still going after %.1f s fails", base.seconds,
-                             summary_.timeout_s));
+    Progress(absl::StrFormat("baseline passed in %.2f s; a run still going after %.1f s fails",
+                             base.seconds, summary_.timeout_s));
 
     ScheduleSource source(o_.seed);
     std::set<std::string> seen;
@@ -256,8 +266,9 @@ class Explorer {
       if (o_.budget_runs == 0 && elapsed() > absl::ToDoubleSeconds(o_.budget_time)) break;
       Schedule s = source.Next();
       const uint64_t seed = o_.seed + static_cast<uint64_t>(run);
-      Progress(absl::StrCat("run ", run, o_.budget_runs > 0 ? absl::StrCat("/", o_.budget_runs) : "", " (",
-                            summary_.findings.size(), " found) ", s.origin, ": ", OneLine(s.rules)));
+      Progress(absl::StrCat(
+          "run ", run, o_.budget_runs > 0 ? absl::StrCat("/", o_.budget_runs) : "", " (",
+          summary_.findings.size(), " found) ", s.origin, ": ", OneLine(s.rules)));
       TestRun r = RunOnce(s.rules, seed, timeout_, scratch_);
       ++summary_.runs;
       if (ExecFailed(scratch_, r)) return kExitCannotRun;
@@ -268,14 +279,16 @@ class Explorer {
           s.rules,
           [&](const std::vector<Rule>& rules) {
             TestRun o = RunOnce(rules, seed, timeout_, scratch_);
-            Progress(absl::StrCat("  shrink: ", OneLine(rules), " -> ", o.failed ? "fails" : "passes"));
+            Progress(
+                absl::StrCat("  shrink: ", OneLine(rules), " -> ", o.failed ? "fails" : "passes"));
             return o;
           },
           40, &spent);
       summary_.shrink_runs += spent;
       const std::string key = RulesFileText(minimal);
       if (!seen.insert(key).second) {
-        Progress(absl::StrCat("  the same minimal schedule as an earlier finding: ", OneLine(minimal)));
+        Progress(
+            absl::StrCat("  the same minimal schedule as an earlier finding: ", OneLine(minimal)));
         continue;
       }
       Record(s, minimal, seed);
@@ -286,8 +299,8 @@ class Explorer {
     WriteFile(absl::StrCat(o_.out, "/report.html"), ExploreReportHtml(summary_));
     std::printf("%s\n", ExploreJson(summary_).c_str());
     std::fflush(stdout);
-    Progress(absl::StrCat(summary_.runs, " schedules tried, ", summary_.findings.size(), " found; report: ", o_.out,
-                          "/report.html"));
+    Progress(absl::StrCat(summary_.runs, " schedules tried, ", summary_.findings.size(),
+                          " found; report: ", o_.out, "/report.html"));
     return summary_.findings.empty() ? 0 : kExitFound;
   }
 
@@ -307,8 +320,8 @@ class Explorer {
     std::fflush(stderr);
   }
 
-  std::vector<std::string> ExecArgs(const std::string& rules_path, uint64_t seed, const std::string& dir,
-                                    bool capture) const {
+  std::vector<std::string> ExecArgs(const std::string& rules_path, uint64_t seed,
+                                    const std::string& dir, bool capture) const {
     std::vector<std::string> a = {self_, "exec", absl::StrCat("--seed=", seed)};
     if (!rules_path.empty()) a.push_back(absl::StrCat("--rules=", rules_path));
     if (capture) {
@@ -320,14 +333,15 @@ class Explorer {
     return a;
   }
 
-  TestRun RunOnce(const std::vector<Rule>& rules, uint64_t seed, absl::Duration timeout, const std::string& dir,
-                     bool capture = false) {
+  TestRun RunOnce(const std::vector<Rule>& rules, uint64_t seed, absl::Duration timeout,
+                  const std::string& dir, bool capture = false) {
     std::string rules_path;
     if (!rules.empty()) {
       rules_path = absl::StrCat(dir, "/rules");
       WriteFile(rules_path, RulesFileText(rules));
     }
-    return RunProcess(ExecArgs(rules_path, seed, dir, capture), absl::StrCat(dir, "/output.txt"), timeout);
+    return RunProcess(ExecArgs(rules_path, seed, dir, capture), absl::StrCat(dir, "/output.txt"),
+                      timeout);
   }
 
   // wrench exec's own refusal (a privilege, a bad rule), told apart from the test's
@@ -364,15 +378,17 @@ class Explorer {
     }
     std::error_code abs_ec;
     const std::filesystem::path rules_abs = std::filesystem::absolute(dir + "/rules", abs_ec);
-    std::vector<std::string> replay = {"wrench", "exec", absl::StrCat("--seed=", seed),
-                                       absl::StrCat("--rules=", abs_ec ? dir + "/rules" : rules_abs.string()), "--"};
+    std::vector<std::string> replay = {
+        "wrench", "exec", absl::StrCat("--seed=", seed),
+        absl::StrCat("--rules=", abs_ec ? dir + "/rules" : rules_abs.string()), "--"};
     replay.insert(replay.end(), o_.command.begin(), o_.command.end());
     std::vector<std::string> quoted;
     for (const std::string& a : replay) quoted.push_back(ShellQuote(a));
     f.replay = absl::StrJoin(quoted, " ");
     WriteFile(dir + "/seed", absl::StrCat(seed, "\n"));
-    WriteFile(dir + "/replay.sh", absl::StrCat("#!/bin/sh\n# ", s.origin, ", shrunk; ",
-                                               f.deterministic() ? "deterministic" : "flaky", "\n", f.replay, "\n"));
+    WriteFile(dir + "/replay.sh",
+              absl::StrCat("#!/bin/sh\n# ", s.origin, ", shrunk; ",
+                           f.deterministic() ? "deterministic" : "flaky", "\n", f.replay, "\n"));
     ::chmod((dir + "/replay.sh").c_str(), 0755);
     // The ladder of the connection the first rule acted on.
     const uint64_t conn = FailingConnection(dir + "/log.jsonl");
@@ -380,9 +396,11 @@ class Explorer {
     if (conn != 0) ladder.push_back(absl::StrCat("--conn=", conn));
     ladder.push_back(dir + "/log.jsonl");
     RunProcess(ladder, dir + "/ladder-errors.txt", absl::Seconds(30));
-    if (ReadFile(dir + "/ladder-errors.txt").empty()) std::filesystem::remove(dir + "/ladder-errors.txt", ec);
-    Progress(absl::StrCat("  found: ", OneLine(minimal), " (", f.deterministic() ? "deterministic" : "flaky", ", ",
-                          f.rerun_failures, " of ", f.reruns, " re-runs failed) in ", dir));
+    if (ReadFile(dir + "/ladder-errors.txt").empty())
+      std::filesystem::remove(dir + "/ladder-errors.txt", ec);
+    Progress(absl::StrCat("  found: ", OneLine(minimal), " (",
+                          f.deterministic() ? "deterministic" : "flaky", ", ", f.rerun_failures,
+                          " of ", f.reruns, " re-runs failed) in ", dir));
     summary_.findings.push_back(std::move(f));
   }
 

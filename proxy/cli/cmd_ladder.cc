@@ -13,7 +13,8 @@
 #include "proxy/cli/common_flags.h"
 #include "proxy/ladder/ladder.h"
 
-ABSL_FLAG(std::string, format, "", "text, svg or html (default: from --out's extension, else text)");
+ABSL_FLAG(std::string, format, "",
+          "text, svg or html (default: from --out's extension, else text)");
 ABSL_FLAG(uint64_t, conn, 0, "draw only this connection (0: all)");
 ABSL_FLAG(std::string, out, "", "write to this file instead of stdout");
 
@@ -22,12 +23,15 @@ namespace wrench::proxy {
 namespace {
 
 constexpr FlagHelp kLadderFlags[] = {
-    {"format", "--format=text|svg|html   text for the terminal (default), or SVG, or an HTML page\n"
-               "                           with the SVG inline; without it, --out's extension decides"},
-    {"conn", "--conn=N                 only connection N (as the log and the control API number them)\n"
-             "                           (default: all)"},
-    {"out", "--out=FILE               write there instead of to stdout (default: stdout); without\n"
-            "                           --format, FILE ends in .txt, .svg or .html"},
+    {"format",
+     "--format=text|svg|html   text for the terminal (default), or SVG, or an HTML page\n"
+     "                           with the SVG inline; without it, --out's extension decides"},
+    {"conn",
+     "--conn=N                 only connection N (as the log and the control API number them)\n"
+     "                           (default: all)"},
+    {"out",
+     "--out=FILE               write there instead of to stdout (default: stdout); without\n"
+     "                           --format, FILE ends in .txt, .svg or .html"},
 };
 
 constexpr const char* kUsage =
@@ -45,16 +49,20 @@ absl::StatusOr<LadderFormat> FormatFromFlags(const std::string& out) {
   if (f.empty()) {
     if (out.empty() || out == "-") return LadderFormat::kText;
     if (absl::EndsWithIgnoreCase(out, ".svg")) return LadderFormat::kSvg;
-    if (absl::EndsWithIgnoreCase(out, ".html") || absl::EndsWithIgnoreCase(out, ".htm")) return LadderFormat::kHtml;
-    if (absl::EndsWithIgnoreCase(out, ".txt") || absl::EndsWithIgnoreCase(out, ".text")) return LadderFormat::kText;
+    if (absl::EndsWithIgnoreCase(out, ".html") || absl::EndsWithIgnoreCase(out, ".htm"))
+      return LadderFormat::kHtml;
+    if (absl::EndsWithIgnoreCase(out, ".txt") || absl::EndsWithIgnoreCase(out, ".text"))
+      return LadderFormat::kText;
     return absl::InvalidArgumentError(absl::StrCat(
-        "--out=", out, ": the format follows the extension, .txt, .svg or .html (or .htm); give one of "
+        "--out=", out,
+        ": the format follows the extension, .txt, .svg or .html (or .htm); give one of "
         "those or --format=text|svg|html"));
   }
   if (f == "text") return LadderFormat::kText;
   if (f == "svg") return LadderFormat::kSvg;
   if (f == "html") return LadderFormat::kHtml;
-  return absl::InvalidArgumentError(absl::StrCat("--format must be text, svg or html, not \"", f, "\""));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--format must be text, svg or html, not \"", f, "\""));
 }
 
 }  // namespace
@@ -62,8 +70,10 @@ absl::StatusOr<LadderFormat> FormatFromFlags(const std::string& out) {
 int RunLadder(int argc, char** argv) {
   std::vector<std::string> args = ParseFlags(argc, argv, kUsage, kLadderFlags);
   if (args.size() != 1) {
-    std::fprintf(stderr, "wrench ladder: %s\n\n%s\n",
-                 args.empty() ? "which log? give the file a --log run wrote" : "give exactly one LOGFILE", kUsage);
+    std::fprintf(
+        stderr, "wrench ladder: %s\n\n%s\n",
+        args.empty() ? "which log? give the file a --log run wrote" : "give exactly one LOGFILE",
+        kUsage);
     return kExitUsage;
   }
   const std::string out_path = absl::GetFlag(FLAGS_out);

@@ -31,36 +31,49 @@ ABSL_FLAG(uint64_t, seed, 1, "seed of the one random generator");
 ABSL_FLAG(std::string, pcap, "", "write every segment of both legs to this pcap file");
 ABSL_FLAG(std::string, log, "", "write one JSON object a line per segment to this file");
 ABSL_FLAG(std::string, api, "", "serve the HTTP control API on ADDR:PORT");
-ABSL_FLAG(absl::Duration, msl, absl::Seconds(30), "maximum segment lifetime; TIME-WAIT lasts 2*MSL");
+ABSL_FLAG(absl::Duration, msl, absl::Seconds(30),
+          "maximum segment lifetime; TIME-WAIT lasts 2*MSL");
 ABSL_FLAG(bool, verbose, false, "a line on stderr for every connection event");
-ABSL_FLAG(std::string, tcp_profile, "linux", "timing profile of wrench's TCP endpoints: linux or rfc");
-ABSL_FLAG(std::string, tcp_congestion, "",
-          "congestion control of wrench's TCP endpoints: newreno, cubic or bbr (default: the profile's)");
+ABSL_FLAG(std::string, tcp_profile, "linux",
+          "timing profile of wrench's TCP endpoints: linux or rfc");
+ABSL_FLAG(
+    std::string, tcp_congestion, "",
+    "congestion control of wrench's TCP endpoints: newreno, cubic or bbr (default: the profile's)");
 ABSL_FLAG(bool, offload, true, "checksum and TCP segmentation offload on the TUN");
-ABSL_FLAG(bool, allow_idle_rules, false, "keep rules that can never fire on this run's legs, with a warning");
+ABSL_FLAG(bool, allow_idle_rules, false,
+          "keep rules that can never fire on this run's legs, with a warning");
 
 namespace wrench::proxy {
 
 namespace {
 
 constexpr FlagHelp kProxyFlags[] = {
-    {"map", "--map=FRONT_IP:PORT=UPSTREAM_HOST:PORT   relay connections to FRONT to UPSTREAM (repeatable;\n"
-            "                      FRONT is an address of --net or --net6 other than the first;\n"
-            "                      IPv6 in brackets: --map '[fd89:2e6c:4f1a:5900::2]:80=[::1]:8080')"},
+    {"map",
+     "--map=FRONT_IP:PORT=UPSTREAM_HOST:PORT   relay connections to FRONT to UPSTREAM "
+     "(repeatable;\n"
+     "                      FRONT is an address of --net or --net6 other than the first;\n"
+     "                      IPv6 in brackets: --map '[fd89:2e6c:4f1a:5900::2]:80=[::1]:8080')"},
     {"tun", "--tun=NAME          TUN device to create (default wrench0)"},
-    {"net", "--net=CIDR          subnet routed into the TUN; the kernel gets its first address\n"
-            "                      (default 10.89.0.0/24: the kernel is 10.89.0.1)"},
+    {"net",
+     "--net=CIDR          subnet routed into the TUN; the kernel gets its first address\n"
+     "                      (default 10.89.0.0/24: the kernel is 10.89.0.1)"},
     kNet6Help,
     {"mtu", "--mtu=N             TUN MTU (default 1500; up to 65520)"},
-    {"upstream_via", "--upstream-via=socket|tun   the upstream leg: a kernel socket (default; to-server and\n"
-                     "                      from-server rules delay or reset its connect, writes, reads and\n"
-                     "                      shutdown), or wrench's own endpoint over the TUN to a server on\n"
-                     "                      the kernel's TUN address (every rule acts on its segments)"},
-    {"rule", "--rule=TEXT         a fault rule, e.g. --rule='drop on=to-client flags=SYN+ACK nth=1' (repeatable)"},
+    {"upstream_via",
+     "--upstream-via=socket|tun   the upstream leg: a kernel socket (default; to-server and\n"
+     "                      from-server rules delay or reset its connect, writes, reads and\n"
+     "                      shutdown), or wrench's own endpoint over the TUN to a server on\n"
+     "                      the kernel's TUN address (every rule acts on its segments)"},
+    {"rule",
+     "--rule=TEXT         a fault rule, e.g. --rule='drop on=to-client flags=SYN+ACK nth=1' "
+     "(repeatable)"},
     {"rules", "--rules=FILE        fault rules, one a line; # starts a comment (repeatable)"},
-    {"seed", "--seed=N            seed of the random generator (p=...), for exact replay (default 1)"},
-    {"pcap", "--pcap=FILE         capture both legs (LINKTYPE_RAW), as the segments crossed the wire"},
-    {"log", "--log=FILE          one JSON object a line per segment: hook, flags, seq/ack, states, rule"},
+    {"seed",
+     "--seed=N            seed of the random generator (p=...), for exact replay (default 1)"},
+    {"pcap",
+     "--pcap=FILE         capture both legs (LINKTYPE_RAW), as the segments crossed the wire"},
+    {"log",
+     "--log=FILE          one JSON object a line per segment: hook, flags, seq/ack, states, rule"},
     {"api", "--api=ADDR:PORT     HTTP control API (loopback unless an address is given)"},
     {"msl", "--msl=DURATION      maximum segment lifetime; TIME-WAIT lasts 2*MSL (default 30s)"},
     {"verbose", "--verbose           a line on stderr for every connection event"},
@@ -95,12 +108,14 @@ absl::StatusOr<std::vector<Rule>> RulesFromFlags() {
 // Fills the options `proxy` and `exec` share from their flags.
 absl::Status TcpConfigFromFlags(stack::TcpConfig& cfg) {
   auto profile = stack::ParseTcpProfile(absl::GetFlag(FLAGS_tcp_profile));
-  if (!profile.ok()) return absl::InvalidArgumentError(absl::StrCat("--tcp-profile: ", profile.status().message()));
+  if (!profile.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--tcp-profile: ", profile.status().message()));
   stack::ApplyProfile(*profile, cfg);
   const std::string cc = absl::GetFlag(FLAGS_tcp_congestion);
   if (!cc.empty()) {
     auto a = stack::ParseCongestionAlgorithm(cc);
-    if (!a.ok()) return absl::InvalidArgumentError(absl::StrCat("--tcp-congestion: ", a.status().message()));
+    if (!a.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--tcp-congestion: ", a.status().message()));
     cfg.congestion = *a;
   }
   return absl::OkStatus();
@@ -133,7 +148,8 @@ absl::Status ServiceOptionsFromFlags(ServiceOptions& o) {
   } else if (via == "tun") {
     o.upstream_via = UpstreamVia::kTun;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("--upstream-via \"", via, "\": expected socket or tun"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--upstream-via \"", via, "\": expected socket or tun"));
   }
   auto rules = RulesFromFlags();
   if (!rules.ok()) return rules.status();
@@ -144,7 +160,8 @@ absl::Status ServiceOptionsFromFlags(ServiceOptions& o) {
   o.api_address = absl::GetFlag(FLAGS_api);
   if (auto st = TcpConfigFromFlags(o.tcp); !st.ok()) return st;
   o.tcp.msl = absl::GetFlag(FLAGS_msl);
-  if (o.tcp.msl < absl::ZeroDuration()) return absl::InvalidArgumentError("--msl must not be negative");
+  if (o.tcp.msl < absl::ZeroDuration())
+    return absl::InvalidArgumentError("--msl must not be negative");
   o.verbose = absl::GetFlag(FLAGS_verbose);
   o.allow_idle_rules = absl::GetFlag(FLAGS_allow_idle_rules);
   o.log_line = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
@@ -169,7 +186,8 @@ int RunProxy(int argc, char** argv) {
     o.maps.push_back(*mapping);
   }
   if (o.maps.empty()) {
-    std::fprintf(stderr, "wrench proxy: at least one --map FRONT_IP:PORT=UPSTREAM_HOST:PORT is needed\n");
+    std::fprintf(stderr,
+                 "wrench proxy: at least one --map FRONT_IP:PORT=UPSTREAM_HOST:PORT is needed\n");
     return kExitUsage;
   }
   auto verdict = RunVerdict::FromFlags(o.rules.size(), !o.api_address.empty());
@@ -184,7 +202,8 @@ int RunProxy(int argc, char** argv) {
   for (const auto& r : (*service)->engine().Rules()) {
     std::fprintf(stderr, "wrench: rule #%d %s\n", r.id, r.text.c_str());
   }
-  if ((*service)->api_port()) std::fprintf(stderr, "wrench: API on port %u\n", (*service)->api_port());
+  if ((*service)->api_port())
+    std::fprintf(stderr, "wrench: API on port %u\n", (*service)->api_port());
   std::fprintf(stderr, "wrench: ready\n");
   (*service)->Run();
   // Ctrl-C or SIGTERM: the run is over; its expectations decide the status.

@@ -22,17 +22,21 @@ namespace {
 constexpr const char* kDefaultApi = "127.0.0.1:8474";  // Toxiproxy's
 
 constexpr FlagHelp kServeFlags[] = {
-    {"api", "--api=HOST:PORT     where the API listens (default 127.0.0.1:8474, Toxiproxy's port;\n"
-            "                      \":PORT\" binds loopback)"},
+    {"api",
+     "--api=HOST:PORT     where the API listens (default 127.0.0.1:8474, Toxiproxy's port;\n"
+     "                      \":PORT\" binds loopback)"},
     {"tun", "--tun=NAME          TUN device to create (default wrench0)"},
-    {"net", "--net=CIDR          subnet routed into the TUN (default 10.89.0.0/24): a proxy whose\n"
-            "                      listen address is inside it gets segment toxics too"},
+    {"net",
+     "--net=CIDR          subnet routed into the TUN (default 10.89.0.0/24): a proxy whose\n"
+     "                      listen address is inside it gets segment toxics too"},
     kNet6Help,
     {"mtu", "--mtu=N             TUN MTU (default 1500; up to 65520)"},
-    {"upstream_via", "--upstream-via=socket|tun   the upstream leg of TUN proxies (default socket)"},
+    {"upstream_via",
+     "--upstream-via=socket|tun   the upstream leg of TUN proxies (default socket)"},
     {"rule", "--rule=TEXT         a fault rule for every connection on the TUN (repeatable)"},
     {"rules", "--rules=FILE        fault rules, one a line (repeatable)"},
-    {"seed", "--seed=N            seed of the random generators (p=, toxicity, jitter) (default 1)"},
+    {"seed",
+     "--seed=N            seed of the random generators (p=, toxicity, jitter) (default 1)"},
     {"pcap", "--pcap=FILE         capture both legs of TUN connections"},
     {"log", "--log=FILE          one JSON object a line per segment"},
     {"msl", "--msl=DURATION      maximum segment lifetime; TIME-WAIT lasts 2*MSL (default 30s)"},
@@ -83,10 +87,11 @@ int RunServe(int argc, char** argv) {
   }
   if ((*service)->has_tun()) {
     std::fprintf(stderr, "wrench: API on %s (port %u), TUN %s %s/%d\n", o.api_address.c_str(),
-                 (*service)->api_port(), o.tun_name.c_str(), o.net_addr.ToString().c_str(), o.prefix_len);
+                 (*service)->api_port(), o.tun_name.c_str(), o.net_addr.ToString().c_str(),
+                 o.prefix_len);
   } else {
-    std::fprintf(stderr, "wrench: API on %s (port %u), no TUN: stream toxics only\n", o.api_address.c_str(),
-                 (*service)->api_port());
+    std::fprintf(stderr, "wrench: API on %s (port %u), no TUN: stream toxics only\n",
+                 o.api_address.c_str(), (*service)->api_port());
   }
   std::fprintf(stderr, "wrench: ready\n");
   (*service)->Run();

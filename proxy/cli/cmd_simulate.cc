@@ -28,8 +28,11 @@ constexpr FlagHelp kFlags[] = {
     {"closer", "--closer=WHO     who closes first: client, server or both (default client)"},
     {"seed", "--seed=N         seed of the link's random faults (default 1)"},
     {"loss", "--loss=P         probability that the link drops a segment (default 0)"},
-    {"tcp_profile", "--tcp-profile=linux|rfc   timers and loss recovery of both endpoints (default linux)"},
-    {"tcp_congestion", "--tcp-congestion=newreno|cubic|bbr   both endpoints' congestion control (default: the profile's)"},
+    {"tcp_profile",
+     "--tcp-profile=linux|rfc   timers and loss recovery of both endpoints (default linux)"},
+    {"tcp_congestion",
+     "--tcp-congestion=newreno|cubic|bbr   both endpoints' congestion control (default: the "
+     "profile's)"},
 };
 }  // namespace
 
@@ -89,9 +92,10 @@ int RunSimulate(int argc, char** argv) {
     }
     return closed();
   });
-  std::cout << "wrench simulate: client A " << client.tuple.local_addr << ":" << client.tuple.local_port
-            << ", server B " << server.tuple.local_addr << ":" << server.tuple.local_port
-            << ", one-way latency " << absl::FormatDuration(opts.latency) << "\n\n";
+  std::cout << "wrench simulate: client A " << client.tuple.local_addr << ":"
+            << client.tuple.local_port << ", server B " << server.tuple.local_addr << ":"
+            << server.tuple.local_port << ", one-way latency " << absl::FormatDuration(opts.latency)
+            << "\n\n";
   std::cout << sim.Ladder() << "\n";
   std::cout << "client received " << sim.received_ok(Side::kA) << " bytes, server received "
             << sim.received_ok(Side::kB) << " bytes; both CLOSED after "

@@ -43,7 +43,9 @@ Rule ScheduleSource::RandomRule() {
     r.hooks = HookSet::Of(Below(2) == 0 ? Hook::kToClient : Hook::kFromClient);
     switch (Below(6)) {
       case 0: r.action = DropAction{}; break;
-      case 1: r.action = DelayAction{absl::Milliseconds(50 * static_cast<int64_t>(1 + Below(40)))}; break;
+      case 1:
+        r.action = DelayAction{absl::Milliseconds(50 * static_cast<int64_t>(1 + Below(40)))};
+        break;
       case 2: r.action = DupAction{1}; break;
       case 3: r.action = ReorderAction{}; break;
       case 4: r.action = RstAction{}; break;
@@ -72,7 +74,8 @@ Schedule ScheduleSource::Next() {
   while (next_scenario_ < scenarios.size()) {
     const Scenario& s = scenarios[next_scenario_++];
     absl::StatusOr<std::vector<Rule>> rules = ScenarioRules(s.name);
-    if (rules.ok() && !rules->empty()) return Schedule{absl::StrCat("scenario ", s.name), *std::move(rules)};
+    if (rules.ok() && !rules->empty())
+      return Schedule{absl::StrCat("scenario ", s.name), *std::move(rules)};
   }
   Schedule s;
   s.origin = absl::StrCat("random ", next_random_++);
@@ -127,7 +130,8 @@ std::vector<std::vector<Rule>> Simplifications(const std::vector<Rule>& rules) {
   return out;
 }
 
-std::vector<Rule> Shrink(const std::vector<Rule>& failing, const RunFn& run, int max_runs, int* runs_spent) {
+std::vector<Rule> Shrink(const std::vector<Rule>& failing, const RunFn& run, int max_runs,
+                         int* runs_spent) {
   std::vector<Rule> best = failing;
   int spent = 0;
   bool progress = true;
@@ -154,8 +158,9 @@ std::string RulesFileText(const std::vector<Rule>& rules) {
 }
 
 std::string ShellQuote(const std::string& s) {
-  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                                        "_-./:=,+@%") == std::string::npos) {
+  if (!s.empty() &&
+      s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                          "_-./:=,+@%") == std::string::npos) {
     return s;
   }
   return absl::StrCat("'", absl::StrReplaceAll(s, {{"'", "'\\''"}}), "'");
@@ -197,35 +202,40 @@ std::string ExploreReportHtml(const ExploreSummary& s) {
   std::string h = absl::StrCat(
       "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>wrench explore</title>\n"
       "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}pre{background:#f4f4f4;"
-      "padding:.5em;white-space:pre-wrap}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-      "padding:.3em .6em;text-align:left;vertical-align:top}.det{color:#b00}.flaky{color:#a60}</style>\n"
+      "padding:.5em;white-space:pre-wrap}table{border-collapse:collapse}td,th{border:1px solid "
+      "#ccc;"
+      "padding:.3em "
+      ".6em;text-align:left;vertical-align:top}.det{color:#b00}.flaky{color:#a60}</style>\n"
       "</head><body>\n<h1>wrench explore</h1>\n<p>Test command: <code>",
       HtmlEscape(absl::StrJoin(quoted, " ")), "</code><br>\n",
-      absl::StrFormat("Seed %d, budget %s: %d schedules tried, %d more runs shrinking; baseline %.2f s, "
-                      "timeout %.1f s, %.0f s in all.",
-                      s.seed, HtmlEscape(s.budget), s.runs, s.shrink_runs, s.baseline_s, s.timeout_s,
-                      s.elapsed_s),
+      absl::StrFormat(
+          "Seed %d, budget %s: %d schedules tried, %d more runs shrinking; baseline %.2f s, "
+          "timeout %.1f s, %.0f s in all.",
+          s.seed, HtmlEscape(s.budget), s.runs, s.shrink_runs, s.baseline_s, s.timeout_s,
+          s.elapsed_s),
       "</p>\n");
   if (s.findings.empty()) {
     absl::StrAppend(&h, "<p><b>No failure found.</b></p>\n");
   } else {
-    absl::StrAppend(&h, "<h2>", s.findings.size(), s.findings.size() == 1 ? " finding" : " findings",
-                    "</h2>\n<table><tr><th>#</th><th>minimal rules</th><th>verdict</th><th>how it failed</th>"
-                    "<th>shrunk from</th><th>files</th></tr>\n");
+    absl::StrAppend(
+        &h, "<h2>", s.findings.size(), s.findings.size() == 1 ? " finding" : " findings",
+        "</h2>\n<table><tr><th>#</th><th>minimal rules</th><th>verdict</th><th>how it failed</th>"
+        "<th>shrunk from</th><th>files</th></tr>\n");
     for (size_t i = 0; i < s.findings.size(); ++i) {
       const Finding& f = s.findings[i];
       const std::string how = f.outcome.timed_out
                                   ? absl::StrFormat("hung: killed after %.1f s", f.outcome.seconds)
-                                  : absl::StrFormat("exit status %d after %.1f s", f.outcome.exit_status,
-                                                    f.outcome.seconds);
-      absl::StrAppend(
-          &h, "<tr><td>", i + 1, "</td><td><pre>", HtmlEscape(RulesFileText(f.minimal)), "</pre>Replay:<pre>",
-          HtmlEscape(f.replay), "</pre></td><td class=\"", f.deterministic() ? "det" : "flaky", "\">",
-          f.deterministic() ? "deterministic" : "flaky",
-          absl::StrFormat(" (%d of %d re-runs failed)", f.rerun_failures, f.reruns),
-          "</td><td>", HtmlEscape(how), "</td><td>", HtmlEscape(f.origin), "<pre>",
-          HtmlEscape(RulesFileText(f.original)), "</pre></td><td>");
-      for (const char* file : {"rules", "replay.sh", "output.txt", "capture.pcap", "log.jsonl", "ladder.txt"}) {
+                                  : absl::StrFormat("exit status %d after %.1f s",
+                                                    f.outcome.exit_status, f.outcome.seconds);
+      absl::StrAppend(&h, "<tr><td>", i + 1, "</td><td><pre>", HtmlEscape(RulesFileText(f.minimal)),
+                      "</pre>Replay:<pre>", HtmlEscape(f.replay), "</pre></td><td class=\"",
+                      f.deterministic() ? "det" : "flaky", "\">",
+                      f.deterministic() ? "deterministic" : "flaky",
+                      absl::StrFormat(" (%d of %d re-runs failed)", f.rerun_failures, f.reruns),
+                      "</td><td>", HtmlEscape(how), "</td><td>", HtmlEscape(f.origin), "<pre>",
+                      HtmlEscape(RulesFileText(f.original)), "</pre></td><td>");
+      for (const char* file :
+           {"rules", "replay.sh", "output.txt", "capture.pcap", "log.jsonl", "ladder.txt"}) {
         absl::StrAppend(&h, "<a href=\"", f.dir, "/", file, "\">", file, "</a><br>");
       }
       absl::StrAppend(&h, "</td></tr>\n");

@@ -22,9 +22,9 @@ void PrintUsage(FILE* out) {
   for (const wrench::proxy::Command& c : wrench::proxy::Commands()) {
     std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
   }
-  std::fprintf(out,
-               "  %-10s %s\n  %-10s %s\n", "help", "describe a command's options (wrench help COMMAND)",
-               "version", "print wrench's version");
+  std::fprintf(out, "  %-10s %s\n  %-10s %s\n", "help",
+               "describe a command's options (wrench help COMMAND)", "version",
+               "print wrench's version");
   std::fprintf(out,
                "\n'wrench COMMAND --help' describes a command's options.\n"
                "exit status: 0 done; 1 a run-time error; 2 a bad command line (wrench exec: its\n"

@@ -84,7 +84,8 @@ class CheckServer {
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof a;
-    if (!fd_ || ::bind(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_.get(), 64) != 0 ||
+    if (!fd_ || ::bind(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::listen(fd_.get(), 64) != 0 ||
         ::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0) {
       return absl::InternalError(absl::StrCat("the check's server: ", std::strerror(errno)));
     }
@@ -158,9 +159,9 @@ std::string TcpStateOf(int fd) {
   tcp_info info{};
   socklen_t len = sizeof info;
   if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return "?";
-  static constexpr const char* kNames[] = {"?",          "ESTABLISHED", "SYN-SENT",   "SYN-RECEIVED",
-                                           "FIN-WAIT-1", "FIN-WAIT-2",  "TIME-WAIT",  "CLOSED",
-                                           "CLOSE-WAIT", "LAST-ACK",    "LISTEN",     "CLOSING"};
+  static constexpr const char* kNames[] = {"?",          "ESTABLISHED", "SYN-SENT",  "SYN-RECEIVED",
+                                           "FIN-WAIT-1", "FIN-WAIT-2",  "TIME-WAIT", "CLOSED",
+                                           "CLOSE-WAIT", "LAST-ACK",    "LISTEN",    "CLOSING"};
   return info.tcpi_state < 12 ? kNames[info.tcpi_state] : "?";
 }
 
@@ -190,7 +191,9 @@ std::string ErrnoName(int e) {
 
 ClientReport RunClient(const ScenarioCheck& c) {
   using Clock = std::chrono::steady_clock;
-  auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+  auto since = [](Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
   ClientReport r;
   UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   sockaddr_in a{};
@@ -223,7 +226,8 @@ ClientReport RunClient(const ScenarioCheck& c) {
     r.error = ErrnoName(errno);
   }
   r.upload_s = since(t_up);
-  bool closes_first = c.client == CheckClientMode::kCloseFirst || c.client == CheckClientMode::kSimClose;
+  bool closes_first =
+      c.client == CheckClientMode::kCloseFirst || c.client == CheckClientMode::kSimClose;
   if (c.client == CheckClientMode::kHalfClose || c.client == CheckClientMode::kFinWait2) {
     ::shutdown(fd.get(), SHUT_WR);
   }
@@ -272,7 +276,8 @@ ClientReport RunClient(const ScenarioCheck& c) {
   return r;
 }
 
-ExpectFacts CheckFacts(const ClientReport& client, const CheckServer& server, const RunReport& run) {
+ExpectFacts CheckFacts(const ClientReport& client, const CheckServer& server,
+                       const RunReport& run) {
   ExpectFacts wrench = FactsOf(run);
   return [&client, &server, wrench](const Expectation& e) -> absl::StatusOr<ExpectActual> {
     auto number = [](double d, std::string shown = "") {
@@ -290,9 +295,11 @@ ExpectFacts CheckFacts(const ClientReport& client, const CheckServer& server, co
     if (e.subject[0] != "client") return wrench(e);
     const std::string& f = e.subject[1];
     if (!client.connected && f != "error") {
-      return absl::FailedPreconditionError(absl::StrCat("the client never connected (", client.error, ")"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("the client never connected (", client.error, ")"));
     }
-    if (f == "connect-s") return number(client.connect_s, absl::StrFormat("%.3f s", client.connect_s));
+    if (f == "connect-s")
+      return number(client.connect_s, absl::StrFormat("%.3f s", client.connect_s));
     if (f == "upload-s") return number(client.upload_s, absl::StrFormat("%.3f s", client.upload_s));
     if (f == "bytes") return number(static_cast<double>(client.bytes));
     if (f == "eof") return word(client.eof ? "yes" : "no");
@@ -300,10 +307,12 @@ ExpectFacts CheckFacts(const ClientReport& client, const CheckServer& server, co
     if (f == "state") return word(client.state);
     if (f == "state-later") return word(client.state_later.empty() ? "?" : client.state_later);
     if (f == "state-at-data") {
-      return word(client.state_at_data.empty() ? "never had the whole response" : client.state_at_data);
+      return word(client.state_at_data.empty() ? "never had the whole response"
+                                               : client.state_at_data);
     }
     if (f == "eof-after-data-s") {
-      if (!client.eof_after_data_s) return absl::NotFoundError("no end-of-file after the whole response");
+      if (!client.eof_after_data_s)
+        return absl::NotFoundError("no end-of-file after the whole response");
       return number(*client.eof_after_data_s, absl::StrFormat("%.3f s", *client.eof_after_data_s));
     }
     return absl::UnimplementedError(absl::StrCat("\"", e.text, "\" cannot be checked"));
@@ -317,13 +326,15 @@ absl::Status EnterOwnNamespace() {
   gid_t gid = ::getegid();
   if (uid == 0) {
     if (::unshare(CLONE_NEWNET) != 0) {
-      return absl::PermissionDeniedError(absl::StrCat("unshare(CLONE_NEWNET): ", std::strerror(errno)));
+      return absl::PermissionDeniedError(
+          absl::StrCat("unshare(CLONE_NEWNET): ", std::strerror(errno)));
     }
   } else {
     if (::unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "cannot create a user and network namespace (", std::strerror(errno),
-          "): run as root, or allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1)"));
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot create a user and network namespace (", std::strerror(errno),
+                       "): run as root, or allow unprivileged user namespaces (sysctl "
+                       "kernel.unprivileged_userns_clone=1)"));
     }
     std::ofstream("/proc/self/setgroups") << "deny";
     std::ofstream("/proc/self/uid_map") << "0 " << uid << " 1";
@@ -366,7 +377,8 @@ bool CheckOne(const Scenario& s, const ScenarioCheck& check, int index) {
     svc.RunOnLoop([&] {
       for (const ConnectionInfo& c : svc.proxy().Connections()) {
         for (const std::string& st : {c.client_leg_state, c.server_leg_state}) {
-          if (st != "CLOSED" && st != "TIME-WAIT" && st != "socket closed" && st != "socket closed both ways") {
+          if (st != "CLOSED" && st != "TIME-WAIT" && st != "socket closed" &&
+              st != "socket closed both ways") {
             done = false;
           }
         }
@@ -379,7 +391,8 @@ bool CheckOne(const Scenario& s, const ScenarioCheck& check, int index) {
   loop.join();
   const RunReport* report = svc.final_report();
   if (!report) return fail("wrench left no report");
-  std::vector<ExpectResult> results = EvaluateAll(check.expectations, CheckFacts(client, server, *report));
+  std::vector<ExpectResult> results =
+      EvaluateAll(check.expectations, CheckFacts(client, server, *report));
   bool pass = true;
   for (const ExpectResult& r : results) pass = pass && r.pass;
   std::printf("%s: %s\n", s.name, pass ? "pass" : "FAIL");
@@ -407,13 +420,17 @@ absl::StatusOr<ScenarioCheck> ParseScenarioCheck(const Scenario& s) {
     if (!absl::ConsumePrefix(&line, "Check:")) continue;
     have_check = true;
     for (absl::string_view kv : absl::StrSplit(line, ' ', absl::SkipWhitespace())) {
-      std::pair<absl::string_view, absl::string_view> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
+      std::pair<absl::string_view, absl::string_view> p =
+          absl::StrSplit(kv, absl::MaxSplits('=', 1));
       auto [key, value] = p;
       if (key == "client") {
         static const std::pair<const char*, CheckClientMode> kModes[] = {
-            {"request", CheckClientMode::kRequest},       {"close-first", CheckClientMode::kCloseFirst},
-            {"sim-close", CheckClientMode::kSimClose},    {"close-wait", CheckClientMode::kCloseWait},
-            {"half-close", CheckClientMode::kHalfClose},  {"fin-wait-2", CheckClientMode::kFinWait2},
+            {"request", CheckClientMode::kRequest},
+            {"close-first", CheckClientMode::kCloseFirst},
+            {"sim-close", CheckClientMode::kSimClose},
+            {"close-wait", CheckClientMode::kCloseWait},
+            {"half-close", CheckClientMode::kHalfClose},
+            {"fin-wait-2", CheckClientMode::kFinWait2},
             {"keepalive", CheckClientMode::kKeepAlive}};
         bool found = false;
         for (const auto& [name, mode] : kModes) {
@@ -437,8 +454,10 @@ absl::StatusOr<ScenarioCheck> ParseScenarioCheck(const Scenario& s) {
           return BadCheck(s, n, absl::StrCat(key, "=", value, ": expected a number of bytes"));
         }
       } else if (key == "read-timeout") {
-        if (!absl::SimpleAtod(value, &c.read_timeout_s) || c.read_timeout_s <= 0 || c.read_timeout_s > 60) {
-          return BadCheck(s, n, absl::StrCat("read-timeout=", value, ": expected seconds, up to 60"));
+        if (!absl::SimpleAtod(value, &c.read_timeout_s) || c.read_timeout_s <= 0 ||
+            c.read_timeout_s > 60) {
+          return BadCheck(s, n,
+                          absl::StrCat("read-timeout=", value, ": expected seconds, up to 60"));
         }
       } else if (key == "reuse-after" || key == "server-idle") {
         double* out = key == "reuse-after" ? &c.reuse_after_s : &c.server_idle_s;
@@ -446,8 +465,10 @@ absl::StatusOr<ScenarioCheck> ParseScenarioCheck(const Scenario& s) {
           return BadCheck(s, n, absl::StrCat(key, "=", value, ": expected seconds, up to 30"));
         }
       } else {
-        return BadCheck(s, n, absl::StrCat("unknown key \"", key, "\" (client, server, response, upload, ",
-                                           "read-timeout, reuse-after, server-idle)"));
+        return BadCheck(
+            s, n,
+            absl::StrCat("unknown key \"", key, "\" (client, server, response, upload, ",
+                         "read-timeout, reuse-after, server-idle)"));
       }
     }
   }
@@ -467,7 +488,8 @@ int RunScenarioCheck(const std::vector<std::string>& names) {
     bool found = false;
     for (const Scenario* s : chosen) found = found || n == s->name;
     if (!found) {
-      std::fprintf(stderr, "wrench scenario check: no scenario \"%s\" (wrench scenario list)\n", n.c_str());
+      std::fprintf(stderr, "wrench scenario check: no scenario \"%s\" (wrench scenario list)\n",
+                   n.c_str());
       return 2;
     }
   }
@@ -475,7 +497,8 @@ int RunScenarioCheck(const std::vector<std::string>& names) {
   for (const Scenario* s : chosen) {
     auto c = ParseScenarioCheck(*s);
     if (!c.ok()) {
-      std::fprintf(stderr, "wrench scenario check: %s\n", std::string(c.status().message()).c_str());
+      std::fprintf(stderr, "wrench scenario check: %s\n",
+                   std::string(c.status().message()).c_str());
       return 2;
     }
     checks.push_back(std::move(*c));

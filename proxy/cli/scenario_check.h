@@ -37,7 +37,15 @@
 
 namespace wrench::proxy {
 
-enum class CheckClientMode { kRequest, kCloseFirst, kSimClose, kCloseWait, kHalfClose, kFinWait2, kKeepAlive };
+enum class CheckClientMode {
+  kRequest,
+  kCloseFirst,
+  kSimClose,
+  kCloseWait,
+  kHalfClose,
+  kFinWait2,
+  kKeepAlive
+};
 enum class CheckServerMode { kClose, kWaitEof, kReadEof, kKeepAlive };
 
 struct ScenarioCheck {

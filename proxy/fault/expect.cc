@@ -28,8 +28,9 @@ struct Field {
 
 // The counts of the whole run.
 constexpr Field kRunFields[] = {
-    {"connections", Kind::kNumber}, {"refused", Kind::kNumber},         {"unreachable", Kind::kNumber},
-    {"resets", Kind::kNumber},      {"bytes", Kind::kNumber},           {"bytes-to-server", Kind::kNumber},
+    {"connections", Kind::kNumber},     {"refused", Kind::kNumber},
+    {"unreachable", Kind::kNumber},     {"resets", Kind::kNumber},
+    {"bytes", Kind::kNumber},           {"bytes-to-server", Kind::kNumber},
     {"bytes-to-client", Kind::kNumber},
 };
 constexpr Field kConnFields[] = {
@@ -39,9 +40,15 @@ constexpr Field kConnFields[] = {
     {"errors", Kind::kNumber},
 };
 constexpr Field kClientFields[] = {
-    {"connect-s", Kind::kNumber}, {"upload-s", Kind::kNumber},     {"eof-after-data-s", Kind::kNumber},
-    {"bytes", Kind::kNumber},     {"error", Kind::kWord},          {"state", Kind::kClientState},
-    {"state-later", Kind::kClientState}, {"state-at-data", Kind::kClientState}, {"eof", Kind::kYesNo},
+    {"connect-s", Kind::kNumber},
+    {"upload-s", Kind::kNumber},
+    {"eof-after-data-s", Kind::kNumber},
+    {"bytes", Kind::kNumber},
+    {"error", Kind::kWord},
+    {"state", Kind::kClientState},
+    {"state-later", Kind::kClientState},
+    {"state-at-data", Kind::kClientState},
+    {"eof", Kind::kYesNo},
 };
 constexpr Field kServerFields[] = {{"accepted", Kind::kNumber}};
 
@@ -76,7 +83,8 @@ const Field* FindField(const Field (&fields)[N], absl::string_view name) {
 
 std::vector<std::string> StateWords(bool leg) {
   std::vector<std::string> out;
-  for (int i = 0; i < stack::kTcpStateCount; ++i) out.emplace_back(stack::StateName(static_cast<stack::TcpState>(i)));
+  for (int i = 0; i < stack::kTcpStateCount; ++i)
+    out.emplace_back(stack::StateName(static_cast<stack::TcpState>(i)));
   if (leg) {
     for (const char* w : kExtraLegStates) out.emplace_back(w);
   }
@@ -92,9 +100,11 @@ class Parser {
     e.text = std::string(absl::StripAsciiWhitespace(text_));
     // The subject ends where the operator starts.
     size_t op_at = text_.find_first_of("=!<>");
-    std::vector<Word> words = Split(text_.substr(0, op_at == absl::string_view::npos ? text_.size() : op_at), 0);
+    std::vector<Word> words =
+        Split(text_.substr(0, op_at == absl::string_view::npos ? text_.size() : op_at), 0);
     if (words.empty()) {
-      return Error(1, absl::StrCat("expected what to check (", OneOf(TopWords()), ") before the comparison"));
+      return Error(1, absl::StrCat("expected what to check (", OneOf(TopWords()),
+                                   ") before the comparison"));
     }
     if (op_at == absl::string_view::npos) {
       return Error(static_cast<int>(text_.size()) + 1,
@@ -110,9 +120,9 @@ class Parser {
       const char* text;
       ExpectOp op;
     };
-    static constexpr OpText kOps[] = {{"==", ExpectOp::kEq}, {"!=", ExpectOp::kNe}, {">=", ExpectOp::kGe},
-                                      {"<=", ExpectOp::kLe}, {"=", ExpectOp::kEq},  {">", ExpectOp::kGt},
-                                      {"<", ExpectOp::kLt}};
+    static constexpr OpText kOps[] = {
+        {"==", ExpectOp::kEq}, {"!=", ExpectOp::kNe}, {">=", ExpectOp::kGe}, {"<=", ExpectOp::kLe},
+        {"=", ExpectOp::kEq},  {">", ExpectOp::kGt},  {"<", ExpectOp::kLt}};
     size_t op_len = 0;
     for (const OpText& o : kOps) {
       if (absl::StartsWith(rest, o.text)) {
@@ -122,18 +132,21 @@ class Parser {
       }
     }
     if (op_len == 0) {
-      return Error(op_column, "expected a comparison: ==, !=, >=, <=, > or < (\"!\" alone is none)");
+      return Error(op_column,
+                   "expected a comparison: ==, !=, >=, <=, > or < (\"!\" alone is none)");
     }
     std::vector<Word> value = Split(rest.substr(op_len), op_at + op_len);
     if (value.empty()) {
       return Error(static_cast<int>(text_.size()) + 1, "expected a value after the comparison");
     }
     if (value.size() > 1) {
-      return Error(value[1].column, absl::StrCat("unexpected \"", value[1].text, "\" after the value"));
+      return Error(value[1].column,
+                   absl::StrCat("unexpected \"", value[1].text, "\" after the value"));
     }
     const Word& v = value[0];
     if (v.text.find_first_of("=!<>") != std::string::npos) {
-      return Error(v.column, absl::StrCat("\"", v.text, "\" is not a value; one comparison per expectation"));
+      return Error(v.column,
+                   absl::StrCat("\"", v.text, "\" is not a value; one comparison per expectation"));
     }
     e.numeric = kind == Kind::kNumber;
     if (e.numeric) {
@@ -143,21 +156,24 @@ class Parser {
       return e;
     }
     if (e.op != ExpectOp::kEq && e.op != ExpectOp::kNe) {
-      return Error(op_column, absl::StrCat(JoinWords(words, words.size()), " is a word: it compares with = or != only"));
+      return Error(op_column, absl::StrCat(JoinWords(words, words.size()),
+                                           " is a word: it compares with = or != only"));
     }
     if (kind == Kind::kLegState || kind == Kind::kClientState) {
       std::vector<std::string> states = StateWords(kind == Kind::kLegState);
       std::string w = StateWord(v.text);
       if (std::find(states.begin(), states.end(), w) == states.end()) {
         std::string guess = ClosestWord(v.text, states);
-        return Error(v.column, absl::StrCat("unknown state \"", v.text, "\"",
-                                            guess.empty() ? absl::StrCat("; expected ", OneOf(states))
-                                                          : absl::StrCat("; did you mean ", guess, "?")));
+        return Error(v.column,
+                     absl::StrCat("unknown state \"", v.text, "\"",
+                                  guess.empty() ? absl::StrCat("; expected ", OneOf(states))
+                                                : absl::StrCat("; did you mean ", guess, "?")));
       }
       e.word = w;
     } else if (kind == Kind::kYesNo) {
       std::string w = absl::AsciiStrToLower(v.text);
-      if (w != "yes" && w != "no") return Error(v.column, absl::StrCat("expected yes or no, got \"", v.text, "\""));
+      if (w != "yes" && w != "no")
+        return Error(v.column, absl::StrCat("expected yes or no, got \"", v.text, "\""));
       e.word = w;
     } else {
       e.word = v.text;
@@ -180,7 +196,9 @@ class Parser {
       while (i < s.size() && absl::ascii_isspace(static_cast<unsigned char>(s[i]))) ++i;
       size_t start = i;
       while (i < s.size() && !absl::ascii_isspace(static_cast<unsigned char>(s[i]))) ++i;
-      if (i > start) out.push_back({std::string(s.substr(start, i - start)), static_cast<int>(offset + start) + 1});
+      if (i > start)
+        out.push_back(
+            {std::string(s.substr(start, i - start)), static_cast<int>(offset + start) + 1});
     }
     return out;
   }
@@ -192,34 +210,38 @@ class Parser {
   }
 
   absl::Status Error(int column, const std::string& message) const {
-    return absl::InvalidArgumentError(absl::StrCat("column ", column, ": ", message, "\n  ", text_, "\n  ",
-                                                   std::string(static_cast<size_t>(column - 1), ' '), "^"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("column ", column, ": ", message, "\n  ", text_, "\n  ",
+                     std::string(static_cast<size_t>(column - 1), ' '), "^"));
   }
 
-  absl::Status Unknown(const Word& w, absl::string_view what, const std::vector<std::string>& names) const {
+  absl::Status Unknown(const Word& w, absl::string_view what,
+                       const std::vector<std::string>& names) const {
     std::string guess = ClosestWord(w.text, names);
-    return Error(w.column, absl::StrCat("unknown ", what, " \"", w.text, "\"",
-                                        guess.empty() ? absl::StrCat("; expected ", OneOf(names))
-                                                      : absl::StrCat("; did you mean ", guess, "?")));
+    return Error(w.column,
+                 absl::StrCat("unknown ", what, " \"", w.text, "\"",
+                              guess.empty() ? absl::StrCat("; expected ", OneOf(names))
+                                            : absl::StrCat("; did you mean ", guess, "?")));
   }
 
   // A connection or rule number: 1, 2, ...
   absl::Status Number(const std::vector<Word>& words, size_t i, const char* what) const {
     if (i >= words.size()) {
       return Error(static_cast<int>(words.back().column + words.back().text.size()) + 1,
-                   absl::StrCat("expected a ", what, " number after \"", words[i - 1].text, "\" (1, 2, ...)"));
+                   absl::StrCat("expected a ", what, " number after \"", words[i - 1].text,
+                                "\" (1, 2, ...)"));
     }
     uint64_t n = 0;
     if (!absl::SimpleAtoi(words[i].text, &n) || n == 0) {
-      return Error(words[i].column, absl::StrCat("expected a ", what, " number (1, 2, ...), got \"", words[i].text,
-                                                 "\""));
+      return Error(words[i].column, absl::StrCat("expected a ", what, " number (1, 2, ...), got \"",
+                                                 words[i].text, "\""));
     }
     return absl::OkStatus();
   }
 
   template <size_t N>
-  absl::Status Field2(const std::vector<Word>& words, size_t i, const Field (&fields)[N], Expectation& e,
-                      Kind& kind) const {
+  absl::Status Field2(const std::vector<Word>& words, size_t i, const Field (&fields)[N],
+                      Expectation& e, Kind& kind) const {
     std::vector<std::string> names = NamesOf(fields, ctx_);
     std::string after = JoinWords(words, i);
     if (i >= words.size()) {
@@ -235,8 +257,9 @@ class Parser {
                                               : absl::StrCat("; did you mean ", guess, "?")));
     }
     if (i + 1 < words.size()) {
-      return Error(words[i + 1].column, absl::StrCat("unexpected \"", words[i + 1].text, "\" after \"",
-                                                     JoinWords(words, i + 1), "\"; expected a comparison"));
+      return Error(words[i + 1].column,
+                   absl::StrCat("unexpected \"", words[i + 1].text, "\" after \"",
+                                JoinWords(words, i + 1), "\"; expected a comparison"));
     }
     e.subject.emplace_back(f->name);
     kind = f->kind;
@@ -262,8 +285,8 @@ class Parser {
     const Field* f = FindField(kRunFields, first.text);
     if (!f) return Unknown(first, "subject", TopWords());
     if (words.size() > 1) {
-      return Error(words[1].column, absl::StrCat("unexpected \"", words[1].text, "\" after \"", first.text,
-                                                 "\"; expected a comparison"));
+      return Error(words[1].column, absl::StrCat("unexpected \"", words[1].text, "\" after \"",
+                                                 first.text, "\"; expected a comparison"));
     }
     e.subject.emplace_back(f->name);
     kind = f->kind;
@@ -331,11 +354,14 @@ ExpectResult Evaluate(const Expectation& e, const ExpectFacts& facts) {
     if (absl::EqualsIgnoreCase(w, e.word)) found = true;
   }
   r.pass = e.op == ExpectOp::kEq ? found : !found;
-  r.actual = !a->shown.empty() ? a->shown : a->words.empty() ? "none" : absl::StrJoin(a->words, ", ");
+  r.actual = !a->shown.empty()  ? a->shown
+             : a->words.empty() ? "none"
+                                : absl::StrJoin(a->words, ", ");
   return r;
 }
 
-std::vector<ExpectResult> EvaluateAll(const std::vector<Expectation>& es, const ExpectFacts& facts) {
+std::vector<ExpectResult> EvaluateAll(const std::vector<Expectation>& es,
+                                      const ExpectFacts& facts) {
   std::vector<ExpectResult> out;
   out.reserve(es.size());
   for (const Expectation& e : es) out.push_back(Evaluate(e, facts));

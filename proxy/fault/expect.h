@@ -56,7 +56,8 @@ struct Expectation {
 // Parses one expression. Errors name the column (1-based) and, for a misspelt word,
 // the word probably meant: `column 8: unknown field "hist" after "rule 1"; did you mean
 // hits?`, followed by the text and a caret under the column.
-absl::StatusOr<Expectation> ParseExpectation(absl::string_view text, ExpectContext context = ExpectContext::kRun);
+absl::StatusOr<Expectation> ParseExpectation(absl::string_view text,
+                                             ExpectContext context = ExpectContext::kRun);
 
 // What a subject came to: a number, or words (one for a final state, every state
 // visited for `-visited`); `shown` is how the result line prints it.

@@ -189,8 +189,8 @@ absl::StatusOr<int> FaultEngine::AddRule(Rule rule, uint64_t scope) {
   f.drawn = rule.probability.has_value();
   const int id = next_id_++;
   std::string text = ToString(rule);
-  rules_.push_back(
-      Compiled{id, std::move(rule), std::make_unique<const std::string>(std::move(text)), 0, scope});
+  rules_.push_back(Compiled{id, std::move(rule),
+                            std::make_unique<const std::string>(std::move(text)), 0, scope});
   filters_.push_back(f);
   Rebuild();
   return id;
@@ -252,8 +252,10 @@ void FaultEngine::Rebuild() {
       for (int f = 0; f < 256; ++f) {
         if (!FlagsMatch(r, static_cast<uint8_t>(f))) continue;
         candidates_[(size_t(h) * 256 + size_t(f)) * words_ + i / 64] |= bit;
-        if (CanCarrySuperSegmentData(static_cast<uint8_t>(f)) && AllowsPayload(r)) data_watched_[h] = true;
-        if ((f & stack::kAck) != 0 && (f & (stack::kSyn | stack::kRst)) == 0) ack_watched_[h] = true;
+        if (CanCarrySuperSegmentData(static_cast<uint8_t>(f)) && AllowsPayload(r))
+          data_watched_[h] = true;
+        if ((f & stack::kAck) != 0 && (f & (stack::kSyn | stack::kRst)) == 0)
+          ack_watched_[h] = true;
         if (socket_ok) {
           candidates_[(size_t(h + kHookCount) * 256 + size_t(f)) * words_ + i / 64] |= bit;
           socket_watched_[h] = true;

@@ -88,7 +88,9 @@ struct Offered {
   // Every rule that fired on it, in order: mutations first, the deciding rule last.
   absl::Span<const Decision> decisions;
 
-  bool changed(absl::Span<const uint8_t> offered) const { return datagram.data() != offered.data(); }
+  bool changed(absl::Span<const uint8_t> offered) const {
+    return datagram.data() != offered.data();
+  }
   // The last rule that fired, or null.
   const Decision* last() const { return decisions.empty() ? nullptr : &decisions.back(); }
   // An `rst` rule replaced the datagram with a RST.
@@ -133,9 +135,9 @@ struct Offered {
 //              segment had ACK): same addresses, ports and IP header, window 0, no
 //              options, no payload, valid checksums.
 //   set/add F  the field changes (add wraps modulo the field's width), patched in a
-//              copy of the datagram with both checksums updated (RFC 1624). mss and wscale change only
-//              a segment carrying that option; otherwise nothing changes and the
-//              decision's detail says so. ttl is the IPv4 TTL or the IPv6 hop limit.
+//              copy of the datagram with both checksums updated (RFC 1624). mss and wscale change
+//              only a segment carrying that option; otherwise nothing changes and the decision's
+//              detail says so. ttl is the IPv4 TTL or the IPv6 hop limit.
 //   corrupt payload  one payload byte, chosen by the generator, is inverted and the
 //              checksum is left as it was, so the receiver must find it bad (a single
 //              changed byte always changes the internet checksum). No payload:

@@ -21,7 +21,8 @@ const Scenario* FindScenario(absl::string_view name) {
 std::string ScenarioNames(absl::string_view wanted) {
   std::vector<std::string> names;
   for (const Scenario& s : Scenarios()) names.push_back(s.name);
-  if (std::string guess = DidYouMean(wanted, names); !guess.empty()) return absl::StrCat("did you mean ", guess, "?");
+  if (std::string guess = DidYouMean(wanted, names); !guess.empty())
+    return absl::StrCat("did you mean ", guess, "?");
   return absl::StrCat("the scenarios are: ", absl::StrJoin(names, ", "));
 }
 

@@ -32,7 +32,9 @@ class SimInterposer : public stack::Interposer {
   stack::Instant NextDeadline() const override;
 
   // Hears every decision the engine returns, in order (a run's record of its faults).
-  void set_decision_log(std::function<void(const Decision&)> log) { decision_log_ = std::move(log); }
+  void set_decision_log(std::function<void(const Decision&)> log) {
+    decision_log_ = std::move(log);
+  }
 
   // Datagrams the engine released that failed to parse (corrupted): never delivered.
   uint64_t bad_datagrams() const { return bad_datagrams_; }

@@ -22,11 +22,12 @@ const ToxicType* FindStreamToxicType(absl::string_view name) {
 absl::Status ValidateStreamToxic(const StreamToxic& t) {
   if (t.type == nullptr) return absl::InvalidArgumentError("no toxic type");
   if (!(t.toxicity >= 0 && t.toxicity <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("toxicity must be from 0 to 1, got ", t.toxicity));
+    return absl::InvalidArgumentError(
+        absl::StrCat("toxicity must be from 0 to 1, got ", t.toxicity));
   }
   if (t.values.size() != t.type->attributes.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(t.type->name, " takes ", t.type->attributes.size(),
-                                                   " attributes, got ", t.values.size()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        t.type->name, " takes ", t.type->attributes.size(), " attributes, got ", t.values.size()));
   }
   for (size_t i = 0; i < t.values.size(); ++i) {
     if (t.values[i] < 0) {
@@ -39,12 +40,13 @@ absl::Status ValidateStreamToxic(const StreamToxic& t) {
   return toxic->Check();
 }
 
-absl::StatusOr<StreamToxic> MakeStreamToxic(absl::string_view type,
-                                           const std::vector<std::pair<absl::string_view, int64_t>>& attributes,
-                                           double toxicity) {
+absl::StatusOr<StreamToxic> MakeStreamToxic(
+    absl::string_view type, const std::vector<std::pair<absl::string_view, int64_t>>& attributes,
+    double toxicity) {
   StreamToxic t;
   t.type = FindStreamToxicType(type);
-  if (t.type == nullptr) return absl::InvalidArgumentError(absl::StrCat("no stream toxic type \"", type, "\""));
+  if (t.type == nullptr)
+    return absl::InvalidArgumentError(absl::StrCat("no stream toxic type \"", type, "\""));
   t.values.assign(t.type->attributes.size(), 0);
   t.toxicity = toxicity;
   for (const auto& [name, value] : attributes) {
@@ -81,8 +83,8 @@ class ToxicStream::StageContext final : public ToxicContext {
   bool removed_;
 };
 
-ToxicStream::ToxicStream(std::shared_ptr<const ToxicChain> chain, std::shared_ptr<std::mt19937_64> rng,
-                         Instant now)
+ToxicStream::ToxicStream(std::shared_ptr<const ToxicChain> chain,
+                         std::shared_ptr<std::mt19937_64> rng, Instant now)
     : chain_(std::move(chain)), rng_(std::move(rng)) {
   Refresh(now);
 }
@@ -110,7 +112,8 @@ void ToxicStream::Refresh(Instant now) {
   std::vector<bool> kept(stages_.size(), false);
   std::vector<size_t> started;
   for (const ToxicChain::Entry& e : chain_->entries) {
-    auto it = std::find_if(stages_.begin(), stages_.end(), [&](const Stage& s) { return s.id == e.id; });
+    auto it =
+        std::find_if(stages_.begin(), stages_.end(), [&](const Stage& s) { return s.id == e.id; });
     if (it == stages_.end()) {
       started.push_back(next.size());
       next.push_back(MakeStage(e));
@@ -157,7 +160,9 @@ void ToxicStream::Output(ToxicChunk chunk) {
     out_.push_back({std::move(chunk), 0, {}});
     return;
   }
-  const End e = chunk.kind == Kind::kEof ? End::kEof : chunk.kind == Kind::kClose ? End::kClose : End::kReset;
+  const End e = chunk.kind == Kind::kEof     ? End::kEof
+                : chunk.kind == Kind::kClose ? End::kClose
+                                             : End::kReset;
   // A reset may follow a half-close (RST after FIN is legal TCP); nothing else follows an end.
   if (end_ == End::kNone || (e == End::kReset && end_ == End::kEof)) end_ = e;
 }

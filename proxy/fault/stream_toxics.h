@@ -97,9 +97,9 @@ struct StreamToxic {
 };
 
 // A toxic of the named type with the given attributes (the others 0), checked.
-absl::StatusOr<StreamToxic> MakeStreamToxic(absl::string_view type,
-                                           const std::vector<std::pair<absl::string_view, int64_t>>& attributes,
-                                           double toxicity = 1.0);
+absl::StatusOr<StreamToxic> MakeStreamToxic(
+    absl::string_view type, const std::vector<std::pair<absl::string_view, int64_t>>& attributes,
+    double toxicity = 1.0);
 
 // Checks attribute ranges (negative durations, a slicer that cannot slice, ...) with
 // a message naming the attribute.
@@ -197,7 +197,8 @@ class ToxicStream {
 
 // Both directions of one connection of a control-API proxy, as its relay keeps them.
 struct ConnectionToxics {
-  ConnectionToxics(std::shared_ptr<const ToxicChain> up_chain, std::shared_ptr<const ToxicChain> down_chain,
+  ConnectionToxics(std::shared_ptr<const ToxicChain> up_chain,
+                   std::shared_ptr<const ToxicChain> down_chain,
                    std::shared_ptr<std::mt19937_64> rng, stack::Instant now)
       : up(std::move(up_chain), rng, now), down(std::move(down_chain), rng, now) {}
   ToxicStream up;    // client -> server ("upstream" in Toxiproxy)

@@ -35,7 +35,8 @@ class Latency final : public Toxic {
     if (c.is_data()) {
       // Toxiproxy: latency + rand.Int63n(2 * jitter) - jitter.
       int64_t ms = latency_;
-      if (jitter_ > 0) ms += static_cast<int64_t>(cx.rng()() % static_cast<uint64_t>(2 * jitter_)) - jitter_;
+      if (jitter_ > 0)
+        ms += static_cast<int64_t>(cx.rng()() % static_cast<uint64_t>(2 * jitter_)) - jitter_;
       c.ts += absl::Milliseconds(ms);
       due = std::max(due, c.ts);
     }
@@ -61,12 +62,14 @@ class Bandwidth final : public Toxic {
       return cx.Emit(std::move(c), start);
     }
     const size_t piece = static_cast<size_t>(rate_) * 100;
-    const Instant done = start + absl::Nanoseconds(static_cast<int64_t>(c.data.size()) * 1'000'000 / rate_);
+    const Instant done =
+        start + absl::Nanoseconds(static_cast<int64_t>(c.data.size()) * 1'000'000 / rate_);
     size_t off = 0;
     for (int k = 1; c.data.size() - off > piece; ++k) {
       ToxicChunk p;
       p.ts = c.ts;
-      p.data.assign(c.data.begin() + static_cast<ptrdiff_t>(off), c.data.begin() + static_cast<ptrdiff_t>(off + piece));
+      p.data.assign(c.data.begin() + static_cast<ptrdiff_t>(off),
+                    c.data.begin() + static_cast<ptrdiff_t>(off + piece));
       off += piece;
       cx.Emit(std::move(p), start + absl::Milliseconds(100) * k);
     }
@@ -111,7 +114,9 @@ class Timeout final : public Toxic {
     cx.SetTimer(stack::kNever);
     cx.Emit(std::move(c), t);
   }
-  void OnTimer(Instant t, ToxicContext& cx) override { cx.Emit(EndChunk(ToxicChunk::Kind::kClose, t), t); }
+  void OnTimer(Instant t, ToxicContext& cx) override {
+    cx.Emit(EndChunk(ToxicChunk::Kind::kClose, t), t);
+  }
   void Remove(Instant t, ToxicContext& cx) override { OnTimer(t, cx); }
 
  private:
@@ -130,7 +135,9 @@ class ResetPeer final : public Toxic {
     }
     if (c.is_data()) cx.Discard(c.data.size());
   }
-  void OnTimer(Instant t, ToxicContext& cx) override { cx.Emit(EndChunk(ToxicChunk::Kind::kReset, t), t); }
+  void OnTimer(Instant t, ToxicContext& cx) override {
+    cx.Emit(EndChunk(ToxicChunk::Kind::kReset, t), t);
+  }
 
  private:
   int64_t timeout_ = 0;
@@ -150,11 +157,13 @@ class Slicer final : public Toxic {
   // As Toxiproxy 2.13: anything else cannot slice, or recurses without end.
   absl::Status Check() const override {
     if (average_size_ <= 0) {
-      return absl::InvalidArgumentError(absl::StrCat("average_size must be above 0, got ", average_size_));
+      return absl::InvalidArgumentError(
+          absl::StrCat("average_size must be above 0, got ", average_size_));
     }
     if (size_variation_ > average_size_) {
-      return absl::InvalidArgumentError(absl::StrCat("size_variation must be from 0 to average_size (",
-                                                     average_size_, "), got ", size_variation_));
+      return absl::InvalidArgumentError(
+          absl::StrCat("size_variation must be from 0 to average_size (", average_size_, "), got ",
+                       size_variation_));
     }
     return absl::OkStatus();
   }
@@ -188,7 +197,8 @@ class Slicer final : public Toxic {
     }
     int64_t mid = start + (end - start) / 2;
     if (size_variation_ > 0) {
-      mid += static_cast<int64_t>(cx.rng()() % static_cast<uint64_t>(2 * size_variation_)) - size_variation_;
+      mid += static_cast<int64_t>(cx.rng()() % static_cast<uint64_t>(2 * size_variation_)) -
+             size_variation_;
     }
     if (mid <= start || mid >= end) {
       cuts.push_back(end);

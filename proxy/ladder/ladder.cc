@@ -74,7 +74,9 @@ class FieldReader {
     std::optional<std::string> s = String(key);
     if (!s) return std::nullopt;
     std::optional<TcpState> st = stack::ParseStateName(*s);
-    if (!st) Fail(absl::StrCat("\"", key, "\" is not a TCP state: \"", *s, "\" (expected e.g. ESTABLISHED)"));
+    if (!st)
+      Fail(absl::StrCat("\"", key, "\" is not a TCP state: \"", *s,
+                        "\" (expected e.g. ESTABLISHED)"));
     return st;
   }
   void Fail(const std::string& message) {
@@ -90,7 +92,8 @@ class FieldReader {
 
 absl::StatusOr<LadderRecord> ParseRecord(const json& j, int line, const std::string& path) {
   const std::string where = absl::StrCat(path, ":", line, ": ");
-  if (!j.is_object()) return absl::InvalidArgumentError(where + "not a JSON object but " + j.type_name());
+  if (!j.is_object())
+    return absl::InvalidArgumentError(where + "not a JSON object but " + j.type_name());
   FieldReader f(j, where);
   LadderRecord r;
   r.line = line;
@@ -102,7 +105,8 @@ absl::StatusOr<LadderRecord> ParseRecord(const json& j, int line, const std::str
     if (hook) {
       r.hook = *hook;
     } else {
-      f.Fail(absl::StrCat("\"hook\" must be from-client, to-client, from-server or to-server, not \"", *h, "\""));
+      f.Fail(absl::StrCat(
+          "\"hook\" must be from-client, to-client, from-server or to-server, not \"", *h, "\""));
     }
   }
   r.note = f.String("note").value_or("");
@@ -117,7 +121,8 @@ absl::StatusOr<LadderRecord> ParseRecord(const json& j, int line, const std::str
         r.flags = *flags;
         r.flags_text = *fl;
       } else {
-        f.Fail(absl::StrCat("\"flags\" is not a set of TCP flags: \"", *fl, "\" (expected e.g. SYN+ACK)"));
+        f.Fail(absl::StrCat("\"flags\" is not a set of TCP flags: \"", *fl,
+                            "\" (expected e.g. SYN+ACK)"));
       }
     }
     constexpr uint64_t kMax32 = std::numeric_limits<uint32_t>::max();
@@ -130,7 +135,8 @@ absl::StatusOr<LadderRecord> ParseRecord(const json& j, int line, const std::str
     r.ack = u32("ack");
     r.rack = u32("rack");
     if (!r.seq && !r.rseq) f.Require("rseq", "a segment needs its seq or rseq");
-    if (r.flags.has(stack::kAck) && !r.ack && !r.rack) f.Require("rack", "a segment with ACK needs its ack or rack");
+    if (r.flags.has(stack::kAck) && !r.ack && !r.rack)
+      f.Require("rack", "a segment with ACK needs its ack or rack");
     f.Require("len", "a segment needs its payload length");
     r.len = static_cast<uint32_t>(f.Unsigned("len", kMax32).value_or(0));
     r.src = f.String("src").value_or("");
@@ -210,7 +216,8 @@ Effect ParseEffect(const LadderRecord& r) {
       }
     } else if (kind == "rst") {
       e.mutated = true;
-      e.flags = r.flags.has(stack::kAck) ? TcpFlags(stack::kRst | stack::kAck) : TcpFlags(stack::kRst);
+      e.flags =
+          r.flags.has(stack::kAck) ? TcpFlags(stack::kRst | stack::kAck) : TcpFlags(stack::kRst);
     } else if ((kind == "set" || kind == "add") && !absl::StrContains(rest, "unchanged")) {
       // "FIELD BEFORE -> AFTER"
       if (words.size() >= 4 && words[2] == "->" && words[1] != words[3]) {
@@ -230,8 +237,9 @@ Effect ParseEffect(const LadderRecord& r) {
     e.note = ActionText(kind, rest, action);
   }
   if (r.rule != 0) {
-    const std::string rule = r.rule_text.empty() ? absl::StrCat("[rule ", r.rule, "]")
-                                                 : absl::StrCat("[rule ", r.rule, ": ", r.rule_text, "]");
+    const std::string rule = r.rule_text.empty()
+                                 ? absl::StrCat("[rule ", r.rule, "]")
+                                 : absl::StrCat("[rule ", r.rule, ": ", r.rule_text, "]");
     e.note = e.note.empty() ? rule : absl::StrCat(e.note, "  ", rule);
   }
   return e;
@@ -256,13 +264,16 @@ class PeerModel {
   std::optional<TcpState> Sent(TcpFlags flags, uint32_t seq, uint32_t len) {
     if (flags.has(stack::kRst)) return Set(TcpState::kClosed);
     if (flags.has(stack::kSyn)) {
-      if (!flags.has(stack::kAck) && (!state_ || state_ == TcpState::kClosed)) return Set(TcpState::kSynSent);
-      if (flags.has(stack::kAck) && (!state_ || state_ == TcpState::kListen)) return Set(TcpState::kSynReceived);
+      if (!flags.has(stack::kAck) && (!state_ || state_ == TcpState::kClosed))
+        return Set(TcpState::kSynSent);
+      if (flags.has(stack::kAck) && (!state_ || state_ == TcpState::kListen))
+        return Set(TcpState::kSynReceived);
       return std::nullopt;
     }
     if (flags.has(stack::kFin)) {
       fin_end_ = seq + len + 1;
-      if (state_ == TcpState::kEstablished || state_ == TcpState::kSynReceived) return Set(TcpState::kFinWait1);
+      if (state_ == TcpState::kEstablished || state_ == TcpState::kSynReceived)
+        return Set(TcpState::kFinWait1);
       if (state_ == TcpState::kCloseWait) return Set(TcpState::kLastAck);
       return std::nullopt;
     }
@@ -273,7 +284,8 @@ class PeerModel {
 
   std::optional<TcpState> Received(TcpFlags flags, uint32_t seq, uint32_t ack, uint32_t len) {
     if (flags.has(stack::kRst)) {
-      if (!state_ || state_ == TcpState::kListen || state_ == TcpState::kClosed) return std::nullopt;
+      if (!state_ || state_ == TcpState::kListen || state_ == TcpState::kClosed)
+        return std::nullopt;
       return Set(TcpState::kClosed);
     }
     if (flags.has(stack::kSyn)) {
@@ -372,7 +384,8 @@ LadderLine Receiver(Hook h) {
 }
 bool IsKernel(LadderLine l) { return l == LadderLine::kClient || l == LadderLine::kServer; }
 LadderLine ProxyLine(Hook h) {
-  return h == Hook::kFromClient || h == Hook::kToClient ? LadderLine::kClientLeg : LadderLine::kServerLeg;
+  return h == Hook::kFromClient || h == Hook::kToClient ? LadderLine::kClientLeg
+                                                        : LadderLine::kServerLeg;
 }
 size_t Idx(LadderLine l) { return static_cast<size_t>(l); }
 
@@ -436,11 +449,13 @@ void RestoreCausalOrder(std::vector<Drawn>& segs) {
     const LadderLine from = Sender(r.r->hook);
     Sent& before = sent[Idx(from)];
     const TcpFlags f = r.r->flags;
-    const uint32_t data_start = r.seq + (f.has(stack::kSyn) ? 1 : 0), data_end = data_start + r.r->len;
+    const uint32_t data_start = r.seq + (f.has(stack::kSyn) ? 1 : 0),
+                   data_end = data_start + r.r->len;
     const uint32_t end = data_end + (f.has(stack::kFin) ? 1 : 0);
     // Only what this segment brought first can be what a later line answers.
     const bool new_space = !before.end || SeqLt(*before.end, end);
-    const uint32_t new_from = before.data_end && SeqLt(data_start, *before.data_end) ? *before.data_end : data_start;
+    const uint32_t new_from =
+        before.data_end && SeqLt(data_start, *before.data_end) ? *before.data_end : data_start;
     const bool new_data = r.r->len > 0 && SeqLt(new_from, data_end);
     const bool first_fin = f.has(stack::kFin) && !before.fin;
     const bool first_syn = f.has(stack::kSyn) && !f.has(stack::kAck) && !before.syn;
@@ -453,10 +468,12 @@ void RestoreCausalOrder(std::vector<Drawn>& segs) {
         return new_space && sf.has(stack::kAck) && SeqLe(end, s.ack);
       }
       // The other leg, away from the proxy: its bytes, FIN or SYN relayed.
-      const bool other_leg = ProxyLine(s.r->hook) != ProxyLine(r.r->hook) && !IsKernel(Sender(s.r->hook));
+      const bool other_leg =
+          ProxyLine(s.r->hook) != ProxyLine(r.r->hook) && !IsKernel(Sender(s.r->hook));
       if (!other_leg) return false;
       const uint32_t s_start = s.seq + (sf.has(stack::kSyn) ? 1 : 0), s_end = s_start + s.r->len;
-      if (new_data && s.r->len > 0 && SeqLt(s_start, data_end) && SeqLt(new_from, s_end)) return true;
+      if (new_data && s.r->len > 0 && SeqLt(s_start, data_end) && SeqLt(new_from, s_end))
+        return true;
       if (first_fin && sf.has(stack::kFin)) return true;
       if (first_syn && sf.has(stack::kSyn) && !sf.has(stack::kAck)) return true;
       return first_syn_ack && sf.has(stack::kSyn) && sf.has(stack::kAck);
@@ -470,7 +487,8 @@ void RestoreCausalOrder(std::vector<Drawn>& segs) {
       }
     }
     if (!before.end || SeqLt(*before.end, end)) before.end = end;
-    if (r.r->len > 0 && (!before.data_end || SeqLt(*before.data_end, data_end))) before.data_end = data_end;
+    if (r.r->len > 0 && (!before.data_end || SeqLt(*before.data_end, data_end)))
+      before.data_end = data_end;
     before.fin = before.fin || f.has(stack::kFin);
     before.syn = before.syn || (f.has(stack::kSyn) && !f.has(stack::kAck));
     before.syn_ack = before.syn_ack || (f.has(stack::kSyn) && f.has(stack::kAck));
@@ -478,7 +496,8 @@ void RestoreCausalOrder(std::vector<Drawn>& segs) {
   // Each move stays inside its own run of lines, so they do not interfere.
   for (const auto& [from, to] : moves) {
     segs[from].t = std::min(segs[from].t, segs[to].t);
-    std::rotate(segs.begin() + static_cast<std::ptrdiff_t>(to), segs.begin() + static_cast<std::ptrdiff_t>(from),
+    std::rotate(segs.begin() + static_cast<std::ptrdiff_t>(to),
+                segs.begin() + static_cast<std::ptrdiff_t>(from),
                 segs.begin() + static_cast<std::ptrdiff_t>(from) + 1);
   }
 }
@@ -578,7 +597,8 @@ void AssignStates(const std::vector<Drawn>& segs, std::vector<Item>& items, bool
       proxy[Idx(leg)] = r.before;
     }
     arrival_at[Idx(leg)].reset();
-    if (r.has_segment && d.effect.fate == Effect::Fate::kPass) receive(d, it.post, 1 + d.effect.copies);
+    if (r.has_segment && d.effect.fate == Effect::Fate::kPass)
+      receive(d, it.post, 1 + d.effect.copies);
     if (r.after && r.after != proxy[Idx(leg)]) {
       it.post.push_back({leg, *r.after, false});
       proxy[Idx(leg)] = r.after;
@@ -592,7 +612,8 @@ void LayOut(const std::vector<Drawn>& segs, const std::vector<Item>& items, Ladd
     for (const Mark& m : marks) {
       // Shares the last row when that holds only states and none on this line.
       bool reuse = !out.rows.empty() && out.rows.back().kind == LadderRow::Kind::kStates;
-      for (auto s = out.states.rbegin(); reuse && s != out.states.rend() && s->row + 1 == out.rows.size(); ++s) {
+      for (auto s = out.states.rbegin();
+           reuse && s != out.states.rend() && s->row + 1 == out.rows.size(); ++s) {
         if (s->line == m.line) reuse = false;
       }
       if (!reuse) out.rows.push_back({LadderRow::Kind::kStates, t, ""});
@@ -699,13 +720,16 @@ absl::StatusOr<std::vector<LadderRecord>> ReadLadderLog(const std::string& path)
   std::vector<int> lines;
   ASSIGN_OR_RETURN(std::vector<json> objects, ReadJsonLog(path, &lines));
   if (objects.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, " is empty: no segments to draw (write one with wrench proxy --log=FILE, then make a connection)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path,
+                     " is empty: no segments to draw (write one with wrench proxy --log=FILE, then "
+                     "make a connection)"));
   }
   return ParseLadderRecords(objects, lines, path);
 }
 
-std::vector<Ladder> BuildLadders(absl::Span<const LadderRecord> records, std::optional<uint64_t> only_conn) {
+std::vector<Ladder> BuildLadders(absl::Span<const LadderRecord> records,
+                                 std::optional<uint64_t> only_conn) {
   std::map<uint64_t, std::vector<const LadderRecord*>> by_conn;
   for (const LadderRecord& r : records) {
     if (r.conn == 0 || (only_conn && r.conn != *only_conn)) continue;
@@ -716,7 +740,8 @@ std::vector<Ladder> BuildLadders(absl::Span<const LadderRecord> records, std::op
   return out;
 }
 
-absl::StatusOr<std::string> DrawLadder(const std::string& path, LadderFormat format, std::optional<uint64_t> conn) {
+absl::StatusOr<std::string> DrawLadder(const std::string& path, LadderFormat format,
+                                       std::optional<uint64_t> conn) {
   ASSIGN_OR_RETURN(std::vector<LadderRecord> records, ReadLadderLog(path));
   std::vector<Ladder> ladders = BuildLadders(records, conn);
   if (ladders.empty()) {
@@ -725,17 +750,19 @@ absl::StatusOr<std::string> DrawLadder(const std::string& path, LadderFormat for
       if (r.conn != 0) have.insert(r.conn);
     }
     if (have.empty()) {
-      return absl::NotFoundError(absl::StrCat(path, " has ", records.size(),
-                                              " records but none belongs to a connection: nothing to draw"));
+      return absl::NotFoundError(
+          absl::StrCat(path, " has ", records.size(),
+                       " records but none belongs to a connection: nothing to draw"));
     }
-    return absl::NotFoundError(
-        absl::StrCat(path, " has no connection ", *conn, "; it has ", have.size() == 1 ? "connection " : "connections ",
-                     absl::StrJoin(have, ", ")));
+    return absl::NotFoundError(absl::StrCat(path, " has no connection ", *conn, "; it has ",
+                                            have.size() == 1 ? "connection " : "connections ",
+                                            absl::StrJoin(have, ", ")));
   }
   switch (format) {
     case LadderFormat::kText: return RenderLadderText(ladders);
     case LadderFormat::kSvg: return RenderLadderSvg(ladders);
-    case LadderFormat::kHtml: return RenderLadderHtml(ladders, absl::StrCat("wrench ladder: ", path));
+    case LadderFormat::kHtml:
+      return RenderLadderHtml(ladders, absl::StrCat("wrench ladder: ", path));
   }
   return RenderLadderText(ladders);
 }

@@ -40,9 +40,9 @@ struct LadderRecord {
 // Every record needs t, conn and hook; a segment needs flags, seq or rseq, ack or
 // rack when ACK is set, and len. Errors name the file and line:
 // "log.jsonl:17: no \"hook\" field (every record has t, conn and hook)".
-absl::StatusOr<std::vector<LadderRecord>> ParseLadderRecords(absl::Span<const nlohmann::json> objects,
-                                                             absl::Span<const int> line_numbers,
-                                                             const std::string& path);
+absl::StatusOr<std::vector<LadderRecord>> ParseLadderRecords(
+    absl::Span<const nlohmann::json> objects, absl::Span<const int> line_numbers,
+    const std::string& path);
 // ReadJsonLog + ParseLadderRecords. An empty log is an error that says so.
 absl::StatusOr<std::vector<LadderRecord>> ReadLadderLog(const std::string& path);
 

@@ -45,7 +45,8 @@ std::u32string Utf32(absl::string_view s) {
       continue;
     }
     char32_t cp = n == 1 ? c : c & (0x7f >> n);
-    for (int k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + static_cast<size_t>(k)]) & 0x3f);
+    for (int k = 1; k < n; ++k)
+      cp = (cp << 6) | (static_cast<unsigned char>(s[i + static_cast<size_t>(k)]) & 0x3f);
     out.push_back(cp);
     i += static_cast<size_t>(n);
   }
@@ -118,13 +119,19 @@ std::vector<std::u32string> Wrap(const std::u32string& text, int width) {
 }
 
 std::string StateText(const LadderState& s) {
-  return s.inferred ? absl::StrCat("~", stack::StateName(s.state)) : absl::StrCat("[", stack::StateName(s.state), "]");
+  return s.inferred ? absl::StrCat("~", stack::StateName(s.state))
+                    : absl::StrCat("[", stack::StateName(s.state), "]");
 }
 
 class TextLadder {
  public:
   TextLadder(const Ladder& l, int width, int time_width)
-      : l_(l), at_(l), width_(width), canvas_(width), lines_(l.server_leg ? 4 : 2), time_width_(time_width) {
+      : l_(l),
+        at_(l),
+        width_(width),
+        canvas_(width),
+        lines_(l.server_leg ? 4 : 2),
+        time_width_(time_width) {
     // time | client | gap | client leg | 3 | server leg | gap | server: the two gaps
     // share what the width leaves, within reason.
     x_[0] = time_width + 3;
@@ -155,7 +162,8 @@ class TextLadder {
     absl::StrAppend(&out, "connection ", l_.conn, "\n");
     auto leg = [&](const char* name, const std::string& a, const std::string& b) {
       if (a.empty() && b.empty()) return;
-      absl::StrAppend(&out, "  ", name, "  ", a.empty() ? "?" : a, " -> ", b.empty() ? "?" : b, "\n");
+      absl::StrAppend(&out, "  ", name, "  ", a.empty() ? "?" : a, " -> ", b.empty() ? "?" : b,
+                      "\n");
     };
     leg("client leg", l_.client_addr, l_.front_addr);
     if (l_.server_leg) {
@@ -248,7 +256,8 @@ class TextLadder {
     // How far the arrow goes: all the way, to a cross past the label, or to the
     // column where a held one turns down.
     int reach = inner;
-    if (a.fate == LadderArrow::Fate::kDropped) reach = std::clamp(std::max(n + 6, inner * 11 / 20), 4, inner - 3);
+    if (a.fate == LadderArrow::Fate::kDropped)
+      reach = std::clamp(std::max(n + 6, inner * 11 / 20), 4, inner - 3);
     if (a.fate == LadderArrow::Fate::kHeld) reach = std::clamp(n + 5, 4, inner - 3);
     int turn = 0;
     for (int k = 0; k < reach; ++k) {
@@ -285,7 +294,8 @@ class TextLadder {
     }
     canvas_.Put(end, t->col, right ? U'╰' : U'╯');
     const int stop = right ? X(a.to) - 1 : X(a.to) + 1;
-    for (int col = t->col + (right ? 1 : -1); col != stop; col += right ? 1 : -1) canvas_.Put(end, col, U'─');
+    for (int col = t->col + (right ? 1 : -1); col != stop; col += right ? 1 : -1)
+      canvas_.Put(end, col, U'─');
     canvas_.Put(end, stop, right ? U'▶' : U'◀');
   }
 
@@ -313,8 +323,10 @@ class TextLadder {
 };
 
 constexpr const char* kTextLegend =
-    "[STATE] the proxy's endpoint (from the log)   ~STATE a kernel peer (inferred from its segments)\n"
-    "──▶ segment   ──X dropped   ──╮ ... ╰──▶ held (delay, reorder)   ╌╌▶ duplicate   ══▶ changed\n";
+    "[STATE] the proxy's endpoint (from the log)   ~STATE a kernel peer (inferred from its "
+    "segments)\n"
+    "──▶ segment   ──X dropped   ──╮ ... ╰──▶ held (delay, reorder)   "
+    "╌╌▶ duplicate   ══▶ changed\n";
 
 // ---------------------------------------------------------------------------
 // SVG.
@@ -377,7 +389,8 @@ constexpr const char* kSvgStyle =
 std::string Markers() {
   std::string out = "<defs>";
   for (const char* c : {"#212121", "#c62828", "#e65100", "#00796b", "#6a1b9a"}) {
-    absl::StrAppend(&out, "<marker id=\"h", c + 1, "\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" ",
+    absl::StrAppend(&out, "<marker id=\"h", c + 1,
+                    "\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" ",
                     "markerWidth=\"8\" markerHeight=\"8\" orient=\"auto-start-reverse\">",
                     "<path d=\"M0,0 L10,5 L0,10 z\" fill=\"", c, "\"/></marker>");
   }
@@ -411,15 +424,16 @@ class SvgLadder {
   // Draws at vertical offset `top`; returns the height used.
   double Render(std::string& out, double top) {
     double y = top + 22;
-    absl::StrAppend(&out, "<text class=\"h\" x=\"16\" y=\"", y, "\">connection ", l_.conn, "</text>");
+    absl::StrAppend(&out, "<text class=\"h\" x=\"16\" y=\"", y, "\">connection ", l_.conn,
+                    "</text>");
     y = Header(out, y + 14);
     const double life_top = y;
     RowPositions(y);
     const double bottom = row_y_.empty() ? y + 10 : row_bottom_.back() + 12;
     const int lines = l_.server_leg ? 4 : 2;
     for (int k = 0; k < lines; ++k) {
-      absl::StrAppend(&out, "<line class=\"", k == 1 || k == 2 ? "plife" : "life", "\" x1=\"", x_[k], "\" y1=\"",
-                      life_top, "\" x2=\"", x_[k], "\" y2=\"", bottom, "\"/>");
+      absl::StrAppend(&out, "<line class=\"", k == 1 || k == 2 ? "plife" : "life", "\" x1=\"",
+                      x_[k], "\" y1=\"", life_top, "\" x2=\"", x_[k], "\" y2=\"", bottom, "\"/>");
     }
     for (size_t r = 0; r < l_.rows.size(); ++r) Row(out, r);
     for (const LadderArrow& a : l_.arrows) Arrow(out, a);
@@ -431,38 +445,40 @@ class SvgLadder {
   double X(LadderLine line) const { return x_[Idx(line)]; }
 
   double Header(std::string& out, double y) {
-    auto box = [&](double cx, double w, const std::string& name, const std::string& sub, bool proxy) {
+    auto box = [&](double cx, double w, const std::string& name, const std::string& sub,
+                   bool proxy) {
       absl::StrAppend(&out, "<rect x=\"", cx - w / 2, "\" y=\"", y, "\" width=\"", w,
-                      "\" height=\"40\" rx=\"6\" fill=\"", proxy ? "#e3f2fd" : "#f5f5f5", "\" stroke=\"",
-                      proxy ? "#1565c0" : "#9e9e9e", "\"/>");
-      absl::StrAppend(&out, "<text class=\"h\" x=\"", cx, "\" y=\"", y + 17, "\" text-anchor=\"middle\">",
-                      Esc(name), "</text>");
-      absl::StrAppend(&out, "<text class=\"a\" x=\"", cx, "\" y=\"", y + 32, "\" text-anchor=\"middle\">", Esc(sub),
-                      "</text>");
+                      "\" height=\"40\" rx=\"6\" fill=\"", proxy ? "#e3f2fd" : "#f5f5f5",
+                      "\" stroke=\"", proxy ? "#1565c0" : "#9e9e9e", "\"/>");
+      absl::StrAppend(&out, "<text class=\"h\" x=\"", cx, "\" y=\"", y + 17,
+                      "\" text-anchor=\"middle\">", Esc(name), "</text>");
+      absl::StrAppend(&out, "<text class=\"a\" x=\"", cx, "\" y=\"", y + 32,
+                      "\" text-anchor=\"middle\">", Esc(sub), "</text>");
     };
     box(x_[0], 220, "client", l_.client_addr, false);
     if (l_.server_leg) {
       box((x_[1] + x_[2]) / 2, kLegGap + 250, "proxy (wrench)", "", true);
       // Each leg's name and address under its own line.
       auto leg = [&](double x, const char* anchor, const char* name, const std::string& addr) {
-        absl::StrAppend(&out, "<text class=\"a\" x=\"", x, "\" y=\"", y + 32, "\" text-anchor=\"", anchor, "\">",
-                        name, "</text><text class=\"a\" x=\"", x, "\" y=\"", y + 54, "\" text-anchor=\"", anchor,
-                        "\">", Esc(addr), "</text>");
+        absl::StrAppend(&out, "<text class=\"a\" x=\"", x, "\" y=\"", y + 32, "\" text-anchor=\"",
+                        anchor, "\">", name, "</text><text class=\"a\" x=\"", x, "\" y=\"", y + 54,
+                        "\" text-anchor=\"", anchor, "\">", Esc(addr), "</text>");
       };
       leg(x_[1] - 6, "end", "client leg", l_.front_addr);
       leg(x_[2] + 6, "start", "server leg", l_.upstream_local_addr);
       box(x_[3], 220, "server", l_.server_addr, false);
     } else {
       box(x_[1], 240, "proxy (wrench)", "upstream: kernel socket, not logged", true);
-      absl::StrAppend(&out, "<text class=\"a\" x=\"", x_[1], "\" y=\"", y + 54, "\" text-anchor=\"middle\">",
-                      Esc(l_.front_addr), "</text>");
+      absl::StrAppend(&out, "<text class=\"a\" x=\"", x_[1], "\" y=\"", y + 54,
+                      "\" text-anchor=\"middle\">", Esc(l_.front_addr), "</text>");
     }
     return y + 62;
   }
 
   int NoteLines(const LadderArrow& a) const {
     int n = 0;
-    for (const std::string& note : a.notes) n += static_cast<int>(WrapChars(note, NoteWidth()).size());
+    for (const std::string& note : a.notes)
+      n += static_cast<int>(WrapChars(note, NoteWidth()).size());
     return n;
   }
   size_t NoteWidth() const { return static_cast<size_t>((kGap - 30) / kSmallChar); }
@@ -497,8 +513,8 @@ class SvgLadder {
     absl::StrAppend(&out, "<text class=\"t\" x=\"", kTimeRight, "\" y=\"", row_y_[r] + 4, "\">",
                     absl::StrFormat("%.6f", row.t), "</text>");
     if (row.kind == LadderRow::Kind::kNote) {
-      absl::StrAppend(&out, "<text class=\"n halo\" x=\"", x_[0] + 10, "\" y=\"", row_y_[r] + 4, "\">note: ",
-                      Esc(row.note), "</text>");
+      absl::StrAppend(&out, "<text class=\"n halo\" x=\"", x_[0] + 10, "\" y=\"", row_y_[r] + 4,
+                      "\">note: ", Esc(row.note), "</text>");
     }
   }
 
@@ -511,28 +527,33 @@ class SvgLadder {
     std::string dash = a.fate == LadderArrow::Fate::kCopy ? " stroke-dasharray=\"6,3\"" : "";
     if (a.fate == LadderArrow::Fate::kDropped) {
       const double xe = x1 + (x2 - x1) * 0.6;
-      absl::StrAppend(&out, "<line x1=\"", x1, "\" y1=\"", y1, "\" x2=\"", xe, "\" y2=\"", y1, "\" stroke=\"",
-                      st.color, "\" stroke-width=\"1.5\"/>");
-      absl::StrAppend(&out, "<path d=\"M", xe - 6, ",", y1 - 6, " L", xe + 6, ",", y1 + 6, " M", xe - 6, ",",
-                      y1 + 6, " L", xe + 6, ",", y1 - 6, "\" stroke=\"", st.color, "\" stroke-width=\"2.5\"/>");
+      absl::StrAppend(&out, "<line x1=\"", x1, "\" y1=\"", y1, "\" x2=\"", xe, "\" y2=\"", y1,
+                      "\" stroke=\"", st.color, "\" stroke-width=\"1.5\"/>");
+      absl::StrAppend(&out, "<path d=\"M", xe - 6, ",", y1 - 6, " L", xe + 6, ",", y1 + 6, " M",
+                      xe - 6, ",", y1 + 6, " L", xe + 6, ",", y1 - 6, "\" stroke=\"", st.color,
+                      "\" stroke-width=\"2.5\"/>");
     } else {
       // Stop the head at the line, not across it.
-      absl::StrAppend(&out, "<line class=\"", st.cls, "\" x1=\"", x1, "\" y1=\"", y1, "\" x2=\"", x2 - dir, "\" y2=\"",
-                      y2, "\" stroke=\"", st.color, "\" stroke-width=\"", a.mutated ? 2.5 : 1.5, "\"", dash,
-                      " marker-end=\"url(#h", st.color + 1, ")\"/>");
+      absl::StrAppend(&out, "<line class=\"", st.cls, "\" x1=\"", x1, "\" y1=\"", y1, "\" x2=\"",
+                      x2 - dir, "\" y2=\"", y2, "\" stroke=\"", st.color, "\" stroke-width=\"",
+                      a.mutated ? 2.5 : 1.5, "\"", dash, " marker-end=\"url(#h", st.color + 1,
+                      ")\"/>");
     }
     const double lx = x1 + dir * 10;
     const char* anchor = right ? "start" : "end";
-    absl::StrAppend(&out, "<text class=\"halo\" x=\"", lx, "\" y=\"", y1 - 5, "\" text-anchor=\"", anchor,
-                    "\" fill=\"", st.color, "\" style=\"fill:", st.color, "\">", Esc(a.label), "</text>");
+    absl::StrAppend(&out, "<text class=\"halo\" x=\"", lx, "\" y=\"", y1 - 5, "\" text-anchor=\"",
+                    anchor, "\" fill=\"", st.color, "\" style=\"fill:", st.color, "\">",
+                    Esc(a.label), "</text>");
     std::vector<std::string> parts;
     for (const std::string& note : a.notes) {
       for (std::string& part : WrapChars(note, NoteWidth())) parts.push_back(std::move(part));
     }
-    double ny = a.fate == LadderArrow::Fate::kHeld ? y1 - 5 - 14.0 * static_cast<double>(parts.size()) : y1 + 15;
+    double ny = a.fate == LadderArrow::Fate::kHeld
+                    ? y1 - 5 - 14.0 * static_cast<double>(parts.size())
+                    : y1 + 15;
     for (const std::string& part : parts) {
-      absl::StrAppend(&out, "<text class=\"n halo\" x=\"", lx, "\" y=\"", ny, "\" text-anchor=\"", anchor,
-                      "\" style=\"fill:", st.color, "\">", Esc(part), "</text>");
+      absl::StrAppend(&out, "<text class=\"n halo\" x=\"", lx, "\" y=\"", ny, "\" text-anchor=\"",
+                      anchor, "\" style=\"fill:", st.color, "\">", Esc(part), "</text>");
       ny += 14;
     }
   }
@@ -540,12 +561,14 @@ class SvgLadder {
   void State(std::string& out, const LadderState& s) {
     const std::string text = s.inferred ? absl::StrCat("~", stack::StateName(s.state))
                                         : std::string(stack::StateName(s.state));
-    const double w = static_cast<double>(text.size()) * kSmallChar + 12, x = X(s.line), y = row_y_[s.row];
+    const double w = static_cast<double>(text.size()) * kSmallChar + 12, x = X(s.line),
+                 y = row_y_[s.row];
     absl::StrAppend(&out, "<rect x=\"", x - w / 2, "\" y=\"", y - 9, "\" width=\"", w,
-                    "\" height=\"17\" rx=\"8\" fill=\"", s.inferred ? "#ffffff" : "#e3f2fd", "\" stroke=\"",
-                    s.inferred ? "#9e9e9e" : "#1565c0", "\"", s.inferred ? " stroke-dasharray=\"3,2\"" : "", "/>");
-    absl::StrAppend(&out, "<text class=\"", s.inferred ? "sti" : "st", "\" x=\"", x, "\" y=\"", y + 4, "\">",
-                    Esc(text), "</text>");
+                    "\" height=\"17\" rx=\"8\" fill=\"", s.inferred ? "#ffffff" : "#e3f2fd",
+                    "\" stroke=\"", s.inferred ? "#9e9e9e" : "#1565c0", "\"",
+                    s.inferred ? " stroke-dasharray=\"3,2\"" : "", "/>");
+    absl::StrAppend(&out, "<text class=\"", s.inferred ? "sti" : "st", "\" x=\"", x, "\" y=\"",
+                    y + 4, "\">", Esc(text), "</text>");
   }
 
   const Ladder& l_;
@@ -559,8 +582,9 @@ double SvgLegend(std::string& out, double top) {
   double x = 16;
   const double y = top + 16;
   auto arrow = [&](const char* color, const char* text, const char* extra) {
-    absl::StrAppend(&out, "<line x1=\"", x, "\" y1=\"", y - 4, "\" x2=\"", x + 34, "\" y2=\"", y - 4, "\" stroke=\"",
-                    color, "\" stroke-width=\"1.5\"", extra, " marker-end=\"url(#h", color + 1, ")\"/>");
+    absl::StrAppend(&out, "<line x1=\"", x, "\" y1=\"", y - 4, "\" x2=\"", x + 34, "\" y2=\"",
+                    y - 4, "\" stroke=\"", color, "\" stroke-width=\"1.5\"", extra,
+                    " marker-end=\"url(#h", color + 1, ")\"/>");
     absl::StrAppend(&out, "<text class=\"a\" x=\"", x + 40, "\" y=\"", y, "\">", text, "</text>");
     x += 52 + static_cast<double>(std::string_view(text).size()) * 6.2;
   };
@@ -570,12 +594,15 @@ double SvgLegend(std::string& out, double top) {
   arrow("#00796b", "duplicate copy", " stroke-dasharray=\"6,3\"");
   arrow("#6a1b9a", "changed by a rule", "");
   const double y2 = y + 22;
-  absl::StrAppend(&out, "<rect x=\"16\" y=\"", y2 - 12, "\" width=\"90\" height=\"17\" rx=\"8\" fill=\"#e3f2fd\" ",
+  absl::StrAppend(&out, "<rect x=\"16\" y=\"", y2 - 12,
+                  "\" width=\"90\" height=\"17\" rx=\"8\" fill=\"#e3f2fd\" ",
                   "stroke=\"#1565c0\"/><text class=\"st\" x=\"61\" y=\"", y2, "\">STATE</text>",
-                  "<text class=\"a\" x=\"114\" y=\"", y2, "\">the proxy's endpoint, from the log</text>");
-  absl::StrAppend(&out, "<rect x=\"360\" y=\"", y2 - 12, "\" width=\"90\" height=\"17\" rx=\"8\" fill=\"#fff\" ",
-                  "stroke=\"#9e9e9e\" stroke-dasharray=\"3,2\"/><text class=\"sti\" x=\"405\" y=\"", y2,
-                  "\">~STATE</text><text class=\"a\" x=\"458\" y=\"", y2,
+                  "<text class=\"a\" x=\"114\" y=\"", y2,
+                  "\">the proxy's endpoint, from the log</text>");
+  absl::StrAppend(&out, "<rect x=\"360\" y=\"", y2 - 12,
+                  "\" width=\"90\" height=\"17\" rx=\"8\" fill=\"#fff\" ",
+                  "stroke=\"#9e9e9e\" stroke-dasharray=\"3,2\"/><text class=\"sti\" x=\"405\" y=\"",
+                  y2, "\">~STATE</text><text class=\"a\" x=\"458\" y=\"", y2,
                   "\">a kernel peer, inferred from the segments it sent and received</text>");
   return 46;
 }
@@ -592,10 +619,10 @@ std::string Svg(absl::Span<const Ladder> ladders, bool standalone) {
   y += SvgLegend(body, y);
   std::string out;
   if (standalone) out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
-  absl::StrAppend(&out, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"", width, "\" height=\"", y + 8,
-                  "\" viewBox=\"0 0 ", width, " ", y + 8, "\">\n<title>wrench ladder</title>\n<style>", kSvgStyle,
-                  "</style>\n", Markers(), "\n<rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\n", body,
-                  "\n</svg>\n");
+  absl::StrAppend(&out, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"", width, "\" height=\"",
+                  y + 8, "\" viewBox=\"0 0 ", width, " ", y + 8,
+                  "\">\n<title>wrench ladder</title>\n<style>", kSvgStyle, "</style>\n", Markers(),
+                  "\n<rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\n", body, "\n</svg>\n");
   return out;
 }
 
@@ -623,9 +650,12 @@ std::string RenderLadderSvg(absl::Span<const Ladder> ladders) { return Svg(ladde
 std::string RenderLadderHtml(absl::Span<const Ladder> ladders, const std::string& title) {
   std::string out = absl::StrCat(
       "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>", Esc(title),
-      "</title>\n<style>body{font-family:'DejaVu Sans',Helvetica,Arial,sans-serif;margin:24px;color:#212121}"
-      "h1{font-size:20px}svg{display:block;margin:12px 0;max-width:100%;height:auto}</style>\n</head>\n<body>\n<h1>",
-      Esc(title), "</h1>\n<p>", ladders.size(), ladders.size() == 1 ? " connection" : " connections",
+      "</title>\n<style>body{font-family:'DejaVu "
+      "Sans',Helvetica,Arial,sans-serif;margin:24px;color:#212121}"
+      "h1{font-size:20px}svg{display:block;margin:12px "
+      "0;max-width:100%;height:auto}</style>\n</head>\n<body>\n<h1>",
+      Esc(title), "</h1>\n<p>", ladders.size(),
+      ladders.size() == 1 ? " connection" : " connections",
       "; time flows down, in seconds since the log started.</p>\n");
   out += Svg(ladders, false);
   out += "</body>\n</html>\n";

@@ -64,7 +64,8 @@ absl::Status WriteSysctl(const std::string& path, absl::string_view value) {
   ssize_t n = ::write(fd, value.data(), value.size());
   const int err = errno;
   ::close(fd);
-  if (n != static_cast<ssize_t>(value.size())) return ErrnoStatus(err, absl::StrCat("write ", path));
+  if (n != static_cast<ssize_t>(value.size()))
+    return ErrnoStatus(err, absl::StrCat("write ", path));
   return absl::OkStatus();
 }
 
@@ -77,7 +78,8 @@ std::string DevSysctl(const std::string& dev, absl::string_view key) {
 // The nft key of a listen address: the map and the element's key.
 std::pair<const char*, std::string> MapKey(const stack::IpAddress& listen, uint16_t port) {
   const auto b = listen.bytes();
-  if (std::all_of(b.begin(), b.end(), [](uint8_t x) { return x == 0; })) return {"any_to_front", absl::StrCat(port)};
+  if (std::all_of(b.begin(), b.end(), [](uint8_t x) { return x == 0; }))
+    return {"any_to_front", absl::StrCat(port)};
   return {"to_front", absl::StrCat(listen.ToString(), " . ", port)};
 }
 
@@ -173,7 +175,8 @@ class NftContext {
 class NftContext {
  public:
   absl::Status Run(const std::string&) {
-    return absl::UnimplementedError("this wrench was built without libnftables (Debian: libnftables-dev)");
+    return absl::UnimplementedError(
+        "this wrench was built without libnftables (Debian: libnftables-dev)");
   }
   std::string Output() { return ""; }
 };
@@ -230,7 +233,8 @@ std::string StartTimeOf(int64_t pid) {
   // "PID (COMM) STATE ..." where COMM may hold spaces and parentheses.
   size_t paren = stat->rfind(')');
   if (paren == std::string::npos) return "";
-  std::vector<absl::string_view> f = absl::StrSplit(absl::string_view(*stat).substr(paren + 1), ' ', absl::SkipEmpty());
+  std::vector<absl::string_view> f =
+      absl::StrSplit(absl::string_view(*stat).substr(paren + 1), ' ', absl::SkipEmpty());
   // f[0] is field 3 (state), so field 22 is f[19].
   if (f.size() < 20 || f[0] == "Z" || f[0] == "X") return "";
   return std::string(f[19]);
@@ -253,7 +257,8 @@ std::string Serialize(const Record& r) {
   j["ifindex"] = r.ifindex;
   j["table"] = r.table;
   j["sysctls"] = nlohmann::ordered_json::array();
-  for (const Sysctl& s : r.sysctls) j["sysctls"].push_back({{"path", s.path}, {"original", s.original}});
+  for (const Sysctl& s : r.sysctls)
+    j["sysctls"].push_back({{"path", s.path}, {"original", s.original}});
   return j.dump(2) + "\n";
 }
 
@@ -281,8 +286,8 @@ absl::StatusOr<Record> ReadRecord(const std::string& path) {
     r.table = text_of("table");
     if (auto it = j.find("sysctls"); it != j.end() && it->is_array()) {
       for (const nlohmann::json& s : *it) {
-        if (!s.is_object() || !s.contains("path") || !s["path"].is_string() || !s.contains("original") ||
-            !s["original"].is_string()) {
+        if (!s.is_object() || !s.contains("path") || !s["path"].is_string() ||
+            !s.contains("original") || !s["original"].is_string()) {
           continue;
         }
         // Only network sysctls, named plainly: a record never steers a write elsewhere.
@@ -310,7 +315,8 @@ absl::Status WriteRecord(const std::string& path, const Record& r) {
   if (n != static_cast<ssize_t>(text.size()) || ::fsync(fd) != 0) {
     ::close(fd);
     ::unlink(tmp.c_str());
-    return ErrnoStatus(n < 0 ? err : EIO, absl::StrCat("cannot record the host's settings in ", tmp));
+    return ErrnoStatus(n < 0 ? err : EIO,
+                       absl::StrCat("cannot record the host's settings in ", tmp));
   }
   ::close(fd);
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
@@ -375,7 +381,8 @@ absl::StatusOr<std::string> TableId(absl::string_view tun_name) {
   std::string id;
   for (char c : tun_name) {
     if (c == '"' || c == '\\' || c == '\n') {
-      return absl::InvalidArgumentError(absl::StrCat("TUN device name \"", tun_name, "\" cannot be named in nftables"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("TUN device name \"", tun_name, "\" cannot be named in nftables"));
     }
     id.push_back(absl::ascii_isalnum(static_cast<unsigned char>(c)) ? c : '_');
   }
@@ -401,27 +408,31 @@ void RestoreSysctls(const Record& r, const std::string& own_path, CleanupReport&
     if (IsDeviceSysctl(s.path, r.tun)) {
       const int index = static_cast<int>(::if_nametoindex(r.tun.c_str()));
       if (index == 0 || index != r.ifindex) {
-        report.skipped.push_back(absl::StrCat(name, ": the device ", r.tun, " is gone, and its settings with it"));
+        report.skipped.push_back(
+            absl::StrCat(name, ": the device ", r.tun, " is gone, and its settings with it"));
         continue;
       }
     } else if (!live.empty()) {
       auto& [path, heir] = live.front();
-      if (std::none_of(heir.sysctls.begin(), heir.sysctls.end(), [&](const Sysctl& h) { return h.path == s.path; })) {
+      if (std::none_of(heir.sysctls.begin(), heir.sysctls.end(),
+                       [&](const Sysctl& h) { return h.path == s.path; })) {
         heir.sysctls.push_back(s);
         if (auto st = WriteRecord(path, heir); !st.ok()) {
           report.skipped.push_back(absl::StrCat(name, ": ", st.message()));
           continue;
         }
       }
-      report.skipped.push_back(absl::StrCat(name, " left as it is: wrench pid ", heir.pid, " (TUN ", heir.tun,
-                                            ") still runs and restores it to ", s.original, " when it ends"));
+      report.skipped.push_back(absl::StrCat(name, " left as it is: wrench pid ", heir.pid, " (TUN ",
+                                            heir.tun, ") still runs and restores it to ",
+                                            s.original, " when it ends"));
       continue;
     }
     auto now = ReadSysctl(s.path);
     if (auto st = WriteSysctl(s.path, s.original); !st.ok()) {
       report.skipped.push_back(absl::StrCat(name, ": ", st.message()));
     } else if (!now.ok() || *now != s.original) {
-      report.done.push_back(absl::StrCat("restored ", name, " to ", s.original, " (was ", now.ok() ? *now : "?", ")"));
+      report.done.push_back(absl::StrCat("restored ", name, " to ", s.original, " (was ",
+                                         now.ok() ? *now : "?", ")"));
     }
   }
 }
@@ -445,7 +456,8 @@ bool HasNetAdmin() {
 
 absl::StatusOr<CleanupReport> CleanUpAfterDeadRuns(std::optional<std::string> only_tun) {
   CleanupReport report;
-  if (!HasNetAdmin()) return absl::PermissionDeniedError("cleaning up after wrench needs CAP_NET_ADMIN (root)");
+  if (!HasNetAdmin())
+    return absl::PermissionDeniedError("cleaning up after wrench needs CAP_NET_ADMIN (root)");
   std::optional<std::string> only_table;
   if (only_tun) {
     auto id = TableId(*only_tun);
@@ -482,12 +494,14 @@ absl::StatusOr<CleanupReport> CleanUpAfterDeadRuns(std::optional<std::string> on
           std::find(live_tables.begin(), live_tables.end(), r.table) == live_tables.end()) {
         for (const std::string& table : {r.table, Ip6Twin(r.table)}) {
           if (nft->Run(absl::StrCat("delete table ", table, "\n")).ok()) {
-            report.done.push_back(absl::StrCat("deleted nftables table ", table, " (TUN ", r.tun, ")"));
+            report.done.push_back(
+                absl::StrCat("deleted nftables table ", table, " (TUN ", r.tun, ")"));
           }
         }
       }
       ::unlink(path.c_str());
-      report.done.push_back(absl::StrCat("removed the record of wrench pid ", r.pid, " (TUN ", r.tun, "), which is gone"));
+      report.done.push_back(absl::StrCat("removed the record of wrench pid ", r.pid, " (TUN ",
+                                         r.tun, "), which is gone"));
     }
   }
   // Tables no record names: left by a wrench that kept none, or whose record is lost.
@@ -510,7 +524,8 @@ absl::StatusOr<CleanupReport> CleanUpAfterDeadRuns(std::optional<std::string> on
       // A record and --tun name the IPv4 table; its IPv6 twin goes with it.
       const std::string v4_table = absl::StrCat("ip ", line);
       if (only_table && v4_table != *only_table) continue;
-      if (std::find(live_tables.begin(), live_tables.end(), v4_table) != live_tables.end()) continue;
+      if (std::find(live_tables.begin(), live_tables.end(), v4_table) != live_tables.end())
+        continue;
       if (std::find(ids.begin(), ids.end(), line) != ids.end()) {
         report.skipped.push_back(absl::StrCat("nftables table ", table, ": its TUN exists"));
         continue;
@@ -606,18 +621,19 @@ Dnat::~Dnat() {
 absl::Status Dnat::Add(const stack::IpAddress& listen, uint16_t port, const stack::IpAddress& front,
                        uint16_t front_port) {
   if (listen.is_v6() != front.is_v6()) {
-    return absl::InvalidArgumentError("DNAT keeps the IP version: an IPv6 listen address needs an IPv6 front");
+    return absl::InvalidArgumentError(
+        "DNAT keeps the IP version: an IPv6 listen address needs an IPv6 front");
   }
   if (listen.is_v6() && !ipv6_.ok()) return ipv6_;
   auto [map, key] = MapKey(listen, port);
-  return nft_->Run(absl::StrCat("add element ", listen.is_v6() ? table6() : table_, " ", map, " { ", key, " : ",
-                                front.ToString(), " . ", front_port, " }\n"));
+  return nft_->Run(absl::StrCat("add element ", listen.is_v6() ? table6() : table_, " ", map, " { ",
+                                key, " : ", front.ToString(), " . ", front_port, " }\n"));
 }
 
 absl::Status Dnat::Remove(const stack::IpAddress& listen, uint16_t port) {
   auto [map, key] = MapKey(listen, port);
-  return nft_->Run(
-      absl::StrCat("delete element ", listen.is_v6() ? table6() : table_, " ", map, " { ", key, " }\n"));
+  return nft_->Run(absl::StrCat("delete element ", listen.is_v6() ? table6() : table_, " ", map,
+                                " { ", key, " }\n"));
 }
 
 std::string Dnat::table6() const { return Ip6Twin(table_); }

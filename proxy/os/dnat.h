@@ -42,7 +42,8 @@ class Dnat {
   // IPv4 address but loopback's, :: for every IPv6 one but ::1 and link-local ones)
   // go to front:front_port, of the same IP version, from now on. IPv6 listen
   // addresses go into the table's IPv6 twin (table6()).
-  absl::Status Add(const stack::IpAddress& listen, uint16_t port, const stack::IpAddress& front, uint16_t front_port);
+  absl::Status Add(const stack::IpAddress& listen, uint16_t port, const stack::IpAddress& front,
+                   uint16_t front_port);
   // Stops steering listen:port; connections already steered keep their translation.
   absl::Status Remove(const stack::IpAddress& listen, uint16_t port);
 
@@ -89,6 +90,7 @@ struct CleanupReport {
 // created it (wrench never makes one persistent), and its routes and addresses with
 // it, so there is none to remove. Errors are for the user (no privilege, a record
 // that cannot be read).
-absl::StatusOr<CleanupReport> CleanUpAfterDeadRuns(std::optional<std::string> only_tun = std::nullopt);
+absl::StatusOr<CleanupReport> CleanUpAfterDeadRuns(
+    std::optional<std::string> only_tun = std::nullopt);
 
 }  // namespace wrench::proxy

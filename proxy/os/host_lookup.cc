@@ -72,8 +72,9 @@ void HostResolver::Resolve(const std::string& host, Done done) {
   // The resolver lives in the handler: its lookup is not cancelled when this returns.
   auto resolver = std::make_shared<asio::ip::tcp::resolver>(io_);
   resolver->async_resolve(
-      host, "", [this, host, resolver, alive = alive_](const boost::system::error_code& ec,
-                                                      asio::ip::tcp::resolver::results_type results) {
+      host, "",
+      [this, host, resolver, alive = alive_](const boost::system::error_code& ec,
+                                             asio::ip::tcp::resolver::results_type results) {
         if (!*alive) return;
         Entry& entry = cache_[host];
         entry.pending = false;

@@ -152,7 +152,8 @@ using ReplyHandler = std::function<void(const nlmsghdr& h, absl::Span<const uint
 // A dump (NLM_F_DUMP) ends with NLMSG_DONE instead of an ACK.
 absl::Status Transact(Request& req, absl::string_view what, const ReplyHandler& on_reply = {},
                       bool dump = false) {
-  if (req.overflowed()) return absl::InternalError(absl::StrCat(what, ": netlink request too long"));
+  if (req.overflowed())
+    return absl::InternalError(absl::StrCat(what, ": netlink request too long"));
   UniqueFd fd(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
   if (!fd) {
     const int err = errno;
@@ -201,7 +202,8 @@ absl::Status Transact(Request& req, absl::string_view what, const ReplyHandler& 
       }
       if (dump && h.nlmsg_seq == kSeq && h.nlmsg_type == NLMSG_DONE) {
         int err = 0;
-        if (h.nlmsg_len >= NLMSG_HDRLEN + sizeof err) std::memcpy(&err, buf.data() + off + NLMSG_HDRLEN, sizeof err);
+        if (h.nlmsg_len >= NLMSG_HDRLEN + sizeof err)
+          std::memcpy(&err, buf.data() + off + NLMSG_HDRLEN, sizeof err);
         if (err == 0) return absl::OkStatus();
         return OsError(-err, what);
       }
@@ -272,12 +274,14 @@ absl::Status SetLinkMtu(absl::string_view name, int mtu) {
   if (mtu < 68 || mtu > 65535) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": an MTU must be 68..65535"));
   }
-  return SetLink(name, what, 0, 0, std::pair<uint16_t, uint32_t>{IFLA_MTU, static_cast<uint32_t>(mtu)});
+  return SetLink(name, what, 0, 0,
+                 std::pair<uint16_t, uint32_t>{IFLA_MTU, static_cast<uint32_t>(mtu)});
 }
 
 absl::Status SetLinkTxQueueLen(absl::string_view name, uint32_t packets) {
-  return SetLink(name, absl::StrCat("setting the transmit queue of ", name, " to ", packets, " packets"), 0, 0,
-                 std::pair<uint16_t, uint32_t>{IFLA_TXQLEN, packets});
+  return SetLink(name,
+                 absl::StrCat("setting the transmit queue of ", name, " to ", packets, " packets"),
+                 0, 0, std::pair<uint16_t, uint32_t>{IFLA_TXQLEN, packets});
 }
 
 absl::Status AddAddress(absl::string_view name, const stack::IpAddress& addr, int prefix_len) {
@@ -355,7 +359,8 @@ absl::StatusOr<bool> IsLocalAddress(const stack::IpAddress& addr) {
 namespace {
 
 // The attributes of a route or address message: type -> payload.
-void ForEachAttr(absl::Span<const uint8_t> attrs, const std::function<void(uint16_t, absl::Span<const uint8_t>)>& f) {
+void ForEachAttr(absl::Span<const uint8_t> attrs,
+                 const std::function<void(uint16_t, absl::Span<const uint8_t>)>& f) {
   size_t off = 0;
   for (int i = 0; i < 256 && off + sizeof(rtattr) <= attrs.size(); ++i) {
     rtattr a;
@@ -368,7 +373,8 @@ void ForEachAttr(absl::Span<const uint8_t> attrs, const std::function<void(uint1
 
 std::string IfName(uint32_t index) {
   char name[IF_NAMESIZE] = {};
-  if (index == 0 || ::if_indextoname(index, name) == nullptr) return index == 0 ? "" : absl::StrCat("#", index);
+  if (index == 0 || ::if_indextoname(index, name) == nullptr)
+    return index == 0 ? "" : absl::StrCat("#", index);
   return name;
 }
 

@@ -55,8 +55,12 @@ void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
   wrench::bench::g_allocs.fetch_add(1, std::memory_order_relaxed);
   return std::malloc(n == 0 ? 1 : n);
 }
-void* operator new(std::size_t n, std::align_val_t al) { return wrench::bench::CountedAlignedAlloc(n, al); }
-void* operator new[](std::size_t n, std::align_val_t al) { return wrench::bench::CountedAlignedAlloc(n, al); }
+void* operator new(std::size_t n, std::align_val_t al) {
+  return wrench::bench::CountedAlignedAlloc(n, al);
+}
+void* operator new[](std::size_t n, std::align_val_t al) {
+  return wrench::bench::CountedAlignedAlloc(n, al);
+}
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }

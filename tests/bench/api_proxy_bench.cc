@@ -133,11 +133,13 @@ double Percentile(const std::vector<double>& v, double p) {
 }
 
 // One request to the API, as any client sends it; the answer's body.
-std::string Api(uint16_t port, const std::string& method, const std::string& path, const std::string& body) {
+std::string Api(uint16_t port, const std::string& method, const std::string& path,
+                const std::string& body) {
   auto fd = tu::ConnectTo(kLoopback, port, absl::Seconds(5));
   if (!fd.ok()) return "";
-  std::string req = absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: x\r\nContent-Length: ", body.size(),
-                                 "\r\nConnection: close\r\n\r\n", body);
+  std::string req =
+      absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: x\r\nContent-Length: ", body.size(),
+                   "\r\nConnection: close\r\n\r\n", body);
   if (!tu::WriteAll(fd->get(), req, absl::Seconds(5)).ok()) return "";
   auto r = tu::ReadAll(fd->get(), absl::Seconds(5));
   if (!r.ok()) return "";
@@ -192,9 +194,11 @@ Wrench Start(int mtu, uint16_t target) {
   w.run->loop = std::thread([p = w.run.get()] { p->service->Run(); });
   w.api = w.run->service->api_port();
   std::string up = absl::StrCat("127.0.0.1:", target);
-  Api(w.api, "POST", "/proxies", absl::StrCat(R"({"name":"tun","listen":"10.89.0.3:80","upstream":")", up, "\"}"));
+  Api(w.api, "POST", "/proxies",
+      absl::StrCat(R"({"name":"tun","listen":"10.89.0.3:80","upstream":")", up, "\"}"));
   w.lo_port = ListenPort(
-      Api(w.api, "POST", "/proxies", absl::StrCat(R"({"name":"lo","listen":"127.0.0.1:0","upstream":")", up, "\"}")));
+      Api(w.api, "POST", "/proxies",
+          absl::StrCat(R"({"name":"lo","listen":"127.0.0.1:0","upstream":")", up, "\"}")));
   return w;
 }
 
@@ -202,7 +206,8 @@ void ZeroLatencyToxics(const Wrench& w) {
   for (const char* p : {"tun", "lo"}) {
     for (const char* stream : {"upstream", "downstream"}) {
       Api(w.api, "POST", absl::StrCat("/proxies/", p, "/toxics"),
-          absl::StrCat(R"({"type":"latency","stream":")", stream, R"(","attributes":{"latency":0}})"));
+          absl::StrCat(R"({"type":"latency","stream":")", stream,
+                       R"(","attributes":{"latency":0}})"));
     }
   }
 }
@@ -233,23 +238,31 @@ int Main() {
   const bool have_socat = std::system("command -v socat >/dev/null 2>&1") == 0;
 
   std::printf("== bulk throughput, %zu MiB client -> server, one connection (MB/s)\n", kBulk >> 20);
-  std::printf("  direct loopback                 %8.0f\n", Throughput(kLoopback, kSinkPort, kBulk) / 1e6);
+  std::printf("  direct loopback                 %8.0f\n",
+              Throughput(kLoopback, kSinkPort, kBulk) / 1e6);
   if (have_socat) {
     pid_t p = StartSocat(kSocatPort, kSinkPort);
-    std::printf("  socat                           %8.0f\n", Throughput(kLoopback, kSocatPort, kBulk) / 1e6);
+    std::printf("  socat                           %8.0f\n",
+                Throughput(kLoopback, kSocatPort, kBulk) / 1e6);
     ::kill(p, SIGTERM);
     ::waitpid(p, nullptr, 0);
   }
   for (int mtu : {1500, 65520}) {
     Wrench w = Start(mtu, kSinkPort);
     const size_t n = mtu == 1500 ? kBulk / 4 : kBulk;
-    std::printf("  MTU %-5d --map (wrench proxy)   %8.0f\n", mtu, Throughput(kMapFront, 80, n) / 1e6);
-    std::printf("  MTU %-5d API proxy on the TUN   %8.0f\n", mtu, Throughput(kApiFront, 80, n) / 1e6);
-    if (mtu == 1500) std::printf("  API proxy on loopback           %8.0f\n", Throughput(kLoopback, w.lo_port, kBulk) / 1e6);
+    std::printf("  MTU %-5d --map (wrench proxy)   %8.0f\n", mtu,
+                Throughput(kMapFront, 80, n) / 1e6);
+    std::printf("  MTU %-5d API proxy on the TUN   %8.0f\n", mtu,
+                Throughput(kApiFront, 80, n) / 1e6);
+    if (mtu == 1500)
+      std::printf("  API proxy on loopback           %8.0f\n",
+                  Throughput(kLoopback, w.lo_port, kBulk) / 1e6);
     ZeroLatencyToxics(w);
-    std::printf("  MTU %-5d API TUN, latency 0     %8.0f\n", mtu, Throughput(kApiFront, 80, n) / 1e6);
+    std::printf("  MTU %-5d API TUN, latency 0     %8.0f\n", mtu,
+                Throughput(kApiFront, 80, n) / 1e6);
     if (mtu == 1500) {
-      std::printf("  API loopback, latency 0         %8.0f\n", Throughput(kLoopback, w.lo_port, kBulk) / 1e6);
+      std::printf("  API loopback, latency 0         %8.0f\n",
+                  Throughput(kLoopback, w.lo_port, kBulk) / 1e6);
     }
   }
 
@@ -258,8 +271,9 @@ int Main() {
   const double d50 = Percentile(direct, 0.5), d99 = Percentile(direct, 0.99);
   std::printf("  direct loopback                 p50 %6.1f  p99 %6.1f\n", d50, d99);
   auto show = [&](const char* what, const std::vector<double>& v) {
-    std::printf("  %-31s p50 %6.1f  p99 %6.1f   added p50 %5.1f  p99 %5.1f\n", what, Percentile(v, 0.5),
-                Percentile(v, 0.99), Percentile(v, 0.5) - d50, Percentile(v, 0.99) - d99);
+    std::printf("  %-31s p50 %6.1f  p99 %6.1f   added p50 %5.1f  p99 %5.1f\n", what,
+                Percentile(v, 0.5), Percentile(v, 0.99), Percentile(v, 0.5) - d50,
+                Percentile(v, 0.99) - d99);
   };
   if (have_socat) {
     pid_t p = StartSocat(kSocatPort, kEchoPort);

@@ -160,7 +160,8 @@ double Download(const IpAddress& addr, uint16_t port) {
 // Connections per second of `clients` threads, each dialling one connection after
 // the other: with one client it measures the handshake's latency, with several how
 // many connections the path takes at once.
-double ConnectionRate(const IpAddress& addr, uint16_t port, absl::Duration duration, int clients = 1) {
+double ConnectionRate(const IpAddress& addr, uint16_t port, absl::Duration duration,
+                      int clients = 1) {
   absl::Time end = absl::Now() + duration;
   std::atomic<int> n{0};
   absl::Time start = absl::Now();
@@ -225,7 +226,8 @@ struct Running {
 std::vector<Rule> bench_rules;
 
 std::unique_ptr<Running> StartWrench(int mtu, uint16_t upstream_port, const std::string& tun,
-                                     bool offload = true, const std::vector<Rule>& rules = bench_rules,
+                                     bool offload = true,
+                                     const std::vector<Rule>& rules = bench_rules,
                                      std::vector<std::string> maps = {}) {
   ServiceOptions o;
   o.rules = rules;
@@ -249,7 +251,8 @@ std::unique_ptr<Running> StartWrench(int mtu, uint16_t upstream_port, const std:
 pid_t StartSocat(uint16_t listen, uint16_t target, const IpAddress& bind = kLoopback) {
   pid_t pid = ::fork();
   if (pid == 0) {
-    std::string l = absl::StrCat("TCP-LISTEN:", listen, ",bind=", bind.ToString(), ",reuseaddr,fork");
+    std::string l =
+        absl::StrCat("TCP-LISTEN:", listen, ",bind=", bind.ToString(), ",reuseaddr,fork");
     std::string t = absl::StrCat("TCP:127.0.0.1:", target);
     // socat reports a client that closed while it wrote (the download runs): not ours to show.
     if (int null = ::open("/dev/null", O_WRONLY); null >= 0) ::dup2(null, 2);
@@ -377,9 +380,10 @@ int Main(int argc, char** argv) {
   for (auto [mtu, offload] : {std::pair{1500, false}, {1500, true}, {65520, true}}) {
     auto w = StartWrench(mtu, kSinkPort, "wrbench0", offload);
     double t = Throughput(kFront, 80, mtu == 1500 ? kBulk / 4 : kBulk);
-    std::printf("  wrench, MTU %-5d %-8s %6.0f MB/s  (%.2f of direct%s)\n", mtu,
-                offload ? "offload" : "no offl.", t / 1e6, t / direct,
-                have_socat ? absl::StrCat(", ", absl::SixDigits(t / socat), " of socat").c_str() : "");
+    std::printf(
+        "  wrench, MTU %-5d %-8s %6.0f MB/s  (%.2f of direct%s)\n", mtu,
+        offload ? "offload" : "no offl.", t / 1e6, t / direct,
+        have_socat ? absl::StrCat(", ", absl::SixDigits(t / socat), " of socat").c_str() : "");
   }
 
   }
@@ -391,7 +395,8 @@ int Main(int argc, char** argv) {
     const IpAddress here = IpAddress::V4(VethClient::kHere);
     const IpAddress front = kFront;
     const size_t kVethBulk = 256u << 20;
-    Server sink_any(9003, false, IpAddress::V4(0)), source_any(9004, false, IpAddress::V4(0), kVethBulk);
+    Server sink_any(9003, false, IpAddress::V4(0)),
+        source_any(9004, false, IpAddress::V4(0), kVethBulk);
     std::vector<Rule> drop_data = {*ParseRule("drop p=0.01 len>0")};
     for (int mtu : {1500, 9000}) {
       VethClient client(mtu);
@@ -401,8 +406,8 @@ int Main(int argc, char** argv) {
       }
       std::printf("== a client across a veth at MTU %d, %zu MiB each way (one connection)\n", mtu,
                   kVethBulk >> 20);
-      auto row = [&](const char* name, const IpAddress& addr, uint16_t up, uint16_t down, double ref_up,
-                     double ref_down) {
+      auto row = [&](const char* name, const IpAddress& addr, uint16_t up, uint16_t down,
+                     double ref_up, double ref_down) {
         const double u = client.Run([&] { return Throughput(addr, up, kVethBulk); });
         const double d = client.Run([&] { return Download(addr, down); });
         std::printf("  %-34s up %6.0f MB/s  down %6.0f MB/s", name, u / 1e6, d / 1e6);
@@ -428,7 +433,8 @@ int Main(int argc, char** argv) {
                                Variant{"wrench proxy", true, &none},
                                Variant{"wrench, drop p=0.01 len>0, no offl.", false, &drop_data},
                                Variant{"wrench, drop p=0.01 len>0", true, &drop_data}}) {
-        auto w = StartWrench(mtu, 9003, "wrbench0", v.offload, *v.rules, {"10.89.0.2:81=127.0.0.1:9004"});
+        auto w = StartWrench(mtu, 9003, "wrbench0", v.offload, *v.rules,
+                             {"10.89.0.2:81=127.0.0.1:9004"});
         row(v.name, front, 80, 81, socat_up, socat_down);
       }
     }
@@ -438,11 +444,12 @@ int Main(int argc, char** argv) {
   std::printf("== connections per second (connect, 1 byte each way, close), 3 s each\n");
   for (int clients : {1, 4}) {
     double direct_rate = ConnectionRate(kLoopback, kEchoPort, absl::Seconds(3), clients);
-    std::printf("  direct loopback, %d client%s  %8.0f /s\n", clients, clients > 1 ? "s" : " ", direct_rate);
+    std::printf("  direct loopback, %d client%s  %8.0f /s\n", clients, clients > 1 ? "s" : " ",
+                direct_rate);
     auto w = StartWrench(1500, kEchoPort, "wrbench0");
     double r = ConnectionRate(kFront, 80, absl::Seconds(3), clients);
-    std::printf("  wrench, %d client%s          %8.0f /s  (%.2f of direct)\n", clients, clients > 1 ? "s" : " ", r,
-                r / direct_rate);
+    std::printf("  wrench, %d client%s          %8.0f /s  (%.2f of direct)\n", clients,
+                clients > 1 ? "s" : " ", r, r / direct_rate);
     if (std::getenv("WRENCH_BENCH_VERBOSE")) {
       std::string summary;
       w->service->RunOnLoop([&] { summary = w->service->proxy().Summary(); });
@@ -455,13 +462,15 @@ int Main(int argc, char** argv) {
   if (part("rtt")) {
   std::printf("== round trip of one byte, 20000 ping-pongs\n");
   auto d = RoundTrips(kLoopback, kEchoPort, 20000);
-  std::printf("  direct loopback         p50 %6.1f us   p99 %6.1f us\n", Percentile(d, 0.5), Percentile(d, 0.99));
+  std::printf("  direct loopback         p50 %6.1f us   p99 %6.1f us\n", Percentile(d, 0.5),
+              Percentile(d, 0.99));
   {
     auto w = StartWrench(1500, kEchoPort, "wrbench0");
     auto p = RoundTrips(kFront, 80, 20000);
-    std::printf("  wrench                  p50 %6.1f us   p99 %6.1f us   added p50 %.1f us, p99 %.1f us\n",
-                Percentile(p, 0.5), Percentile(p, 0.99), Percentile(p, 0.5) - Percentile(d, 0.5),
-                Percentile(p, 0.99) - Percentile(d, 0.99));
+    std::printf(
+        "  wrench                  p50 %6.1f us   p99 %6.1f us   added p50 %.1f us, p99 %.1f us\n",
+        Percentile(p, 0.5), Percentile(p, 0.99), Percentile(p, 0.5) - Percentile(d, 0.5),
+        Percentile(p, 0.99) - Percentile(d, 0.99));
   }
 
   }
@@ -483,7 +492,8 @@ int Main(int argc, char** argv) {
       ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
       sockaddr_storage ss;
       socklen_t len = tu::ToSockaddr(kLoopback, kHoldPort, &ss);
-      if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, 4096) != 0) _exit(1);
+      if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, 4096) != 0)
+        _exit(1);
       ::fcntl(fd, F_SETFL, O_NONBLOCK);
       std::vector<int> held;
       for (;;) {
@@ -519,8 +529,8 @@ int Main(int argc, char** argv) {
     w->service->RunOnLoop([&] { stats = w->service->proxy().stats(); });
     std::printf("  held %d of %d connections, wrench has %lu active\n", held, kIdle,
                 static_cast<unsigned long>(stats.active));
-    std::printf("  wrench's resident memory %ld KiB -> %ld KiB: %.1f KiB per idle connection\n", before,
-                after, held ? static_cast<double>(after - before) / held : 0.0);
+    std::printf("  wrench's resident memory %ld KiB -> %ld KiB: %.1f KiB per idle connection\n",
+                before, after, held ? static_cast<double>(after - before) / held : 0.0);
     ::close(stop[1]);  // both children see EOF and exit
     ::waitpid(clients, nullptr, 0);
     ::waitpid(server, nullptr, 0);
