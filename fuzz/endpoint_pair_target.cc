@@ -9,7 +9,6 @@
 
 #include "fuzz/check.h"
 #include "fuzz/endpoint_pair.h"
-#include "fuzz/known_issues.h"
 #include "fuzz/targets.h"
 #include "stack/simulator.h"
 
@@ -277,17 +276,13 @@ class PairRun {
         break;
       case PairMode::kHalfCloseRequest:
         // The server answers once it has read the whole request and its FIN.
-        if (!b_started_ && b.eof()) {
-          b_started_ = true;
-          sim_.StartTransfer(Side::kB, c_.b_bytes(), true);
-        }
+        StartOnce(b_started_, Side::kB, b.eof());
         break;
       case PairMode::kRequestResponse:
-        if (!b_started_ && sim_.received_ok(Side::kB) == c_.a_bytes() &&
-            (b.state() == TcpState::kEstablished || b.state() == TcpState::kSynReceived)) {
-          b_started_ = true;
-          sim_.StartTransfer(Side::kB, c_.b_bytes(), true);
-        }
+        StartOnce(b_started_, Side::kB,
+                  sim_.received_ok(Side::kB) == c_.a_bytes() &&
+                      (b.state() == TcpState::kEstablished ||
+                       b.state() == TcpState::kSynReceived));
         // The client closes after the whole response and the server's FIN.
         if (!a_closed_ && a.eof() && a.state() == TcpState::kCloseWait) {
           a_closed_ = true;
@@ -295,12 +290,17 @@ class PairRun {
         }
         break;
       case PairMode::kServerClosesFirst:
-        if (!a_closed_ && a.fin_received()) {
-          a_closed_ = true;
-          sim_.StartTransfer(Side::kA, c_.a_bytes(), true);
-        }
+        // The client sends (and then closes) once the server's FIN arrived.
+        StartOnce(a_closed_, Side::kA, a.fin_received());
         break;
     }
+  }
+
+  // Starts `side`'s whole transfer, closing after it, the first time `when` holds.
+  void StartOnce(bool& started, Side side, bool when) {
+    if (started || !when) return;
+    started = true;
+    sim_.StartTransfer(side, side == Side::kA ? c_.a_bytes() : c_.b_bytes(), true);
   }
 
   PairConfig c_;
@@ -390,20 +390,6 @@ int FuzzEndpointPair(const uint8_t* data, size_t size) {
     ok = run.Run();
     run.CheckTransitions();
     if (c.trace) WRENCH_CHECK(!run.sim().Ladder().empty());
-  }
-  if (!ok && kKnownTimeoutSendsNothing) {
-    // Known (known_issues.h): a side stuck with data in flight and a window below
-    // its MSS, whose retransmission timeouts send nothing.
-    PairRun again(c, verdicts, false);
-    again.Run();
-    for (Side s : {Side::kA, Side::kB}) {
-      const TcpEndpoint& ep = again.sim().endpoint(s);
-      const auto& t = ep.tcb();
-      if (ep.state() != TcpState::kClosed && t.snd_una != t.snd_nxt && t.snd_wnd < t.snd_mss &&
-          ep.retransmissions() >= 20) {
-        ok = true;
-      }
-    }
   }
   if (!ok) {
     // Run again with the trace on, to show the ladder of what happened.

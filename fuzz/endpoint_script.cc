@@ -5,9 +5,9 @@
 
 #include <algorithm>
 #include <cstring>
-#include <random>
 
 #include "absl/strings/str_cat.h"
+#include "fuzz/mutator_random.h"
 #include "fuzz/targets.h"
 #include "stack/tcp_wire.h"
 
@@ -201,39 +201,21 @@ Event Segment(uint8_t flags, SeqMode seq, uint16_t seq_arg, AckMode ack, uint16_
   return e;
 }
 
-Event AppSend(uint16_t n) {
+namespace {
+Event Of(EventKind kind, uint16_t arg = 0) {
   Event e;
-  e.kind = EventKind::kSend;
-  e.arg = n;
+  e.kind = kind;
+  e.arg = arg;
   return e;
 }
-Event AppReceive(uint16_t n) {
-  Event e;
-  e.kind = EventKind::kReceive;
-  e.arg = n;
-  return e;
-}
-Event AppClose() {
-  Event e;
-  e.kind = EventKind::kClose;
-  return e;
-}
-Event AppAbort() {
-  Event e;
-  e.kind = EventKind::kAbort;
-  return e;
-}
-Event Advance(uint16_t ms) {
-  Event e;
-  e.kind = EventKind::kAdvance;
-  e.arg = ms;
-  return e;
-}
-Event ToDeadline() {
-  Event e;
-  e.kind = EventKind::kToDeadline;
-  return e;
-}
+}  // namespace
+
+Event AppSend(uint16_t n) { return Of(EventKind::kSend, n); }
+Event AppReceive(uint16_t n) { return Of(EventKind::kReceive, n); }
+Event AppClose() { return Of(EventKind::kClose); }
+Event AppAbort() { return Of(EventKind::kAbort); }
+Event Advance(uint16_t ms) { return Of(EventKind::kAdvance, ms); }
+Event ToDeadline() { return Of(EventKind::kToDeadline); }
 Event PollOnly() { return Event{}; }
 
 // ---------------------------------------------------------------------------
@@ -243,9 +225,9 @@ namespace {
 
 constexpr size_t kMaxEvents = 120;
 
-class ScriptMutator {
+class ScriptMutator : MutatorRandom {
  public:
-  ScriptMutator(unsigned seed, RawMutator raw) : rng_(seed), raw_(raw) {}
+  ScriptMutator(unsigned seed, RawMutator raw) : MutatorRandom(seed), raw_(raw) {}
 
   size_t Run(uint8_t* data, size_t size, size_t max_size) {
     if (raw_ != nullptr && Chance(1, 10)) return raw_(data, size, max_size);
@@ -264,13 +246,14 @@ class ScriptMutator {
   }
 
  private:
-  uint32_t Next() { return static_cast<uint32_t>(rng_()); }
-  uint32_t Below(uint32_t n) { return n == 0 ? 0 : Next() % n; }
-  bool Chance(uint32_t num, uint32_t den) { return Below(den) < num; }
-
   uint16_t SmallArg() {
     static constexpr uint16_t kValues[] = {0, 1, 2, 100, 536, 1000, 1460, 4095, 65535};
     return Chance(1, 2) ? kValues[Below(std::size(kValues))] : static_cast<uint16_t>(Below(3000));
+  }
+
+  // Half the time a value of SmallArg's, else `v` moved by up to 32 either way.
+  uint16_t Nudge(uint16_t v) {
+    return Chance(1, 2) ? SmallArg() : static_cast<uint16_t>(v + Below(64) - 32);
   }
 
   uint8_t Flags() {
@@ -321,7 +304,7 @@ class ScriptMutator {
       if (Chance(1, 4)) {
         e.hold = !e.hold;
       } else {
-        e.arg = Chance(1, 2) ? SmallArg() : static_cast<uint16_t>(e.arg + Below(64) - 32);
+        e.arg = Nudge(e.arg);
       }
       return;
     }
@@ -332,15 +315,11 @@ class ScriptMutator {
       case 2:
         g.seq_mode = static_cast<SeqMode>(Below(static_cast<uint32_t>(SeqMode::kCount)));
         break;
-      case 3:
-        g.seq_arg = Chance(1, 2) ? SmallArg() : static_cast<uint16_t>(g.seq_arg + Below(64) - 32);
-        break;
+      case 3: g.seq_arg = Nudge(g.seq_arg); break;
       case 4:
         g.ack_mode = static_cast<AckMode>(Below(static_cast<uint32_t>(AckMode::kCount)));
         break;
-      case 5:
-        g.ack_arg = Chance(1, 2) ? SmallArg() : static_cast<uint16_t>(g.ack_arg + Below(64) - 32);
-        break;
+      case 5: g.ack_arg = Nudge(g.ack_arg); break;
       case 6: g.window = SmallArg(); break;
       case 7: g.len = static_cast<uint16_t>(SmallArg() & SegmentEvent::kMaxPayload); break;
       case 8: g.options ^= static_cast<uint8_t>(1u << Below(8)); break;
@@ -401,7 +380,6 @@ class ScriptMutator {
     }
   }
 
-  std::minstd_rand rng_;
   RawMutator raw_;
 };
 

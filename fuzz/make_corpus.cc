@@ -3,7 +3,8 @@
 // options and malformed headers, endpoint scripts for every state and teardown,
 // pair configurations with link faults, and rules. scripts/make-corpus.sh
 // minimises them with -merge=1 into corpus/. make_corpus --known-issues <dir>
-// writes the scripted reproducers of fuzz/known_issues.h.
+// writes the scripted reproducers of the stack bugs the fuzzers found
+// (corpus/tcp_endpoint-crashes/).
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -717,31 +718,31 @@ void RuleSeeds() {
 }
 
 // ---------------------------------------------------------------------------
-// Reproducers of the stack bugs in fuzz/known_issues.h, one short script each: the
-// files of corpus/tcp_endpoint-crashes/ (they waited in fuzz/repro/ while open).
+// Reproducers of the stack bugs the fuzzers found, one short script each (the
+// comment says what the fixed endpoint does): the files of corpus/tcp_endpoint-crashes/.
 
 void KnownIssueReproducers() {
   auto repro = [](const std::string& name, const ScriptBuilder& b) {
     Write("tcp_endpoint", name, SerializeScript(b.s));
   };
   {
-    ScriptBuilder b(false);  // kKnownTimeWaitTakesSecondFin
+    ScriptBuilder b(false);  // a second FIN in TIME-WAIT must not advance RCV.NXT
     b.Open().Add(AppClose()).Seg(kFinAck).Seg(kFinAck);
     repro("time-wait-takes-second-fin", b);
   }
   {
-    ScriptBuilder b(true);  // kKnownListenKeepsQueuedData
+    ScriptBuilder b(true);  // back to LISTEN, queued data is flushed
     b.Syn(kSyn).Add(AppSend(10)).Seg(kSyn);
     repro("listen-keeps-queued-data", b);
   }
   {
-    ScriptBuilder b(true);  // kKnownSmallMssUnderflows
+    ScriptBuilder b(true);  // MSS 0 with timestamps must not wrap SND.MSS
     b.s.header.send_buffer = 5;
     b.Syn(kSyn, kOptMss | kOptTs, 0).Seg(kAck).Add(AppSend(2000));
     repro("mss-zero-with-timestamps", b);
   }
   {
-    ScriptBuilder b(false);  // kKnownPendingOutputWithoutOutput
+    ScriptBuilder b(false);  // HasPendingOutput agrees with SWS avoidance
     b.ts = false;
     b.s.header.mss = 2;  // 100
     b.s.header.send_buffer = 0;
@@ -751,28 +752,28 @@ void KnownIssueReproducers() {
     repro("pending-output-held-by-sws", b);
   }
   {
-    ScriptBuilder b(false);  // kKnownStaleSynRetransmit
+    ScriptBuilder b(false);  // no SYN after an RTO and the SYN-ACK before a Poll
     Event tick = ToDeadline();
     tick.hold = true;
     b.Add(tick).Syn(kSynAck);
     repro("stale-syn-retransmit-after-synack", b);
   }
   {
-    ScriptBuilder b(false);  // kKnownStaleSynRetransmit, simultaneous open
+    ScriptBuilder b(false);  // no SYN-ACK after SYN and ACK before a Poll
     b.Syn(kSyn);
     b.s.events.back().hold = true;
     b.Seg(kAck);
     repro("stale-synack-after-syn-and-ack", b);
   }
   {
-    ScriptBuilder b(true);  // kKnownSynAckShortcutTakesAnything
+    ScriptBuilder b(true);  // simultaneous open takes no FIN, RST or data SYN-ACK
     b.Syn(kSyn);
     Event synack = Segment(kSynAck | kFin, SeqMode::kBehind, 1, AckMode::kSndNxt, 0, 10);
     b.Add(synack);
     repro("synack-shortcut-takes-fin-before-data", b);
   }
   {
-    ScriptBuilder b(false);  // kKnownTimeoutSendsNothing (b): zero window, data in flight
+    ScriptBuilder b(false);  // an RTO retransmits into a zero window
     b.s.header.mss = 2;
     b.Open().Add(AppSend(500));
     Event zero = Segment(kAck, SeqMode::kNext, 0, AckMode::kSndUna);
@@ -781,7 +782,7 @@ void KnownIssueReproducers() {
     repro("timeout-sends-nothing-zero-window", b);
   }
   {
-    ScriptBuilder b(false);  // kKnownTimeoutSendsNothing (a): window below the MSS
+    ScriptBuilder b(false);  // an RTO retransmits into a window below the MSS
     b.ts = false;
     Event synack = Segment(kSynAck);
     synack.seg.window = 100;
@@ -789,7 +790,7 @@ void KnownIssueReproducers() {
     repro("timeout-sends-nothing-window-below-mss", b);
   }
   {
-    ScriptBuilder b(false);  // kKnownFastRetransmitIgnoresWindow
+    ScriptBuilder b(false);  // no new data past the window when recovery ends
     b.ts = false;
     b.s.header.mss = 2;
     b.s.header.send_buffer = 0;  // 4096: data is still queued when recovery ends
@@ -803,7 +804,7 @@ void KnownIssueReproducers() {
     repro("fast-retransmit-sends-new-data-beyond-window", b);
   }
   {
-    ScriptBuilder b(true);  // kKnownSackBlocksNotCountedInMss
+    ScriptBuilder b(true);  // SACK blocks count against the MSS (RFC 6691)
     b.s.header.send_buffer = 0;
     b.Open().Seg(kData, 100, SeqMode::kAhead, 100).Add(AppSend(2000));
     repro("sack-blocks-push-segment-past-mss", b);

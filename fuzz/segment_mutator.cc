@@ -7,11 +7,11 @@
 #include <array>
 #include <cstring>
 #include <optional>
-#include <random>
 #include <utility>
 #include <variant>
 #include <vector>
 
+#include "fuzz/mutator_random.h"
 #include "fuzz/targets.h"
 #include "stack/checksum.h"
 #include "stack/segment.h"
@@ -28,13 +28,13 @@ using stack::TcpOptions;
 
 constexpr size_t kMaxDatagram = 65535 + 60;
 
-class Mutator {
+class Mutator : MutatorRandom {
  public:
   Mutator() { arena_.resize(kArenaSize); }
 
   // The mutator is reused across calls, so its buffers are allocated once.
   size_t Run(uint8_t* data, size_t size, size_t max_size, unsigned seed, RawMutator raw) {
-    rng_.seed(seed);
+    Seed(seed);
     raw_ = raw;
     used_ = 0;
     input_.assign(data, data + size);
@@ -62,10 +62,6 @@ class Mutator {
   }
 
  private:
-  uint32_t Next() { return static_cast<uint32_t>(rng_()); }
-  uint32_t Below(uint32_t n) { return n == 0 ? 0 : Next() % n; }
-  bool Chance(uint32_t num, uint32_t den) { return Below(den) < num; }
-
   size_t Raw(uint8_t* data, size_t size, size_t max_size) {
     if (raw_ == nullptr) return size;
     return raw_(data, size, max_size);
@@ -452,7 +448,6 @@ class Mutator {
   }
 
   static constexpr size_t kArenaSize = 4 * kMaxDatagram;
-  std::minstd_rand rng_;
   RawMutator raw_ = nullptr;
   std::vector<uint8_t> input_;
   std::vector<uint8_t> out_;

@@ -18,7 +18,6 @@
 
 #include "fuzz/check.h"
 #include "fuzz/endpoint_script.h"
-#include "fuzz/known_issues.h"
 #include "fuzz/targets.h"
 #include "stack/segment.h"
 #include "stack/tcp_endpoint.h"
@@ -161,13 +160,7 @@ class Harness {
       // A timer fired and retransmitted (fast retransmits come with segments).
       bool timed_out = (e.kind == EventKind::kAdvance || e.kind == EventKind::kToDeadline) &&
                        ep_->retransmissions() > retransmissions && ep_->state() == before;
-      bool hold = e.hold;
-      auto handshaking = [](TcpState s) {
-        return s == TcpState::kSynSent || s == TcpState::kSynReceived;
-      };
-      if (kKnownStaleSynRetransmit && (handshaking(before) || handshaking(ep_->state())))
-        hold = false;
-      if (!hold) PollAndCheck(timed_out);
+      if (!e.hold) PollAndCheck(timed_out);
       CheckInvariants();
     }
     PollAndCheck();
@@ -262,12 +255,7 @@ class Harness {
     r.src_port = 40000;
     r.dst_port = 80;
     r.flags = stack::TcpFlags(g.flags);
-    uint16_t len = g.len;
-    if (kKnownSynAckShortcutTakesAnything && ep_->state() == TcpState::kSynReceived &&
-        r.flags.has(stack::kSyn | stack::kAck)) {
-      r.flags = r.flags.without(stack::kRst | stack::kFin);
-      len = 0;
-    }
+    const uint16_t len = g.len;
     bool syn = r.flags.has(stack::kSyn);
     SeqNum e = ExpectedSeq(syn);
     switch (g.seq_mode) {
@@ -313,7 +301,6 @@ class Harness {
   void FillOptions(const SegmentEvent& g, TcpRepr& r) {
     stack::TcpOptions& o = r.options;
     if (g.options & kOptMss) o.mss = g.option_arg;
-    if (kKnownSmallMssUnderflows && o.mss && *o.mss < 13 && (g.options & kOptTs)) o.mss = 13;
     if (g.options & kOptWscale) o.window_scale = static_cast<uint8_t>(g.option_arg & 15);
     o.sack_permitted = (g.options & kOptSackOk) != 0;
     if (g.options & kOptTs) {
@@ -388,10 +375,6 @@ class Harness {
     return SeqNum(base_) + static_cast<uint32_t>(prefix_) + (fin_at_prefix_ ? 1 : 0);
   }
 
-  bool TimeWaitExempt() const {
-    return kKnownTimeWaitTakesSecondFin && ep_->state() == TcpState::kTimeWait;
-  }
-
   // ---- Output ----
 
   // `timed_out`: a retransmission timer fired since the last Poll.
@@ -403,11 +386,11 @@ class Harness {
       CheckEmitted(seg);
     });
     // RFC 6298 §5.4: on a retransmission timeout, retransmit.
-    WRENCH_CHECK(!timed_out || emitted > 0 || kKnownTimeoutSendsNothing)
+    WRENCH_CHECK(!timed_out || emitted > 0)
         << "a retransmission timeout in " << ep_->state() << " sent nothing";
     WRENCH_CHECK(pending || emitted == 0)
         << "Poll emitted " << emitted << " segments after HasPendingOutput() said none were due";
-    WRENCH_CHECK(!pending || emitted > 0 || kKnownPendingOutputWithoutOutput)
+    WRENCH_CHECK(!pending || emitted > 0)
         << "HasPendingOutput() said output was due but Poll emitted nothing";
     CheckTimers();
   }
@@ -422,11 +405,10 @@ class Harness {
     size_t options = seg.header_len() - 20;
     bool over_mss =
         peer_mss_ && seg.payload.size() > 1 && seg.payload.size() + options > *peer_mss_;
-    WRENCH_CHECK(!over_mss || kKnownSackBlocksNotCountedInMss)
+    WRENCH_CHECK(!over_mss)
         << seg.payload.size() << " bytes of payload and " << options
         << " of options exceed the peer's MSS " << *peer_mss_ << ": " << seg;
     auto n = stack::EmitSegment(whole, absl::MakeSpan(buf));
-    if (!n.ok() && over_mss) return;  // known_issues.h: too big even for a datagram
     WRENCH_CHECK(n.ok()) << "emitted segment does not emit: " << n.status() << ": " << seg;
     auto back = stack::ParseSegment({buf.data(), *n});
     WRENCH_CHECK(back.ok()) << "emitted segment does not parse: " << back.status() << ": " << seg;
@@ -449,7 +431,7 @@ class Harness {
       WRENCH_CHECK(seg.payload.size() <= std::max<uint16_t>(*peer_mss_, 1))
           << seg.payload.size() << " bytes of payload, the peer's SYN said MSS " << *peer_mss_;
     }
-    if (!seg.payload.empty() && !kKnownFastRetransmitIgnoresWindow) {
+    if (!seg.payload.empty()) {
       // New data goes only into the window the peer offered (RFC 9293 §3.8.6).
       SeqNum end = seg.seq + static_cast<uint32_t>(seg.payload.size());
       WRENCH_CHECK(end <= t.snd_nxt || end <= t.snd_una + t.snd_wnd)
@@ -472,7 +454,7 @@ class Harness {
           << "FIN at stream offset " << static_cast<int32_t>(fin - (t.iss + 1))
           << ", Close was called after " << *app_fin_ << " bytes";
     }
-    if (seg.flags.has(stack::kAck) && Synchronized(st) && !TimeWaitExempt()) {
+    if (seg.flags.has(stack::kAck) && Synchronized(st)) {
       SeqNum max = MaxRcvNxt();
       WRENCH_CHECK(seg.ack <= max) << "acknowledges " << static_cast<int32_t>(seg.ack - max)
                                    << " bytes never received: ack " << seg.ack
@@ -552,7 +534,7 @@ class Harness {
     if (c.to == TcpState::kListen && c.from == TcpState::kSynReceived) {
       // Back to LISTEN: a new connection may follow with new ISS/IRS; what the
       // application queued was flushed.
-      WRENCH_CHECK(ep_->send_queue() == 0 || kKnownListenKeepsQueuedData)
+      WRENCH_CHECK(ep_->send_queue() == 0)
           << "back in LISTEN (" << c.cause << ") with " << ep_->send_queue()
           << " bytes queued for the abandoned connection";
       ever_synchronized_ = false;
@@ -592,7 +574,7 @@ class Harness {
             << (app_fin_ ? " and closed" : "");
       }
     }
-    if (Synchronized(st) && !TimeWaitExempt()) {
+    if (Synchronized(st)) {
       SeqNum max = MaxRcvNxt();
       WRENCH_CHECK(t.rcv_nxt <= max)
           << "RCV.NXT " << t.rcv_nxt << " is beyond what the script sent (" << max << ")";
@@ -600,7 +582,7 @@ class Harness {
           << delivered_ << " bytes read + " << ep_->readable() << " readable > " << prefix_
           << " sent";
     }
-    if (ep_->fin_received() && Synchronized(st) && !TimeWaitExempt()) {
+    if (ep_->fin_received() && Synchronized(st)) {
       RefreshCoverage();
       uint32_t fin = (t.rcv_nxt - 1).raw();
       bool sent = std::find(sent_fins_.begin(), sent_fins_.end(), fin) != sent_fins_.end();

@@ -174,30 +174,30 @@ size_t UnpaddedLen(const TcpOptions& o) {
   return canonical > 40 ? canonical - CanonicalNops(o) : canonical;
 }
 
-// The SACK blocks' edges, after the option's kind and length; returns their end.
-uint8_t* WriteSackBlocks(const TcpOptions& o, uint8_t* p) {
-  for (size_t k = 0; k < o.sack_count; ++k) {
-    Put32(p, o.sack[k].left.raw());
-    Put32(p + 4, o.sack[k].right.raw());
-    p += 8;
-  }
-  return p;
-}
-
-// The dense layout (see CanonicalLen); returns the end of what it wrote.
-uint8_t* WriteDense(const TcpOptions& o, uint8_t* p) {
+// Writes the known options in the one order both layouts share (MSS, SACK-permitted,
+// TS, WS, SACK); `aligned` adds the canonical layout's NOPs (see CanonicalLen), without
+// it the layout is the dense one. Returns the end of what it wrote.
+uint8_t* WriteKnown(const TcpOptions& o, uint8_t* p, bool aligned) {
+  auto nops = [&](size_t n) {
+    if (!aligned) return;
+    std::memset(p, kOptNop, n);
+    p += n;
+  };
   if (o.mss) {
     p[0] = kOptMss;
     p[1] = kMssLen;
     Put16(p + 2, *o.mss);
     p += 4;
   }
+  // SACK-permitted and TS share one aligned word of 12 bytes; either alone takes NOP NOP.
   if (o.sack_permitted) {
+    if (!o.timestamps) nops(2);
     p[0] = kOptSackPermitted;
     p[1] = kSackPermittedLen;
     p += 2;
   }
   if (o.timestamps) {
+    if (!o.sack_permitted) nops(2);
     p[0] = kOptTimestamps;
     p[1] = kTimestampsLen;
     Put32(p + 2, o.timestamps->value);
@@ -205,67 +205,30 @@ uint8_t* WriteDense(const TcpOptions& o, uint8_t* p) {
     p += 10;
   }
   if (o.window_scale) {
+    nops(1);
     p[0] = kOptWindowScale;
     p[1] = kWindowScaleLen;
     p[2] = *o.window_scale;
     p += 3;
   }
   if (o.sack_count > 0) {
+    nops(2);
     p[0] = kOptSack;
     p[1] = static_cast<uint8_t>(2 + 8 * o.sack_count);
     p += 2;
-    p = WriteSackBlocks(o, p);
-  }
-  return p;
-}
-
-// The canonical layout; returns the end of what it wrote.
-uint8_t* WriteCanonical(const TcpOptions& o, uint8_t* p) {
-  if (o.mss) {
-    p[0] = kOptMss;
-    p[1] = kMssLen;
-    Put16(p + 2, *o.mss);
-    p += 4;
-  }
-  if (o.timestamps) {
-    if (o.sack_permitted) {
-      p[0] = kOptSackPermitted;
-      p[1] = kSackPermittedLen;
-    } else {
-      p[0] = p[1] = kOptNop;
+    for (size_t k = 0; k < o.sack_count; ++k) {
+      Put32(p, o.sack[k].left.raw());
+      Put32(p + 4, o.sack[k].right.raw());
+      p += 8;
     }
-    p[2] = kOptTimestamps;
-    p[3] = kTimestampsLen;
-    Put32(p + 4, o.timestamps->value);
-    Put32(p + 8, o.timestamps->echo);
-    p += 12;
-  } else if (o.sack_permitted) {
-    p[0] = p[1] = kOptNop;
-    p[2] = kOptSackPermitted;
-    p[3] = kSackPermittedLen;
-    p += 4;
-  }
-  if (o.window_scale) {
-    p[0] = kOptNop;
-    p[1] = kOptWindowScale;
-    p[2] = kWindowScaleLen;
-    p[3] = *o.window_scale;
-    p += 4;
-  }
-  if (o.sack_count > 0) {
-    p[0] = p[1] = kOptNop;
-    p[2] = kOptSack;
-    p[3] = static_cast<uint8_t>(2 + 8 * o.sack_count);
-    p += 4;
-    p = WriteSackBlocks(o, p);
   }
   return p;
 }
 
 void WriteOptions(const TcpOptions& o, uint8_t* p, size_t padded) {
   uint8_t* const start = p;
-  // A padded length past the canonical layout's means the dense one (see UnpaddedLen).
-  p = padded < ((CanonicalLen(o) + 3) & ~size_t{3}) ? WriteDense(o, p) : WriteCanonical(o, p);
+  // A padded length short of the canonical layout's means the dense one (see UnpaddedLen).
+  p = WriteKnown(o, p, padded >= ((CanonicalLen(o) + 3) & ~size_t{3}));
   // Raw options go out byte for byte whatever their kind, so a fault rule can craft
   // a malformed or known-kind option on purpose; only kinds the parser does not
   // interpret round-trip through parse(emit(x)).

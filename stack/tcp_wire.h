@@ -50,14 +50,11 @@ class TcpFlags {
   uint8_t bits_ = 0;
 };
 
+// Option kinds the stack interprets (IANA's registry), with the RFC that defines each.
 enum TcpOptionKind : uint8_t {
-  kOptEol = 0,
-  kOptNop = 1,
-  kOptMss = 2,
-  kOptWindowScale = 3,
-  kOptSackPermitted = 4,
-  kOptSack = 5,
-  kOptTimestamps = 8,
+  kOptEol = 0, kOptNop = 1, kOptMss = 2,      // RFC 9293 §3.2
+  kOptWindowScale = 3, kOptTimestamps = 8,    // RFC 7323
+  kOptSackPermitted = 4, kOptSack = 5,        // RFC 2018
 };
 
 struct SackBlock {
