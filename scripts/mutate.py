@@ -301,14 +301,32 @@ def find_mutants(path, src):
     lines = src.split("\n")
     skip_lines = set()
     skip_ops = {}  # line -> operators marked equivalent there
+
+    def statement_lines(i):
+        # Line i and the lines that continue what it starts: while a parenthesis is
+        # open or the code ends in an operator, the next line is the same statement.
+        span, depth = [i], 0
+        while i <= len(lines):
+            code = lines[i - 1].split("//")[0].rstrip()
+            depth += code.count("(") - code.count(")")
+            if i + 1 > len(lines) or (depth <= 0 and not re.search(r"(=|[-+*/%&|^<>?:,])$", code)):
+                break
+            i += 1
+            span.append(i)
+        return span
+
     for i, l in enumerate(lines, 1):
         if l.strip().startswith("//") and EQUIVALENT_MARK in l:
-            i += 1  # a marker on a line of its own is about the next line
+            # a marker on a line of its own is about the next line that is not a comment
+            i += 1
+            while i <= len(lines) and lines[i - 1].strip().startswith("//"):
+                i += 1
         mark = re.search(EQUIVALENT_MARK + r"(?: (\S+))? \(", l)
-        if mark and mark.group(1):
-            skip_ops[i] = set(mark.group(1).split(","))
-        elif EQUIVALENT_MARK in l or "static_assert" in l:
-            skip_lines.add(i)
+        for at in statement_lines(i) if EQUIVALENT_MARK in l else [i]:
+            if mark and mark.group(1):
+                skip_ops.setdefault(at, set()).update(mark.group(1).split(","))
+            elif EQUIVALENT_MARK in l or "static_assert" in l:
+                skip_lines.add(at)
     mutants = []
     # brace context: stack of (kind, function name); kind code|other
     stack = [("other", "", False)]

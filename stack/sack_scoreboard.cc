@@ -109,8 +109,8 @@ SackScoreboard::SackResult SackScoreboard::OnSackBlocks(
     }
     for (size_t i = lo; i < count_; ++i) {
       SentSegment& s = (*this)[i];
-      if (s.start >= right)
-        break;  // mutate: equivalent >= (one starting at `right` ends past it: skipped)
+      // mutate: equivalent >= (one starting at `right` ends past it: skipped)
+      if (s.start >= right) break;
       if (s.sacked || s.start < left || s.end > right) continue;  // only records covered in full
       SetSacked(s);
       r.newly_sacked += s.len();

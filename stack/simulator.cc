@@ -113,8 +113,8 @@ void Simulator::Emit(Side from, const TcpRepr& seg) {
     std::uniform_real_distribution<double> u(0, 1);
     // A draw equal to the probability has a chance of 2^-53.
     if (u(rng_) < faults_.loss) v.drop = true;  // mutate: equivalent < (a draw equal to it)
-    if (u(rng_) < faults_.duplicate)
-      v.extra_copies += 1;            // mutate: equivalent < (a draw equal to it)
+    // mutate: equivalent < (a draw equal to it)
+    if (u(rng_) < faults_.duplicate) v.extra_copies += 1;
     if (u(rng_) < faults_.reorder) {  // mutate: equivalent < (a draw equal to it)
       v.extra_delay += absl::Nanoseconds(static_cast<int64_t>(
           u(rng_) * static_cast<double>(absl::ToInt64Nanoseconds(faults_.max_extra_delay))));

@@ -134,8 +134,8 @@ void TcpEndpoint::ResetConnection() {
   // The smallest shift that lets the whole receive buffer be advertised (RFC 7323 §2.3).
   uint8_t ws = 0;
   while (ws < 14 && (rcv_buf_.capacity() >> ws) > 0xffff) ++ws;
-  tcb_.rcv_wscale =
-      cfg_.window_scaling ? ws : 0;  // mutate: equivalent 0 (AcceptSynOptions zeroes it unused)
+  // mutate: equivalent 0 (AcceptSynOptions zeroes it unused)
+  tcb_.rcv_wscale = cfg_.window_scaling ? ws : 0;
   const bool passive = snd_.passive;
   snd_ = Sender{};
   snd_.passive = passive;
@@ -151,8 +151,8 @@ void TcpEndpoint::ResetConnection() {
   tlp_ = Tlp{};
   challenge_ = ChallengeAcks{};
   snd_buf_.Consume(snd_buf_.size());
-  rcv_buf_.Consume(
-      rcv_buf_.size());  // mutate: equivalent del (SYN-RECEIVED takes no text: it is empty)
+  // mutate: equivalent del (SYN-RECEIVED takes no text: it is empty)
+  rcv_buf_.Consume(rcv_buf_.size());
 }
 
 // ---------------------------------------------------------------------------
@@ -395,8 +395,8 @@ void TcpEndpoint::SegmentArrivesSynSent(Instant now, const TcpRepr& seg) {
   tcb_.irs = seg.seq;
   tcb_.rcv_nxt = seg.seq + 1;
   AcceptSynOptions(seg);
-  UpdateTimestamps(
-      seg);  // mutate: equivalent del (AcceptSynOptions took TS.Recent from this segment)
+  // mutate: equivalent del (AcceptSynOptions took TS.Recent from this segment)
+  UpdateTimestamps(seg);
   tcb_.snd_wnd = seg.window;  // a SYN's window is never scaled
   tcb_.snd_wl1 = seg.seq;
   tcb_.snd_wl2 = seg.ack;
@@ -510,8 +510,8 @@ bool TcpEndpoint::CheckAckField(Instant now, const TcpRepr& seg) {
     tcb_.snd_wl1 = seg.seq;
     tcb_.snd_wl2 = seg.ack;  // mutate: equivalent del (as SND.WL1 above)
     tcb_.max_snd_wnd = std::max(tcb_.max_snd_wnd, tcb_.snd_wnd);
-    AdvanceUna(now, seg.ack,
-               seg);       // mutate: equivalent del (the ACK processing below advances it the same)
+    // mutate: equivalent del (the ACK processing below advances it the same)
+    AdvanceUna(now, seg.ack, seg);
     snd_.syn_due = false;  // a SYN-ACK retransmission that was due is moot now
     SetState(now, TcpState::kEstablished, "ACK of SYN");
   }
@@ -598,13 +598,13 @@ void TcpEndpoint::ProcessSegmentText(Instant now, const TcpRepr& seg) {
   }
   uint32_t wnd = ReceiveWindow();
   uint32_t offset = static_cast<uint32_t>(seq - tcb_.rcv_nxt);
-  if (offset >=
-      wnd) {  // mutate: equivalent >= (text starting at the window's edge failed the first check)
+  // mutate: equivalent >= (text starting at the window's edge failed the first check)
+  if (offset >= wnd) {
     rcv_.ack_needed = true;
     return;
   }
-  if (data.size() > wnd - offset)
-    data = data.first(wnd - offset);  // mutate: equivalent > (first(size) is all)
+  // mutate: equivalent > (first(size) is all)
+  if (data.size() > wnd - offset) data = data.first(wnd - offset);
   if (offset == 0) {
     bool filled_hole = rcv_.ooo_count > 0;
     rcv_buf_.WriteAt(rcv_buf_.size(), data);
@@ -675,8 +675,7 @@ bool TcpEndpoint::HoldOutOfOrder(SeqNum seq, absl::Span<const uint8_t> data) {
     std::move_backward(rcv_.ooo.begin() + i, rcv_.ooo.begin() + rcv_.ooo_count,
                        rcv_.ooo.begin() + rcv_.ooo_count + 1);
     ++rcv_.ooo_count;
-  } else if (merged >
-             1) {  // mutate: equivalent 1 (one range merged moves nothing and removes none)
+  } else if (merged > 1) {  // mutate: equivalent 1 (one range merged moves none, removes none)
     std::move(rcv_.ooo.begin() + j, rcv_.ooo.begin() + rcv_.ooo_count, rcv_.ooo.begin() + i + 1);
     rcv_.ooo_count -= merged - 1;
   }
@@ -961,8 +960,8 @@ void TcpEndpoint::RackUpdate(Instant now, const SentSegment& s) {
   }
   // Step 3: a segment delivered below the highest one delivered, never
   // retransmitted, arrived out of order.
-  if (!rack_.fack_set ||
-      s.end > rack_.fack) {  // mutate: equivalent > (no two deliveries end alike)
+  // mutate: equivalent > (no two deliveries end alike)
+  if (!rack_.fack_set || s.end > rack_.fack) {
     rack_.fack = s.end;
     rack_.fack_set = true;
   } else if (!s.retransmitted) {
@@ -1070,8 +1069,8 @@ void TcpEndpoint::EnterFastRecovery(Instant now) {
   rec_.prr_delivered = 0;
   rec_.prr_out = 0;
   rec_.recover_fs = std::max<uint32_t>(FlightSize(), 1);
-  rtt_.timing =
-      false;  // mutate: equivalent del,false (every ACK in recovery is after_loss: no sample)
+  // mutate: equivalent del,false (every ACK in recovery is after_loss: no sample)
+  rtt_.timing = false;
   timers_.tlp = kNever;
   tlp_.in_flight = false;
 }
@@ -1403,8 +1402,8 @@ bool TcpEndpoint::RetransmitSegment(Instant now, size_t i,
     if (c == 0) break;
     at += c;
   }
-  if (at == sb_[i].start)
-    return false;  // mutate: equivalent false (a record lies in the buffer: some is sent)
+  // mutate: equivalent false (a record lies in the buffer: some is sent)
+  if (at == sb_[i].start) return false;
   sb_.OnRetransmit(i, now);
   ++rec_.retransmissions;
   rtt_.timing = false;  // Karn
@@ -1469,8 +1468,8 @@ void TcpEndpoint::EmitData(Instant now, absl::FunctionRef<void(const TcpRepr&)> 
     int32_t room =
         static_cast<int32_t>(std::clamp<int64_t>(std::min(cwnd_room, wnd_room), -1, 0x3fffffff));
     bool fin_only = snd_.fin_requested && snd_.cursor == snd_.fin_seq;
-    if (room <= 0 && !fin_only)
-      break;  // mutate: equivalent <= (a room of 0 takes no byte: EmitAt sends none)
+    // mutate: equivalent <= (a room of 0 takes no byte: EmitAt sends none)
+    if (room <= 0 && !fin_only) break;
     // Sender SWS avoidance (RFC 9293 §3.8.6.2.1): while segments are in flight,
     // do not cut a small segment just because the window ends; wait for ACKs.
     uint32_t queued = static_cast<uint32_t>(end - snd_.cursor);
@@ -1557,8 +1556,8 @@ void TcpEndpoint::Poll(Instant now, absl::FunctionRef<void(const TcpRepr&)> emit
       // Karn: time only the first transmission of the SYN.
       if (!tcb_.ts_ok && rec_.retries == 0) {
         rtt_.timing = true;
-        rtt_.seq =
-            tcb_.iss + 1;  // mutate: equivalent +,1 (the only acceptable ACK here is ISS + 1)
+        // mutate: equivalent +,1 (the only acceptable ACK here is ISS + 1)
+        rtt_.seq = tcb_.iss + 1;
         rtt_.start = now;
       }
       tcb_.snd_nxt = tcb_.iss + 1;
