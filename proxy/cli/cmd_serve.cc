@@ -6,7 +6,6 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "proxy/app/service.h"
-#include "proxy/app/summary.h"
 #include "proxy/cli/cli.h"
 #include "proxy/cli/commands.h"
 #include "proxy/cli/common_flags.h"
