@@ -287,37 +287,27 @@ class ControlApiImpl : public ControlApi {
 
   // One row of GET /connections.
   static Json ConnectionJson(Json id, const char* kind, Json proxy, const ConnectionInfo& c) {
-    Json j;
-    j["id"] = std::move(id);
-    j["kind"] = kind;
-    j["proxy"] = std::move(proxy);
-    j["client"] = c.client;
-    j["front"] = c.front;
-    j["upstream"] = c.upstream;
-    j["client_leg"] = c.client_leg_state;
-    j["server_leg"] = c.server_leg_state;
-    j["bytes_to_server"] = c.bytes_to_server;
-    j["bytes_to_client"] = c.bytes_to_client;
-    return j;
+    return {{"id", std::move(id)},
+            {"kind", kind},
+            {"proxy", std::move(proxy)},
+            {"client", c.client},
+            {"front", c.front},
+            {"upstream", c.upstream},
+            {"client_leg", c.client_leg_state},
+            {"server_leg", c.server_leg_state},
+            {"bytes_to_server", c.bytes_to_server},
+            {"bytes_to_client", c.bytes_to_client}};
   }
 
   Json CountersJson() const {
     const ProxyStats& s = service_.proxy().stats();
-    Json j;
-    j["connections"] = s.connections;
-    j["active"] = s.active;
-    j["refused"] = s.refused;
-    j["unreachable"] = s.unreachable;
-    j["out_of_fds"] = s.out_of_fds;
-    j["resets"] = s.resets;
-    j["bytes_to_server"] = s.bytes_to_server;
-    j["bytes_to_client"] = s.bytes_to_client;
-    j["datagrams_in"] = s.datagrams_in;
-    j["datagrams_out"] = s.datagrams_out;
-    j["not_tcp"] = s.not_tcp;
-    j["bad_datagrams"] = s.bad_datagrams;
-    j["stray_segments"] = s.stray_segments;
-    j["held_segments"] = service_.engine().held();
+    Json j = {{"connections", s.connections},         {"active", s.active},
+              {"refused", s.refused},                 {"unreachable", s.unreachable},
+              {"out_of_fds", s.out_of_fds},           {"resets", s.resets},
+              {"bytes_to_server", s.bytes_to_server}, {"bytes_to_client", s.bytes_to_client},
+              {"datagrams_in", s.datagrams_in},       {"datagrams_out", s.datagrams_out},
+              {"not_tcp", s.not_tcp},                 {"bad_datagrams", s.bad_datagrams},
+              {"stray_segments", s.stray_segments},   {"held_segments", service_.engine().held()}};
     Json rules = Json::array();
     for (const auto& r : service_.engine().Rules()) {
       Json rj;

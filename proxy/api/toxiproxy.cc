@@ -20,6 +20,7 @@
 #include "proxy/os/dnat.h"
 #include "proxy/os/host_lookup.h"
 #include "proxy/relay/stream_relay.h"
+#include "stack/status_macros.h"
 
 namespace wrench::proxy {
 
@@ -68,37 +69,54 @@ absl::StatusOr<Json> ParseBody(const std::string& body) {
   }
 }
 
-absl::Status GetString(const Json& j, const char* key, std::string* out) {
+// A request body that must be one JSON object: `what` ("a proxy") names it if not.
+absl::StatusOr<Json> ParseObject(const std::string& body, absl::string_view what) {
+  auto in = ParseBody(body);
+  if (in.ok() && !in->is_object())
+    return BadBody(absl::StrCat(what, " must be a JSON object, got ", in->dump()));
+  return in;
+}
+
+// The attribute `key` of `j`, or nullptr when it is absent or null (left unset).
+const Json* Attribute(const Json& j, const char* key) {
   auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return absl::OkStatus();
-  if (!it->is_string())
-    return BadBody(absl::StrCat("\"", key, "\" must be a string, got ", it->dump()));
-  *out = it->get<std::string>();
+  return it == j.end() || it->is_null() ? nullptr : &*it;
+}
+
+// Reads the attribute `key` into *out when it is set; `is` tells whether a value has
+// the type wanted, which `must_be` names in the bad body's message.
+template <typename T>
+absl::Status GetAs(const Json& j, const char* key, bool (Json::*is)() const noexcept,
+                   absl::string_view must_be, T* out) {
+  const Json* v = Attribute(j, key);
+  if (!v) return absl::OkStatus();
+  if (!(v->*is)())
+    return BadBody(absl::StrCat("\"", key, "\" must be ", must_be, ", got ", v->dump()));
+  *out = v->get<T>();
   return absl::OkStatus();
+}
+
+absl::Status GetString(const Json& j, const char* key, std::string* out) {
+  return GetAs(j, key, &Json::is_string, "a string", out);
 }
 
 absl::Status GetBool(const Json& j, const char* key, bool* out) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return absl::OkStatus();
-  if (!it->is_boolean())
-    return BadBody(absl::StrCat("\"", key, "\" must be true or false, got ", it->dump()));
-  *out = it->get<bool>();
-  return absl::OkStatus();
+  return GetAs(j, key, &Json::is_boolean, "true or false", out);
 }
 
 absl::Status GetInt(const Json& j, const char* key, int64_t* out) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return absl::OkStatus();
-  if (it->is_number_integer()) {
-    *out = it->get<int64_t>();
+  const Json* v = Attribute(j, key);
+  if (!v) return absl::OkStatus();
+  if (v->is_number_integer()) {
+    *out = v->get<int64_t>();
     return absl::OkStatus();
   }
-  if (it->is_number_float() && std::floor(it->get<double>()) == it->get<double>() &&
-      std::abs(it->get<double>()) < 9e15) {
-    *out = static_cast<int64_t>(it->get<double>());
+  if (v->is_number_float() && std::floor(v->get<double>()) == v->get<double>() &&
+      std::abs(v->get<double>()) < 9e15) {
+    *out = static_cast<int64_t>(v->get<double>());
     return absl::OkStatus();
   }
-  return BadBody(absl::StrCat("attribute \"", key, "\" must be an integer, got ", it->dump()));
+  return BadBody(absl::StrCat("attribute \"", key, "\" must be an integer, got ", v->dump()));
 }
 
 Json NumberJson(double v) {
@@ -204,10 +222,7 @@ absl::StatusOr<std::vector<std::string>> SegmentRuleTexts(absl::string_view type
   const std::string action(type.substr(std::string_view("segment_").size()));
   std::string text = action;
   std::vector<std::string> args;
-  auto take = [&](const char* key) -> const Json* {
-    auto it = attrs.find(key);
-    return it == attrs.end() || it->is_null() ? nullptr : &*it;
-  };
+  auto take = [&](const char* key) { return Attribute(attrs, key); };
   if (action == "delay") {
     const Json* d = take("delay");
     if (!d)
@@ -302,22 +317,22 @@ ToxiproxyCollection::Proxy* ToxiproxyCollection::Find(const std::string& name) c
   return it == proxies_.end() ? nullptr : it->second.get();
 }
 
+absl::StatusOr<ToxiproxyCollection::Proxy*> ToxiproxyCollection::Lookup(
+    const std::string& name) const {
+  Proxy* p = Find(name);
+  if (!p) return absl::NotFoundError(kProxyNotFound);
+  return p;
+}
+
 Json ToxiproxyCollection::ToxicJson(const Toxic& t) const {
-  Json j;
-  j["attributes"] = t.attributes;
-  j["name"] = t.name;
-  j["type"] = t.type;
-  j["stream"] = t.stream;
-  j["toxicity"] = NumberJson(t.toxicity);
-  return j;
+  return {{"attributes", t.attributes},
+          {"name", t.name},
+          {"type", t.type},
+          {"stream", t.stream},
+          {"toxicity", NumberJson(t.toxicity)}};
 }
 
 Json ToxiproxyCollection::ProxyJson(const Proxy& p) const {
-  Json j;
-  j["name"] = p.name;
-  j["listen"] = p.listen;
-  j["upstream"] = p.upstream;
-  j["enabled"] = p.enabled;
   // Toxiproxy lists the upstream chain, then the downstream one.
   Json toxics = Json::array();
   for (const char* stream : {"upstream", "downstream"}) {
@@ -325,8 +340,11 @@ Json ToxiproxyCollection::ProxyJson(const Proxy& p) const {
       if (t->stream == stream) toxics.push_back(ToxicJson(*t));
     }
   }
-  j["toxics"] = std::move(toxics);
-  return j;
+  return {{"name", p.name},
+          {"listen", p.listen},
+          {"upstream", p.upstream},
+          {"enabled", p.enabled},
+          {"toxics", std::move(toxics)}};
 }
 
 // ---- starting and stopping ----
@@ -613,25 +631,20 @@ absl::StatusOr<Json> ToxiproxyCollection::Populate(const std::string& body) {
 }
 
 absl::StatusOr<Json> ToxiproxyCollection::GetProxy(const std::string& name) const {
-  Proxy* p = Find(name);
-  if (!p) return absl::NotFoundError(kProxyNotFound);
+  ASSIGN_OR_RETURN(Proxy* p, Lookup(name));
   return ProxyJson(*p);
 }
 
 absl::StatusOr<Json> ToxiproxyCollection::UpdateProxy(const std::string& name,
                                                       const std::string& body) {
-  Proxy* p = Find(name);
-  if (!p) return absl::NotFoundError(kProxyNotFound);
-  auto in = ParseBody(body);
-  if (!in.ok()) return in.status();
-  if (!in->is_object())
-    return BadBody(absl::StrCat("a proxy must be a JSON object, got ", in->dump()));
+  ASSIGN_OR_RETURN(Proxy* p, Lookup(name));
+  ASSIGN_OR_RETURN(const Json in, ParseObject(body, "a proxy"));
   // Unset fields keep their values (Toxiproxy decodes over the current proxy).
   std::string listen = p->listen, upstream = p->upstream;
   bool enabled = p->enabled;
-  if (auto s = GetString(*in, "listen", &listen); !s.ok()) return s;
-  if (auto s = GetString(*in, "upstream", &upstream); !s.ok()) return s;
-  if (auto s = GetBool(*in, "enabled", &enabled); !s.ok()) return s;
+  if (auto s = GetString(in, "listen", &listen); !s.ok()) return s;
+  if (auto s = GetString(in, "upstream", &upstream); !s.ok()) return s;
+  if (auto s = GetBool(in, "enabled", &enabled); !s.ok()) return s;
   if (!SameListen(listen, p->listen) || upstream != p->upstream) {
     Stop(*p);
     p->listen = listen;
@@ -646,8 +659,7 @@ absl::StatusOr<Json> ToxiproxyCollection::UpdateProxy(const std::string& name,
 }
 
 absl::Status ToxiproxyCollection::DeleteProxy(const std::string& name) {
-  Proxy* p = Find(name);
-  if (!p) return absl::NotFoundError(kProxyNotFound);
+  ASSIGN_OR_RETURN(Proxy* p, Lookup(name));
   Stop(*p);
   for (auto& t : p->toxics) UnapplyToxic(*p, *t);
   proxies_.erase(name);
@@ -785,29 +797,21 @@ absl::Status BuildToxic(ToxiproxyCollection::Json attrs, absl::string_view type,
 }  // namespace
 
 absl::StatusOr<Json> ToxiproxyCollection::Toxics(const std::string& proxy) const {
-  Proxy* p = Find(proxy);
-  if (!p) return absl::NotFoundError(kProxyNotFound);
+  ASSIGN_OR_RETURN(Proxy* p, Lookup(proxy));
   return ProxyJson(*p)["toxics"];
 }
 
 absl::StatusOr<Json> ToxiproxyCollection::CreateToxic(const std::string& proxy,
                                                       const std::string& body) {
-  Proxy* p = Find(proxy);
-  if (!p) return absl::NotFoundError(kProxyNotFound);
-  auto in = ParseBody(body);
-  if (!in.ok()) return in.status();
-  if (!in->is_object())
-    return BadBody(absl::StrCat("a toxic must be a JSON object, got ", in->dump()));
+  ASSIGN_OR_RETURN(Proxy* p, Lookup(proxy));
+  ASSIGN_OR_RETURN(const Json in, ParseObject(body, "a toxic"));
   auto t = std::make_unique<Toxic>();
   t->stream = "downstream";  // Toxiproxy's defaults: downstream, toxicity 1
-  if (auto s = GetString(*in, "name", &t->name); !s.ok()) return s;
-  if (auto s = GetString(*in, "type", &t->type); !s.ok()) return s;
-  if (auto s = GetString(*in, "stream", &t->stream); !s.ok()) return s;
-  if (auto it = in->find("toxicity"); it != in->end() && !it->is_null()) {
-    if (!it->is_number())
-      return BadBody(absl::StrCat("\"toxicity\" must be a number, got ", it->dump()));
-    t->toxicity = it->get<double>();
-  }
+  if (auto s = GetString(in, "name", &t->name); !s.ok()) return s;
+  if (auto s = GetString(in, "type", &t->type); !s.ok()) return s;
+  if (auto s = GetString(in, "stream", &t->stream); !s.ok()) return s;
+  if (auto s = GetAs(in, "toxicity", &Json::is_number, "a number", &t->toxicity); !s.ok())
+    return s;
   t->stream = absl::AsciiStrToLower(t->stream);
   if (t->stream != "upstream" && t->stream != "downstream")
     return absl::InvalidArgumentError(kInvalidStream);
@@ -818,7 +822,7 @@ absl::StatusOr<Json> ToxiproxyCollection::CreateToxic(const std::string& proxy,
     if (other->name == t->name) return absl::AlreadyExistsError(kToxicExists);
   }
   Json attrs = Json::object();
-  if (auto it = in->find("attributes"); it != in->end() && !it->is_null()) attrs = *it;
+  if (const Json* a = Attribute(in, "attributes")) attrs = *a;
   if (auto s =
           BuildToxic(attrs, t->type, t->stream, t->toxicity, p->tun || p->dnat, p->no_segments,
                      p->listen, service_, &t->segment, &t->rules, &t->stream_toxic, &t->attributes);
@@ -835,8 +839,7 @@ absl::StatusOr<Json> ToxiproxyCollection::CreateToxic(const std::string& proxy,
 
 absl::StatusOr<Json> ToxiproxyCollection::GetToxic(const std::string& proxy,
                                                    const std::string& toxic) const {
-  Proxy* p = Find(proxy);
-  if (!p) return absl::NotFoundError(kProxyNotFound);
+  ASSIGN_OR_RETURN(Proxy* p, Lookup(proxy));
   for (const auto& t : p->toxics) {
     if (t->name == toxic) return ToxicJson(*t);
   }
@@ -846,29 +849,21 @@ absl::StatusOr<Json> ToxiproxyCollection::GetToxic(const std::string& proxy,
 absl::StatusOr<Json> ToxiproxyCollection::UpdateToxic(const std::string& proxy,
                                                       const std::string& toxic,
                                                       const std::string& body) {
-  Proxy* p = Find(proxy);
-  if (!p) return absl::NotFoundError(kProxyNotFound);
+  ASSIGN_OR_RETURN(Proxy* p, Lookup(proxy));
   auto found = std::find_if(p->toxics.begin(), p->toxics.end(),
                             [&](const auto& t) { return t->name == toxic; });
   if (found == p->toxics.end()) return absl::NotFoundError(kToxicNotFound);
   Toxic& t = **found;
-  auto in = ParseBody(body);
-  if (!in.ok()) return in.status();
-  if (!in->is_object())
-    return BadBody(absl::StrCat("a toxic must be a JSON object, got ", in->dump()));
+  ASSIGN_OR_RETURN(const Json in, ParseObject(body, "a toxic"));
   // Given attributes replace the current ones one by one (Toxiproxy decodes over a copy).
   Json attrs = t.attributes;
-  if (auto it = in->find("attributes"); it != in->end() && !it->is_null()) {
-    if (!it->is_object())
-      return BadBody(absl::StrCat("\"attributes\" must be an object, got ", it->dump()));
-    for (const auto& [k, v] : it->items()) attrs[k] = v;
+  if (const Json* a = Attribute(in, "attributes")) {
+    if (!a->is_object())
+      return BadBody(absl::StrCat("\"attributes\" must be an object, got ", a->dump()));
+    for (const auto& [k, v] : a->items()) attrs[k] = v;
   }
   double toxicity = t.toxicity;
-  if (auto it = in->find("toxicity"); it != in->end() && !it->is_null()) {
-    if (!it->is_number())
-      return BadBody(absl::StrCat("\"toxicity\" must be a number, got ", it->dump()));
-    toxicity = it->get<double>();
-  }
+  if (auto s = GetAs(in, "toxicity", &Json::is_number, "a number", &toxicity); !s.ok()) return s;
   Toxic next = t;
   next.toxicity = toxicity;
   next.rule_ids.clear();
@@ -889,8 +884,7 @@ absl::StatusOr<Json> ToxiproxyCollection::UpdateToxic(const std::string& proxy,
 }
 
 absl::Status ToxiproxyCollection::DeleteToxic(const std::string& proxy, const std::string& toxic) {
-  Proxy* p = Find(proxy);
-  if (!p) return absl::NotFoundError(kProxyNotFound);
+  ASSIGN_OR_RETURN(Proxy* p, Lookup(proxy));
   auto found = std::find_if(p->toxics.begin(), p->toxics.end(),
                             [&](const auto& t) { return t->name == toxic; });
   if (found == p->toxics.end()) return absl::NotFoundError(kToxicNotFound);

@@ -88,6 +88,8 @@ class ToxiproxyCollection {
   Json ProxyJson(const Proxy& p) const;
   Json ToxicJson(const Toxic& t) const;
   Proxy* Find(const std::string& name) const;
+  // Find, or Toxiproxy's "proxy not found".
+  absl::StatusOr<Proxy*> Lookup(const std::string& name) const;
 
   ApiHost& service_;
   std::shared_ptr<std::mt19937_64> rng_;

@@ -168,6 +168,25 @@ absl::Status ServiceOptionsFromFlags(ServiceOptions& o) {
   return absl::OkStatus();
 }
 
+int RunService(const std::string& command, const ServiceOptions& o, const RunVerdict& verdict,
+               absl::FunctionRef<void(Service&)> announce) {
+  auto log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+  auto service = Service::Start(o);
+  if (!service.ok()) return verdict.NotStarted(command, service.status(), log);
+  (*service)->HandleSignals();
+  announce(**service);
+  std::fprintf(stderr, "wrench: ready\n");
+  (*service)->Run();
+  // Ctrl-C or SIGTERM: the run is over; its expectations decide the status.
+  return verdict.Finish((*service)->final_report(), RunOutcome(command), log);
+}
+
+void PrintRules(Service& service) {
+  for (const auto& r : service.engine().Rules()) {
+    std::fprintf(stderr, "wrench: rule #%d %s\n", r.id, r.text.c_str());
+  }
+}
+
 int RunProxy(int argc, char** argv) {
   std::vector<std::string> positional = ParseFlags(
       argc, argv,
@@ -192,22 +211,13 @@ int RunProxy(int argc, char** argv) {
   }
   auto verdict = RunVerdict::FromFlags(o.rules.size(), !o.api_address.empty());
   if (!verdict.ok()) return ReportError("proxy", verdict.status());
-  auto log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
-  auto service = Service::Start(o);
-  if (!service.ok()) return verdict->NotStarted("proxy", service.status(), log);
-  (*service)->HandleSignals();
-  for (const Mapping& m : o.maps) {
-    std::fprintf(stderr, "wrench: %s\n", m.text.c_str());
-  }
-  for (const auto& r : (*service)->engine().Rules()) {
-    std::fprintf(stderr, "wrench: rule #%d %s\n", r.id, r.text.c_str());
-  }
-  if ((*service)->api_port())
-    std::fprintf(stderr, "wrench: API on port %u\n", (*service)->api_port());
-  std::fprintf(stderr, "wrench: ready\n");
-  (*service)->Run();
-  // Ctrl-C or SIGTERM: the run is over; its expectations decide the status.
-  return verdict->Finish((*service)->final_report(), RunOutcome("proxy"), log);
+  return RunService("proxy", o, *verdict, [&](Service& service) {
+    for (const Mapping& m : o.maps) {
+      std::fprintf(stderr, "wrench: %s\n", m.text.c_str());
+    }
+    PrintRules(service);
+    if (service.api_port()) std::fprintf(stderr, "wrench: API on port %u\n", service.api_port());
+  });
 }
 
 }  // namespace wrench::proxy

@@ -6,7 +6,6 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "proxy/app/service.h"
-#include "proxy/app/summary.h"
 #include "proxy/cli/cli.h"
 #include "proxy/cli/commands.h"
 #include "proxy/cli/common_flags.h"
@@ -78,25 +77,17 @@ int RunServe(int argc, char** argv) {
   // Rules come and go through the API: rule numbers are checked at the end.
   auto verdict = RunVerdict::FromFlags(o.rules.size(), /*rules_may_change=*/true);
   if (!verdict.ok()) return ReportError("serve", verdict.status());
-  auto log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
-  auto service = Service::Start(o);
-  if (!service.ok()) return verdict->NotStarted("serve", service.status(), log);
-  (*service)->HandleSignals();
-  for (const auto& r : (*service)->engine().Rules()) {
-    std::fprintf(stderr, "wrench: rule #%d %s\n", r.id, r.text.c_str());
-  }
-  if ((*service)->has_tun()) {
-    std::fprintf(stderr, "wrench: API on %s (port %u), TUN %s %s/%d\n", o.api_address.c_str(),
-                 (*service)->api_port(), o.tun_name.c_str(), o.net_addr.ToString().c_str(),
-                 o.prefix_len);
-  } else {
-    std::fprintf(stderr, "wrench: API on %s (port %u), no TUN: stream toxics only\n",
-                 o.api_address.c_str(), (*service)->api_port());
-  }
-  std::fprintf(stderr, "wrench: ready\n");
-  (*service)->Run();
-  // Ctrl-C or SIGTERM: the run is over; its expectations decide the status.
-  return verdict->Finish((*service)->final_report(), RunOutcome("serve"), log);
+  return RunService("serve", o, *verdict, [&](Service& service) {
+    PrintRules(service);
+    if (service.has_tun()) {
+      std::fprintf(stderr, "wrench: API on %s (port %u), TUN %s %s/%d\n", o.api_address.c_str(),
+                   service.api_port(), o.tun_name.c_str(), o.net_addr.ToString().c_str(),
+                   o.prefix_len);
+    } else {
+      std::fprintf(stderr, "wrench: API on %s (port %u), no TUN: stream toxics only\n",
+                   o.api_address.c_str(), service.api_port());
+    }
+  });
 }
 
 }  // namespace wrench::proxy

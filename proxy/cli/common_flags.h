@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/flags/declare.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "proxy/cli/cli.h"
@@ -28,6 +29,8 @@ ABSL_DECLARE_FLAG(std::string, out);
 
 namespace wrench::proxy {
 struct ServiceOptions;
+class Service;
+class RunVerdict;
 
 // The --help lines of the flags that proxy, exec and serve share word for word.
 inline constexpr FlagHelp kTcpProfileHelp = {
@@ -60,4 +63,12 @@ inline constexpr FlagHelp kAllowIdleRulesHelp = {
 absl::Status TcpConfigFromFlags(stack::TcpConfig& cfg);
 // Fills what `proxy` and `exec` share from their flags (defined in cmd_proxy.cc).
 absl::Status ServiceOptionsFromFlags(ServiceOptions& o);
+// The run of `proxy` and `serve` once their flags are read (defined in cmd_proxy.cc):
+// starts the service (or returns `verdict`'s status for a run that could not start),
+// lets `announce` print what it serves, says ready, runs until Ctrl-C or SIGTERM, and
+// returns the exit status the run's expectations decide.
+int RunService(const std::string& command, const ServiceOptions& o, const RunVerdict& verdict,
+               absl::FunctionRef<void(Service&)> announce);
+// One line on stderr for each of the service's rules.
+void PrintRules(Service& service);
 }  // namespace wrench::proxy

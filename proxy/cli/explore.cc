@@ -166,35 +166,27 @@ std::string ShellQuote(const std::string& s) {
   return absl::StrCat("'", absl::StrReplaceAll(s, {{"'", "'\\''"}}), "'");
 }
 
-std::string ExploreJson(const ExploreSummary& s) {
-  nlohmann::json j;
-  j["command"] = s.command;
-  j["seed"] = s.seed;
-  j["budget"] = s.budget;
-  j["runs"] = s.runs;
-  j["shrink_runs"] = s.shrink_runs;
-  j["baseline_s"] = s.baseline_s;
-  j["timeout_s"] = s.timeout_s;
-  j["elapsed_s"] = s.elapsed_s;
-  j["findings"] = nlohmann::json::array();
-  for (const Finding& f : s.findings) {
-    nlohmann::json fj;
-    fj["dir"] = f.dir;
-    fj["origin"] = f.origin;
-    fj["original_rules"] = Texts(f.original);
-    fj["rules"] = Texts(f.minimal);
-    fj["seed"] = f.seed;
-    fj["exit_status"] = f.outcome.exit_status;
-    fj["timed_out"] = f.outcome.timed_out;
-    fj["seconds"] = f.outcome.seconds;
-    fj["reruns"] = f.reruns;
-    fj["rerun_failures"] = f.rerun_failures;
-    fj["verdict"] = f.deterministic() ? "deterministic" : "flaky";
-    fj["replay"] = f.replay;
-    j["findings"].push_back(std::move(fj));
-  }
-  return j.dump(2);
+// The JSON summary's objects (nlohmann::json: keys sorted), found by nlohmann through ADL.
+void to_json(nlohmann::json& j, const Finding& f) {
+  j = {{"dir", f.dir},                 {"origin", f.origin},
+       {"seed", f.seed},               {"replay", f.replay},
+       {"reruns", f.reruns},           {"rerun_failures", f.rerun_failures},
+       {"seconds", f.outcome.seconds}, {"timed_out", f.outcome.timed_out},
+       {"exit_status", f.outcome.exit_status},
+       {"original_rules", Texts(f.original)},
+       {"rules", Texts(f.minimal)},
+       {"verdict", f.deterministic() ? "deterministic" : "flaky"}};
 }
+
+void to_json(nlohmann::json& j, const ExploreSummary& s) {
+  j = {{"command", s.command},       {"seed", s.seed},
+       {"budget", s.budget},         {"runs", s.runs},
+       {"baseline_s", s.baseline_s}, {"timeout_s", s.timeout_s},
+       {"elapsed_s", s.elapsed_s},   {"shrink_runs", s.shrink_runs},
+       {"findings", s.findings}};
+}
+
+std::string ExploreJson(const ExploreSummary& s) { return nlohmann::json(s).dump(2); }
 
 std::string ExploreReportHtml(const ExploreSummary& s) {
   std::vector<std::string> quoted;

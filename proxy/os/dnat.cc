@@ -248,17 +248,12 @@ std::string RecordPath(const std::string& netns, const std::string& tun) {
 
 // The record is a JSON object (nlohmann::ordered_json, keys in this order).
 std::string Serialize(const Record& r) {
-  nlohmann::ordered_json j;
-  j["what"] = "what a wrench run changed on this host (wrench cleanup undoes it)";
-  j["pid"] = r.pid;
-  j["start"] = r.start;
-  j["netns"] = r.netns;
-  j["tun"] = r.tun;
-  j["ifindex"] = r.ifindex;
-  j["table"] = r.table;
-  j["sysctls"] = nlohmann::ordered_json::array();
-  for (const Sysctl& s : r.sysctls)
-    j["sysctls"].push_back({{"path", s.path}, {"original", s.original}});
+  nlohmann::ordered_json sysctls = nlohmann::ordered_json::array();
+  for (const Sysctl& s : r.sysctls) sysctls.push_back({{"path", s.path}, {"original", s.original}});
+  const nlohmann::ordered_json j = {
+      {"what", "what a wrench run changed on this host (wrench cleanup undoes it)"},
+      {"pid", r.pid}, {"start", r.start}, {"netns", r.netns}, {"tun", r.tun},
+      {"ifindex", r.ifindex}, {"table", r.table}, {"sysctls", std::move(sysctls)}};
   return j.dump(2) + "\n";
 }
 

@@ -180,10 +180,11 @@ class Proxy : private KernelSocketLeg::Owner, private TunSide::Owner {
   void Remove(Connection& c);
   void SendStrayRst(const stack::Segment& seg);
   void Reschedule(Connection& c);
+  // TunSide::Owner.
   void OnReleased(const SegmentMeta& meta, absl::Span<const uint8_t> datagram) override;
+  void Reap() override;
   void OnDeadline(uint64_t conn, stack::Instant now) override;
   void OnBurstEnd(uint64_t conn) override;
-  void Reap() override;
   void LogSegment(const Connection* c, Hook hook, const stack::Segment& seg,
                   std::optional<stack::TcpState> before, std::optional<stack::TcpState> after,
                   const Decision* decision, stack::Instant at = stack::Instant());

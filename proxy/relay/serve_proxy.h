@@ -69,27 +69,30 @@ class ServeProxy : private KernelSocketLeg::Owner, private TunSide::Owner {
 
  private:
   struct Connection;
-  void Accept();
-  void OnAccepted(boost::asio::ip::tcp::socket sock);
-  void Service(Connection& c);
-  // Sends what the endpoint has due; true when a rule's RST ended the server leg.
-  bool Flush(Connection& c);
-  // Moves bytes, FIN and RST between the client's socket and the server leg
-  // (relay_loop.h).
-  void Relay(Connection& c);
-  void OnSocketCompletion(uint64_t conn, const KernelSocketLeg& leg,
-                          const KernelSocketLeg::Completion& done) override;
-  void MaybeFinish(Connection& c);
-  void Remove(Connection& c);
-  void Deliver(Connection& c, const stack::Segment& seg);
-  void OnReleased(const SegmentMeta& meta, absl::Span<const uint8_t> datagram) override;
-  void OnDeadline(uint64_t conn, stack::Instant now) override;
-  void OnBurstEnd(uint64_t conn) override;
-  void Reap() override;
+  void Event(const Connection& c, const std::string& what);
   void Log(const Connection* c, Hook hook, const stack::Segment& seg,
            std::optional<stack::TcpState> before, std::optional<stack::TcpState> after,
            const Decision* decision, stack::Instant at);
-  void Event(const Connection& c, const std::string& what);
+  void Accept();
+  void OnAccepted(boost::asio::ip::tcp::socket sock);
+  void Service(Connection& c);
+  // Moves bytes, FIN and RST between the client's socket and the server leg
+  // (relay_loop.h).
+  void Relay(Connection& c);
+  void MaybeFinish(Connection& c);
+  void Remove(Connection& c);
+  // Sends what the endpoint has due; true when a rule's RST ended the server leg.
+  bool Flush(Connection& c);
+  void Deliver(Connection& c, const stack::Segment& seg);
+
+  // KernelSocketLeg::Owner.
+  void OnSocketCompletion(uint64_t conn, const KernelSocketLeg& leg,
+                          const KernelSocketLeg::Completion& done) override;
+  // TunSide::Owner.
+  void OnReleased(const SegmentMeta& meta, absl::Span<const uint8_t> datagram) override;
+  void Reap() override;
+  void OnDeadline(uint64_t conn, stack::Instant now) override;
+  void OnBurstEnd(uint64_t conn) override;
 
   boost::asio::io_context& io_;
   DatagramSink& sink_;
