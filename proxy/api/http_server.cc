@@ -156,38 +156,29 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(asio::io_context& 
   if (ec) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", where, ": ", ec.message()));
   }
-  s->Accept();
+  s->accept_.Start();
   return s;
 }
 
 HttpServer::HttpServer(asio::io_context& io, std::shared_ptr<Shared> shared)
-    : acceptor_(io), shared_(std::move(shared)) {}
+    : acceptor_(io),
+      shared_(std::move(shared)),
+      accept_(acceptor_, [this](tcp::socket s) { OnAccepted(std::move(s)); }) {}
 
 HttpServer::~HttpServer() { Stop(); }
 
-tcp::endpoint HttpServer::local_endpoint() const {
-  boost::system::error_code ec;
-  return acceptor_.local_endpoint(ec);
-}
+tcp::endpoint HttpServer::local_endpoint() const { return accept_.local_endpoint(); }
 
-void HttpServer::Accept() {
-  acceptor_.async_accept(
-      [this, shared = shared_](boost::system::error_code ec, tcp::socket socket) {
-        if (shared->stopped) return;
-        if (!ec) {
-          boost::system::error_code ignored;
-          socket.set_option(tcp::no_delay(true), ignored);
-          auto session = std::make_shared<Session>(std::move(socket), shared);
-          auto& live = shared->sessions;
-          live.erase(
-              std::remove_if(live.begin(), live.end(), [](const auto& w) { return w.expired(); }),
-              live.end());
-          live.push_back(session);
-          session->Read();
-        }
-        // A failed accept (too many open files, say) must not stop the API for good.
-        if (ec != asio::error::operation_aborted) Accept();
-      });
+void HttpServer::OnAccepted(tcp::socket socket) {
+  if (shared_->stopped) return;
+  boost::system::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  auto session = std::make_shared<Session>(std::move(socket), shared_);
+  auto& live = shared_->sessions;
+  live.erase(std::remove_if(live.begin(), live.end(), [](const auto& w) { return w.expired(); }),
+             live.end());
+  live.push_back(session);
+  session->Read();
 }
 
 void HttpServer::Stop() {

@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "proxy/os/accept_loop.h"
 
 namespace wrench::proxy {
 
@@ -64,10 +65,11 @@ class HttpServer {
   class Session;
   struct Shared;
   HttpServer(boost::asio::io_context& io, std::shared_ptr<Shared> shared);
-  void Accept();
+  void OnAccepted(boost::asio::ip::tcp::socket socket);
 
   boost::asio::ip::tcp::acceptor acceptor_;
   std::shared_ptr<Shared> shared_;
+  AcceptLoop accept_;  // after acceptor_, which it uses
 };
 
 }  // namespace wrench::proxy

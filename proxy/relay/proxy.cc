@@ -651,9 +651,9 @@ ConnectionInfo Proxy::Info(const Connection& conn) const {
 std::string Proxy::Summary() const {
   const std::string rules = tun_.RuleHits();
   return absl::StrFormat(
-      "connections %d (%d active, %d refused, %d unreachable, %d reset%s), bytes to server %d, to "
-      "client "
-      "%d, datagrams in %d out %d (%d not TCP, %d unparsable, %d stray)%s%s",
+      "connections %d (%d active, %d refused, %d unreachable, %d reset%s), "
+      "bytes to server %d, to client %d, "
+      "datagrams in %d out %d (%d not TCP, %d unparsable, %d stray)%s%s",
       stats_.connections, stats_.active, stats_.refused, stats_.unreachable, stats_.resets,
       stats_.out_of_fds == 0 ? ""
                              : absl::StrCat(", ", stats_.out_of_fds, " out of file descriptors"),

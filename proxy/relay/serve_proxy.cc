@@ -17,9 +17,6 @@ namespace wrench::proxy {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
-using stack::Instant;
-using stack::Segment;
-using stack::TcpEndpoint;
 using stack::TcpState;
 
 struct ServeProxy::Connection {
@@ -29,7 +26,7 @@ struct ServeProxy::Connection {
   std::string client;          // "127.0.0.1:43512", for event lines
   TupleKey key;                // remote: the server; local: our gateway address and port
   KernelSocketLeg client_leg;  // the accepted socket
-  std::unique_ptr<TcpEndpoint> ep;
+  std::unique_ptr<stack::TcpEndpoint> ep;
   bool connected = false;
   RelaySide client_side, server_side;  // what the relay loop keeps of each leg
   uint64_t bytes_to_server = 0, bytes_to_client = 0;
@@ -37,7 +34,16 @@ struct ServeProxy::Connection {
 
 ServeProxy::ServeProxy(asio::io_context& io, DatagramSink& sink, FaultEngine& engine,
                        ServeOptions opts)
-    : io_(io), sink_(sink), engine_(engine), opts_(std::move(opts)), acceptor_(io) {
+    : io_(io),
+      sink_(sink),
+      engine_(engine),
+      opts_(std::move(opts)),
+      acceptor_(io),
+      accept_(acceptor_, [this](tcp::socket s) {
+        if (shutting_down_) return;
+        OnAccepted(std::move(s));
+        tun_.EndOfEntry();
+      }) {
   relay_buf_.resize(64 * 1024);
 }
 
@@ -53,7 +59,7 @@ absl::Status ServeProxy::Start() {
   if (ec)
     return absl::UnavailableError(
         absl::StrCat("--serve: cannot listen on ", where, ": ", ec.message()));
-  Accept();
+  accept_.Start();
   return absl::OkStatus();
 }
 
@@ -63,15 +69,6 @@ void ServeProxy::Event(const Connection& c, const std::string& what) {
 
 // ---------------------------------------------------------------------------
 // The client side: accepted kernel sockets.
-
-void ServeProxy::Accept() {
-  acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket sock) {
-    if (ec == asio::error::operation_aborted || shutting_down_) return;
-    if (!ec) OnAccepted(std::move(sock));
-    tun_.EndOfEntry();
-    Accept();
-  });
-}
 
 void ServeProxy::OnAccepted(tcp::socket sock) {
   const uint16_t port = tun_.FreePort([&](uint16_t p) {
@@ -91,7 +88,7 @@ void ServeProxy::OnAccepted(tcp::socket sock) {
   c->key = {opts_.server_addr, opts_.gateway_addr, opts_.server_port, port};
   stack::TcpConfig cfg = opts_.tcp;
   cfg.tuple = {opts_.gateway_addr, port, opts_.server_addr, opts_.server_port};
-  c->ep = std::make_unique<TcpEndpoint>(cfg);
+  c->ep = std::make_unique<stack::TcpEndpoint>(cfg);
   uint64_t id = c->id;
   c->ep->set_state_observer([this, id](const stack::StateChange& ch) {
     auto it = conns_.find(id);
@@ -196,18 +193,18 @@ void ServeProxy::Remove(Connection& c) {
 
 bool ServeProxy::Flush(Connection& c) {
   return tun_.Flush(*c.ep, c.key, {c.id, Hook::kToServer, TcpState::kClosed, 0},
-                    [&](const Segment& s, const SegmentMeta& meta, const Offered& o) {
+                    [&](const stack::Segment& s, const SegmentMeta& meta, const Offered& o) {
                       Log(&c, meta.hook, s, meta.state, meta.state, o.last(), MonotonicNow());
                     });
 }
 
 void ServeProxy::OnDatagram(absl::Span<const uint8_t> datagram, bool whole_super_segment) {
   ++stats_.datagrams_in;
-  Instant now = MonotonicNow();
+  stack::Instant now = MonotonicNow();
   if (TunSide::NotTcp(datagram)) return;
   auto parsed = stack::ParseSegment(datagram, {.verify_checksums = !whole_super_segment});
   if (!parsed.ok()) return;
-  const Segment& seg = *parsed;
+  const stack::Segment& seg = *parsed;
   if (!whole_super_segment) tun_.Capture(now, datagram);
   auto it = by_tuple_.find(TupleKey{seg.src(), seg.dst(), seg.tcp.src_port, seg.tcp.dst_port});
   if (it != by_tuple_.end()) {
@@ -215,7 +212,7 @@ void ServeProxy::OnDatagram(absl::Span<const uint8_t> datagram, bool whole_super
     TcpState before = c.ep->state();
     std::optional<Decision> decision =
         tun_.Receive(now, {c.id, Hook::kFromServer, before, 0}, datagram, seg,
-                     [&](const Segment& s) { Deliver(c, s); });
+                     [&](const stack::Segment& s) { Deliver(c, s); });
     // (Perhaps removed by now, but alive until the end of the entry point.)
     Log(&c, Hook::kFromServer, seg, before, c.ep->state(), decision ? &*decision : nullptr, now);
   } else if (!seg.tcp.flags.has(stack::kRst) && !seg.is_v6()) {
@@ -226,7 +223,7 @@ void ServeProxy::OnDatagram(absl::Span<const uint8_t> datagram, bool whole_super
   tun_.EndOfEntry();
 }
 
-void ServeProxy::Deliver(Connection& c, const Segment& seg) {
+void ServeProxy::Deliver(Connection& c, const stack::Segment& seg) {
   c.ep->OnSegment(MonotonicNow(), seg.tcp);
   if (!tun_.DeferService(c.id)) Service(c);
 }
@@ -240,7 +237,7 @@ void ServeProxy::OnReleased(const SegmentMeta& meta, absl::Span<const uint8_t> b
 
 void ServeProxy::Reap() { graveyard_.clear(); }
 
-void ServeProxy::OnDeadline(uint64_t id, Instant now) {
+void ServeProxy::OnDeadline(uint64_t id, stack::Instant now) {
   auto it = conns_.find(id);
   if (it == conns_.end()) return;
   it->second->ep->OnTick(now);
@@ -256,7 +253,7 @@ void ServeProxy::Shutdown() {
   shutting_down_ = true;
   boost::system::error_code ignored;
   acceptor_.close(ignored);
-  Instant now = MonotonicNow();
+  stack::Instant now = MonotonicNow();
   std::vector<uint64_t> ids;
   for (const auto& [id, c] : conns_) ids.push_back(id);
   for (uint64_t id : ids) {
@@ -272,9 +269,9 @@ void ServeProxy::Shutdown() {
 // ---------------------------------------------------------------------------
 // Observation.
 
-void ServeProxy::Log(const Connection* c, Hook hook, const Segment& seg,
+void ServeProxy::Log(const Connection* c, Hook hook, const stack::Segment& seg,
                      std::optional<TcpState> before, std::optional<TcpState> after,
-                     const Decision* decision, Instant at) {
+                     const Decision* decision, stack::Instant at) {
   if (!log_) return;
   log_->Write(RecordOf(at, c ? c->id : 0, hook, seg, before, after, c ? c->ep.get() : nullptr,
                        decision));
@@ -283,9 +280,8 @@ void ServeProxy::Log(const Connection* c, Hook hook, const Segment& seg,
 std::string ServeProxy::Summary() const {
   const std::string rules = tun_.RuleHits();
   return absl::StrFormat(
-      "serve: connections %d (%d active, %d refused, %d reset), bytes to server %d, to client %d, "
-      "datagrams in %d "
-      "out %d (%d stray)%s%s",
+      "serve: connections %d (%d active, %d refused, %d reset), "
+      "bytes to server %d, to client %d, datagrams in %d out %d (%d stray)%s%s",
       stats_.connections, stats_.active, stats_.refused, stats_.resets, stats_.bytes_to_server,
       stats_.bytes_to_client, stats_.datagrams_in, stats_.datagrams_out, stats_.stray_segments,
       rules.empty() ? "" : ", rules: ", rules);

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "proxy/fault/fault_engine.h"
+#include "proxy/os/accept_loop.h"
 #include "proxy/relay/kernel_socket_leg.h"
 #include "proxy/relay/tun_side.h"
 #include "proxy/relay/tuple_key.h"
@@ -73,7 +74,6 @@ class ServeProxy : private KernelSocketLeg::Owner, private TunSide::Owner {
   void Log(const Connection* c, Hook hook, const stack::Segment& seg,
            std::optional<stack::TcpState> before, std::optional<stack::TcpState> after,
            const Decision* decision, stack::Instant at);
-  void Accept();
   void OnAccepted(boost::asio::ip::tcp::socket sock);
   void Service(Connection& c);
   // Moves bytes, FIN and RST between the client's socket and the server leg
@@ -109,6 +109,7 @@ class ServeProxy : private KernelSocketLeg::Owner, private TunSide::Owner {
   std::vector<uint8_t> relay_buf_;  // bytes moving between legs
   TunSide tun_{io_, sink_, engine_, *this, stats_.datagrams_out};
   bool shutting_down_ = false;
+  AcceptLoop accept_;  // last: its handler uses the members above
 };
 
 }  // namespace wrench::proxy

@@ -57,7 +57,7 @@ absl::StatusOr<std::unique_ptr<StreamRelay>> StreamRelay::Start(
     return absl::UnavailableError(
         absl::StrCat("listen tcp ", FormatHostPort(listen), ": bind: ", why));
   }
-  r->Accept();
+  r->accept_.Start();
   return r;
 }
 
@@ -72,37 +72,28 @@ StreamRelay::StreamRelay(asio::io_context& io, Upstream upstream, ToxicsFactory 
                                   ":", upstream_.port)),
       toxics_(std::move(toxics)),
       log_(std::move(log)),
-      resolver_(io) {}
+      resolver_(io),
+      accept_(acceptor_, [this](tcp::socket s) { OnAccepted(std::move(s)); }) {}
 
 StreamRelay::~StreamRelay() { Stop(); }
 
-tcp::endpoint StreamRelay::local_endpoint() const {
-  boost::system::error_code ec;
-  return acceptor_.local_endpoint(ec);
-}
+tcp::endpoint StreamRelay::local_endpoint() const { return accept_.local_endpoint(); }
 
-void StreamRelay::Accept() {
-  acceptor_.async_accept(
-      [this, stopped = stopped_](boost::system::error_code ec, tcp::socket socket) {
-        if (*stopped) return;
-        if (ec == asio::error::operation_aborted) return;
-        if (!ec) {
-          auto c = std::make_shared<Conn>(*this, ++next_id_, std::move(socket));
-          ++stats_->connections;
-          boost::system::error_code ignored;
-          c->client.socket().set_option(tcp::no_delay(true), ignored);
-          auto peer = c->client.socket().remote_endpoint(ignored);
-          if (peer.address().is_v6() && peer.address().to_v6().is_v4_mapped()) {
-            // An IPv4 client of a [::] listener, shown as IPv4.
-            peer.address(asio::ip::make_address_v4(asio::ip::v4_mapped, peer.address().to_v6()));
-          }
-          c->client_text = FormatHostPort(peer);
-          c->toxics = toxics_(MonotonicNow());
-          conns_[c->id] = c;
-          Connect(c);
-        }
-        Accept();
-      });
+void StreamRelay::OnAccepted(tcp::socket socket) {
+  if (*stopped_) return;
+  auto c = std::make_shared<Conn>(*this, ++next_id_, std::move(socket));
+  ++stats_->connections;
+  boost::system::error_code ignored;
+  c->client.socket().set_option(tcp::no_delay(true), ignored);
+  auto peer = c->client.socket().remote_endpoint(ignored);
+  if (peer.address().is_v6() && peer.address().to_v6().is_v4_mapped()) {
+    // An IPv4 client of a [::] listener, shown as IPv4.
+    peer.address(asio::ip::make_address_v4(asio::ip::v4_mapped, peer.address().to_v6()));
+  }
+  c->client_text = FormatHostPort(peer);
+  c->toxics = toxics_(MonotonicNow());
+  conns_[c->id] = c;
+  Connect(c);
 }
 
 void StreamRelay::Connect(const std::shared_ptr<Conn>& c) {

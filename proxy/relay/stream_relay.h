@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "proxy/fault/stream_toxics.h"
+#include "proxy/os/accept_loop.h"
 #include "proxy/os/host_lookup.h"
 #include "proxy/relay/kernel_socket_leg.h"
 
@@ -67,7 +68,7 @@ class StreamRelay : private KernelSocketLeg::Owner {
   struct Conn;
   StreamRelay(boost::asio::io_context& io, Upstream upstream, ToxicsFactory toxics,
               std::function<void(const std::string&)> log);
-  void Accept();
+  void OnAccepted(boost::asio::ip::tcp::socket socket);
   void Connect(const std::shared_ptr<Conn>& c);
   void OnSocketCompletion(uint64_t conn, const KernelSocketLeg& leg,
                           const KernelSocketLeg::Completion& done) override;
@@ -90,6 +91,7 @@ class StreamRelay : private KernelSocketLeg::Owner {
   uint64_t next_id_ = 0;
   std::map<uint64_t, std::shared_ptr<Conn>> conns_;
   std::vector<uint8_t> scratch_ = std::vector<uint8_t>(64 * 1024);  // the relay loop's
+  AcceptLoop accept_;  // last: its handlers use the members above
 };
 
 }  // namespace wrench::proxy
