@@ -19,12 +19,18 @@ namespace {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
+// A loop on a loopback listener that keeps what it accepts.
+struct Listener {
+  asio::io_context io;
+  tcp::acceptor acceptor{io, tcp::endpoint(asio::ip::address_v4::loopback(), 0)};
+  std::vector<tcp::socket> accepted;
+  AcceptLoop loop{acceptor, [this](tcp::socket s) { accepted.push_back(std::move(s)); }};
+};
+
 TEST(AcceptLoop, AcceptsEveryClient) {
   WRENCH_ENTER_NETNS_OR_SKIP();
-  asio::io_context io;
-  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
-  std::vector<tcp::socket> accepted;
-  AcceptLoop loop(acceptor, [&](tcp::socket s) { accepted.push_back(std::move(s)); });
+  Listener l;
+  auto& [io, acceptor, accepted, loop] = l;
   loop.Start();
   std::vector<tcp::socket> clients;
   for (int i = 0; i < 3; ++i) {
@@ -48,10 +54,8 @@ TEST(AcceptLoop, OutOfDescriptorsWaitsInsteadOfSpinningAndAcceptsOnceOneIsFree) 
 #endif
 #endif
   WRENCH_ENTER_NETNS_OR_SKIP();
-  asio::io_context io;
-  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
-  std::vector<tcp::socket> accepted;
-  AcceptLoop loop(acceptor, [&](tcp::socket s) { accepted.push_back(std::move(s)); });
+  Listener l;
+  auto& [io, acceptor, accepted, loop] = l;
   loop.Start();
   io.poll();  // the loop's first accept is waiting
 
