@@ -1,5 +1,6 @@
 // Flags that several subcommands share (abseil flags are process-wide, so each is
-// defined once, in cmd_proxy.cc, and declared here for the others).
+// defined once, in cmd_proxy.cc, and declared here for the others), and the steps of
+// a run the subcommands that run a Service share.
 #pragma once
 
 #include <cstdint>
