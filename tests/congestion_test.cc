@@ -372,6 +372,22 @@ Instant FeedPath(BbrCongestionControl& cc, Instant t, uint64_t& delivered, doubl
   return t;
 }
 
+// BBR after 30 round trips of a 10 MB/s path with a 10 ms round trip: its model full.
+struct OnAPath {
+  BbrCongestionControl cc;
+  uint64_t delivered = 0;
+  Instant t;
+  OnAPath() {
+    cc.Init(kMss);
+    t = FeedPath(cc, kT0, delivered, 10e6, absl::Milliseconds(10), 30);
+  }
+};
+
+void Deliver(BbrCongestionControl& cc, Instant t, uint64_t delivered, uint32_t acked,
+             uint32_t inflight, Duration rtt = absl::Milliseconds(10)) {
+  cc.OnDelivery(t, {.delivered = delivered, .acked = acked, .inflight = inflight, .rtt = rtt});
+}
+
 TEST(Bbr, NamedAndParsedLikeTheOthers) {
   EXPECT_EQ(CongestionAlgorithmName(CongestionAlgorithm::kBbr), "bbr");
   for (auto a :
@@ -414,10 +430,8 @@ TEST(Bbr, TheWindowSettlesAtTwiceTheBandwidthDelayProduct) {
 }
 
 TEST(Bbr, LossHoldsTheWindowForARoundTripAndItsEndRestoresIt) {
-  BbrCongestionControl cc;
-  cc.Init(kMss);
-  uint64_t delivered = 0;
-  Instant t = FeedPath(cc, kT0, delivered, 10e6, absl::Milliseconds(10), 30);
+  OnAPath path;
+  auto& [cc, delivered, t] = path;
   const uint32_t before = cc.cwnd();
   // Recovery: the window is what is in flight, and grows with no more than what the
   // ACKs deliver (packet conservation), whatever the bandwidth says.
@@ -425,10 +439,7 @@ TEST(Bbr, LossHoldsTheWindowForARoundTripAndItsEndRestoresIt) {
   EXPECT_EQ(cc.cwnd(), 50 * kMss);
   t += absl::Milliseconds(1);
   delivered += kMss;
-  cc.OnDelivery(t, {.delivered = delivered,
-                    .acked = kMss,
-                    .inflight = 49 * kMss,
-                    .rtt = absl::Milliseconds(10)});
+  Deliver(cc, t, delivered, kMss, 49 * kMss);
   EXPECT_EQ(cc.cwnd(), 50 * kMss);
   cc.OnRecoveryEnd();
   EXPECT_EQ(cc.cwnd(), before);  // the model did not shrink: no reduction
@@ -438,10 +449,8 @@ TEST(Bbr, LossHoldsTheWindowForARoundTripAndItsEndRestoresIt) {
 TEST(Bbr, RandomLossDoesNotShrinkTheWindow) {
   // What sets BBR apart from a loss-based algorithm: ten per cent of the segments
   // lost (each loss a recovery) leaves the window at 2 BDP of what is delivered.
-  BbrCongestionControl cc;
-  cc.Init(kMss);
-  uint64_t delivered = 0;
-  Instant t = FeedPath(cc, kT0, delivered, 10e6, absl::Milliseconds(10), 30);
+  OnAPath path;
+  auto& [cc, delivered, t] = path;
   for (int i = 0; i < 20; ++i) {
     cc.OnCongestionEvent(t, cc.cwnd());
     t = FeedPath(cc, t, delivered, 9e6, absl::Milliseconds(10), 1);
@@ -451,10 +460,8 @@ TEST(Bbr, RandomLossDoesNotShrinkTheWindow) {
 }
 
 TEST(Bbr, ATimeoutStartsFromOneSegmentAndGrowsBackToTheModel) {
-  BbrCongestionControl cc;
-  cc.Init(kMss);
-  uint64_t delivered = 0;
-  Instant t = FeedPath(cc, kT0, delivered, 10e6, absl::Milliseconds(10), 30);
+  OnAPath path;
+  auto& [cc, delivered, t] = path;
   cc.OnRto(t, cc.cwnd(), true);
   EXPECT_EQ(cc.cwnd(), kMss);
   // The floor of four segments applies from the next ACK; then the window grows by
@@ -479,11 +486,6 @@ TEST(Bbr, TheRoundTripIsTheSmallestSampleOfTenSeconds) {
 }
 
 // One ACK, as the endpoint reports it.
-void Deliver(BbrCongestionControl& cc, Instant t, uint64_t delivered, uint32_t acked,
-             uint32_t inflight, Duration rtt = absl::Milliseconds(10)) {
-  cc.OnDelivery(t, {.delivered = delivered, .acked = acked, .inflight = inflight, .rtt = rtt});
-}
-
 TEST(Bbr, ARoundTripEndsWhenWhatWasInFlightAtItsStartIsDeliveredAndMeasuresTheRate) {
   BbrCongestionControl cc;
   cc.Init(kMss);
@@ -572,10 +574,8 @@ TEST(Bbr, TheWindowNeverFallsBelowFourSegments) {
 }
 
 TEST(Bbr, ConservationHoldsTheWindowAtWhatIsInFlightUntilTheRoundEnds) {
-  BbrCongestionControl cc;
-  cc.Init(kMss);
-  uint64_t delivered = 0;
-  Instant t = FeedPath(cc, kT0, delivered, 10e6, absl::Milliseconds(10), 30);
+  OnAPath path;
+  auto& [cc, delivered, t] = path;
   const uint32_t target = cc.TargetCwnd();
   // The last round ends once 100 kB more are delivered (what FeedPath had in flight).
   cc.OnCongestionEvent(t, 20 * kMss);
@@ -592,10 +592,8 @@ TEST(Bbr, ConservationHoldsTheWindowAtWhatIsInFlightUntilTheRoundEnds) {
 }
 
 TEST(Bbr, RecoveryEndsWithTheWindowFromBeforeItAndNoLongerConserves) {
-  BbrCongestionControl cc;
-  cc.Init(kMss);
-  uint64_t delivered = 0;
-  Instant t = FeedPath(cc, kT0, delivered, 10e6, absl::Milliseconds(10), 30);
+  OnAPath path;
+  auto& [cc, delivered, t] = path;
   const uint32_t before = cc.cwnd();
   cc.OnCongestionEvent(t, 20 * kMss);
   cc.OnRecoveryEnd();
@@ -615,10 +613,8 @@ TEST(Bbr, RecoveryEndsWithTheWindowFromBeforeItAndNoLongerConserves) {
 }
 
 TEST(Bbr, ATimeoutEndsConservation) {
-  BbrCongestionControl cc;
-  cc.Init(kMss);
-  uint64_t delivered = 0;
-  Instant t = FeedPath(cc, kT0, delivered, 10e6, absl::Milliseconds(10), 30);
+  OnAPath path;
+  auto& [cc, delivered, t] = path;
   cc.OnCongestionEvent(t, 20 * kMss);
   cc.OnRto(t, 20 * kMss, true);
   Deliver(cc, t, delivered + kMss, kMss, 100 * kMss);
