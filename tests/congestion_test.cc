@@ -510,47 +510,43 @@ TEST(Bbr, ARoundTripEndsWhenWhatWasInFlightAtItsStartIsDeliveredAndMeasuresTheRa
   EXPECT_DOUBLE_EQ(cc.bandwidth(), 20'000 / 0.020);  // the largest of the window
 }
 
-TEST(Bbr, FullBandwidthIsThreeRoundsInARowWithoutAQuarterMore) {
+// Rounds of 10 ms from kT0, each delivering `bytes` with `next` bytes in flight at its
+// end (where the round after it ends).
+struct TenMsRounds {
   BbrCongestionControl cc;
-  cc.Init(kMss);
-  const Duration ms = absl::Milliseconds(1);
   Instant t = kT0;
   uint64_t delivered = 0;
-  Deliver(cc, t, delivered, 0, 1'000'000);
-  // Each round: `bytes` delivered in 10 ms, with a round end set by inflight = bytes
-  // of the next round.
-  auto round = [&](uint64_t bytes, uint64_t next) {
-    t += 10 * ms;
+  explicit TenMsRounds(uint32_t first_inflight) {
+    cc.Init(kMss);
+    Deliver(cc, t, delivered, 0, first_inflight);
+  }
+  void Round(uint64_t bytes, uint64_t next) {
+    t += absl::Milliseconds(10);
     delivered += bytes;
     Deliver(cc, t, delivered, static_cast<uint32_t>(bytes), static_cast<uint32_t>(next));
-  };
-  round(1'000'000, 100'000);  // 100 MB/s
-  round(100'000, 125'000);    // 10 MB/s: the filter keeps 100 MB/s
-  EXPECT_FALSE(cc.full_bandwidth_reached());
-  round(125'000, 100'000);
-  EXPECT_FALSE(cc.full_bandwidth_reached());  // second round without growth
-  round(100'000, 100'000);
-  EXPECT_TRUE(cc.full_bandwidth_reached());   // third
+  }
+};
+
+TEST(Bbr, FullBandwidthIsThreeRoundsInARowWithoutAQuarterMore) {
+  TenMsRounds r(1'000'000);
+  r.Round(1'000'000, 100'000);  // 100 MB/s
+  r.Round(100'000, 125'000);    // 10 MB/s: the filter keeps 100 MB/s
+  EXPECT_FALSE(r.cc.full_bandwidth_reached());
+  r.Round(125'000, 100'000);
+  EXPECT_FALSE(r.cc.full_bandwidth_reached());  // second round without growth
+  r.Round(100'000, 100'000);
+  EXPECT_TRUE(r.cc.full_bandwidth_reached());   // third
 }
 
 TEST(Bbr, GrowthOfExactlyAQuarterCountsAsGrowth) {
-  BbrCongestionControl cc;
-  cc.Init(kMss);
-  const Duration ms = absl::Milliseconds(1);
-  Instant t = kT0;
-  uint64_t delivered = 0;
-  Deliver(cc, t, delivered, 0, 100'000);
+  TenMsRounds r(100'000);
   // 10, 12.5, 12.5, 12.5, 12.5 MB/s: the second is exactly 1.25 times the first.
   for (uint64_t bytes : {100'000u, 125'000u, 125'000u, 125'000u}) {
-    t += 10 * ms;
-    delivered += bytes;
-    Deliver(cc, t, delivered, static_cast<uint32_t>(bytes), 125'000);
-    EXPECT_FALSE(cc.full_bandwidth_reached()) << bytes;
+    r.Round(bytes, 125'000);
+    EXPECT_FALSE(r.cc.full_bandwidth_reached()) << bytes;
   }
-  t += 10 * ms;
-  delivered += 125'000;
-  Deliver(cc, t, delivered, 125'000, 125'000);
-  EXPECT_TRUE(cc.full_bandwidth_reached());
+  r.Round(125'000, 125'000);
+  EXPECT_TRUE(r.cc.full_bandwidth_reached());
 }
 
 TEST(Bbr, TheWindowNeverFallsBelowFourSegments) {
